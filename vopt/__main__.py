@@ -1,0 +1,3 @@
+from vopt.cli.app import main
+
+main()

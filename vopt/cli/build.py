@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vopt.cli.output import RichReporter, err, handles_errors, print_json
+
+
+@handles_errors
+def command(
+    recipes: list[Path] = typer.Argument(..., help="Recipe YAML file(s).", show_default=False),
+    out: Path = typer.Option(Path("build"), "--out", "-o", help="Output root; each build goes to OUT/<name>/."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe value: key.path=value (YAML-typed)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Re-run every step (results still refresh the cache)."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache directory (default: $VOPT_CACHE_DIR or ~/.cache/vopt)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the manifest(s) as JSON on stdout."),
+    write_back: bool = typer.Option(False, "--write-back", help="Write the quantization fallback's exclusions into the recipe."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    from vopt.errors import GateFailed
+    from vopt.pipeline.cache import Cache
+    from vopt.pipeline.runner import build
+    from vopt.recipe.resolve import load_recipe
+
+    reporter = RichReporter()
+    cache = Cache(cache_dir)
+    loaded_all = [load_recipe(r, set_) for r in recipes]  # all recipes are checked before any work starts
+    manifests = []
+    failed: GateFailed | None = None
+    for loaded in loaded_all:
+        err.print(f"[bold]vopt build[/] {loaded.recipe.name}  ({loaded.path})", highlight=False)
+        try:
+            result = build(loaded, out, cache=cache, reporter=reporter, use_cache=not no_cache, debug=debug)
+        except GateFailed as exc:
+            failed = exc
+            manifests.append(_manifest_of(out / loaded.recipe.name))
+            err.print(f"[red]gate failed[/] build dir: {out / loaded.recipe.name}", highlight=False)
+            continue
+        manifests.append(result.manifest)
+        if write_back:
+            from vopt.recipe.write_back import write_back as do_write_back
+
+            changed = do_write_back(loaded, result.manifest)
+            if changed:
+                err.print(f"  wrote {changed} back into {loaded.path}", highlight=False)
+        _summary(result)
+    if json_out:
+        print_json(manifests[0] if len(manifests) == 1 else manifests)
+    if failed is not None:
+        raise failed
+
+
+def _manifest_of(build_dir: Path) -> dict:
+    from vopt.pipeline.manifest import read_manifest
+
+    try:
+        return read_manifest(build_dir)
+    except Exception:  # noqa: BLE001 - the gate error itself is what matters
+        return {}
+
+
+def _summary(result) -> None:
+    m = result.manifest
+    cached = sum(1 for s in m["steps"] if s["cached"])
+    art = m.get("artifact") or {}
+    err.print(
+        f"[green]built[/] {result.out_dir}/{art.get('file', '')}  "
+        f"({art.get('size_bytes', 0) / 1e6:.2f} MB, {cached}/{len(m['steps'])} steps cached, {result.vopt_seconds:.2f}s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for w in m.get("warnings", []):
+        if "RANDOM" in w:
+            err.print(f"[yellow]note:[/] {w}", highlight=False, soft_wrap=True)
+    err.print(f"  manifest: {result.out_dir / 'manifest.json'}   report: {result.out_dir / 'report.html'}", highlight=False, soft_wrap=True)

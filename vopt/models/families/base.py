@@ -1,0 +1,108 @@
+"""The family registry. A family module subclasses Family and decorates it with @register_family."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, ClassVar
+
+from vopt.pipeline.artifact import Preprocess
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+HALF = [0.5, 0.5, 0.5]
+
+_REGISTRY: dict[str, type[Family]] = {}
+_loaded = False
+
+
+class Family:
+    """Defaults for one model family. Everything here can be overridden by the recipe."""
+
+    name: ClassVar[str] = "generic"
+    model_types: ClassVar[tuple[str, ...]] = ()  # transformers config.model_type values
+    task: ClassVar[str] = "image-classification"
+    input_name: ClassVar[str] = "pixel_values"
+    # Output names in the order the export wrapper returns them.
+    outputs: ClassVar[tuple[str, ...]] = ("logits",)
+    image_size: ClassVar[int] = 224
+    mean: ClassVar[list[float]] = IMAGENET_MEAN
+    std: ClassVar[list[float]] = IMAGENET_STD
+    resize: ClassVar[int | None] = None
+    # Export parity tolerances (fp32): max abs diff and cosine.
+    atol: ClassVar[float] = 1e-4
+    min_cosine: ClassVar[float] = 0.9999
+    # Outputs whose order is not stable across tiny numeric differences (top-k).
+    unordered_outputs: ClassVar[tuple[str, ...]] = ()
+    # Default ops and node-name globs kept in float when quantizing.
+    quant_exclude_ops: ClassVar[tuple[str, ...]] = ()
+    quant_exclude_nodes: ClassVar[tuple[str, ...]] = ()
+    is_transformer: ClassVar[bool] = False
+    # Small config overrides for tests (random weights).
+    tiny_config: ClassVar[dict[str, Any]] = {}
+
+    def preprocess(self, size: list[int] | None = None) -> Preprocess:
+        size = size or [self.image_size, self.image_size]
+        # Keep the family's resize/crop ratio (e.g. 256/224) at whatever input size the recipe uses.
+        resize = round(min(size) * self.resize / self.image_size) if self.resize else None
+        return Preprocess(size=size, mean=self.mean, std=self.std, resize=resize)
+
+    def prepare(self, model: Any) -> Any:
+        """Export fixes applied after loading (e.g. swap an op a backend cannot take)."""
+        return model
+
+    def output_tensors(self, output: Any) -> tuple[Any, ...]:
+        """Pick the named outputs from a model's forward() result."""
+        return tuple(_pick(output, name) for name in self.outputs)
+
+
+def _pick(output: Any, name: str) -> Any:
+    if (isinstance(output, dict) or hasattr(output, "keys")) and name in output:
+        return output[name]
+    if hasattr(output, name):
+        return getattr(output, name)
+    if isinstance(output, (tuple, list)):
+        return output[0]
+    return output
+
+
+def register_family(cls: type[Family]) -> type[Family]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    from vopt.registry import FAMILY_MODULES
+
+    for mod in FAMILY_MODULES:
+        importlib.import_module(mod)
+    _loaded = True
+
+
+def all_families() -> dict[str, type[Family]]:
+    _load_all()
+    return dict(_REGISTRY)
+
+
+def get_family(name: str) -> Family:
+    from vopt.errors import RecipeError
+    from vopt.recipe.suggest import did_you_mean
+
+    fams = all_families()
+    if name not in fams:
+        raise RecipeError(f"unknown family '{name}'{did_you_mean(name, fams)}; known: {', '.join(sorted(fams))}")
+    return fams[name]()
+
+
+def family_for(model_type: str | None, task: str | None = None) -> Family:
+    """The registered family for a transformers model_type, or the generic one for the task."""
+    for cls in all_families().values():
+        if model_type in cls.model_types:
+            return cls()
+    from vopt.models.families.generic import generic_family
+
+    return generic_family(task or "image-classification")

@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from vopt.models.families.base import Family, register_family
+
+
+@register_family
+class _Placeholder(Family):
+    name = "convnext"
+    model_types = ("convnext",)

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from vopt.models.families.base import HALF, Family, register_family
+
+
+@register_family
+class ViT(Family):
+    name = "vit"
+    model_types = ("vit", "deit")
+    task = "image-classification"
+    mean = HALF
+    std = HALF
+    is_transformer = True
+    tiny_config = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+                   "image_size": 64, "patch_size": 16, "num_labels": 10}

@@ -1,0 +1,96 @@
+"""Artifacts: what flows between stages."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+FORMATS = (
+    "torch-module",
+    "onnx",
+    "openvino-ir",
+    "tensorrt-engine",
+    "coreml-mlpackage",
+    "tflite",
+    "qnn-context",
+)
+
+
+class TensorSpec(BaseModel):
+    name: str
+    shape: list[int | str]
+    dtype: str = "float32"
+
+
+class IOSpec(BaseModel):
+    inputs: list[TensorSpec] = Field(default_factory=list)
+    outputs: list[TensorSpec] = Field(default_factory=list)
+
+
+class Preprocess(BaseModel):
+    """The preprocessing contract carried from the recipe into calibration, validation and metadata."""
+
+    size: list[int] = Field(default=[224, 224])
+    resize: int | None = None
+    mean: list[float] = Field(default=[0.485, 0.456, 0.406])
+    std: list[float] = Field(default=[0.229, 0.224, 0.225])
+    scale: float = 1 / 255
+    channel_order: str = "RGB"
+    layout: str = "NCHW"
+
+
+class LineageEntry(BaseModel):
+    stage: str
+    key: str
+    parent_sha256: str | None = None
+
+
+class Artifact(BaseModel):
+    path: str
+    format: str
+    sha256: str = ""
+    io: IOSpec = Field(default_factory=IOSpec)
+    preprocess: Preprocess = Field(default_factory=Preprocess)
+    lineage: list[LineageEntry] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def file(self) -> Path:
+        return Path(self.path)
+
+    def derive(self, path: str | Path, format: str | None = None, **changes: Any) -> Artifact:
+        """A child artifact: same contract and metadata unless changed."""
+        data = self.model_dump()
+        data.update(path=str(path), format=format or self.format, sha256="", **changes)
+        data["meta"] = {**self.meta, **changes.get("meta", {})}
+        return Artifact.model_validate(data)
+
+    def size_bytes(self) -> int:
+        return path_size(self.file)
+
+
+def sha256_path(path: Path) -> str:
+    """Hash of a file, or of a directory's relative paths and contents."""
+    h = hashlib.sha256()
+    if path.is_file():
+        _hash_file(path, h)
+        return h.hexdigest()
+    for sub in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(sub.relative_to(path)).encode())
+        _hash_file(sub, h)
+    return h.hexdigest()
+
+
+def _hash_file(path: Path, h: Any) -> None:
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+
+
+def path_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

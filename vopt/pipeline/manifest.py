@@ -1,0 +1,103 @@
+"""manifest.json, and the build directory it sits in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vopt.errors import BuildError
+from vopt.pipeline.artifact import Artifact
+
+MANIFEST = "manifest.json"
+
+
+def gate_failures(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    failures = []
+    for stage, report in reports.items():
+        for gate in report.get("gates", []):
+            if not gate.get("passed", False):
+                failures.append({**gate, "stage": stage})
+    return failures
+
+
+def make_manifest(loaded, target, records, artifact: Artifact | None, failures) -> dict[str, Any]:
+    from vopt.pipeline.runner import platform_info, versions
+
+    reports = {r.stage: r.report for r in records}
+    warnings = []
+    if artifact is not None and artifact.meta.get("random_weights"):
+        warnings.append("the model has RANDOM weights (weights: random): its outputs are meaningless for a task")
+    for r in records:
+        warnings.extend(f"{r.stage}: {w}" for w in r.report.get("warnings", []))
+    return {
+        "vopt_version": versions()["vopt"],
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "gate_failed" if failures else "ok",
+        "recipe": {
+            "name": loaded.recipe.name,
+            "file": str(loaded.path) if loaded.path else None,
+            "files": [str(p) for p in loaded.raw.files],
+            "resolved": loaded.resolved(),
+        },
+        "target": target.name,
+        "platform": platform_info(),
+        "tools": versions(),
+        "steps": [asdict(r) for r in records],
+        "artifact": _artifact_entry(artifact),
+        "validation": reports.get("validate"),
+        "benchmark": reports.get("benchmark"),
+        "gate_failures": failures,
+        "warnings": warnings,
+    }
+
+
+def _artifact_entry(artifact: Artifact | None) -> dict[str, Any] | None:
+    if artifact is None:
+        return None
+    data = artifact.model_dump(mode="json")
+    data["file"] = Path(artifact.path).name
+    data["size_bytes"] = artifact.size_bytes()
+    data.pop("path")
+    return data
+
+
+def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, Any]) -> Path:
+    """Write artifact + manifest + reports into a staging dir, then swap it in: never a partial build dir."""
+    from vopt.pipeline.runner import atomic_replace_dir
+
+    final = final.resolve()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        if artifact is not None:
+            src = Path(artifact.path)
+            dst = staging / src.name
+            if src.is_dir():
+                shutil.copytree(src, dst)
+            else:
+                shutil.copy2(src, dst)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        from vopt.report import write_reports
+
+        write_reports(manifest, staging)
+        atomic_replace_dir(staging, final)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise BuildError(f"cannot write {final}: {exc}", stage="output") from exc
+        raise
+    return final
+
+
+def read_manifest(build_dir: Path) -> dict[str, Any]:
+    path = Path(build_dir) / MANIFEST
+    if not path.is_file():
+        raise BuildError(f"{build_dir}: no {MANIFEST} (not a vopt build directory)")
+    return json.loads(path.read_text())

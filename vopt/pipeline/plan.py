@@ -1,0 +1,90 @@
+"""Turn a recipe into the ordered list of steps, and say which are already cached."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+import vopt
+from vopt.pipeline.cache import Cache, step_key
+from vopt.registry import STAGES, get_stage, get_target
+
+
+@dataclass
+class Step:
+    name: str
+    stage: Any  # Stage class
+    config: BaseModel
+
+    @property
+    def transforms(self) -> bool:
+        return bool(self.stage.transforms)
+
+
+def tool_versions(names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    versions = {}
+    for name in sorted(set(names)):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def make_plan(recipe: Any) -> tuple[list[Step], Any]:
+    target = get_target(recipe.compile.target)
+    order = list(STAGES)
+    if target.quantize_after_compile:
+        order.remove("quantize")
+        order.insert(order.index("compile") + 1, "quantize")
+    steps = []
+    for name in order:
+        stage = get_stage(name)
+        config = stage.configure(recipe, target)
+        if config is not None:
+            steps.append(Step(name, stage, config))
+    return steps, target
+
+
+def key_for(step: Step, parent_sha256: str | None, target: Any) -> str:
+    tools = [*step.stage.tools, *step.stage.extra_tools(step.config, target)]
+    material = {
+        "vopt": vopt.__version__,
+        "stage": step.name,
+        "parent": parent_sha256,
+        "config": step.config.model_dump(mode="json"),
+        "fingerprint": step.stage.fingerprint(step.config),
+        "tools": tool_versions(tools),
+    }
+    return step_key(material)
+
+
+@dataclass
+class PlannedStep:
+    name: str
+    key: str | None  # None when an earlier step is not cached, so the input is unknown
+    cached: bool
+    config: dict[str, Any]
+
+
+def dry_run(steps: list[Step], target: Any, cache: Cache) -> list[PlannedStep]:
+    """Walk the cache as far as it reaches, without running anything."""
+    out: list[PlannedStep] = []
+    parent: str | None = None
+    known = True
+    for step in steps:
+        config = step.config.model_dump(mode="json")
+        if not known:
+            out.append(PlannedStep(step.name, None, False, config))
+            continue
+        key = key_for(step, parent, target)
+        entry = cache.get(key)
+        out.append(PlannedStep(step.name, key, entry is not None, config))
+        if entry is None:
+            known = False
+        elif step.transforms:
+            parent = entry.artifact.sha256
+    return out

@@ -1,0 +1,170 @@
+"""The engine: runs the plan step by step, owns the cache, the timing and the output directory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import vopt
+from vopt.errors import BackendUnavailable, BuildError, GateFailed, VoptError
+from vopt.pipeline.artifact import Artifact, LineageEntry, sha256_path
+from vopt.pipeline.cache import Cache
+from vopt.pipeline.context import Context
+from vopt.pipeline.plan import key_for, make_plan, tool_versions
+from vopt.pipeline.progress import QuietReporter, Reporter
+from vopt.recipe.resolve import LoadedRecipe
+
+
+@dataclass
+class StepRecord:
+    stage: str
+    key: str
+    cached: bool
+    seconds: float
+    input_sha256: str | None
+    output_sha256: str | None
+    config: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    artifact: Artifact | None
+    gate_failures: list[dict[str, Any]]
+    vopt_seconds: float
+
+
+def build(
+    loaded: LoadedRecipe,
+    out_root: Path | str = "build",
+    *,
+    cache: Cache | None = None,
+    reporter: Reporter | None = None,
+    use_cache: bool = True,
+    debug: bool = False,
+) -> BuildResult:
+    t_start = time.perf_counter()
+    recipe = loaded.recipe
+    reporter = reporter or QuietReporter()
+    cache = cache or Cache()
+    steps, target = make_plan(recipe)
+    ok, why = target.available()
+    if not ok:
+        raise BackendUnavailable(f"target '{target.name}' is unavailable: {why}")
+
+    artifact: Artifact | None = None
+    records: list[StepRecord] = []
+    artifacts: dict[str, Artifact] = {}
+    reports: dict[str, dict[str, Any]] = {}
+    for step in steps:
+        parent_sha = artifact.sha256 if artifact else None
+        key = key_for(step, parent_sha, target)
+        entry = cache.get(key) if use_cache else None
+        reporter.stage_start(step.name)
+        if entry is not None:
+            result, report, seconds, cached = entry.artifact, entry.report, entry.duration_s, True
+        else:
+            result, report, seconds = _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug)
+            cached = False
+        reporter.stage_end(step.name, cached=cached, seconds=seconds, detail=_summary(report))
+        records.append(
+            StepRecord(
+                step.name,
+                key,
+                cached,
+                round(seconds, 4),
+                parent_sha,
+                result.sha256 if step.transforms else parent_sha,
+                step.config.model_dump(mode="json"),
+                report,
+            )
+        )
+        reports[step.name] = report
+        if step.transforms:
+            artifact = result
+            artifacts[step.name] = result
+
+    from vopt.pipeline.manifest import gate_failures, make_manifest, write_build_dir
+
+    failures = gate_failures(reports)
+    manifest = make_manifest(loaded, target, records, artifact, failures)
+    out_dir = write_build_dir(Path(out_root) / recipe.name, artifact, manifest)
+    elapsed = time.perf_counter() - t_start
+    manifest["vopt_seconds"] = round(elapsed, 3)
+    result_obj = BuildResult(out_dir, manifest, artifact, failures, elapsed)
+    if failures:
+        lines = [f"{f['metric']} = {f['value']:.6g}, needs {f['condition']} ({f['stage']})" for f in failures]
+        raise GateFailed(f"{len(failures)} gate{'s' if len(failures) > 1 else ''} failed", lines=lines, failures=failures)
+    return result_obj
+
+
+def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug):
+    workdir = cache.new_workdir()
+    ctx = Context(
+        recipe=recipe,
+        target=target,
+        workdir=workdir / "payload",
+        reporter=reporter,
+        artifacts=dict(artifacts),
+        reports=dict(reports),
+        debug=debug,
+    )
+    t0 = time.perf_counter()
+    try:
+        result = step.stage().run(artifact, step.config, ctx)
+        seconds = time.perf_counter() - t0
+        if step.transforms:
+            result.sha256 = sha256_path(result.file)
+            lineage = list(artifact.lineage) if artifact else []
+            result.lineage = [*lineage, LineageEntry(stage=step.name, key=key, parent_sha256=artifact.sha256 if artifact else None)]
+        else:
+            result = artifact
+        ctx.report.setdefault("seconds", round(seconds, 4))
+        committed = cache.commit(key, workdir, result, ctx.report, seconds)
+    except VoptError:
+        cache.discard(workdir)
+        raise
+    except BaseException as exc:  # KeyboardInterrupt included: never leave a half-written entry
+        cache.discard(workdir)
+        if isinstance(exc, Exception):
+            raise BuildError(f"{type(exc).__name__}: {exc}", stage=step.name) from exc
+        raise
+    return (committed if step.transforms else artifact), ctx.report, seconds
+
+
+def _summary(report: dict[str, Any]) -> str:
+    return str(report.get("summary", ""))
+
+
+def platform_info() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpus": os.cpu_count(),
+    }
+
+
+def versions() -> dict[str, str]:
+    names = ["torch", "transformers", "onnx", "onnxruntime", "openvino", "nncf", "onnxruntime-qnn", "coremltools"]
+    return {"vopt": vopt.__version__, **{k: v for k, v in tool_versions(names).items() if v != "absent"}}
+
+
+def atomic_replace_dir(staging: Path, final: Path) -> None:
+    """Swap a fully written staging directory into place."""
+    if final.exists():
+        trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(final, trash)
+        os.rename(staging, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(staging, final)

@@ -1,0 +1,206 @@
+"""Read recipe YAML with a file:line for every key path, resolve `extends:`, `--set` and `${env:VAR}`."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vopt.errors import RecipeError
+
+Path_ = tuple[Any, ...]
+_ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+@dataclass
+class RawRecipe:
+    """Merged recipe data plus where each key path was set."""
+
+    data: dict[str, Any]
+    locations: dict[Path_, str] = field(default_factory=dict)
+    path: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+    def where(self, loc: Path_) -> str:
+        """The file:line that set `loc`, or that of its nearest parent."""
+        loc = tuple(loc)
+        while loc:
+            if loc in self.locations:
+                return self.locations[loc]
+            loc = loc[:-1]
+        return str(self.path) if self.path else "<recipe>"
+
+
+def _locations(node: yaml.Node, file: str, prefix: Path_, out: dict[Path_, str]) -> None:
+    out[prefix] = f"{file}:{node.start_mark.line + 1}"
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) else key_node.value
+            path = (*prefix, key)
+            _locations(value_node, file, path, out)
+            out[path] = f"{file}:{key_node.start_mark.line + 1}"
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _locations(item, file, (*prefix, i), out)
+
+
+def display_path(path: Path | str) -> str:
+    """Paths in messages are relative to the working directory where that is shorter."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[Path_, str]]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RecipeError(f"{display_path(path)}: recipe file not found") from None
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise RecipeError(f"{path}{line}: invalid YAML: {exc.problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}:1: a recipe must be a mapping of sections, got {type(data).__name__}")
+    locs: dict[Path_, str] = {}
+    if node is not None:
+        _locations(node, display_path(path), (), locs)
+    return data, locs
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """Mappings merge key by key; anything else (lists included) is replaced by the later value."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        merged = dict(base)
+        for key, value in over.items():
+            merged[key] = deep_merge(base[key], value) if key in base else value
+        return merged
+    return over
+
+
+def _merge_locations(base: dict[Path_, str], over: dict[Path_, str], over_data: Any) -> dict[Path_, str]:
+    merged = dict(base)
+    # A later scalar or list replaces the whole subtree, so drop the older sub-paths first.
+    for path, _ in over.items():
+        value = _get(over_data, path)
+        if not isinstance(value, dict):
+            for old in [p for p in merged if len(p) > len(path) and p[: len(path)] == path]:
+                del merged[old]
+    merged.update({p: loc for p, loc in over.items() if p})
+    return merged
+
+
+def _get(data: Any, path: Path_) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+def _load_with_extends(path: Path, stack: tuple[Path, ...]) -> RawRecipe:
+    path = path.resolve()
+    if path in stack:
+        chain = " -> ".join(str(p) for p in (*stack, path))
+        raise RecipeError(f"{path}: `extends` cycle: {chain}")
+    data, locs = _read_yaml(path)
+    extends = data.pop("extends", None) or []
+    if isinstance(extends, str):
+        extends = [extends]
+    if not isinstance(extends, list) or not all(isinstance(e, str) for e in extends):
+        raise RecipeError(f"{locs.get(('extends',), path)}: extends: must be a list of recipe file paths")
+    merged_data: dict[str, Any] = {}
+    merged_locs: dict[Path_, str] = {}
+    files: list[Path] = []
+    for i, rel in enumerate(extends):
+        parent_path = (path.parent / rel).resolve()
+        if not parent_path.exists():
+            where = locs.get(("extends", i), f"{path}")
+            raise RecipeError(f"{where}: extends: file not found: {rel} (looked in {path.parent})")
+        parent = _load_with_extends(parent_path, (*stack, path))
+        merged_locs = _merge_locations(merged_locs, parent.locations, parent.data)
+        merged_data = deep_merge(merged_data, parent.data)
+        files.extend(parent.files)
+    locs = {p: loc for p, loc in locs.items() if not (p and p[0] == "extends")}
+    merged_locs = _merge_locations(merged_locs, locs, data)
+    merged_data = deep_merge(merged_data, data)
+    files.append(path)
+    return RawRecipe(merged_data, merged_locs, path, files)
+
+
+def parse_set(expr: str) -> tuple[list[str], Any]:
+    if "=" not in expr:
+        raise RecipeError(f"--set {expr}: expected key.path=value")
+    key, _, raw = expr.partition("=")
+    parts = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in parts):
+        raise RecipeError(f"--set {expr}: bad key path '{key}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_sets(raw: RawRecipe, sets: list[str]) -> None:
+    for expr in sets:
+        parts, value = parse_set(expr)
+        node: Any = raw.data
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None:
+                child = {}
+                node[part] = child
+            if not isinstance(child, dict):
+                prefix = ".".join(parts[: depth + 1])
+                raise RecipeError(f"--set {expr}: `{prefix}` is a {type(child).__name__}, not a section")
+            node = child
+        node[parts[-1]] = value
+        path = tuple(parts)
+        for old in [p for p in raw.locations if len(p) >= len(path) and p[: len(path)] == path]:
+            del raw.locations[old]
+        raw.locations[path] = f"--set {expr}"
+
+
+def _interpolate(value: Any, path: Path_, raw: RawRecipe) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*path, k), raw) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*path, i), raw) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${env:" in value:
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            key = ".".join(str(p) for p in path)
+            raise RecipeError(f"{raw.where(path)}: {key}: environment variable {name} is not set")
+
+        out = _ENV.sub(repl, value)
+        # A whole-value substitution keeps YAML typing, so `${env:N}` can fill an int.
+        if _ENV.fullmatch(value):
+            try:
+                return yaml.safe_load(out)
+            except yaml.YAMLError:
+                return out
+        return out
+    return value
+
+
+def load_raw(path: str | Path, sets: list[str] | None = None) -> RawRecipe:
+    raw = _load_with_extends(Path(path), ())
+    apply_sets(raw, sets or [])
+    raw.data = _interpolate(raw.data, (), raw)
+    return raw

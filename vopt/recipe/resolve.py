@@ -1,0 +1,118 @@
+"""Turn YAML into a validated Recipe, with one error line per problem."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from vopt.errors import RecipeError
+from vopt.recipe.load import RawRecipe, load_raw
+from vopt.recipe.suggest import did_you_mean
+
+
+@dataclass
+class LoadedRecipe:
+    recipe: Any  # vopt.recipe.models.Recipe
+    raw: RawRecipe
+
+    @property
+    def path(self) -> Path | None:
+        return self.raw.path
+
+    def resolved(self) -> dict[str, Any]:
+        return self.recipe.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        found.extend(_models_in(arg))
+    if isinstance(annotation, types.UnionType):
+        for arg in annotation.__args__:
+            found.extend(_models_in(arg))
+    return found
+
+
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...], data: Any) -> list[str]:
+    """Valid keys of the section at `loc` (walking through unions by the `target` tag)."""
+    models: list[type[BaseModel]] = [model]
+    node = data
+    for key in loc:
+        nxt: list[type[BaseModel]] = []
+        for m in models:
+            fields = {f.alias or name: f for name, f in m.model_fields.items()}
+            if key in fields:
+                nxt.extend(_models_in(fields[key].annotation))
+        if not nxt:  # a discriminator tag in the loc: stay on this level, pick by tag
+            tagged = [m for m in models if "target" in m.model_fields and _tag(m) == key]
+            nxt = tagged or models
+        node = node.get(key) if isinstance(node, dict) else None
+        models = nxt
+    names: set[str] = set()
+    for m in models:
+        names.update(f.alias or n for n, f in m.model_fields.items())
+    return sorted(names)
+
+
+def _tag(model: type[BaseModel]) -> Any:
+    args = typing.get_args(model.model_fields["target"].annotation)
+    return args[0] if args else None
+
+
+def _data_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Drop union tags that pydantic puts into error locations but that are not keys in the YAML."""
+    out: list[Any] = []
+    node = data
+    for key in loc:
+        if isinstance(node, dict) and key in node or isinstance(node, list) and isinstance(key, int) and key < len(node):
+            node = node[key]
+            out.append(key)
+        elif isinstance(node, dict):
+            continue  # a tag
+        else:
+            out.append(key)
+    return tuple(out)
+
+
+def format_validation_error(exc: ValidationError, raw: RawRecipe, model: type[BaseModel]) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = _data_loc(tuple(err["loc"]), raw.data)
+        key = ".".join(str(p) for p in loc) or "<recipe>"
+        where = raw.where(loc)
+        if err["type"] == "extra_forbidden":
+            valid = _field_names(model, loc[:-1], raw.data)
+            msg = f"unknown key{did_you_mean(str(loc[-1]), valid)}"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif err["type"] == "union_tag_invalid":
+            ctx = err.get("ctx", {})
+            tag = ctx.get("tag", "")
+            expected = ctx.get("expected_tags", "")
+            names = [t.strip(" '") for t in str(expected).split(",")]
+            msg = f"unknown target '{tag}'{did_you_mean(str(tag), names)}; known: {', '.join(names)}"
+            key = f"{key}.target" if not key.endswith("target") else key
+        else:
+            msg = err["msg"]
+        lines.append(f"{where}: {key}: {msg}")
+    return lines
+
+
+def load_recipe(path: str | Path, sets: list[str] | None = None) -> LoadedRecipe:
+    from vopt.recipe.models import Recipe
+
+    raw = load_raw(path, sets)
+    try:
+        recipe = Recipe.model_validate(raw.data)
+    except ValidationError as exc:
+        lines = format_validation_error(exc, raw, Recipe)
+        n = len(lines)
+        raise RecipeError(f"{n} problem{'s' if n != 1 else ''} in recipe", lines=lines) from None
+    return LoadedRecipe(recipe, raw)

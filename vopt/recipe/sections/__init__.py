@@ -1,0 +1,1 @@
+"""One module per recipe section. Each holds pydantic models only: no heavy imports."""

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from vopt.recipe.sections.base import Section
+
+Task = Literal["image-classification", "object-detection", "semantic-segmentation", "feature-extraction"]
+
+
+class InputSpec(Section):
+    shape: list[int] = Field(default=[1, 3, 224, 224], description="Example input shape, NCHW.")
+    name: str = Field(default="pixel_values", description="Name of the model input.")
+    dynamic: dict[str, list[int]] | None = Field(
+        default=None,
+        description="Dynamic axes with [min, opt, max], e.g. {batch: [1, 8, 32]}. Names: batch, height, width.",
+    )
+
+
+class ModelSection(Section):
+    source: str = Field(description="hf | torch | python | torchscript | exported | onnx | timm | torchvision")
+    id: str | None = Field(default=None, description="Hub id or local directory (hf, timm, torchvision).")
+    path: str | None = Field(default=None, description="File for torch checkpoints, TorchScript, .pt2 or ONNX.")
+    arch: str | None = Field(default=None, description="`module:factory` that builds the architecture.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory.")
+    task: Task | None = Field(default=None, description="Task; inferred from the model when omitted.")
+    family: str | None = Field(default=None, description="Family name; inferred from the model config when omitted.")
+    weights: str = Field(default="pretrained", description="pretrained | random | path/to/checkpoint")
+    revision: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict, description="Config overrides (hf), e.g. for tiny variants.")
+    trust: bool = Field(default=False, description="Allow unpickling full modules from checkpoints.")
+    seed: int = Field(default=0, description="Seed for random weights.")
+    labels: list[str] | None = Field(default=None, description="Class names, embedded in artifact metadata.")
+    input: InputSpec = Field(default_factory=InputSpec)

@@ -1,0 +1,1 @@
+"""Thin adapters over the runtimes that execute artifacts here."""

@@ -1,0 +1,34 @@
+"""compile: hand the artifact to the recipe's target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from vopt.pipeline.artifact import Artifact
+from vopt.stages.base import Stage
+
+
+class CompileConfig(BaseModel):
+    settings: dict[str, Any]
+    recipe_name: str
+
+
+class CompileStage(Stage):
+    name = "compile"
+    tools = ("onnx",)
+
+    @classmethod
+    def configure(cls, recipe: Any, target: Any) -> CompileConfig:
+        return CompileConfig(settings=recipe.compile.model_dump(mode="json"), recipe_name=recipe.name)
+
+    @classmethod
+    def extra_tools(cls, config: CompileConfig, target: Any) -> list[str]:
+        return target.tool_versions()
+
+    def run(self, artifact: Artifact, config: CompileConfig, ctx) -> Artifact:
+        cfg = ctx.target.Config.model_validate(config.settings)
+        out = ctx.target.compile(artifact, cfg, ctx)
+        out.meta = {**out.meta, "target": ctx.target.name, "precision": ctx.target.precision(cfg)}
+        return out

@@ -1,0 +1,177 @@
+"""export: torch module to ONNX (legacy exporter by default), simplify, and check parity with ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from vopt.errors import BuildError
+from vopt.pipeline.artifact import Artifact, TensorSpec
+from vopt.stages.base import Stage
+
+
+class ExportConfig(BaseModel):
+    opset: int
+    dynamo: bool
+    dynamic_batch: bool
+    simplify: bool
+    parity: bool
+    parity_samples: int
+    input_shape: list[int]
+    input_name: str
+    dynamic: dict[str, list[int]] | None = None
+
+
+class ExportStage(Stage):
+    name = "export"
+    tools = ("torch", "onnx", "onnxruntime", "onnxsim", "onnxslim")
+
+    @classmethod
+    def configure(cls, recipe: Any, target: Any) -> ExportConfig | None:
+        if recipe.model.source == "onnx":
+            return None
+        ex = recipe.export
+        static = getattr(target, "static_shapes", False)
+        return ExportConfig(
+            opset=ex.opset or target.default_opset,
+            dynamo=ex.dynamo,
+            dynamic_batch=ex.dynamic_batch and not static,
+            simplify=ex.simplify,
+            parity=ex.parity,
+            parity_samples=ex.parity_samples,
+            input_shape=recipe.model.input.shape,
+            input_name=recipe.model.input.name,
+            dynamic=None if static else recipe.model.input.dynamic,
+        )
+
+    def run(self, artifact: Artifact, config: ExportConfig, ctx) -> Artifact:
+        import torch
+
+        from vopt.models.resolve import OutputWrapper, family_of, load_module
+
+        family = family_of(artifact)
+        model = load_module(artifact)
+        wrapped = OutputWrapper.wrap(model, family)
+        example = torch.randn(*config.input_shape, generator=torch.Generator().manual_seed(0))
+        path = ctx.out("model.onnx")
+        outputs = list(family.outputs)
+        dyn_axes = self._dynamic_axes(config, outputs)
+        with ctx.reporter.bar("export: tracing and writing ONNX", None):
+            try:
+                self._export(wrapped, example, path, config, outputs, dyn_axes)
+            except Exception as exc:
+                raise BuildError(_describe_export_failure(exc), stage="export") from exc
+        import onnx
+
+        proto = onnx.load(str(path))
+        nodes_before = len(proto.graph.node)
+        if config.simplify:
+            proto, tool = _simplify(proto, ctx)
+            ctx.report["simplified_with"] = tool
+        onnx.save(proto, str(path))
+        ctx.report.update(nodes_before=nodes_before, nodes=len(proto.graph.node), opset=config.opset)
+        io = artifact.io.model_copy(deep=True)
+        io.outputs = [TensorSpec(name=o.name, shape=_shape(o)) for o in proto.graph.output]
+        io.inputs = [TensorSpec(name=i.name, shape=_shape(i)) for i in proto.graph.input]
+        out = artifact.derive(path, format="onnx", io=io.model_dump())
+        if config.parity:
+            self._parity(model, family, out, config, ctx)
+        ctx.report["summary"] = f"opset {config.opset}, {len(proto.graph.node)} nodes" + (
+            f", cosine {ctx.report['parity']['worst_cosine']:.6f}" if "parity" in ctx.report else ""
+        )
+        return out
+
+    @staticmethod
+    def _dynamic_axes(config: ExportConfig, outputs: list[str]) -> dict[str, dict[int, str]] | None:
+        axes: dict[int, str] = {}
+        if config.dynamic_batch or (config.dynamic and "batch" in config.dynamic):
+            axes[0] = "batch"
+        if config.dynamic:
+            if "height" in config.dynamic:
+                axes[2] = "height"
+            if "width" in config.dynamic:
+                axes[3] = "width"
+        if not axes:
+            return None
+        result = {config.input_name: axes}
+        for o in outputs:
+            result[o] = {0: "batch"} if 0 in axes else {}
+        return result
+
+    @staticmethod
+    def _export(wrapped, example, path: Path, config: ExportConfig, outputs, dyn_axes) -> None:
+        import torch
+
+        if config.dynamo:
+            dynamic_shapes = None
+            if dyn_axes:
+                dims = {i: torch.export.Dim(name, min=1, max=1024) for i, name in dyn_axes[config.input_name].items()}
+                dynamic_shapes = ({**dims},)
+            prog = torch.onnx.export(
+                wrapped, (example,), dynamo=True, opset_version=config.opset, input_names=[config.input_name],
+                output_names=outputs, dynamic_shapes=dynamic_shapes,
+            )
+            prog.save(str(path))
+            return
+        with torch.no_grad():
+            torch.onnx.export(
+                wrapped, (example,), str(path), dynamo=False, opset_version=config.opset,
+                input_names=[config.input_name], output_names=outputs, dynamic_axes=dyn_axes, do_constant_folding=True,
+            )
+
+    def _parity(self, model, family, artifact: Artifact, config: ExportConfig, ctx) -> None:
+        from vopt.validate.reference import compare_with_torch
+
+        result = compare_with_torch(model, family, artifact, samples=config.parity_samples, data=None, ctx=ctx)
+        ctx.report["parity"] = result
+        failing = [
+            name for name, m in result["outputs"].items()
+            if name not in family.unordered_outputs and (m["cosine"] < family.min_cosine)
+        ]
+        if failing:
+            detail = ", ".join(f"{n}: cosine {result['outputs'][n]['cosine']:.6f}, max abs {result['outputs'][n]['max_abs_diff']:.3g}" for n in failing)
+            raise BuildError(f"ONNX Runtime output drifts from PyTorch beyond the {family.name} tolerance: {detail}", stage="export")
+
+
+def _shape(value_info) -> list[int | str]:
+    dims = value_info.type.tensor_type.shape.dim
+    return [d.dim_param if d.dim_param else int(d.dim_value) for d in dims]
+
+
+def _simplify(proto, ctx):
+    try:
+        import onnxsim
+
+        simplified, ok = onnxsim.simplify(proto)
+        if ok:
+            return simplified, "onnxsim"
+        ctx.warn("onnxsim could not verify its result; trying onnxslim")
+    except ImportError:
+        pass
+    except Exception as exc:  # onnxsim raises bare RuntimeErrors on unsupported graphs
+        ctx.warn(f"onnxsim failed ({str(exc).splitlines()[0][:120]}); trying onnxslim")
+    try:
+        import onnxslim
+
+        return onnxslim.slim(proto), "onnxslim"
+    except ImportError:
+        ctx.warn("no simplifier installed (pip install 'vopt[simplify]'); exporting unsimplified")
+        return proto, None
+
+
+def _describe_export_failure(exc: Exception) -> str:
+    """Name the op and module that failed, from the exporter's message."""
+    text = str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    import re
+
+    op = re.search(r"(aten::\w+|operator '?[\w:.]+'?|Unsupported: [^\n]+)", text)
+    mod = re.search(r"(?:module|Module) ['\"]?([\w.]+)['\"]?", text)
+    parts = [f"torch.onnx.export failed: {first[:300]}"]
+    if op:
+        parts.append(f"op: {op.group(1)}")
+    if mod:
+        parts.append(f"module: {mod.group(1)}")
+    return "; ".join(parts)

@@ -1,0 +1,69 @@
+"""load: build the model from its source and save it as the first artifact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from vopt.pipeline.artifact import Artifact, IOSpec, TensorSpec
+from vopt.recipe.sections.model import ModelSection
+from vopt.recipe.sections.preprocess import PreprocessSection
+from vopt.registry import get_source
+from vopt.stages.base import Stage
+
+
+class LoadConfig(BaseModel):
+    model: ModelSection
+    preprocess: PreprocessSection
+
+
+class LoadStage(Stage):
+    name = "load"
+    tools = ("torch", "transformers")
+
+    @classmethod
+    def configure(cls, recipe: Any, target: Any) -> LoadConfig:
+        return LoadConfig(model=recipe.model, preprocess=recipe.preprocess)
+
+    @classmethod
+    def fingerprint(cls, config: LoadConfig) -> dict[str, Any]:
+        return get_source(config.model.source).fingerprint(config.model)
+
+    def run(self, artifact: Artifact | None, config: LoadConfig, ctx) -> Artifact:
+        from vopt.models.resolve import resolve_preprocess, save_module
+
+        spec = config.model
+        source = get_source(spec.source)
+        loaded = source.load(spec)
+        preprocess = resolve_preprocess(ctx.recipe, loaded.family)
+        batch: int | str = "batch" if spec.input.dynamic or ctx.recipe.export.dynamic_batch else spec.input.shape[0]
+        io = IOSpec(
+            inputs=[TensorSpec(name=spec.input.name, shape=[batch, *spec.input.shape[1:]])],
+            outputs=[TensorSpec(name=o, shape=[]) for o in loaded.family.outputs],
+        )
+        meta = {
+            "family": loaded.family.name,
+            "task": loaded.task,
+            "labels": loaded.labels,
+            "random_weights": loaded.random_weights,
+            "source": spec.source,
+            "model_id": spec.id or spec.path or spec.arch,
+        }
+        if loaded.random_weights:
+            ctx.warn("weights: random - outputs are meaningless for the task; parity numbers are still real")
+        if loaded.onnx_path is not None:
+            import shutil
+
+            path = ctx.out("model.onnx")
+            shutil.copy2(loaded.onnx_path, path)
+            ctx.report["summary"] = f"ONNX file {loaded.onnx_path.name}"
+            return Artifact(path=str(path), format="onnx", io=io, preprocess=preprocess, meta=meta)
+        path = ctx.out("model.pt")
+        save_module(loaded.module, path)
+        n_params = sum(p.numel() for p in loaded.module.parameters())
+        ctx.report.update(params=n_params, family=loaded.family.name, task=loaded.task, notes=loaded.notes)
+        ctx.report["summary"] = f"{loaded.family.name} {loaded.task}, {n_params / 1e6:.2f}M params" + (
+            " (RANDOM weights)" if loaded.random_weights else ""
+        )
+        return Artifact(path=str(path), format="torch-module", io=io, preprocess=preprocess, meta=meta)

@@ -1,0 +1,81 @@
+"""What every compile target provides. Target modules keep heavy imports inside methods."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from vopt.recipe.sections.base import Section
+
+if TYPE_CHECKING:
+    from vopt.pipeline.artifact import Artifact
+    from vopt.pipeline.context import Context
+
+
+class CompileBase(Section):
+    """Fields every `compile:` section shares. Targets subclass it with `target: Literal[...]`."""
+
+    target: str
+    precision: Literal["fp32", "fp16", "bf16", "int8", "int16", "int4"] | None = Field(
+        default=None, description="Artifact precision; the target's default when omitted."
+    )
+
+
+@dataclass
+class Runner:
+    """Runs an artifact on its real runtime: inputs by name in, outputs by name out."""
+
+    run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+    runtime: str
+    info: dict[str, Any] = field(default_factory=dict)
+    close: Callable[[], None] | None = None
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.run(feeds)
+
+
+@dataclass
+class Unavailable:
+    """No runtime for this artifact here, and why."""
+
+    reason: str
+
+
+class Target:
+    name: ClassVar[str]
+    Config: ClassVar[type[CompileBase]]
+    extra: ClassVar[str] = "core"
+    requires: ClassVar[tuple[str, ...]] = ()  # import names
+    default_opset: ClassVar[int] = 17
+    default_precision: ClassVar[str] = "fp32"
+    quantize_after_compile: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    def available(self) -> tuple[bool, str]:
+        """Can this machine build artifacts for the target?"""
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            return False, f"missing {', '.join(missing)}: pip install 'vopt[{self.extra}]'"
+        return True, "ok"
+
+    def hardware(self) -> tuple[bool, str]:
+        """Is the device the artifact is meant for present (or simulated) here?"""
+        return True, "runs on this CPU"
+
+    def tool_versions(self) -> list[str]:
+        """Distributions whose versions enter the compile step's cache key."""
+        return []
+
+    def precision(self, cfg: CompileBase) -> str:
+        return cfg.precision or self.default_precision
+
+    def compile(self, artifact: Artifact, cfg: CompileBase, ctx: Context) -> Artifact:
+        raise NotImplementedError
+
+    def runner(self, artifact: Artifact, cfg: CompileBase) -> Runner | Unavailable:
+        return Unavailable(f"no runtime for {self.name} artifacts on this machine")

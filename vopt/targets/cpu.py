@@ -1,0 +1,63 @@
+"""cpu: an ONNX Runtime-optimized ONNX (optionally also .ort), run on ORT's CPU EP."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from vopt.pipeline.artifact import Artifact
+from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+
+
+class CpuConfig(CompileBase):
+    target: Literal["cpu"] = "cpu"
+    optimization: Literal["basic", "extended", "all"] = Field(
+        default="extended", description="ORT graph optimization level baked into the artifact."
+    )
+    ort_format: bool = Field(default=False, description="Also write the .ort flatbuffer format.")
+    threads: int | None = Field(default=None, description="intra-op threads for validation and benchmarks.")
+
+
+class CpuTarget(Target):
+    name = "cpu"
+    Config = CpuConfig
+    requires = ("onnxruntime",)
+    description = "ONNX Runtime on CPU"
+
+    def tool_versions(self) -> list[str]:
+        return ["onnxruntime"]
+
+    def compile(self, artifact: Artifact, cfg: CpuConfig, ctx) -> Artifact:
+        import onnx
+        import onnxruntime as ort
+
+        from vopt.targets.metadata import artifact_metadata, set_onnx_metadata
+
+        levels = {
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
+        path = ctx.out("model.onnx")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = levels[cfg.optimization]
+        so.optimized_model_filepath = str(path)
+        so.log_severity_level = 3
+        ort.InferenceSession(artifact.path, so, providers=["CPUExecutionProvider"])
+        proto = onnx.load(str(path))
+        set_onnx_metadata(proto, artifact_metadata(artifact, ctx.recipe.name, self.name, self.precision(cfg)))
+        onnx.save(proto, str(path))
+        if cfg.ort_format:
+            so2 = ort.SessionOptions()
+            so2.optimized_model_filepath = str(ctx.out("model.ort"))
+            so2.add_session_config_entry("session.save_model_format", "ORT")
+            ort.InferenceSession(str(path), so2, providers=["CPUExecutionProvider"])
+        ctx.report["summary"] = f"ORT {cfg.optimization} optimizations, {len(proto.graph.node)} nodes"
+        ctx.report["nodes"] = len(proto.graph.node)
+        return artifact.derive(path, format="onnx")
+
+    def runner(self, artifact: Artifact, cfg: CpuConfig) -> Runner | Unavailable:
+        from vopt.runtimes.ort import runner
+
+        return runner(artifact.path, threads=cfg.threads)

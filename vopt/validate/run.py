@@ -1,0 +1,74 @@
+"""Validation of a built artifact against the PyTorch original."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vopt.pipeline.artifact import Artifact
+from vopt.recipe.sections.validate import ValidateSection
+from vopt.targets.base import Unavailable
+from vopt.validate.gates import evaluate
+from vopt.validate.reference import compare_outputs, torch_outputs
+
+
+def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) -> dict[str, Any]:
+    from vopt.datasets.images import describe, iter_batches, list_images, sample_files
+    from vopt.models.resolve import family_of, load_module
+    from vopt.runtimes.ort import run_batches
+
+    family = family_of(artifact)
+    cfg = ctx.target.Config.model_validate(ctx.recipe.compile.model_dump())
+    run = ctx.target.runner(artifact, cfg)
+    files = sample_files(list_images(section.data), section.samples, section.seed)
+    images = np.concatenate(list(iter_batches(files, artifact.preprocess, batch=8, augment_seed=section.seed)))
+    report: dict[str, Any] = {"images": describe(section.data), "samples": len(images)}
+    if isinstance(run, Unavailable):
+        report.update(status="not run", reason=run.reason, summary=f"not run: {run.reason}")
+        ctx.warn(f"artifact not executed: {run.reason}")
+        return report
+    reference_artifact = ctx.artifacts.get("load") if section.reference == "original" else _exported_source(ctx)
+    if reference_artifact is None or reference_artifact.format != "torch-module":
+        report.update(status="no reference", summary="no PyTorch reference (model loaded from ONNX)")
+        return report
+    ref = torch_outputs(load_module(reference_artifact), family, images)
+    static = artifact.io.inputs[0].shape[0] if isinstance(artifact.io.inputs[0].shape[0], int) else None
+    batches = [images[i : i + section.batch] for i in range(0, len(images), section.batch)]
+    with ctx.reporter.bar(f"validate on {run.runtime}", len(batches)) as advance:
+        def counted(feeds):
+            out = run(feeds)
+            advance(1)
+            return out
+
+        out = run_batches(counted, artifact.io.inputs[0].name, batches, static_batch=static)
+    metrics = compare_outputs(ref, out, skip=family.unordered_outputs)
+    spread = _output_spread(ref)
+    report.update(status="ok", runtime=run.runtime, runtime_info=run.info, metrics=metrics["outputs"], reference=section.reference)
+    report["reference_spread"] = spread
+    summary_metrics = {"outputs": metrics["outputs"]}
+    report["gates"] = evaluate(section.gates, summary_metrics)
+    worst = metrics["worst_cosine"]
+    cc = [m.get("centered_cosine") for m in metrics["outputs"].values() if m.get("centered_cosine") is not None]
+    report["summary"] = f"{run.runtime}: cosine {worst:.6f}" + (f", centered {min(cc):.6f}" if cc else "")
+    return report
+
+
+def _exported_source(ctx: Any) -> Artifact | None:
+    for name in ("prune", "fuse", "load"):
+        if name in ctx.artifacts and ctx.artifacts[name].format == "torch-module":
+            return ctx.artifacts[name]
+    return None
+
+
+def _output_spread(ref: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean cosine between outputs for different images: near 1 means outputs barely depend on input."""
+    from vopt.validate.metrics import cosine
+
+    spread = {}
+    for name, r in ref.items():
+        if len(r) < 2:
+            continue
+        sims = [cosine(r[i], r[i + 1]) for i in range(len(r) - 1)]
+        spread[name] = float(np.mean(sims))
+    return spread
