@@ -1,19 +1,78 @@
-"""benchmark stage (placeholder until its issue lands)."""
+"""benchmark: time the final artifact on its real runtime (a check step: cached like validate)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from vopt.errors import BuildError
+from pydantic import BaseModel
+
+from vopt.pipeline.artifact import Artifact
+from vopt.recipe.sections.benchmark import BenchmarkSection
 from vopt.stages.base import Stage
+
+
+class BenchmarkConfig(BaseModel):
+    section: BenchmarkSection
+    compile: dict[str, Any]
 
 
 class BenchmarkStage(Stage):
     name = "benchmark"
+    transforms = False
+    tools = ("torch", "onnxruntime")
 
     @classmethod
-    def configure(cls, recipe: Any, target: Any):
-        return recipe.benchmark
+    def configure(cls, recipe: Any, target: Any) -> BenchmarkConfig | None:
+        if recipe.benchmark is None:
+            return None
+        return BenchmarkConfig(section=recipe.benchmark, compile=recipe.compile.model_dump(mode="json"))
 
-    def run(self, artifact, config, ctx):
-        raise BuildError("the benchmark stage is not implemented yet", stage="benchmark")
+    @classmethod
+    def extra_tools(cls, config: BenchmarkConfig, target: Any) -> list[str]:
+        return target.tool_versions()
+
+    def run(self, artifact: Artifact, config: BenchmarkConfig, ctx) -> Artifact:
+        from vopt.bench.harness import BenchSettings, run_benchmark
+        from vopt.bench.targets import runner_factory
+        from vopt.datasets.images import load_batch
+        from vopt.errors import BackendUnavailable
+
+        sec = config.section
+        make, threads, note = runner_factory(ctx.target, artifact, config.compile, sec.threads)
+        if note:
+            ctx.warn(note)
+        settings = BenchSettings(sec.batch_sizes, sec.warmup, sec.iterations, sec.seconds, threads, sec.baseline)
+        images = load_batch(None, artifact.preprocess, min(8, max(sec.batch_sizes)))
+        try:
+            report = run_benchmark(
+                make,
+                artifact.io.inputs[0].name,
+                artifact.io.inputs[0].shape[0],
+                images,
+                settings,
+                load_reference=_reference(ctx, artifact),
+                artifact_bytes=artifact.size_bytes(),
+                reporter=ctx.reporter,
+            )
+        except BackendUnavailable as exc:
+            ctx.warn(f"benchmark not run: {exc.message}")
+            ctx.report.update(status="not run", reason=exc.message, summary=f"not run: {exc.message}")
+            return artifact
+        for w in report.pop("warnings", []):
+            ctx.warn(w)
+        ctx.report.update(status="ok", **report)
+        return artifact
+
+
+def _reference(ctx: Any, artifact: Artifact):
+    """PyTorch eager baseline: the model as loaded (before fuse/prune), when this build has one."""
+    loaded = ctx.artifacts.get("load")
+    if loaded is None or loaded.format != "torch-module":
+        return None
+
+    def load() -> Any:
+        from vopt.models.resolve import OutputWrapper, family_of, load_module
+
+        return OutputWrapper.wrap(load_module(loaded), family_of(artifact))
+
+    return load

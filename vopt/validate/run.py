@@ -11,6 +11,7 @@ from vopt.recipe.sections.validate import ValidateSection
 from vopt.targets.base import Unavailable
 from vopt.validate.gates import evaluate
 from vopt.validate.reference import compare_outputs, torch_outputs
+from vopt.validate.tasks import task_metrics
 
 
 def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) -> dict[str, Any]:
@@ -23,10 +24,17 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) ->
     run = ctx.target.runner(artifact, cfg)
     files = sample_files(list_images(section.data), section.samples, section.seed)
     images = np.concatenate(list(iter_batches(files, artifact.preprocess, batch=8, augment_seed=section.seed)))
-    report: dict[str, Any] = {"images": describe(section.data), "samples": len(images)}
+    report: dict[str, Any] = {
+        "images": describe(section.data),
+        "samples": len(images),
+        "image_files": sorted({f.name for f in files}),
+        "task": artifact.meta.get("task"),
+    }
     if isinstance(run, Unavailable):
         report.update(status="not run", reason=run.reason, summary=f"not run: {run.reason}")
         ctx.warn(f"artifact not executed: {run.reason}")
+        if section.gates:
+            ctx.warn(f"gates not checked ({', '.join(section.gates)}): the artifact could not run here")
         return report
     reference_artifact = ctx.artifacts.get("load") if section.reference == "original" else _exported_source(ctx)
     if reference_artifact is None or reference_artifact.format != "torch-module":
@@ -46,12 +54,27 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) ->
     spread = _output_spread(ref)
     report.update(status="ok", runtime=run.runtime, runtime_info=run.info, metrics=metrics["outputs"], reference=section.reference)
     report["reference_spread"] = spread
-    summary_metrics = {"outputs": metrics["outputs"]}
-    report["gates"] = evaluate(section.gates, summary_metrics)
-    worst = metrics["worst_cosine"]
-    cc = [m.get("centered_cosine") for m in metrics["outputs"].values() if m.get("centered_cosine") is not None]
-    report["summary"] = f"{run.runtime}: cosine {worst:.6f}" + (f", centered {min(cc):.6f}" if cc else "")
+    tm, notes = task_metrics(artifact.meta.get("task"), family, ref, out, section.score_threshold)
+    report["task_metrics"] = tm
+    for note in notes:
+        ctx.warn(note)
+    report["gates"] = evaluate(section.gates, {"outputs": metrics["outputs"], **tm})
+    report["summary"] = _summary(run.runtime, metrics, tm, report["gates"])
     return report
+
+
+def _summary(runtime: str, metrics: dict[str, Any], tm: dict[str, Any], gates: list[dict[str, Any]]) -> str:
+    parts = [f"{runtime}: cosine {metrics['worst_cosine']:.6f}"]
+    cc = [m["centered_cosine"] for m in metrics["outputs"].values() if m.get("centered_cosine") is not None]
+    if cc:
+        parts.append(f"centered {min(cc):.6f}")
+    for name in ("top1_agreement", "box_agreement", "miou"):
+        if name in tm:
+            parts.append(f"{name.replace('_agreement', '')} {tm[name]:.3f}")
+    if gates:
+        passed = sum(g["passed"] for g in gates)
+        parts.append(f"gates {passed}/{len(gates)} passed")
+    return ", ".join(parts)
 
 
 def _exported_source(ctx: Any) -> Artifact | None:
