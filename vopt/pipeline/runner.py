@@ -31,6 +31,7 @@ class StepRecord:
     output_sha256: str | None
     config: dict[str, Any]
     report: dict[str, Any] = field(default_factory=dict)
+    output_bytes: int | None = None  # size of the step's artifact (transform steps), for the report
 
 
 @dataclass
@@ -85,6 +86,7 @@ def build(
                 result.sha256 if step.transforms else parent_sha,
                 step.config.model_dump(mode="json"),
                 report,
+                result.size_bytes() if step.transforms and result is not None else None,
             )
         )
         reports[step.name] = report
