@@ -1,22 +1,41 @@
+"""report.md: the same document as report.html, as Markdown (plots linked as PNG files)."""
+
 from __future__ import annotations
 
 from typing import Any
 
+from vopt.report.document import PLOTS, Document, Table, build_document
 
-def render_markdown(manifest: dict[str, Any]) -> str:
-    lines = [f"# vopt build: {manifest['recipe']['name']}", ""]
-    lines.append(f"Target: `{manifest['target']}` · status: **{manifest['status']}** · vopt {manifest['vopt_version']}")
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table_md(t: Table) -> list[str]:
+    lines = ["| " + " | ".join(_cell(h) for h in t.header) + " |", "|" + "---|" * len(t.header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in t.rows]
+    return lines
+
+
+def document_md(doc: Document, plots: dict[str, str]) -> str:
+    lines = [f"# {doc.title}", ""]
+    lines.append(" · ".join(f"{k}: **{v}**" for k, v in doc.facts))
     lines.append("")
-    for w in manifest.get("warnings", []):
-        lines.append(f"> **Warning:** {w}")
-    lines += ["", "## Stages", "", "| stage | cached | seconds | output sha256 |", "|---|---|---|---|"]
-    for s in manifest["steps"]:
-        sha = (s.get("output_sha256") or "")[:12]
-        lines.append(f"| {s['stage']} | {'yes' if s['cached'] else 'no'} | {s['seconds']:.2f} | `{sha}` |")
-    val = manifest.get("validation") or {}
-    if val.get("metrics"):
-        lines += ["", "## Validation", "", "| output | metric | value |", "|---|---|---|"]
-        for out_name, metrics in val["metrics"].items():
-            for k, v in metrics.items():
-                lines.append(f"| {out_name} | {k} | {v:.6g} |" if isinstance(v, float) else f"| {out_name} | {k} | {v} |")
-    return "\n".join(lines) + "\n"
+    for w in doc.warnings:
+        lines += [f"> **Warning:** {w}", ""]
+    for sec in doc.sections:
+        lines += [f"## {sec.title}", ""]
+        for block in sec.blocks:
+            if isinstance(block, Table):
+                lines += table_md(block)
+            elif isinstance(block, tuple) and block[0] == "plot":
+                lines.append(f"![{PLOTS[block[1]]}]({plots[block[1]]})")
+            else:
+                lines.append(str(block))
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_markdown(manifest: dict[str, Any], plots: dict[str, str] | None = None) -> str:
+    plots = plots or {}
+    return document_md(build_document(manifest, plots), plots)

@@ -1,0 +1,171 @@
+"""The report's content as plain blocks; markdown.py and html.py only lay them out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vopt.report import data as d
+
+PLOTS = {
+    "latency_vs_batch": "Latency and throughput vs batch size",
+    "size_vs_agreement": "Size vs agreement with the reference, one point per artifact",
+}
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    # Row index -> "pass" | "fail", for gate colouring in HTML.
+    marks: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[Any] = field(default_factory=list)  # str (a paragraph), Table, or ("plot", name)
+
+
+@dataclass
+class Document:
+    title: str
+    facts: list[tuple[str, str]]  # the headline numbers
+    warnings: list[str]
+    sections: list[Section]
+
+
+def build_document(manifest: dict[str, Any], plots: dict[str, str]) -> Document:
+    """`plots` maps plot name -> file name, for the plots that were drawn."""
+    name = (manifest.get("recipe") or {}).get("name", "?")
+    return Document(
+        title=f"vopt build: {name}",
+        facts=_facts(manifest),
+        warnings=list(manifest.get("warnings") or []),
+        sections=[s for s in (_stages(manifest), _validation(manifest), _benchmark(manifest, plots),
+                              _agreement_plot(plots), _sensitivity(manifest), _about(manifest)) if s and s.blocks],
+    )
+
+
+def _facts(m: dict[str, Any]) -> list[tuple[str, str]]:
+    art = m.get("artifact") or {}
+    facts = [("status", str(m.get("status", "?"))), ("target", str(m.get("target", "?"))),
+             ("precision", d.precision(m)), ("artifact", f"{art.get('file', '-')} ({d.fmt_bytes(art.get('size_bytes'))})")]
+    head = d.agreement(m)
+    if head:
+        facts.append((head[0].replace("_", " "), f"{head[1]:.4f}"))
+    p50, ips, best_batch = d.p50_at_smallest_batch(m)
+    if p50 is not None:
+        facts.append(("p50 latency", f"{p50:.2f} ms"))
+        facts.append(("throughput", f"{ips:.1f} img/s (batch {best_batch})"))
+    speed = ((m.get("benchmark") or {}).get("baseline") or {}).get("speedup")
+    if speed:
+        facts.append(("vs PyTorch eager", f"{speed:.2f}x"))
+    return facts
+
+
+def _stages(m: dict[str, Any]) -> Section:
+    rows = [[r["stage"], "yes" if r["cached"] else "no", f"{r['seconds']:.2f}" if isinstance(r["seconds"], (int, float)) else "-",
+             d.fmt_bytes(r["size"]), r["summary"]] for r in d.stage_rows(m)]
+    total = m.get("vopt_seconds")
+    blocks: list[Any] = [Table(["stage", "cached", "seconds", "output size", "summary"], rows)]
+    if total is not None:
+        blocks.append(f"Whole build: {total:.2f} s.")
+    return Section("Stages", blocks)
+
+
+def _validation(m: dict[str, Any]) -> Section | None:
+    v = m.get("validation")
+    if not v:
+        return None
+    sec = Section("Validation")
+    files = v.get("image_files") or []
+    shown = ", ".join(files[:12]) + (f" and {len(files) - 12} more" if len(files) > 12 else "")
+    sec.blocks.append(f"Images: {v.get('images', '?')}; {v.get('samples', '?')} samples" + (f" from {shown}" if shown else "") + ".")
+    if v.get("status") != "ok":
+        sec.blocks.append(f"Not run: {v.get('reason') or v.get('summary') or v.get('status')}.")
+        return sec
+    sec.blocks.append(f"Artifact run on `{v.get('runtime', '?')}`, compared with the PyTorch model ({v.get('reference', 'original')}).")
+    gates = v.get("gates") or []
+    if gates:
+        t = Table(["gate", "value", "needs", "result"], [])
+        for i, g in enumerate(gates):
+            t.rows.append([g.get("metric", "?"), d.fmt_num(g.get("value")), str(g.get("condition", "")),
+                           "pass" if g.get("passed") else "FAIL"])
+            t.marks[i] = "pass" if g.get("passed") else "fail"
+        sec.blocks.append(t)
+    tm = v.get("task_metrics") or {}
+    if tm:
+        sec.blocks.append(Table(["task metric", "value"], [[k, d.fmt_num(val)] for k, val in tm.items()]))
+    outputs = v.get("metrics") or {}
+    if outputs:
+        names = ["max_abs_diff", "cosine", "centered_cosine", "sqnr_db"]
+        rows = [[out, *[d.fmt_num(ms.get(n)) for n in names]] for out, ms in outputs.items() if isinstance(ms, dict)]
+        sec.blocks.append(Table(["output", *names], rows))
+        notes = [f"`{out}`: {ms['note']}" for out, ms in outputs.items() if isinstance(ms, dict) and ms.get("note")]
+        sec.blocks += notes
+    spread = v.get("reference_spread") or {}
+    high = [k for k, s in spread.items() if isinstance(s, (int, float)) and s > 0.99]
+    if high:
+        sec.blocks.append(f"Reference outputs barely vary across images ({', '.join(high)}: mean cosine between "
+                          "neighbours > 0.99), so raw cosine says little; read centered cosine and the task metrics.")
+    return sec
+
+
+def _benchmark(m: dict[str, Any], plots: dict[str, str]) -> Section | None:
+    b = m.get("benchmark")
+    if not b:
+        return None
+    sec = Section("Benchmark")
+    if b.get("status") not in (None, "ok"):
+        sec.blocks.append(f"Not run: {b.get('reason') or b.get('summary')}.")
+        return sec
+    threads = b.get("threads") or "runtime default"
+    sec.blocks.append(
+        f"Runtime `{b.get('runtime', '?')}`, threads: {threads} (of {b.get('cpus', '?')} CPUs), "
+        f"warm-up {((b.get('settings') or {}).get('warmup'))}, session load {d.fmt_num(b.get('load_ms'), 4)} ms, "
+        f"first inference (cold) {d.fmt_num(b.get('cold_ms'), 4)} ms, peak RSS {d.fmt_num(b.get('peak_rss_mb'), 4)} MB, "
+        f"artifact {d.fmt_bytes(b.get('artifact_bytes'))}."
+    )
+    rows = [[str(r.get("batch")), d.fmt_num(r.get("first_ms"), 4), d.fmt_num(r.get("p50_ms"), 4), d.fmt_num(r.get("p90_ms"), 4),
+             d.fmt_num(r.get("p99_ms"), 4), d.fmt_num(r.get("throughput_ips"), 5), str(r.get("iterations", "-"))]
+            for r in d.bench_rows(m)]
+    sec.blocks.append(Table(["batch", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "runs"], rows))
+    base = b.get("baseline")
+    if base:
+        sec.blocks.append(
+            f"PyTorch eager at batch {base.get('batch')}, timed interleaved with the artifact in the same run: "
+            f"{d.fmt_num(base.get('pytorch_p50_ms'), 4)} ms vs {d.fmt_num(base.get('artifact_p50_ms'), 4)} ms p50, "
+            f"a speedup of **{base.get('speedup', 0):.2f}x**."
+        )
+    if b.get("skipped_batch_sizes"):
+        sec.blocks.append(f"Skipped batch sizes {b['skipped_batch_sizes']}: the artifact's batch axis is static.")
+    if "latency_vs_batch" in plots:
+        sec.blocks.append(("plot", "latency_vs_batch"))
+    return sec
+
+
+def _agreement_plot(plots: dict[str, str]) -> Section | None:
+    return Section("Size vs agreement", [("plot", "size_vs_agreement")]) if "size_vs_agreement" in plots else None
+
+
+def _sensitivity(m: dict[str, Any]) -> Section | None:
+    table = d.sensitivity(m)
+    if table is None:
+        return None
+    cols, rows = table
+    return Section("Quantization sensitivity", [
+        "Layers ranked by how much quantizing them alone moves the output (from the quantize step).",
+        Table(cols, [[d.fmt_num(v, 5) for v in r] for r in rows]),
+    ])
+
+
+def _about(m: dict[str, Any]) -> Section:
+    plat = m.get("platform") or {}
+    tools = m.get("tools") or {}
+    recipe = m.get("recipe") or {}
+    return Section("Build", [
+        f"Recipe `{recipe.get('file') or '?'}`, created {m.get('created', '?')}, vopt {m.get('vopt_version', '?')}.",
+        f"Machine: {plat.get('system', '?')} {plat.get('machine', '')}, {plat.get('cpus', '?')} CPUs, Python {plat.get('python', '?')}.",
+        "Tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()) + ".",
+    ])

@@ -1,0 +1,76 @@
+"""matplotlib figures as PNG bytes (Agg backend; matplotlib is imported only here, only when used)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+ACCENT = "#2f6fb0"
+SECOND = "#d9822b"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def latency_vs_batch(rows: list[dict[str, Any]], title: str) -> bytes | None:
+    """p50 latency (with the p90 band) and throughput against batch size."""
+    rows = sorted((r for r in rows if "batch" in r and "p50_ms" in r), key=lambda r: r["batch"])
+    if not rows:
+        return None
+    plt = _pyplot()
+    b = [r["batch"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot(b, [r["p50_ms"] for r in rows], "o-", color=ACCENT, label="p50 latency")
+    if all("p90_ms" in r for r in rows):
+        ax.fill_between(b, [r["p50_ms"] for r in rows], [r["p90_ms"] for r in rows], color=ACCENT, alpha=0.15,
+                        label="p50 to p90")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("latency per batch (ms)")
+    ax.set_xticks(b)
+    ax.grid(alpha=0.3)
+    ax2 = ax.twinx()
+    ax2.plot(b, [r.get("throughput_ips", 0) for r in rows], "s--", color=SECOND, label="throughput")
+    ax2.set_ylabel("throughput (img/s)")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
+
+
+def size_vs_agreement(points: list[tuple[str, float, float]], metric: str, title: str) -> bytes | None:
+    """One point per artifact: size on x, agreement with the reference on y."""
+    if not points:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for i, (label, size, value) in enumerate(points):
+        color = "#888888" if label.startswith("original") else (ACCENT if i % 2 else SECOND)
+        ax.scatter([size / 1e6], [value], s=60, color=color, zorder=3)
+        ax.annotate(label, (size / 1e6, value), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ax.set_xlabel("artifact size (MB)")
+    ax.set_ylabel(metric.replace("_", " "))
+    lo = min(v for _, _, v in points)
+    hi = max(1.0, max(v for _, _, v in points))
+    span = max(0.02, hi - lo)  # a flat 1.0 line stays readable
+    ax.set_ylim(lo - 0.15 * span, hi + 0.15 * span)
+    ax.ticklabel_format(axis="y", useOffset=False)
+    sizes = [s / 1e6 for _, s, _ in points]
+    pad = max(sizes) * 0.15 or 0.1
+    ax.set_xlim(max(0.0, min(sizes) - pad), max(sizes) + pad * 2)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
