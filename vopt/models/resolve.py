@@ -30,15 +30,50 @@ def load_module(artifact: Artifact) -> Any:
     """A torch-module artifact back into memory. These files are vopt's own cache entries."""
     import torch
 
+    kind = artifact.meta.get("module_format", "pickle")
+    if kind == "torchscript":
+        return torch.jit.load(artifact.path, map_location="cpu").eval()
+    if kind == "exported":
+        return torch.export.load(artifact.path).module()
     model = torch.load(artifact.path, map_location="cpu", weights_only=False)
     model.eval()
     return model
 
 
-def save_module(model: Any, path) -> None:
+def is_graph_only(artifact: Artifact) -> bool:
+    """TorchScript and torch.export programs are fixed graphs: fuse and prune cannot edit them."""
+    return artifact.meta.get("module_format", "pickle") != "pickle"
+
+
+def save_module(model: Any, path) -> str:
+    """Write a module; returns its module_format for the artifact's metadata."""
     import torch
 
+    if isinstance(model, torch.jit.ScriptModule):
+        torch.jit.save(model, str(path))
+        return "torchscript"
+    _strip_capture_hooks(model)
     torch.save(model, path)
+    return "pickle"
+
+
+def _strip_capture_hooks(model: Any) -> None:
+    """transformers installs output-capturing forward hooks (local closures, so unpicklable) on first forward;
+    drop them and let transformers reinstall them after loading."""
+    for module in model.modules():
+        hooks = getattr(module, "_forward_hooks", None)
+        if hooks:
+            for key in [k for k, fn in hooks.items() if "output_capturing_hook" in getattr(fn, "__qualname__", "")]:
+                del hooks[key]
+        if getattr(module, "_output_capturing_hooks_installed", False):
+            module._output_capturing_hooks_installed = False
+
+
+def takes_keywords(model: Any) -> bool:
+    """transformers models take pixel_values=...; plain modules take the tensor positionally."""
+    if getattr(model, "_vopt_positional", False):
+        return False
+    return hasattr(model, "config") and hasattr(model, "main_input_name")
 
 
 class OutputWrapper:
@@ -48,16 +83,15 @@ class OutputWrapper:
     def wrap(model: Any, family: Family) -> Any:
         import torch
 
+        keywords = takes_keywords(model)
+
         class _Wrapped(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
                 self.model = model
 
             def forward(self, pixel_values):
-                if getattr(self.model, "_vopt_positional", False):
-                    out = self.model(pixel_values)
-                else:
-                    out = self.model(pixel_values=pixel_values)
+                out = self.model(pixel_values=pixel_values) if keywords else self.model(pixel_values)
                 return family.output_tensors(out)
 
         return _Wrapped().eval()

@@ -126,10 +126,12 @@ class ExportStage(Stage):
 
         result = compare_with_torch(model, family, artifact, samples=config.parity_samples, data=None, ctx=ctx)
         ctx.report["parity"] = result
-        failing = [
-            name for name, m in result["outputs"].items()
-            if name not in family.unordered_outputs and (m["cosine"] < family.min_cosine)
-        ]
+        # Unordered (top-k) outputs are already matched query-to-query, so every output is checked.
+        failing = [name for name, m in result["outputs"].items() if m["cosine"] < family.min_cosine]
+        loose = [name for name, m in result["outputs"].items() if m["max_abs_diff"] > family.atol]
+        if loose:
+            ctx.warn(f"max abs diff above the {family.name} tolerance {family.atol:g} on {', '.join(loose)} "
+                     "(cosine still within bounds)")
         if failing:
             detail = ", ".join(f"{n}: cosine {result['outputs'][n]['cosine']:.6f}, max abs {result['outputs'][n]['max_abs_diff']:.3g}" for n in failing)
             raise BuildError(f"ONNX Runtime output drifts from PyTorch beyond the {family.name} tolerance: {detail}", stage="export")

@@ -55,12 +55,22 @@ class LoadStage(Stage):
         if loaded.onnx_path is not None:
             import shutil
 
+            from vopt.models.sources.onnx import onnx_io
+
             path = ctx.out("model.onnx")
             shutil.copy2(loaded.onnx_path, path)
-            ctx.report["summary"] = f"ONNX file {loaded.onnx_path.name}"
+            io = onnx_io(path)
+            ctx.report.update(family=loaded.family.name, task=loaded.task, notes=loaded.notes)
+            ctx.report["summary"] = f"ONNX file {loaded.onnx_path.name}, {len(io.outputs)} outputs"
             return Artifact(path=str(path), format="onnx", io=io, preprocess=preprocess, meta=meta)
         path = ctx.out("model.pt")
-        save_module(loaded.module, path)
+        if loaded.module_file is not None:
+            import shutil
+
+            shutil.copy2(loaded.module_file, path)
+            meta["module_format"] = loaded.module_format
+        else:
+            meta["module_format"] = save_module(loaded.module, path)
         n_params = sum(p.numel() for p in loaded.module.parameters())
         ctx.report.update(params=n_params, family=loaded.family.name, task=loaded.task, notes=loaded.notes)
         ctx.report["summary"] = f"{loaded.family.name} {loaded.task}, {n_params / 1e6:.2f}M params" + (

@@ -25,20 +25,82 @@ def torch_outputs(model: Any, family: Any, images: np.ndarray, batch: int = 8) -
 
 
 def compare_outputs(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Per-output parity. Outputs in `skip` are per-query detection outputs whose order is not stable (top-k):
+    they are compared as matched detections (each reference query paired with its nearest artifact query)."""
+    out, moved = align_queries(ref, out, skip)
     outputs = {}
     for name, r in ref.items():
         if name not in out:
             continue
         m = parity(r, out[name])
-        if name in skip:
-            m["note"] = "order not stable (top-k); compare matched detections instead"
+        m["input_variation"] = input_variation(r)
+        if name in skip and name in moved:
+            m["matched"] = True
+            m["reordered_queries"] = moved[name]
+            m["note"] = "queries matched one-to-one by nearest (scores, boxes): top-k order is not stable"
         outputs[name] = m
-    checked = [m for n, m in outputs.items() if n not in skip]
+    checked = list(outputs.values())
     return {
         "outputs": outputs,
         "worst_cosine": min((m["cosine"] for m in checked), default=1.0),
         "worst_max_abs_diff": max((m["max_abs_diff"] for m in checked), default=0.0),
     }
+
+
+def input_variation(ref: np.ndarray) -> float:
+    """How much an output depends on the input: norm of (output - batch mean) over norm of output.
+    Near 0 means every image gives the same output, and a parity check on it proves nothing."""
+    r = np.asarray(ref, np.float64)
+    if r.ndim == 0 or r.shape[0] < 2:
+        return float("nan")
+    norm = np.linalg.norm(r)
+    return float(np.linalg.norm(r - r.mean(axis=0, keepdims=True)) / norm) if norm > 0 else 0.0
+
+
+def align_queries(
+    ref: dict[str, np.ndarray], out: dict[str, np.ndarray], names: tuple[str, ...]
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Reorder the artifact's queries ([batch, queries, ...] outputs) to pair one-to-one with the reference's.
+    All `names` share the query axis, so they are matched jointly (e.g. class logits with boxes)."""
+    group = [n for n in names if n in ref and n in out and np.ndim(ref[n]) >= 2 and np.shape(ref[n]) == np.shape(out[n])]
+    if not group or len({np.shape(ref[n])[:2] for n in group}) != 1:
+        return out, {}
+    batch, queries = np.shape(ref[group[0]])[:2]
+    scales = {n: float(np.std(ref[n])) or 1.0 for n in group}
+
+    def feats(src: dict[str, np.ndarray], b: int) -> np.ndarray:
+        return np.concatenate([np.asarray(src[n][b], np.float64).reshape(queries, -1) / scales[n] for n in group], axis=1)
+
+    aligned = dict(out)
+    perms = []
+    for b in range(batch):
+        fr, fo = feats(ref, b), feats(out, b)
+        cost = np.sqrt(((fr[:, None, :] - fo[None, :, :]) ** 2).sum(-1))
+        perms.append(_assign(cost))
+    for n in group:
+        aligned[n] = np.stack([np.asarray(out[n][b])[perms[b]] for b in range(batch)])
+    moved = int(sum(int((p != np.arange(queries)).sum()) for p in perms))
+    return aligned, {n: moved for n in group}
+
+
+def _assign(cost: np.ndarray) -> np.ndarray:
+    """Column for each row, one-to-one, minimising total cost (Hungarian; greedy without scipy)."""
+    try:
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(cost)
+        perm = np.empty(len(rows), dtype=np.int64)
+        perm[rows] = cols
+        return perm
+    except ImportError:
+        perm = np.full(cost.shape[0], -1, dtype=np.int64)
+        taken: set[int] = set()
+        for flat in np.argsort(cost, axis=None):
+            r, c = divmod(int(flat), cost.shape[1])
+            if perm[r] < 0 and c not in taken:
+                perm[r] = c
+                taken.add(c)
+        return perm
 
 
 def compare_with_torch(model: Any, family: Any, artifact: Any, *, samples: int, data: Any, ctx: Any) -> dict[str, Any]:

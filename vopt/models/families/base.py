@@ -39,8 +39,15 @@ class Family:
     quant_exclude_ops: ClassVar[tuple[str, ...]] = ()
     quant_exclude_nodes: ClassVar[tuple[str, ...]] = ()
     is_transformer: ClassVar[bool] = False
-    # Small config overrides for tests (random weights).
+    # transformers class to build instead of the task's Auto class (e.g. CLIP's vision tower with projection).
+    model_class: ClassVar[str | None] = None
+    # Module-name globs the pruner must leave alone (heads whose output size is the task's contract).
+    prune_ignore: ClassVar[tuple[str, ...]] = ()
+    # Small config overrides for tests (random weights). Nested dicts update nested configs.
     tiny_config: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self) -> None:
+        self.applied: list[str] = []  # export fixes prepare() applied, for the load report
 
     def preprocess(self, size: list[int] | None = None) -> Preprocess:
         size = size or [self.image_size, self.image_size]
@@ -54,6 +61,8 @@ class Family:
 
     def output_tensors(self, output: Any) -> tuple[Any, ...]:
         """Pick the named outputs from a model's forward() result."""
+        if isinstance(output, (tuple, list)) and len(output) >= len(self.outputs):
+            return tuple(output[: len(self.outputs)])  # plain modules: outputs by position
         return tuple(_pick(output, name) for name in self.outputs)
 
 

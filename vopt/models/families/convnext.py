@@ -4,6 +4,12 @@ from vopt.models.families.base import Family, register_family
 
 
 @register_family
-class _Placeholder(Family):
+class ConvNext(Family):
     name = "convnext"
-    model_types = ("convnext",)
+    model_types = ("convnext", "convnextv2")
+    task = "image-classification"
+    resize = 256  # crop_pct 0.875
+    prune_ignore = ("classifier*",)
+    quant_exclude_ops = ("LayerNormalization",)
+    tiny_config = {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1], "num_labels": 10, "image_size": 64,
+                   "layer_scale_init_value": 1.0}

@@ -4,6 +4,13 @@ from vopt.models.families.base import Family, register_family
 
 
 @register_family
-class _Placeholder(Family):
+class Dinov2(Family):
     name = "dinov2"
     model_types = ("dinov2",)
+    task = "feature-extraction"
+    outputs = ("last_hidden_state", "pooler_output")
+    resize = 256
+    is_transformer = True
+    quant_exclude_ops = ("Softmax", "LayerNormalization")
+    tiny_config = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_ratio": 2,
+                   "image_size": 64, "patch_size": 8}

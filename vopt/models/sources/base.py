@@ -19,6 +19,9 @@ class LoadedModel:
     labels: list[str] | None = None
     random_weights: bool = False
     onnx_path: Path | None = None  # set by sources that start from ONNX
+    # Fixed-graph sources (torchscript, exported) keep their file as is: module_format says how to reload it.
+    module_file: Path | None = None
+    module_format: str = "pickle"
     notes: list[str] = field(default_factory=list)
 
 
@@ -38,3 +41,37 @@ class Source:
 
     def load(self, spec: ModelSection) -> LoadedModel:
         raise NotImplementedError
+
+
+def load_state_dict(path: Path, *, what: str = "model.weights") -> dict[str, Any]:
+    """A state_dict from a .safetensors or torch checkpoint, safely (weights_only=True).
+    Unwraps the usual {'state_dict': ...} / {'model': ...} containers and DataParallel's 'module.' prefix."""
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        from vopt.errors import RecipeError
+
+        raise RecipeError(f"{what}: checkpoint not found: {path}")
+    from vopt.errors import BuildError
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle refusals, truncated zips, foreign formats
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        hint = " (it holds pickled objects: a full module needs `trust: true`)" if "weights_only" in str(exc) else ""
+        raise BuildError(f"cannot read checkpoint {path}{hint}: {first}", stage="load") from None
+    for key in ("state_dict", "model_state_dict", "model", "module"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BuildError(f"checkpoint {path} is not a state_dict of tensors", stage="load")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state

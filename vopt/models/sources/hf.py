@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 from vopt.errors import BackendUnavailable, BuildError, RecipeError
-from vopt.models.families.base import family_for, get_family
-from vopt.models.sources.base import LoadedModel, Source
+from vopt.models.families.base import Family, family_for, get_family
+from vopt.models.sources.base import LoadedModel, Source, load_state_dict
 
 AUTO_CLASSES = {
     "image-classification": "AutoModelForImageClassification",
@@ -25,12 +26,42 @@ _ARCH_TASKS = (
 )
 
 
-def _task_from_config(config: Any) -> str:
+def _task_from_config(config: Any, family: Family | None) -> str:
     for arch in getattr(config, "architectures", None) or []:
         for suffix, task in _ARCH_TASKS:
             if arch.endswith(suffix):
                 return task
-    return "image-classification"
+    return family.task if family is not None else "image-classification"
+
+
+def build_config(model_type: str, overrides: dict[str, Any]) -> Any:
+    """A transformers config for `model_type` with overrides; nested dicts become nested configs."""
+    from transformers import CONFIG_MAPPING
+
+    if model_type not in CONFIG_MAPPING:
+        raise RecipeError(f"model.config.model_type: transformers {_tf_version()} has no model type '{model_type}'")
+    try:
+        return CONFIG_MAPPING[model_type](**overrides)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise RecipeError(f"model.config: transformers rejects the overrides for '{model_type}': {exc}") from None
+
+
+def apply_overrides(config: Any, overrides: dict[str, Any]) -> None:
+    """Set config fields in place; a dict value updates a nested config (e.g. backbone_config)."""
+    from transformers import PretrainedConfig
+
+    for key, value in overrides.items():
+        current = getattr(config, key, None)
+        if isinstance(value, dict) and isinstance(current, PretrainedConfig):
+            apply_overrides(current, value)
+        else:
+            setattr(config, key, value)
+
+
+def _tf_version() -> str:
+    import transformers
+
+    return transformers.__version__
 
 
 class HfSource(Source):
@@ -39,42 +70,45 @@ class HfSource(Source):
     def load(self, spec) -> LoadedModel:
         import torch
         import transformers
-        from transformers import AutoConfig
 
         if not spec.id:
             raise RecipeError("model.id: the hf source needs a Hub id or a local directory")
         random = spec.weights == "random"
         local = Path(spec.id).expanduser()
-        try:
-            if spec.family and random and not local.exists():
-                # A random model needs only the architecture: build the family's config offline.
-                config = self._family_config(spec)
-            else:
-                config = AutoConfig.from_pretrained(str(local) if local.exists() else spec.id, revision=spec.revision)
-        except OSError as exc:
-            raise self._offline_error(spec, exc) from None
-        for key, value in spec.config.items():
-            setattr(config, key, value)
-        task = spec.task or _task_from_config(config)
-        family = get_family(spec.family) if spec.family else family_for(config.model_type, task)
-        if getattr(config, "num_labels", None) and "num_labels" in spec.config:
-            config.num_labels = spec.config["num_labels"]
-        auto_cls = getattr(transformers, AUTO_CLASSES[task])
+        where = str(local) if local.exists() else spec.id
+        overrides = dict(spec.config)
+        family: Family | None = get_family(spec.family) if spec.family else None
+        if random and not local.exists() and (family is not None or "model_type" in overrides):
+            # A random model needs only the architecture: build the config offline.
+            model_type = overrides.pop("model_type", None) or family.model_types[0]  # type: ignore[union-attr]
+            config = build_config(model_type, overrides)
+        else:
+            try:
+                config = transformers.AutoConfig.from_pretrained(where, revision=spec.revision)
+            except OSError:
+                raise self._offline_error(spec) from None
+            apply_overrides(config, {k: v for k, v in overrides.items() if k != "model_type"})
+        if family is None:
+            family = family_for(config.model_type, spec.task)
+        task = spec.task or (family.task if family.name != "generic" else _task_from_config(config, None))
+        if family.name == "generic":
+            family = family_for(None, task)
+            _preprocessor_defaults(family, local if local.exists() else None)
+        model_cls = self._model_class(family, task)
         torch.manual_seed(spec.seed)
         try:
             if random:
-                model = auto_cls.from_config(config, attn_implementation="eager")
+                model = _from_config(model_cls, config)
             elif spec.weights == "pretrained":
-                model = auto_cls.from_pretrained(
-                    str(local) if local.exists() else spec.id, config=config, revision=spec.revision, attn_implementation="eager"
-                )
+                model = model_cls.from_pretrained(where, config=config, revision=spec.revision, attn_implementation="eager")
             else:
-                model = auto_cls.from_config(config, attn_implementation="eager")
-                self._load_weights(model, Path(spec.weights))
-        except OSError as exc:
-            raise self._offline_error(spec, exc) from None
+                model = _from_config(model_cls, config)
+                self._load_weights(model, Path(spec.weights).expanduser())
+        except OSError:
+            raise self._offline_error(spec) from None
         except ValueError as exc:
-            raise BuildError(f"transformers cannot build {task} model for '{spec.id}': {exc}", stage="load") from None
+            first = str(exc).strip().splitlines()[0]
+            raise BuildError(f"transformers cannot build a {task} model for '{spec.id}': {first}", stage="load") from None
         model.eval()
         if random:
             from vopt.models.init import sane_random_init
@@ -82,43 +116,64 @@ class HfSource(Source):
             sane_random_init(model, spec.input.shape, seed=spec.seed)
         model = family.prepare(model)
         labels = spec.labels
-        if labels is None and getattr(config, "id2label", None) and task == "image-classification":
-            labels = [config.id2label[i] for i in sorted(config.id2label)]
-        return LoadedModel(model, family, task, labels=labels, random_weights=random)
+        id2label = getattr(config, "id2label", None)
+        if labels is None and id2label and task in ("image-classification", "object-detection", "semantic-segmentation"):
+            labels = [id2label[i] for i in sorted(id2label)]
+        notes = [f"{config.model_type} -> family {family.name}, {model_cls.__name__}", *family.applied]
+        return LoadedModel(model, family, task, labels=labels, random_weights=random, notes=notes)
 
-    def _family_config(self, spec) -> Any:
-        from transformers import CONFIG_MAPPING, AutoConfig
+    @staticmethod
+    def _model_class(family: Family, task: str) -> Any:
+        import transformers
 
-        family = get_family(spec.family)
-        model_type = family.model_types[0]
-        if model_type not in CONFIG_MAPPING:
-            raise RecipeError(f"model.family: transformers has no config for '{model_type}'")
-        del AutoConfig
-        return CONFIG_MAPPING[model_type]()
+        if family.model_class and task == family.task:
+            return getattr(transformers, family.model_class)
+        return getattr(transformers, AUTO_CLASSES[task])
 
     def _load_weights(self, model: Any, path: Path) -> None:
-        import torch
-
-        if not path.exists():
-            raise RecipeError(f"model.weights: checkpoint not found: {path}")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_state_dict(path)
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise BuildError(f"checkpoint {path} does not match the model: {first}", stage="load") from None
+            first = str(exc).strip().splitlines()
+            raise BuildError(
+                f"checkpoint {path} does not match the model: {' '.join(first[:3])[:400]}", stage="load"
+            ) from None
 
-    def _offline_error(self, spec, exc: Exception) -> BackendUnavailable:
+    def _offline_error(self, spec) -> BackendUnavailable:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         return BackendUnavailable(
             f"cannot load Hugging Face model '{spec.id}'"
             f"{' (HF_HUB_OFFLINE=1)' if offline else ' (no network or no such repo)'}: "
             "download it once with `huggingface-cli download "
-            f"{spec.id}` or point model.id at a local directory; or use `weights: random` with `family:` to build "
-            "the architecture without weights"
+            f"{spec.id}` or point model.id at a local directory; or use `weights: random` with `family:` "
+            "(or `config: {model_type: ...}`) to build the architecture without weights"
         )
+
+
+def _from_config(model_cls: Any, config: Any) -> Any:
+    # Auto classes have from_config; concrete model classes only the private _from_config.
+    build = getattr(model_cls, "from_config", None) or model_cls._from_config
+    return build(config, attn_implementation="eager")
+
+
+def _preprocessor_defaults(family: Family, local: Path | None) -> None:
+    """A generic-path model takes mean/std/size from its local preprocessor_config.json, when it has one."""
+    if local is None or not (local / "preprocessor_config.json").is_file():
+        return
+    try:
+        data = json.loads((local / "preprocessor_config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    if data.get("do_normalize", True) is False:
+        family.mean, family.std = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]  # type: ignore[misc]
+    else:
+        if isinstance(data.get("image_mean"), list):
+            family.mean = data["image_mean"]  # type: ignore[misc]
+        if isinstance(data.get("image_std"), list):
+            family.std = data["image_std"]  # type: ignore[misc]
+    size = data.get("crop_size") or data.get("size")
+    if isinstance(size, dict):
+        size = size.get("height") or size.get("shortest_edge")
+    if isinstance(size, int):
+        family.image_size = size  # type: ignore[misc]
