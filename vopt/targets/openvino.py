@@ -1,21 +1,112 @@
-"""openvino target (placeholder until its issue lands: compile raises a clear error)."""
+"""openvino: OpenVINO IR (.xml/.bin) from ONNX or from NNCF's int8 IR, run on an OpenVINO device (CPU here)."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Literal
 
-from vopt.errors import BuildError
-from vopt.targets.base import CompileBase, Target
+from pydantic import Field
+
+from vopt.errors import BackendUnavailable, BuildError
+from vopt.pipeline.artifact import Artifact
+from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+
+IR_DIR = "openvino_model"
 
 
 class OpenVinoConfig(CompileBase):
     target: Literal["openvino"] = "openvino"
+    device: Literal["CPU", "GPU", "NPU", "AUTO"] = Field(
+        default="CPU", description="OpenVINO device the artifact is meant for; validation runs on it."
+    )
+    compress_to_fp16: bool | None = Field(
+        default=None, description="Store weights as fp16 in the IR; default: true when precision is fp16."
+    )
+    inference_precision: Literal["f32", "bf16", "f16"] | None = Field(
+        default=None,
+        description="INFERENCE_PRECISION_HINT for validation and benchmarks; default f32 (bf16 when precision is bf16).",
+    )
+    performance_hint: Literal["LATENCY", "THROUGHPUT"] | None = Field(default=None, description="OpenVINO PERFORMANCE_HINT.")
+    threads: int | None = Field(default=None, description="INFERENCE_NUM_THREADS on CPU.")
 
 
 class OpenVinoTarget(Target):
     name = "openvino"
     Config = OpenVinoConfig
     extra = "openvino"
+    requires = ("openvino",)
+    default_opset = 17
+    default_precision = "fp32"
+    quant_scheme = "nncf"  # the quantize stage makes an int8 OpenVINO IR with NNCF
+    description = "OpenVINO IR on the OpenVINO runtime (CPU/GPU/NPU)"
 
-    def compile(self, artifact, cfg, ctx):
-        raise BuildError("the openvino target is not implemented yet", stage="compile")
+    def tool_versions(self) -> list[str]:
+        return ["openvino", "nncf"]
+
+    def hardware(self) -> tuple[bool, str]:
+        if importlib.util.find_spec("openvino") is None:
+            return False, "openvino not installed"
+        import openvino as ov
+
+        core = ov.Core()
+        names = []
+        for dev in core.available_devices:
+            try:
+                names.append(f"{dev} ({core.get_property(dev, 'FULL_DEVICE_NAME')})")
+            except Exception:  # a device may not report its name
+                names.append(dev)
+        return bool(names), "devices: " + ", ".join(names) if names else "no OpenVINO device found"
+
+    def compile(self, artifact: Artifact, cfg: OpenVinoConfig, ctx) -> Artifact:
+        if importlib.util.find_spec("openvino") is None:
+            raise BackendUnavailable("the openvino target needs the 'openvino' package: pip install 'vopt[openvino]'")
+        import openvino as ov
+
+        from vopt.runtimes.openvino import model_file
+        from vopt.targets.metadata import artifact_metadata
+
+        precision = self.precision(cfg)
+        if artifact.format == "openvino-ir":
+            model = ov.Core().read_model(str(model_file(artifact.path)))
+            source = "openvino-ir"
+        elif artifact.format == "onnx":
+            try:
+                model = ov.convert_model(artifact.path)
+            except Exception as exc:
+                raise BuildError(f"ov.convert_model failed: {_first_line(exc)}", stage="compile") from exc
+            source = "onnx"
+        else:
+            raise BuildError(f"openvino compiles ONNX or OpenVINO IR, not {artifact.format}", stage="compile")
+        for key, value in artifact_metadata(artifact, ctx.recipe.name, self.name, precision).items():
+            model.set_rt_info(value, ["vopt", key.removeprefix("vopt.")])
+        compress = cfg.compress_to_fp16 if cfg.compress_to_fp16 is not None else precision == "fp16"
+        out_dir = ctx.out(IR_DIR)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=compress)
+        ops = [op.get_type_name() for op in model.get_ordered_ops()]
+        fq = sum(1 for o in ops if o == "FakeQuantize")
+        if precision == "int8" and not fq:
+            ctx.warn("precision int8 but the IR has no FakeQuantize ops: add a `quantize:` section (NNCF) for int8")
+        ctx.report.update(
+            source=source, ops=len(ops), fake_quantize=fq, compress_to_fp16=compress, device=cfg.device,
+            summary=f"IR from {source}, {len(ops)} ops" + (f", {fq} FakeQuantize" if fq else "")
+            + (", fp16 weights" if compress else ""),
+        )
+        return artifact.derive(out_dir, format="openvino-ir")
+
+    def runner(self, artifact: Artifact, cfg: OpenVinoConfig) -> Runner | Unavailable:
+        if importlib.util.find_spec("openvino") is None:
+            return Unavailable("openvino is not installed: pip install 'vopt[openvino]'")
+        import openvino as ov
+
+        if cfg.device != "AUTO" and cfg.device not in ov.Core().available_devices:
+            return Unavailable(f"OpenVINO device {cfg.device} is not present here (have: {', '.join(ov.Core().available_devices)})")
+        from vopt.runtimes.openvino import runner
+
+        return runner(artifact.path, device=cfg.device, precision=self.precision(cfg), hint=cfg.inference_precision,
+                      threads=cfg.threads, performance_hint=cfg.performance_hint)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -1,21 +1,171 @@
-"""qnn target (placeholder until its issue lands: compile raises a clear error)."""
+"""qnn: a QDQ ONNX (u8/u16 activations) for Qualcomm NPUs, optionally precompiled into an EPContext model,
+run through the onnxruntime-qnn plugin EP on the HTP backend (the x86 simulator on this machine)."""
 
 from __future__ import annotations
 
+import importlib.util
+import platform
 from typing import Literal
 
-from vopt.errors import BuildError
-from vopt.targets.base import CompileBase, Target
+from pydantic import Field
+
+from vopt.errors import BackendUnavailable, BuildError
+from vopt.pipeline.artifact import Artifact
+from vopt.targets.base import CompileBase, Runner, Target, Unavailable
 
 
 class QnnConfig(CompileBase):
     target: Literal["qnn"] = "qnn"
+    soc_model: str | None = Field(
+        default=None, description="Qualcomm SoC id for the context binary (QNN `soc_model`, e.g. '60' for SM8650)."
+    )
+    htp_arch: int | None = Field(default=None, description="HTP architecture version (e.g. 73, 75).")
+    context_binary: bool = Field(
+        default=False, description="Also precompile a QNN context binary into an EPContext model (implied by soc_model)."
+    )
+    embed_context: bool = Field(default=True, description="Embed the context binary inside the EPContext ONNX file.")
+    disable_cpu_fallback: bool = Field(
+        default=False, description="Gate: fail unless the QNN EP takes every node (session.disable_cpu_ep_fallback)."
+    )
 
 
 class QnnTarget(Target):
     name = "qnn"
     Config = QnnConfig
     extra = "qnn"
+    requires = ("onnxruntime", "onnxruntime_qnn")
+    default_opset = 17
+    default_precision = "int8"
+    static_shapes = True  # HTP graphs are compiled for fixed shapes
+    quant_scheme = "qnn-qdq"  # onnxruntime.quantization's QNN QDQ config (u8/u16 activations, u8 weights)
+    description = "Qualcomm QNN (HTP) via onnxruntime-qnn"
 
-    def compile(self, artifact, cfg, ctx):
-        raise BuildError("the qnn target is not implemented yet", stage="compile")
+    def tool_versions(self) -> list[str]:
+        return ["onnxruntime", "onnxruntime-qnn"]
+
+    def hardware(self) -> tuple[bool, str]:
+        ok, why = self.available()
+        if not ok:
+            return False, why
+        try:
+            from vopt.runtimes.qnn import ep_devices
+
+            devices = ep_devices()
+        except Exception as exc:  # a broken plugin install
+            return False, f"QNN EP did not register: {str(exc).splitlines()[0][:200]}"
+        if not devices:
+            return False, "QNN EP registered no device"
+        if platform.machine() in ("x86_64", "AMD64"):
+            return True, "no Snapdragon NPU here; runs on the QNN HTP x86 simulator"
+        return True, "QNN HTP backend"
+
+    def compile(self, artifact: Artifact, cfg: QnnConfig, ctx) -> Artifact:
+        if importlib.util.find_spec("onnxruntime_qnn") is None:
+            raise BackendUnavailable("the qnn target needs the 'onnxruntime-qnn' package: pip install 'vopt[qnn]'")
+        import onnx
+
+        from vopt.runtimes.qnn import placement, write_context_model
+        from vopt.targets.metadata import artifact_metadata, set_onnx_metadata
+
+        if artifact.format != "onnx":
+            raise BuildError(f"qnn compiles a QDQ ONNX model, not {artifact.format}", stage="compile")
+        precision = self.precision(cfg)
+        proto = onnx.load(artifact.path)
+        qdq = qdq_summary(proto)
+        if precision in ("int8", "int16") and not qdq["quantize_nodes"]:
+            raise BuildError(
+                f"precision {precision} needs a QDQ model, but the input has no QuantizeLinear nodes: "
+                "add a `quantize:` section (the qnn scheme makes u8/u16 QDQ)", stage="compile")
+        fixed = _fix_dynamic_dims(proto, ctx.recipe.model.input.shape)
+        if fixed:
+            ctx.warn(f"fixed dynamic dims for HTP: {', '.join(fixed)}")
+        meta = artifact_metadata(artifact, ctx.recipe.name, self.name, precision)
+        set_onnx_metadata(proto, meta)
+        path = ctx.out("model.onnx")
+        onnx.save(proto, str(path))
+
+        try:
+            where = placement(path, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch, workdir=ctx.workdir)
+        except Exception as exc:
+            raise BuildError(f"QNN HTP could not load the model: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
+        ctx.report.update(qdq=qdq, placement=where)
+        if cfg.disable_cpu_fallback:
+            self._check_no_fallback(path, cfg, where)
+        result = artifact.derive(path, format="onnx")
+        if cfg.context_binary or cfg.soc_model:
+            ctx_path = ctx.out("model_ctx.onnx")
+            try:
+                write_context_model(path, ctx_path, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch, embed=cfg.embed_context)
+            except Exception as exc:
+                raise BuildError(f"QNN context binary generation failed: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
+            # One directory keeps the EPContext model next to its external .bin (embed_context: false).
+            ctx_proto = onnx.load(str(ctx_path))
+            set_onnx_metadata(ctx_proto, {**meta, "vopt.qnn.soc_model": str(cfg.soc_model), "vopt.qnn.htp_arch": str(cfg.htp_arch)})
+            onnx.save(ctx_proto, str(ctx_path))
+            ctx.report["context_model"] = {"nodes": [n.op_type for n in ctx_proto.graph.node], "soc_model": cfg.soc_model}
+            result = artifact.derive(ctx_path, format="qnn-context")
+            if not cfg.embed_context:
+                result = artifact.derive(ctx.workdir, format="qnn-context")
+        ctx.report["summary"] = (
+            f"{qdq['quantize_nodes']} Q / {qdq['dequantize_nodes']} DQ ({'/'.join(qdq['activation_types']) or 'float'}), "
+            f"QNN took {where['qnn_nodes']}/{where['graph_nodes']} nodes in {where['qnn_partitions']} partition(s), "
+            f"{where['cpu_nodes']} on CPU" + (", EPContext written" if result.format == "qnn-context" else "")
+        )
+        return result
+
+    @staticmethod
+    def _check_no_fallback(path, cfg: QnnConfig, where: dict) -> None:
+        """The gate is ORT's own: a session with session.disable_cpu_ep_fallback must load."""
+        from vopt.runtimes.qnn import session
+
+        try:
+            session(path, disable_cpu_fallback=True, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch)
+        except Exception as exc:
+            ops = ", ".join(f"{k} x{v}" for k, v in where["cpu_ops"].items()) or str(exc).splitlines()[0][:200]
+            raise BuildError(f"disable_cpu_fallback: {where['cpu_nodes']} node(s) would fall back to CPU instead of "
+                             f"QNN HTP ({ops})", stage="compile") from exc
+
+    def runner(self, artifact: Artifact, cfg: QnnConfig) -> Runner | Unavailable:
+        ok, why = self.available()
+        if not ok:
+            return Unavailable(why)
+        from vopt.runtimes.qnn import runner
+
+        return runner(_onnx_file(artifact), disable_cpu_fallback=cfg.disable_cpu_fallback, soc_model=cfg.soc_model,
+                      htp_arch=cfg.htp_arch)
+
+
+def _onnx_file(artifact: Artifact) -> str:
+    from pathlib import Path
+
+    p = Path(artifact.path)
+    if p.is_dir():
+        return str(next(iter(sorted(p.glob("*_ctx.onnx")) or sorted(p.glob("*.onnx")))))
+    return str(p)
+
+
+def qdq_summary(proto) -> dict:
+    """Counts of Q/DQ nodes and the activation types they quantize to."""
+    import onnx
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    q = [n for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+    dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]
+    act_types = set()
+    for n in q:
+        if len(n.input) > 2 and n.input[2] in inits:
+            act_types.add(onnx.helper.tensor_dtype_to_np_dtype(inits[n.input[2]].data_type).name)
+    return {"quantize_nodes": len(q), "dequantize_nodes": len(dq), "activation_types": sorted(act_types)}
+
+
+def _fix_dynamic_dims(proto, shape: list[int]) -> list[str]:
+    """Pin symbolic input dims to the recipe's example shape (HTP compiles static graphs)."""
+    fixed = []
+    values = [(v, len(shape)) for v in proto.graph.input] + [(v, 1) for v in proto.graph.output]  # outputs: batch only
+    for value, upto in values:
+        for i, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.dim_param and i < upto:
+                fixed.append(f"{value.name}[{i}]={dim.dim_param}->{shape[i]}")
+                dim.ClearField("dim_param")
+                dim.dim_value = shape[i]
+    return fixed

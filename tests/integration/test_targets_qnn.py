@@ -1,0 +1,118 @@
+"""qnn: a u8 QDQ model on the QNN HTP simulator, compared with ORT CPU running the same QDQ model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_model
+
+pytest.importorskip("onnxruntime_qnn")
+
+
+def _export(write_recipe, family: str):
+    """Load + export through the real pipeline steps (static shapes, as the qnn target asks)."""
+    from vopt.pipeline.cache import Cache
+    from vopt.pipeline.plan import key_for, make_plan
+    from vopt.pipeline.progress import QuietReporter
+    from vopt.pipeline.runner import _run_step
+    from vopt.recipe.resolve import load_recipe
+
+    path = write_recipe({"name": f"q-{family}", "model": tiny_model(family), "compile": {"target": "qnn"},
+                         "export": {"parity": False}})
+    recipe = load_recipe(path).recipe
+    steps, target = make_plan(recipe)
+    art, arts = None, {}
+    for step in steps:
+        if step.name not in ("load", "fuse", "prune", "export"):
+            continue
+        key = key_for(step, art.sha256 if art else None, target)
+        art, _, _ = _run_step(step, art, key, recipe, target, Cache(), QuietReporter(), arts, {}, False)
+        arts[step.name] = art
+    return recipe, target, art
+
+
+def _qdq_u8(src: str, dst: str, shape: list[int]) -> None:
+    """QNN QDQ (u8 activations, u8 weights) with onnxruntime's QNN config, calibrated on real images."""
+    import shutil
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize
+    from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
+
+    from vopt.datasets.images import load_batch
+    from vopt.pipeline.artifact import Preprocess
+
+    proto = onnx.load(src)
+    del proto.metadata_props[:]  # qnn_preprocess_model chokes on metadata_props (onnxruntime 1.32)
+    plain = dst + ".plain.onnx"
+    onnx.save(proto, plain)
+    pre = dst + ".pre.onnx"
+    if not qnn_preprocess_model(plain, pre):
+        shutil.copy(plain, pre)
+    images = load_batch(None, Preprocess(size=shape[2:]), 8)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"pixel_values": images[i : i + 1]} for i in range(len(images))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    cfg = get_qnn_qdq_config(pre, Reader(), activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8)
+    quantize(pre, dst, cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["resnet", "vit"])
+def test_qnn_u8_runs_on_htp_simulator(write_recipe, tmp_path, family):
+    import onnx
+
+    from vopt.datasets.images import load_batch
+    from vopt.pipeline.context import Context
+    from vopt.runtimes.ort import runner as ort_runner
+
+    recipe, target, exported = _export(write_recipe, family)
+    qdq = str(tmp_path / "qdq.onnx")
+    _qdq_u8(exported.path, qdq, recipe.model.input.shape)
+    quantized = exported.derive(qdq, format="onnx")
+    cfg = target.Config(target="qnn", disable_cpu_fallback=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    ctx = Context(recipe=recipe, target=target, workdir=work)
+    art = target.compile(quantized, cfg, ctx)
+    rep = ctx.report
+    assert rep["qdq"]["activation_types"] == ["uint8"]
+    where = rep["placement"]
+    # The whole graph went to QNN: no CPU fallback, one HTP partition.
+    assert where["cpu_nodes"] == 0 and where["qnn_partitions"] >= 1
+    assert where["qnn_nodes"] + where["cpu_io_qdq"] == where["graph_nodes"] > 10
+    assert json.loads(dict((p.key, p.value) for p in onnx.load(art.path).metadata_props)["vopt.preprocess"])["size"] == [64, 64]
+
+    run = target.runner(art, cfg)
+    assert run.runtime == "qnn-htp" and "simulator" in run.info["backend"]
+    assert run.info["placement"]["cpu_nodes"] == 0
+    images = load_batch(None, art.preprocess, 6)
+    cpu = ort_runner(art.path)
+    # The logits' output DequantizeLinear scale is one quantization step.
+    proto = onnx.load(art.path)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    last_dq = next(n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == "logits")
+    step = float(inits[last_dq.input[1]])
+    fp32 = ort_runner(exported.path)
+    htp, ref, flt = (np.concatenate([r({"pixel_values": images[i : i + 1]})["logits"] for i in range(len(images))])
+                     for r in (run, cpu, fp32))
+    from vopt.validate.metrics import centered_cosine
+
+    diff = float(np.abs(htp - ref).max())
+    quant_err = float(np.abs(ref - flt).max())
+    print(f"{family}: HTP vs ORT-CPU QDQ max diff {diff:.4g} ({diff / step:.1f} output steps), ORT-CPU QDQ vs fp32 "
+          f"{quant_err:.4g}, range {float(ref.max() - ref.min()):.4g}, centered cosine HTP/CPU "
+          f"{centered_cosine(ref, htp):.4f}, HTP/fp32 {centered_cosine(flt, htp):.4f}, CPU/fp32 {centered_cosine(flt, ref):.4f}")
+    # Within quantization tolerance: HTP differs from ORT-CPU's QDQ by less than quantization itself moves
+    # the output, and its accuracy against fp32 matches ORT-CPU's.
+    assert diff < quant_err
+    assert centered_cosine(ref, htp) > 0.99
+    assert abs(centered_cosine(flt, htp) - centered_cosine(flt, ref)) < 0.005
