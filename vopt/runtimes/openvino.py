@@ -72,7 +72,7 @@ def runner(path: str | Path, *, device: str = "CPU", precision: str | None = Non
     inputs = {_name(i, n): i for n, i in enumerate(compiled.inputs)}
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        result = request.infer({inputs[k] if k in inputs else k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        result = request.infer({inputs.get(k, k): np.ascontiguousarray(v) for k, v in feeds.items()})
         return {name: np.array(result[port]) for port, name in outputs}
 
     try:
