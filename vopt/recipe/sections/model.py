@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from vopt.recipe.sections.base import Section
 
@@ -33,3 +34,29 @@ class ModelSection(Section):
     seed: int = Field(default=0, description="Seed for random weights.")
     labels: list[str] | None = Field(default=None, description="Class names, embedded in artifact metadata.")
     input: InputSpec = Field(default_factory=InputSpec)
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        from vopt.recipe.suggest import did_you_mean
+        from vopt.registry import SOURCES
+
+        if value not in SOURCES:
+            msg = f"unknown source '{value}'{did_you_mean(value, SOURCES)}; known: {', '.join(SOURCES)}"
+            raise PydanticCustomError("unknown_source", msg)
+        return value
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from vopt.models.families.base import all_families
+        from vopt.recipe.suggest import did_you_mean
+
+        known = sorted(all_families())
+        if value not in known:
+            msg = (f"unknown family '{value}'{did_you_mean(value, known)}; known: {', '.join(known)} "
+                   "(leave `family:` out to use the generic path by task)")
+            raise PydanticCustomError("unknown_family", msg)
+        return value

@@ -1,0 +1,3 @@
+from vopt.models.sources.hub import TimmSource
+
+__all__ = ["TimmSource"]

@@ -1,0 +1,3 @@
+from vopt.models.sources.hub import TorchvisionSource
+
+__all__ = ["TorchvisionSource"]
