@@ -1,0 +1,91 @@
+"""What `vopt bench` benchmarks: a build directory (its manifest says the target) or a bare ONNX file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vopt.errors import RecipeError
+from vopt.pipeline.artifact import Artifact, IOSpec, Preprocess, TensorSpec
+
+
+@dataclass
+class BenchSource:
+    artifact: Artifact
+    target: Any
+    compile_cfg: dict[str, Any]
+    describe: str
+    load_reference: Callable[[], Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_source(path: Path, cache_dir: Path | None = None) -> BenchSource:
+    path = Path(path)
+    if path.is_dir():
+        return _from_build_dir(path, cache_dir)
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        return _from_onnx(path)
+    if not path.exists():
+        raise RecipeError(f"{path}: no such file or directory")
+    raise RecipeError(f"{path}: give a build directory (with manifest.json) or an .onnx file")
+
+
+def _from_build_dir(path: Path, cache_dir: Path | None) -> BenchSource:
+    from vopt.pipeline.manifest import read_manifest
+    from vopt.registry import get_target
+
+    m = read_manifest(path)
+    art = dict(m.get("artifact") or {})
+    if not art:
+        raise RecipeError(f"{path}: the build has no artifact")
+    art["path"] = str(path / art.pop("file"))
+    art.pop("size_bytes", None)
+    artifact = Artifact.model_validate(art)
+    target = get_target(m["target"])
+    compile_cfg = ((m.get("recipe") or {}).get("resolved") or {}).get("compile") or {"target": m["target"]}
+    src = BenchSource(artifact, target, compile_cfg, f"build {path} ({m['target']})")
+    src.load_reference = _cached_reference(m, artifact, cache_dir, src.notes)
+    return src
+
+
+def _cached_reference(m: dict[str, Any], artifact: Artifact, cache_dir: Path | None, notes: list[str]):
+    """The build's PyTorch model, if its load step is still in the cache (the build dir holds only the artifact)."""
+    from vopt.pipeline.cache import Cache
+
+    load = next((s for s in m.get("steps") or [] if s.get("stage") == "load"), None)
+    entry = Cache(cache_dir).get(load["key"]) if load else None
+    if entry is None or entry.artifact.format != "torch-module":
+        notes.append("no PyTorch model for this build in the cache: no speedup figure (rebuild, or pass --cache-dir)")
+        return None
+
+    def load_module_() -> Any:
+        from vopt.models.resolve import OutputWrapper, family_of, load_module
+
+        return OutputWrapper.wrap(load_module(entry.artifact), family_of(artifact))
+
+    return load_module_
+
+
+def _from_onnx(path: Path) -> BenchSource:
+    from vopt.registry import get_target
+    from vopt.runtimes.ort import session
+
+    sess = session(path)
+    meta = sess.get_modelmeta().custom_metadata_map
+    inp = sess.get_inputs()[0]
+    shape = [d if isinstance(d, int) else str(d or "batch") for d in inp.shape]
+    if "vopt.preprocess" in meta:
+        preprocess = Preprocess.model_validate(json.loads(meta["vopt.preprocess"]))
+    else:
+        hw = [d for d in shape[2:4] if isinstance(d, int)] if len(shape) == 4 else []
+        preprocess = Preprocess(size=hw if len(hw) == 2 else [224, 224])
+    io = IOSpec(inputs=[TensorSpec(name=inp.name, shape=shape)],
+                outputs=[TensorSpec(name=o.name, shape=[]) for o in sess.get_outputs()])
+    artifact = Artifact(path=str(path), format="onnx", io=io, preprocess=preprocess,
+                        meta={"family": meta.get("vopt.family"), "task": meta.get("vopt.task")})
+    src = BenchSource(artifact, get_target("cpu"), {"target": "cpu"}, f"{path.name} on ONNX Runtime CPU")
+    src.notes.append("a bare ONNX file has no PyTorch model: no speedup figure")
+    return src

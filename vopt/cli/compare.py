@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vopt.cli.output import handles_errors, out, print_json
+
+
+@handles_errors
+def command(
+    build_dirs: list[Path] = typer.Argument(..., help="Build directories (each holds a manifest.json).", show_default=False),
+    format_: str = typer.Option("table", "--format", "-f", help="table | markdown | json"),
+    plot: Path | None = typer.Option(None, "--plot", help="Also write a size-vs-agreement PNG with one point per build."),
+) -> None:
+    from vopt.errors import RecipeError
+    from vopt.pipeline.manifest import read_manifest
+    from vopt.report.compare import COLUMNS, compare_markdown, compare_rows, display_cells
+
+    if format_ not in ("table", "markdown", "json"):
+        raise RecipeError(f"--format {format_}: use table, markdown or json")
+    rows = compare_rows([(str(p), read_manifest(p)) for p in build_dirs])
+    if plot is not None:
+        _plot(rows, plot)
+    if format_ == "json":
+        print_json(rows)
+    elif format_ == "markdown":
+        typer.echo(compare_markdown(rows), nl=False)
+    else:
+        from rich.table import Table
+
+        t = Table(*COLUMNS, box=None, header_style="bold")
+        for r in rows:
+            t.add_row(*display_cells(r))
+        from rich.console import Console
+
+        # A CI log is not a terminal (80 columns by default): do not squeeze the columns there.
+        console = out if out.is_terminal else Console(width=200, highlight=False, soft_wrap=True)
+        console.print(t)
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    from vopt.errors import RecipeError
+    from vopt.report.plots import size_vs_agreement
+
+    points = [(f"{r['build']} ({r['precision']})", float(r["size_bytes"]), r["agreement"])
+              for r in rows if r["size_bytes"] and r["agreement"] is not None]
+    metrics = sorted({r["agreement_metric"] for r in rows if r["agreement_metric"]})
+    if not points:
+        raise RecipeError("--plot: no build has both a size and a validation agreement")
+    png = size_vs_agreement(points, " / ".join(metrics), "size vs agreement")
+    path.write_bytes(png or b"")

@@ -1,0 +1,57 @@
+"""Side-by-side rows of several builds, for `vopt compare` (table, Markdown or JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vopt.report import data as d
+
+COLUMNS = ("build", "target", "precision", "size", "p50 ms", "img/s", "agreement", "speedup", "status")
+
+
+def compare_rows(manifests: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Machine-readable rows: (build dir, manifest) in, one dict per build out."""
+    rows = []
+    for where, m in manifests:
+        p50, ips, best_batch = d.p50_at_smallest_batch(m)
+        head = d.agreement(m)
+        bench = m.get("benchmark") or {}
+        rows.append({
+            "build": (m.get("recipe") or {}).get("name", where),
+            "dir": where,
+            "target": m.get("target"),
+            "precision": d.precision(m),
+            "size_bytes": (m.get("artifact") or {}).get("size_bytes"),
+            "p50_ms": p50,
+            "p50_batch": min((r.get("batch", 1) for r in d.bench_rows(m)), default=None),
+            "throughput_ips": ips,
+            "throughput_batch": best_batch,
+            "agreement_metric": head[0] if head else None,
+            "agreement": head[1] if head else None,
+            "speedup_vs_pytorch": (bench.get("baseline") or {}).get("speedup"),
+            "runtime": bench.get("runtime") or (m.get("validation") or {}).get("runtime"),
+            "status": m.get("status"),
+        })
+    return rows
+
+
+def display_cells(row: dict[str, Any]) -> list[str]:
+    agree = f"{row['agreement_metric']} {row['agreement']:.4f}" if row["agreement"] is not None else "-"
+    return [
+        str(row["build"]),
+        str(row["target"]),
+        str(row["precision"]),
+        d.fmt_bytes(row["size_bytes"]),
+        f"{row['p50_ms']:.3f}" + (f" (b{row['p50_batch']})" if row["p50_batch"] not in (None, 1) else "") if row["p50_ms"] is not None else "-",
+        f"{row['throughput_ips']:.1f} (b{row['throughput_batch']})" if row["throughput_ips"] is not None else "-",
+        agree,
+        f"{row['speedup_vs_pytorch']:.2f}x" if row["speedup_vs_pytorch"] else "-",
+        str(row["status"]),
+    ]
+
+
+def compare_markdown(rows: list[dict[str, Any]]) -> str:
+    from vopt.report.document import Table
+    from vopt.report.markdown import table_md
+
+    return "\n".join(table_md(Table(list(COLUMNS), [display_cells(r) for r in rows]))) + "\n"
