@@ -1,19 +1,308 @@
-"""quantize stage (placeholder until its issue lands)."""
+"""quantize: calibrate on real data, quantize with the target's scheme, check the result against the
+float model (gates), fall back layer by layer when asked, and say whether the quantized model is faster."""
 
 from __future__ import annotations
 
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from vopt.errors import BuildError
+from vopt.errors import BuildError, GateFailed, RecipeError
+from vopt.pipeline.artifact import Artifact, Preprocess
+from vopt.quant.config import QuantizeConfig
 from vopt.stages.base import Stage
 
 
 class QuantizeStage(Stage):
     name = "quantize"
+    tools = ("onnx", "onnxruntime")
 
     @classmethod
-    def configure(cls, recipe: Any, target: Any):
-        return recipe.quantize
+    def configure(cls, recipe: Any, target: Any) -> QuantizeConfig | None:
+        from vopt.quant.schemes import PRECISIONS, default_scheme
 
-    def run(self, artifact, config, ctx):
-        raise BuildError("the quantize stage is not implemented yet", stage="quantize")
+        q = recipe.quantize
+        if q is None or q.precision == "fp32":
+            return None
+        if q.precision == "bf16":
+            raise RecipeError("quantize.precision: bf16 is an inference precision of the target, not a quantize scheme: "
+                              "set compile.precision: bf16 (openvino) instead")
+        scheme = q.scheme or {"fp16": "fp16", "int4": "int4-weight"}.get(q.precision or "") or default_scheme(target)
+        if scheme is None:
+            raise RecipeError(f"quantize: target '{target.name}' has no default quantization scheme; set quantize.scheme "
+                              f"or compile.precision")
+        precision = q.precision or PRECISIONS[scheme][0]
+        if precision not in PRECISIONS[scheme]:
+            raise RecipeError(f"quantize.precision: scheme '{scheme}' makes {', '.join(PRECISIONS[scheme])}, not {precision}")
+        act, weight, per_channel = _types(scheme, precision, q)
+        return QuantizeConfig(
+            target=target.name, scheme=scheme, precision=precision, per_channel=per_channel,
+            activation_type=act, weight_type=weight, calibration=q.calibration, exclude=q.exclude, gates=q.gates,
+            auto_fallback=q.auto_fallback, max_float_fraction=q.max_float_fraction, fallback_step=q.fallback_step,
+            require_speedup=q.require_speedup, check=q.check, options=q.options,
+            preprocess=recipe.preprocess.model_dump(mode="json"), input_shape=list(recipe.model.input.shape),
+            compile=recipe.compile.model_dump(mode="json"),
+        )
+
+    @classmethod
+    def fingerprint(cls, config: QuantizeConfig) -> dict[str, Any]:
+        """Calibration and validation data hashes (file lists, sizes, mtimes + preprocessing)."""
+        from vopt.datasets.images import fingerprint, list_images
+        from vopt.quant.calibration import CalibrationSet
+
+        pre = Preprocess(**{k: v for k, v in config.preprocess.items() if v is not None})
+        calib = CalibrationSet(config.calibration, pre, config.input_shape) if _calibrates(config) else None
+        return {
+            "calibration": calib.fingerprint() if calib else None,
+            "check": fingerprint(list_images(config.check.data), pre, {"samples": config.check.samples}),
+        }
+
+    @classmethod
+    def extra_tools(cls, config: QuantizeConfig, target: Any) -> list[str]:
+        from vopt.quant.schemes import get_scheme
+
+        return [*get_scheme(config.scheme).tools, *target.tool_versions()]
+
+    def run(self, artifact: Artifact, config: QuantizeConfig, ctx) -> Artifact:
+        from vopt.models.resolve import family_of
+        from vopt.quant.schemes import get_scheme
+
+        scheme_cls = get_scheme(config.scheme)
+        if artifact.format not in scheme_cls.input_formats:
+            raise BuildError(f"scheme '{config.scheme}' takes {', '.join(scheme_cls.input_formats)}, got {artifact.format}",
+                             stage="quantize")
+        family = family_of(artifact)
+        with tempfile.TemporaryDirectory(prefix="vopt-quant-") as tmp:
+            return _Run(artifact, config, ctx, scheme_cls(config, Path(tmp), family), family).go()
+
+
+def _calibrates(config: QuantizeConfig) -> bool:
+    from vopt.quant.schemes import get_scheme
+
+    return bool(get_scheme(config.scheme).calibrates)
+
+
+def _types(scheme: str, precision: str, q: Any) -> tuple[str | None, str | None, bool]:
+    """Activation type, weight type and per-channel, as the scheme wants them unless the recipe says otherwise."""
+    defaults = {
+        "ort-qdq": ("uint16" if precision == "int16" else "uint8", "int8", True),  # s8 activations run 4x slower here
+        "trt-qdq": ("int8", "int8", True),
+        "qnn-qdq": ("uint16" if precision == "int16" else "uint8", "uint8", False),
+        "coreml-weights": (None, "int8", True),
+    }.get(scheme, (None, None, True))
+    act = q.activation_type or defaults[0]
+    weight = q.weight_type or defaults[1]
+    per_channel = defaults[2] if q.per_channel is None else q.per_channel
+    return act, weight, per_channel
+
+
+class _Run:
+    """One quantize step: holds what the fallback loop reuses (float outputs, calibration ranges)."""
+
+    def __init__(self, artifact: Artifact, config: QuantizeConfig, ctx: Any, scheme: Any, family: Any):
+        self.artifact, self.cfg, self.ctx, self.scheme, self.family = artifact, config, ctx, scheme, family
+        self.report: dict[str, Any] = ctx.report
+        self.ref: dict[str, Any] | None = None
+        self.images = None
+
+    # -- the flow -----------------------------------------------------------------------------
+    def go(self) -> Artifact:
+        from vopt.quant.calibration import CalibrationSet
+        from vopt.quant.memory import PeakRss
+
+        cfg, ctx, scheme = self.cfg, self.ctx, self.scheme
+        self.report.update(scheme=cfg.scheme, precision=cfg.precision, target=cfg.target,
+                           settings={"activation_type": cfg.activation_type, "weight_type": cfg.weight_type,
+                                     "per_channel": cfg.per_channel, "calibration_method": cfg.calibration.method})
+        model = scheme.prepare(Path(self.artifact.path))
+        calib = CalibrationSet(cfg.calibration, self.artifact.preprocess, cfg.input_shape)
+        if scheme.calibrates:
+            with ctx.reporter.bar(f"calibrate ({calib.kind})", calib.count()) as advance, PeakRss() as mem:
+                seen = scheme.calibrate(model, calib, advance)
+            self.report["calibration"] = {
+                "data": calib.describe(), "kind": calib.kind, "synthetic": calib.kind == "synthetic",
+                "samples": seen or calib.count(), "batch": cfg.calibration.batch, "seed": cfg.calibration.seed,
+                "method": cfg.calibration.method, "fingerprint": calib.fingerprint(), **mem.report(),
+            }
+            if calib.kind == "synthetic":
+                ctx.warn("calibrated on SYNTHETIC random tensors (calibration.synthetic: true): ranges may not match real inputs")
+        out = ctx.out(scheme.output_name())
+        with ctx.reporter.bar(f"quantize ({cfg.scheme}, {cfg.precision})", None):
+            result = scheme.quantize(model, [], out)
+        kept: list[str] = []
+        checked = self.check(result)
+        if checked is not None and not _passed(checked["gates"]) and cfg.auto_fallback:
+            if scheme.ranks_layers:
+                result, kept, checked = self.fallback(model, result, calib, checked)
+            else:
+                ctx.warn(f"auto_fallback: scheme '{cfg.scheme}' cannot rank layers (QDQ schemes can); gates checked as is")
+        for w in scheme.warnings:
+            ctx.warn(w)
+        self.report["scheme_info"] = scheme.info
+        if result != out:
+            _move(result, out)
+        quant = self.artifact.derive(out, format=scheme.output_format, io=self._io(out),
+                                     meta={"quantized": {"scheme": cfg.scheme, "precision": cfg.precision, "kept_float": kept}})
+        self._metadata(out, quant, kept)
+        self.speed(Path(model), quant)
+        self._summary(kept)
+        return quant
+
+    def check(self, path: Path) -> dict[str, Any] | None:
+        """Quantized vs float on validation images; None when the quantized artifact cannot run here."""
+        from vopt.quant.evaluate import compare, eval_images, headline, ort_outputs, outputs_of
+        from vopt.validate.gates import evaluate
+
+        fmt = self.scheme.output_format
+        if self.images is None:
+            self.images = eval_images(self.cfg.check, self.artifact.preprocess)
+        out = outputs_of(path, fmt, self.images)
+        if out is None:
+            self.report["check"] = {"status": "not run", "reason": f"no runtime for {fmt} on this machine"}
+            if self.cfg.gates:
+                self.ctx.warn(f"quantize gates not checked: no runtime for {fmt} here")
+            return None
+        if self.ref is None:
+            self.ref = ort_outputs(Path(self.artifact.path), self.images)
+        metrics = compare(self.ref, out, skip=tuple(self.family.unordered_outputs))
+        gates = evaluate(self.cfg.gates, {"outputs": metrics["outputs"]}) if self.cfg.gates else []
+        result = {"status": "ok", "images": len(self.images), "reference": "float ONNX on onnxruntime-cpu",
+                  "runtime": "openvino-cpu (f32 hint)" if fmt == "openvino-ir" else "onnxruntime-cpu",
+                  "metrics": metrics["outputs"], "worst": headline(metrics), "gates": gates}
+        self.report["check"] = result
+        self.report["gates"] = gates
+        return result
+
+    def fallback(self, model: Path, first: Path, calib: Any, checked: dict[str, Any]):
+        from vopt.quant.sensitivity import rank_layers, table_lines
+
+        cfg, scheme, ctx = self.cfg, self.scheme, self.ctx
+        candidates = scheme.candidates(first)
+        with ctx.reporter.bar("rank layer sensitivity", None):
+            table = rank_layers(model, first, candidates, calib, cfg.check.sensitivity_samples, scheme.work)
+        budget = math.floor(cfg.max_float_fraction * len(candidates))
+        order = [r["node"] for r in table]
+        history = [{"kept_float": 0, **_gate_values(checked["gates"])}]
+        kept: list[str] = []
+        result = first
+        while not _passed(checked["gates"]):
+            nxt = order[len(kept) : len(kept) + cfg.fallback_step]
+            if not nxt or len(kept) + len(nxt) > budget:
+                self._fallback_report(table, kept, candidates, budget, history, converged=False)
+                failing = [g for g in checked["gates"] if not g["passed"]]
+                lines = [f"{g['metric']} = {g['value']:.6g}, needs {g['condition']} (quantize)" for g in failing]
+                lines.append(f"fallback spent its budget: {len(kept)} of {len(candidates)} quantized layers kept in float "
+                             f"(max_float_fraction {cfg.max_float_fraction}); sensitivity, worst first:")
+                lines += table_lines(table, kept)
+                raise GateFailed("quantize gate failed after auto_fallback", lines=lines,
+                                 failures=[{**g, "stage": "quantize"} for g in failing])
+            kept = [*kept, *nxt]
+            with ctx.reporter.bar(f"fallback: {len(kept)} layer(s) in float", None):
+                result = scheme.quantize(model, kept, scheme.work / f"fallback_{len(kept)}.onnx")
+            checked = self.check(result) or checked
+            history.append({"kept_float": len(kept), **_gate_values(checked["gates"])})
+        self._fallback_report(table, kept, candidates, budget, history, converged=True)
+        return result, kept, checked
+
+    def _fallback_report(self, table, kept, candidates, budget, history, converged: bool) -> None:
+        self.report["sensitivity"] = table
+        self.report["fallback"] = {
+            "converged": converged, "kept_float": kept, "quantized_layers": len(candidates), "budget_layers": budget,
+            "float_fraction": round(len(kept) / len(candidates), 4) if candidates else 0.0, "rounds": history,
+            "ranking": "drop_db: SQNR lost between a layer's input and output (float vs quantized activations, calibration data)",
+        }
+
+    def speed(self, float_model: Path, quant: Artifact) -> None:
+        from vopt.quant.speed import compare_speed
+
+        cfg = self.cfg
+        if not cfg.check.benchmark:
+            return
+        fmt_float = "onnx"
+        float_art = self.artifact.derive(float_model if float_model.suffix == ".onnx" else self.artifact.path, format=fmt_float)
+        if self.images is None:
+            from vopt.quant.evaluate import eval_images
+
+            self.images = eval_images(cfg.check, self.artifact.preprocess)
+        with self.ctx.reporter.bar("speed: quantized vs float", None):
+            sp = compare_speed(float_art, quant, self.ctx, self.images, cfg.input_shape[0], cfg.check.rounds)
+        self.report["speed"] = sp
+        if sp["status"] != "ok":
+            if cfg.require_speedup:
+                self.ctx.warn(f"require_speedup not checked: {sp['reason']}")
+            return
+        label = cfg.precision.upper()
+        if not sp["paid"]:
+            sp["verdict"] = (f"{label} did not pay: {sp['quantized_img_s']} img/s vs {sp['float_img_s']} img/s float "
+                             f"on {sp['runtime']} ({sp['speedup']:.2f}x)")
+            self.ctx.warn(sp["verdict"])
+        else:
+            sp["verdict"] = f"{label} is {sp['speedup']:.2f}x faster than float on {sp['runtime']}"
+        if cfg.require_speedup is not None:
+            self.report.setdefault("gates", []).append({
+                "metric": "speedup", "value": sp["speedup"], "condition": f">={cfg.require_speedup}",
+                "threshold": cfg.require_speedup, "passed": sp["speedup"] >= cfg.require_speedup,
+            })
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _io(self, out: Path) -> dict[str, Any]:
+        io = self.artifact.io.model_copy(deep=True)
+        if out.suffix == ".onnx":
+            import onnx
+
+            graph = onnx.load(str(out), load_external_data=False).graph
+            dims = {i.name: [d.dim_param or int(d.dim_value) for d in i.type.tensor_type.shape.dim] for i in graph.input}
+            for t in io.inputs:
+                if t.name in dims:
+                    t.shape = dims[t.name]
+        return io.model_dump()
+
+    def _metadata(self, out: Path, quant: Artifact, kept: list[str]) -> None:
+        if out.suffix != ".onnx":
+            return
+        import onnx
+
+        from vopt.targets.metadata import artifact_metadata, set_onnx_metadata
+
+        proto = onnx.load(str(out))
+        meta = artifact_metadata(quant, self.ctx.recipe.name, self.cfg.target, self.cfg.precision)
+        meta["vopt.quantize.scheme"] = self.cfg.scheme
+        meta["vopt.quantize.kept_float"] = json.dumps(kept)
+        cal = self.report.get("calibration", {})
+        if cal:
+            meta["vopt.quantize.calibration"] = json.dumps({k: cal[k] for k in ("kind", "samples", "seed", "method", "fingerprint")})
+        set_onnx_metadata(proto, meta)
+        onnx.save(proto, str(out))
+
+    def _summary(self, kept: list[str]) -> None:
+        r = self.report
+        parts = [f"{self.cfg.scheme} {self.cfg.precision}"]
+        check = r.get("check", {})
+        if check.get("status") == "ok":
+            w = check["worst"]
+            parts.append(f"cosine {w['cosine']:.4f}" + (f", centered {w['centered_cosine']:.4f}" if "centered_cosine" in w else ""))
+        if kept:
+            parts.append(f"{len(kept)} layer(s) kept float")
+        sp = r.get("speed", {})
+        if sp.get("status") == "ok":
+            parts.append(f"{sp['speedup']:.2f}x vs float" + ("" if sp["paid"] else " (did NOT pay)"))
+        if r.get("calibration", {}).get("synthetic"):
+            parts.append("SYNTHETIC calibration")
+        r["summary"] = ", ".join(parts)
+
+
+def _passed(gates: list[dict[str, Any]]) -> bool:
+    return all(g["passed"] for g in gates)
+
+
+def _gate_values(gates: list[dict[str, Any]]) -> dict[str, float]:
+    return {g["metric"]: round(g["value"], 6) for g in gates}
+
+
+def _move(src: Path, dst: Path) -> None:
+    if dst.exists():
+        shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+    shutil.move(str(src), str(dst))

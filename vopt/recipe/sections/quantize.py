@@ -7,32 +7,53 @@ from pydantic import Field
 from vopt.recipe.sections.base import Section
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int16", "int4"]
+SCHEMES = ("ort-qdq", "trt-qdq", "qnn-qdq", "nncf", "coreml-weights", "fp16", "int4-weight")
 
 
 class CalibrationSection(Section):
-    data: str | list[str] | None = Field(default=None, description="Image folder(s), .npy or .npz; built-in samples when omitted.")
-    samples: int = Field(default=64, ge=1)
-    batch: int = Field(default=8, ge=1)
+    data: str | list[str] | None = Field(
+        default=None, description="Image folder(s), or .npy/.npz tensor files; the built-in real samples when omitted."
+    )
+    samples: int = Field(default=64, ge=1, description="Calibration samples; repeated images get seeded random crops.")
+    batch: int = Field(default=8, ge=1, description="Images per calibration batch; memory is bounded by this.")
     seed: int = 0
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    percentile: float = Field(default=99.999, gt=0, le=100, description="For method: percentile.")
     synthetic: bool = Field(default=False, description="Random tensors instead of images; marked in every report.")
 
 
 class ExcludeSection(Section):
-    op_types: list[str] = Field(default_factory=list)
-    nodes: list[str] = Field(default_factory=list, description="Node-name globs kept in float.")
+    op_types: list[str] = Field(default_factory=list, description="Op types kept in float.")
+    nodes: list[str] = Field(default_factory=list, description="Node names or globs kept in float.")
+
+
+class CheckSection(Section):
+    """How the quantized model is compared with the float one (gates, sensitivity, speed)."""
+
+    data: str | list[str] | None = Field(default=None, description="Validation images; the built-in samples when omitted.")
+    samples: int = Field(default=16, ge=2, description="Validation images for the gates (2+ for centered cosine).")
+    seed: int = Field(default=1, description="Differs from calibration's seed, so gates see other crops.")
+    sensitivity_samples: int = Field(default=8, ge=1, description="Calibration images used to rank layer sensitivity.")
+    benchmark: bool = Field(default=True, description="Time quantized vs float on the target's runtime ('did INT8 pay').")
+    rounds: int = Field(default=5, ge=1, description="Interleaved benchmark rounds.")
 
 
 class QuantizeSection(Section):
-    precision: Precision = "int8"
-    scheme: str | None = Field(default=None, description="Override the target's default scheme.")
-    per_channel: bool | None = None
+    precision: Precision | None = Field(default=None, description="The scheme's precision when omitted (int8 for most).")
+    scheme: Literal["ort-qdq", "trt-qdq", "qnn-qdq", "nncf", "coreml-weights", "fp16", "int4-weight"] | None = Field(
+        default=None, description="Override the target's default scheme."
+    )
+    per_channel: bool | None = Field(default=None, description="Per-channel weights; the scheme's default when omitted.")
     activation_type: Literal["uint8", "int8", "uint16", "int16"] | None = None
     weight_type: Literal["uint8", "int8"] | None = None
     calibration: CalibrationSection = Field(default_factory=CalibrationSection)
     exclude: ExcludeSection = Field(default_factory=ExcludeSection)
-    gates: dict[str, str] = Field(default_factory=dict, description="e.g. {centered_cosine: '>=0.98'}")
-    auto_fallback: bool = False
-    max_float_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
+    gates: dict[str, str] = Field(
+        default_factory=dict, description="Quantized vs float on real images, e.g. {centered_cosine: '>=0.98', top1_agreement: '>=0.9'}"
+    )
+    auto_fallback: bool = Field(default=False, description="On a gate miss, move the most sensitive layers back to float.")
+    max_float_fraction: float = Field(default=0.25, ge=0.0, le=1.0, description="Most quantizable layers the fallback may keep in float.")
+    fallback_step: int = Field(default=1, ge=1, description="Layers moved back to float per fallback round.")
     require_speedup: float | None = Field(default=None, description="Fail unless quantized/float throughput >= this.")
+    check: CheckSection = Field(default_factory=CheckSection)
     options: dict[str, Any] = Field(default_factory=dict, description="Extra scheme-specific settings.")

@@ -1,0 +1,30 @@
+"""The quantize stage's resolved settings (its cache key), shared by the stage and the schemes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from vopt.recipe.sections.quantize import CalibrationSection, CheckSection, ExcludeSection
+
+
+class QuantizeConfig(BaseModel):
+    target: str
+    scheme: str
+    precision: str
+    per_channel: bool
+    activation_type: str | None
+    weight_type: str | None
+    calibration: CalibrationSection
+    exclude: ExcludeSection
+    gates: dict[str, str]
+    auto_fallback: bool
+    max_float_fraction: float
+    fallback_step: int
+    require_speedup: float | None
+    check: CheckSection
+    options: dict[str, Any]
+    preprocess: dict[str, Any]  # the recipe's preprocess section: calibration reads images through it
+    input_shape: list[int]
+    compile: dict[str, Any]  # the target's settings, for its runner in the speed check

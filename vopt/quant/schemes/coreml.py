@@ -1,0 +1,44 @@
+"""coreml: coremltools weight compression of the compiled .mlpackage (runs after compile):
+linear int8 per-channel (default) or k-means palettization (options.palettize_bits)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vopt.errors import missing_extra
+from vopt.quant.schemes.base import Scheme
+
+
+class CoreMlWeightScheme(Scheme):
+    name = "coreml-weights"
+    output_format = "coreml-mlpackage"
+    input_formats = ("coreml-mlpackage",)
+    calibrates = False
+    tools = ("coremltools",)
+
+    def output_name(self) -> str:
+        return "model.mlpackage"
+
+    def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
+        try:
+            import coremltools as ct
+            import coremltools.optimize.coreml as cto
+        except ImportError as exc:
+            raise missing_extra("coremltools", "coreml", "the coreml quantization scheme") from exc
+
+        mlmodel = ct.models.MLModel(str(model), skip_model_load=True)  # prediction needs macOS; conversion does not
+        op_types = self.excluded_ops()
+        bits = self.cfg.options.get("palettize_bits")
+        if bits:
+            op_cfg = cto.OpPalettizerConfig(mode="kmeans", nbits=int(bits))
+            config = cto.OptimizationConfig(global_config=op_cfg, op_type_configs={t: None for t in op_types})
+            compressed = cto.palettize_weights(mlmodel, config)
+            self.info["method"] = f"palettization, {bits}-bit k-means"
+        else:
+            granularity = "per_channel" if self.cfg.per_channel else "per_tensor"
+            op_cfg = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity=granularity)
+            config = cto.OptimizationConfig(global_config=op_cfg, op_type_configs={t: None for t in op_types})
+            compressed = cto.linear_quantize_weights(mlmodel, config)
+            self.info["method"] = f"linear symmetric int8 weights, {granularity}"
+        compressed.save(str(out))
+        return out

@@ -1,0 +1,95 @@
+"""openvino: NNCF post-training quantization of the OpenVINO model (ModelType.TRANSFORMER for transformer
+families). The output is an OpenVINO IR directory (model.xml + model.bin)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from vopt.errors import missing_extra
+from vopt.quant.calibration import CalibrationSet, split_static
+from vopt.quant.schemes.base import Scheme
+
+# ONNX op type -> OpenVINO op type, for `exclude.op_types`.
+OV_TYPES = {"Conv": "Convolution", "Gemm": "MatMul", "Add": "Add", "MatMul": "MatMul", "Softmax": "Softmax",
+            "ConvTranspose": "ConvolutionBackpropData", "AveragePool": "AvgPool", "MaxPool": "MaxPool"}
+
+
+class _Items:
+    """A re-iterable dataset: NNCF may walk it more than once."""
+
+    def __init__(self, calib: CalibrationSet, static_batch: int | None, advance: Callable[[int], None]):
+        self.calib, self.static_batch, self.advance = calib, static_batch, advance
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for b in split_static(self.calib.batches(), self.static_batch or 1):
+            self.advance(len(b))
+            yield b
+
+
+class NncfScheme(Scheme):
+    name = "nncf"
+    output_format = "openvino-ir"
+    tools = ("openvino", "nncf")
+
+    def prepare(self, src: Path) -> Path:
+        return src
+
+    def calibrate(self, model: Path, calib: CalibrationSet, advance: Callable[[int], None]) -> int:
+        self._calib, self._advance = calib, advance  # NNCF calibrates and quantizes in one call
+        return calib.count()
+
+    def output_name(self) -> str:
+        return "model"
+
+    def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
+        try:
+            import nncf
+            import openvino as ov
+        except ImportError as exc:
+            raise missing_extra("nncf", "openvino", "the openvino quantization scheme") from exc
+
+        ov_model = ov.convert_model(str(model))
+        shape = self.cfg.input_shape
+        if ov_model.inputs[0].get_partial_shape().is_dynamic:
+            ov_model.reshape({ov_model.inputs[0].get_any_name(): shape})  # static shapes: what NNCF and the CPU plugin like
+        dataset = nncf.Dataset(_Items(self._calib, shape[0], self._advance))
+        transformer = bool(getattr(self.family, "is_transformer", False))
+        kwargs = {}
+        ignored = self._ignored_scope(ov_model, exclude_nodes)
+        if ignored is not None:
+            kwargs["ignored_scope"] = ignored
+        quantized = nncf.quantize(
+            ov_model,
+            dataset,
+            subset_size=self._calib.count(),
+            model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+            preset=nncf.QuantizationPreset.MIXED if transformer else nncf.QuantizationPreset.PERFORMANCE,
+            fast_bias_correction=True,
+            **kwargs,
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        ov.save_model(quantized, str(out / "model.xml"), compress_to_fp16=False)
+        fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
+        self.info.update(model_type="TRANSFORMER" if transformer else "default", fake_quantize_ops=fq,
+                         subset_size=self._calib.count())
+        return out
+
+    def _ignored_scope(self, ov_model, exclude_nodes: list[str]):
+        import fnmatch
+        import re
+
+        import nncf
+
+        types = sorted({OV_TYPES.get(t, t) for t in self.excluded_ops()})
+        globs = [*self.excluded_globs(), *exclude_nodes]
+        patterns = [fnmatch.translate(g) for g in globs]
+        if not types and not patterns:
+            return None
+        names = [op.get_friendly_name() for op in ov_model.get_ops()]
+        matched = [p for p in patterns if any(re.match(p, n) for n in names)]
+        if len(matched) < len(patterns):
+            self.warnings.append(f"{len(patterns) - len(matched)} exclude.nodes pattern(s) match no OpenVINO op name")
+        return nncf.IgnoredScope(types=types, patterns=matched, validate=False)

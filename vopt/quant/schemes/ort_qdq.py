@@ -1,0 +1,174 @@
+"""ONNX Runtime static QDQ quantization: cpu (u8 activations, s8 per-channel weights) and tensorrt
+(symmetric s8 everywhere). Calibration ranges are computed once, streamed, and cached in a file, so
+the fallback loop re-quantizes without re-calibrating."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from vopt.quant.calibration import CalibrationSet, OrtReader, chunked_reader
+from vopt.quant.schemes.base import Scheme, match_nodes, onnx_node_names
+
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+# Calibrators hold every output of one collect_data call: feed them this many batches at a time.
+CHUNK_BATCHES = 4
+
+
+def quant_type(name: str) -> Any:
+    from onnxruntime.quantization import QuantType
+
+    return {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8, "uint16": QuantType.QUInt16, "int16": QuantType.QInt16}[name]
+
+
+def calib_method(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[name]
+
+
+def static_batch_of(path: Path) -> int | None:
+    import onnx
+
+    dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    return int(dim.dim_value) if dim.dim_value else None
+
+
+def fix_static_shapes(src: Path, dst: Path, input_shape: list[int]) -> list[str]:
+    """Pin symbolic input dims to the recipe's shape (ORT's int8 kernels are much faster on static shapes)."""
+    import onnx
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
+
+    model = onnx.load(str(src))
+    fixed = []
+    for inp in model.graph.input[:1]:
+        for i, dim in enumerate(inp.type.tensor_type.shape.dim):
+            if dim.dim_param and i < len(input_shape):
+                fixed.append(f"{dim.dim_param}={input_shape[i]}")
+                make_dim_param_fixed(model.graph, dim.dim_param, input_shape[i])
+    if fixed:
+        fix_output_shapes(model)
+    onnx.save(model, str(dst))
+    return fixed
+
+
+class OrtQdqScheme(Scheme):
+    name = "ort-qdq"
+    ranks_layers = True
+    symmetric: ClassVar[bool] = False
+    # None = every op ORT's QDQ quantizer knows.
+    op_types: ClassVar[list[str] | None] = None
+
+    def prepare(self, src: Path) -> Path:
+        from onnxruntime.quantization import quant_pre_process
+
+        model = src
+        if self.cfg.options.get("static_shapes", True):
+            static = self.work / "float_static.onnx"
+            fixed = fix_static_shapes(src, static, self.cfg.input_shape)
+            if fixed:
+                self.info["fixed_dims"] = fixed
+            model = static
+        out = self.work / "float_pre.onnx"
+        try:
+            quant_pre_process(str(model), str(out))
+            self.info["pre_process"] = "quant_pre_process (symbolic shapes + ORT basic optimizations)"
+        except Exception as exc:  # symbolic shape inference fails on some graphs: retry without it
+            self.warnings.append(f"quant_pre_process failed ({str(exc).splitlines()[0][:120]}); retried without symbolic shapes")
+            quant_pre_process(str(model), str(out), skip_symbolic_shape=True)
+            self.info["pre_process"] = "quant_pre_process (ONNX shapes + ORT basic optimizations)"
+        return out
+
+    # -- calibration --------------------------------------------------------------------------
+    def calib_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {"symmetric": self.symmetric}
+        if self.cfg.calibration.method == "percentile":
+            opts["percentile"] = self.cfg.calibration.percentile
+        return opts
+
+    def calibrate(self, model: Path, calib: CalibrationSet, advance: Callable[[int], None]) -> int:
+        import onnx
+        from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+        input_name = onnx.load(str(model), load_external_data=False).graph.input[0].name
+        reader = OrtReader(calib, input_name, static_batch_of(model), advance)
+        calibrator = create_calibrator(
+            model,
+            self.op_types,
+            augmented_model_path=str(self.work / "augmented.onnx"),
+            calibrate_method=calib_method(self.cfg.calibration.method),
+            extra_options=self.calib_options(),
+        )
+        # One collect_data call per chunk: each call reduces its outputs to ranges or histograms and merges
+        # them, so memory is bounded by the chunk. (ORT's own max_intermediate_outputs drops data in 1.32.)
+        for part in chunked_reader(reader, CHUNK_BATCHES):
+            calibrator.collect_data(part)
+        seen = reader.seen
+        ranges = calibrator.compute_data()
+        del calibrator
+        (self.work / "augmented.onnx").unlink(missing_ok=True)
+        save_tensors_data(ranges, self.ranges_file)
+        return seen
+
+    @property
+    def ranges_file(self) -> Path:
+        return self.work / "calibration_ranges.json"
+
+    # -- quantization -------------------------------------------------------------------------
+    def extra_options(self) -> dict[str, Any]:
+        return {}
+
+    def exclusions(self, model: Path, exclude_nodes: list[str]) -> list[str]:
+        names = onnx_node_names(model)
+        return sorted(set(match_nodes(names, self.excluded_globs())) | set(exclude_nodes))
+
+    def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
+        from onnxruntime.quantization import QuantFormat, quantize_static
+
+        op_types = self.op_types_to_quantize(model)
+        quantize_static(
+            str(model),
+            str(out),
+            None,  # ranges come from the calibration file
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=op_types,
+            per_channel=self.cfg.per_channel,
+            activation_type=quant_type(self.cfg.activation_type or "uint8"),
+            weight_type=quant_type(self.cfg.weight_type or "int8"),
+            nodes_to_exclude=self.exclusions(model, exclude_nodes),
+            calibrate_method=calib_method(self.cfg.calibration.method),
+            extra_options=self.extra_options(),
+            calibration_cache_path=str(self.ranges_file),
+        )
+        return out
+
+    def op_types_to_quantize(self, model: Path) -> list[str] | None:
+        excluded = set(self.excluded_ops())
+        if not excluded and self.op_types is None:
+            return None
+        if self.op_types is not None:
+            return [t for t in self.op_types if t not in excluded]
+        import onnx
+
+        present = {n.op_type for n in onnx.load(str(model), load_external_data=False).graph.node}
+        return sorted(present - excluded)
+
+    def candidates(self, quantized: Path) -> list[str]:
+        """Non-Q/DQ nodes that read a dequantized tensor: the layers running in integer arithmetic."""
+        import onnx
+
+        graph = onnx.load(str(quantized), load_external_data=False).graph
+        dq_out = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        return [n.name for n in graph.node if n.op_type not in QDQ_OPS and n.name and any(i in dq_out for i in n.input)]
+
+
+class TensorRtQdqScheme(OrtQdqScheme):
+    """Symmetric s8 activations and per-channel s8 weights, Q/DQ only around the ops TensorRT runs in int8."""
+
+    name = "trt-qdq"
+    symmetric = True
+    op_types = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat"]
+
+    def extra_options(self) -> dict[str, Any]:
+        return {"ActivationSymmetric": True, "WeightSymmetric": True}

@@ -1,0 +1,58 @@
+"""QNN: get_qnn_qdq_config with u8 (int8) or u16 (int16) activations and u8 weights, after
+qnn_preprocess_model. Calibration is shared with the ORT QDQ scheme (ranges cached in a file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vopt.quant.schemes.ort_qdq import OrtQdqScheme, calib_method, quant_type
+
+
+class QnnQdqScheme(OrtQdqScheme):
+    name = "qnn-qdq"
+    tools = ("onnx", "onnxruntime", "onnxruntime-qnn")
+
+    def prepare(self, src: Path) -> Path:
+        from onnxruntime.quantization.execution_providers.qnn import qnn_preprocess_model
+
+        static = super().prepare(src)  # static shapes + quant_pre_process
+        out = self.work / "float_qnn.onnx"
+        if qnn_preprocess_model(str(static), str(out)):
+            self.info["qnn_preprocess"] = "applied (fused ops QNN runs natively)"
+            return out
+        return static
+
+    def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
+        from onnxruntime.quantization import quantize_static
+        from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
+
+        excluded = self.exclusions(model, exclude_nodes)
+        qcfg = get_qnn_qdq_config(
+            str(model),
+            None,
+            calibrate_method=calib_method(self.cfg.calibration.method),
+            activation_type=quant_type(self.cfg.activation_type or "uint8"),
+            weight_type=quant_type(self.cfg.weight_type or "uint8"),
+            per_channel=self.cfg.per_channel,
+            op_types_to_quantize=self.op_types_to_quantize(model),
+            nodes_to_exclude=excluded or None,
+        )
+        # quantize_static directly (not quantize(cfg)) so the cached calibration ranges are reused.
+        quantize_static(
+            str(model),
+            str(out),
+            None,
+            calibrate_method=qcfg.calibrate_method,
+            quant_format=qcfg.quant_format,
+            activation_type=qcfg.activation_type,
+            weight_type=qcfg.weight_type,
+            op_types_to_quantize=qcfg.op_types_to_quantize,
+            nodes_to_exclude=qcfg.nodes_to_exclude,
+            per_channel=qcfg.per_channel,
+            reduce_range=qcfg.reduce_range,
+            use_external_data_format=qcfg.use_external_data_format,
+            extra_options=qcfg.extra_options,
+            calibration_cache_path=str(self.ranges_file),
+        )
+        self.info["qdq_contrib_ops"] = bool(qcfg.extra_options.get("UseQDQContribOps"))
+        return out
