@@ -13,6 +13,8 @@ from vopt.stages.base import Stage
 class CompileConfig(BaseModel):
     settings: dict[str, Any]
     recipe_name: str
+    # Targets read the input spec (e.g. TensorRT profiles from dynamic dims): it belongs in the cache key.
+    model_input: dict[str, Any] | None = None
 
 
 class CompileStage(Stage):
@@ -21,7 +23,8 @@ class CompileStage(Stage):
 
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> CompileConfig:
-        return CompileConfig(settings=recipe.compile.model_dump(mode="json"), recipe_name=recipe.name)
+        return CompileConfig(settings=recipe.compile.model_dump(mode="json"), recipe_name=recipe.name,
+                             model_input=recipe.model.input.model_dump(mode="json"))
 
     @classmethod
     def extra_tools(cls, config: CompileConfig, target: Any) -> list[str]:

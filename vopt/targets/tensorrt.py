@@ -1,21 +1,151 @@
-"""tensorrt target (placeholder until its issue lands: compile raises a clear error)."""
+"""tensorrt: a serialized TensorRT engine built with the `tensorrt` Python API (fp16/int8/bf16 flags, explicit
+Q/DQ, optimization profiles from the recipe's dynamic dims, a persistent timing cache, a workspace limit).
+The ONNX readiness check runs first and needs no GPU; the builder needs TensorRT and an NVIDIA GPU."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Literal
 
-from vopt.errors import BuildError
-from vopt.targets.base import CompileBase, Target
+from pydantic import Field
+
+from vopt.errors import BackendUnavailable, BuildError
+from vopt.pipeline.artifact import Artifact
+from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+
+TrtPrecision = Literal["fp32", "fp16", "bf16", "int8"]
+
+NO_TENSORRT = ("the 'tensorrt' package is not installed; its real wheel comes from NVIDIA's index (pypi.nvidia.com) "
+               "and needs an NVIDIA GPU with a driver: pip install 'vopt[tensorrt]' on such a machine")
 
 
 class TensorRtConfig(CompileBase):
     target: Literal["tensorrt"] = "tensorrt"
+    precision: TrtPrecision | list[TrtPrecision] | None = Field(  # type: ignore[assignment]
+        default=None, description="Builder precision flags, e.g. [fp16, int8]; int8 uses the Q/DQ from the quantize stage."
+    )
+    workspace_gb: float = Field(default=4.0, gt=0, description="Builder workspace memory limit in GiB.")
+    timing_cache: str | None = Field(
+        default=None, description="Persistent timing cache file; default: <vopt cache>/tensorrt/timing-<trt>-<sm>.cache."
+    )
+    profiles: dict[str, list[list[int]]] | None = Field(
+        default=None, description="Explicit optimization profiles {input: [min, opt, max] shapes}; "
+        "default: derived from model.input.dynamic."
+    )
+    strict: bool = Field(default=True, description="Fail the build when the readiness check finds errors.")
 
 
 class TensorRtTarget(Target):
     name = "tensorrt"
     Config = TensorRtConfig
     extra = "tensorrt"
+    requires = ("tensorrt",)
+    default_opset = 17
+    default_precision = "fp16"
+    quant_scheme = "trt-qdq"  # symmetric s8 Q/DQ
+    description = "TensorRT engine (NVIDIA GPU)"
 
-    def compile(self, artifact, cfg, ctx):
-        raise BuildError("the tensorrt target is not implemented yet", stage="compile")
+    def tool_versions(self) -> list[str]:
+        return ["tensorrt"]
+
+    def available(self) -> tuple[bool, str]:
+        if importlib.util.find_spec("tensorrt") is None:
+            return False, NO_TENSORRT
+        return self.hardware()
+
+    def hardware(self) -> tuple[bool, str]:
+        from vopt.runtimes.tensorrt import gpu_compute_capability
+
+        cc = gpu_compute_capability()
+        if cc is None:
+            return False, "no NVIDIA GPU (nvidia-smi not found or reports none): engines cannot be built or run here"
+        return True, f"NVIDIA GPU, compute capability {cc}"
+
+    def precision(self, cfg: TensorRtConfig) -> str:
+        return "+".join(self.flags(cfg))
+
+    def flags(self, cfg: TensorRtConfig) -> list[str]:
+        p = cfg.precision or self.default_precision
+        return [p] if isinstance(p, str) else list(p)
+
+    def profiles(self, cfg: TensorRtConfig, recipe) -> dict[str, list[list[int]]]:
+        from vopt.runtimes.tensorrt import profiles_from_dynamic
+
+        if cfg.profiles:
+            return cfg.profiles
+        inp = recipe.model.input
+        return profiles_from_dynamic(inp.name, inp.shape, inp.dynamic)
+
+    def check(self, artifact: Artifact, cfg: TensorRtConfig, recipe) -> dict:
+        """The readiness check alone (no GPU): what `compile` runs before it calls the builder."""
+        from vopt.runtimes.tensorrt import readiness
+
+        if artifact.format != "onnx":
+            raise BuildError(f"tensorrt builds engines from ONNX, not {artifact.format}", stage="compile")
+        report = readiness(artifact.path, self.profiles(cfg, recipe))
+        flags = self.flags(cfg)
+        has_qdq = "QuantizeLinear" in report["op_types"]
+        if "int8" in flags and not has_qdq:
+            report["findings"].append({"level": "warning", "check": "qdq", "nodes": None, "message":
+                                       "int8 flag without Q/DQ nodes: TensorRT 10 has no implicit calibration here; "
+                                       "add a `quantize:` section (trt-qdq scheme)"})
+            report["warnings"] += 1
+        if has_qdq and "int8" not in flags:
+            flags.append("int8")
+            report["flags_added"] = ["int8"]
+        report["flags"] = flags
+        return report
+
+    def compile(self, artifact: Artifact, cfg: TensorRtConfig, ctx) -> Artifact:
+        from vopt.runtimes.tensorrt import build_engine, engine_name, gpu_compute_capability
+
+        report = self.check(artifact, cfg, ctx.recipe)
+        ctx.report["readiness"] = report
+        errors = [f for f in report["findings"] if f["level"] == "error"]
+        for f in report["findings"]:
+            if f["level"] == "warning":
+                ctx.warn(f"tensorrt readiness: {f['message']}")
+        if errors and cfg.strict:
+            raise BuildError(f"the ONNX is not ready for TensorRT ({len(errors)} problem(s))", stage="compile",
+                             lines=[f"{f['check']}: {f['message']}" for f in errors])
+        if importlib.util.find_spec("tensorrt") is None:
+            raise BackendUnavailable(f"readiness check passed; engine build skipped: {NO_TENSORRT}")
+        cc = gpu_compute_capability()
+        if cc is None:
+            raise BackendUnavailable("readiness check passed; engine build skipped: no NVIDIA GPU here")
+        import tensorrt as trt
+
+        from vopt.pipeline.cache import default_cache_dir
+
+        cache = Path(cfg.timing_cache) if cfg.timing_cache else default_cache_dir() / "tensorrt" / f"timing-{trt.__version__}-{cc}.cache"
+        out_dir = ctx.out("tensorrt_engine")  # the engine plus its metadata file
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / engine_name(trt.__version__, cc)
+        try:
+            built = build_engine(artifact.path, path, flags=report["flags"], workspace_gb=cfg.workspace_gb,
+                                 profiles=self.profiles(cfg, ctx.recipe), timing_cache=cache)
+        except Exception as exc:
+            raise BuildError(f"TensorRT engine build failed: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
+        self._write_metadata(artifact, path, cfg, ctx)
+        ctx.report.update(built, compute_capability=cc,
+                          summary=f"TensorRT {trt.__version__} engine for {cc}, flags {'+'.join(report['flags'])}")
+        return artifact.derive(out_dir, format="tensorrt-engine")
+
+    def _write_metadata(self, artifact: Artifact, engine: Path, cfg: TensorRtConfig, ctx) -> None:
+        """Engines have no metadata slot: vopt metadata goes into a JSON file beside the engine."""
+        import json
+
+        from vopt.targets.metadata import artifact_metadata
+
+        meta = artifact_metadata(artifact, ctx.recipe.name, self.name, self.precision(cfg))
+        (engine.parent / "vopt_metadata.json").write_text(json.dumps(meta, indent=1))
+
+    def runner(self, artifact: Artifact, cfg: TensorRtConfig) -> Runner | Unavailable:
+        ok, why = self.available()
+        if not ok:
+            return Unavailable(why)
+        from vopt.runtimes.tensorrt import runner
+
+        path = Path(artifact.path)
+        return runner(next(path.glob("*.engine")) if path.is_dir() else path)
