@@ -1,21 +1,60 @@
-"""webnn target (placeholder until its issue lands: compile raises a clear error)."""
+"""webnn: a static-shape .onnx for onnxruntime-web's WebNN EP.
+
+WebNN needs static shapes: the export runs without dynamic axes (static_shapes below) and the
+free-dimension overrides are recorded in the metadata. The op set is checked against the WebNN
+EP's table. Chromium on Linux exposes no WebNN context, so the artifact is run on wasm with the
+same static shapes, and the report says so.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from vopt.errors import BuildError
-from vopt.targets.base import CompileBase, Target
+from pydantic import Field
+
+from vopt.targets.base import CompileBase, Runner, Target, Unavailable
 
 
 class WebNnConfig(CompileBase):
     target: Literal["webnn"] = "webnn"
+    precision: Literal["fp16", "fp32"] | None = Field(default=None, description="fp16 (default; fp32 I/O) or fp32.")
+    keep_io_types: bool = Field(default=True, description="fp16: keep fp32 inputs and outputs.")
+    fp16_block_ops: list[str] = Field(default_factory=list, description="fp16: op types kept in fp32.")
+    max_size_mb: float = Field(default=2047.0, gt=0, description="Fail when the single .onnx file is bigger than this.")
+    fail_on_fallback: bool = Field(default=False, description="Fail when an op is not in the WebNN EP's table.")
 
 
 class WebNnTarget(Target):
     name = "webnn"
     Config = WebNnConfig
     extra = "core"
+    requires = ("onnx", "onnxruntime")
+    default_precision = "fp16"
+    static_shapes = True  # read by the export stage: no dynamic axes
+    description = "onnxruntime-web WebNN EP (static shapes; checked on wasm in headless Chromium)"
 
-    def compile(self, artifact, cfg, ctx):
-        raise BuildError("the webnn target is not implemented yet", stage="compile")
+    def tool_versions(self) -> list[str]:
+        return ["onnxruntime"]
+
+    def hardware(self) -> tuple[bool, str]:
+        from vopt.runtimes.browser import missing
+
+        reason = missing()
+        if reason:
+            return False, reason
+        return True, "no WebNN context in Chromium on Linux: checked on wasm with the same static shapes"
+
+    def compile(self, artifact, cfg: WebNnConfig, ctx):
+        from vopt.web.compile import WebCompile, compile_web
+
+        job = WebCompile(
+            target=self.name, ep="webnn", precision=self.precision(cfg), static_shapes=True,
+            keep_io_types=cfg.keep_io_types, fp16_block_ops=cfg.fp16_block_ops, max_size_mb=cfg.max_size_mb,
+            fail_on_fallback=cfg.fail_on_fallback,
+        )
+        return compile_web(artifact, job, ctx)
+
+    def runner(self, artifact, cfg: WebNnConfig) -> Runner | Unavailable:
+        from vopt.runtimes.browser import runner
+
+        return runner(artifact.path, ep="wasm")

@@ -49,7 +49,11 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) ->
             advance(1)
             return out
 
-        out = run_batches(counted, artifact.io.inputs[0].name, batches, static_batch=static)
+        try:
+            out = run_batches(counted, artifact.io.inputs[0].name, batches, static_batch=static)
+        finally:
+            if run.close:  # e.g. releases the model's session in the shared browser
+                run.close()
     metrics = compare_outputs(ref, out, skip=family.unordered_outputs)
     spread = _output_spread(ref)
     report.update(status="ok", runtime=run.runtime, runtime_info=run.info, metrics=metrics["outputs"], reference=section.reference)
@@ -60,6 +64,12 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) ->
         ctx.warn(note)
     report["gates"] = evaluate(section.gates, {"outputs": metrics["outputs"], **tm})
     report["summary"] = _summary(run.runtime, metrics, tm, report["gates"])
+    if section.runtime == "browser":  # per-EP results in headless Chromium (webgpu, wasm, webnn)
+        from vopt.runtimes.browser import validate_in_browser
+
+        report["browser"] = validate_in_browser(artifact, images, ref, section, family)
+        report["gates"] += report["browser"].pop("gates")
+        report["summary"] += f"; browser: {report['browser']['summary']}"
     return report
 
 

@@ -1,0 +1,170 @@
+"""The compile step shared by the webgpu and webnn targets: one self-contained .onnx for onnxruntime-web."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from vopt.errors import BuildError
+from vopt.pipeline.artifact import Artifact, TensorSpec
+
+# A browser fetches the model into one ArrayBuffer and protobuf caps a message at 2 GiB.
+PROTOBUF_LIMIT_MB = 2047.0
+
+
+@dataclass
+class WebCompile:
+    target: str  # webgpu | webnn
+    ep: str  # the onnxruntime-web EP whose op table the model is checked against
+    precision: str  # fp32 | fp16 | int8
+    static_shapes: bool
+    keep_io_types: bool = True
+    fp16_block_ops: list[str] = field(default_factory=list)
+    max_size_mb: float = PROTOBUF_LIMIT_MB
+    fail_on_fallback: bool = False
+    calibration_samples: int = 16
+
+
+def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
+    import onnx
+
+    from vopt.targets.metadata import artifact_metadata, set_onnx_metadata
+    from vopt.web.ops import check_model
+
+    proto = onnx.load(artifact.path)  # pulls in any external data: the browser gets one file
+    free_dims = _fix_shapes(proto, ctx.recipe.model.input.shape) if job.static_shapes else {}
+    if job.static_shapes and not free_dims:
+        # Exported static already: record what a page loading a dynamic variant must pin (vopt names its axes so).
+        free_dims = _named_axes(ctx.recipe.model.input)
+    precision_note = _apply_precision(proto, artifact, job, ctx)
+    ops = check_model(proto, job.ep)
+    meta = artifact_metadata(artifact, ctx.recipe.name, job.target, job.precision)
+    meta.update({
+        "vopt.web.ep": job.ep,
+        "vopt.web.freeDimensionOverrides": json.dumps(free_dims),
+        "vopt.web.fallback_ops": json.dumps(ops["fallback_ops"]),
+    })
+    set_onnx_metadata(proto, meta)
+    path = ctx.out("model.onnx")
+    data = proto.SerializeToString()  # raises for > 2 GiB: external data cannot be fetched as one file
+    size_mb = len(data) / 2**20
+    if size_mb > job.max_size_mb:
+        raise BuildError(f"the model is {size_mb:.0f} MB, over max_size_mb={job.max_size_mb:.0f}: too big for one browser fetch",
+                         stage="compile")
+    path.write_bytes(data)
+
+    ep_name = {"webgpu": "WebGPU", "webnn": "WebNN"}[job.ep]
+    if ops["fallback_ops"]:
+        listed = ", ".join(f"{op} x{n}" for op, n in ops["fallback_ops"].items())
+        message = f"{ops['fallback_nodes']} of {ops['nodes']} nodes are not in the {ep_name} EP's op table and would run on wasm/CPU: {listed}"
+        if job.fail_on_fallback:
+            raise BuildError(message + " (fail_on_fallback: true)", stage="compile")
+        ctx.warn(message)
+    ctx.report.update(
+        ops=ops, precision=job.precision, free_dimension_overrides=free_dims, size_mb=round(size_mb, 3),
+        static_shapes=job.static_shapes, nodes=len(proto.graph.node),
+    )
+    placement = "all ops in the table" if not ops["fallback_ops"] else f"{ops['fallback_nodes']} nodes fall back to wasm"
+    ctx.report["summary"] = f"{precision_note}, {len(proto.graph.node)} nodes, {ep_name} EP: {placement}, {size_mb:.2f} MB"
+    io = artifact.io.model_copy(deep=True)
+    io.inputs = [TensorSpec(name=i.name, shape=_shape(i), dtype=_dtype(i)) for i in _graph_inputs(proto)]
+    io.outputs = [TensorSpec(name=o.name, shape=_shape(o), dtype=_dtype(o)) for o in proto.graph.output]
+    web = {"ep": job.ep, "free_dimension_overrides": free_dims, "fallback_ops": ops["fallback_ops"]}
+    return artifact.derive(path, format="onnx", io=io.model_dump(), meta={"web": web})
+
+
+def _fix_shapes(proto: Any, shape: list[int]) -> dict[str, int]:
+    """Replace every free input dimension by the recipe's input shape; returns the overrides used."""
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
+
+    overrides: dict[str, int] = {}
+    for value in _graph_inputs(proto)[:1]:
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.dim_param and axis < len(shape):
+                overrides[dim.dim_param] = int(shape[axis])
+    for name, size in overrides.items():
+        make_dim_param_fixed(proto.graph, name, size)
+    if overrides:
+        fix_output_shapes(proto)
+    return overrides
+
+
+def _named_axes(spec: Any) -> dict[str, int]:
+    names = {0: "batch", 2: "height", 3: "width"}
+    wanted = {"batch"} | set(spec.dynamic or {})
+    return {name: int(spec.shape[axis]) for axis, name in names.items() if name in wanted and axis < len(spec.shape)}
+
+
+def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) -> str:
+    import onnx
+
+    types = {t.data_type for t in proto.graph.initializer}
+    has_qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
+    if job.precision == "fp32":
+        if onnx.TensorProto.FLOAT16 in types or has_qdq:
+            ctx.warn("precision fp32, but the input model already has fp16 or quantized weights (from the quantize stage)")
+        return "fp32"
+    if job.precision == "fp16":
+        if onnx.TensorProto.FLOAT16 in types:
+            return "fp16 (converted by the quantize stage)"
+        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+        converted = convert_float_to_float16(
+            proto, keep_io_types=job.keep_io_types, op_block_list=[*DEFAULT_OP_BLOCK_LIST, *job.fp16_block_ops],
+        )
+        proto.CopyFrom(converted)
+        return "fp16" + (" with fp32 I/O" if job.keep_io_types else "")
+    if job.precision == "int8":
+        if has_qdq:
+            return "int8 QDQ (from the quantize stage)"
+        _quantize_int8(proto, artifact, job, ctx)
+        return f"int8 QDQ (u8 activations, s8 per-channel weights, {job.calibration_samples} real calibration images)"
+    raise BuildError(f"precision {job.precision} is not supported by the {job.target} target", stage="compile")
+
+
+def _quantize_int8(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) -> None:
+    """ORT static QDQ quantization, calibrated on the built-in real images (a quantize: section takes precedence)."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from vopt.datasets.images import load_batch
+
+    images = load_batch(None, artifact.preprocess, job.calibration_samples)
+    name = _graph_inputs(proto)[0].name
+    fixed_batch = _shape(_graph_inputs(proto)[0])[0]
+    step = fixed_batch if isinstance(fixed_batch, int) else 1
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{name: images[i : i + step]} for i in range(0, len(images) - step + 1, step)])
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory(prefix="vopt-web-q") as tmp:
+        src, pre, dst = (Path(tmp) / n for n in ("in.onnx", "pre.onnx", "q.onnx"))
+        onnx.save(proto, str(src))
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        proto.CopyFrom(onnx.load(str(dst)))
+
+
+def _graph_inputs(proto: Any) -> list[Any]:
+    inits = {t.name for t in proto.graph.initializer}
+    return [i for i in proto.graph.input if i.name not in inits]
+
+
+def _shape(value: Any) -> list[int | str]:
+    return [d.dim_param if d.dim_param else int(d.dim_value) for d in value.type.tensor_type.shape.dim]
+
+
+def _dtype(value: Any) -> str:
+    import onnx
+
+    return str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))

@@ -1,0 +1,104 @@
+// The page side of vopt's browser runner. The node driver (driver.mjs) calls these functions through
+// playwright's page.evaluate; tensors never cross as JSON numbers: inputs are fetched as raw bytes
+// from the local vopt server and outputs are POSTed back to it as raw bytes.
+"use strict";
+
+ort.env.wasm.wasmPaths = "/ort/";
+// Threads need crossOriginIsolated (COOP/COEP on the server); otherwise ORT falls back to one thread.
+ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(navigator.hardwareConcurrency || 1, 4) : 1;
+ort.env.logLevel = "error";
+
+const sessions = new Map();
+
+const ARRAYS = {
+  float32: Float32Array,
+  float16: Uint16Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+};
+
+async function gpuInfo() {
+  if (!navigator.gpu) return { present: false, adapter: false, reason: "navigator.gpu is undefined" };
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) return { present: true, adapter: false, reason: "requestAdapter() returned null" };
+  const info = adapter.info || {};
+  return {
+    present: true,
+    adapter: true,
+    features: Array.from(adapter.features).sort(),
+    info: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description },
+  };
+}
+
+async function webnnInfo() {
+  if (!navigator.ml) return { present: false, context: false, reason: "navigator.ml is undefined" };
+  try {
+    await navigator.ml.createContext();
+    return { present: true, context: true };
+  } catch (e) {
+    return { present: true, context: false, reason: `${e.name}: ${e.message}` };
+  }
+}
+
+window.voptProbe = async function () {
+  return {
+    crossOriginIsolated: self.crossOriginIsolated,
+    threads: ort.env.wasm.numThreads,
+    userAgent: navigator.userAgent,
+    ort: ort.env.versions,
+    webgpu: await gpuInfo(),
+    webnn: await webnnInfo(),
+  };
+};
+
+window.voptLoad = async function ({ key, url, ep, freeDimensionOverrides }) {
+  const t0 = performance.now();
+  const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+  const options = { executionProviders: [ep], graphOptimizationLevel: "all" };
+  if (freeDimensionOverrides && Object.keys(freeDimensionOverrides).length) {
+    options.freeDimensionOverrides = freeDimensionOverrides;
+  }
+  const session = await ort.InferenceSession.create(bytes, options);
+  sessions.set(key, session);
+  return { inputs: session.inputNames, outputs: session.outputNames, load_ms: performance.now() - t0 };
+};
+
+window.voptRun = async function ({ key, feeds, upload }) {
+  const session = sessions.get(key);
+  if (!session) throw new Error(`no session '${key}'`);
+  const inputs = {};
+  for (const f of feeds) {
+    const buf = await (await fetch(f.url)).arrayBuffer();
+    const Arr = ARRAYS[f.type];
+    if (!Arr) throw new Error(`unsupported input type ${f.type}`);
+    inputs[f.name] = new ort.Tensor(f.type, new Arr(buf), f.dims);
+  }
+  const t0 = performance.now();
+  const results = await session.run(inputs);
+  const runMs = performance.now() - t0;
+  const outputs = [];
+  for (const name of session.outputNames) {
+    const t = results[name];
+    const data = t.location && t.location !== "cpu" ? await t.getData() : t.data;
+    const body = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+    const res = await fetch(`${upload}/${encodeURIComponent(name)}`, { method: "POST", body });
+    if (!res.ok) throw new Error(`upload of output ${name} failed: ${res.status}`);
+    outputs.push({ name, dims: Array.from(t.dims), type: t.type });
+  }
+  return { outputs, run_ms: runMs };
+};
+
+window.voptRelease = async function ({ key }) {
+  const session = sessions.get(key);
+  if (session) {
+    sessions.delete(key);
+    await session.release();
+  }
+  return true;
+};
+
+document.getElementById("status").textContent = "ready";
+window.voptReady = true;
