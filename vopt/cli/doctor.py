@@ -5,6 +5,12 @@ import typer
 from vopt.cli.output import handles_errors, out, print_json
 
 
+def _state(available: bool, hardware: bool) -> str:
+    if available and hardware:
+        return "ready"
+    return "build only" if available else "unavailable"
+
+
 @handles_errors
 def command(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     import importlib.metadata
@@ -24,20 +30,30 @@ def command(json_out: bool = typer.Option(False, "--json", help="Print as JSON."
     for name in TARGETS:
         target = get_target(name)
         ok, why = target.available()
-        hw_ok, hw_why = target.hardware() if ok else (False, "-")
-        targets.append({"target": name, "available": ok, "reason": why, "hardware": hw_ok, "hardware_detail": hw_why, "extra": target.extra})
+        # Asked even when the target cannot build: "no GPU" and "not installed" are different answers.
+        try:
+            hw_ok, hw_why = target.hardware()
+        except Exception as exc:  # a half-installed backend must not take doctor down
+            hw_ok, hw_why = False, f"hardware probe failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        targets.append({"target": name, "state": _state(ok, hw_ok), "available": ok, "reason": why,
+                         "hardware": hw_ok, "hardware_detail": hw_why, "extra": target.extra})
     if json_out:
         print_json({"backends": backends, "targets": targets})
         return
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table("backend", "installed", "version", "install with", "for", box=None, header_style="bold")
     for b in backends:
-        t.add_row(b["module"], "[green]yes[/]" if b["installed"] else "[red]no[/]", b["version"] or "-",
-                  "core" if b["extra"] == "core" else f"pip install 'vopt[{b['extra']}]'", b["what"])
+        hint = "core" if b["extra"] == "core" else f"pip install 'vopt[{b['extra']}]'"
+        t.add_row(b["module"], "[green]yes[/]" if b["installed"] else "[red]no[/]", b["version"] or "-", escape(hint), b["what"])
     out.print(t)
     out.print()
-    t2 = Table("target", "can build", "runtime / hardware here", box=None, header_style="bold")
+    colors = {"ready": "green", "build only": "yellow", "unavailable": "red"}
+    t2 = Table("target", "state", "can build here", "device / runtime here", box=None, header_style="bold")
     for tg in targets:
-        t2.add_row(tg["target"], "[green]yes[/]" if tg["available"] else f"[red]no[/]: {tg['reason']}", tg["hardware_detail"])
+        t2.add_row(tg["target"], f"[{colors[tg['state']]}]{tg['state']}[/]",
+                   "yes" if tg["available"] else escape(tg["reason"]), escape(tg["hardware_detail"]))
     out.print(t2)
+    out.print("[dim]ready: builds and runs on the target's device (or its simulator) here; build only: the artifact "
+              "is built and checked, but its device is not here[/]")

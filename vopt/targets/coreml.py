@@ -1,21 +1,168 @@
-"""coreml target (placeholder until its issue lands: compile raises a clear error)."""
+"""coreml: an ML Program (.mlpackage) converted by coremltools from the torch module (torch.export, falling
+back to jit.trace). Prediction needs macOS; elsewhere the package is converted, saved and its spec read back."""
 
 from __future__ import annotations
 
+import importlib.util
+import platform
+import re
 from typing import Literal
 
-from vopt.errors import BuildError
-from vopt.targets.base import CompileBase, Target
+from pydantic import Field
+
+from vopt.errors import BuildError, missing_extra
+from vopt.pipeline.artifact import Artifact
+from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+
+DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
 
 
 class CoreMlConfig(CompileBase):
     target: Literal["coreml"] = "coreml"
+    compute_units: Literal["ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"] = Field(
+        default="ALL", description="Where Core ML may run the model."
+    )
+    minimum_deployment_target: Literal["iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15"] = Field(
+        default="iOS16", description="Oldest OS the package must load on (ML Programs need iOS15/macOS12+)."
+    )
+    converter: Literal["auto", "export", "trace"] = Field(
+        default="auto", description="torch.export (auto tries it first) or torch.jit.trace."
+    )
 
 
 class CoreMlTarget(Target):
     name = "coreml"
     Config = CoreMlConfig
     extra = "coreml"
+    requires = ("coremltools",)
+    default_precision = "fp16"
+    quant_scheme = "coreml-weights"
+    quantize_after_compile = True  # coremltools compresses the weights of the converted .mlpackage
+    description = "Core ML ML Program (.mlpackage) for Apple devices"
 
-    def compile(self, artifact, cfg, ctx):
-        raise BuildError("the coreml target is not implemented yet", stage="compile")
+    def tool_versions(self) -> list[str]:
+        return ["coremltools", "torch"]
+
+    def hardware(self) -> tuple[bool, str]:
+        if platform.system() == "Darwin":
+            return True, "macOS: Core ML prediction available"
+        return False, f"{platform.system()}: coremltools converts here, but Core ML prediction needs macOS"
+
+    def compile(self, artifact: Artifact, cfg: CoreMlConfig, ctx) -> Artifact:
+        if importlib.util.find_spec("coremltools") is None:
+            raise missing_extra("coremltools", "coreml", "the coreml target")
+        import coremltools as ct
+        import torch
+
+        from vopt.models.resolve import OutputWrapper, family_of, load_module
+        from vopt.targets.metadata import artifact_metadata
+
+        source = _torch_source(ctx)
+        family = family_of(source)
+        wrapped = OutputWrapper.wrap(load_module(source), family)
+        shape = list(ctx.recipe.model.input.shape)
+        name = ctx.recipe.model.input.name
+        example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        precision = self.precision(cfg)
+        program, how = _capture(wrapped, example, cfg.converter, family.name)
+        try:
+            mlmodel = ct.convert(
+                program,
+                inputs=[ct.TensorType(name=name, shape=shape)],
+                outputs=[ct.TensorType(name=o) for o in family.outputs],
+                convert_to="mlprogram",
+                compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+                compute_units=getattr(ct.ComputeUnit, cfg.compute_units),
+                minimum_deployment_target=getattr(ct.target, cfg.minimum_deployment_target),
+                skip_model_load=True,
+            )
+        except Exception as exc:
+            raise BuildError(f"coremltools could not convert {family.name} ({how}): {_describe(exc)}", stage="compile") from exc
+        meta = artifact_metadata(source, ctx.recipe.name, self.name, precision)
+        mlmodel.user_defined_metadata.update(meta)
+        mlmodel.short_description = f"{ctx.recipe.name} (vopt {meta['vopt.version']})"
+        path = ctx.out("model.mlpackage")
+        mlmodel.save(str(path))
+        check = read_back(path, expect_inputs=[name], expect_outputs=list(family.outputs))
+        if check["problems"]:
+            raise BuildError("the saved .mlpackage does not match the model: " + "; ".join(check["problems"]), stage="compile")
+        ctx.report.update(converter=how, spec=check, compute_units=cfg.compute_units,
+                          minimum_deployment_target=cfg.minimum_deployment_target,
+                          summary=f"mlprogram via {how}, {precision} compute, {check['ops']} ops, "
+                          f"target {cfg.minimum_deployment_target}")
+        return source.derive(path, format="coreml-mlpackage", io=artifact.io.model_dump())
+
+    def runner(self, artifact: Artifact, cfg: CoreMlConfig) -> Runner | Unavailable:
+        if platform.system() != "Darwin":
+            return Unavailable("Core ML prediction needs macOS (coremltools raises 'Model prediction is only supported "
+                               "on macOS'); the .mlpackage was converted and its spec checked")
+        if importlib.util.find_spec("coremltools") is None:
+            return Unavailable("coremltools is not installed: pip install 'vopt[coreml]'")
+        from vopt.runtimes.coreml import runner
+
+        return runner(artifact.path, compute_units=cfg.compute_units)
+
+
+def _torch_source(ctx) -> Artifact:
+    """The latest torch-module artifact of this build (prune > fuse > load)."""
+    for name in ("prune", "fuse", "load"):
+        art = ctx.artifacts.get(name)
+        if art is not None and art.format == "torch-module":
+            return art
+    raise BuildError("coreml converts from the PyTorch module, but this build has none (model loaded from ONNX?)",
+                     stage="compile")
+
+
+def _capture(module, example, converter: str, family: str):
+    """torch.export (decomposed to core ATen), or jit.trace; auto tries export first."""
+    import torch
+
+    errors = []
+    if converter in ("auto", "export"):
+        try:
+            program = torch.export.export(module, (example,)).run_decompositions({})
+            return program, "torch.export"
+        except Exception as exc:
+            if converter == "export":
+                raise BuildError(f"torch.export failed for {family}: {_describe(exc)}", stage="compile") from exc
+            errors.append(f"torch.export: {_describe(exc)}")
+    try:
+        with torch.no_grad():
+            traced = torch.jit.trace(module, example, strict=False)
+        return traced, "jit.trace" + (" (torch.export failed)" if errors else "")
+    except Exception as exc:
+        raise BuildError(f"could not capture {family} for coremltools: " + "; ".join([*errors, f"jit.trace: {_describe(exc)}"]),
+                         stage="compile") from exc
+
+
+def _describe(exc: Exception) -> str:
+    """First line of the error, plus the op it names (coremltools: "PyTorch convert function for op 'new_ones' not implemented")."""
+    text = str(exc).strip()
+    first = (text.splitlines()[0] if text else type(exc).__name__)[:240]
+    op = re.search(r"op '([\w.:]+)'", text) or re.search(r"(aten[:.]{1,2}\w+)", text)
+    return f"{first} [op: {op.group(1)}]" if op and op.group(1) not in first else first
+
+
+def read_back(path, expect_inputs: list[str] | None = None, expect_outputs: list[str] | None = None) -> dict:
+    """Load the package's spec without Core ML (skip_model_load) and describe/check it."""
+    import coremltools as ct
+
+    spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    desc = spec.description
+    inputs = {i.name: list(i.type.multiArrayType.shape) for i in desc.input}
+    outputs = [o.name for o in desc.output]
+    meta = dict(desc.metadata.userDefined)
+    problems = []
+    if expect_inputs is not None and sorted(inputs) != sorted(expect_inputs):
+        problems.append(f"inputs {sorted(inputs)} != {sorted(expect_inputs)}")
+    if expect_outputs is not None and outputs != list(expect_outputs):
+        problems.append(f"outputs {outputs} != {list(expect_outputs)}")
+    if "vopt.preprocess" not in meta:
+        problems.append("no vopt.preprocess in user-defined metadata")
+    ops = 0
+    if spec.WhichOneof("Type") == "mlProgram":
+        for fn in spec.mlProgram.functions.values():
+            for block in fn.block_specializations.values():
+                ops += len(block.operations)
+    return {"spec_version": spec.specificationVersion, "inputs": inputs, "outputs": outputs, "ops": ops,
+            "metadata": meta, "problems": problems}

@@ -23,7 +23,17 @@ class CpuTarget(Target):
     name = "cpu"
     Config = CpuConfig
     requires = ("onnxruntime",)
+    default_opset = 17
+    default_precision = "fp32"
+    quant_scheme = "ort-qdq"  # u8 activations / s8 per-channel weights: the fast int8 path on x86
     description = "ONNX Runtime on CPU"
+
+    def hardware(self) -> tuple[bool, str]:
+        import os
+        import platform
+
+        name = _cpu_name() or platform.processor() or platform.machine()
+        return True, f"{name}, {os.cpu_count()} cores"
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime"]
@@ -53,7 +63,9 @@ class CpuTarget(Target):
             so2.optimized_model_filepath = str(ctx.out("model.ort"))
             so2.add_session_config_entry("session.save_model_format", "ORT")
             ort.InferenceSession(str(path), so2, providers=["CPUExecutionProvider"])
-        ctx.report["summary"] = f"ORT {cfg.optimization} optimizations, {len(proto.graph.node)} nodes"
+        qdq = sum(1 for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"))
+        ctx.report["summary"] = f"ORT {cfg.optimization} optimizations, {len(proto.graph.node)} nodes" + (
+            f" ({qdq} quantized)" if qdq else "")
         ctx.report["nodes"] = len(proto.graph.node)
         return artifact.derive(path, format="onnx")
 
@@ -61,3 +73,14 @@ class CpuTarget(Target):
         from vopt.runtimes.ort import runner
 
         return runner(artifact.path, threads=cfg.threads)
+
+
+def _cpu_name() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
