@@ -1,0 +1,46 @@
+"""Report rendering from hand-written manifests: partial manifests, the sensitivity table, escaping."""
+
+from __future__ import annotations
+
+from vopt.report import make_plots, write_reports
+from vopt.report.html import render_html
+from vopt.report.markdown import render_markdown
+
+
+def _manifest(**extra):
+    m = {"recipe": {"name": "m", "file": "r.yaml"}, "target": "cpu", "status": "ok", "vopt_version": "0.1.0",
+         "steps": [{"stage": "load", "cached": False, "seconds": 1.0, "output_bytes": 4_000_000, "report": {"summary": "x"}},
+                   {"stage": "compile", "cached": True, "seconds": 0.5, "output_bytes": 1_000_000, "report": {}}],
+         "artifact": {"file": "model.onnx", "size_bytes": 1_000_000}, "warnings": ["<b>careful</b>"]}
+    m.update(extra)
+    return m
+
+
+def test_minimal_manifest_renders_without_plots(tmp_path):
+    m = _manifest()
+    assert make_plots(m) == {}
+    write_reports(m, tmp_path)
+    assert not (tmp_path / "plots").exists()
+    html = (tmp_path / "report.html").read_text()
+    assert "&lt;b&gt;careful&lt;/b&gt;" in html and "<b>careful" not in html  # escaped
+    assert "| load | no | 1.00 | 4.00 MB | x |" in (tmp_path / "report.md").read_text()
+
+
+def test_sensitivity_table_any_shape():
+    rows = [{"layer": "conv1", "centered_cosine": 0.91}, {"layer": "fc", "centered_cosine": 0.99, "kept_float": True}]
+    md = render_markdown(_manifest(steps=[{"stage": "quantize", "cached": False, "seconds": 2.0,
+                                           "report": {"sensitivity": rows}}]))
+    assert "## Quantization sensitivity" in md
+    assert "| layer | centered_cosine | kept_float |" in md and "| conv1 | 0.91 | - |" in md
+    mapping = render_html(_manifest(steps=[{"stage": "quantize", "cached": False, "seconds": 2.0,
+                                            "report": {"sensitivity": {"conv1": 0.5, "fc": 0.25}}}]))
+    assert "Quantization sensitivity" in mapping and "conv1" in mapping
+
+
+def test_not_run_validation_and_agreement_plot(tmp_path):
+    not_run = _manifest(validation={"status": "not run", "reason": "no Apple device", "images": "builtin", "samples": 4})
+    assert "Not run: no Apple device." in render_markdown(not_run)
+    m = _manifest(validation={"status": "ok", "task_metrics": {"top1_agreement": 0.875}, "metrics": {}})
+    plots = make_plots(m)
+    assert set(plots) == {"size_vs_agreement"} and len(plots["size_vs_agreement"]) > 5000
+    assert "top1 agreement: **0.8750**" in render_markdown(m)
