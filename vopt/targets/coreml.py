@@ -52,6 +52,7 @@ class CoreMlTarget(Target):
         if importlib.util.find_spec("coremltools") is None:
             raise missing_extra("coremltools", "coreml", "the coreml target")
         import coremltools as ct
+        import numpy as np
         import torch
 
         from vopt.models.resolve import OutputWrapper, family_of, load_module
@@ -68,8 +69,9 @@ class CoreMlTarget(Target):
         try:
             mlmodel = ct.convert(
                 program,
-                inputs=[ct.TensorType(name=name, shape=shape)],
-                outputs=[ct.TensorType(name=o) for o in family.outputs],
+                # fp32 I/O around fp16 compute, like the other targets' artifacts: callers feed the same arrays.
+                inputs=[ct.TensorType(name=name, shape=shape, dtype=np.float32)],
+                outputs=[ct.TensorType(name=o, dtype=np.float32) for o in family.outputs],
                 convert_to="mlprogram",
                 compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
                 compute_units=getattr(ct.ComputeUnit, cfg.compute_units),

@@ -75,7 +75,8 @@ class TensorRtTarget(Target):
         if cfg.profiles:
             return cfg.profiles
         inp = recipe.model.input
-        return profiles_from_dynamic(inp.name, inp.shape, inp.dynamic)
+        # Without `model.input.dynamic`, a dynamic-batch export gets a one-shape profile: the recipe's example shape.
+        return profiles_from_dynamic(inp.name, inp.shape, inp.dynamic) or {inp.name: [list(inp.shape)] * 3}
 
     def check(self, artifact: Artifact, cfg: TensorRtConfig, recipe) -> dict:
         """The readiness check alone (no GPU): what `compile` runs before it calls the builder."""
@@ -83,7 +84,9 @@ class TensorRtTarget(Target):
 
         if artifact.format != "onnx":
             raise BuildError(f"tensorrt builds engines from ONNX, not {artifact.format}", stage="compile")
-        report = readiness(artifact.path, self.profiles(cfg, recipe))
+        profiles = self.profiles(cfg, recipe)
+        report = readiness(artifact.path, profiles)
+        report["profiles"] = profiles
         flags = self.flags(cfg)
         has_qdq = "QuantizeLinear" in report["op_types"]
         if "int8" in flags and not has_qdq:
