@@ -115,7 +115,7 @@ def agreement_points(manifest: dict[str, Any]) -> tuple[str, list[tuple[str, flo
     steps = manifest.get("steps") or []
     sized = [s for s in steps if s.get("output_bytes")]
     if sized and sized[0].get("stage") == "load":
-        points.append((f"original ({sized[0]['stage']})", float(sized[0]["output_bytes"]), 1.0))
+        points.append(("original (PyTorch)", float(sized[0]["output_bytes"]), 1.0))
     for s in sized[1:-1]:
         rep = s.get("report") or {}
         h = headline(rep) or headline(rep.get("parity") if isinstance(rep.get("parity"), dict) else None)

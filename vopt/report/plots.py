@@ -59,14 +59,16 @@ def size_vs_agreement(points: list[tuple[str, float, float]], metric: str, title
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for i, (label, size, value) in enumerate(points):
         color = "#888888" if label.startswith("original") else (ACCENT if i % 2 else SECOND)
-        ax.scatter([size / 1e6], [value], s=60, color=color, zorder=3)
-        ax.annotate(label, (size / 1e6, value), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax.scatter([size / 1e6], [value], s=60, color=color, zorder=3, alpha=0.85)
+        # Alternate label sides: same-size artifacts (fp32 export vs original) would overprint.
+        ax.annotate(label, (size / 1e6, value), textcoords="offset points", xytext=(7, 7 if i % 2 == 0 else -13),
+                    fontsize=8)
     ax.set_xlabel("artifact size (MB)")
     ax.set_ylabel(metric.replace("_", " "))
     lo = min(v for _, _, v in points)
     hi = max(1.0, max(v for _, _, v in points))
-    span = max(0.02, hi - lo)  # a flat 1.0 line stays readable
-    ax.set_ylim(lo - 0.15 * span, hi + 0.15 * span)
+    span = max(0.02, hi - lo)  # a flat 1.0 line stays readable, near the top where "perfect" is
+    ax.set_ylim(min(lo, hi - span) - 0.1 * span, hi + 0.1 * span)
     ax.ticklabel_format(axis="y", useOffset=False)
     sizes = [s / 1e6 for _, s, _ in points]
     pad = max(sizes) * 0.15 or 0.1
