@@ -242,7 +242,7 @@ class BrowserSession:
             with contextlib.suppress(Exception):
                 assert proc.stdin is not None
                 proc.stdin.write(json.dumps({"fn": "close"}) + "\n")
-                proc.stdin.flush()
+                proc.stdin.close()
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

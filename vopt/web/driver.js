@@ -45,4 +45,5 @@ main()
   })
   .finally(async () => {
     if (context) await context.close().catch(() => {});
+    process.exit(); // stdin's reader would otherwise keep node alive
   });
