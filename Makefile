@@ -25,8 +25,11 @@ test: install browser-deps
 lint: install
 	$(BIN)/ruff check .
 
+# Headless Chromium + Node + the pinned npm packages for the browser tests (tests/browser); idempotent.
 browser-deps:
-	@true
+	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	@command -v node >/dev/null && command -v npm >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }
+	@cmp -s vopt/web/package-lock.json vopt/web/node_modules/.vopt-lock.json || { cd vopt/web && npm ci --no-audit --no-fund && cp package-lock.json node_modules/.vopt-lock.json; }
 
 clean:
 	rm -rf build .vopt-cache .pytest_cache
