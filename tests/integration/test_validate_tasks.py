@@ -1,0 +1,37 @@
+"""Task metrics end to end on tiny random detection and segmentation models (ORT vs PyTorch, fp32)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import tiny_model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("family", "gates", "expect"),
+    [
+        ("detr", {"box_agreement": ">=0.99", "box_mean_iou": ">=0.99"}, {"scoring": "softmax-no-object"}),
+        ("rt_detr", {"box_agreement": ">=0.99"}, {"scoring": "sigmoid"}),
+        ("segformer", {"miou": ">=0.99", "pixel_agreement": ">=0.99"}, {}),
+    ],
+)
+def test_task_metrics_and_gates(family, gates, expect, write_recipe, cli, tmp_path):
+    # Random-weight detectors score low: a low threshold gives real detections to match.
+    recipe = {"name": f"t-{family}", "model": tiny_model(family), "compile": {"target": "cpu"},
+              "validate": {"samples": 3, "score_threshold": 0.05, "gates": gates}}
+    res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.output
+    v = json.loads(res.stdout)["validation"]
+    tm = v["task_metrics"]
+    assert all(g["passed"] for g in v["gates"]) and len(v["gates"]) == len(gates)
+    for key, value in expect.items():
+        assert tm[key] == value
+    if family == "segformer":
+        assert tm["miou"] == 1.0 and tm["classes"] >= 2
+    else:
+        assert tm["reference_detections"] > 0  # not vacuous
+        assert tm["matched_detections"] == tm["reference_detections"] == tm["artifact_detections"]
+        assert tm["box_mean_iou"] > 0.999
