@@ -7,6 +7,7 @@ from typing import Any
 
 from vopt.report import data as d
 
+SENSITIVITY_ROWS = 30  # the rest stays in manifest.json
 PLOTS = {
     "latency_vs_batch": "Latency and throughput vs batch size",
     "size_vs_agreement": "Size vs agreement with the reference, one point per artifact",
@@ -154,10 +155,13 @@ def _sensitivity(m: dict[str, Any]) -> Section | None:
     if table is None:
         return None
     cols, rows = table
-    return Section("Quantization sensitivity", [
-        "Layers ranked by how much quantizing them alone moves the output (from the quantize step).",
-        Table(cols, [[d.fmt_num(v, 5) for v in r] for r in rows]),
-    ])
+    blocks: list[Any] = [
+        "Layers ranked by how much quantizing them moves the output, as the quantize step measured it.",
+        Table(cols, [[d.fmt_num(v, 5) for v in r] for r in rows[:SENSITIVITY_ROWS]]),
+    ]
+    if len(rows) > SENSITIVITY_ROWS:
+        blocks.append(f"{len(rows) - SENSITIVITY_ROWS} more rows in manifest.json (the quantize step's report).")
+    return Section("Quantization sensitivity", blocks)
 
 
 def _about(m: dict[str, Any]) -> Section:
