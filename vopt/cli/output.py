@@ -41,6 +41,12 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = bool(kwargs.get("debug")) or os.environ.get("VOPT_DEBUG") == "1"
+        if not debug:
+            import warnings
+
+            # Library warnings (tracer, deprecation) drown the stage lines; --debug shows them.
+            warnings.simplefilter("ignore")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
@@ -66,46 +72,55 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class RichReporter(Reporter):
-    """Stage lines and progress bars on stderr."""
+    """A live line per running stage (spinner, elapsed time, bars for counted work) on stderr,
+    then one summary line per finished stage. Plain lines only when stderr is not a terminal."""
 
     def __init__(self, console: Console = err, quiet: bool = False):
         self.console = console
         self.quiet = quiet
+        self._progress: Any = None
+        self._live = console.is_terminal or os.environ.get("VOPT_PROGRESS") == "1"
 
     def stage_start(self, name: str, detail: str = "") -> None:
-        pass
+        if self.quiet or not self._live:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=self.console, transient=True,
+        )
+        self._progress.start()
+        self._progress.add_task(f"{name} ...", total=None)
 
     def stage_end(self, name: str, *, cached: bool, seconds: float, detail: str = "") -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
         if self.quiet:
             return
-        mark = "[dim]cached[/]" if cached else f"[green]done[/] {seconds:6.2f}s"
-        self.console.print(f"  {name:<10} {mark}  {detail}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        mark = "[dim]cached[/]     " if cached else f"[green]done[/] {seconds:6.2f}s"
+        self.console.print(f"  {name:<10} {mark}  {escape(detail)}", highlight=False, soft_wrap=True)
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, highlight=False, soft_wrap=True)
+            self.console.print(message, highlight=False, soft_wrap=True, markup=False)
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        self.console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
     @contextlib.contextmanager
     def bar(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        if self.quiet or not self.console.is_terminal and os.environ.get("VOPT_PROGRESS") != "1":
+        progress = self._progress
+        if progress is None:
             yield lambda n=1: None
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        columns = [SpinnerColumn(), TextColumn("  {task.description}")]
-        if total:
-            columns += [BarColumn(), MofNCompleteColumn()]
-        columns.append(TimeElapsedColumn())
-        with Progress(*columns, console=self.console, transient=True) as progress:
-            task = progress.add_task(description, total=total)
+        task = progress.add_task(description, total=total)
+        try:
             yield lambda n=1: progress.advance(task, n)
+        finally:
+            progress.remove_task(task)

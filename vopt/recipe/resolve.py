@@ -70,14 +70,17 @@ def _data_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     """Drop union tags that pydantic puts into error locations but that are not keys in the YAML."""
     out: list[Any] = []
     node = data
-    for key in loc:
-        if isinstance(node, dict) and key in node or isinstance(node, list) and isinstance(key, int) and key < len(node):
+    for i, key in enumerate(loc):
+        in_dict = isinstance(node, dict) and key in node
+        in_list = isinstance(node, list) and isinstance(key, int) and key < len(node)
+        if in_dict or in_list:
             node = node[key]
             out.append(key)
-        elif isinstance(node, dict):
-            continue  # a tag
+        elif isinstance(node, dict) and i + 1 < len(loc):
+            continue  # a union tag such as the target name: not a key in the YAML
         else:
             out.append(key)
+            node = None
     return tuple(out)
 
 

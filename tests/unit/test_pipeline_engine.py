@@ -1,0 +1,182 @@
+"""The engine: cache keys invalidate exactly the downstream steps, manifests, atomic output, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, tiny_model
+from vopt.pipeline.cache import Cache
+from vopt.pipeline.plan import dry_run, make_plan
+from vopt.recipe.resolve import load_recipe
+
+
+def tiny_recipe(**extra):
+    data = {"name": "tiny", "model": tiny_model("resnet"), "compile": {"target": "cpu"}, "validate": {"samples": 6}}
+    data.update(extra)
+    return data
+
+
+def stages_run(manifest: dict) -> list[str]:
+    return [s["stage"] for s in manifest["steps"] if not s["cached"]]
+
+
+def test_change_invalidates_exactly_downstream(write_recipe, cli, tmp_path):
+    recipe = write_recipe(tiny_recipe())
+    out = tmp_path / "out"
+    base = json.loads(cli("build", recipe, "--out", out, "--json").stdout)
+    assert stages_run(base) == ["load", "export", "compile", "validate"]
+    # export config changed: load stays cached, everything after it re-runs
+    m = json.loads(cli("build", recipe, "--out", out, "--json", "--set", "export.simplify=false").stdout)
+    assert stages_run(m) == ["export", "compile", "validate"]
+    # compile config changed: only compile and validate
+    m = json.loads(cli("build", recipe, "--out", out, "--json", "--set", "compile.optimization=basic").stdout)
+    assert stages_run(m) == ["compile", "validate"]
+    # validate config changed: only validate
+    m = json.loads(cli("build", recipe, "--out", out, "--json", "--set", "validate.samples=5").stdout)
+    assert stages_run(m) == ["validate"]
+    # back to the original: everything cached, same final artifact
+    again = json.loads(cli("build", recipe, "--out", out, "--json").stdout)
+    assert stages_run(again) == []
+    assert again["artifact"]["sha256"] == base["artifact"]["sha256"]
+    assert again["vopt_seconds"] < 2.0
+
+
+def test_plan_reports_hits_and_misses(write_recipe, cli, tmp_path):
+    recipe = write_recipe(tiny_recipe())
+    loaded = load_recipe(recipe)
+    steps, target = make_plan(loaded.recipe)
+    assert [p.cached for p in dry_run(steps, target, Cache())] == [False] * 4
+    assert cli("build", recipe, "--out", tmp_path / "o").exit_code == 0
+    assert [p.cached for p in dry_run(steps, target, Cache())] == [True] * 4
+    loaded2 = load_recipe(recipe, ["compile.optimization=basic"])
+    steps2, _ = make_plan(loaded2.recipe)
+    planned = dry_run(steps2, target, Cache())
+    assert [(p.name, p.cached) for p in planned] == [("load", True), ("export", True), ("compile", False), ("validate", False)]
+    assert planned[3].key is None  # its input is not built yet
+    result = cli("plan", recipe, "--json")
+    assert result.exit_code == 0
+    assert [s["cached"] for s in json.loads(result.stdout)["steps"]] == [True] * 4
+
+
+def test_manifest_contents(write_recipe, cli, tmp_path):
+    recipe = write_recipe(tiny_recipe(validate={"samples": 6, "gates": {"cosine": ">=0.999"}}))
+    result = cli("build", recipe, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    on_disk = json.loads((tmp_path / "out" / "tiny" / "manifest.json").read_text())
+    assert on_disk["artifact"]["sha256"] == m["artifact"]["sha256"]
+    assert m["status"] == "ok" and m["target"] == "cpu"
+    assert m["recipe"]["resolved"]["model"]["family"] == "resnet"
+    assert {"torch", "onnx", "onnxruntime", "vopt"} <= set(m["tools"])
+    assert m["platform"]["python"]
+    for step in m["steps"]:
+        assert {"stage", "key", "cached", "seconds", "input_sha256", "output_sha256", "config", "report"} <= set(step)
+    chain = [s for s in m["steps"] if s["stage"] != "validate"]
+    for prev, nxt in zip(chain, chain[1:], strict=False):
+        assert nxt["input_sha256"] == prev["output_sha256"]  # lineage links up
+    assert [e["stage"] for e in m["artifact"]["lineage"]] == ["load", "export", "compile"]
+    assert m["artifact"]["meta"]["random_weights"] is True
+    assert any("RANDOM" in w for w in m["warnings"])
+    val = m["validation"]
+    assert val["images"].startswith("built-in sample images")
+    assert val["metrics"]["logits"]["cosine"] > 0.9999
+    assert val["metrics"]["logits"]["centered_cosine"] > 0.9999
+    assert val["gates"][0]["passed"] is True
+    art = tmp_path / "out" / "tiny" / m["artifact"]["file"]
+    assert art.is_file() and art.stat().st_size == m["artifact"]["size_bytes"]
+
+
+def test_random_weights_outputs_vary_across_real_images(write_recipe, cli, tmp_path):
+    """Sane random init: outputs must depend on the image, or every parity number is meaningless."""
+    import numpy as np
+
+    from vopt.datasets.images import load_batch
+    from vopt.models.resolve import family_of, load_module
+    from vopt.pipeline.artifact import Artifact
+    from vopt.validate.reference import torch_outputs
+
+    recipe = write_recipe(tiny_recipe())
+    m = json.loads(cli("build", recipe, "--out", tmp_path / "o", "--json").stdout)
+    load_step = m["steps"][0]
+    entry = Cache().get(load_step["key"])
+    art: Artifact = entry.artifact
+    images = load_batch(None, art.preprocess, 8)
+    logits = torch_outputs(load_module(art), family_of(art), images)["logits"]
+    assert np.abs(logits).max() > 1e-2  # not the collapsed ~0 outputs of transformers' init
+    spread = logits.std(axis=0).mean() / (np.abs(logits).mean() + 1e-12)
+    assert spread > 0.05, f"outputs barely vary across images (relative spread {spread:.4f})"
+    assert m["validation"]["reference_spread"]["logits"] < 0.999
+
+
+def test_gate_failure_exits_3_and_names_metric(write_recipe, cli, tmp_path):
+    recipe = write_recipe(tiny_recipe(validate={"samples": 4, "gates": {"max_abs_diff": "<0"}}))
+    result = cli("build", recipe, "--out", tmp_path / "out")
+    assert result.exit_code == 3
+    assert "max_abs_diff" in result.stderr and "needs <0" in result.stderr
+    manifest = json.loads((tmp_path / "out" / "tiny" / "manifest.json").read_text())
+    assert manifest["status"] == "gate_failed"
+
+
+def test_typo_exits_2_with_file_line_and_no_traceback(write_recipe, cli, tmp_path):
+    recipe = write_recipe({**tiny_recipe(), "exprot": {"opset": 17}})
+    result = cli("build", recipe, "--json")
+    assert result.exit_code == 2
+    assert "did you mean `export`?" in result.stderr
+    assert f"{recipe.name}:" in result.stderr or str(recipe) in result.stderr
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+def test_unavailable_target_exits_4(write_recipe, cli, tmp_path, monkeypatch):
+    from vopt.targets.cpu import CpuTarget
+
+    monkeypatch.setattr(CpuTarget, "requires", ("surely_not_installed_module",))
+    result = cli("build", write_recipe(tiny_recipe()), "--out", tmp_path / "o")
+    assert result.exit_code == 4
+    assert "pip install 'vopt[core]'" in result.stderr or "surely_not_installed_module" in result.stderr
+
+
+def _entries(cache: Path) -> list[Path]:
+    return [p for p in cache.glob("??/*") if (p / "entry.json").is_file()]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_killed_mid_export_leaves_nothing_partial(write_recipe, tmp_path, sig):
+    model = tiny_model("resnet", config={"hidden_sizes": [32, 64, 128, 256], "depths": [1, 1, 1, 1], "num_labels": 100},
+                       input={"shape": [1, 3, 128, 128]})
+    recipe = write_recipe({"name": "killme", "model": model, "validate": None})
+    cache = tmp_path / "cache"
+    out = tmp_path / "out"
+    env = {**os.environ, "VOPT_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "vopt", "build", str(recipe), "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    # Wait until load is committed and the export step's work directory exists, then kill.
+    while time.time() < deadline:
+        tmp = cache / "tmp"
+        if len(_entries(cache)) == 1 and tmp.is_dir() and any(tmp.iterdir()):
+            break
+        if proc.poll() is not None:
+            pytest.fail("build finished before it could be interrupted")
+        time.sleep(0.02)
+    time.sleep(0.05)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert len(_entries(cache)) == 1  # only the finished load step
+    assert not (out / "killme").exists()
+    assert not list(out.glob(".killme*")) if out.exists() else True
+    # The rerun resumes from the cached load step and finishes.
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "load       cached" in done.stderr
+    assert (out / "killme" / "model.onnx").is_file()
+    assert not any((cache / "tmp").iterdir())  # the killed run's work dir was cleaned up
