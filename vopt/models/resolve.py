@@ -90,6 +90,14 @@ class OutputWrapper:
                 super().__init__()
                 self.model = model
 
+            def train(self, mode: bool = True):
+                self.training = mode
+                try:
+                    self.model.train(mode)
+                except NotImplementedError:  # modules unlifted from torch.export programs have no train()
+                    pass
+                return self
+
             def forward(self, pixel_values):
                 out = self.model(pixel_values=pixel_values) if keywords else self.model(pixel_values)
                 return family.output_tensors(out)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from vopt.errors import BuildError
+from vopt.errors import BuildError, VoptError, missing_extra
 from vopt.pipeline.artifact import Artifact, TensorSpec
 from vopt.stages.base import Stage
 
@@ -49,18 +51,27 @@ class ExportStage(Stage):
     def run(self, artifact: Artifact, config: ExportConfig, ctx) -> Artifact:
         import torch
 
-        from vopt.models.resolve import OutputWrapper, family_of, load_module
+        from vopt.models.resolve import OutputWrapper, family_of, is_graph_only, load_module
 
         family = family_of(artifact)
         model = load_module(artifact)
-        wrapped = OutputWrapper.wrap(model, family)
+        # Fixed graphs (TorchScript, torch.export) already return plain tensors; the legacy tracer cannot
+        # step into a ScriptModule held by a Python wrapper.
+        wrapped = model if is_graph_only(artifact) else OutputWrapper.wrap(model, family)
         example = torch.randn(*config.input_shape, generator=torch.Generator().manual_seed(0))
         path = ctx.out("model.onnx")
         outputs = list(family.outputs)
         dyn_axes = self._dynamic_axes(config, outputs)
         with ctx.reporter.bar("export: tracing and writing ONNX", None):
             try:
-                self._export(wrapped, example, path, config, outputs, dyn_axes)
+                # Exporters print progress on stdout, which belongs to --json output.
+                with contextlib.redirect_stdout(sys.stderr):
+                    if artifact.meta.get("module_format") == "exported":
+                        self._export_program(artifact.path, example, path, config, outputs)
+                    else:
+                        self._export(wrapped, example, path, config, outputs, dyn_axes)
+            except VoptError:
+                raise
             except Exception as exc:
                 raise BuildError(_describe_export_failure(exc), stage="export") from exc
         import onnx
@@ -71,14 +82,16 @@ class ExportStage(Stage):
             proto, tool = _simplify(proto, ctx)
             ctx.report["simplified_with"] = tool
         onnx.save(proto, str(path))
-        ctx.report.update(nodes_before=nodes_before, nodes=len(proto.graph.node), opset=config.opset)
+        opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), config.opset)
+        ctx.report.update(nodes_before=nodes_before, nodes=len(proto.graph.node), opset=opset,
+                          exporter="dynamo" if config.dynamo or artifact.meta.get("module_format") == "exported" else "legacy")
         io = artifact.io.model_copy(deep=True)
         io.outputs = [TensorSpec(name=o.name, shape=_shape(o)) for o in proto.graph.output]
         io.inputs = [TensorSpec(name=i.name, shape=_shape(i)) for i in proto.graph.input]
         out = artifact.derive(path, format="onnx", io=io.model_dump())
         if config.parity:
             self._parity(model, family, out, config, ctx)
-        ctx.report["summary"] = f"opset {config.opset}, {len(proto.graph.node)} nodes" + (
+        ctx.report["summary"] = f"opset {opset}, {len(proto.graph.node)} nodes" + (
             f", cosine {ctx.report['parity']['worst_cosine']:.6f}" if "parity" in ctx.report else ""
         )
         return out
@@ -101,17 +114,29 @@ class ExportStage(Stage):
         return result
 
     @staticmethod
+    def _export_program(program_path: str, example, path: Path, config: ExportConfig, outputs) -> None:
+        """A torch.export program goes through the dynamo exporter as is (its shapes were fixed when exported)."""
+        import torch
+
+        _need_onnxscript()
+        program = torch.export.load(program_path)
+        onnx_program = torch.onnx.export(program, (example,), dynamo=True, opset_version=max(config.opset, 18),
+                                         input_names=[config.input_name], output_names=outputs, verbose=False)
+        onnx_program.save(str(path))
+
+    @staticmethod
     def _export(wrapped, example, path: Path, config: ExportConfig, outputs, dyn_axes) -> None:
         import torch
 
         if config.dynamo:
+            _need_onnxscript()
             dynamic_shapes = None
             if dyn_axes:
                 dims = {i: torch.export.Dim(name, min=1, max=1024) for i, name in dyn_axes[config.input_name].items()}
                 dynamic_shapes = ({**dims},)
             prog = torch.onnx.export(
-                wrapped, (example,), dynamo=True, opset_version=config.opset, input_names=[config.input_name],
-                output_names=outputs, dynamic_shapes=dynamic_shapes,
+                wrapped, (example,), dynamo=True, opset_version=max(config.opset, 18), input_names=[config.input_name],
+                output_names=outputs, dynamic_shapes=dynamic_shapes, verbose=False,
             )
             prog.save(str(path))
             return
@@ -135,6 +160,13 @@ class ExportStage(Stage):
         if failing:
             detail = ", ".join(f"{n}: cosine {result['outputs'][n]['cosine']:.6f}, max abs {result['outputs'][n]['max_abs_diff']:.3g}" for n in failing)
             raise BuildError(f"ONNX Runtime output drifts from PyTorch beyond the {family.name} tolerance: {detail}", stage="export")
+
+
+def _need_onnxscript() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("onnxscript") is None:
+        raise missing_extra("onnxscript", "dynamo", "the dynamo ONNX exporter (export.dynamo: true, .pt2 sources)")
 
 
 def _shape(value_info) -> list[int | str]:
@@ -170,7 +202,7 @@ def _describe_export_failure(exc: Exception) -> str:
     import re
 
     op = re.search(r"(aten::\w+|operator '?[\w:.]+'?|Unsupported: [^\n]+)", text)
-    mod = re.search(r"(?:module|Module) ['\"]?([\w.]+)['\"]?", text)
+    mod = re.search(r"(?:module|Module)(?! named) ['\"]?([\w.]+)['\"]?", text)
     parts = [f"torch.onnx.export failed: {first[:300]}"]
     if op:
         parts.append(f"op: {op.group(1)}")

@@ -63,7 +63,7 @@ class LoadStage(Stage):
             ctx.report.update(family=loaded.family.name, task=loaded.task, notes=loaded.notes)
             ctx.report["summary"] = f"ONNX file {loaded.onnx_path.name}, {len(io.outputs)} outputs"
             return Artifact(path=str(path), format="onnx", io=io, preprocess=preprocess, meta=meta)
-        path = ctx.out("model.pt")
+        path = ctx.out("model.pt2" if loaded.module_format == "exported" else "model.pt")
         if loaded.module_file is not None:
             import shutil
 

@@ -109,8 +109,9 @@ def compare_with_torch(model: Any, family: Any, artifact: Any, *, samples: int, 
     from vopt.runtimes.ort import run_batches, runner
 
     images = load_batch(data, artifact.preprocess, samples)
-    ref = torch_outputs(model, family, images)
     static = artifact.io.inputs[0].shape[0] if artifact.io.inputs and isinstance(artifact.io.inputs[0].shape[0], int) else None
+    # A static-batch artifact usually comes from a static-batch module (e.g. a .pt2 program): feed it the same.
+    ref = torch_outputs(model, family, images, batch=static or 8)
     run = runner(artifact.path)
     out = run_batches(run, artifact.io.inputs[0].name, [images], static_batch=static)
     result = compare_outputs(ref, out, skip=family.unordered_outputs)

@@ -30,6 +30,7 @@ class Family:
     mean: ClassVar[list[float]] = IMAGENET_MEAN
     std: ClassVar[list[float]] = IMAGENET_STD
     resize: ClassVar[int | None] = None
+    channel_order: ClassVar[str] = "RGB"
     # Export parity tolerances (fp32): max abs diff and cosine.
     atol: ClassVar[float] = 1e-4
     min_cosine: ClassVar[float] = 0.9999
@@ -53,7 +54,7 @@ class Family:
         size = size or [self.image_size, self.image_size]
         # Keep the family's resize/crop ratio (e.g. 256/224) at whatever input size the recipe uses.
         resize = round(min(size) * self.resize / self.image_size) if self.resize else None
-        return Preprocess(size=size, mean=self.mean, std=self.std, resize=resize)
+        return Preprocess(size=size, mean=self.mean, std=self.std, resize=resize, channel_order=self.channel_order)
 
     def prepare(self, model: Any) -> Any:
         """Export fixes applied after loading (e.g. swap an op a backend cannot take)."""

@@ -172,6 +172,8 @@ def _preprocessor_defaults(family: Family, local: Path | None) -> None:
             family.mean = data["image_mean"]  # type: ignore[misc]
         if isinstance(data.get("image_std"), list):
             family.std = data["image_std"]  # type: ignore[misc]
+    if data.get("do_flip_channel_order"):
+        family.channel_order = "BGR"  # type: ignore[misc]  (MobileViT)
     size = data.get("crop_size") or data.get("size")
     if isinstance(size, dict):
         size = size.get("height") or size.get("shortest_edge")
