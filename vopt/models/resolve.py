@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from vopt.models.families.base import Family, family_for, get_family
@@ -92,10 +93,9 @@ class OutputWrapper:
 
             def train(self, mode: bool = True):
                 self.training = mode
-                try:
+                # Modules unlifted from torch.export programs have no train().
+                with contextlib.suppress(NotImplementedError):
                     self.model.train(mode)
-                except NotImplementedError:  # modules unlifted from torch.export programs have no train()
-                    pass
                 return self
 
             def forward(self, pixel_values):
