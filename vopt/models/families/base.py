@@ -56,6 +56,10 @@ class Family:
         resize = round(min(size) * self.resize / self.image_size) if self.resize else None
         return Preprocess(size=size, mean=self.mean, std=self.std, resize=resize, channel_order=self.channel_order)
 
+    def adapt_config(self, config: Any) -> Any:
+        """The config the model class takes, from the one a checkpoint ships (e.g. CLIP's vision half)."""
+        return config
+
     def prepare(self, model: Any) -> Any:
         """Export fixes applied after loading (e.g. swap an op a backend cannot take)."""
         return model

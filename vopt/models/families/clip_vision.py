@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from vopt.models.families.base import CLIP_MEAN, CLIP_STD, Family, register_family
 
 
@@ -20,3 +22,7 @@ class ClipVision(Family):
     quant_exclude_ops = ("Softmax", "LayerNormalization")
     tiny_config = {"hidden_size": 32, "intermediate_size": 64, "projection_dim": 16, "num_hidden_layers": 2,
                    "num_attention_heads": 2, "image_size": 64, "patch_size": 16}
+
+    def adapt_config(self, config: Any) -> Any:
+        # A full CLIP checkpoint (model_type "clip") carries the vision tower's config inside.
+        return config.vision_config if getattr(config, "model_type", None) == "clip" else config

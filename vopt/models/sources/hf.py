@@ -78,8 +78,8 @@ class HfSource(Source):
         where = str(local) if local.exists() else spec.id
         overrides = dict(spec.config)
         family: Family | None = get_family(spec.family) if spec.family else None
-        if random and not local.exists() and (family is not None or "model_type" in overrides):
-            # A random model needs only the architecture: build the config offline.
+        if spec.weights != "pretrained" and not local.exists() and (family is not None or "model_type" in overrides):
+            # Random weights or a local checkpoint need only the architecture: build the config offline.
             model_type = overrides.pop("model_type", None) or family.model_types[0]  # type: ignore[union-attr]
             config = build_config(model_type, overrides)
         else:
@@ -90,6 +90,7 @@ class HfSource(Source):
             apply_overrides(config, {k: v for k, v in overrides.items() if k != "model_type"})
         if family is None:
             family = family_for(config.model_type, spec.task)
+        config = family.adapt_config(config)
         task = spec.task or (family.task if family.name != "generic" else _task_from_config(config, None))
         if family.name == "generic":
             family = family_for(None, task)
@@ -165,7 +166,8 @@ def _preprocessor_defaults(family: Family, local: Path | None) -> None:
         data = json.loads((local / "preprocessor_config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return
-    if data.get("do_normalize", True) is False:
+    # No mean/std in the processor config (e.g. MobileViT) means the model takes plain [0, 1] pixels.
+    if data.get("do_normalize", "image_mean" in data) is False:
         family.mean, family.std = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]  # type: ignore[misc]
     else:
         if isinstance(data.get("image_mean"), list):
