@@ -57,9 +57,7 @@ def build(
     reporter = reporter or QuietReporter()
     cache = cache or Cache()
     steps, target = make_plan(recipe)
-    ok, why = target.available()
-    if not ok:
-        raise BackendUnavailable(f"target '{target.name}' is unavailable: {why}")
+    preflight(steps, target)
 
     artifact: Artifact | None = None
     records: list[StepRecord] = []
@@ -106,6 +104,19 @@ def build(
         lines = [f"{f['metric']} = {f['value']:.6g}, needs {f['condition']} ({f['stage']})" for f in failures]
         raise GateFailed(f"{len(failures)} gate{'s' if len(failures) > 1 else ''} failed", lines=lines, failures=failures)
     return result_obj
+
+
+def preflight(steps: list, target: Any) -> None:
+    """Name what is missing before any expensive work starts."""
+    import importlib.util
+
+    ok, why = target.available()
+    if not ok:
+        raise BackendUnavailable(f"target '{target.name}' is unavailable: {why}")
+    for step in steps:
+        for module, extra in step.stage.requirements(step.config, target):
+            if importlib.util.find_spec(module) is None:
+                raise BackendUnavailable(f"the {step.name} step needs '{module}': pip install 'vopt[{extra}]'")
 
 
 def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug):

@@ -33,5 +33,10 @@ class Stage:
     def extra_tools(cls, config: BaseModel, target: Any) -> list[str]:
         return []
 
+    @classmethod
+    def requirements(cls, config: BaseModel, target: Any) -> list[tuple[str, str]]:
+        """(import name, pip extra) pairs this step needs; checked before any step runs."""
+        return []
+
     def run(self, artifact: Artifact | None, config: BaseModel, ctx: Context) -> Artifact:
         raise NotImplementedError
