@@ -82,3 +82,22 @@ def test_bench_bad_inputs_exit_2(cli, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cli("bench", empty).exit_code == 1  # a directory that is not a build
+
+
+def test_batch_size_the_runtime_refuses_is_skipped_not_fatal(cli, tmp_path):
+    """An artifact whose io says 'dynamic batch' but whose graph only takes batch 1 (a fixed Reshape)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = numpy_helper.from_array(np.array([1, 3 * 8 * 8], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["pixel_values", "shape"], ["logits"])], "fixed",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 192])], [shape])
+    path = tmp_path / "fixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    res = cli("bench", path, "-b", "1,2", "-n", "3", "--warmup", "1", "--json")
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["batch_sizes"] == [1] and r["skipped_batch_sizes"] == [2]
+    assert any(n.startswith("batch 2 failed on onnxruntime-cpu") for n in r["notes"])

@@ -71,12 +71,23 @@ def run_benchmark(
         with reporter.bar(f"benchmark on {runner.runtime}", steps) as advance:
             for b in batches:
                 x = {input_name: tile(images, b)}
-                stats = time_calls(lambda x=x: runner(x), warmup=settings.warmup, iterations=settings.iterations,
-                                   seconds=settings.seconds)
+                try:
+                    stats = time_calls(lambda x=x: runner(x), warmup=settings.warmup, iterations=settings.iterations,
+                                       seconds=settings.seconds)
+                except Exception as exc:  # noqa: BLE001 - one batch size the runtime refuses must not sink the sweep
+                    if not rows and b == batches[-1]:
+                        raise
+                    skipped.append(b)
+                    warnings.append(f"batch {b} failed on {runner.runtime}: {type(exc).__name__}: {str(exc)[:300]}")
+                    advance(1)
+                    continue
                 stats["batch"] = b
                 stats["throughput_ips"] = b * 1e3 / stats["mean_ms"]
                 rows.append(stats)
                 advance(1)
+            if not rows:
+                raise RuntimeError(f"every batch size failed on {runner.runtime}: {'; '.join(warnings)}")
+            batches = [r["batch"] for r in rows]
             peak = peak_rss_mb()
             result: dict[str, Any] = {
                 "runtime": runner.runtime,
