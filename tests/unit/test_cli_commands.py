@@ -1,0 +1,62 @@
+"""The small commands, in process: check, recipes, schema, plan, doctor, --version."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import REPO, tiny_model
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("vopt ")
+
+
+def test_check_ok_and_bad(cli, write_recipe):
+    good = write_recipe({"name": "good", "model": tiny_model("resnet")}, "good.yaml")
+    bad = write_recipe({"name": "bad", "model": {**tiny_model("resnet"), "sourse": "hf"}}, "bad.yaml")
+    assert cli("check", good).exit_code == 0
+    result = cli("check", good, bad)
+    assert result.exit_code == 2
+    assert "model.sourse: unknown key (did you mean `source`?)" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_recipes_lists_shipped_recipes(cli, monkeypatch):
+    monkeypatch.chdir(REPO)
+    result = cli("recipes", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    demo = next(r for r in rows if r["file"].endswith("examples/demo.yaml"))
+    assert demo["family"] == "resnet" and demo["target"] == "cpu" and demo["ok"]
+    assert all(r["ok"] for r in rows), [r for r in rows if not r["ok"]]
+
+
+def test_schema_is_json_schema_with_every_section(cli, tmp_path):
+    result = cli("schema")
+    schema = json.loads(result.stdout)
+    for section in ("model", "preprocess", "fuse", "prune", "export", "quantize", "compile", "validate", "benchmark", "extends"):
+        assert section in schema["properties"], section
+    out = tmp_path / "s.json"
+    assert cli("schema", "-o", out).exit_code == 0
+    assert json.loads(out.read_text()) == schema
+
+
+def test_plan_text_runs_nothing(cli, write_recipe):
+    recipe = write_recipe({"name": "p", "model": tiny_model("resnet")})
+    result = cli("plan", recipe)
+    assert result.exit_code == 0
+    assert "# resolved recipe" in result.stdout
+    assert "1. load       miss" in result.stdout
+    assert "3. compile    miss (input not built yet)" in result.stdout
+
+
+def test_doctor_json_lists_every_target(cli):
+    from vopt.registry import TARGETS
+
+    result = cli("doctor", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert {t["target"] for t in data["targets"]} == set(TARGETS)
+    onnxruntime = next(b for b in data["backends"] if b["module"] == "onnxruntime")
+    assert onnxruntime["installed"] and onnxruntime["version"]
