@@ -118,10 +118,12 @@ def agreement_points(manifest: dict[str, Any]) -> tuple[str, list[tuple[str, flo
         points.append(("original (PyTorch)", float(sized[0]["output_bytes"]), 1.0))
     for s in sized[1:-1]:
         rep = s.get("report") or {}
-        h = headline(rep) or headline(rep.get("parity") if isinstance(rep.get("parity"), dict) else None)
+        # A step's own check (export parity, the quantize step's check) may have measured the same metric.
+        h = headline(rep) or next((headline(rep[k]) for k in ("check", "parity") if isinstance(rep.get(k), dict)
+                                   and headline(rep[k])), None)
         if h and h[0] == metric:
-            points.append((s["stage"], float(s["output_bytes"]), h[1]))
+            points.append((f"after {s['stage']}", float(s["output_bytes"]), h[1]))
     art = manifest.get("artifact") or {}
     if art.get("size_bytes"):
-        points.append((f"{manifest.get('target', '?')} {precision(manifest)}", float(art["size_bytes"]), value))
+        points.append((f"{manifest.get('target', '?')} {precision(manifest)} (final)", float(art["size_bytes"]), value))
     return metric, points
