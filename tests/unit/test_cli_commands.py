@@ -60,3 +60,10 @@ def test_doctor_json_lists_every_target(cli):
     assert {t["target"] for t in data["targets"]} == set(TARGETS)
     onnxruntime = next(b for b in data["backends"] if b["module"] == "onnxruntime")
     assert onnxruntime["installed"] and onnxruntime["version"]
+
+
+def test_recipe_reference_doc_is_up_to_date():
+    from vopt.recipe.reference import render_reference
+
+    doc = (REPO / "docs" / "recipe-reference.md").read_text()
+    assert doc == render_reference(), "regenerate: .venv/bin/python -m vopt.recipe.reference > docs/recipe-reference.md"
