@@ -177,3 +177,18 @@ def test_gates_compare_strings():
     assert res["top1_agreement"]["passed"]
     with pytest.raises(RecipeError, match="top1_agreement"):
         evaluate({"top_1": ">=0.9"}, metrics)
+
+
+def test_parity_metrics_known_values():
+    from vopt.validate.metrics import centered_cosine, cosine, max_abs_diff, sqnr_db
+
+    ref = np.array([[1.0, 2.0], [3.0, 4.0]])
+    out = ref + np.array([[0.1, 0.0], [0.0, -0.1]])
+    assert max_abs_diff(ref, out) == pytest.approx(0.1)
+    assert sqnr_db(ref, out) == pytest.approx(10 * math.log10(30 / 0.02))
+    assert sqnr_db(ref, ref) == 999.0  # identical: capped, so the manifest stays valid JSON
+    assert cosine(ref, -ref) == pytest.approx(-1.0)
+    # Two outputs that differ only by a shared offset look identical raw, and not at all centered.
+    a = np.array([[10.0, 10.0], [10.0, 10.1]])
+    b = np.array([[10.0, 10.1], [10.0, 10.0]])
+    assert cosine(a, b) > 0.9999 and centered_cosine(a, b) == pytest.approx(-1.0)

@@ -32,16 +32,20 @@ def centered_cosine(ref: np.ndarray, out: np.ndarray) -> float:
     return cosine(ref - mean, out - mean)
 
 
+# Identical outputs have infinite SQNR; JSON has no Infinity (jq and CI tools reject it), so cap it.
+SQNR_CAP_DB = 999.0
+
+
 def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio in dB; higher is better."""
+    """Signal-to-quantization-noise ratio in dB, higher is better; +-999 dB stands for +-infinity."""
     ref = np.asarray(ref, np.float64)
     noise = np.sum((ref - np.asarray(out, np.float64)) ** 2)
     signal = np.sum(ref**2)
     if noise == 0:
-        return float("inf")
+        return SQNR_CAP_DB
     if signal == 0:
-        return float("-inf")
-    return float(10 * np.log10(signal / noise))
+        return -SQNR_CAP_DB
+    return float(np.clip(10 * np.log10(signal / noise), -SQNR_CAP_DB, SQNR_CAP_DB))
 
 
 def parity(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
