@@ -126,6 +126,8 @@ class _Server:
             if "/" in name or ".." in name or not file.is_file():
                 return None, ""
             return file, _CONTENT.get(file.suffix, "application/octet-stream")
+        if path == "/favicon.ico":
+            return b"", "image/x-icon"
         if path.startswith("/blob/"):
             return self.blobs.get(path[len("/blob/"):]), "application/octet-stream"
         return None, ""
@@ -332,11 +334,24 @@ def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None
         return out
 
     probe = sess.probe()
-    meta = {"ep": ep, "onnxruntime_web": probe["ort"].get("web"), "browser": probe["userAgent"].split("HeadlessChrome/")[-1].split(" ")[0],
+    meta = {"ep": ep, "placement": _placement_summary(loaded.get("placement") or {}, ep), "onnxruntime_web": probe["ort"].get("web"), "browser": probe["userAgent"].split("HeadlessChrome/")[-1].split(" ")[0],
             "threads": probe["threads"], "load_ms": round(loaded["load_ms"], 2), "run_ms": times}
     if ep == "webgpu":
         meta["adapter"] = probe["webgpu"].get("info")
     return Runner(run=run, runtime=f"browser-{ep}", info=meta, close=lambda: sess.release(loaded["key"]))
+
+
+_EP_NAMES = {"webgpu": "WebGpuExecutionProvider", "webnn": "WebNNExecutionProvider", "wasm": "CPUExecutionProvider"}
+
+
+def _placement_summary(placed: dict[str, dict[str, int]], ep: str) -> dict[str, Any]:
+    """ORT's own node placement (after its graph optimizations): which nodes left the requested EP."""
+    if not placed:  # ORT logs placements only when more than one EP is in play
+        return {"nodes_off_ep": 0, "by_ep": {_EP_NAMES[ep]: "all"}}
+    wanted = _EP_NAMES[ep]
+    off = {f"{op}": n for name, ops in placed.items() if name != wanted for op, n in ops.items()
+           if not op.startswith("Memcpy")}
+    return {"nodes_off_ep": sum(off.values()), "ops_off_ep": off, "by_ep": placed}
 
 
 def ep_status(probe: dict[str, Any], ep: str, fp16: bool) -> tuple[str, str]:
@@ -416,7 +431,12 @@ def validate_in_browser(artifact: Any, images: np.ndarray, ref: dict[str, np.nda
             for gate in evaluate(section.gates, {"outputs": metrics["outputs"], **tm}):
                 report["gates"].append({**gate, "metric": f"{ep}/{gate['metric']}"})
         report["eps"][ep] = entry
-    report["summary"] = ", ".join(
-        f"{ep} cosine {e['worst_cosine']:.6f}" if e["status"] == "ok" else f"{ep} {e['status']}" for ep, e in report["eps"].items()
-    )
+    report["summary"] = ", ".join(_ep_summary(ep, e) for ep, e in report["eps"].items())
     return report
+
+
+def _ep_summary(ep: str, entry: dict[str, Any]) -> str:
+    if entry["status"] != "ok":
+        return f"{ep} {entry['status']}"
+    off = entry["runtime_info"]["placement"]["nodes_off_ep"]
+    return f"{ep} cosine {entry['worst_cosine']:.6f}" + (f" ({off} nodes ran on CPU)" if off and ep != "wasm" else "")

@@ -10,6 +10,37 @@ ort.env.logLevel = "error";
 
 const sessions = new Map();
 
+// While a session is created with verbose logging, keep ORT's node-placement lines (which EP runs
+// which node, after ORT's graph optimizations) and drop the rest of its verbose chatter.
+let capture = null;
+for (const level of ["log", "info", "warn", "error", "debug"]) {
+  const original = console[level].bind(console);
+  console[level] = (...args) => {
+    if (capture) {
+      const text = args.map(String).join(" ");
+      if (text.includes("VerifyEachNodeIsAssignedToAnEp")) capture.push(text);
+      if (/\[[VI]:onnxruntime/.test(text)) return;
+    }
+    original(...args);
+  };
+}
+
+function parsePlacement(lines) {
+  const placed = {};
+  let ep = null;
+  for (const line of lines) {
+    let m = line.match(/Node\(s\) placed on \[(\w+)\]/);
+    if (m) {
+      ep = m[1];
+      placed[ep] = placed[ep] || {};
+      continue;
+    }
+    m = line.match(/VerifyEachNodeIsAssignedToAnEp\]\s+(\S+) \(/);
+    if (m && ep) placed[ep][m[1]] = (placed[ep][m[1]] || 0) + 1;
+  }
+  return placed;
+}
+
 const ARRAYS = {
   float32: Float32Array,
   float16: Uint16Array,
@@ -57,13 +88,21 @@ window.voptProbe = async function () {
 window.voptLoad = async function ({ key, url, ep, freeDimensionOverrides }) {
   const t0 = performance.now();
   const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
-  const options = { executionProviders: [ep], graphOptimizationLevel: "all" };
+  // Verbose session logs are how ORT tells which EP took each node; they are captured, not printed.
+  const options = { executionProviders: [ep], graphOptimizationLevel: "all", logSeverityLevel: 0, logVerbosityLevel: 0 };
   if (freeDimensionOverrides && Object.keys(freeDimensionOverrides).length) {
     options.freeDimensionOverrides = freeDimensionOverrides;
   }
-  const session = await ort.InferenceSession.create(bytes, options);
+  capture = [];
+  let session;
+  try {
+    session = await ort.InferenceSession.create(bytes, options);
+  } finally {
+    var placement = parsePlacement(capture);
+    capture = null;
+  }
   sessions.set(key, session);
-  return { inputs: session.inputNames, outputs: session.outputNames, load_ms: performance.now() - t0 };
+  return { inputs: session.inputNames, outputs: session.outputNames, load_ms: performance.now() - t0, placement };
 };
 
 window.voptRun = async function ({ key, feeds, upload }) {

@@ -1,0 +1,175 @@
+"""webgpu/webnn artifacts run in headless Chromium (onnxruntime-web) and compared with PyTorch.
+
+All tests here share one browser per process (vopt.runtimes.browser.shared_session) and run on one
+xdist worker (xdist_group), so Chromium starts once for the module. They must not skip in CI:
+`make test` installs Chromium and the npm packages first (make browser-deps).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_model
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _browser():
+    """Start the shared browser once for the module; fail loudly (not skip) when it cannot start."""
+    from vopt.runtimes import browser
+
+    reason = browser.missing()
+    assert reason is None, f"browser tests need Chromium and the npm packages (make browser-deps): {reason}"
+    session = browser.shared_session()
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    """Build once per module, reuse across tests: name -> (manifest, build dir)."""
+    from typer.testing import CliRunner
+
+    from vopt.cli.app import make_app
+
+    root = tmp_path_factory.mktemp("web-builds")
+    app, runner, done = make_app(), CliRunner(), {}
+
+    def build(name: str, recipe: dict) -> tuple[dict, Path]:
+        if name not in done:
+            import yaml
+
+            path = root / f"{name}.yaml"
+            path.write_text(yaml.safe_dump({"name": name, **recipe}, sort_keys=False))
+            result = runner.invoke(app, ["build", str(path), "--out", str(root / "out"), "--json",
+                                         "--cache-dir", str(root / "cache")], catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            done[name] = (json.loads(result.stdout), root / "out" / name)
+        return done[name]
+
+    return build
+
+
+def _browser_recipe(family: str, precision: str, target: str = "webgpu", gates: dict | None = None) -> dict:
+    return {
+        "model": tiny_model(family),
+        "compile": {"target": target, "precision": precision},
+        "validate": {"samples": 4, "runtime": "browser", "gates": gates or {"cosine": ">=0.9999", "max_abs_diff": "<1e-3"}},
+    }
+
+
+def _assert_matches_torch(manifest: dict, ep: str, max_abs: float = 1e-4) -> dict:
+    entry = manifest["validation"]["browser"]["eps"][ep]
+    assert entry["status"] == "ok", entry
+    logits = entry["metrics"]["logits"]
+    assert logits["max_abs_diff"] < max_abs
+    assert logits["cosine"] > 0.9999
+    assert logits["centered_cosine"] > 0.9999  # outputs really vary across the images: raw cosine alone is not enough
+    assert entry["timing"]["runs"] == 4 and entry["timing"]["median_run_ms"] > 0
+    return entry
+
+
+@pytest.mark.parametrize("family", ["resnet", "vit"])
+def test_web_fp32_runs_on_webgpu_and_wasm_and_matches_torch(builds, family):
+    manifest, out = builds(f"web-{family}-fp32", _browser_recipe(family, "fp32"))
+    webgpu = _assert_matches_torch(manifest, "webgpu")
+    _assert_matches_torch(manifest, "wasm")
+    assert webgpu["runtime_info"]["adapter"]["architecture"] == "swiftshader"
+    placement = webgpu["runtime_info"]["placement"]  # ORT's own log of which EP took each node
+    assert placement["nodes_off_ep"] == 0, placement
+    assert manifest["validation"]["reference_spread"]["logits"] < 0.999  # the reference depends on the input
+    assert manifest["validation"]["browser"]["eps"]["webnn"]["status"] == "unavailable"
+    gates = {g["metric"]: g for g in manifest["validation"]["gates"]}
+    assert gates["webgpu/cosine"]["passed"] and gates["wasm/cosine"]["passed"]
+    # one self-contained file, its ops all in the WebGPU EP's table, vopt metadata inside
+    import onnx
+
+    compile_report = next(s for s in manifest["steps"] if s["stage"] == "compile")["report"]
+    assert compile_report["ops"]["all_supported"], compile_report["ops"]["fallback_ops"]
+    assert [p.name for p in out.iterdir() if p.suffix in (".data", ".bin")] == []
+    proto = onnx.load(str(out / "model.onnx"), load_external_data=False)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["vopt.target"] == "webgpu" and meta["vopt.precision"] == "fp32"
+
+
+def test_web_int8_qdq_runs_on_webgpu_with_quantize_nodes_reported_on_cpu(builds):
+    manifest, _ = builds("web-resnet-int8", _browser_recipe("resnet", "int8", gates={"cosine": ">=0.98"}))
+    static = next(s for s in manifest["steps"] if s["stage"] == "compile")["report"]["ops"]
+    assert set(static["fallback_ops"]) == {"QuantizeLinear"}  # not in the WebGPU EP's table
+    assert any("would run on wasm/CPU" in w for w in manifest["warnings"])
+    eps = manifest["validation"]["browser"]["eps"]
+    for ep in ("webgpu", "wasm"):
+        assert eps[ep]["status"] == "ok" and eps[ep]["worst_cosine"] > 0.98
+        assert eps[ep]["worst_max_abs_diff"] > 1e-4  # really quantized: not the fp32 model
+    runtime = eps["webgpu"]["runtime_info"]["placement"]
+    assert set(runtime["ops_off_ep"]) == {"QuantizeLinear"}  # the runtime agrees with the static check
+    assert runtime["by_ep"]["WebGpuExecutionProvider"]["Conv"] > 0
+
+
+def test_web_fp16_runs_on_wasm_and_is_unverifiable_on_this_webgpu_adapter(builds):
+    recipe = _browser_recipe("resnet", "fp16", gates={"cosine": ">=0.999"})
+    del recipe["compile"]["precision"]  # fp16 is the webgpu default
+    manifest, out = builds("web-resnet-fp16", recipe)
+    import onnx
+
+    proto = onnx.load(str(out / "model.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # keep_io_types
+    eps = manifest["validation"]["browser"]["eps"]
+    assert eps["webgpu"]["status"] == "unverifiable"
+    assert "not verifiable on this adapter" in eps["webgpu"]["reason"] and "shader-f16" in eps["webgpu"]["reason"]
+    assert "metrics" not in eps["webgpu"]
+    assert not any(g["metric"].startswith("webgpu/") for g in manifest["validation"]["gates"])  # never a pass
+    wasm = eps["wasm"]["metrics"]["logits"]
+    assert eps["wasm"]["status"] == "ok" and wasm["cosine"] > 0.999 and 0 < wasm["max_abs_diff"] < 0.05
+
+
+def test_web_webnn_static_shapes_checked_on_wasm(builds):
+    manifest, out = builds("web-resnet-webnn", _browser_recipe("resnet", "fp32", target="webnn"))
+    import onnx
+
+    proto = onnx.load(str(out / "model.onnx"))
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [1, 3, 64, 64] and not any(d.dim_param for d in dims)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["vopt.web.freeDimensionOverrides"]) == {"batch": 1}
+    compile_report = next(s for s in manifest["steps"] if s["stage"] == "compile")["report"]
+    assert compile_report["ops"]["ep"] == "webnn" and compile_report["ops"]["all_supported"]
+    eps = manifest["validation"]["browser"]["eps"]
+    assert eps["webnn"]["status"] == "unavailable" and "checked on wasm" in eps["webnn"]["reason"]
+    _assert_matches_torch(manifest, "wasm")
+
+
+def test_web_verify_catches_a_wrong_model(builds, cli, tmp_path):
+    import onnx
+
+    manifest, out = builds("web-resnet-fp32", _browser_recipe("resnet", "fp32"))
+    good = cli("verify", out, "--browser", "--ep", "wasm", "--json")  # the build already checked webgpu
+    assert good.exit_code == 0, good.output
+    report = json.loads(good.stdout)
+    assert report["reference"].startswith("PyTorch model of build")
+    assert report["verified_eps"] == ["wasm"]
+    assert report["eps"]["wasm"]["max_abs_diff"] < 1e-4
+
+    # The same graph with one conv's weights scaled: a plausible-looking but wrong artifact.
+    proto = onnx.load(str(out / "model.onnx"))
+    conv_weights = {n.input[1] for n in proto.graph.node if n.op_type == "Conv"}
+    init = next(t for t in proto.graph.initializer if t.name in conv_weights)
+    w = onnx.numpy_helper.to_array(init)
+    init.CopyFrom(onnx.numpy_helper.from_array((w * -1.0).astype(np.float32), init.name))
+    wrong = tmp_path / "wrong.onnx"
+    onnx.save(proto, str(wrong))
+    bad = cli("verify", wrong, "--browser", "--reference", out, "--ep", "wasm", "--ep", "webgpu", "--json")
+    assert bad.exit_code == 3, bad.output
+    report = json.loads(bad.stdout)
+    assert report["status"] == "failed"
+    for ep in ("wasm", "webgpu"):
+        assert report["eps"][ep]["status"] == "ok" and not report["eps"][ep]["passed"]
+        assert report["eps"][ep]["cosine"] < 0.999
+    assert "does not match the reference" in bad.output
