@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,8 @@ class ExportStage(Stage):
         dyn_axes = self._dynamic_axes(config, outputs)
         with ctx.reporter.bar("export: tracing and writing ONNX", None):
             try:
-                # Exporters print progress on stdout, which belongs to --json output.
-                with contextlib.redirect_stdout(sys.stderr):
+                # Exporters print progress (and whole IR graphs on failure) on stdout, which belongs to --json.
+                with contextlib.redirect_stdout(sys.stderr if ctx.debug else StringIO()):
                     if artifact.meta.get("module_format") == "exported":
                         self._export_program(artifact.path, example, path, config, outputs)
                     else:
@@ -73,7 +74,7 @@ class ExportStage(Stage):
             except VoptError:
                 raise
             except Exception as exc:
-                raise BuildError(_describe_export_failure(exc), stage="export") from exc
+                raise BuildError(_describe_export_failure(exc, wrapped, example), stage="export") from exc
         import onnx
 
         proto = onnx.load(str(path))
@@ -131,6 +132,8 @@ class ExportStage(Stage):
         if config.dynamo:
             _need_onnxscript()
             dynamic_shapes = None
+            if dyn_axes and 0 in dyn_axes[config.input_name] and example.shape[0] == 1:
+                example = example.repeat(2, 1, 1, 1)  # torch.export specializes a size-1 dim: trace with 2
             if dyn_axes:
                 dims = {i: torch.export.Dim(name, min=1, max=1024) for i, name in dyn_axes[config.input_name].items()}
                 dynamic_shapes = ({**dims},)
@@ -195,17 +198,46 @@ def _simplify(proto, ctx):
         return proto, None
 
 
-def _describe_export_failure(exc: Exception) -> str:
-    """Name the op and module that failed, from the exporter's message."""
-    text = str(exc)
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+def _describe_export_failure(exc: Exception, wrapped: Any = None, example: Any = None) -> str:
+    """Name the op and the module path that failed: from the exporter's message, else by finding the op
+    in a trace of the model (each traced node records the module scope it ran in)."""
     import re
 
-    op = re.search(r"(aten::\w+|operator '?[\w:.]+'?|Unsupported: [^\n]+)", text)
-    mod = re.search(r"(?:module|Module)(?! named) ['\"]?([\w.]+)['\"]?", text)
+    text = str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    op_match = re.search(r"(aten::\w+|prim::\w+|onnx::\w+)", text) or re.search(r"operator '?([\w:.]+)'?", text)
+    op = op_match.group(1) if op_match else None
+    mod_match = re.search(r"(?:module|Module)(?! named) ['\"]?([\w.]+)['\"]?", text)
+    module = mod_match.group(1) if mod_match else None
+    where = None
+    if op and op.startswith("aten::") and wrapped is not None and example is not None:
+        module, where = _locate_op(wrapped, example, op) or (module, None)
     parts = [f"torch.onnx.export failed: {first[:300]}"]
     if op:
-        parts.append(f"op: {op.group(1)}")
-    if mod:
-        parts.append(f"module: {mod.group(1)}")
+        parts.append(f"op: {op}")
+    if module:
+        parts.append(f"module: {module}")
+    if where:
+        parts.append(f"at {where}")
     return "; ".join(parts)
+
+
+def _locate_op(wrapped: Any, example: Any, op: str) -> tuple[str, str | None] | None:
+    """(module path with its class, source line) of the first node of kind `op` in a trace of the model."""
+    import torch
+
+    try:
+        with torch.no_grad(), contextlib.redirect_stdout(StringIO()):
+            traced = torch.jit.trace(wrapped, (example,), check_trace=False, strict=False)
+    except Exception:  # untraceable: the exporter's own message is all there is
+        return None
+    modules = dict(wrapped.named_modules())
+    for node in traced.inlined_graph.nodes():
+        if node.kind() != op:
+            continue
+        scope = node.scopeName().split("/")[-1].replace("__module.", "", 1)
+        cls = type(modules[scope]).__name__ if scope in modules else None
+        path = scope[len("model."):] if scope.startswith("model.") and hasattr(wrapped, "model") else scope
+        source = node.sourceRange().strip().splitlines()
+        return (f"{path or '<root>'}{f' ({cls})' if cls else ''}", source[0] if source else None)
+    return None
