@@ -81,7 +81,12 @@ def test_web_fp32_runs_on_webgpu_and_wasm_and_matches_torch(builds, family):
     _assert_matches_torch(manifest, "wasm")
     assert webgpu["runtime_info"]["adapter"]["architecture"] == "swiftshader"
     placement = webgpu["runtime_info"]["placement"]  # ORT's own log of which EP took each node
-    assert placement["nodes_off_ep"] == 0, placement
+    compute = {"Conv", "MatMul", "Gemm", "Softmax", "LayerNormalization", "Erf", "MaxPool", "GlobalAveragePool"}
+    assert not compute & set(placement.get("ops_off_ep", {})), placement
+    if family == "resnet":
+        assert placement["nodes_off_ep"] == 0, placement
+    else:  # ORT keeps the dynamic-batch shape arithmetic (Gather/Concat/Unsqueeze on shapes) on CPU on purpose
+        assert set(placement["ops_off_ep"]) <= {"Gather", "Slice", "Concat", "Unsqueeze", "Squeeze", "Shape", "Cast", "Equal", "Where"}, placement
     assert manifest["validation"]["reference_spread"]["logits"] < 0.999  # the reference depends on the input
     assert manifest["validation"]["browser"]["eps"]["webnn"]["status"] == "unavailable"
     gates = {g["metric"]: g for g in manifest["validation"]["gates"]}

@@ -51,7 +51,7 @@ def _table(report: dict) -> None:
             t = e["timing"]
             mark = "[green]pass[/]" if e["passed"] else "[red]FAIL[/]"
             off = e["runtime_info"]["placement"]["nodes_off_ep"] if ep != "wasm" else 0
-            mark += f" ({off} nodes ran on CPU)" if off else ""
+            mark += f" ({off} nodes placed on CPU by ORT)" if off else ""
             err.print(f"  {ep:<7} {mark}  cosine {e['cosine']:.6f}  max abs diff {e['max_abs_diff']:.3g}  "
                       f"first run {t['first_run_ms']:.1f} ms, median {t['median_run_ms']:.1f} ms", highlight=False, soft_wrap=True)
         else:

@@ -439,4 +439,4 @@ def _ep_summary(ep: str, entry: dict[str, Any]) -> str:
     if entry["status"] != "ok":
         return f"{ep} {entry['status']}"
     off = entry["runtime_info"]["placement"]["nodes_off_ep"]
-    return f"{ep} cosine {entry['worst_cosine']:.6f}" + (f" ({off} nodes ran on CPU)" if off and ep != "wasm" else "")
+    return f"{ep} cosine {entry['worst_cosine']:.6f}" + (f" ({off} nodes placed on CPU by ORT)" if off and ep != "wasm" else "")
