@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -62,3 +64,17 @@ def onnx_node_names(path: Path) -> list[str]:
     import onnx
 
     return [n.name for n in onnx.load(str(path), load_external_data=False).graph.node]
+
+
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """onnxruntime's quantizers log advice and per-node INFO lines on the root logger; vopt reports instead."""
+    loggers = [logging.getLogger(), logging.getLogger("nncf")]
+    old = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, old, strict=True):
+            lg.setLevel(level)

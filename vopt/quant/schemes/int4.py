@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vopt.quant.schemes.base import Scheme, match_nodes, onnx_node_names
+from vopt.errors import missing_extra
+from vopt.quant.schemes.base import Scheme, match_nodes, onnx_node_names, quiet_logs
 
 
 class Int4WeightScheme(Scheme):
@@ -14,7 +15,11 @@ class Int4WeightScheme(Scheme):
 
     def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
         import onnx
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        try:
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+        except ImportError as exc:  # it needs onnx-ir
+            raise missing_extra("onnx-ir", "int4", "int4 weight-only quantization") from exc
 
         nodes = sorted(set(match_nodes(onnx_node_names(model), self.excluded_globs())) | set(exclude_nodes))
         block = int(self.cfg.options.get("block_size", 32))
@@ -22,7 +27,8 @@ class Int4WeightScheme(Scheme):
             onnx.load(str(model)), bits=4, block_size=block, is_symmetric=bool(self.cfg.options.get("symmetric", True)),
             accuracy_level=self.cfg.options.get("accuracy_level"), nodes_to_exclude=nodes,
         )
-        quantizer.process()
+        with quiet_logs():
+            quantizer.process()
         quantizer.model.save_model_to_file(str(out))
         graph = onnx.load(str(out), load_external_data=False).graph
         n4 = sum(1 for n in graph.node if n.op_type == "MatMulNBits")

@@ -10,7 +10,7 @@ import numpy as np
 
 from vopt.errors import missing_extra
 from vopt.quant.calibration import CalibrationSet, split_static
-from vopt.quant.schemes.base import Scheme
+from vopt.quant.schemes.base import Scheme, quiet_logs
 
 # ONNX op type -> OpenVINO op type, for `exclude.op_types`.
 OV_TYPES = {"Conv": "Convolution", "Gemm": "MatMul", "Add": "Add", "MatMul": "MatMul", "Softmax": "Softmax",
@@ -61,21 +61,30 @@ class NncfScheme(Scheme):
         ignored = self._ignored_scope(ov_model, exclude_nodes)
         if ignored is not None:
             kwargs["ignored_scope"] = ignored
-        quantized = nncf.quantize(
-            ov_model,
-            dataset,
-            subset_size=self._calib.count(),
-            model_type=nncf.ModelType.TRANSFORMER if transformer else None,
-            preset=nncf.QuantizationPreset.MIXED if transformer else nncf.QuantizationPreset.PERFORMANCE,
-            fast_bias_correction=True,
-            **kwargs,
-        )
+        with quiet_logs():
+                quantized = nncf.quantize(
+                ov_model,
+                dataset,
+                subset_size=self._calib.count(),
+                model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+                preset=self._preset(transformer),
+                fast_bias_correction=True,
+                **kwargs,
+            )
         out.mkdir(parents=True, exist_ok=True)
         ov.save_model(quantized, str(out / "model.xml"), compress_to_fp16=False)
         fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
+        self.info["calibration_method"] = "NNCF min/max statistics + fast bias correction (calibration.method is for ORT schemes)"
         self.info.update(model_type="TRANSFORMER" if transformer else "default", fake_quantize_ops=fq,
                          subset_size=self._calib.count())
         return out
+
+    def _preset(self, transformer: bool):
+        import nncf
+
+        name = str(self.cfg.options.get("preset", "mixed" if transformer else "performance")).upper()
+        self.info["preset"] = name.lower()
+        return nncf.QuantizationPreset[name]
 
     def _ignored_scope(self, ov_model, exclude_nodes: list[str]):
         import fnmatch

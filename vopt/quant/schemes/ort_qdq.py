@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vopt.quant.calibration import CalibrationSet, OrtReader, chunked_reader
-from vopt.quant.schemes.base import Scheme, match_nodes, onnx_node_names
+from vopt.quant.schemes.base import Scheme, match_nodes, onnx_node_names, quiet_logs
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 # Calibrators hold every output of one collect_data call: feed them this many batches at a time.
@@ -127,20 +127,21 @@ class OrtQdqScheme(Scheme):
         from onnxruntime.quantization import QuantFormat, quantize_static
 
         op_types = self.op_types_to_quantize(model)
-        quantize_static(
-            str(model),
-            str(out),
-            None,  # ranges come from the calibration file
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=op_types,
-            per_channel=self.cfg.per_channel,
-            activation_type=quant_type(self.cfg.activation_type or "uint8"),
-            weight_type=quant_type(self.cfg.weight_type or "int8"),
-            nodes_to_exclude=self.exclusions(model, exclude_nodes),
-            calibrate_method=calib_method(self.cfg.calibration.method),
-            extra_options=self.extra_options(),
-            calibration_cache_path=str(self.ranges_file),
-        )
+        with quiet_logs():
+            quantize_static(
+                str(model),
+                str(out),
+                None,  # ranges come from the calibration file
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=op_types,
+                per_channel=self.cfg.per_channel,
+                activation_type=quant_type(self.cfg.activation_type or "uint8"),
+                weight_type=quant_type(self.cfg.weight_type or "int8"),
+                nodes_to_exclude=self.exclusions(model, exclude_nodes),
+                calibrate_method=calib_method(self.cfg.calibration.method),
+                extra_options=self.extra_options(),
+                calibration_cache_path=str(self.ranges_file),
+            )
         return out
 
     def op_types_to_quantize(self, model: Path) -> list[str] | None:

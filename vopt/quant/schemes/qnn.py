@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vopt.quant.schemes.base import quiet_logs
 from vopt.quant.schemes.ort_qdq import OrtQdqScheme, calib_method, quant_type
 
 
@@ -16,6 +17,7 @@ class QnnQdqScheme(OrtQdqScheme):
         from onnxruntime.quantization.execution_providers.qnn import qnn_preprocess_model
 
         static = super().prepare(src)  # static shapes + quant_pre_process
+        static = _without_metadata(static, self.work / "float_qnn_nometa.onnx")
         out = self.work / "float_qnn.onnx"
         if qnn_preprocess_model(str(static), str(out)):
             self.info["qnn_preprocess"] = "applied (fused ops QNN runs natively)"
@@ -38,21 +40,35 @@ class QnnQdqScheme(OrtQdqScheme):
             nodes_to_exclude=excluded or None,
         )
         # quantize_static directly (not quantize(cfg)) so the cached calibration ranges are reused.
-        quantize_static(
-            str(model),
-            str(out),
-            None,
-            calibrate_method=qcfg.calibrate_method,
-            quant_format=qcfg.quant_format,
-            activation_type=qcfg.activation_type,
-            weight_type=qcfg.weight_type,
-            op_types_to_quantize=qcfg.op_types_to_quantize,
-            nodes_to_exclude=qcfg.nodes_to_exclude,
-            per_channel=qcfg.per_channel,
-            reduce_range=qcfg.reduce_range,
-            use_external_data_format=qcfg.use_external_data_format,
-            extra_options=qcfg.extra_options,
-            calibration_cache_path=str(self.ranges_file),
-        )
+        with quiet_logs():
+            quantize_static(
+                str(model),
+                str(out),
+                None,
+                calibrate_method=qcfg.calibrate_method,
+                quant_format=qcfg.quant_format,
+                activation_type=qcfg.activation_type,
+                weight_type=qcfg.weight_type,
+                op_types_to_quantize=qcfg.op_types_to_quantize,
+                nodes_to_exclude=qcfg.nodes_to_exclude,
+                per_channel=qcfg.per_channel,
+                reduce_range=qcfg.reduce_range,
+                use_external_data_format=qcfg.use_external_data_format,
+                extra_options=qcfg.extra_options,
+                calibration_cache_path=str(self.ranges_file),
+            )
         self.info["qdq_contrib_ops"] = bool(qcfg.extra_options.get("UseQDQContribOps"))
         return out
+
+
+def _without_metadata(src: Path, dst: Path) -> Path:
+    """qnn_preprocess_model fails on any metadata_props (onnxruntime 1.32: 'cannot convert dictionary update
+    sequence element'), and onnxsim always adds some: drop them (vopt metadata is added again at compile)."""
+    import onnx
+
+    proto = onnx.load(str(src))
+    if not len(proto.metadata_props):
+        return src
+    del proto.metadata_props[:]
+    onnx.save(proto, str(dst))
+    return dst
