@@ -101,3 +101,16 @@ def test_batch_size_the_runtime_refuses_is_skipped_not_fatal(cli, tmp_path):
     r = json.loads(res.stdout)
     assert r["batch_sizes"] == [1] and r["skipped_batch_sizes"] == [2]
     assert any(n.startswith("batch 2 failed on onnxruntime-cpu") for n in r["notes"])
+
+
+def test_bench_openvino_ir(cli, tmp_path):
+    ov = pytest.importorskip("openvino")
+    xml = tmp_path / "ir" / "tiny.xml"
+    xml.parent.mkdir()
+    ov.save_model(ov.convert_model(str(tiny_onnx(tmp_path / "tiny.onnx"))), str(xml))
+    res = cli("bench", xml, "-b", "1,2", "-n", "3", "--warmup", "1", "--threads", "1", "--json")
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["target"] == "openvino" and r["runtime"].startswith("openvino")
+    assert r["batch_sizes"] == [1, 2] and r["threads"] == 1
+    assert r["artifact_bytes"] == xml.stat().st_size + xml.with_suffix(".bin").stat().st_size

@@ -20,6 +20,10 @@ class BenchSource:
     describe: str
     load_reference: Callable[[], Any] | None = None
     notes: list[str] = field(default_factory=list)
+    size_bytes: int | None = None  # when the artifact is more than its path (an IR's .xml + .bin)
+
+    def artifact_bytes(self) -> int:
+        return self.size_bytes if self.size_bytes is not None else self.artifact.size_bytes()
 
 
 def resolve_source(path: Path, cache_dir: Path | None = None) -> BenchSource:
@@ -28,9 +32,11 @@ def resolve_source(path: Path, cache_dir: Path | None = None) -> BenchSource:
         return _from_build_dir(path, cache_dir)
     if path.is_file() and path.suffix.lower() == ".onnx":
         return _from_onnx(path)
+    if path.is_file() and path.suffix.lower() == ".xml":
+        return _from_openvino_ir(path)
     if not path.exists():
         raise RecipeError(f"{path}: no such file or directory")
-    raise RecipeError(f"{path}: give a build directory (with manifest.json) or an .onnx file")
+    raise RecipeError(f"{path}: give a build directory (with manifest.json), an .onnx file or an OpenVINO .xml")
 
 
 def _from_build_dir(path: Path, cache_dir: Path | None) -> BenchSource:
@@ -69,6 +75,39 @@ def _cached_reference(m: dict[str, Any], artifact: Artifact, cache_dir: Path | N
     return load_module_
 
 
+def _preprocess(meta: dict[str, str], shape: list[int | str]) -> Preprocess:
+    """The contract vopt embedded in the artifact, else the input's spatial size with ImageNet defaults."""
+    if "vopt.preprocess" in meta:
+        return Preprocess.model_validate(json.loads(meta["vopt.preprocess"]))
+    hw = [d for d in shape[2:4] if isinstance(d, int)] if len(shape) == 4 else []
+    return Preprocess(size=hw if len(hw) == 2 else [224, 224])
+
+
+def _from_openvino_ir(path: Path) -> BenchSource:
+    from vopt.errors import missing_extra
+    from vopt.registry import get_target
+
+    try:
+        import openvino as ov
+    except ImportError:
+        raise missing_extra("openvino", "openvino") from None
+    model = ov.Core().read_model(str(path))
+    inp = model.inputs[0]
+    shape: list[int | str] = [d.get_length() if d.is_static else ("batch" if i == 0 else f"d{i}")
+                              for i, d in enumerate(inp.get_partial_shape())]
+    meta = {}
+    if model.has_rt_info(["vopt", "preprocess"]):
+        meta["vopt.preprocess"] = model.get_rt_info(["vopt", "preprocess"]).astype(str)
+    io = IOSpec(inputs=[TensorSpec(name=inp.get_any_name(), shape=shape)],
+                outputs=[TensorSpec(name=o.get_any_name(), shape=[]) for o in model.outputs])
+    artifact = Artifact(path=str(path), format="openvino-ir", io=io, preprocess=_preprocess(meta, shape))
+    src = BenchSource(artifact, get_target("openvino"), {"target": "openvino"}, f"{path.name} on OpenVINO CPU")
+    src.notes.append("a bare OpenVINO IR has no PyTorch model: no speedup figure")
+    weights = path.with_suffix(".bin")
+    src.size_bytes = path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
+    return src
+
+
 def _from_onnx(path: Path) -> BenchSource:
     from vopt.registry import get_target
     from vopt.runtimes.ort import session
@@ -77,11 +116,7 @@ def _from_onnx(path: Path) -> BenchSource:
     meta = sess.get_modelmeta().custom_metadata_map
     inp = sess.get_inputs()[0]
     shape = [d if isinstance(d, int) else str(d or "batch") for d in inp.shape]
-    if "vopt.preprocess" in meta:
-        preprocess = Preprocess.model_validate(json.loads(meta["vopt.preprocess"]))
-    else:
-        hw = [d for d in shape[2:4] if isinstance(d, int)] if len(shape) == 4 else []
-        preprocess = Preprocess(size=hw if len(hw) == 2 else [224, 224])
+    preprocess = _preprocess(meta, shape)
     io = IOSpec(inputs=[TensorSpec(name=inp.name, shape=shape)],
                 outputs=[TensorSpec(name=o.name, shape=[]) for o in sess.get_outputs()])
     artifact = Artifact(path=str(path), format="onnx", io=io, preprocess=preprocess,

@@ -45,7 +45,7 @@ def command(
     err.print(f"[bold]vopt bench[/] {src.describe}", highlight=False)
     result = run_benchmark(
         make, src.artifact.io.inputs[0].name, src.artifact.io.inputs[0].shape[0], images, settings,
-        load_reference=src.load_reference if baseline else None, artifact_bytes=src.artifact.size_bytes(),
+        load_reference=src.load_reference if baseline else None, artifact_bytes=src.artifact_bytes(),
         reporter=RichReporter(),
     )
     notes += result.pop("warnings", [])
