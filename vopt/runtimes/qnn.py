@@ -140,6 +140,7 @@ def runner(path: str | Path, *, disable_cpu_fallback: bool = False, soc_model: s
         "backend": "QNN HTP (x86 simulator)" if os.uname().machine in ("x86_64", "AMD64") else "QNN HTP",
         "backend_path": oq.get_qnn_htp_path(),
         "disable_cpu_fallback": disable_cpu_fallback,
+        "timing_note": "the x86 HTP simulator emulates the NPU: its latency says nothing about the device's",
         "placement": placement(path, disable_cpu_fallback=disable_cpu_fallback, soc_model=soc_model, htp_arch=htp_arch),
     }
     return Runner(run=run, runtime="qnn-htp", info=info)

@@ -1,0 +1,91 @@
+"""openvino: full `vopt build` runs for tiny ResNet and ViT, fp32 from ONNX and int8 from NNCF's IR."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import tiny_model
+
+pytest.importorskip("openvino")
+
+
+def _build(write_recipe, cli, tmp_path, family: str, precision: str):
+    recipe = {"name": f"ov-{family}-{precision}", "model": tiny_model(family),
+              "export": {"parity_samples": 2},
+              "compile": {"target": "openvino", "precision": precision},
+              "validate": {"samples": 8, "batch": 4}}
+    if precision == "int8":
+        recipe["quantize"] = {"precision": "int8", "calibration": {"samples": 16},
+                              "check": {"samples": 4, "benchmark": False}}
+    result = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["resnet", "vit"])
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_openvino_build_runs_on_openvino(write_recipe, cli, tmp_path, family, precision):
+    manifest = _build(write_recipe, cli, tmp_path, family, precision)
+    stages = [s["stage"] for s in manifest["steps"]]
+    assert stages[-2:] == ["compile", "validate"]
+    compile_report = next(s for s in manifest["steps"] if s["stage"] == "compile")["report"]
+    v = manifest["validation"]
+    assert v["status"] == "ok" and v["runtime"] == "openvino-cpu"
+    info = v["runtime_info"]
+    # Accuracy checks run in f32, not the bf16 this CPU would pick by itself, and the report says so.
+    assert info["inference_precision"] == "f32"
+    assert info["input_format"] == "openvino-ir"
+    prec = info["exec_graph"]["runtime_precision"]
+    assert "bf16" not in prec
+    logits = v["metrics"]["logits"]
+    if precision == "fp32":
+        assert compile_report["source"] == "onnx" and compile_report["fake_quantize"] == 0
+        assert set(prec) <= {"f32", "i32", "i64"}
+        assert logits["cosine"] > 0.9999 and logits["centered_cosine"] > 0.999
+    else:
+        # NNCF's int8 IR came in from the quantize stage and really runs int8 kernels.
+        assert compile_report["source"] == "openvino-ir" and compile_report["fake_quantize"] > 0
+        assert prec.get("u8", 0) + prec.get("i8", 0) > 0
+        assert 0.8 < logits["centered_cosine"] < 0.9999
+    print(f"{family} {precision}: cosine {logits['cosine']:.6f}, centered {logits['centered_cosine']:.4f}, exec {prec}")
+
+    ir = tmp_path / "out" / manifest["name"] / "openvino_model"
+    assert (ir / "model.xml").is_file() and (ir / "model.bin").is_file()
+    shown = json.loads(cli("inspect", ir, "--json").stdout)
+    assert shown["format"] == "openvino-ir"
+    assert shown["metadata"]["vopt.target"] == "openvino" and shown["metadata"]["vopt.precision"] == precision
+    assert json.loads(shown["metadata"]["vopt.preprocess"])["size"] == [64, 64]
+    assert (shown["quantization"].get("FakeQuantize", 0) > 0) == (precision == "int8")
+
+
+def test_openvino_bf16_is_reported_when_asked(tmp_path):
+    """precision bf16 lets the CPU plugin run bf16, and the runner says which precision ran."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 32])],
+        [onnx.numpy_helper.from_array(w, "w")],
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    from vopt.runtimes.openvino import runner
+
+    x = np.random.default_rng(1).standard_normal((4, 16)).astype(np.float32)
+    f32 = runner(path, precision="fp32")
+    assert f32.info["inference_precision"] == "f32" and f32.info["input_format"] == "onnx"
+    np.testing.assert_allclose(f32({"x": x})["y"], x @ w, rtol=1e-5, atol=1e-5)
+    import openvino as ov
+
+    bf16_capable = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    bf = runner(path, precision="bf16")
+    assert bf.info["inference_precision"] == ("bf16" if bf16_capable else "f32")
+    if bf16_capable:  # bf16 has 8 mantissa bits: visibly less exact than f32
+        assert np.abs(bf({"x": x})["y"] - x @ w).max() > 1e-4
