@@ -23,7 +23,7 @@ def command(
         try:
             r = load_recipe(path).recipe
             rows.append({"file": str(path), "name": r.name, "family": r.model.family or "auto", "target": r.compile.target,
-                         "precision": r.compile.precision or (r.quantize.precision if r.quantize else "default"), "ok": True})
+                         "precision": _precision(r), "ok": True})
         except RecipeError as exc:
             rows.append({"file": str(path), "name": "-", "family": "-", "target": "-", "precision": "-", "ok": False, "error": exc.message})
     if json_out:
@@ -33,5 +33,16 @@ def command(
 
     table = Table("recipe", "name", "family", "target", "precision", box=None, header_style="bold")
     for row in rows:
-        table.add_row(row["file"], row["name"], row["family"], row["target"], row["precision"] if row["ok"] else "[red]invalid[/]")
+        precision = row["precision"]
+        precision = "+".join(precision) if isinstance(precision, list) else str(precision)
+        table.add_row(row["file"], row["name"], str(row["family"]), row["target"], precision if row["ok"] else "[red]invalid[/]")
     out.print(table)
+
+
+def _precision(recipe) -> str:
+    from vopt.registry import get_target
+
+    if recipe.quantize is not None:
+        return recipe.quantize.precision
+    value = get_target(recipe.compile.target).precision(recipe.compile)
+    return "+".join(value) if isinstance(value, list) else str(value)
