@@ -270,7 +270,9 @@ class _Run:
         proto = onnx.load(str(out))
         meta = artifact_metadata(quant, self.ctx.recipe.name, self.cfg.target, self.cfg.precision)
         meta["vopt.quantize.scheme"] = self.cfg.scheme
-        meta["vopt.quantize.kept_float"] = json.dumps(kept)
+        # Everything kept in float, whether the recipe or the fallback chose it: a written-back recipe
+        # then rebuilds the same bytes.
+        meta["vopt.quantize.float_nodes"] = json.dumps(sorted({*kept, *self.cfg.exclude.nodes}))
         cal = self.report.get("calibration", {})
         if cal:
             meta["vopt.quantize.calibration"] = json.dumps({k: cal[k] for k in ("kind", "samples", "seed", "method", "fingerprint")})

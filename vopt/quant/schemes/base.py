@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -68,13 +69,15 @@ def onnx_node_names(path: Path) -> list[str]:
 
 @contextlib.contextmanager
 def quiet_logs() -> Iterator[None]:
-    """onnxruntime's quantizers log advice and per-node INFO lines on the root logger; vopt reports instead."""
+    """onnxruntime's quantizers log advice and per-node INFO lines on the root logger, and NNCF draws progress
+    bars on stdout (which `--json` owns): vopt reports instead, and anything printed goes to stderr."""
     loggers = [logging.getLogger(), logging.getLogger("nncf")]
     old = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
     finally:
         for lg, level in zip(loggers, old, strict=True):
             lg.setLevel(level)

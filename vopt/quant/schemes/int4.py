@@ -23,8 +23,10 @@ class Int4WeightScheme(Scheme):
 
         nodes = sorted(set(match_nodes(onnx_node_names(model), self.excluded_globs())) | set(exclude_nodes))
         block = int(self.cfg.options.get("block_size", 32))
+        proto = onnx.load(str(model))
+        converted = gemm_to_matmul(proto, set(nodes))
         quantizer = MatMulNBitsQuantizer(
-            onnx.load(str(model)), bits=4, block_size=block, is_symmetric=bool(self.cfg.options.get("symmetric", True)),
+            proto, bits=4, block_size=block, is_symmetric=bool(self.cfg.options.get("symmetric", True)),
             accuracy_level=self.cfg.options.get("accuracy_level"), nodes_to_exclude=nodes,
         )
         with quiet_logs():
@@ -33,7 +35,41 @@ class Int4WeightScheme(Scheme):
         graph = onnx.load(str(out), load_external_data=False).graph
         n4 = sum(1 for n in graph.node if n.op_type == "MatMulNBits")
         left = sum(1 for n in graph.node if n.op_type == "MatMul")
-        self.info.update(matmul_nbits=n4, float_matmuls=left, block_size=block)
+        self.info.update(matmul_nbits=n4, float_matmuls=left, block_size=block, gemm_as_matmul=converted)
         if n4 == 0:
             self.warnings.append("int4: no MatMul with constant weights was quantized (nothing for MatMulNBits in this model)")
         return out
+
+
+def gemm_to_matmul(proto, skip: set[str]) -> int:
+    """Linear layers often export (after simplification) as Gemm, which MatMulNBits does not take:
+    rewrite Gemm(A, const B, C) as MatMul(A, B') + Add(C). The MatMul keeps the Gemm's name."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    new_nodes = []
+    count = 0
+    for node in proto.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        plain = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0)
+        if node.op_type != "Gemm" or node.name in skip or not plain or node.input[1] not in inits:
+            new_nodes.append(node)
+            continue
+        b = numpy_helper.to_array(inits[node.input[1]])
+        if attrs.get("transB", 0):
+            b = b.T.copy()
+        b_name = f"{node.input[1]}_matmul"
+        proto.graph.initializer.append(numpy_helper.from_array(b, b_name))
+        has_bias = len(node.input) > 2 and node.input[2]
+        mm_out = f"{node.output[0]}_matmul" if has_bias else node.output[0]
+        new_nodes.append(helper.make_node("MatMul", [node.input[0], b_name], [mm_out], name=node.name))
+        if has_bias:
+            new_nodes.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=f"{node.name}_bias"))
+        count += 1
+    del proto.graph.node[:]
+    proto.graph.node.extend(new_nodes)
+    used = {i for n in proto.graph.node for i in n.input}
+    keep = [i for i in proto.graph.initializer if i.name in used]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(keep)
+    return count

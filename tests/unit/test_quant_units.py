@@ -1,0 +1,129 @@
+"""quantize: scheme resolution per target, calibration data sources, peak RSS, recipe write-back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import tiny_model
+from vopt.errors import RecipeError
+from vopt.pipeline.artifact import Preprocess
+from vopt.quant.calibration import CalibrationSet
+from vopt.recipe.sections.quantize import CalibrationSection
+from vopt.recipe.write_back import set_nodes, write_back
+
+
+def _configure(target: str, **quantize):
+    from vopt.recipe.models import Recipe
+    from vopt.registry import get_target
+    from vopt.stages.quantize import QuantizeStage
+
+    recipe = Recipe.model_validate({"name": "u", "model": tiny_model("resnet"), "quantize": quantize, "compile": {"target": target}})
+    return QuantizeStage.configure(recipe, get_target(target))
+
+
+@pytest.mark.parametrize(
+    "target, quantize, expected",
+    [
+        ("cpu", {}, ("ort-qdq", "int8", "uint8", "int8", True)),
+        ("tensorrt", {}, ("trt-qdq", "int8", "int8", "int8", True)),
+        ("qnn", {}, ("qnn-qdq", "int8", "uint8", "uint8", False)),
+        ("qnn", {"precision": "int16"}, ("qnn-qdq", "int16", "uint16", "uint8", False)),
+        ("openvino", {}, ("nncf", "int8", None, None, True)),
+        ("coreml", {}, ("coreml-weights", "int8", None, "int8", True)),
+        ("webgpu", {}, ("fp16", "fp16", None, None, True)),
+        ("rocm", {}, ("fp16", "fp16", None, None, True)),
+        ("cpu", {"precision": "int4"}, ("int4-weight", "int4", None, None, True)),
+        ("cpu", {"precision": "fp16"}, ("fp16", "fp16", None, None, True)),
+        ("cpu", {"activation_type": "int8", "per_channel": False}, ("ort-qdq", "int8", "int8", "int8", False)),
+    ],
+)
+def test_quant_target_default_schemes(target, quantize, expected):
+    cfg = _configure(target, **quantize)
+    assert (cfg.scheme, cfg.precision, cfg.activation_type, cfg.weight_type, cfg.per_channel) == expected
+
+
+def test_quant_fp32_skips_and_bad_combinations_are_recipe_errors():
+    assert _configure("cpu", precision="fp32") is None
+    with pytest.raises(RecipeError, match="bf16"):
+        _configure("cpu", precision="bf16")
+    with pytest.raises(RecipeError, match="makes fp16, not int8"):
+        _configure("cpu", scheme="fp16", precision="int8")
+
+
+def test_quant_calibration_sources(tmp_path):
+    pre = Preprocess(size=[32, 32])
+    shape = [1, 3, 32, 32]
+    # images: streamed batches of the requested size, through the contract
+    imgs = CalibrationSet(CalibrationSection(samples=10, batch=4), pre, shape)
+    batches = list(imgs.batches())
+    assert [len(b) for b in batches] == [4, 4, 2] and batches[0].shape[1:] == (3, 32, 32)
+    assert imgs.fingerprint() == CalibrationSet(CalibrationSection(samples=10, batch=4), pre, shape).fingerprint()
+    assert imgs.fingerprint() != CalibrationSet(CalibrationSection(samples=10, batch=4, seed=1), pre, shape).fingerprint()
+    assert imgs.fingerprint() != CalibrationSet(CalibrationSection(samples=10, batch=4), Preprocess(size=[32, 32], mean=[0, 0, 0]), shape).fingerprint()
+    # .npy (memory-mapped) and .npz
+    arr = np.arange(5 * 3 * 32 * 32, dtype=np.float32).reshape(5, 3, 32, 32)
+    np.save(tmp_path / "x.npy", arr)
+    npy = CalibrationSet(CalibrationSection(data=str(tmp_path / "x.npy"), samples=4, batch=3), pre, shape)
+    got = np.concatenate(list(npy.batches()))
+    assert npy.kind == "tensors" and np.array_equal(got, arr[:4])
+    np.savez(tmp_path / "x.npz", a=arr[:2], b=arr[2:])
+    npz = CalibrationSet(CalibrationSection(data=str(tmp_path / "x.npz"), samples=100, batch=2), pre, shape)
+    assert npz.count() == 5 and np.array_equal(np.concatenate(list(npz.batches())), arr)
+    bad = CalibrationSet(CalibrationSection(data=str(tmp_path / "x.npy")), pre, [1, 3, 16, 16])
+    with pytest.raises(RecipeError, match="do not fit the model input"):
+        list(bad.batches())
+    # synthetic only on request, and it says so
+    syn = CalibrationSet(CalibrationSection(synthetic=True, samples=3, batch=2), pre, shape)
+    assert syn.kind == "synthetic" and "SYNTHETIC" in syn.describe()
+    assert [b.shape for b in syn.batches()] == [(2, 3, 32, 32), (1, 3, 32, 32)]
+
+
+def test_quant_peak_rss_sees_an_allocation():
+    from vopt.quant.memory import PeakRss
+
+    with PeakRss() as m:
+        block = np.ones(40_000_000 // 8)  # 40 MB
+        block[::512] = 2.0
+        del block
+    assert m.growth_mb > 30 and m.peak_mb >= m.start_mb
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: a\nmodel: {x: 1}\n",
+        "name: a  # keep me\nquantize:\n  precision: int8  # and me\n  gates: {centered_cosine: '>=0.9'}\ncompile: {target: cpu}\n",
+        "name: a\nquantize:\n  exclude:\n    op_types: [Softmax]\n# tail\ncompile: {target: cpu}\n",
+        "name: a\nquantize:\n  exclude:\n    nodes:\n      - old\n    op_types: [Softmax]\ncompile: {target: cpu}\n",
+        "name: a\nquantize: {precision: int8, exclude: {nodes: [old]}}\n",
+        "name: a\nquantize:\n  auto_fallback: true",
+    ],
+)
+def test_quant_write_back_edits_only_the_exclusions(text):
+    nodes = ["old", "/model/x/Conv", "n [2]"]
+    out = set_nodes(text, nodes)
+    before, after = yaml.safe_load(text), yaml.safe_load(out)
+    assert after["quantize"]["exclude"]["nodes"] == nodes
+    after["quantize"]["exclude"].pop("nodes")
+    before.setdefault("quantize", {}).setdefault("exclude", {}).pop("nodes", None)
+    if not after["quantize"]["exclude"]:
+        after["quantize"].pop("exclude")
+        before["quantize"].pop("exclude")
+    assert after == before  # nothing else changed
+    for comment in ("# keep me", "# and me", "# tail"):
+        assert (comment in out) == (comment in text)
+
+
+def test_quant_write_back_uses_the_manifest(tmp_path):
+    from vopt.recipe.resolve import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"name": "w", "model": tiny_model("resnet"), "quantize": {"exclude": {"nodes": ["a"]}}}))
+    loaded = load_recipe(path)
+    manifest = {"steps": [{"stage": "quantize", "report": {"fallback": {"kept_float": ["a", "b"]}}}]}
+    assert write_back(loaded, manifest) == "quantize.exclude.nodes (+1 layer kept in float)"
+    assert yaml.safe_load(path.read_text())["quantize"]["exclude"]["nodes"] == ["a", "b"]
+    assert write_back(load_recipe(path), manifest) is None  # already there
+    assert write_back(loaded, {"steps": [{"stage": "quantize", "report": {}}]}) is None
