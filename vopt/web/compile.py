@@ -106,6 +106,9 @@ def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) 
             ctx.warn("precision fp32, but the input model already has fp16 or quantized weights (from the quantize stage)")
         return "fp32"
     if job.precision == "fp16":
+        if has_qdq:
+            ctx.warn("precision fp16, but the quantize stage made an int8 QDQ model: kept as it is")
+            return "int8 QDQ (from the quantize stage)"
         if onnx.TensorProto.FLOAT16 in types:
             return "fp16 (converted by the quantize stage)"
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
