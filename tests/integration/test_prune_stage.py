@@ -65,3 +65,13 @@ def test_prune_unstructured_reports_no_speedup(cli, write_recipe, tmp_path):
     assert p["params_after"] == p["params_before"]
     assert "no speedup" in p["note"].lower()
     assert any("no speedup" in w.lower() for w in p["warnings"])
+
+
+def test_prune_falls_back_to_mlp_widths_where_full_pruning_breaks(cli, write_recipe, tmp_path):
+    # Swin's residual width is tied to its relative-position tables: full pruning breaks it, MLP-only does not.
+    reports = _build(cli, write_recipe, tmp_path, tiny_model("swin"), {"ratio": 0.5})
+    p = reports["prune"]
+    assert p["scope"] == "MLP hidden width only" and p["fallback"]
+    assert any("pruned MLP hidden widths only" in w for w in p["warnings"])
+    assert p["params_after"] < p["params_before"]
+    assert reports["export"]["parity"]["outputs"]["logits"]["cosine"] >= 0.9999

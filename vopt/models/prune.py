@@ -62,8 +62,15 @@ def attention_modules(model: Any) -> list[tuple[Any, tuple[Any, Any, Any], str]]
     return found
 
 
+class PruneFailed(Exception):
+    """torch-pruning could not prune this model consistently (the model may be half-edited: reload it)."""
+
+
 def structured(model: Any, call: Any, example: Any, *, ratio: float, ignore: list[str], prune_heads: bool,
-               global_pruning: bool) -> dict[str, Any]:
+               global_pruning: bool, mlp_only: bool = False) -> dict[str, Any]:
+    """Prune channels/heads. `mlp_only` prunes only the hidden width of expansion Linears (MLP blocks):
+    the fallback for transformers whose residual width is tied to things torch-pruning cannot see
+    (computed position embeddings, relative position tables, layer scales)."""
     import torch
 
     try:
@@ -74,7 +81,10 @@ def structured(model: Any, call: Any, example: Any, *, ratio: float, ignore: lis
     ignored_names = sorted({n for n, _ in matching(model, ignore)} | set(output_layers(model, call, example)))
     modules = dict(model.named_modules())
     ignored = [modules[n] for n in ignored_names]
-    attn = attention_modules(model)
+    attn = [] if mlp_only else attention_modules(model)
+    if mlp_only:
+        ignored += [m for m in modules.values() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+                    and not (isinstance(m, torch.nn.Linear) and m.out_features > m.in_features)]
     num_heads = {layer: getattr(mod, attr) for mod, qkv, attr in attn for layer in qkv}
     heads_before = sum(getattr(mod, attr) for mod, _, attr in attn)
     wrapper = call  # the output wrapper: an nn.Module holding `model`, so the pruner edits the real layers
@@ -91,19 +101,22 @@ def structured(model: Any, call: Any, example: Any, *, ratio: float, ignore: lis
     except BuildError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise BuildError(f"torch-pruning failed on this model: {type(exc).__name__}: {first}; "
-                         "add the failing module to prune.ignore", stage="prune") from None
+        raise PruneFailed(f"torch-pruning failed: {_first_line(exc)}") from None
     for mod, qkv, attr in attn:  # the attention code reads these to reshape q/k/v
         heads = pruner.num_heads.get(qkv[0], getattr(mod, attr))
+        if heads < 1 or qkv[0].out_features % heads:
+            raise PruneFailed(f"attention heads cannot be pruned consistently ({heads} heads left)")
         setattr(mod, attr, heads)
         for dim_attr in ("head_dim", "attention_head_size"):
             if isinstance(getattr(mod, dim_attr, None), int):
                 setattr(mod, dim_attr, qkv[0].out_features // heads)
         if isinstance(getattr(mod, "all_head_size", None), int):
             mod.all_head_size = qkv[0].out_features
-    with torch.no_grad():
-        call(example)  # fails here, not at export, if a shape no longer fits
+    try:
+        with torch.no_grad():
+            call(example)  # fails here, not at export, if a shape no longer fits
+    except Exception as exc:
+        raise PruneFailed(f"the pruned model no longer runs: {_first_line(exc)}") from None
     macs1, params1 = tp.utils.count_ops_and_params(wrapper, example)
     heads_after = sum(getattr(mod, attr) for mod, _, attr in attn)
     return {
@@ -112,7 +125,13 @@ def structured(model: Any, call: Any, example: Any, *, ratio: float, ignore: lis
         "macs_before": int(macs0), "macs_after": int(macs1), "macs_reduction": macs0 / max(macs1, 1),
         "macs_input_shape": list(example.shape), "ignored_layers": ignored_names,
         "attention_heads_before": heads_before, "attention_heads_after": heads_after,
+        "scope": "MLP hidden width only" if mlp_only else "all channels" + (", attention heads" if attn else ""),
     }
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
 
 
 def unstructured(model: Any, *, ratio: float, ignore: list[str], global_pruning: bool) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from vopt.errors import RecipeError
+from vopt.errors import BuildError, RecipeError
 from vopt.pipeline.artifact import Artifact
 from vopt.stages.base import Stage
 
@@ -39,7 +39,7 @@ class PruneStage(Stage):
     def run(self, artifact: Artifact, config: PruneConfig, ctx) -> Artifact:
         import torch
 
-        from vopt.models.prune import structured, unstructured
+        from vopt.models.prune import PruneFailed, structured, unstructured
         from vopt.models.resolve import OutputWrapper, family_of, load_module, save_module
 
         family = family_of(artifact)
@@ -47,11 +47,22 @@ class PruneStage(Stage):
         ignore = [*family.prune_ignore, *config.ignore]
         if config.method == "structured":
             example = torch.randn(*config.input_shape, generator=torch.Generator().manual_seed(0))
+            kw = {"ratio": config.ratio, "ignore": ignore, "prune_heads": config.prune_heads,
+                  "global_pruning": config.global_pruning}
             with ctx.reporter.bar(f"prune: structured, ratio {config.ratio}", None):
-                report = structured(model, OutputWrapper.wrap(model, family), example, ratio=config.ratio,
-                                    ignore=ignore, prune_heads=config.prune_heads,
-                                    global_pruning=config.global_pruning)
-            summary = (f"params {report['params_before'] / 1e6:.2f}M -> {report['params_after'] / 1e6:.2f}M "
+                try:
+                    report = structured(model, OutputWrapper.wrap(model, family), example, **kw)
+                except PruneFailed as exc:
+                    # Retry on a fresh copy, pruning only MLP widths, which never touch the residual stream.
+                    ctx.warn(f"full structural pruning failed ({exc}); pruned MLP hidden widths only")
+                    model = load_module(artifact)
+                    try:
+                        report = structured(model, OutputWrapper.wrap(model, family), example, mlp_only=True, **kw)
+                    except PruneFailed as again:
+                        raise BuildError(f"{again}; list the failing modules in prune.ignore, or drop prune:",
+                                         stage="prune") from None
+                    report["fallback"] = str(exc)
+            summary = (f"{report['scope']}: params {report['params_before'] / 1e6:.2f}M -> {report['params_after'] / 1e6:.2f}M "
                        f"({report['params_reduction']:.2f}x), MACs {report['macs_before'] / 1e9:.3g}G -> "
                        f"{report['macs_after'] / 1e9:.3g}G ({report['macs_reduction']:.2f}x)")
         else:
