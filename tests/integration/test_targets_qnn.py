@@ -34,7 +34,7 @@ def _export(write_recipe, family: str):
     return recipe, target, art
 
 
-def _qdq_u8(src: str, dst: str, shape: list[int]) -> None:
+def _qdq_u8(src: str, dst: str, shape: list[int], exclude_ops: tuple[str, ...] = ()) -> None:
     """QNN QDQ (u8 activations, u8 weights) with onnxruntime's QNN config, calibrated on real images."""
     import shutil
 
@@ -61,7 +61,9 @@ def _qdq_u8(src: str, dst: str, shape: list[int]) -> None:
         def get_next(self):
             return next(self.items, None)
 
-    cfg = get_qnn_qdq_config(pre, Reader(), activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8)
+    excluded = [n.name for n in onnx.load(pre).graph.node if n.op_type in exclude_ops]
+    cfg = get_qnn_qdq_config(pre, Reader(), activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
+                             nodes_to_exclude=excluded or None)
     quantize(pre, dst, cfg)
 
 
@@ -87,8 +89,8 @@ def test_qnn_u8_runs_on_htp_simulator(write_recipe, tmp_path, family):
     assert rep["qdq"]["activation_types"] == ["uint8"]
     where = rep["placement"]
     # The whole graph went to QNN: no CPU fallback, one HTP partition.
-    assert where["cpu_nodes"] == 0 and where["qnn_partitions"] >= 1
-    assert where["qnn_nodes"] + where["cpu_io_qdq"] == where["graph_nodes"] > 10
+    assert where["cpu_nodes"] == 0 and where["cpu_io_qdq"] == 0 and where["qnn_partitions"] == 1
+    assert where["qnn_nodes"] == where["graph_nodes"] > 10
     assert json.loads(dict((p.key, p.value) for p in onnx.load(art.path).metadata_props)["vopt.preprocess"])["size"] == [64, 64]
 
     run = target.runner(art, cfg)
@@ -116,3 +118,88 @@ def test_qnn_u8_runs_on_htp_simulator(write_recipe, tmp_path, family):
     assert diff < quant_err
     assert centered_cosine(ref, htp) > 0.99
     assert abs(centered_cosine(flt, htp) - centered_cosine(flt, ref)) < 0.005
+
+
+@pytest.mark.slow
+def test_qnn_cpu_fallback_is_counted_and_gated(write_recipe, tmp_path):
+    """An op the QNN EP does not take (float Mod after the logits) runs on CPU: placement counts it, and
+    disable_cpu_fallback turns it into a build error naming the op."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from vopt.errors import BuildError
+    from vopt.pipeline.context import Context
+
+    recipe, target, exported = _export(write_recipe, "resnet")
+    qdq = str(tmp_path / "qdq.onnx")
+    _qdq_u8(exported.path, qdq, recipe.model.input.shape)
+    proto = onnx.load(qdq)
+    for node in proto.graph.node:
+        node.output[:] = ["logits_pre" if o == "logits" else o for o in node.output]
+    proto.graph.initializer.append(numpy_helper.from_array(np.array(3.0, np.float32), "three"))
+    proto.graph.node.append(helper.make_node("Mod", ["logits_pre", "three"], ["logits"], fmod=1, name="mod0"))
+    onnx.save(proto, tmp_path / "partial.onnx")
+    partial = exported.derive(tmp_path / "partial.onnx", format="onnx")
+    (tmp_path / "a").mkdir()
+    ctx = Context(recipe=recipe, target=target, workdir=tmp_path / "a")
+    target.compile(partial, target.Config(target="qnn"), ctx)
+    where = ctx.report["placement"]
+    assert where["cpu_ops"] == {"Mod": 1} and where["cpu_nodes"] == 1
+    assert where["qnn_nodes"] == where["graph_nodes"] - 1 - where["cpu_io_qdq"]
+    assert "1 on CPU" in ctx.report["summary"]
+    (tmp_path / "b").mkdir()
+    with pytest.raises(BuildError, match=r"disable_cpu_fallback: 1 node\(s\) .*Mod x1"):
+        target.compile(partial, target.Config(target="qnn", disable_cpu_fallback=True),
+                       Context(recipe=recipe, target=target, workdir=tmp_path / "b"))
+
+
+@pytest.mark.slow
+def test_qnn_epcontext_for_soc_model(write_recipe, tmp_path):
+    """soc_model precompiles a QNN context binary into an EPContext model that runs like the QDQ model."""
+    import onnx
+
+    from vopt.datasets.images import load_batch
+    from vopt.pipeline.context import Context
+
+    recipe, target, exported = _export(write_recipe, "resnet")
+    qdq = str(tmp_path / "qdq.onnx")
+    _qdq_u8(exported.path, qdq, recipe.model.input.shape)
+    cfg = target.Config(target="qnn", soc_model="60", htp_arch=73)
+    (tmp_path / "w").mkdir()
+    ctx = Context(recipe=recipe, target=target, workdir=tmp_path / "w")
+    art = target.compile(exported.derive(qdq, format="onnx"), cfg, ctx)
+    assert art.format == "qnn-context"
+    proto = onnx.load(art.path)
+    assert [n.op_type for n in proto.graph.node].count("EPContext") == 1
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["vopt.qnn.soc_model"] == "60" and meta["vopt.target"] == "qnn"
+    images = load_batch(None, art.preprocess, 2)
+    plain = target.runner(exported.derive(qdq, format="onnx"), cfg)
+    ctx_run = target.runner(art, cfg)
+    for i in range(2):
+        feeds = {"pixel_values": images[i : i + 1]}
+        np.testing.assert_allclose(ctx_run(feeds)["logits"], plain(feeds)["logits"], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_qnn_full_build_with_quantize_stage(write_recipe, cli, tmp_path):
+    """`vopt build`: the quantize stage's qnn-qdq scheme (u8) -> qnn compile -> validation on the HTP simulator."""
+    recipe = write_recipe({
+        "name": "qnn-full", "model": tiny_model("resnet"), "export": {"parity_samples": 2},
+        "quantize": {"precision": "int8", "calibration": {"samples": 16}, "check": {"samples": 4, "benchmark": False}},
+        "compile": {"target": "qnn", "disable_cpu_fallback": True},
+        "validate": {"samples": 6, "gates": {"centered_cosine": ">=0.9"}},
+    })
+    result = cli("build", recipe, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert [s["stage"] for s in m["steps"]] == ["load", "export", "quantize", "compile", "validate"]
+    comp = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
+    assert comp["qdq"]["activation_types"] == ["uint8"]
+    v = m["validation"]
+    assert v["runtime"] == "qnn-htp" and v["runtime_info"]["disable_cpu_fallback"] is True
+    where = v["runtime_info"]["placement"]
+    assert where["cpu_nodes"] == 0 and where["qnn_nodes"] == where["graph_nodes"]
+    cc = v["metrics"]["logits"]["centered_cosine"]
+    print(f"qnn full build: centered cosine vs PyTorch {cc:.4f}, {where['qnn_nodes']} nodes on QNN")
+    assert 0.9 < cc < 0.99999

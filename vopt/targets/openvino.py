@@ -92,7 +92,7 @@ class OpenVinoTarget(Target):
             summary=f"IR from {source}, {len(ops)} ops" + (f", {fq} FakeQuantize" if fq else "")
             + (", fp16 weights" if compress else ""),
         )
-        return artifact.derive(out_dir, format="openvino-ir")
+        return artifact.derive(out_dir, format="openvino-ir", io=_io_spec(model, artifact))
 
     def runner(self, artifact: Artifact, cfg: OpenVinoConfig) -> Runner | Unavailable:
         if importlib.util.find_spec("openvino") is None:
@@ -105,6 +105,22 @@ class OpenVinoTarget(Target):
 
         return runner(artifact.path, device=cfg.device, precision=self.precision(cfg), hint=cfg.inference_precision,
                       threads=cfg.threads, performance_hint=cfg.performance_hint)
+
+
+def _io_spec(model, artifact: Artifact) -> dict:
+    """I/O as the IR has it: NNCF's IR is reshaped to static shapes, and validation must batch to match."""
+    io = artifact.io.model_copy(deep=True)
+
+    def dims(port) -> list[int | str]:
+        return [d.get_length() if d.is_static else "batch" if i == 0 else f"d{i}"
+                for i, d in enumerate(port.get_partial_shape())]
+
+    for specs, ports in ((io.inputs, model.inputs), (io.outputs, model.outputs)):
+        by_name = {n: p for p in ports for n in p.get_names()}
+        for spec in specs:
+            if spec.name in by_name:
+                spec.shape = dims(by_name[spec.name])
+    return io.model_dump()
 
 
 def _first_line(exc: Exception) -> str:

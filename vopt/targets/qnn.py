@@ -64,7 +64,7 @@ class QnnTarget(Target):
             raise BackendUnavailable("the qnn target needs the 'onnxruntime-qnn' package: pip install 'vopt[qnn]'")
         import onnx
 
-        from vopt.runtimes.qnn import placement, write_context_model
+        from vopt.runtimes.qnn import write_context_model
         from vopt.targets.metadata import artifact_metadata, set_onnx_metadata
 
         if artifact.format != "onnx":
@@ -84,13 +84,8 @@ class QnnTarget(Target):
         path = ctx.out("model.onnx")
         onnx.save(proto, str(path))
 
-        try:
-            where = placement(path, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch, workdir=ctx.workdir)
-        except Exception as exc:
-            raise BuildError(f"QNN HTP could not load the model: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
+        where = self._placement(path, cfg, ctx)
         ctx.report.update(qdq=qdq, placement=where)
-        if cfg.disable_cpu_fallback:
-            self._check_no_fallback(path, cfg, where)
         result = artifact.derive(path, format="onnx")
         if cfg.context_binary or cfg.soc_model:
             ctx_path = ctx.out("model_ctx.onnx")
@@ -114,16 +109,25 @@ class QnnTarget(Target):
         return result
 
     @staticmethod
-    def _check_no_fallback(path, cfg: QnnConfig, where: dict) -> None:
-        """The gate is ORT's own: a session with session.disable_cpu_ep_fallback must load."""
-        from vopt.runtimes.qnn import session
+    def _placement(path, cfg: QnnConfig, ctx) -> dict:
+        """Node placement as deployed. With disable_cpu_fallback the gate is ORT's own: the session must load
+        with session.disable_cpu_ep_fallback; when it does not, a session with fallback names the CPU ops."""
+        from vopt.runtimes.qnn import placement
 
+        kw = {"soc_model": cfg.soc_model, "htp_arch": cfg.htp_arch, "workdir": ctx.workdir}
         try:
-            session(path, disable_cpu_fallback=True, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch)
+            return placement(path, disable_cpu_fallback=cfg.disable_cpu_fallback, **kw)
         except Exception as exc:
-            ops = ", ".join(f"{k} x{v}" for k, v in where["cpu_ops"].items()) or str(exc).splitlines()[0][:200]
-            raise BuildError(f"disable_cpu_fallback: {where['cpu_nodes']} node(s) would fall back to CPU instead of "
-                             f"QNN HTP ({ops})", stage="compile") from exc
+            if not cfg.disable_cpu_fallback:
+                raise BuildError(f"QNN HTP could not load the model: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
+            first = exc
+        try:
+            where = placement(path, **kw)
+        except Exception as exc:
+            raise BuildError(f"QNN HTP could not load the model: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
+        ops = ", ".join(f"{k} x{v}" for k, v in where["cpu_ops"].items()) or str(first).splitlines()[0][:200]
+        raise BuildError(f"disable_cpu_fallback: {where['cpu_nodes']} node(s) would fall back to CPU instead of "
+                         f"QNN HTP ({ops})", stage="compile") from first
 
     def runner(self, artifact: Artifact, cfg: QnnConfig) -> Runner | Unavailable:
         ok, why = self.available()

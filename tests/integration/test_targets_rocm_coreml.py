@@ -1,0 +1,77 @@
+"""rocm (fp16 ONNX checked on ORT CPU), cpu (ORT-optimized, .ort) and coreml (a loadable .mlpackage; no
+prediction off macOS) through full `vopt build` runs on tiny models."""
+
+from __future__ import annotations
+
+import json
+import platform
+
+import pytest
+
+from tests.conftest import tiny_model
+
+
+def _build(write_recipe, cli, tmp_path, name, model, compile_, **extra):
+    recipe = {"name": name, "model": model, "export": {"parity_samples": 2}, "compile": compile_,
+              "validate": {"samples": 6, "batch": 3}, **extra}
+    return cli("build", write_recipe(recipe, name=f"{name}.yaml"), "--out", tmp_path / "out", "--json")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["resnet", "vit"])
+def test_rocm_fp16_with_fp32_io_runs_on_ort(write_recipe, cli, tmp_path, family):
+    result = _build(write_recipe, cli, tmp_path, f"rocm-{family}", tiny_model(family), {"target": "rocm"})
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    rep = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
+    assert rep["fp16_initializers"] > 10 and rep["io_types"] == ["float32"]
+    v = m["validation"]
+    assert v["runtime"] == "onnxruntime-cpu" and "no AMD GPU" in v["runtime_info"]["note"]
+    logits = v["metrics"]["logits"]
+    # fp16 rounding is visible but small.
+    assert 0 < logits["max_abs_diff"] < 0.05 and logits["centered_cosine"] > 0.999
+    shown = json.loads(cli("inspect", tmp_path / "out" / f"rocm-{family}", "--json").stdout)
+    assert shown["precision_mix"].get("fp16", 0) > shown["precision_mix"].get("fp32", 0)
+    assert shown["metadata"]["vopt.precision"] == "fp16"
+
+
+@pytest.mark.slow
+def test_cpu_artifact_and_ort_format(write_recipe, cli, tmp_path):
+    result = _build(write_recipe, cli, tmp_path, "cpu-vit", tiny_model("vit"), {"target": "cpu", "ort_format": True})
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert m["validation"]["runtime"] == "onnxruntime-cpu" and m["validation"]["metrics"]["logits"]["cosine"] > 0.9999
+
+
+@pytest.mark.slow
+def test_coreml_writes_loadable_mlpackage(write_recipe, cli, tmp_path):
+    pytest.importorskip("coremltools")
+    result = _build(write_recipe, cli, tmp_path, "cm", tiny_model("resnet"), {"target": "coreml"})
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    rep = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
+    assert rep["converter"] == "torch.export" and rep["spec"]["problems"] == []
+    assert rep["spec"]["outputs"] == ["logits"] and rep["spec"]["inputs"] == {"pixel_values": [1, 3, 64, 64]}
+    pkg = tmp_path / "out" / "cm" / "model.mlpackage"
+    from vopt.targets.coreml import read_back
+
+    spec = read_back(pkg, ["pixel_values"], ["logits"])  # loads the spec back without Core ML
+    assert spec["problems"] == [] and spec["ops"] > 20
+    assert json.loads(spec["metadata"]["vopt.preprocess"])["mean"] == [0.485, 0.456, 0.406]
+    shown = json.loads(cli("inspect", pkg, "--json").stdout)
+    assert shown["format"] == "coreml-mlpackage"
+    assert shown["inputs"][0]["dtype"] == "float32" and shown["precision_mix"].get("fp16", 0) > 0
+    v = m["validation"]
+    if platform.system() != "Darwin":
+        assert v["status"] == "not run" and "macOS" in v["reason"]
+    else:
+        assert v["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_coreml_names_the_op_detr_cannot_convert(write_recipe, cli, tmp_path):
+    pytest.importorskip("coremltools")
+    result = _build(write_recipe, cli, tmp_path, "cm-detr", tiny_model("detr"), {"target": "coreml"},
+                    validate=None)
+    assert result.exit_code == 1
+    assert "[compile]" in result.output and "new_ones" in result.output, result.output
