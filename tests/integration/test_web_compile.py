@@ -68,3 +68,16 @@ def test_web_build_without_a_browser_exits_4_with_how_to_install(cli, write_reci
     result = _build(cli, write_recipe, tmp_path, {"target": target, "precision": "fp32"}, validate={"samples": 2})
     assert result.exit_code == 4, result.output
     assert "apt-get install chromium" in result.output
+
+
+def test_web_static_shapes_fold_the_shape_arithmetic_of_a_vit(cli, write_recipe, tmp_path):
+    recipe = write_recipe({"name": "web", "model": tiny_model("vit"), "validate": None,
+                           "compile": {"target": "webgpu", "precision": "fp32", "static_shapes": True}})
+    result = cli("build", recipe, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout)
+    exported = next(s for s in manifest["steps"] if s["stage"] == "export")["report"]["nodes"]
+    proto = _model(tmp_path)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "Shape" not in ops  # ORT would keep this arithmetic on CPU next to the WebGPU EP
+    assert len(proto.graph.node) < exported

@@ -87,7 +87,22 @@ def _fix_shapes(proto: Any, shape: list[int]) -> dict[str, int]:
         make_dim_param_fixed(proto.graph, name, size)
     if overrides:
         fix_output_shapes(proto)
+        _fold_shapes(proto)
     return overrides
+
+
+def _fold_shapes(proto: Any) -> None:
+    """With the dims fixed, the shape arithmetic (Shape/Gather/Concat... that ORT keeps on CPU) is constant."""
+    try:
+        import onnxsim
+    except ImportError:
+        return
+    try:
+        folded, ok = onnxsim.simplify(proto)
+    except Exception:  # noqa: BLE001 - folding is an optimization; the unfolded model is still correct
+        return
+    if ok:
+        proto.CopyFrom(folded)
 
 
 def _named_axes(spec: Any) -> dict[str, int]:
