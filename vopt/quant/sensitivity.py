@@ -37,7 +37,7 @@ def _session(path: Path):
 
 
 def rank_layers(float_model: Path, quant_model: Path, candidates: list[str], calib: CalibrationSet,
-                samples: int, work: Path) -> list[dict[str, Any]]:
+                samples: int, work: Path, rank_by: str = "drop") -> list[dict[str, Any]]:
     import onnx
 
     fgraph = onnx.load(str(float_model), load_external_data=False).graph
@@ -91,7 +91,10 @@ def rank_layers(float_model: Path, quant_model: Path, candidates: list[str], cal
         drop = (in_db - out_db) if math.isfinite(in_db) and math.isfinite(out_db) else (0.0 if out_db == math.inf else 99.0)
         table.append({"node": name, "op_type": qnodes[name].op_type, "out_sqnr_db": _r(out_db), "in_sqnr_db": _r(in_db),
                       "drop_db": _r(drop)})
-    table.sort(key=lambda r: (-r["drop_db"], r["out_sqnr_db"], r["node"]))
+    if rank_by == "sqnr":  # lowest SQNR first: where the error has piled up
+        table.sort(key=lambda r: (r["out_sqnr_db"], -r["drop_db"], r["node"]))
+    else:  # most SQNR lost inside the layer first
+        table.sort(key=lambda r: (-r["drop_db"], r["out_sqnr_db"], r["node"]))
     for i, row in enumerate(table, 1):
         row["rank"] = i
     return table

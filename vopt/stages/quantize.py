@@ -182,7 +182,8 @@ class _Run:
         cfg, scheme, ctx = self.cfg, self.scheme, self.ctx
         candidates = scheme.candidates(first)
         with ctx.reporter.bar("rank layer sensitivity", None):
-            table = rank_layers(model, first, candidates, calib, cfg.check.sensitivity_samples, scheme.work)
+            table = rank_layers(model, first, candidates, calib, cfg.check.sensitivity_samples, scheme.work,
+                                rank_by=str(cfg.options.get("rank_by", "drop")))
         budget = math.floor(cfg.max_float_fraction * len(candidates))
         order = [r["node"] for r in table]
         history = [{"kept_float": 0, **_gate_values(checked["gates"])}]
