@@ -162,3 +162,18 @@ def test_sources_unknown_source_and_family_are_recipe_errors(cli, write_recipe, 
     assert "unknown source 'tourch' (did you mean `torch`?)" in result.output
     assert "unknown family 'resnett' (did you mean `resnet`?)" in result.output
     assert "Traceback" not in result.output
+
+
+def test_sources_editing_the_factory_file_invalidates_the_cache(cli, write_recipe, tmp_path, netmod):
+    import os
+
+    model = {"source": "python", "arch": f"{netmod}:build", "weights": "random"}
+    first, before = _ok(_build(cli, write_recipe, tmp_path, model))
+    again, _ = _ok(_build(cli, write_recipe, tmp_path, model))
+    assert all(s["cached"] for s in again["steps"])
+    src = tmp_path / f"{netmod}.py"
+    src.write_text(src.read_text().replace("width=8", "width=6"))
+    os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
+    edited, after = _ok(_build(cli, write_recipe, tmp_path, model))
+    assert not edited["steps"][0]["cached"]
+    assert after["load"]["params"] < before["load"]["params"]  # the edited code ran, not the imported copy

@@ -7,12 +7,15 @@ from pathlib import Path
 
 from vopt.errors import BuildError, RecipeError
 from vopt.models.sources.base import LoadedModel, Source
-from vopt.models.sources.factory import build_module
+from vopt.models.sources.factory import arch_fingerprint, build_module
 from vopt.models.sources.plain import finish, load_weights
 
 
 class CheckpointSource(Source):
     name = "torch"
+
+    def fingerprint(self, spec) -> dict:
+        return {**super().fingerprint(spec), **arch_fingerprint(spec.arch)}
 
     def load(self, spec) -> LoadedModel:
         import torch

@@ -20,6 +20,8 @@ def import_factory(spec: str | None, key: str = "model.arch") -> Any:
         sys.path.insert(0, os.getcwd())  # a recipe's own module next to it, as `python -m` would find it
     try:
         module = importlib.import_module(module_name)
+        if _is_user_code(module):
+            module = importlib.reload(module)  # pick up edits made since an earlier build in this process
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise RecipeError(f"{key}: cannot import module '{module_name}' (no module named '{exc.name}'; "
@@ -41,6 +43,11 @@ def import_factory(spec: str | None, key: str = "model.arch") -> Any:
     return obj
 
 
+def _is_user_code(module: Any) -> bool:
+    path = getattr(module, "__file__", None)
+    return bool(path) and not str(path).startswith((sys.prefix, sys.base_prefix))
+
+
 def build_module(spec: str | None, kwargs: dict[str, Any], key: str = "model.arch") -> Any:
     import torch
 
@@ -54,3 +61,22 @@ def build_module(spec: str | None, kwargs: dict[str, Any], key: str = "model.arc
     if not isinstance(model, torch.nn.Module):
         raise BuildError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module", stage="load")
     return model
+
+
+def arch_fingerprint(spec: str | None) -> dict[str, Any]:
+    """Cache-key material for the factory's source file, so editing the model code rebuilds it."""
+    import importlib.util
+    from pathlib import Path
+
+    if not spec or ":" not in spec:
+        return {}
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found = importlib.util.find_spec(spec.partition(":")[0])
+    except (ImportError, ValueError):
+        return {}
+    if found is None or not found.origin or not Path(found.origin).is_file():
+        return {}
+    st = Path(found.origin).stat()
+    return {"arch_file": f"{found.origin}|{st.st_size}|{st.st_mtime_ns}"}

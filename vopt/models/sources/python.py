@@ -4,12 +4,15 @@ or a state_dict path."""
 from __future__ import annotations
 
 from vopt.models.sources.base import LoadedModel, Source
-from vopt.models.sources.factory import build_module
+from vopt.models.sources.factory import arch_fingerprint, build_module
 from vopt.models.sources.plain import finish, load_weights
 
 
 class PythonSource(Source):
     name = "python"
+
+    def fingerprint(self, spec) -> dict:
+        return {**super().fingerprint(spec), **arch_fingerprint(spec.arch)}
 
     def load(self, spec) -> LoadedModel:
         import torch
