@@ -170,7 +170,9 @@ def _openvino(path: Path) -> dict:
 def _coreml(path: Path) -> dict:
     from collections import Counter
 
-    import coremltools as ct
+    from vopt.targets.coreml import import_coremltools
+
+    ct = import_coremltools()
     from coremltools.proto import FeatureTypes_pb2 as ft
 
     spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()

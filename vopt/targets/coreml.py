@@ -51,9 +51,10 @@ class CoreMlTarget(Target):
     def compile(self, artifact: Artifact, cfg: CoreMlConfig, ctx) -> Artifact:
         if importlib.util.find_spec("coremltools") is None:
             raise missing_extra("coremltools", "coreml", "the coreml target")
-        import coremltools as ct
         import numpy as np
         import torch
+
+        ct = import_coremltools()
 
         from vopt.models.resolve import OutputWrapper, family_of, load_module
         from vopt.targets.metadata import artifact_metadata
@@ -105,6 +106,22 @@ class CoreMlTarget(Target):
         return runner(artifact.path, compute_units=cfg.compute_units)
 
 
+def import_coremltools():
+    """coremltools, without its import-time warnings that are expected off macOS (no native Core ML proxy,
+    untested torch version): they would bury vopt's own output."""
+    import logging
+
+    log = logging.getLogger("coremltools")
+    level = log.level
+    if platform.system() != "Darwin":
+        log.setLevel(logging.ERROR)
+    try:
+        import coremltools
+    finally:
+        log.setLevel(level)
+    return coremltools
+
+
 def _torch_source(ctx) -> Artifact:
     """The latest torch-module artifact of this build (prune > fuse > load)."""
     for name in ("prune", "fuse", "load"):
@@ -147,7 +164,7 @@ def _describe(exc: Exception) -> str:
 
 def read_back(path, expect_inputs: list[str] | None = None, expect_outputs: list[str] | None = None) -> dict:
     """Load the package's spec without Core ML (skip_model_load) and describe/check it."""
-    import coremltools as ct
+    ct = import_coremltools()
 
     spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
     desc = spec.description
