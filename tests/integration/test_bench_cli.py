@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-FIELDS = {"runtime", "runtime_info", "threads", "cpus", "batch_sizes", "skipped_batch_sizes", "load_ms", "cold_ms",
+FIELDS = {"runtime", "runtime_info", "threads", "cpus", "load_average", "batch_sizes", "skipped_batch_sizes", "load_ms", "cold_ms",
           "results", "peak_rss_mb", "runtime_rss_mb", "artifact_bytes", "settings", "summary", "artifact", "target", "notes"}
 ROW_FIELDS = {"batch", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "iterations", "throughput_ips"}
 

@@ -60,6 +60,10 @@ def run_benchmark(
     warnings = []
     if skipped:
         warnings.append(f"batch sizes {skipped} skipped: the artifact's batch axis is static ({batch_dim})")
+    load = _load_average()
+    if load is not None and load >= (os.cpu_count() or 1):
+        warnings.append(f"the machine is busy (load average {load:.1f} on {os.cpu_count()} CPUs): timings are noisy; "
+                        "the interleaved speedup holds better than absolute numbers")
     reset_peak()
     rss_before = current_rss_mb()
     t0 = time.perf_counter()
@@ -94,6 +98,7 @@ def run_benchmark(
                 "runtime_info": runner.info,
                 "threads": settings.threads,
                 "cpus": os.cpu_count(),
+                "load_average": load,
                 "batch_sizes": batches,
                 "skipped_batch_sizes": skipped,
                 "load_ms": load_ms,
@@ -119,6 +124,13 @@ def run_benchmark(
         summary += f", {result['baseline']['speedup']:.2f}x vs PyTorch eager"
     result["summary"] = summary
     return result
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):  # not on every platform
+        return None
 
 
 def _speedup(runner: Runner, input_name: str, images: np.ndarray, batch: int, reference: Any,

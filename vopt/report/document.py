@@ -123,7 +123,8 @@ def _benchmark(m: dict[str, Any], plots: dict[str, str]) -> Section | None:
         return sec
     threads = b.get("threads") or "runtime default"
     sec.blocks.append(
-        f"Runtime `{b.get('runtime', '?')}`, threads: {threads} (of {b.get('cpus', '?')} CPUs), "
+        f"Runtime `{b.get('runtime', '?')}`, threads: {threads} (of {b.get('cpus', '?')} CPUs, "
+        f"load average {d.fmt_num(b.get('load_average'), 3)} at the start), "
         f"warm-up {((b.get('settings') or {}).get('warmup'))}, session load {d.fmt_num(b.get('load_ms'), 4)} ms, "
         f"first inference (cold) {d.fmt_num(b.get('cold_ms'), 4)} ms, peak RSS {d.fmt_num(b.get('peak_rss_mb'), 4)} MB, "
         f"artifact {d.fmt_bytes(b.get('artifact_bytes'))}."
