@@ -65,3 +65,17 @@ def test_validation_on_a_list_of_folders(write_recipe, cli, tmp_path):
     assert v["images"] == str([str(a), str(b)]) and v["image_files"] == ["camera.png", "coffee.jpg"]
     assert v["samples"] == 4 and v["task_metrics"]["top1_agreement"] == 1.0
     assert str(a) in (tmp_path / "out" / "folders" / "report.md").read_text()
+
+
+def test_model_loaded_from_onnx_is_validated_against_the_source_onnx(write_recipe, cli, tmp_path):
+    from tests.integration.test_bench_cli import tiny_onnx
+
+    src = tiny_onnx(tmp_path / "src.onnx")
+    path = write_recipe({"name": "from-onnx", "model": {"source": "onnx", "path": str(src), "input": {"shape": [1, 3, 32, 32]}},
+                         "compile": {"target": "cpu"}, "validate": {"samples": 4, "gates": {"top1_agreement": ">=0.99"}}})
+    res = cli("build", path, "--out", tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.output
+    v = json.loads(res.stdout)["validation"]
+    assert v["status"] == "ok" and v["reference_runtime"] == "source ONNX on onnxruntime-cpu"
+    assert v["task_metrics"]["top1_agreement"] == 1.0 and v["gates"][0]["passed"]
+    assert "compared with source ONNX on onnxruntime-cpu" in (tmp_path / "out" / "from-onnx" / "report.md").read_text()

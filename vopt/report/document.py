@@ -86,7 +86,8 @@ def _validation(m: dict[str, Any]) -> Section | None:
     if v.get("status") != "ok":
         sec.blocks.append(f"Not run: {v.get('reason') or v.get('summary') or v.get('status')}.")
         return sec
-    sec.blocks.append(f"Artifact run on `{v.get('runtime', '?')}`, compared with the PyTorch model ({v.get('reference', 'original')}).")
+    against = v.get("reference_runtime") or "the PyTorch model"
+    sec.blocks.append(f"Artifact run on `{v.get('runtime', '?')}`, compared with {against} ({v.get('reference', 'original')}).")
     gates = v.get("gates") or []
     if gates:
         t = Table(["gate", "value", "needs", "result"], [])

@@ -37,10 +37,20 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) ->
             ctx.warn(f"gates not checked ({', '.join(section.gates)}): the artifact could not run here")
         return report
     reference_artifact = ctx.artifacts.get("load") if section.reference == "original" else _exported_source(ctx)
-    if reference_artifact is None or reference_artifact.format != "torch-module":
-        report.update(status="no reference", summary="no PyTorch reference (model loaded from ONNX)")
+    if reference_artifact is None or reference_artifact.format not in ("torch-module", "onnx"):
+        report.update(status="no reference", summary="no reference model to compare with")
+        if section.gates:
+            ctx.warn(f"gates not checked ({', '.join(section.gates)}): no reference model")
         return report
-    ref = torch_outputs(load_module(reference_artifact), family, images)
+    if reference_artifact.format == "torch-module":
+        ref = torch_outputs(load_module(reference_artifact), family, images)
+    else:  # the model came in as ONNX: the source file on ONNX Runtime CPU is the reference
+        from vopt.runtimes.ort import runner as ort_runner
+
+        ref_static = reference_artifact.io.inputs[0].shape[0]
+        ref = run_batches(ort_runner(reference_artifact.path), reference_artifact.io.inputs[0].name, [images],
+                          static_batch=ref_static if isinstance(ref_static, int) else None)
+        report["reference_runtime"] = "source ONNX on onnxruntime-cpu"
     static = artifact.io.inputs[0].shape[0] if isinstance(artifact.io.inputs[0].shape[0], int) else None
     batches = [images[i : i + section.batch] for i in range(0, len(images), section.batch)]
     with ctx.reporter.bar(f"validate on {run.runtime}", len(batches)) as advance:
@@ -89,7 +99,7 @@ def _summary(runtime: str, metrics: dict[str, Any], tm: dict[str, Any], gates: l
 
 def _exported_source(ctx: Any) -> Artifact | None:
     for name in ("prune", "fuse", "load"):
-        if name in ctx.artifacts and ctx.artifacts[name].format == "torch-module":
+        if name in ctx.artifacts and ctx.artifacts[name].format in ("torch-module", "onnx"):
             return ctx.artifacts[name]
     return None
 
