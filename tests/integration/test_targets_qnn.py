@@ -182,11 +182,12 @@ def test_qnn_epcontext_for_soc_model(write_recipe, tmp_path):
 
 
 @pytest.mark.slow
-def test_qnn_full_build_with_quantize_stage(write_recipe, cli, tmp_path):
-    """`vopt build`: the quantize stage's qnn-qdq scheme (u8) -> qnn compile -> validation on the HTP simulator."""
+@pytest.mark.parametrize(("precision", "act"), [("int8", "uint8"), ("int16", "uint16")])
+def test_qnn_full_build_with_quantize_stage(write_recipe, cli, tmp_path, precision, act):
+    """`vopt build`: the quantize stage's qnn-qdq scheme (u8 / u16) -> qnn compile -> validation on the HTP simulator."""
     recipe = write_recipe({
         "name": "qnn-full", "model": tiny_model("resnet"), "export": {"parity_samples": 2},
-        "quantize": {"precision": "int8", "calibration": {"samples": 16}, "check": {"samples": 4, "benchmark": False}},
+        "quantize": {"precision": precision, "calibration": {"samples": 16}, "check": {"samples": 4, "benchmark": False}},
         "compile": {"target": "qnn", "disable_cpu_fallback": True},
         "validate": {"samples": 6, "gates": {"centered_cosine": ">=0.9"}},
     })
@@ -195,11 +196,11 @@ def test_qnn_full_build_with_quantize_stage(write_recipe, cli, tmp_path):
     m = json.loads(result.stdout)
     assert [s["stage"] for s in m["steps"]] == ["load", "export", "quantize", "compile", "validate"]
     comp = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
-    assert comp["qdq"]["activation_types"] == ["uint8"]
+    assert comp["qdq"]["activation_types"] == [act]
     v = m["validation"]
     assert v["runtime"] == "qnn-htp" and v["runtime_info"]["disable_cpu_fallback"] is True
     where = v["runtime_info"]["placement"]
     assert where["cpu_nodes"] == 0 and where["qnn_nodes"] == where["graph_nodes"]
     cc = v["metrics"]["logits"]["centered_cosine"]
-    print(f"qnn full build: centered cosine vs PyTorch {cc:.4f}, {where['qnn_nodes']} nodes on QNN")
+    print(f"qnn full build {act}: centered cosine vs PyTorch {cc:.4f}, {where['qnn_nodes']} nodes on QNN")
     assert 0.9 < cc < 0.99999

@@ -44,6 +44,20 @@ def test_cpu_artifact_and_ort_format(write_recipe, cli, tmp_path):
 
 
 @pytest.mark.slow
+def test_cpu_int8_qdq_runs_on_ort(write_recipe, cli, tmp_path):
+    result = _build(write_recipe, cli, tmp_path, "cpu-int8", tiny_model("resnet"), {"target": "cpu", "precision": "int8"},
+                    quantize={"precision": "int8", "calibration": {"samples": 16}, "check": {"samples": 4, "benchmark": False}})
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    comp = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
+    assert "quantized" in comp["summary"]
+    v = m["validation"]
+    assert v["runtime"] == "onnxruntime-cpu" and 0.9 < v["metrics"]["logits"]["centered_cosine"] < 0.99999
+    shown = json.loads(cli("inspect", tmp_path / "out" / "cpu-int8", "--json").stdout)
+    assert shown["metadata"]["vopt.precision"] == "int8" and shown["precision_mix"].get("int8", 0) > 0
+
+
+@pytest.mark.slow
 def test_coreml_writes_loadable_mlpackage(write_recipe, cli, tmp_path):
     pytest.importorskip("coremltools")
     result = _build(write_recipe, cli, tmp_path, "cm", tiny_model("resnet"), {"target": "coreml"})
