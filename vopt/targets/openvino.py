@@ -124,5 +124,8 @@ def _io_spec(model, artifact: Artifact) -> dict:
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+    """The line that names the op ("No conversion rule found for operations: acme.Frobnicate"), else the first."""
+    lines = [ln.strip(" -") for ln in str(exc).strip().splitlines() if ln.strip()]
+    named = [ln for ln in lines if "operation" in ln.lower() or "OpConversionFailure" in ln]
+    pick = named[-1] if named else (lines[0] if lines else type(exc).__name__)
+    return pick[:300]
