@@ -51,7 +51,8 @@ def test_bench_onnx_produces_every_field(cli, tmp_path):
         assert set(row) >= ROW_FIELDS
         assert row["batch"] == batch and row["iterations"] == 8
         assert 0 < row["min_ms"] <= row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
-        assert row["throughput_ips"] == pytest.approx(batch * 1e3 / row["mean_ms"])
+        assert row["throughput_ips"] == pytest.approx(batch * 1e3 / row["p50_ms"])
+        assert row["threads"] == 1
     assert "baseline" not in r and any("no PyTorch model" in n for n in r["notes"])
 
 
@@ -114,3 +115,13 @@ def test_bench_openvino_ir(cli, tmp_path):
     assert r["target"] == "openvino" and r["runtime"].startswith("openvino")
     assert r["batch_sizes"] == [1, 2] and r["threads"] == 1
     assert r["artifact_bytes"] == xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
+
+
+def test_bench_thread_sweep(cli, tmp_path):
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    res = cli("bench", model, "-b", "1,2", "-t", "1,2", "-n", "3", "--warmup", "1", "--json")
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["thread_counts"] == [1, 2] and r["threads"] == 1
+    assert [(row["threads"], row["batch"]) for row in r["results"]] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert cli("bench", model, "-t", "0").exit_code == 2

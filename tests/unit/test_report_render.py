@@ -44,3 +44,16 @@ def test_not_run_validation_and_agreement_plot(tmp_path):
     plots = make_plots(m)
     assert set(plots) == {"size_vs_agreement"} and len(plots["size_vs_agreement"]) > 5000
     assert "top1 agreement: **0.8750**" in render_markdown(m)
+
+
+def test_thread_sweep_table_and_plot():
+    rows = [{"threads": t, "batch": b, "first_ms": 2.0, "p50_ms": b * t * 1.0, "p90_ms": b * t * 1.2, "p99_ms": b * t * 1.5,
+             "throughput_ips": 1000 / t, "iterations": 5} for t in (1, 2) for b in (1, 4)]
+    bench = {"status": "ok", "runtime": "onnxruntime-cpu", "thread_counts": [1, 2], "threads": 1, "results": rows,
+             "baselines": [{"batch": 1, "threads": 1, "speedup": 2.0}, {"batch": 1, "threads": 2, "speedup": 3.0}]}
+    m = _manifest(benchmark=bench)
+    md = render_markdown(m, {"latency_vs_batch": "plots/latency_vs_batch.png"})
+    assert "| threads | batch | first ms |" in md and "| 2 | 4 | 2 | 8 |" in md
+    assert "batch 1, 1 thread, timed" in md and "batch 1, 2 threads, timed" in md and "**3.00x**" in md
+    assert len(make_plots(m)["latency_vs_batch"]) > 5000
+    assert "p50 latency: **1.00 ms**" in md  # the first thread setting's smallest batch

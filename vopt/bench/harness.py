@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ class BenchSettings:
     warmup: int = 3
     iterations: int = 20
     seconds: float | None = None
-    threads: int | None = None
+    threads: list[int | None] = field(default_factory=lambda: [None])  # the thread sweep; None: runtime default
     baseline: bool = True
     rounds: int = 5  # interleaved rounds for the speedup
 
@@ -42,7 +42,7 @@ def tile(images: np.ndarray, batch: int) -> np.ndarray:
 
 
 def run_benchmark(
-    make_runner: Callable[[], Runner],
+    make_runner: Callable[[int | None], Runner],
     input_name: str,
     batch_dim: int | str | None,
     images: np.ndarray,
@@ -52,12 +52,14 @@ def run_benchmark(
     artifact_bytes: int | None = None,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
-    """`images` are real preprocessed samples (tiled up to each batch size). `load_reference` returns a
-    torch module mapping the same input to outputs (loaded after the sweep, so it is not in the peak RSS),
-    or is None for no speedup figure."""
+    """`make_runner(threads)` opens the artifact on its runtime. `images` are real preprocessed samples
+    (tiled up to each batch size). `load_reference` returns a torch module mapping the same input to
+    outputs (loaded after the first sweep, so it is not in the peak RSS), or is None for no speedup."""
     reporter = reporter or QuietReporter()
     batches, skipped = plan_batches(settings.batch_sizes, batch_dim)
-    warnings = []
+    thread_counts = list(dict.fromkeys(settings.threads)) or [None]
+    baseline = load_reference is not None and settings.baseline
+    warnings: list[str] = []
     if skipped:
         warnings.append(f"batch sizes {skipped} skipped: the artifact's batch axis is static ({batch_dim})")
     load = _load_average()
@@ -66,64 +68,90 @@ def run_benchmark(
                         "the interleaved speedup holds better than absolute numbers")
     reset_peak()
     rss_before = current_rss_mb()
-    t0 = time.perf_counter()
-    runner = make_runner()
-    load_ms = (time.perf_counter() - t0) * 1e3
-    rows = []
-    steps = len(batches) + (1 if load_reference is not None and settings.baseline else 0)
-    try:
-        with reporter.bar(f"benchmark on {runner.runtime}", steps) as advance:
-            for b in batches:
-                x = {input_name: tile(images, b)}
-                try:
-                    stats = time_calls(lambda x=x: runner(x), warmup=settings.warmup, iterations=settings.iterations,
-                                       seconds=settings.seconds)
-                except Exception as exc:  # noqa: BLE001 - one batch size the runtime refuses must not sink the sweep
-                    if not rows and b == batches[-1]:
-                        raise
-                    skipped.append(b)
-                    warnings.append(f"batch {b} failed on {runner.runtime}: {type(exc).__name__}: {str(exc)[:300]}")
+    rows: list[dict[str, Any]] = []
+    baselines: list[dict[str, Any]] = []
+    first: dict[str, Any] = {}
+    peak: float | None = None
+    reference = None
+    steps = len(thread_counts) * (len(batches) + (1 if baseline else 0))
+    with reporter.bar("benchmark", steps) as advance:
+        for threads in thread_counts:
+            t0 = time.perf_counter()
+            runner = make_runner(threads)
+            load_ms = (time.perf_counter() - t0) * 1e3
+            try:
+                swept = _sweep(runner, input_name, images, batches, settings, threads, warnings, advance)
+                if not first:
+                    first = {"runtime": runner.runtime, "runtime_info": runner.info, "load_ms": load_ms,
+                             "cold_ms": swept[0]["first_ms"]}
+                rows += swept
+                if baseline:
+                    if reference is None:
+                        peak = peak_rss_mb()  # before torch and the reference model join the process
+                        reference = load_reference()
+                    baselines.append(_speedup(runner, input_name, images, swept[0]["batch"], reference, settings, threads))
                     advance(1)
-                    continue
-                stats["batch"] = b
-                stats["throughput_ips"] = b * 1e3 / stats["mean_ms"]
-                rows.append(stats)
-                advance(1)
-            if not rows:
-                raise RuntimeError(f"every batch size failed on {runner.runtime}: {'; '.join(warnings)}")
-            batches = [r["batch"] for r in rows]
-            peak = peak_rss_mb()
-            result: dict[str, Any] = {
-                "runtime": runner.runtime,
-                "runtime_info": runner.info,
-                "threads": settings.threads,
-                "cpus": os.cpu_count(),
-                "load_average": load,
-                "batch_sizes": batches,
-                "skipped_batch_sizes": skipped,
-                "load_ms": load_ms,
-                "cold_ms": rows[0]["first_ms"],
-                "results": rows,
-                "peak_rss_mb": peak,
-                "runtime_rss_mb": None if rss_before is None else max(0.0, peak - rss_before),
-                "artifact_bytes": artifact_bytes,
-                "settings": {"warmup": settings.warmup, "iterations": settings.iterations, "seconds": settings.seconds},
-            }
-            if load_reference is not None and settings.baseline:
-                result["baseline"] = _speedup(runner, input_name, images, batches[0], load_reference(), settings)
-                advance(1)
-    finally:
-        if runner.close is not None:
-            runner.close()
+            finally:
+                if runner.close is not None:
+                    runner.close()
+    peak = peak if peak is not None else peak_rss_mb()
+    measured = sorted({r["batch"] for r in rows})
+    result: dict[str, Any] = {
+        **{k: first[k] for k in ("runtime", "runtime_info")},
+        "threads": thread_counts[0],
+        "thread_counts": thread_counts,
+        "cpus": os.cpu_count(),
+        "load_average": load,
+        "batch_sizes": measured,
+        "skipped_batch_sizes": sorted(set(skipped) | (set(batches) - set(measured))),
+        "load_ms": first["load_ms"],
+        "cold_ms": first["cold_ms"],
+        "results": rows,
+        "peak_rss_mb": peak,
+        "runtime_rss_mb": None if rss_before is None else max(0.0, peak - rss_before),
+        "artifact_bytes": artifact_bytes,
+        "settings": {"warmup": settings.warmup, "iterations": settings.iterations, "seconds": settings.seconds},
+    }
+    if baselines:
+        result["baseline"] = baselines[0]
+        if len(baselines) > 1:
+            result["baselines"] = baselines
     if warnings:
         result["warnings"] = warnings
-    best = max(rows, key=lambda r: r["throughput_ips"])
-    summary = f"{runner.runtime}: p50 {rows[0]['p50_ms']:.2f} ms at batch {rows[0]['batch']}, " \
-              f"{best['throughput_ips']:.1f} img/s at batch {best['batch']}"
-    if "baseline" in result:
-        summary += f", {result['baseline']['speedup']:.2f}x vs PyTorch eager"
-    result["summary"] = summary
+    result["summary"] = _summary(result)
     return result
+
+
+def _sweep(runner: Runner, input_name: str, images: np.ndarray, batches: list[int], settings: BenchSettings,
+           threads: int | None, warnings: list[str], advance: Callable[[int], None]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for b in batches:
+        x = {input_name: tile(images, b)}
+        try:
+            stats = time_calls(lambda x=x: runner(x), warmup=settings.warmup, iterations=settings.iterations,
+                               seconds=settings.seconds)
+        except Exception as exc:  # noqa: BLE001 - one batch size the runtime refuses must not sink the sweep
+            warnings.append(f"batch {b} failed on {runner.runtime}: {type(exc).__name__}: {str(exc)[:300]}")
+            advance(1)
+            continue
+        # Throughput from the median call: a few slow calls from other processes should not drag it down.
+        rows.append({"batch": b, "threads": threads, **stats, "throughput_ips": b * 1e3 / stats["p50_ms"]})
+        advance(1)
+    if not rows:
+        raise RuntimeError(f"every batch size failed on {runner.runtime}: {'; '.join(warnings)}")
+    return rows
+
+
+def _summary(r: dict[str, Any]) -> str:
+    rows = r["results"]
+    best = max(rows, key=lambda row: row["throughput_ips"])
+    text = f"{r['runtime']}: p50 {rows[0]['p50_ms']:.2f} ms at batch {rows[0]['batch']}, " \
+           f"{best['throughput_ips']:.1f} img/s at batch {best['batch']}"
+    if len(r["thread_counts"]) > 1:
+        text += f" ({best['threads'] or 'default'} thread{'s' if best['threads'] != 1 else ''})"
+    if "baseline" in r:
+        text += f", {r['baseline']['speedup']:.2f}x vs PyTorch eager"
+    return text
 
 
 def _load_average() -> float | None:
@@ -134,7 +162,7 @@ def _load_average() -> float | None:
 
 
 def _speedup(runner: Runner, input_name: str, images: np.ndarray, batch: int, reference: Any,
-             settings: BenchSettings) -> dict[str, Any]:
+             settings: BenchSettings, threads: int | None) -> dict[str, Any]:
     """Artifact and PyTorch eager timed in alternating rounds on the same input, so machine noise
     hits both alike and the ratio holds."""
     import torch
@@ -142,8 +170,8 @@ def _speedup(runner: Runner, input_name: str, images: np.ndarray, batch: int, re
     x = tile(images, batch)
     tx = torch.from_numpy(x)
     old_threads = torch.get_num_threads()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    if threads:
+        torch.set_num_threads(threads)  # the same thread budget as the artifact
     try:
         def eager() -> Any:
             with torch.inference_mode():
@@ -159,7 +187,8 @@ def _speedup(runner: Runner, input_name: str, images: np.ndarray, batch: int, re
         "artifact_p50_ms": t["artifact"]["p50_ms"],
         "pytorch_p50_ms": t["pytorch"]["p50_ms"],
         "speedup": t["pytorch"]["p50_ms"] / t["artifact"]["p50_ms"],
-        "torch_threads": settings.threads or old_threads,
+        "threads": threads,
+        "torch_threads": threads or old_threads,
         "rounds": settings.rounds,
         "per_round": per_round,
     }

@@ -1,4 +1,4 @@
-"""Getting a runner for an artifact from its target, with an optional thread count."""
+"""Getting a runner for an artifact from its target, at a given thread count."""
 
 from __future__ import annotations
 
@@ -9,22 +9,32 @@ from vopt.errors import BackendUnavailable
 from vopt.targets.base import Runner, Unavailable
 
 
-def runner_factory(target: Any, artifact: Any, compile_cfg: dict[str, Any], threads: int | None) -> tuple[Callable[[], Runner], int | None, str | None]:
-    """(make_runner, threads in effect or None for the runtime's default, a note when threads cannot be set)."""
-    cfg = target.Config.model_validate(compile_cfg)
-    note = None
-    if "threads" in type(cfg).model_fields:
-        if threads:
-            cfg = cfg.model_copy(update={"threads": threads})
-        threads = cfg.threads
-    elif threads:
-        note = f"target '{target.name}' has no thread setting; its runtime picks the thread count"
-        threads = None
+def thread_list(threads: int | list[int] | None) -> list[int | None]:
+    if threads is None:
+        return [None]
+    return [threads] if isinstance(threads, int) else list(dict.fromkeys(threads)) or [None]
 
-    def make() -> Runner:
-        run = target.runner(artifact, cfg)
+
+def runner_factory(
+    target: Any, artifact: Any, compile_cfg: dict[str, Any], threads: int | list[int] | None
+) -> tuple[Callable[[int | None], Runner], list[int | None], str | None]:
+    """(make_runner(threads), the thread counts to sweep, a note when the target cannot set threads).
+    With no thread count asked for, the target's own `threads` setting (if any) is used."""
+    cfg = target.Config.model_validate(compile_cfg)
+    wanted = thread_list(threads)
+    has_threads = "threads" in type(cfg).model_fields
+    note = None
+    if not has_threads:
+        if wanted != [None]:
+            note = f"target '{target.name}' has no thread setting; its runtime picks the thread count"
+        wanted = [None]
+    elif wanted == [None]:
+        wanted = [cfg.threads]
+
+    def make(n: int | None) -> Runner:
+        run = target.runner(artifact, cfg.model_copy(update={"threads": n}) if has_threads else cfg)
         if isinstance(run, Unavailable):
             raise BackendUnavailable(f"cannot run the {target.name} artifact here: {run.reason}")
         return run
 
-    return make, threads, note
+    return make, wanted, note

@@ -14,7 +14,7 @@ def command(
     warmup: int = typer.Option(3, "--warmup", min=0, help="Warm-up calls per batch size."),
     iterations: int = typer.Option(20, "--iterations", "-n", min=1, help="Timed calls per batch size."),
     seconds: float | None = typer.Option(None, "--seconds", help="Time bound per batch size (overrides --iterations)."),
-    threads: int | None = typer.Option(None, "--threads", help="Intra-op threads (runtime default when omitted)."),
+    threads: str | None = typer.Option(None, "--threads", "-t", help="Intra-op threads, or a comma-separated sweep, e.g. 1,2 (runtime default when omitted)."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Time PyTorch eager interleaved, for the speedup."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache holding the build's PyTorch model (for the speedup)."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
@@ -24,21 +24,16 @@ def command(
     from vopt.bench.source import resolve_source
     from vopt.bench.targets import runner_factory
     from vopt.datasets.images import load_batch
-    from vopt.errors import RecipeError
 
-    try:
-        sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
-    except ValueError:
-        raise RecipeError(f"--batch-sizes {batch_sizes}: use comma-separated integers, e.g. 1,4,8") from None
-    if not sizes or min(sizes) < 1:
-        raise RecipeError(f"--batch-sizes {batch_sizes}: sizes must be >= 1")
+    sizes = _ints(batch_sizes, "--batch-sizes")
+    thread_counts = _ints(threads, "--threads") if threads else None
     src = resolve_source(path, cache_dir)
     ok, why = src.target.available()
     if not ok:
         from vopt.errors import BackendUnavailable
 
         raise BackendUnavailable(f"target '{src.target.name}': {why}")
-    make, threads_in_effect, note = runner_factory(src.target, src.artifact, src.compile_cfg, threads)
+    make, threads_in_effect, note = runner_factory(src.target, src.artifact, src.compile_cfg, thread_counts)
     notes = [*src.notes, *([note] if note else [])]
     settings = BenchSettings(sizes, warmup, iterations, seconds, threads_in_effect, baseline)
     images = load_batch(None, src.artifact.preprocess, min(8, max(sizes)))
@@ -56,22 +51,33 @@ def command(
     _show(result)
 
 
+def _ints(text: str, option: str) -> list[int]:
+    from vopt.errors import RecipeError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise RecipeError(f"{option} {text}: use comma-separated integers, e.g. 1,4,8") from None
+    if not values or min(values) < 1:
+        raise RecipeError(f"{option} {text}: values must be >= 1")
+    return values
+
+
 def _show(r: dict) -> None:
     from rich.table import Table
 
     from vopt.report.data import fmt_bytes
 
-    t = Table("batch", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "runs", box=None, header_style="bold")
+    t = Table("threads", "batch", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "runs", box=None, header_style="bold")
     for row in r["results"]:
-        t.add_row(str(row["batch"]), f"{row['first_ms']:.3f}", f"{row['p50_ms']:.3f}", f"{row['p90_ms']:.3f}",
-                  f"{row['p99_ms']:.3f}", f"{row['throughput_ips']:.1f}", str(row["iterations"]))
+        t.add_row(str(row["threads"] or "default"), str(row["batch"]), f"{row['first_ms']:.3f}", f"{row['p50_ms']:.3f}",
+                  f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}", f"{row['throughput_ips']:.1f}", str(row["iterations"]))
     out.print(t)
-    out.print(f"runtime {r['runtime']}, threads {r['threads'] or 'default'}, cold start {r['cold_ms']:.2f} ms "
+    out.print(f"runtime {r['runtime']}, cold start {r['cold_ms']:.2f} ms "
               f"(+ {r['load_ms']:.1f} ms session load), peak RSS {r['peak_rss_mb']:.0f} MB, artifact {fmt_bytes(r['artifact_bytes'])}",
               highlight=False)
-    base = r.get("baseline")
-    if base:
-        out.print(f"PyTorch eager {base['pytorch_p50_ms']:.3f} ms vs {base['artifact_p50_ms']:.3f} ms at batch {base['batch']} "
-                  f"(interleaved): [bold]{base['speedup']:.2f}x[/]", highlight=False)
+    for base in r.get("baselines") or ([r["baseline"]] if r.get("baseline") else []):
+        out.print(f"PyTorch eager {base['pytorch_p50_ms']:.3f} ms vs {base['artifact_p50_ms']:.3f} ms at batch {base['batch']}, "
+                  f"{base['threads'] or 'default'} threads (interleaved): [bold]{base['speedup']:.2f}x[/]", highlight=False)
     for n in r.get("notes", []):
         err.print(f"[yellow]note:[/] {n}", highlight=False)

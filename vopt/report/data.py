@@ -69,7 +69,8 @@ def p50_at_smallest_batch(manifest: dict[str, Any]) -> tuple[float | None, float
     rows = bench_rows(manifest)
     if not rows:
         return None, None, None
-    first = min(rows, key=lambda r: r.get("batch", 1))
+    first_threads = rows[0].get("threads")  # with a thread sweep, the latency of the first setting
+    first = min((r for r in rows if r.get("threads") == first_threads), key=lambda r: r.get("batch", 1))
     best = max(rows, key=lambda r: r.get("throughput_ips", 0))
     return first.get("p50_ms"), best.get("throughput_ips"), best.get("batch")
 

@@ -122,7 +122,8 @@ def _benchmark(m: dict[str, Any], plots: dict[str, str]) -> Section | None:
     if b.get("status") not in (None, "ok"):
         sec.blocks.append(f"Not run: {b.get('reason') or b.get('summary')}.")
         return sec
-    threads = b.get("threads") or "runtime default"
+    counts = b.get("thread_counts") or [b.get("threads")]
+    threads = ", ".join(str(t or "runtime default") for t in counts)
     sec.blocks.append(
         f"Runtime `{b.get('runtime', '?')}`, threads: {threads} (of {b.get('cpus', '?')} CPUs, "
         f"load average {d.fmt_num(b.get('load_average'), 3)} at the start), "
@@ -130,14 +131,18 @@ def _benchmark(m: dict[str, Any], plots: dict[str, str]) -> Section | None:
         f"first inference (cold) {d.fmt_num(b.get('cold_ms'), 4)} ms, peak RSS {d.fmt_num(b.get('peak_rss_mb'), 4)} MB, "
         f"artifact {d.fmt_bytes(b.get('artifact_bytes'))}."
     )
-    rows = [[str(r.get("batch")), d.fmt_num(r.get("first_ms"), 4), d.fmt_num(r.get("p50_ms"), 4), d.fmt_num(r.get("p90_ms"), 4),
-             d.fmt_num(r.get("p99_ms"), 4), d.fmt_num(r.get("throughput_ips"), 5), str(r.get("iterations", "-"))]
+    sweep = len(counts) > 1
+    rows = [([str(r.get("threads") or "default")] if sweep else [])
+            + [str(r.get("batch")), d.fmt_num(r.get("first_ms"), 4), d.fmt_num(r.get("p50_ms"), 4), d.fmt_num(r.get("p90_ms"), 4),
+               d.fmt_num(r.get("p99_ms"), 4), d.fmt_num(r.get("throughput_ips"), 5), str(r.get("iterations", "-"))]
             for r in d.bench_rows(m)]
-    sec.blocks.append(Table(["batch", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "runs"], rows))
-    base = b.get("baseline")
-    if base:
+    header = ["batch", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "runs"]
+    sec.blocks.append(Table(["threads", *header] if sweep else header, rows))
+    for base in b.get("baselines") or ([b["baseline"]] if b.get("baseline") else []):
+        n = base.get("threads")
+        at = f"batch {base.get('batch')}" + ((f", {n} thread" + ("s" if n != 1 else "") if n else ", default threads") if sweep else "")
         sec.blocks.append(
-            f"PyTorch eager at batch {base.get('batch')}, timed interleaved with the artifact in the same run: "
+            f"PyTorch eager at {at}, timed interleaved with the artifact in the same run: "
             f"{d.fmt_num(base.get('pytorch_p50_ms'), 4)} ms vs {d.fmt_num(base.get('artifact_p50_ms'), 4)} ms p50, "
             f"a speedup of **{base.get('speedup', 0):.2f}x**."
         )

@@ -26,27 +26,34 @@ def _png(fig: Any) -> bytes:
 
 
 def latency_vs_batch(rows: list[dict[str, Any]], title: str) -> bytes | None:
-    """p50 latency (with the p90 band) and throughput against batch size."""
-    rows = sorted((r for r in rows if "batch" in r and "p50_ms" in r), key=lambda r: r["batch"])
+    """p50 latency (with the p90 band) and throughput against batch size; one line pair per thread count."""
+    rows = [r for r in rows if "batch" in r and "p50_ms" in r]
     if not rows:
         return None
     plt = _pyplot()
-    b = [r["batch"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.plot(b, [r["p50_ms"] for r in rows], "o-", color=ACCENT, label="p50 latency")
-    if all("p90_ms" in r for r in rows):
-        ax.fill_between(b, [r["p50_ms"] for r in rows], [r["p90_ms"] for r in rows], color=ACCENT, alpha=0.15,
-                        label="p50 to p90")
+    ax2 = ax.twinx()
+    counts = list(dict.fromkeys(r.get("threads") for r in rows))
+    colors = [ACCENT, "#3a9a5b", "#8a4fbf", "#b33a3a"]
+    for i, threads in enumerate(counts):
+        sub = sorted((r for r in rows if r.get("threads") == threads), key=lambda r: r["batch"])
+        b = [r["batch"] for r in sub]
+        suffix = f", {_threads(threads)}" if len(counts) > 1 else ""
+        color = colors[i % len(colors)]
+        ax.plot(b, [r["p50_ms"] for r in sub], "o-", color=color, label=f"p50 latency{suffix}")
+        if all("p90_ms" in r for r in sub):
+            ax.fill_between(b, [r["p50_ms"] for r in sub], [r["p90_ms"] for r in sub], color=color, alpha=0.12,
+                            label="p50 to p90" if i == 0 else None)
+        ax2.plot(b, [r.get("throughput_ips", 0) for r in sub], "s--", color=SECOND if len(counts) == 1 else color,
+                 alpha=0.9, label=f"throughput{suffix}")
     ax.set_xlabel("batch size")
     ax.set_ylabel("latency per batch (ms)")
-    ax.set_xticks(b)
+    ax.set_xticks(sorted({r["batch"] for r in rows}))
     ax.grid(alpha=0.3)
-    ax2 = ax.twinx()
-    ax2.plot(b, [r.get("throughput_ips", 0) for r in rows], "s--", color=SECOND, label="throughput")
-    ax2.set_ylabel("throughput (img/s)")
+    ax2.set_ylabel("throughput (img/s, dashed)")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=8, frameon=False)
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=7, frameon=False)
     ax.set_title(title, fontsize=10)
     return _png(fig)
 
@@ -76,3 +83,7 @@ def size_vs_agreement(points: list[tuple[str, float, float]], metric: str, title
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
     return _png(fig)
+
+
+def _threads(n: int | None) -> str:
+    return "default threads" if not n else f"{n} thread" + ("s" if n != 1 else "")

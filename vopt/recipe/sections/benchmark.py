@@ -10,5 +10,7 @@ class BenchmarkSection(Section):
     warmup: int = Field(default=3, ge=0)
     iterations: int = Field(default=20, ge=1)
     seconds: float | None = Field(default=None, description="Time bound per batch size; overrides iterations.")
-    threads: int | None = None
+    threads: int | list[int] | None = Field(
+        default=None, description="Intra-op threads for the runtime and PyTorch; a list sweeps them. Runtime default when omitted."
+    )
     baseline: bool = Field(default=True, description="Also time PyTorch eager, interleaved, for the speedup.")
