@@ -231,3 +231,18 @@ def test_quant_npz_calibration_changes_the_cache_key(write_recipe, cli, tmp_path
     m2 = _build(cli, recipe, tmp_path / "out")
     assert not _step(m2, "quantize")["cached"]
     assert _step(m2, "quantize")["report"]["calibration"]["fingerprint"] != cal["fingerprint"]
+
+
+@pytest.mark.slow
+def test_quant_coreml_int8_weights_after_compile(write_recipe, cli, tmp_path):
+    ct = pytest.importorskip("coremltools")
+    recipe = write_recipe(_recipe("resnet", "coreml", {"check": {"samples": 4, "benchmark": False}}, validate={"samples": 2}))
+    m = _build(cli, recipe, tmp_path / "out")
+    assert [s["stage"] for s in m["steps"]][:4] == ["load", "export", "compile", "quantize"]  # after compile
+    step = _step(m, "quantize")
+    rep = step["report"]
+    assert rep["scheme"] == "coreml-weights" and "int8" in rep["scheme_info"]["method"]
+    assert rep["check"]["status"] == "not run"  # Core ML predicts only on macOS
+    spec = ct.models.MLModel(str(_artifact(step)), skip_model_load=True).get_spec()
+    ops = [op.type for f in spec.mlProgram.functions.values() for b in f.block_specializations.values() for op in b.operations]
+    assert sum(t.startswith("constexpr_") for t in ops) >= 5  # int8 weights dequantized at load time

@@ -209,7 +209,7 @@ class _Run:
         return result, kept, checked
 
     def _fallback_report(self, table, kept, candidates, budget, history, converged: bool) -> None:
-        self.report["sensitivity"] = table
+        self.report["sensitivity"] = [{**row, "kept_float": row["node"] in kept} for row in table]
         self.report["fallback"] = {
             "converged": converged, "kept_float": kept, "quantized_layers": len(candidates), "budget_layers": budget,
             "float_fraction": round(len(kept) / len(candidates), 4) if candidates else 0.0, "rounds": history,
