@@ -54,9 +54,8 @@ def _print(info: dict, top: int) -> None:
     mix = info.get("precision_mix", {})
     if mix:
         out.print("  precision  " + ", ".join(f"{k}: {v} tensors" for k, v in mix.items()))
-    for key in ("quantization",):
-        if info.get(key):
-            out.print(f"  {key[:10]:<10} " + escape(", ".join(f"{k}={v}" for k, v in info[key].items())))
+    if info.get("quantization"):
+        out.print("  quantized  " + escape(", ".join(f"{k}={v}" for k, v in info["quantization"].items())))
     meta = info.get("metadata", {})
     ours = {k: v for k, v in sorted(meta.items()) if k.startswith("vopt.")}
     others = len(meta) - len(ours)
@@ -195,6 +194,9 @@ def _coreml(path: Path) -> dict:
                             kind = _mil_dtype(o.type)
                             if kind not in ("string", "bool", "scalar"):  # op parameters, not tensors
                                 mix[kind] += 1
+                    elif op.type.startswith("constexpr") and "quantized_data" in op.attributes:
+                        # compressed weights: count the stored (int8/uint8) tensor, not the fp16 it expands to
+                        mix[_mil_dtype(op.attributes["quantized_data"].type)] += 1
     quant = {"constexpr ops": sum(v for k, v in ops.items() if k.startswith("constexpr"))} if any(
         k.startswith("constexpr") for k in ops) else {}
     return {
