@@ -180,6 +180,16 @@ def test_qnn_epcontext_for_soc_model(write_recipe, tmp_path):
         feeds = {"pixel_values": images[i : i + 1]}
         np.testing.assert_allclose(ctx_run(feeds)["logits"], plain(feeds)["logits"], atol=1e-6)
 
+    # embed_context: false -> a directory with the EPContext model and its context binary beside it.
+    cfg = target.Config(target="qnn", soc_model="60", embed_context=False)
+    (tmp_path / "x").mkdir()
+    art = target.compile(exported.derive(qdq, format="onnx"), cfg, Context(recipe=recipe, target=target, workdir=tmp_path / "x"))
+    files = sorted(p.name for p in (tmp_path / "x" / "qnn_context").iterdir())
+    assert art.format == "qnn-context" and art.path.endswith("qnn_context") and "model_ctx.onnx" in files
+    assert any(f.endswith(".bin") for f in files)
+    feeds = {"pixel_values": images[:1]}
+    np.testing.assert_allclose(target.runner(art, cfg)(feeds)["logits"], plain(feeds)["logits"], atol=1e-6)
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("precision", "act"), [("int8", "uint8"), ("int16", "uint16")])

@@ -87,6 +87,8 @@ def describe(path: Path) -> dict:
         if not found:
             raise RecipeError(f"{path}: build directory without an artifact")
         path = found[0]
+    if path.is_dir() and any(path.glob("*_ctx.onnx")):  # a QNN EPContext model with its external .bin
+        path = sorted(path.glob("*_ctx.onnx"))[0]
     if path.suffix == ".onnx":
         info = _onnx(path)
     elif path.suffix == ".xml" or (path.is_dir() and any(path.glob("*.xml"))):

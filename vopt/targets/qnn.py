@@ -88,19 +88,21 @@ class QnnTarget(Target):
         ctx.report.update(qdq=qdq, placement=where)
         result = artifact.derive(path, format="onnx")
         if cfg.context_binary or cfg.soc_model:
-            ctx_path = ctx.out("model_ctx.onnx")
+            # embed_context: false keeps the context binary in a .bin next to the EPContext model: one directory.
+            ctx_dir = ctx.out("qnn_context") if not cfg.embed_context else ctx.workdir
+            ctx_dir.mkdir(parents=True, exist_ok=True)
+            ctx_path = ctx_dir / "model_ctx.onnx"
             try:
                 write_context_model(path, ctx_path, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch, embed=cfg.embed_context)
             except Exception as exc:
                 raise BuildError(f"QNN context binary generation failed: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
-            # One directory keeps the EPContext model next to its external .bin (embed_context: false).
             ctx_proto = onnx.load(str(ctx_path))
             set_onnx_metadata(ctx_proto, {**meta, "vopt.qnn.soc_model": str(cfg.soc_model), "vopt.qnn.htp_arch": str(cfg.htp_arch)})
             onnx.save(ctx_proto, str(ctx_path))
             ctx.report["context_model"] = {"nodes": [n.op_type for n in ctx_proto.graph.node], "soc_model": cfg.soc_model}
             result = artifact.derive(ctx_path, format="qnn-context")
             if not cfg.embed_context:
-                result = artifact.derive(ctx.workdir, format="qnn-context")
+                result = artifact.derive(ctx_dir, format="qnn-context")
         ctx.report["summary"] = (
             f"{qdq['quantize_nodes']} Q / {qdq['dequantize_nodes']} DQ ({'/'.join(qdq['activation_types']) or 'float'}), "
             f"QNN took {where['qnn_nodes']}/{where['graph_nodes']} nodes in {where['qnn_partitions']} partition(s), "
