@@ -101,3 +101,14 @@ def test_families_hf_checkpoint_that_does_not_match(cli, write_recipe, tmp_path)
     result = cli("build", recipe, "--out", tmp_path / "out")
     assert result.exit_code == 1
     assert "does not match the model" in result.output and "Traceback" not in result.output
+
+
+def test_families_family_model_with_another_task_uses_that_tasks_outputs(cli, write_recipe, tmp_path):
+    from tests.conftest import tiny_model
+
+    recipe = write_recipe({"name": "vit-features", "validate": None,
+                           "model": {**tiny_model("vit"), "task": "feature-extraction"}})
+    manifest, reports = _reports(cli("build", recipe, "--out", tmp_path / "out", "--json"))
+    assert set(reports["export"]["parity"]["outputs"]) == {"last_hidden_state"}
+    assert manifest["artifact"]["preprocess"]["mean"] == [0.5, 0.5, 0.5]  # still ViT's contract
+    assert reports["export"]["parity"]["worst_cosine"] >= 0.9999

@@ -43,7 +43,7 @@ class FuseStage(Stage):
         if is_graph_only(artifact):
             ctx.warn(f"{artifact.meta.get('source')} models are fixed graphs: nothing fused")
             ctx.report["summary"] = "skipped (fixed graph)"
-            return artifact
+            return artifact.derive(artifact.path)  # a copy: the engine stamps lineage on what it gets back
         family = family_of(artifact)
         wrapped = OutputWrapper.wrap(model, family)
         images = torch.from_numpy(load_batch(None, artifact.preprocess, 2))

@@ -95,6 +95,12 @@ class HfSource(Source):
         if family.name == "generic":
             family = family_for(None, task)
             _preprocessor_defaults(family, local if local.exists() else None)
+        elif task != family.task:
+            # e.g. a ViT used as a feature extractor: the task's outputs, the family's preprocessing.
+            generic = family_for(None, task)
+            generic.mean, generic.std = family.mean, family.std  # type: ignore[misc]
+            generic.image_size, generic.resize = family.image_size, family.resize  # type: ignore[misc]
+            family = generic
         model_cls = self._model_class(family, task)
         torch.manual_seed(spec.seed)
         try:
