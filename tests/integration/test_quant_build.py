@@ -246,3 +246,15 @@ def test_quant_coreml_int8_weights_after_compile(write_recipe, cli, tmp_path):
     spec = ct.models.MLModel(str(_artifact(step)), skip_model_load=True).get_spec()
     ops = [op.type for f in spec.mlProgram.functions.values() for b in f.block_specializations.values() for op in b.operations]
     assert sum(t.startswith("constexpr_") for t in ops) >= 5  # int8 weights dequantized at load time
+
+
+def test_quant_fallback_measured_ranking(write_recipe, cli, tmp_path):
+    q = {"gates": {"centered_cosine": ">=0.997"}, "auto_fallback": True, "max_float_fraction": 0.6,
+         "options": {"rank_by": "measured"}, "check": {"samples": 16, "benchmark": False}}
+    recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2}))
+    rep = _step(_build(cli, recipe, tmp_path / "out"), "quantize")["report"]
+    assert rep["fallback"]["converged"] and rep["gates"][0]["passed"]
+    table = rep["sensitivity"]
+    values = [r["alone_float_centered_cosine"] for r in table]
+    assert values == sorted(values, reverse=True)  # the layer whose float version helps most comes first
+    assert len(rep["fallback"]["kept_float"]) <= 12  # measured: 10 of 24 (the default SQNR-drop order needs 19)
