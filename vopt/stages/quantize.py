@@ -74,8 +74,11 @@ class QuantizeStage(Stage):
         if artifact.format not in scheme_cls.input_formats:
             raise BuildError(f"scheme '{config.scheme}' takes {', '.join(scheme_cls.input_formats)}, got {artifact.format}",
                              stage="quantize")
+        from vopt.quant.schemes.base import quiet_logs
+
         family = family_of(artifact)
-        with tempfile.TemporaryDirectory(prefix="vopt-quant-") as tmp:
+        # Calibrators and NNCF print to stdout, which `--json` owns: the whole step runs with stdout on stderr.
+        with tempfile.TemporaryDirectory(prefix="vopt-quant-") as tmp, quiet_logs():
             return _Run(artifact, config, ctx, scheme_cls(config, Path(tmp), family), family).go()
 
 
