@@ -127,3 +127,14 @@ def test_quant_write_back_uses_the_manifest(tmp_path):
     assert yaml.safe_load(path.read_text())["quantize"]["exclude"]["nodes"] == ["a", "b"]
     assert write_back(load_recipe(path), manifest) is None  # already there
     assert write_back(loaded, {"steps": [{"stage": "quantize", "report": {}}]}) is None
+
+
+def test_quant_missing_scheme_package_is_named_at_plan_time(monkeypatch):
+    import importlib.util
+
+    from vopt.errors import BackendUnavailable
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx_ir" else real(name, *a))
+    with pytest.raises(BackendUnavailable, match=r"onnx-ir.*pip install 'vopt\[int4\]'"):
+        _configure("cpu", precision="int4")

@@ -22,7 +22,7 @@ class QuantizeStage(Stage):
 
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> QuantizeConfig | None:
-        from vopt.quant.schemes import PRECISIONS, default_scheme
+        from vopt.quant.schemes import PRECISIONS, check_requirements, default_scheme
 
         q = recipe.quantize
         if q is None or q.precision == "fp32":
@@ -37,6 +37,7 @@ class QuantizeStage(Stage):
         precision = q.precision or PRECISIONS[scheme][0]
         if precision not in PRECISIONS[scheme]:
             raise RecipeError(f"quantize.precision: scheme '{scheme}' makes {', '.join(PRECISIONS[scheme])}, not {precision}")
+        check_requirements(scheme)
         act, weight, per_channel = _types(scheme, precision, q)
         return QuantizeConfig(
             target=target.name, scheme=scheme, precision=precision, per_channel=per_channel,

@@ -41,6 +41,26 @@ PRECISIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Python packages each scheme needs beyond the core: (import name, distribution, pip extra).
+REQUIRES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "qnn-qdq": (),  # the QNN QDQ config ships with onnxruntime itself
+    "nncf": (("openvino", "openvino", "openvino"), ("nncf", "nncf", "openvino")),
+    "coreml-weights": (("coremltools", "coremltools", "coreml"),),
+    "int4-weight": (("onnx_ir", "onnx-ir", "int4"),),
+}
+
+
+def check_requirements(scheme: str) -> None:
+    """Name a missing package before any work starts (plan time), not after load and export."""
+    import importlib.util
+
+    from vopt.errors import missing_extra
+
+    for module, dist, extra in REQUIRES.get(scheme, ()):
+        if importlib.util.find_spec(module) is None:
+            raise missing_extra(dist, extra, f"quantize scheme '{scheme}'")
+
+
 def default_scheme(target: Any) -> str | None:
     return getattr(target, "quant_scheme", None) or TARGET_DEFAULTS.get(target.name)
 
