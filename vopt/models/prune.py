@@ -62,15 +62,19 @@ def attention_modules(model: Any) -> list[tuple[Any, tuple[Any, Any, Any], str]]
     return found
 
 
+SCOPES = {"full": "all channels", "backbone+mlp": "CNN backbone channels and MLP hidden width",
+          "mlp": "MLP hidden width only"}
+
+
 class PruneFailed(Exception):
     """torch-pruning could not prune this model consistently (the model may be half-edited: reload it)."""
 
 
 def structured(model: Any, call: Any, example: Any, *, ratio: float, ignore: list[str], prune_heads: bool,
-               global_pruning: bool, mlp_only: bool = False) -> dict[str, Any]:
-    """Prune channels/heads. `mlp_only` prunes only the hidden width of expansion Linears (MLP blocks):
-    the fallback for transformers whose residual width is tied to things torch-pruning cannot see
-    (computed position embeddings, relative position tables, layer scales)."""
+               global_pruning: bool, scope: str = "full") -> dict[str, Any]:
+    """Prune channels/heads. The narrower scopes are fallbacks for transformers whose residual width is tied
+    to things torch-pruning cannot see (computed position embeddings, relative position tables, layer scales):
+    `backbone+mlp` prunes convolutions inside a CNN backbone and MLP hidden widths; `mlp` only the latter."""
     import torch
 
     try:
@@ -81,10 +85,16 @@ def structured(model: Any, call: Any, example: Any, *, ratio: float, ignore: lis
     ignored_names = sorted({n for n, _ in matching(model, ignore)} | set(output_layers(model, call, example)))
     modules = dict(model.named_modules())
     ignored = [modules[n] for n in ignored_names]
-    attn = [] if mlp_only else attention_modules(model)
-    if mlp_only:
-        ignored += [m for m in modules.values() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
-                    and not (isinstance(m, torch.nn.Linear) and m.out_features > m.in_features)]
+    attn = attention_modules(model) if scope == "full" else []
+    if scope != "full":
+        def keep(name: str, m: Any) -> bool:
+            if isinstance(m, torch.nn.Linear):
+                return m.out_features > m.in_features  # an MLP expansion: its width is internal
+            return scope == "backbone+mlp" and ".backbone." in f".{name}."
+
+        ignored += [m for n, m in modules.items() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and not keep(n, m)]
+        if not any(isinstance(m, torch.nn.Conv2d) and keep(n, m) for n, m in modules.items()):
+            scope = "mlp"  # no CNN backbone here: say what was really pruned
     num_heads = {layer: getattr(mod, attr) for mod, qkv, attr in attn for layer in qkv}
     heads_before = sum(getattr(mod, attr) for mod, _, attr in attn)
     wrapper = call  # the output wrapper: an nn.Module holding `model`, so the pruner edits the real layers
@@ -125,7 +135,7 @@ def structured(model: Any, call: Any, example: Any, *, ratio: float, ignore: lis
         "macs_before": int(macs0), "macs_after": int(macs1), "macs_reduction": macs0 / max(macs1, 1),
         "macs_input_shape": list(example.shape), "ignored_layers": ignored_names,
         "attention_heads_before": heads_before, "attention_heads_after": heads_after,
-        "scope": "MLP hidden width only" if mlp_only else "all channels" + (", attention heads" if attn else ""),
+        "scope": SCOPES[scope] + (", attention heads" if attn else ""),
     }
 
 

@@ -39,8 +39,8 @@ class PruneStage(Stage):
     def run(self, artifact: Artifact, config: PruneConfig, ctx) -> Artifact:
         import torch
 
-        from vopt.models.prune import PruneFailed, structured, unstructured
-        from vopt.models.resolve import OutputWrapper, family_of, load_module, save_module
+        from vopt.models.prune import unstructured
+        from vopt.models.resolve import family_of, load_module, save_module
 
         family = family_of(artifact)
         model = load_module(artifact)
@@ -50,18 +50,7 @@ class PruneStage(Stage):
             kw = {"ratio": config.ratio, "ignore": ignore, "prune_heads": config.prune_heads,
                   "global_pruning": config.global_pruning}
             with ctx.reporter.bar(f"prune: structured, ratio {config.ratio}", None):
-                try:
-                    report = structured(model, OutputWrapper.wrap(model, family), example, **kw)
-                except PruneFailed as exc:
-                    # Retry on a fresh copy, pruning only MLP widths, which never touch the residual stream.
-                    ctx.warn(f"full structural pruning failed ({exc}); pruned MLP hidden widths only")
-                    model = load_module(artifact)
-                    try:
-                        report = structured(model, OutputWrapper.wrap(model, family), example, mlp_only=True, **kw)
-                    except PruneFailed as again:
-                        raise BuildError(f"{again}; list the failing modules in prune.ignore, or drop prune:",
-                                         stage="prune") from None
-                    report["fallback"] = str(exc)
+                model, report = self._structured(model, artifact, family, example, kw, ctx)
             summary = (f"{report['scope']}: params {report['params_before'] / 1e6:.2f}M -> {report['params_after'] / 1e6:.2f}M "
                        f"({report['params_reduction']:.2f}x), MACs {report['macs_before'] / 1e9:.3g}G -> "
                        f"{report['macs_after'] / 1e9:.3g}G ({report['macs_reduction']:.2f}x)")
@@ -74,3 +63,25 @@ class PruneStage(Stage):
         path = ctx.out("model.pt")
         save_module(model, path)
         return artifact.derive(path, meta={"pruned": {k: report[k] for k in ("method", "ratio", "params_after")}})
+
+    @staticmethod
+    def _structured(model, artifact, family, example, kw, ctx) -> tuple[Any, dict[str, Any]]:
+        """Full pruning, else narrower scopes on a fresh copy of the model (a failed attempt leaves it half-edited)."""
+        from vopt.models.prune import PruneFailed, structured
+        from vopt.models.resolve import OutputWrapper, load_module
+
+        failures: list[str] = []
+        for scope in ("full", "backbone+mlp", "mlp"):
+            if failures:
+                model = load_module(artifact)
+            try:
+                report = structured(model, OutputWrapper.wrap(model, family), example, scope=scope, **kw)
+            except PruneFailed as exc:
+                failures.append(f"{scope}: {exc}")
+                continue
+            if failures:
+                ctx.warn(f"full structural pruning failed ({failures[0]}); pruned {report['scope']}")
+                report["fallback"] = failures
+            return model, report
+        raise BuildError(f"structural pruning failed ({'; '.join(failures)}); list the failing modules in "
+                         "prune.ignore, or drop prune:", stage="prune")
