@@ -57,3 +57,13 @@ def test_thread_sweep_table_and_plot():
     assert "batch 1, 1 thread, timed" in md and "batch 1, 2 threads, timed" in md and "**3.00x**" in md
     assert len(make_plots(m)["latency_vs_batch"]) > 5000
     assert "p50 latency: **1.00 ms**" in md  # the first thread setting's smallest batch
+
+
+def test_an_odd_manifest_never_fails_the_build(tmp_path):
+    # A benchmark row from some other tool: latencies as a list, not a number.
+    m = _manifest(benchmark={"status": "ok", "results": [{"batch": 1, "p50_ms": [1.0, 2.0]}, {"batch": 2, "p50_ms": {}}]})
+    write_reports(m, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "plot latency_vs_batch not drawn" in md
+    assert "## Stages" in md and "## Benchmark" in md  # the rest of the report is still there
+    assert (tmp_path / "report.html").is_file()

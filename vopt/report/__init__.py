@@ -6,22 +6,28 @@ from pathlib import Path
 from typing import Any
 
 
-def make_plots(manifest: dict[str, Any]) -> dict[str, bytes]:
+def make_plots(manifest: dict[str, Any], errors: list[str] | None = None) -> dict[str, bytes]:
     """Plot name -> PNG bytes, for the plots this manifest has data for."""
     from vopt.report import data
     from vopt.report.plots import latency_vs_batch, size_vs_agreement
 
     name = (manifest.get("recipe") or {}).get("name", "?")
     runtime = (manifest.get("benchmark") or {}).get("runtime", manifest.get("target", "?"))
-    images: dict[str, bytes] = {}
-    png = latency_vs_batch(data.bench_rows(manifest), f"{name} on {runtime}")
-    if png:
-        images["latency_vs_batch"] = png
     metric, points = data.agreement_points(manifest)
-    if len(points) >= 1:
-        png = size_vs_agreement(points, metric, f"{name}: size vs {metric.replace('_', ' ')}")
+    makers = {
+        "latency_vs_batch": lambda: latency_vs_batch(data.bench_rows(manifest), f"{name} on {runtime}"),
+        "size_vs_agreement": lambda: size_vs_agreement(points, metric, f"{name}: size vs {metric.replace('_', ' ')}"),
+    }
+    images: dict[str, bytes] = {}
+    for key, make in makers.items():
+        try:
+            png = make()
+        except Exception as exc:  # noqa: BLE001 - a plot must never cost the user a finished build
+            if errors is not None:
+                errors.append(f"plot {key} not drawn: {type(exc).__name__}: {exc}")
+            continue
         if png:
-            images["size_vs_agreement"] = png
+            images[key] = png
     return images
 
 
@@ -30,7 +36,10 @@ def write_reports(manifest: dict[str, Any], out_dir: Path) -> None:
     from vopt.report.markdown import render_markdown
 
     out_dir = Path(out_dir)
-    images = make_plots(manifest)
+    errors: list[str] = []
+    images = make_plots(manifest, errors)
+    if errors:  # said in the report itself, not in manifest.json (already written)
+        manifest = {**manifest, "warnings": [*(manifest.get("warnings") or []), *errors]}
     files = {}
     if images:
         (out_dir / "plots").mkdir(exist_ok=True)

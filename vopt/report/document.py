@@ -39,13 +39,32 @@ class Document:
 def build_document(manifest: dict[str, Any], plots: dict[str, str]) -> Document:
     """`plots` maps plot name -> file name, for the plots that were drawn."""
     name = (manifest.get("recipe") or {}).get("name", "?")
+    sections = [
+        _safe(title, fn)
+        for title, fn in (
+            ("Stages", lambda: _stages(manifest)),
+            ("Validation", lambda: _validation(manifest)),
+            ("Benchmark", lambda: _benchmark(manifest, plots)),
+            ("Size vs agreement", lambda: _agreement_plot(plots)),
+            ("Quantization sensitivity", lambda: _sensitivity(manifest)),
+            ("Build", lambda: _about(manifest)),
+        )
+    ]
+    facts = _safe("facts", lambda: _facts(manifest))
     return Document(
         title=f"vopt build: {name}",
-        facts=_facts(manifest),
+        facts=facts if isinstance(facts, list) else [("status", str(manifest.get("status", "?")))],
         warnings=list(manifest.get("warnings") or []),
-        sections=[s for s in (_stages(manifest), _validation(manifest), _benchmark(manifest, plots),
-                              _agreement_plot(plots), _sensitivity(manifest), _about(manifest)) if s and s.blocks],
+        sections=[s for s in sections if isinstance(s, Section) and s.blocks],
     )
+
+
+def _safe(title: str, fn: Any) -> Any:
+    """A section that cannot be rendered (an odd or older manifest) says so instead of failing the build."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - the report is the last step of a finished build
+        return Section(title, [f"This part of the report could not be rendered: {type(exc).__name__}: {exc}"])
 
 
 def _facts(m: dict[str, Any]) -> list[tuple[str, str]]:
