@@ -114,3 +114,28 @@ def test_export_parity_check_fails_the_build_when_ort_drifts(cli, write_recipe, 
     result = _build(cli, write_recipe, tmp_path, model=tiny_model("resnet"))
     assert result.exit_code == 1
     assert "drifts from PyTorch beyond the resnet tolerance" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("family", "output", "size"), [("segformer", "logits", 96), ("dinov2", "last_hidden_state", 48)])
+def test_export_dynamic_height_width_follows_the_family_output_axes(cli, write_recipe, tmp_path, family, output, size):
+    """Input height/width dynamic: the family's spatial output axes are dynamic too, and ORT at a new size
+    matches PyTorch at that size."""
+    import torch
+
+    from vopt.models.resolve import OutputWrapper, family_of, load_module
+    from vopt.pipeline.cache import Cache
+    from vopt.runtimes.ort import runner
+
+    model = tiny_model(family)
+    model["input"]["dynamic"] = {"height": [32, 64, 128], "width": [32, 64, 128]}
+    manifest, reports = _reports(_build(cli, write_recipe, tmp_path, model=model, export={"parity_samples": 2}))
+    shape = next(o for o in manifest["artifact"]["io"]["outputs"] if o["name"] == output)["shape"]
+    spatial = shape[1:2] if family == "dinov2" else shape[2:]
+    assert spatial and all(isinstance(d, str) for d in spatial), shape
+    x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
+    got = runner(tmp_path / "out" / "exp" / manifest["artifact"]["file"])({"pixel_values": x})[output]
+    loaded = Cache().get(manifest["steps"][0]["key"]).artifact
+    with torch.no_grad():
+        ref = OutputWrapper.wrap(load_module(loaded), family_of(loaded))(torch.from_numpy(x))[0].numpy()
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() < 1e-4

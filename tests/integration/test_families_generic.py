@@ -112,3 +112,14 @@ def test_families_family_model_with_another_task_uses_that_tasks_outputs(cli, wr
     assert set(reports["export"]["parity"]["outputs"]) == {"last_hidden_state"}
     assert manifest["artifact"]["preprocess"]["mean"] == [0.5, 0.5, 0.5]  # still ViT's contract
     assert reports["export"]["parity"]["worst_cosine"] >= 0.9999
+
+
+def test_families_deit_gets_imagenet_normalisation(cli, write_recipe, tmp_path):
+    recipe = write_recipe({"name": "deit", "validate": None, "model": {
+        "source": "hf", "id": "facebook/deit-tiny-patch16-224", "family": "vit", "weights": "random",
+        "config": {"model_type": "deit", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                   "intermediate_size": 64, "image_size": 64, "patch_size": 16, "num_labels": 10},
+        "input": {"shape": [1, 3, 64, 64]}}})
+    manifest, reports = _reports(cli("build", recipe, "--out", tmp_path / "out", "--json"))
+    assert manifest["artifact"]["preprocess"]["mean"] == [0.485, 0.456, 0.406]
+    assert reports["export"]["parity"]["worst_cosine"] >= 0.9999

@@ -62,7 +62,7 @@ class ExportStage(Stage):
         example = torch.randn(*config.input_shape, generator=torch.Generator().manual_seed(0))
         path = ctx.out("model.onnx")
         outputs = list(family.outputs)
-        dyn_axes = self._dynamic_axes(config, outputs)
+        dyn_axes = self._dynamic_axes(config, outputs, family.output_axes)
         with ctx.reporter.bar("export: tracing and writing ONNX", None):
             try:
                 # Exporters print progress (and whole IR graphs on failure) on stdout, which belongs to --json.
@@ -98,7 +98,8 @@ class ExportStage(Stage):
         return out
 
     @staticmethod
-    def _dynamic_axes(config: ExportConfig, outputs: list[str]) -> dict[str, dict[int, str]] | None:
+    def _dynamic_axes(config: ExportConfig, outputs: list[str],
+                      output_axes: dict[str, dict[int, str]] | None = None) -> dict[str, dict[int, str]] | None:
         axes: dict[int, str] = {}
         if config.dynamic_batch or (config.dynamic and "batch" in config.dynamic):
             axes[0] = "batch"
@@ -110,8 +111,9 @@ class ExportStage(Stage):
         if not axes:
             return None
         result = {config.input_name: axes}
+        spatial = 2 in axes or 3 in axes
         for o in outputs:
-            result[o] = {0: "batch"} if 0 in axes else {}
+            result[o] = {**({0: "batch"} if 0 in axes else {}), **((output_axes or {}).get(o, {}) if spatial else {})}
         return result
 
     @staticmethod

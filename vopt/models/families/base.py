@@ -34,6 +34,8 @@ class Family:
     # Export parity tolerances (fp32): max abs diff and cosine.
     atol: ClassVar[float] = 1e-4
     min_cosine: ClassVar[float] = 0.9999
+    # Output axes besides batch that follow the input's height/width when those are dynamic.
+    output_axes: ClassVar[dict[str, dict[int, str]]] = {}
     # Outputs whose order is not stable across tiny numeric differences (top-k).
     unordered_outputs: ClassVar[tuple[str, ...]] = ()
     # Default ops and node-name globs kept in float when quantizing.

@@ -9,6 +9,7 @@ class Dinov2(Family):
     model_types = ("dinov2",)
     task = "feature-extraction"
     outputs = ("last_hidden_state", "pooler_output")
+    output_axes = {"last_hidden_state": {1: "tokens"}}  # 1 + (H/patch)*(W/patch); position embeddings interpolate
     resize = 256
     is_transformer = True
     quant_exclude_ops = ("Softmax", "LayerNormalization")

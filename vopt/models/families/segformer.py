@@ -9,6 +9,7 @@ class Segformer(Family):
     model_types = ("segformer",)
     task = "semantic-segmentation"
     outputs = ("logits",)  # [batch, classes, H/4, W/4]
+    output_axes = {"logits": {2: "out_height", 3: "out_width"}}
     image_size = 512
     is_transformer = True
     prune_ignore = ("decode_head.classifier*",)

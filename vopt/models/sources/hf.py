@@ -161,6 +161,8 @@ class HfSource(Source):
 def _from_config(model_cls: Any, config: Any) -> Any:
     # Auto classes have from_config; concrete model classes only the private _from_config.
     build = getattr(model_cls, "from_config", None) or model_cls._from_config
+    if getattr(config, "architectures", None) is None:
+        config.architectures = []  # Auto classes with several candidates (DeiT) iterate over it
     return build(config, attn_implementation="eager")
 
 
