@@ -177,3 +177,12 @@ def test_sources_editing_the_factory_file_invalidates_the_cache(cli, write_recip
     edited, after = _ok(_build(cli, write_recipe, tmp_path, model))
     assert not edited["steps"][0]["cached"]
     assert after["load"]["params"] < before["load"]["params"]  # the edited code ran, not the imported copy
+
+
+def test_sources_python_model_prunes_and_keeps_its_head(cli, write_recipe, tmp_path, netmod):
+    _, reports = _ok(_build(cli, write_recipe, tmp_path, {"source": "python", "arch": f"{netmod}:build", "weights": "random"},
+                            fuse={}, prune={"ratio": 0.5}))
+    p = reports["prune"]
+    assert p["ignored_layers"] == ["8"]  # the final Linear produces the output: its 10 classes stay
+    assert p["params_after"] < p["params_before"] / 2
+    assert reports["export"]["parity"]["worst_cosine"] >= 0.9999
