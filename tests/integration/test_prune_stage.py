@@ -75,3 +75,13 @@ def test_prune_falls_back_to_mlp_widths_where_full_pruning_breaks(cli, write_rec
     assert any("full structural pruning failed" in w and "pruned MLP hidden width only" in w for w in p["warnings"])
     assert p["params_after"] < p["params_before"]
     assert reports["export"]["parity"]["outputs"]["logits"]["cosine"] >= 0.9999
+
+
+def test_prune_detr_backbone_through_frozen_batchnorms(cli, write_recipe, tmp_path):
+    # DETR's backbone uses FrozenBatchNorm2d, which torch-pruning cannot see; vopt folds those first.
+    reports = _build(cli, write_recipe, tmp_path, tiny_model("detr"), {"ratio": 0.3})
+    p = reports["prune"]
+    assert p["frozen_batchnorms_folded"] == 12
+    assert p["scope"] == "CNN backbone channels and MLP hidden width"
+    assert p["params_before"] / p["params_after"] > 1.5
+    assert reports["export"]["parity"]["worst_cosine"] >= 0.9999

@@ -82,6 +82,9 @@ def structured(model: Any, call: Any, example: Any, *, ratio: float, ignore: lis
     except ImportError:
         raise missing_extra("torch-pruning", "prune", "structural pruning") from None
 
+    # torch-pruning follows the autograd graph: frozen layers (DETR freezes its backbone's stem) would be invisible.
+    for param in model.parameters():
+        param.requires_grad_(True)
     ignored_names = sorted({n for n, _ in matching(model, ignore)} | set(output_layers(model, call, example)))
     modules = dict(model.named_modules())
     ignored = [modules[n] for n in ignored_names]

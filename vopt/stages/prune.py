@@ -74,14 +74,31 @@ class PruneStage(Stage):
         for scope in ("full", "backbone+mlp", "mlp"):
             if failures:
                 model = load_module(artifact)
+            frozen = _fold_frozen_bn(model, OutputWrapper.wrap(model, family), example)
             try:
                 report = structured(model, OutputWrapper.wrap(model, family), example, scope=scope, **kw)
             except PruneFailed as exc:
                 failures.append(f"{scope}: {exc}")
                 continue
+            if frozen:
+                report["frozen_batchnorms_folded"] = frozen
             if failures:
                 ctx.warn(f"full structural pruning failed ({failures[0]}); pruned {report['scope']}")
                 report["fallback"] = failures
             return model, report
         raise BuildError(f"structural pruning failed ({'; '.join(failures)}); list the failing modules in "
                          "prune.ignore, or drop prune:", stage="prune")
+
+
+def _fold_frozen_bn(model: Any, call: Any, example: Any) -> int:
+    """torch-pruning does not know transformers' FrozenBatchNorm2d (DETR, RT-DETR backbones): fold those
+    into their convolutions first, as the fuse stage would, so the backbone can be pruned."""
+    import torch
+
+    from vopt.models.fuse import find_conv_bn_pairs, fold
+
+    with torch.no_grad():
+        pairs = [(c, b) for c, b in find_conv_bn_pairs(model, example, call).fused
+                 if type(dict(model.named_modules())[b]).__name__.endswith("FrozenBatchNorm2d")]
+    fold(model, pairs)
+    return len(pairs)
