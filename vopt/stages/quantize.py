@@ -142,7 +142,8 @@ class _Run:
             if scheme.ranks_layers:
                 result, kept, checked = self.fallback(model, result, calib, checked)
             else:
-                ctx.warn(f"auto_fallback: scheme '{cfg.scheme}' cannot rank layers (QDQ schemes can); gates checked as is")
+                ctx.warn(f"auto_fallback: scheme '{cfg.scheme}' cannot rank layers (the QDQ schemes and nncf can); "
+                         "gates checked as is")
         for w in scheme.warnings:
             ctx.warn(w)
         self.report["scheme_info"] = scheme.info
@@ -181,13 +182,12 @@ class _Run:
         return result
 
     def fallback(self, model: Path, first: Path, calib: Any, checked: dict[str, Any]):
-        from vopt.quant.sensitivity import rank_layers, table_lines
+        from vopt.quant.sensitivity import table_lines
 
         cfg, scheme, ctx = self.cfg, self.scheme, self.ctx
-        candidates = scheme.candidates(first)
         with ctx.reporter.bar("rank layer sensitivity", None):
-            table = rank_layers(model, first, candidates, calib, cfg.check.sensitivity_samples, scheme.work,
-                                rank_by=str(cfg.options.get("rank_by", "drop")))
+            candidates, table = scheme.rank(model, first, calib, cfg.check.sensitivity_samples,
+                                            str(cfg.options.get("rank_by", "drop")))
         if cfg.options.get("rank_by") == "measured":
             table = self._measured(model, table)
         budget = math.floor(cfg.max_float_fraction * len(candidates))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,7 @@ class _Items:
 class NncfScheme(Scheme):
     name = "nncf"
     output_format = "openvino-ir"
+    ranks_layers = True
     tools = ("openvino", "nncf")
 
     def prepare(self, src: Path) -> Path:
@@ -86,6 +88,26 @@ class NncfScheme(Scheme):
         self.info["preset"] = name.lower()
         return nncf.QuantizationPreset[name]
 
+    def rank(self, model: Path, quantized: Path, calib: CalibrationSet, samples: int,
+             rank_by: str) -> tuple[list[str], list[dict[str, Any]]]:
+        """NNCF's IR has no per-layer Q/DQ to compare, so rank on an ORT QDQ proxy of the same ONNX model
+        (u8/s8 per-channel, same calibration data). Layer names are the ONNX node names; they map onto
+        OpenVINO ops by friendly name (a Conv with bias becomes '<name>/WithoutBiases' + '<name>')."""
+        from vopt.quant.schemes.ort_qdq import OrtQdqScheme
+        from vopt.quant.sensitivity import rank_layers
+
+        proxy_work = self.work / "proxy"
+        proxy_work.mkdir(exist_ok=True)
+        cfg = self.cfg.model_copy(update={"activation_type": "uint8", "weight_type": "int8", "per_channel": True})
+        proxy = OrtQdqScheme(cfg, proxy_work, self.family)
+        float_model = proxy.prepare(model)
+        proxy.calibrate(float_model, calib, lambda n=1: None)
+        qdq = proxy.quantize(float_model, [], proxy_work / "proxy_qdq.onnx")
+        candidates = proxy.candidates(qdq)
+        table = rank_layers(float_model, qdq, candidates, calib, samples, proxy_work, rank_by=rank_by)
+        self.info["ranking"] = "on an ORT QDQ proxy of the ONNX model (u8/s8 per-channel)"
+        return candidates, table
+
     def _ignored_scope(self, ov_model, exclude_nodes: list[str]):
         import fnmatch
         import re
@@ -93,12 +115,16 @@ class NncfScheme(Scheme):
         import nncf
 
         types = sorted({OV_TYPES.get(t, t) for t in self.excluded_ops()})
-        globs = [*self.excluded_globs(), *exclude_nodes]
-        patterns = [fnmatch.translate(g) for g in globs]
-        if not types and not patterns:
-            return None
         names = [op.get_friendly_name() for op in ov_model.get_ops()]
+        patterns = [fnmatch.translate(g) for g in self.excluded_globs()]
         matched = [p for p in patterns if any(re.match(p, n) for n in names)]
         if len(matched) < len(patterns):
             self.warnings.append(f"{len(patterns) - len(matched)} exclude.nodes pattern(s) match no OpenVINO op name")
-        return nncf.IgnoredScope(types=types, patterns=matched, validate=False)
+        # Exact ONNX node names (the fallback's, or written back): the op itself and its '<name>/...' parts.
+        wanted = [*exclude_nodes, *self.excluded_globs()]
+        exact = [n for n in names for e in wanted if n == e or n.startswith(e + "/")]
+        if not types and not matched and not exact:
+            return None
+        if exact:
+            self.info["ignored_ops"] = sorted(set(exact))
+        return nncf.IgnoredScope(names=sorted(set(exact)), types=types, patterns=matched, validate=False)
