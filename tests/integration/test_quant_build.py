@@ -287,3 +287,22 @@ def test_quant_openvino_fallback_ranks_on_a_qdq_proxy(write_recipe, cli, tmp_pat
     ignored = rep["scheme_info"]["ignored_ops"]
     assert all(any(op == n or op.startswith(n + "/") for op in ignored) for n in fb["kept_float"])
     assert "proxy" in rep["scheme_info"]["ranking"]
+
+
+def test_quant_fallback_to_int16_and_write_back(write_recipe, cli, tmp_path):
+    q = {"gates": {"centered_cosine": ">=0.997"}, "auto_fallback": True, "max_float_fraction": 0.75, "fallback_step": 2,
+         "options": {"fallback_to": "int16"}, "check": {"samples": 16, "benchmark": False}}
+    recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2}))
+    m = _build(cli, recipe, tmp_path / "out", "--write-back")
+    step = _step(m, "quantize")
+    fb = step["report"]["fallback"]
+    assert fb["to"] == "int16" and fb["converged"] and fb["kept_int16"]  # measured: 12 of 24 layers
+    model = onnx.load(str(_artifact(step)))
+    inits = {i.name: i for i in model.graph.initializer}
+    zp_types = {onnx.numpy_helper.to_array(inits[n.input[2]]).dtype for n in model.graph.node
+                if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits}
+    assert {np.dtype(np.uint8), np.dtype(np.uint16)} <= zp_types  # still quantized: some tensors at 16 bits
+    written = yaml.safe_load(recipe.read_text())["quantize"]["options"]
+    assert written["int16_nodes"] == fb["kept_int16"] and written["fallback_to"] == "int16"
+    again = _step(_build(cli, recipe, tmp_path / "out2"), "quantize")
+    assert "fallback" not in again["report"] and again["output_sha256"] == step["output_sha256"]

@@ -104,11 +104,11 @@ def _r(x: float) -> float | None:
     return round(x, 3) if math.isfinite(x) else (None if math.isnan(x) else (999.0 if x > 0 else -999.0))
 
 
-def table_lines(table: list[dict[str, Any]], kept: list[str], limit: int = 15) -> list[str]:
+def table_lines(table: list[dict[str, Any]], kept: list[str], to: str = "float", limit: int = 15) -> list[str]:
     """The sensitivity table as text lines, for errors and the CLI."""
     lines = [f"{'rank':>4}  {'drop dB':>8}  {'out SQNR dB':>11}  {'op':<10} node"]
     for row in table[:limit]:
-        mark = "  (kept float)" if row["node"] in kept else ""
+        mark = f"  (kept {to})" if row["node"] in kept else ""
         lines.append(f"{row['rank']:>4}  {row['drop_db']:>8.2f}  {row['out_sqnr_db']:>11.2f}  {row['op_type']:<10} {row['node']}{mark}")
     if len(table) > limit:
         lines.append(f"… {len(table) - limit} more layers in the manifest (steps[quantize].report.sensitivity)")

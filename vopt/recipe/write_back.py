@@ -12,65 +12,75 @@ import yaml
 KEYS = ("quantize", "exclude", "nodes")
 
 
-def kept_float(manifest: dict[str, Any]) -> list[str]:
+INT16_KEYS = ("quantize", "options", "int16_nodes")
+
+
+def kept_float(manifest: dict[str, Any], to: str = "float") -> list[str]:
     for step in manifest.get("steps", []):
         if step.get("stage") == "quantize":
-            return list((step.get("report") or {}).get("fallback", {}).get("kept_float") or [])
+            return list((step.get("report") or {}).get("fallback", {}).get(f"kept_{to}") or [])
     return []
 
 
 def write_back(loaded: Any, manifest: dict[str, Any]) -> str | None:
     """Returns what was written (for the CLI), or None when there is nothing to write."""
-    kept = kept_float(manifest)
+    kept, keys = kept_float(manifest), KEYS
+    if not kept:  # options.fallback_to: int16 -> quantize.options.int16_nodes
+        kept, keys = kept_float(manifest, "int16"), INT16_KEYS
     path: Path | None = loaded.path
     if not kept or path is None:
         return None
     q = loaded.recipe.quantize
-    existing = list(q.exclude.nodes) if q is not None else []
+    if keys == KEYS:
+        existing = list(q.exclude.nodes) if q is not None else []
+    else:
+        existing = list((q.options if q is not None else {}).get("int16_nodes", []))
     new = [n for n in kept if n not in existing]
     if not new:
         return None
     nodes = existing + new  # the full list: a list set in this file replaces an inherited one
     text = Path(path).read_text()
-    updated = set_nodes(text, nodes)
-    check = yaml.safe_load(updated) or {}
-    got = ((check.get("quantize") or {}).get("exclude") or {}).get("nodes")
+    updated = set_nodes(text, nodes, keys)
+    got: Any = yaml.safe_load(updated) or {}
+    for key in keys:
+        got = (got or {}).get(key) if isinstance(got, dict) else None
     if got != nodes:  # never leave a recipe that does not say what we meant
-        raise RuntimeError(f"write-back produced an unexpected recipe (quantize.exclude.nodes = {got!r})")
+        raise RuntimeError(f"write-back produced an unexpected recipe ({'.'.join(keys)} = {got!r})")
     tmp = Path(path).with_name(f".{Path(path).name}.write-back")
     tmp.write_text(updated)
     tmp.replace(path)
-    return f"quantize.exclude.nodes (+{len(new)} layer{'s' if len(new) != 1 else ''} kept in float)"
+    where = "kept in float" if keys == KEYS else "with 16-bit activations"
+    return f"{'.'.join(keys)} (+{len(new)} layer{'s' if len(new) != 1 else ''} {where})"
 
 
-def set_nodes(text: str, nodes: list[str]) -> str:
-    """Set quantize.exclude.nodes in YAML text, touching as little of it as possible."""
+def set_nodes(text: str, nodes: list[str], keys: tuple[str, ...] = KEYS) -> str:
+    """Set quantize.exclude.nodes (or another key path) in YAML text, touching as little of it as possible."""
     root = yaml.compose(text)
     if root is None or not isinstance(root, yaml.MappingNode):
-        return text.rstrip("\n") + "\n" + _block(KEYS, nodes, 0)
+        return text.rstrip("\n") + "\n" + _block(keys, nodes, 0)
     node: yaml.Node = root
     depth = 0
-    for key in KEYS:
+    for key in keys:
         child = _child(node, key)
         if child is None:
             break
         node, depth = child, depth + 1
-    if depth == len(KEYS):  # the list exists: replace its value, in the style it was written in
+    if depth == len(keys):  # the list exists: replace its value, in the style it was written in
         if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
             pad = "\n" + " " * node.start_mark.column
             return _replace(text, node, pad.join(f"- {json.dumps(n)}" for n in nodes))
         return _replace(text, node, json.dumps(nodes))
     if not isinstance(node, yaml.MappingNode):  # e.g. `quantize:` with no value
-        return _replace(text, node, json.dumps(_nest(KEYS[depth:], nodes)))
+        return _replace(text, node, json.dumps(_nest(keys[depth:], nodes)))
     if node.flow_style:
         data = yaml.safe_load(text[node.start_mark.index : node.end_mark.index]) or {}
         cur = data
-        for key in KEYS[depth:-1]:
+        for key in keys[depth:-1]:
             cur = cur.setdefault(key, {})
-        cur[KEYS[-1]] = nodes
+        cur[keys[-1]] = nodes
         return _replace(text, node, json.dumps(data))
     if node is root:
-        return text.rstrip("\n") + "\n" + _block(KEYS[depth:], nodes, 0)
+        return text.rstrip("\n") + "\n" + _block(keys[depth:], nodes, 0)
     indent = node.value[0][0].start_mark.column if node.value else 2
     # Insert after the line where the mapping's last value ends (a block node's own end mark is at the
     # next token, past any comments in between).
@@ -82,7 +92,7 @@ def set_nodes(text: str, nodes: list[str]) -> str:
     newline = text.find("\n", last.end_mark.index - 1 if last.end_mark.index else 0)
     insert_at = len(text) if newline < 0 else newline + 1
     prefix = "" if insert_at == 0 or text[insert_at - 1] == "\n" else "\n"
-    return text[:insert_at] + prefix + _block(KEYS[depth:], nodes, indent) + text[insert_at:]
+    return text[:insert_at] + prefix + _block(keys[depth:], nodes, indent) + text[insert_at:]
 
 
 def _child(node: yaml.Node, key: str) -> yaml.Node | None:
@@ -105,7 +115,7 @@ def _block(keys: tuple[str, ...], nodes: list[str], indent: int) -> str:
     lines = []
     for i, key in enumerate(keys):
         pad = " " * (indent + 2 * i)
-        note = "  # written by vopt build --write-back (quantize auto_fallback)" if key == "nodes" else ""
+        note = "  # written by vopt build --write-back (quantize auto_fallback)" if i == len(keys) - 1 else ""
         lines.append(f"{pad}{key}:{note}")
     pad = " " * (indent + 2 * len(keys))
     lines += [f"{pad}- {json.dumps(n)}" for n in nodes]

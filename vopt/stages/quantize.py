@@ -192,26 +192,27 @@ class _Run:
             table = self._measured(model, table)
         budget = math.floor(cfg.max_float_fraction * len(candidates))
         order = [r["node"] for r in table]
-        history = [{"kept_float": 0, **_gate_values(checked["gates"])}]
+        to = self._fallback_to()
+        history = [{f"kept_{to}": 0, **_gate_values(checked["gates"])}]
         kept: list[str] = []
         result = first
         while not _passed(checked["gates"]):
             nxt = order[len(kept) : len(kept) + cfg.fallback_step]
             if not nxt or len(kept) + len(nxt) > budget:
-                self._fallback_report(table, kept, candidates, budget, history, converged=False)
+                self._fallback_report(table, kept, candidates, budget, history, converged=False, to=to)
                 failing = [g for g in checked["gates"] if not g["passed"]]
                 lines = [f"{g['metric']} = {g['value']:.6g}, needs {g['condition']} (quantize)" for g in failing]
-                lines.append(f"fallback spent its budget: {len(kept)} of {len(candidates)} quantized layers kept in float "
+                lines.append(f"fallback spent its budget: {len(kept)} of {len(candidates)} quantized layers kept in {to} "
                              f"(max_float_fraction {cfg.max_float_fraction}); sensitivity, worst first:")
-                lines += table_lines(table, kept)
+                lines += table_lines(table, kept, to)
                 raise GateFailed("quantize gate failed after auto_fallback", lines=lines,
                                  failures=[{**g, "stage": "quantize"} for g in failing])
             kept = [*kept, *nxt]
-            with ctx.reporter.bar(f"fallback: {len(kept)} layer(s) in float", None):
+            with ctx.reporter.bar(f"fallback: {len(kept)} layer(s) in {to}", None):
                 result = scheme.quantize(model, kept, scheme.work / f"fallback_{len(kept)}.onnx")
             checked = self.check(result) or checked
-            history.append({"kept_float": len(kept), **_gate_values(checked["gates"])})
-        self._fallback_report(table, kept, candidates, budget, history, converged=True)
+            history.append({f"kept_{to}": len(kept), **_gate_values(checked["gates"])})
+        self._fallback_report(table, kept, candidates, budget, history, converged=True, to=to)
         return result, kept, checked
 
     def _measured(self, model: Path, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -237,10 +238,17 @@ class _Run:
             row["rank"] = i
         return table
 
-    def _fallback_report(self, table, kept, candidates, budget, history, converged: bool) -> None:
-        self.report["sensitivity"] = [{**row, "kept_float": row["node"] in kept} for row in table]
+    def _fallback_to(self) -> str:
+        to = str(self.cfg.options.get("fallback_to", "float"))
+        if to not in ("float", "int16") or (to == "int16" and self.cfg.scheme not in ("ort-qdq", "trt-qdq")):
+            raise RecipeError(f"quantize.options.fallback_to: '{to}' is not available for scheme '{self.cfg.scheme}' "
+                              "(float everywhere the fallback runs; int16 for ort-qdq and trt-qdq)")
+        return to
+
+    def _fallback_report(self, table, kept, candidates, budget, history, converged: bool, to: str = "float") -> None:
+        self.report["sensitivity"] = [{**row, f"kept_{to}": row["node"] in kept} for row in table]
         self.report["fallback"] = {
-            "converged": converged, "kept_float": kept, "quantized_layers": len(candidates), "budget_layers": budget,
+            "converged": converged, "to": to, f"kept_{to}": kept, "quantized_layers": len(candidates), "budget_layers": budget,
             "float_fraction": round(len(kept) / len(candidates), 4) if candidates else 0.0, "rounds": history,
             "ranking": "drop_db: SQNR lost between a layer's input and output (float vs quantized activations, calibration data)",
         }
@@ -302,7 +310,11 @@ class _Run:
         meta["vopt.quantize.scheme"] = self.cfg.scheme
         # Everything kept in float, whether the recipe or the fallback chose it: a written-back recipe
         # then rebuilds the same bytes.
-        meta["vopt.quantize.float_nodes"] = json.dumps(sorted({*kept, *self.cfg.exclude.nodes}))
+        wide = self._fallback_to() == "int16" if kept else False
+        meta["vopt.quantize.float_nodes"] = json.dumps(sorted({*([] if wide else kept), *self.cfg.exclude.nodes}))
+        int16 = sorted({*(kept if wide else []), *self.cfg.options.get("int16_nodes", [])})
+        if int16:
+            meta["vopt.quantize.int16_nodes"] = json.dumps(int16)
         cal = self.report.get("calibration", {})
         if cal:
             meta["vopt.quantize.calibration"] = json.dumps({k: cal[k] for k in ("kind", "samples", "seed", "method", "fingerprint")})
@@ -317,7 +329,7 @@ class _Run:
             w = check["worst"]
             parts.append(f"cosine {w['cosine']:.4f}" + (f", centered {w['centered_cosine']:.4f}" if "centered_cosine" in w else ""))
         if kept:
-            parts.append(f"{len(kept)} layer(s) kept float")
+            parts.append(f"{len(kept)} layer(s) kept {self.report.get('fallback', {}).get('to', 'float')}")
         sp = r.get("speed", {})
         if sp.get("status") == "ok":
             parts.append(f"{sp['speedup']:.2f}x vs float" + ("" if sp["paid"] else " (did NOT pay)"))

@@ -127,6 +127,13 @@ class OrtQdqScheme(Scheme):
         from onnxruntime.quantization import QuantFormat, quantize_static
 
         op_types = self.op_types_to_quantize(model)
+        extra = self.extra_options()
+        # options.fallback_to: int16 keeps the fallback's layers quantized, with 16-bit activations.
+        wide = list(self.cfg.options.get("int16_nodes", []))
+        if self.cfg.options.get("fallback_to") == "int16":
+            wide, exclude_nodes = sorted({*wide, *exclude_nodes}), []
+        if wide:
+            extra = {**extra, "TensorQuantOverrides": self.int16_overrides(model, wide), "UseQDQContribOps": True}
         with quiet_logs():
             quantize_static(
                 str(model),
@@ -139,10 +146,20 @@ class OrtQdqScheme(Scheme):
                 weight_type=quant_type(self.cfg.weight_type or "int8"),
                 nodes_to_exclude=self.exclusions(model, exclude_nodes),
                 calibrate_method=calib_method(self.cfg.calibration.method),
-                extra_options=self.extra_options(),
+                extra_options=extra,
                 calibration_cache_path=str(self.ranges_file),
             )
         return out
+
+    def int16_overrides(self, model: Path, nodes: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """16-bit activations on the inputs and outputs of these nodes (weights stay 8-bit)."""
+        import onnx
+
+        graph = onnx.load(str(model), load_external_data=False).graph
+        inits = {i.name for i in graph.initializer}
+        qtype = quant_type("int16" if self.symmetric else "uint16")
+        tensors = sorted({t for n in graph.node if n.name in set(nodes) for t in [*n.input, *n.output] if t and t not in inits})
+        return {t: [{"quant_type": qtype}] for t in tensors}
 
     def op_types_to_quantize(self, model: Path) -> list[str] | None:
         excluded = set(self.excluded_ops())
