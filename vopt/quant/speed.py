@@ -10,6 +10,13 @@ import numpy as np
 from vopt.pipeline.artifact import Artifact
 from vopt.targets.base import Runner, Unavailable
 
+# Targets whose runtime here only emulates the device: timing it would say nothing about the device.
+EMULATED = {
+    "webgpu": "the browser runs here on SwiftShader/wasm, not on a GPU: timings would not reflect the device",
+    "webnn": "WebNN runs here only on wasm: timings would not reflect the device",
+    "qnn": "QNN runs here on the x86 HTP simulator: timings would not reflect the NPU",
+}
+
 
 def _runner(ctx: Any, artifact: Artifact) -> Runner | Unavailable:
     try:
@@ -44,6 +51,8 @@ def compare_speed(float_art: Artifact, quant_art: Artifact, ctx: Any, images: np
                   rounds: int) -> dict[str, Any]:
     from vopt.bench.timing import interleaved
 
+    if ctx.target.name in EMULATED:
+        return {"status": "not measured", "reason": EMULATED[ctx.target.name]}
     rf, rq = _runner(ctx, float_art), _runner(ctx, quant_art)
     for r in (rf, rq):
         if isinstance(r, Unavailable):
