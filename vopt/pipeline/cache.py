@@ -84,13 +84,7 @@ class Cache:
         )
         final = self._dir(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():  # a rebuild (--no-cache) or a concurrent build: replace atomically
-            trash = self.tmp_root / f"old-{uuid.uuid4().hex[:12]}"
-            os.rename(final, trash)
-            os.rename(workdir, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(workdir, final)
+        atomic_replace_dir(workdir, final)  # replaces an entry on --no-cache or a concurrent build
         entry = self.get(key)
         assert entry is not None
         return entry.artifact
@@ -107,6 +101,17 @@ class Cache:
             if pid_text.isdigit() and _alive(int(pid_text)) and int(pid_text) != 0:
                 continue
             shutil.rmtree(child, ignore_errors=True)
+
+
+def atomic_replace_dir(staging: Path, final: Path) -> None:
+    """Swap a fully written staging directory into place with renames only."""
+    if final.exists():
+        trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(final, trash)
+        os.rename(staging, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(staging, final)
 
 
 def _relative_to(path: Path, root: Path) -> str | None:

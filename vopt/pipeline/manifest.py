@@ -69,7 +69,7 @@ def _artifact_entry(artifact: Artifact | None) -> dict[str, Any] | None:
 
 def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, Any]) -> Path:
     """Write artifact + manifest + reports into a staging dir, then swap it in: never a partial build dir."""
-    from vopt.pipeline.runner import atomic_replace_dir
+    from vopt.pipeline.cache import atomic_replace_dir
 
     final = final.resolve()
     final.parent.mkdir(parents=True, exist_ok=True)

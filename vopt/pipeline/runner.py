@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,14 +168,3 @@ def platform_info() -> dict[str, Any]:
 def versions() -> dict[str, str]:
     names = ["torch", "transformers", "onnx", "onnxruntime", "openvino", "nncf", "onnxruntime-qnn", "coremltools"]
     return {"vopt": vopt.__version__, **{k: v for k, v in tool_versions(names).items() if v != "absent"}}
-
-
-def atomic_replace_dir(staging: Path, final: Path) -> None:
-    """Swap a fully written staging directory into place."""
-    if final.exists():
-        trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(final, trash)
-        os.rename(staging, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.rename(staging, final)
