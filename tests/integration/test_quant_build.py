@@ -179,6 +179,14 @@ def test_quant_impossible_gate_exits_3_with_the_sensitivity_table(write_recipe, 
     assert "quantize gate failed after auto_fallback" in res.output
     assert "fallback spent its budget" in res.output and "max_float_fraction 0.2" in res.output
     assert "drop dB" in res.output and "(kept float)" in res.output and "/Conv" in res.output
+    # the build directory holds a manifest saying why, and no artifact
+    out = tmp_path / "out" / "q-resnet-cpu"
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "gate_failed" and m["artifact"] is None
+    failed = m["steps"][-1]
+    assert failed["stage"] == "quantize" and failed["report"]["status"] == "gate_failed"
+    assert any("fallback spent its budget" in line for line in failed["report"]["lines"])
+    assert not list(out.glob("*.onnx"))
 
 
 def test_quant_gate_without_fallback_fails_build_after_writing_manifest(write_recipe, cli, tmp_path):

@@ -38,7 +38,7 @@ def make_manifest(loaded, target, records, artifact: Artifact | None, failures) 
     return {
         "vopt_version": versions()["vopt"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": "gate_failed" if failures else "ok",
+        "status": "gate_failed" if failures or any(r.report.get("status") == "gate_failed" for r in records) else "ok",
         "recipe": {
             "name": loaded.recipe.name,
             "file": str(loaded.path) if loaded.path else None,

@@ -69,7 +69,16 @@ def build(
         if entry is not None:
             result, report, seconds, cached = entry.artifact, entry.report, entry.duration_s, True
         else:
-            result, report, seconds = _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug)
+            try:
+                result, report, seconds = _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug)
+            except GateFailed as exc:
+                # A stage's own gate (e.g. quantize with auto_fallback) failed: record why in a manifest-only
+                # build directory, so no stale artifact or manifest from an earlier build is left to mislead.
+                reporter.stage_end(step.name, cached=False, seconds=0.0, detail="gate failed")
+                report = {"status": "gate_failed", "error": exc.message, "lines": exc.lines, "gates": exc.failures}
+                records.append(StepRecord(step.name, key, False, 0.0, parent_sha, None, step.config.model_dump(mode="json"), report))
+                _write_failed(loaded, target, records, out_root, [{**f, "stage": step.name} for f in exc.failures])
+                raise
             cached = False
         reporter.stage_end(step.name, cached=cached, seconds=seconds, detail=_summary(report))
         records.append(
@@ -102,6 +111,13 @@ def build(
         lines = [f"{f['metric']} = {f['value']:.6g}, needs {f['condition']} ({f['stage']})" for f in failures]
         raise GateFailed(f"{len(failures)} gate{'s' if len(failures) > 1 else ''} failed", lines=lines, failures=failures)
     return result_obj
+
+
+def _write_failed(loaded: LoadedRecipe, target: Any, records: list[StepRecord], out_root: Path | str, failures: list) -> None:
+    from vopt.pipeline.manifest import make_manifest, write_build_dir
+
+    manifest = make_manifest(loaded, target, records, None, failures)
+    write_build_dir(Path(out_root) / loaded.recipe.name, None, manifest)
 
 
 def preflight(steps: list, target: Any) -> None:
