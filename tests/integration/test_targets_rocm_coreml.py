@@ -41,6 +41,12 @@ def test_cpu_artifact_and_ort_format(write_recipe, cli, tmp_path):
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
     assert m["validation"]["runtime"] == "onnxruntime-cpu" and m["validation"]["metrics"]["logits"]["cosine"] > 0.9999
+    # the .ort flatbuffer reaches the build directory next to the ONNX, and ORT loads it
+    import onnxruntime as ort
+
+    ort_file = tmp_path / "out" / "cpu-vit" / "model.ort"
+    assert ort_file.is_file() and (tmp_path / "out" / "cpu-vit" / "model.onnx").is_file()
+    assert ort.InferenceSession(str(ort_file), providers=["CPUExecutionProvider"]).get_inputs()[0].name == "pixel_values"
 
 
 @pytest.mark.slow

@@ -83,6 +83,8 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
                 shutil.copytree(src, dst)
             else:
                 shutil.copy2(src, dst)
+            for name in artifact.meta.get("companions", []):  # files that belong with the artifact, e.g. model.ort
+                shutil.copy2(src.parent / name, staging / name)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         from vopt.report import write_reports
 

@@ -67,7 +67,8 @@ class CpuTarget(Target):
         ctx.report["summary"] = f"ORT {cfg.optimization} optimizations, {len(proto.graph.node)} nodes" + (
             f" ({qdq} quantized)" if qdq else "")
         ctx.report["nodes"] = len(proto.graph.node)
-        return artifact.derive(path, format="onnx")
+        # The .ort file travels with the ONNX into the build directory.
+        return artifact.derive(path, format="onnx", meta={"companions": ["model.ort"] if cfg.ort_format else []})
 
     def runner(self, artifact: Artifact, cfg: CpuConfig) -> Runner | Unavailable:
         from vopt.runtimes.ort import runner
