@@ -101,6 +101,8 @@ def test_web_fp32_runs_on_webgpu_and_wasm_and_matches_torch(builds, family):
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["vopt.target"] == "webgpu" and meta["vopt.precision"] == "fp32"
+    report = (out / "report.md").read_text()  # the per-EP results reach the report, not only the manifest
+    assert "In headless Chromium" in report and "| webgpu | ok |" in report and "| wasm | ok |" in report
 
 
 def test_web_int8_qdq_runs_on_webgpu_with_quantize_nodes_reported_on_cpu(builds):

@@ -125,6 +125,18 @@ def _validation(m: dict[str, Any]) -> Section | None:
         sec.blocks.append(Table(["output", *names], rows))
         notes = [f"`{out}`: {ms['note']}" for out, ms in outputs.items() if isinstance(ms, dict) and ms.get("note")]
         sec.blocks += notes
+    browser = (v.get("browser") or {}).get("eps") or {}
+    if browser:
+        rows = []
+        for ep, e in browser.items():
+            timing = e.get("timing") or {}
+            if e.get("status") == "ok":
+                rows.append([ep, "ok", d.fmt_num(e.get("worst_max_abs_diff")), d.fmt_num(e.get("worst_cosine")),
+                             d.fmt_num(timing.get("median_run_ms"))])
+            else:
+                rows.append([ep, str(e.get("status")), "-", "-", str(e.get("reason", ""))[:80]])
+        sec.blocks.append("In headless Chromium (onnxruntime-web), per execution provider:")
+        sec.blocks.append(Table(["EP", "status", "max abs diff", "cosine", "median ms / reason"], rows))
     spread = v.get("reference_spread") or {}
     high = [k for k, s in spread.items() if isinstance(s, (int, float)) and s > 0.99]
     if high:
