@@ -61,12 +61,11 @@ class RocmTarget(Target):
         proto = onnx.load(artifact.path)
         already = _float16_tensors(proto)
         if precision == "fp16" and not already:
-            from onnxruntime.transformers.float16 import convert_float_to_float16
+            from vopt.quant.fp16 import convert_to_fp16
 
             try:
-                proto = convert_float_to_float16(
-                    proto, keep_io_types=cfg.keep_io_types, op_block_list=cfg.op_block_list or None,
-                    node_block_list=cfg.node_block_list or None, disable_shape_infer=False,
+                proto, _ = convert_to_fp16(
+                    proto, keep_io_types=cfg.keep_io_types, op_block=cfg.op_block_list, node_block=cfg.node_block_list
                 )
             except Exception as exc:
                 raise BuildError(f"fp16 conversion failed: {str(exc).splitlines()[0][:300]}", stage="compile") from exc

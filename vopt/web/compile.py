@@ -126,11 +126,9 @@ def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) 
             return "int8 QDQ (from the quantize stage)"
         if onnx.TensorProto.FLOAT16 in types:
             return "fp16 (converted by the quantize stage)"
-        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+        from vopt.quant.fp16 import convert_to_fp16
 
-        converted = convert_float_to_float16(
-            proto, keep_io_types=job.keep_io_types, op_block_list=[*DEFAULT_OP_BLOCK_LIST, *job.fp16_block_ops],
-        )
+        converted, _ = convert_to_fp16(proto, keep_io_types=job.keep_io_types, op_block=job.fp16_block_ops)
         proto.CopyFrom(converted)
         return "fp16" + (" with fp32 I/O" if job.keep_io_types else "")
     if job.precision == "int8":

@@ -7,9 +7,6 @@ from pathlib import Path
 
 from vopt.quant.schemes.base import Scheme, match_nodes, onnx_node_names
 
-# Ops whose fp16 versions overflow or lose too much (float-max constants, big reductions).
-DEFAULT_OP_BLOCK = ["Range", "TopK", "NonMaxSuppression", "RandomNormalLike", "RandomUniformLike"]
-
 
 class Fp16Scheme(Scheme):
     name = "fp16"
@@ -17,12 +14,12 @@ class Fp16Scheme(Scheme):
 
     def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
         import onnx
-        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+        from vopt.quant.fp16 import convert_to_fp16
 
         proto = onnx.load(str(model))
-        op_block = sorted({*DEFAULT_OP_BLOCK_LIST, *DEFAULT_OP_BLOCK, *self.excluded_ops()})
         nodes = sorted(set(match_nodes(onnx_node_names(model), self.excluded_globs())) | set(exclude_nodes))
-        converted = convert_float_to_float16(proto, keep_io_types=True, op_block_list=op_block, node_block_list=nodes)
+        converted, op_block = convert_to_fp16(proto, op_block=self.excluded_ops(), node_block=nodes)
         onnx.save(converted, str(out))
         self.info.update(kept_fp32_nodes=nodes, keep_io_types=True,
                          fp32_op_types=sorted(set(op_block) & {n.op_type for n in proto.graph.node}))
