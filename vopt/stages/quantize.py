@@ -31,6 +31,8 @@ class QuantizeStage(Stage):
             raise RecipeError("quantize.precision: bf16 is an inference precision of the target, not a quantize scheme: "
                               "set compile.precision: bf16 (openvino) instead")
         scheme = q.scheme or {"fp16": "fp16", "int4": "int4-weight"}.get(q.precision or "") or default_scheme(target)
+        if not q.scheme and scheme and q.precision and q.precision not in PRECISIONS[scheme]:
+            scheme = "ort-qdq"  # e.g. int8 for webgpu/webnn, whose own scheme is fp16: plain ORT QDQ
         if scheme is None:
             raise RecipeError(f"quantize: target '{target.name}' has no default quantization scheme; set quantize.scheme "
                               f"or compile.precision")

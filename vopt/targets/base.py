@@ -54,6 +54,8 @@ class Target:
     default_opset: ClassVar[int] = 17
     default_precision: ClassVar[str] = "fp32"
     quantize_after_compile: ClassVar[bool] = False
+    # The quantize stage's default scheme for this target (a name in vopt.quant.schemes.SCHEMES), or None.
+    quant_scheme: ClassVar[str | None] = None
     description: ClassVar[str] = ""
 
     def available(self) -> tuple[bool, str]:

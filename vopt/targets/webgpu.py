@@ -32,6 +32,7 @@ class WebGpuTarget(Target):
     extra = "core"
     requires = ("onnx", "onnxruntime")
     default_precision = "fp16"
+    quant_scheme = "fp16"  # fp16 with fp32 I/O; int8 QDQ only when a recipe asks for it
     description = "onnxruntime-web WebGPU EP (verified in headless Chromium)"
 
     def tool_versions(self) -> list[str]:

@@ -30,6 +30,7 @@ class WebNnTarget(Target):
     extra = "core"
     requires = ("onnx", "onnxruntime")
     default_precision = "fp16"
+    quant_scheme = "fp16"  # fp16 with fp32 I/O; int8 QDQ only when a recipe asks for it
     static_shapes = True  # read by the export stage: no dynamic axes
     description = "onnxruntime-web WebNN EP (static shapes; checked on wasm in headless Chromium)"
 

@@ -16,19 +16,6 @@ SCHEMES: dict[str, str] = {
     "int4-weight": "vopt.quant.schemes.int4:Int4WeightScheme",
 }
 
-# Each target's default scheme. A target class may override it with a `quant_scheme` attribute.
-TARGET_DEFAULTS: dict[str, str | None] = {
-    "cpu": "ort-qdq",
-    "tensorrt": "trt-qdq",
-    "qnn": "qnn-qdq",
-    "openvino": "nncf",
-    "coreml": "coreml-weights",
-    "webgpu": "fp16",
-    "rocm": "fp16",
-    "webnn": "ort-qdq",
-    "tflite": None,
-}
-
 # What each scheme can produce, first = its default; and its fixed defaults (light: no imports).
 PRECISIONS: dict[str, tuple[str, ...]] = {
     "ort-qdq": ("int8", "int16"),
@@ -62,7 +49,8 @@ def check_requirements(scheme: str) -> None:
 
 
 def default_scheme(target: Any) -> str | None:
-    return getattr(target, "quant_scheme", None) or TARGET_DEFAULTS.get(target.name)
+    """The target's own scheme (its `quant_scheme` class attribute); None when it has no quantizer."""
+    return target.quant_scheme
 
 
 def get_scheme(name: str) -> Any:
