@@ -74,7 +74,7 @@ def test_quant_cpu_int8_runs_on_ort_reports_metrics_and_is_reproducible(family, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family, min_centered", [("resnet", 0.90), ("vit", 0.99)])
+@pytest.mark.parametrize("family, min_centered", [("resnet", 0.97), ("vit", 0.99)])
 def test_quant_openvino_int8_nncf_runs_on_openvino(family, min_centered, write_recipe, cli, tmp_path):
     pytest.importorskip("nncf")
     recipe = write_recipe(_recipe(family, "openvino", {"calibration": {"samples": 16}}))
@@ -87,7 +87,8 @@ def test_quant_openvino_int8_nncf_runs_on_openvino(family, min_centered, write_r
     ir = _artifact(step)
     assert (ir / "model.xml").is_file() and (ir / "model.bin").is_file()
     assert rep["check"]["runtime"].startswith("openvino")
-    # measured: resnet 0.957 centered (NNCF on this tiny random ResNet; ORT QDQ gets 0.996), vit 0.998
+    # measured with calibration.method minmax -> NNCF's MINMAX range estimator: resnet 0.985 centered (NNCF's
+    # default mean-of-minmax estimator clips and gave 0.934), vit 0.998
     assert rep["check"]["worst"]["centered_cosine"] >= min_centered
     assert rep["check"]["worst"]["cosine"] >= rep["check"]["worst"]["centered_cosine"]
     assert m["artifact"]["format"] == "openvino-ir"
@@ -284,8 +285,9 @@ def test_quant_calibration_methods_differ_and_all_hold(write_recipe, cli, tmp_pa
 @pytest.mark.slow
 def test_quant_openvino_fallback_ranks_on_a_qdq_proxy(write_recipe, cli, tmp_path):
     pytest.importorskip("nncf")
-    # NNCF int8 gives centered cosine 0.947 on this model; two layers back in float lift it to 0.961
-    q = {"calibration": {"samples": 16}, "gates": {"centered_cosine": ">=0.955"}, "auto_fallback": True,
+    # With the percentile range estimator NNCF int8 starts below the gate on this model (about 0.93 centered);
+    # layers moved back to float lift it over
+    q = {"calibration": {"samples": 16, "method": "percentile"}, "gates": {"centered_cosine": ">=0.955"}, "auto_fallback": True,
          "max_float_fraction": 0.5, "fallback_step": 2, "check": {"samples": 16, "benchmark": False}}
     recipe = write_recipe(_recipe("resnet", "openvino", q, validate={"samples": 2}))
     rep = _step(_build(cli, recipe, tmp_path / "out"), "quantize")["report"]

@@ -64,22 +64,37 @@ class NncfScheme(Scheme):
         if ignored is not None:
             kwargs["ignored_scope"] = ignored
         with quiet_logs():
-                quantized = nncf.quantize(
+            quantized = nncf.quantize(
                 ov_model,
                 dataset,
                 subset_size=self._calib.count(),
                 model_type=nncf.ModelType.TRANSFORMER if transformer else None,
                 preset=self._preset(transformer),
                 fast_bias_correction=True,
+                advanced_parameters=self._advanced(),
                 **kwargs,
             )
         out.mkdir(parents=True, exist_ok=True)
         ov.save_model(quantized, str(out / "model.xml"), compress_to_fp16=False)
         fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
-        self.info["calibration_method"] = "NNCF min/max statistics + fast bias correction (calibration.method is for ORT schemes)"
         self.info.update(model_type="TRANSFORMER" if transformer else "default", fake_quantize_ops=fq,
                          subset_size=self._calib.count())
         return out
+
+    def _advanced(self):
+        """calibration.method picks NNCF's activation range estimator. NNCF's own default averages per-sample
+        min/max, which clips: on a tiny ResNet it gave centered cosine 0.934 where true min/max gave 0.984."""
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+        method = self.cfg.calibration.method
+        estimators = {
+            "minmax": RangeEstimatorParametersSet.MINMAX,
+            "percentile": RangeEstimatorParametersSet.MEAN_QUANTILE,
+            "entropy": RangeEstimatorParametersSet.HISTOGRAM,  # NNCF's histogram search is its nearest to entropy
+        }
+        self.info["calibration_method"] = f"NNCF range estimator for '{method}' + fast bias correction"
+        return AdvancedQuantizationParameters(activations_range_estimator_params=estimators[method])
 
     def _preset(self, transformer: bool):
         import nncf
