@@ -67,3 +67,13 @@ def test_recipe_reference_doc_is_up_to_date():
 
     doc = (REPO / "docs" / "recipe-reference.md").read_text()
     assert doc == render_reference(), "regenerate: .venv/bin/python -m vopt.recipe.reference > docs/recipe-reference.md"
+
+
+def test_plan_passes_for_every_shipped_recipe(cli, monkeypatch):
+    monkeypatch.chdir(REPO)
+    recipes = sorted(p for p in (REPO / "recipes").glob("*.yaml")) + [REPO / "recipes" / "examples" / "demo.yaml"]
+    assert len(recipes) >= 7
+    for path in recipes:
+        result = cli("plan", path, "--json")
+        assert result.exit_code == 0, (path, result.output)
+        assert json.loads(result.stdout)["steps"][0]["stage"] == "load"
