@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,13 +35,22 @@ class Source:
         for attr in ("path", "weights", "id"):
             value = getattr(spec, attr, None)
             if isinstance(value, str) and Path(value).expanduser().exists():
-                p = Path(value).expanduser()
-                st = p.stat()
-                out[attr] = f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+                out[attr] = _stat_fingerprint(Path(value).expanduser())
         return out
 
     def load(self, spec: ModelSection) -> LoadedModel:
         raise NotImplementedError
+
+
+def _stat_fingerprint(path: Path) -> str:
+    """Size and mtime (ns) of a file, or of every file under a directory (a save_pretrained folder):
+    editing config.json inside it must change the key, and no file is read."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    parts = [str(path.resolve())]
+    for f in files:
+        st = f.stat()
+        parts.append(f"{f.relative_to(path) if f != path else f.name}|{st.st_size}|{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def load_state_dict(path: Path, *, what: str = "model.weights") -> dict[str, Any]:
