@@ -93,6 +93,9 @@ def test_quant_openvino_int8_nncf_runs_on_openvino(family, min_centered, write_r
     assert rep["check"]["worst"]["cosine"] >= rep["check"]["worst"]["centered_cosine"]
     assert m["artifact"]["format"] == "openvino-ir"
     assert "openvino" in m["validation"]["runtime"]
+    # the io spec is read back from the IR: static shapes, real output dims
+    io = _cache_entry(step).artifact.io
+    assert io.inputs[0].shape == [1, 3, 64, 64] and io.outputs[0].shape == [1, tiny_model(family)["config"]["num_labels"]]
 
 
 def test_quant_fp16_loads_and_runs_on_ort(write_recipe, cli, tmp_path):
@@ -316,3 +319,39 @@ def test_quant_fallback_to_int16_and_write_back(write_recipe, cli, tmp_path):
     assert written["int16_nodes"] == fb["kept_int16"] and written["fallback_to"] == "int16"
     again = _step(_build(cli, recipe, tmp_path / "out2"), "quantize")
     assert "fallback" not in again["report"] and again["output_sha256"] == step["output_sha256"]
+
+
+def _cache_entry(step: dict):
+    from vopt.pipeline.cache import Cache
+
+    return Cache(Path(os.environ["VOPT_CACHE_DIR"])).get(step["key"])
+
+
+@pytest.mark.parametrize("family", ["yolos", "detr"])
+def test_quant_detection_int8_matches_detections_and_reports_box_agreement(family, write_recipe, cli, tmp_path):
+    from vopt.models.sources.onnx import onnx_io
+    from vopt.quant.config import QuantizeConfig
+    from vopt.stages.quantize import QuantizeStage
+
+    # score_threshold 0.2: the random-weight heads score ~0.2-0.3, so there are real detections to match
+    q = {"calibration": {"samples": 8, "batch": 4}, "check": {"samples": 8, "benchmark": False},
+         "gates": {"box_agreement": ">=0.9"}}
+    recipe = write_recipe(_recipe(family, quantize=q, validate={"samples": 4, "score_threshold": 0.2}))
+    m = _build(cli, recipe, tmp_path / "out")
+    step = _step(m, "quantize")
+    check = step["report"]["check"]
+    tm = check["task_metrics"]
+    # measured: yolos and detr 1.000 on 80 detections (8 images x 10 queries)
+    assert tm["reference_detections"] >= 20 and tm["box_agreement"] >= 0.9 and tm["score_threshold"] == 0.2
+    assert check["gates"][0]["metric"] == "box_agreement" and check["gates"][0]["passed"]
+    assert check["metrics"]["logits"]["matched"] and check["metrics"]["pred_boxes"]["matched"]
+    assert check["worst"]["cosine"] >= 0.99  # measured: yolos 0.9978, detr 0.9981 (matched queries)
+    assert "box agreement" in step["report"]["summary"]
+    # the io spec is the written model's: static batch 1 on the outputs too (the QDQ scheme pins the dims)
+    entry = _cache_entry(step)
+    assert entry.artifact.io == onnx_io(entry.artifact.path)
+    assert [t.shape for t in entry.artifact.io.outputs] == [[1, 10, 6], [1, 10, 4]]  # 10 queries, 5 classes + none
+    # the fingerprint in the cache key is computed with the contract calibration used
+    cfg = QuantizeConfig(**step["config"])
+    assert cfg.preprocess == entry.artifact.preprocess.model_dump(mode="json")
+    assert QuantizeStage.fingerprint(cfg)["calibration"] == step["report"]["calibration"]["fingerprint"]

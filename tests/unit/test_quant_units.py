@@ -138,3 +138,63 @@ def test_quant_missing_scheme_package_is_named_at_plan_time(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx_ir" else real(name, *a))
     with pytest.raises(BackendUnavailable, match=r"onnx-ir.*pip install 'vopt\[int4\]'"):
         _configure("cpu", precision="int4")
+
+
+@pytest.mark.parametrize(
+    "target, options, message",
+    [
+        ("openvino", {"preset": "fast"}, r"quantize\.options\.preset: 'fast' is not allowed; use performance or mixed"),
+        ("cpu", {"rank_by": "worst"}, r"quantize\.options\.rank_by: 'worst' .*drop, sqnr or measured"),
+        ("cpu", {"fallback_to": "fp16"}, r"quantize\.options\.fallback_to: 'fp16' .*float .* or int16"),
+        ("cpu", {"block_size": 32}, r"quantize\.options\.block_size: applies to scheme int4-weight, not 'ort-qdq'"),
+        ("cpu", {"rankby": "drop"}, r"quantize\.options\.rankby: unknown option; scheme 'ort-qdq' takes .*rank_by"),
+        ("qnn", {"fallback_to": "int16"}, r"quantize\.options\.fallback_to: int16 is not available for scheme 'qnn-qdq'"),
+        ("coreml", {"palettize_bits": 5}, r"quantize\.options\.palettize_bits: 5 .*1, 2, 3, 4, 6 or 8"),
+    ],
+)
+def test_quant_bad_options_are_recipe_errors_at_plan_time(target, options, message):
+    with pytest.raises(RecipeError, match=message):
+        _configure(target, options=options)
+
+
+def test_quant_good_options_pass_and_int4_block_size_is_checked():
+    assert _configure("cpu", options={"rank_by": "measured", "fallback_to": "int16", "int16_nodes": ["a"]}).options["rank_by"] == "measured"
+    assert _configure("openvino", options={"preset": "mixed", "static_shapes": False}).scheme == "nncf"
+    assert _configure("cpu", precision="int4", options={"block_size": 64, "accuracy_level": 4}).scheme == "int4-weight"
+    with pytest.raises(RecipeError, match=r"quantize\.options\.block_size: 48 .*power of two >= 16"):
+        _configure("cpu", precision="int4", options={"block_size": 48})
+
+
+def test_quant_options_typo_exits_2_at_plan(write_recipe, cli):
+    recipe = write_recipe({"name": "o", "model": tiny_model("resnet"), "compile": {"target": "openvino"},
+                           "quantize": {"options": {"preset": "fast"}}})
+    res = cli("plan", recipe)
+    assert res.exit_code == 2
+    assert "quantize.options.preset" in res.output and "performance or mixed" in res.output
+
+
+def test_quant_int4_key_includes_onnx_ir():
+    from vopt.registry import get_target
+    from vopt.stages.quantize import QuantizeStage
+
+    cfg = _configure("cpu", precision="int4")
+    assert "onnx-ir" in QuantizeStage.extra_tools(cfg, get_target("cpu"))
+
+
+@pytest.mark.parametrize("family", ["vit", "yolos"])
+def test_quant_fingerprint_uses_the_artifact_contract(family):
+    """The data fingerprint in the cache key is computed with the family's contract (mean/std, resize, size),
+    the one calibration reads images through, not with the recipe's bare `preprocess:` section."""
+    from vopt.models.families import get_family
+    from vopt.recipe.models import Recipe
+    from vopt.registry import get_target
+    from vopt.stages.quantize import QuantizeStage
+
+    recipe = Recipe.model_validate({"name": "u", "model": tiny_model(family), "quantize": {"calibration": {"samples": 4}}})
+    cfg = QuantizeStage.configure(recipe, get_target("cpu"))
+    fam = get_family(family)
+    size = recipe.model.input.shape[2:]
+    contract = fam.preprocess(list(size))
+    assert Preprocess(**cfg.preprocess) == contract
+    calib = CalibrationSet(cfg.calibration, contract, cfg.input_shape)
+    assert QuantizeStage.fingerprint(cfg)["calibration"] == calib.fingerprint()

@@ -79,24 +79,28 @@ def top1_agreement(ref: np.ndarray, out: np.ndarray) -> float | None:
 
 
 def compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    from vopt.validate.metrics import parity
+    """Per-output parity. Outputs in `skip` are per-query detection outputs (top-k order is not stable):
+    they are compared as matched detections, as export parity and validate do."""
+    from vopt.validate.reference import compare_outputs
 
-    outputs: dict[str, dict[str, float]] = {}
-    for name, r in ref.items():
-        if name not in out or name in skip:
-            continue
-        o = np.asarray(out[name], np.float32)
-        m = parity(r, o)
-        agree = top1_agreement(r, o)
+    outputs = compare_outputs(ref, {k: np.asarray(v, np.float32) for k, v in out.items()}, skip=skip)["outputs"]
+    for name, m in outputs.items():
+        if name in skip:
+            continue  # argmax over a query's classes says little: box agreement is the task metric
+        agree = top1_agreement(ref[name], out[name])
         if agree is not None:
             m["top1_agreement"] = agree
-        outputs[name] = m
     return {"outputs": outputs}
+
+
+# What the headline takes the worst of (per-output notes such as `reordered_queries` are not metrics).
+HEADLINE_METRICS = ("cosine", "centered_cosine", "sqnr_db", "max_abs_diff", "top1_agreement")
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, float]:
     """Worst value of each metric over the outputs, for the summary line and the manifest."""
     from vopt.validate.gates import worst
 
-    keys = sorted({k for m in metrics["outputs"].values() for k in m})
-    return {k: worst(k, [m[k] for m in metrics["outputs"].values() if k in m]) for k in keys}
+    outs = metrics["outputs"].values()
+    keys = [k for k in HEADLINE_METRICS if any(k in m for m in outs)]
+    return {k: worst(k, [m[k] for m in outs if k in m]) for k in keys}

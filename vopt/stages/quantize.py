@@ -22,6 +22,7 @@ class QuantizeStage(Stage):
 
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> QuantizeConfig | None:
+        from vopt.quant.options import check_options
         from vopt.quant.schemes import PRECISIONS, check_requirements, default_scheme
 
         q = recipe.quantize
@@ -40,14 +41,16 @@ class QuantizeStage(Stage):
         if precision not in PRECISIONS[scheme]:
             raise RecipeError(f"quantize.precision: scheme '{scheme}' makes {', '.join(PRECISIONS[scheme])}, not {precision}")
         check_requirements(scheme)
+        check_options(q.options, scheme)
         act, weight, per_channel = _types(scheme, precision, q)
         return QuantizeConfig(
             target=target.name, scheme=scheme, precision=precision, per_channel=per_channel,
             activation_type=act, weight_type=weight, calibration=q.calibration, exclude=q.exclude, gates=q.gates,
             auto_fallback=q.auto_fallback, max_float_fraction=q.max_float_fraction, fallback_step=q.fallback_step,
             require_speedup=q.require_speedup, check=q.check, options=q.options,
-            preprocess=recipe.preprocess.model_dump(mode="json"), input_shape=list(recipe.model.input.shape),
+            preprocess=_contract(recipe), input_shape=list(recipe.model.input.shape),
             compile=recipe.compile.model_dump(mode="json"),
+            score_threshold=recipe.validate_.score_threshold if recipe.validate_ is not None else 0.5,
         )
 
     @classmethod
@@ -56,7 +59,7 @@ class QuantizeStage(Stage):
         from vopt.datasets.images import fingerprint, list_images
         from vopt.quant.calibration import CalibrationSet
 
-        pre = Preprocess(**{k: v for k, v in config.preprocess.items() if v is not None})
+        pre = Preprocess(**config.preprocess)
         calib = CalibrationSet(config.calibration, pre, config.input_shape) if _calibrates(config) else None
         return {
             "calibration": calib.fingerprint() if calib else None,
@@ -83,6 +86,30 @@ class QuantizeStage(Stage):
         # Calibrators and NNCF print to stdout, which `--json` owns: the whole step runs with stdout on stderr.
         with tempfile.TemporaryDirectory(prefix="vopt-quant-") as tmp, quiet_logs():
             return _Run(artifact, config, ctx, scheme_cls(config, Path(tmp), family), family).go()
+
+
+def _contract(recipe: Any) -> dict[str, Any]:
+    """The artifact's preprocessing contract (family + recipe, as load resolves it): calibration and the check
+    read images through it, so the data fingerprint in the cache key must be computed with it too."""
+    from vopt.models.families.base import family_for, get_family
+    from vopt.models.resolve import resolve_preprocess
+
+    spec = recipe.model
+    if spec.family:
+        family = get_family(spec.family)
+        if spec.source == "hf" and spec.task and spec.task != family.task:
+            # as the hf source does: the task's generic family with this family's preprocessing
+            generic = family_for(None, spec.task)
+            generic.mean, generic.std = family.mean, family.std
+            generic.image_size, generic.resize = family.image_size, family.resize
+            family = generic
+    elif spec.source != "hf":
+        from vopt.models.sources.plain import family_of_spec
+
+        family = family_of_spec(spec)
+    else:  # the family comes from the checkpoint's config: known after load, checked there
+        family = family_for(None, spec.task or "image-classification")
+    return resolve_preprocess(recipe, family).model_dump(mode="json")
 
 
 def _calibrates(config: QuantizeConfig) -> bool:
@@ -113,6 +140,11 @@ class _Run:
         self.report: dict[str, Any] = ctx.report
         self.ref: dict[str, Any] | None = None
         self.images = None
+        self.ctx_notes: set[str] = set()
+        # The contract the cache key's data fingerprint was computed with; the artifact's own when they differ
+        # (an hf model without `family:` is only known after load), since that is what the model expects.
+        planned = Preprocess(**config.preprocess)
+        self.pre = planned if planned == artifact.preprocess else artifact.preprocess
 
     # -- the flow -----------------------------------------------------------------------------
     def go(self) -> Artifact:
@@ -124,7 +156,7 @@ class _Run:
                            settings={"activation_type": cfg.activation_type, "weight_type": cfg.weight_type,
                                      "per_channel": cfg.per_channel, "calibration_method": cfg.calibration.method})
         model = scheme.prepare(Path(self.artifact.path))
-        calib = CalibrationSet(cfg.calibration, self.artifact.preprocess, cfg.input_shape)
+        calib = CalibrationSet(cfg.calibration, self.pre, cfg.input_shape)
         if scheme.calibrates:
             with ctx.reporter.bar(f"calibrate ({calib.kind})", calib.count()) as advance, PeakRss() as mem:
                 seen = scheme.calibrate(model, calib, advance)
@@ -165,7 +197,7 @@ class _Run:
 
         fmt = self.scheme.output_format
         if self.images is None:
-            self.images = eval_images(self.cfg.check, self.artifact.preprocess)
+            self.images = eval_images(self.cfg.check, self.pre)
         out = outputs_of(path, fmt, self.images)
         if out is None:
             self.report["check"] = {"status": "not run", "reason": f"no runtime for {fmt} on this machine"}
@@ -175,13 +207,29 @@ class _Run:
         if self.ref is None:
             self.ref = ort_outputs(Path(self.artifact.path), self.images)
         metrics = compare(self.ref, out, skip=tuple(self.family.unordered_outputs))
-        gates = evaluate(self.cfg.gates, {"outputs": metrics["outputs"]}) if self.cfg.gates else []
+        tm = self._task_metrics(out)
+        gates = evaluate(self.cfg.gates, {"outputs": metrics["outputs"], **tm}) if self.cfg.gates else []
         result = {"status": "ok", "images": len(self.images), "reference": "float ONNX on onnxruntime-cpu",
                   "runtime": "openvino-cpu (f32 hint)" if fmt == "openvino-ir" else "onnxruntime-cpu",
                   "metrics": metrics["outputs"], "worst": headline(metrics), "gates": gates}
+        if tm:
+            result["task_metrics"] = tm
         self.report["check"] = result
         self.report["gates"] = gates
         return result
+
+    def _task_metrics(self, out: dict[str, Any]) -> dict[str, Any]:
+        """Detection: matched-box agreement (query order means nothing), as validate measures it."""
+        if self.artifact.meta.get("task") != "object-detection":
+            return {}
+        from vopt.validate.tasks import task_metrics
+
+        tm, notes = task_metrics("object-detection", self.family, self.ref, out, self.cfg.score_threshold)
+        for note in notes:
+            if note not in self.ctx_notes:
+                self.ctx_notes.add(note)
+                self.ctx.warn(f"quantize check: {note}")
+        return tm
 
     def fallback(self, model: Path, first: Path, calib: Any, checked: dict[str, Any]):
         from vopt.quant.sensitivity import table_lines
@@ -266,7 +314,7 @@ class _Run:
         if self.images is None:
             from vopt.quant.evaluate import eval_images
 
-            self.images = eval_images(cfg.check, self.artifact.preprocess)
+            self.images = eval_images(cfg.check, self.pre)
         with self.ctx.reporter.bar("speed: quantized vs float", None):
             sp = compare_speed(float_art, quant, self.ctx, self.images, cfg.input_shape[0], cfg.check.rounds)
         self.report["speed"] = sp
@@ -289,16 +337,15 @@ class _Run:
 
     # -- helpers ------------------------------------------------------------------------------
     def _io(self, out: Path) -> dict[str, Any]:
-        io = self.artifact.io.model_copy(deep=True)
-        if out.suffix == ".onnx":
-            import onnx
+        """Inputs and outputs as the written model has them (e.g. the static batch the QDQ schemes pin)."""
+        fmt = self.scheme.output_format
+        if fmt == "onnx":
+            from vopt.models.sources.onnx import onnx_io
 
-            graph = onnx.load(str(out), load_external_data=False).graph
-            dims = {i.name: [d.dim_param or int(d.dim_value) for d in i.type.tensor_type.shape.dim] for i in graph.input}
-            for t in io.inputs:
-                if t.name in dims:
-                    t.shape = dims[t.name]
-        return io.model_dump()
+            return onnx_io(out).model_dump()
+        if fmt == "openvino-ir":
+            return _ov_io(out, self.artifact.io).model_dump()
+        return self.artifact.io.model_dump()  # coreml-weights: compression keeps the compiled package's io
 
     def _metadata(self, out: Path, quant: Artifact, kept: list[str]) -> None:
         if out.suffix != ".onnx":
@@ -328,8 +375,12 @@ class _Run:
         parts = [f"{self.cfg.scheme} {self.cfg.precision}"]
         check = r.get("check", {})
         if check.get("status") == "ok":
-            w = check["worst"]
-            parts.append(f"cosine {w['cosine']:.4f}" + (f", centered {w['centered_cosine']:.4f}" if "centered_cosine" in w else ""))
+            w = check.get("worst") or {}
+            if "cosine" in w:
+                parts.append(f"cosine {w['cosine']:.4f}" + (f", centered {w['centered_cosine']:.4f}" if "centered_cosine" in w else ""))
+            tm = check.get("task_metrics") or {}
+            if "box_agreement" in tm:
+                parts.append(f"box agreement {tm['box_agreement']:.3f} ({tm['reference_detections']} detections)")
         if kept:
             parts.append(f"{len(kept)} layer(s) kept {self.report.get('fallback', {}).get('to', 'float')}")
         sp = r.get("speed", {})
@@ -346,6 +397,27 @@ def _passed(gates: list[dict[str, Any]]) -> bool:
 
 def _gate_values(gates: list[dict[str, Any]]) -> dict[str, float]:
     return {g["metric"]: round(g["value"], 6) for g in gates}
+
+
+def _ov_io(path: Path, before: Any) -> Any:
+    """An OpenVINO IR's io, read back from the model; dynamic dims keep the name they had."""
+    import openvino as ov
+
+    from vopt.pipeline.artifact import IOSpec, TensorSpec
+
+    model = ov.Core().read_model(str(path / "model.xml") if path.is_dir() else str(path))
+    names = {"inputs": [t.shape for t in before.inputs], "outputs": [t.shape for t in before.outputs]}
+
+    def specs(ports: Any, kind: str) -> list[Any]:
+        result = []
+        for i, port in enumerate(ports):
+            old = names[kind][i] if i < len(names[kind]) else []
+            shape = [d.get_length() if d.is_static else (old[j] if j < len(old) and isinstance(old[j], str) else "dynamic")
+                     for j, d in enumerate(port.get_partial_shape())]
+            result.append(TensorSpec(name=port.get_any_name(), shape=shape, dtype=port.get_element_type().to_dtype().name))
+        return result
+
+    return IOSpec(inputs=specs(model.inputs, "inputs"), outputs=specs(model.outputs, "outputs"))
 
 
 def _move(src: Path, dst: Path) -> None:

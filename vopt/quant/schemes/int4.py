@@ -12,6 +12,7 @@ from vopt.quant.schemes.base import Scheme, match_nodes, onnx_node_names, quiet_
 class Int4WeightScheme(Scheme):
     name = "int4-weight"
     calibrates = False
+    tools = ("onnx", "onnxruntime", "onnx-ir")  # MatMulNBitsQuantizer runs on onnx-ir: its version changes the bytes
 
     def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
         import onnx

@@ -99,7 +99,7 @@ class NncfScheme(Scheme):
     def _preset(self, transformer: bool):
         import nncf
 
-        name = str(self.cfg.options.get("preset", "mixed" if transformer else "performance")).upper()
+        name = str(self.cfg.options.get("preset", "mixed" if transformer else "performance")).upper()  # checked at plan time
         self.info["preset"] = name.lower()
         return nncf.QuantizationPreset[name]
 
