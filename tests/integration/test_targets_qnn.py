@@ -207,6 +207,10 @@ def test_qnn_full_build_with_quantize_stage(write_recipe, cli, tmp_path, precisi
     assert [s["stage"] for s in m["steps"]] == ["load", "export", "quantize", "compile", "validate"]
     comp = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
     assert comp["qdq"]["activation_types"] == [act]
+    # labelled by what it is: int16 QDQ used to be labelled with the target's default int8
+    assert m["artifact"]["meta"]["precision"] == precision
+    shown = json.loads(cli("inspect", tmp_path / "out" / "qnn-full", "--json").stdout)
+    assert shown["metadata"]["vopt.precision"] == precision
     v = m["validation"]
     assert v["runtime"] == "qnn-htp" and v["runtime_info"]["disable_cpu_fallback"] is True
     where = v["runtime_info"]["placement"]

@@ -51,7 +51,8 @@ def test_cpu_artifact_and_ort_format(write_recipe, cli, tmp_path):
 
 @pytest.mark.slow
 def test_cpu_int8_qdq_runs_on_ort(write_recipe, cli, tmp_path):
-    result = _build(write_recipe, cli, tmp_path, "cpu-int8", tiny_model("resnet"), {"target": "cpu", "precision": "int8"},
+    # No compile.precision: the artifact is labelled by what it is (the quantize stage's int8), not the fp32 default.
+    result = _build(write_recipe, cli, tmp_path, "cpu-int8", tiny_model("resnet"), {"target": "cpu"},
                     quantize={"precision": "int8", "calibration": {"samples": 16}, "check": {"samples": 4, "benchmark": False}})
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
@@ -61,6 +62,28 @@ def test_cpu_int8_qdq_runs_on_ort(write_recipe, cli, tmp_path):
     assert v["runtime"] == "onnxruntime-cpu" and 0.9 < v["metrics"]["logits"]["centered_cosine"] < 0.99999
     shown = json.loads(cli("inspect", tmp_path / "out" / "cpu-int8", "--json").stdout)
     assert shown["metadata"]["vopt.precision"] == "int8" and shown["precision_mix"].get("int8", 0) > 0
+    assert m["artifact"]["meta"]["precision"] == "int8"
+
+
+@pytest.mark.slow
+def test_rocm_keeps_a_qdq_model_and_refuses_int8_without_quantize(write_recipe, cli, tmp_path):
+    """fp16 conversion of a QDQ model made its scales fp16 (InvalidGraph at DequantizeLinear): kept as it is."""
+    result = _build(write_recipe, cli, tmp_path, "rocm-int8", tiny_model("resnet"), {"target": "rocm"},
+                    quantize={"precision": "int8", "calibration": {"samples": 8, "batch": 4},
+                              "check": {"samples": 4, "benchmark": False}})
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    rep = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
+    assert rep["fp16_initializers"] == 0 and any("kept as it is" in w for w in rep["warnings"])
+    assert m["artifact"]["meta"]["precision"] == "int8"
+    assert m["validation"]["metrics"]["logits"]["centered_cosine"] > 0.9
+    shown = json.loads(cli("inspect", tmp_path / "out" / "rocm-int8", "--json").stdout)
+    assert shown["metadata"]["vopt.precision"] == "int8"
+    # compile.precision int8 is refused when the recipe is read, before load and export run
+    bad = write_recipe({"name": "r8", "model": tiny_model("resnet"), "compile": {"target": "rocm", "precision": "int8"}},
+                       name="r8.yaml")
+    planned = cli("plan", bad)
+    assert planned.exit_code == 2 and "compile.precision" in planned.output
 
 
 @pytest.mark.slow
@@ -72,6 +95,10 @@ def test_coreml_writes_loadable_mlpackage(write_recipe, cli, tmp_path):
     rep = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
     assert rep["converter"] == "torch.export" and rep["spec"]["problems"] == []
     assert rep["spec"]["outputs"] == ["logits"] and rep["spec"]["inputs"] == {"pixel_values": [1, 3, 64, 64]}
+    # the io spec is the package's (fixed batch), not the ONNX export's ['batch', 3, 64, 64]
+    assert m["artifact"]["io"]["inputs"] == [{"name": "pixel_values", "shape": [1, 3, 64, 64], "dtype": "float32"}]
+    assert m["artifact"]["io"]["outputs"] == [{"name": "logits", "shape": [1, 10], "dtype": "float32"}]
+    assert m["artifact"]["meta"]["precision"] == "fp16"
     pkg = tmp_path / "out" / "cm" / "model.mlpackage"
     from vopt.targets.coreml import read_back
 
@@ -95,3 +122,13 @@ def test_coreml_names_the_op_detr_cannot_convert(write_recipe, cli, tmp_path):
                     validate=None)
     assert result.exit_code == 1
     assert "[compile]" in result.output and "new_ones" in result.output, result.output
+
+
+def test_coreml_refuses_int8_compute_without_quantize(write_recipe, cli):
+    """int8 without a quantize section used to build fp16 compute labelled int8; now refused at plan time."""
+    bad = write_recipe({"name": "c8", "model": tiny_model("resnet"), "compile": {"target": "coreml", "precision": "int8"}})
+    planned = cli("plan", bad)
+    assert planned.exit_code == 2 and "coreml computes in fp16 or fp32, not int8" in planned.output
+    ok = write_recipe({"name": "c8q", "model": tiny_model("resnet"), "compile": {"target": "coreml", "precision": "int8"},
+                       "quantize": {"precision": "int8"}}, name="ok.yaml")
+    assert cli("plan", ok).exit_code == 0

@@ -23,8 +23,17 @@ class CompileStage(Stage):
 
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> CompileConfig:
+        target.check_recipe(recipe)
         return CompileConfig(settings=recipe.compile.model_dump(mode="json"), recipe_name=recipe.name,
                              model_input=recipe.model.input.model_dump(mode="json"))
+
+    @classmethod
+    def fingerprint(cls, config: CompileConfig) -> dict[str, Any]:
+        """Machine facts the target says change the compiled bytes (TensorRT: the GPU's compute capability)."""
+        from vopt.registry import get_target
+
+        material = get_target(config.settings["target"]).key_material()
+        return {"target": material} if material else {}
 
     @classmethod
     def extra_tools(cls, config: CompileConfig, target: Any) -> list[str]:
@@ -32,6 +41,11 @@ class CompileStage(Stage):
 
     def run(self, artifact: Artifact, config: CompileConfig, ctx) -> Artifact:
         cfg = ctx.target.Config.model_validate(config.settings)
+        from vopt.targets.metadata import effective_precision
+
         out = ctx.target.compile(artifact, cfg, ctx)
-        out.meta = {**out.meta, "target": ctx.target.name, "precision": ctx.target.precision(cfg)}
+        # What the artifact is (quantized, or as the target built it), not just the compile setting.
+        built = out.meta.get("precision") if out.meta.get("precision") != artifact.meta.get("precision") else None
+        precision = effective_precision(out, ctx.target.precision(cfg), built=built)
+        out.meta = {**out.meta, "target": ctx.target.name, "precision": precision}
         return out

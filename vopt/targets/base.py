@@ -7,12 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field
 
 from vopt.recipe.sections.base import Section
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from vopt.pipeline.artifact import Artifact
     from vopt.pipeline.context import Context
 
@@ -54,6 +55,8 @@ class Target:
     default_opset: ClassVar[int] = 17
     default_precision: ClassVar[str] = "fp32"
     quantize_after_compile: ClassVar[bool] = False
+    # Artifact formats compile() takes (vopt.pipeline.artifact.FORMATS); the plan checks a quantize scheme's output.
+    input_formats: ClassVar[tuple[str, ...]] = ("onnx",)
     # The quantize stage's default scheme for this target (a name in vopt.quant.schemes.SCHEMES), or None.
     quant_scheme: ClassVar[str | None] = None
     description: ClassVar[str] = ""
@@ -72,6 +75,22 @@ class Target:
     def tool_versions(self) -> list[str]:
         """Distributions whose versions enter the compile step's cache key."""
         return []
+
+    def key_material(self) -> dict[str, str]:
+        """Facts about this machine that change the compiled bytes (e.g. the GPU architecture): compile cache key.
+        Must stay cheap and import nothing heavy: every plan computes it."""
+        return {}
+
+    def check_recipe(self, recipe: Any) -> None:
+        """Plan-time checks that need more of the recipe than the compile section (raise RecipeError)."""
+
+    def check_format(self, artifact: Artifact) -> None:
+        """A clear compile error for an input format this target cannot take."""
+        if artifact.format not in self.input_formats:
+            from vopt.errors import BuildError
+
+            raise BuildError(f"the {self.name} target compiles {' or '.join(self.input_formats)}, not {artifact.format} "
+                             f"({artifact.file.name})", stage="compile")
 
     def precision(self, cfg: CompileBase) -> str:
         return cfg.precision or self.default_precision

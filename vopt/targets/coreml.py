@@ -14,6 +14,7 @@ from vopt.errors import BuildError, missing_extra
 from vopt.pipeline.artifact import Artifact
 from vopt.targets.base import CompileBase, Runner, Target, Unavailable
 
+COMPUTE = ("fp16", "fp32")  # Core ML compute precisions; int8 is weight compression by the quantize step
 DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
 
 
@@ -38,6 +39,8 @@ class CoreMlTarget(Target):
     default_precision = "fp16"
     quant_scheme = "coreml-weights"
     quantize_after_compile = True  # coremltools compresses the weights of the converted .mlpackage
+    # compile converts the build's torch module (ctx.artifacts), whatever the export step made after it.
+    input_formats = ("torch-module", "onnx")
     description = "Core ML ML Program (.mlpackage) for Apple devices"
 
     def tool_versions(self) -> list[str]:
@@ -48,7 +51,20 @@ class CoreMlTarget(Target):
             return True, "macOS: Core ML prediction available"
         return False, f"{platform.system()}: coremltools converts here, but Core ML prediction needs macOS"
 
+    def check_recipe(self, recipe) -> None:
+        from vopt.errors import RecipeError
+
+        precision = self.precision(recipe.compile)
+        if precision not in COMPUTE and not _quantized(recipe):
+            raise RecipeError(f"compile.precision: coreml computes in fp16 or fp32, not {precision}; for {precision} "
+                              f"weights add a `quantize:` section (coreml-weights, after compile)")
+
     def compile(self, artifact: Artifact, cfg: CoreMlConfig, ctx) -> Artifact:
+        self.check_format(artifact)
+        setting = self.precision(cfg)
+        if setting not in COMPUTE and not _quantized(ctx.recipe):
+            raise BuildError(f"coreml computes in fp16 or fp32, not {setting}: add a `quantize:` section for "
+                             f"{setting} weights", stage="compile")
         if importlib.util.find_spec("coremltools") is None:
             raise missing_extra("coremltools", "coreml", "the coreml target")
         import numpy as np
@@ -57,7 +73,7 @@ class CoreMlTarget(Target):
         ct = import_coremltools()
 
         from vopt.models.resolve import OutputWrapper, family_of, load_module
-        from vopt.targets.metadata import artifact_metadata
+        from vopt.targets.metadata import artifact_metadata, effective_precision
 
         source = _torch_source(ctx)
         family = family_of(source)
@@ -65,7 +81,9 @@ class CoreMlTarget(Target):
         shape = list(ctx.recipe.model.input.shape)
         name = ctx.recipe.model.input.name
         example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-        precision = self.precision(cfg)
+        # The package computes in fp32 or fp16; int8 weights come from the quantize step after this one.
+        compute = "fp32" if setting == "fp32" else "fp16"
+        precision = effective_precision(source, setting, built=compute)
         program, how = _capture(wrapped, example, cfg.converter, family.name)
         try:
             mlmodel = ct.convert(
@@ -74,7 +92,7 @@ class CoreMlTarget(Target):
                 inputs=[ct.TensorType(name=name, shape=shape, dtype=np.float32)],
                 outputs=[ct.TensorType(name=o, dtype=np.float32) for o in family.outputs],
                 convert_to="mlprogram",
-                compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+                compute_precision=ct.precision.FLOAT32 if compute == "fp32" else ct.precision.FLOAT16,
                 compute_units=getattr(ct.ComputeUnit, cfg.compute_units),
                 minimum_deployment_target=getattr(ct.target, cfg.minimum_deployment_target),
                 skip_model_load=True,
@@ -91,9 +109,10 @@ class CoreMlTarget(Target):
             raise BuildError("the saved .mlpackage does not match the model: " + "; ".join(check["problems"]), stage="compile")
         ctx.report.update(converter=how, spec=check, compute_units=cfg.compute_units,
                           minimum_deployment_target=cfg.minimum_deployment_target,
-                          summary=f"mlprogram via {how}, {precision} compute, {check['ops']} ops, "
+                          summary=f"mlprogram via {how}, {compute} compute, {check['ops']} ops, "
                           f"target {cfg.minimum_deployment_target}")
-        return source.derive(path, format="coreml-mlpackage", io=artifact.io.model_dump())
+        # I/O as the package has it (fixed shapes), not the ONNX export's dynamic batch.
+        return source.derive(path, format="coreml-mlpackage", io=check["io"], meta={"precision": precision})
 
     def runner(self, artifact: Artifact, cfg: CoreMlConfig) -> Runner | Unavailable:
         if platform.system() != "Darwin":
@@ -170,6 +189,9 @@ def read_back(path, expect_inputs: list[str] | None = None, expect_outputs: list
     desc = spec.description
     inputs = {i.name: list(i.type.multiArrayType.shape) for i in desc.input}
     outputs = [o.name for o in desc.output]
+    io = {side: [{"name": f.name, "shape": [int(d) for d in f.type.multiArrayType.shape],
+                  "dtype": _ML_DTYPES.get(f.type.multiArrayType.dataType, "float32")} for f in feats]
+          for side, feats in (("inputs", desc.input), ("outputs", desc.output))}
     meta = dict(desc.metadata.userDefined)
     problems = []
     if expect_inputs is not None and sorted(inputs) != sorted(expect_inputs):
@@ -184,4 +206,14 @@ def read_back(path, expect_inputs: list[str] | None = None, expect_outputs: list
             for block in fn.block_specializations.values():
                 ops += len(block.operations)
     return {"spec_version": spec.specificationVersion, "inputs": inputs, "outputs": outputs, "ops": ops,
-            "metadata": meta, "problems": problems}
+            "metadata": meta, "problems": problems, "io": io}
+
+
+# Core ML ArrayFeatureType.ArrayDataType values.
+_ML_DTYPES = {65568: "float32", 65552: "float16", 65600: "float64", 131104: "int32"}
+
+
+def _quantized(recipe) -> bool:
+    """A `quantize:` section that really quantizes (coreml: weight compression after compile)."""
+    q = getattr(recipe, "quantize", None)
+    return q is not None and q.precision != "fp32"

@@ -42,8 +42,14 @@ class CpuTarget(Target):
         import onnx
         import onnxruntime as ort
 
-        from vopt.targets.metadata import artifact_metadata, set_onnx_metadata
+        from vopt.targets.metadata import (
+            artifact_metadata,
+            effective_precision,
+            qdq_precision,
+            set_onnx_metadata,
+        )
 
+        self.check_format(artifact)
         levels = {
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -56,7 +62,8 @@ class CpuTarget(Target):
         so.log_severity_level = 3
         ort.InferenceSession(artifact.path, so, providers=["CPUExecutionProvider"])
         proto = onnx.load(str(path))
-        set_onnx_metadata(proto, artifact_metadata(artifact, ctx.recipe.name, self.name, self.precision(cfg)))
+        precision = effective_precision(artifact, self.precision(cfg), built=qdq_precision(proto))
+        set_onnx_metadata(proto, artifact_metadata(artifact, ctx.recipe.name, self.name, precision))
         onnx.save(proto, str(path))
         if cfg.ort_format:
             so2 = ort.SessionOptions()
@@ -68,7 +75,8 @@ class CpuTarget(Target):
             f" ({qdq} quantized)" if qdq else "")
         ctx.report["nodes"] = len(proto.graph.node)
         # The .ort file travels with the ONNX into the build directory.
-        return artifact.derive(path, format="onnx", meta={"companions": ["model.ort"] if cfg.ort_format else []})
+        return artifact.derive(path, format="onnx", meta={"companions": ["model.ort"] if cfg.ort_format else [],
+                                                          "precision": precision})
 
     def runner(self, artifact: Artifact, cfg: CpuConfig) -> Runner | Unavailable:
         from vopt.runtimes.ort import runner

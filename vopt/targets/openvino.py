@@ -38,6 +38,7 @@ class OpenVinoTarget(Target):
     default_opset = 17
     default_precision = "fp32"
     quant_scheme = "nncf"  # the quantize stage makes an int8 OpenVINO IR with NNCF
+    input_formats = ("onnx", "openvino-ir")
     description = "OpenVINO IR on the OpenVINO runtime (CPU/GPU/NPU)"
 
     def tool_versions(self) -> list[str]:
@@ -63,9 +64,10 @@ class OpenVinoTarget(Target):
         import openvino as ov
 
         from vopt.runtimes.openvino import model_file
-        from vopt.targets.metadata import artifact_metadata
+        from vopt.targets.metadata import artifact_metadata, effective_precision
 
-        precision = self.precision(cfg)
+        self.check_format(artifact)
+        setting = self.precision(cfg)
         if artifact.format == "openvino-ir":
             model = ov.Core().read_model(str(model_file(artifact.path)))
             source = "openvino-ir"
@@ -75,24 +77,25 @@ class OpenVinoTarget(Target):
             except Exception as exc:
                 raise BuildError(f"ov.convert_model failed: {_first_line(exc)}", stage="compile") from exc
             source = "onnx"
-        else:
-            raise BuildError(f"openvino compiles ONNX or OpenVINO IR, not {artifact.format}", stage="compile")
+        ops = [op.get_type_name() for op in model.get_ordered_ops()]
+        fq = sum(1 for o in ops if o == "FakeQuantize")
+        # FakeQuantize ops make it int8 whatever the setting; int8 asked for without them is an fp32 IR.
+        built = "int8" if fq else ("fp32" if setting == "int8" else None)
+        precision = effective_precision(artifact, setting, built=built)
         for key, value in artifact_metadata(artifact, ctx.recipe.name, self.name, precision).items():
             model.set_rt_info(value, ["vopt", key.removeprefix("vopt.")])
-        compress = cfg.compress_to_fp16 if cfg.compress_to_fp16 is not None else precision == "fp16"
+        compress = cfg.compress_to_fp16 if cfg.compress_to_fp16 is not None else setting == "fp16"
         out_dir = ctx.out(IR_DIR)
         out_dir.mkdir(parents=True, exist_ok=True)
         ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=compress)
-        ops = [op.get_type_name() for op in model.get_ordered_ops()]
-        fq = sum(1 for o in ops if o == "FakeQuantize")
-        if precision == "int8" and not fq:
+        if setting == "int8" and not fq:
             ctx.warn("precision int8 but the IR has no FakeQuantize ops: add a `quantize:` section (NNCF) for int8")
         ctx.report.update(
             source=source, ops=len(ops), fake_quantize=fq, compress_to_fp16=compress, device=cfg.device,
             summary=f"IR from {source}, {len(ops)} ops" + (f", {fq} FakeQuantize" if fq else "")
             + (", fp16 weights" if compress else ""),
         )
-        return artifact.derive(out_dir, format="openvino-ir", io=_io_spec(model, artifact))
+        return artifact.derive(out_dir, format="openvino-ir", io=_io_spec(model, artifact), meta={"precision": precision})
 
     def runner(self, artifact: Artifact, cfg: OpenVinoConfig) -> Runner | Unavailable:
         if importlib.util.find_spec("openvino") is None:

@@ -65,20 +65,25 @@ class QnnTarget(Target):
         import onnx
 
         from vopt.runtimes.qnn import write_context_model
-        from vopt.targets.metadata import artifact_metadata, set_onnx_metadata
+        from vopt.targets.metadata import (
+            artifact_metadata,
+            effective_precision,
+            qdq_precision,
+            set_onnx_metadata,
+        )
 
-        if artifact.format != "onnx":
-            raise BuildError(f"qnn compiles a QDQ ONNX model, not {artifact.format}", stage="compile")
-        precision = self.precision(cfg)
+        self.check_format(artifact)
+        setting = self.precision(cfg)
         proto = onnx.load(artifact.path)
         qdq = qdq_summary(proto)
-        if precision in ("int8", "int16") and not qdq["quantize_nodes"]:
+        if setting in ("int8", "int16") and not qdq["quantize_nodes"]:
             raise BuildError(
-                f"precision {precision} needs a QDQ model, but the input has no QuantizeLinear nodes: "
+                f"precision {setting} needs a QDQ model, but the input has no QuantizeLinear nodes: "
                 "add a `quantize:` section (the qnn scheme makes u8/u16 QDQ)", stage="compile")
         fixed = _fix_dynamic_dims(proto, ctx.recipe.model.input.shape)
         if fixed:
             ctx.warn(f"fixed dynamic dims for HTP: {', '.join(fixed)}")
+        precision = effective_precision(artifact, setting, built=qdq_precision(proto))  # u16 activations: int16
         meta = artifact_metadata(artifact, ctx.recipe.name, self.name, precision)
         set_onnx_metadata(proto, meta)
         path = ctx.out("model.onnx")
@@ -86,7 +91,7 @@ class QnnTarget(Target):
 
         where = self._placement(path, cfg, ctx)
         ctx.report.update(qdq=qdq, placement=where)
-        result = artifact.derive(path, format="onnx")
+        result = artifact.derive(path, format="onnx", meta={"precision": precision})
         if cfg.context_binary or cfg.soc_model:
             # embed_context: false keeps the context binary in a .bin next to the EPContext model: one directory.
             ctx_dir = ctx.out("qnn_context") if not cfg.embed_context else ctx.workdir
@@ -100,9 +105,9 @@ class QnnTarget(Target):
             set_onnx_metadata(ctx_proto, {**meta, "vopt.qnn.soc_model": str(cfg.soc_model), "vopt.qnn.htp_arch": str(cfg.htp_arch)})
             onnx.save(ctx_proto, str(ctx_path))
             ctx.report["context_model"] = {"nodes": [n.op_type for n in ctx_proto.graph.node], "soc_model": cfg.soc_model}
-            result = artifact.derive(ctx_path, format="qnn-context")
+            result = artifact.derive(ctx_path, format="qnn-context", meta={"precision": precision})
             if not cfg.embed_context:
-                result = artifact.derive(ctx_dir, format="qnn-context")
+                result = artifact.derive(ctx_dir, format="qnn-context", meta={"precision": precision})
         ctx.report["summary"] = (
             f"{qdq['quantize_nodes']} Q / {qdq['dequantize_nodes']} DQ ({'/'.join(qdq['activation_types']) or 'float'}), "
             f"QNN took {where['qnn_nodes']}/{where['graph_nodes']} nodes in {where['qnn_partitions']} partition(s), "

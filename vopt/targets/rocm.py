@@ -18,6 +18,9 @@ GPU_PROVIDERS = ("MIGraphXExecutionProvider", "ROCMExecutionProvider")
 
 class RocmConfig(CompileBase):
     target: Literal["rocm"] = "rocm"
+    precision: Literal["fp16", "fp32"] | None = Field(  # type: ignore[assignment]
+        default=None, description="fp16 (default; fp32 I/O) or fp32. int8: a `quantize:` section (QDQ is kept as it is)."
+    )
     keep_io_types: bool = Field(default=True, description="Keep fp32 inputs/outputs around the fp16 graph.")
     op_block_list: list[str] = Field(default_factory=list, description="Op types kept in fp32 (e.g. numerically touchy ones).")
     node_block_list: list[str] = Field(default_factory=list, description="Node names kept in fp32.")
@@ -51,16 +54,24 @@ class RocmTarget(Target):
     def compile(self, artifact: Artifact, cfg: RocmConfig, ctx) -> Artifact:
         import onnx
 
-        from vopt.targets.metadata import artifact_metadata, set_onnx_metadata
+        from vopt.targets.metadata import (
+            artifact_metadata,
+            effective_precision,
+            qdq_precision,
+            set_onnx_metadata,
+        )
 
-        if artifact.format != "onnx":
-            raise BuildError(f"rocm compiles ONNX, not {artifact.format}", stage="compile")
-        precision = self.precision(cfg)
-        if precision not in ("fp16", "fp32"):
-            raise BuildError(f"rocm builds fp16 or fp32 artifacts, not {precision}", stage="compile")
+        self.check_format(artifact)
+        setting = self.precision(cfg)
+        if setting not in ("fp16", "fp32"):
+            raise BuildError(f"rocm builds fp16 or fp32 artifacts, not {setting}", stage="compile")
         proto = onnx.load(artifact.path)
         already = _float16_tensors(proto)
-        if precision == "fp16" and not already:
+        qdq = qdq_precision(proto)
+        if qdq and setting == "fp16":
+            # fp16 conversion would turn the Q/DQ scales into fp16, which DequantizeLinear rejects.
+            ctx.warn(f"the input is already {qdq} QDQ (from the quantize stage): kept as it is, not converted to fp16")
+        if setting == "fp16" and not already and not qdq:
             from vopt.quant.fp16 import convert_to_fp16
 
             try:
@@ -69,6 +80,7 @@ class RocmTarget(Target):
                 )
             except Exception as exc:
                 raise BuildError(f"fp16 conversion failed: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
+        precision = effective_precision(artifact, setting, built=qdq)
         set_onnx_metadata(proto, artifact_metadata(artifact, ctx.recipe.name, self.name, precision))
         path = ctx.out("model.onnx")
         onnx.save(proto, str(path))
@@ -77,7 +89,7 @@ class RocmTarget(Target):
                            for v in [*proto.graph.input, *proto.graph.output]})
         ctx.report.update(fp16_initializers=fp16, io_types=io_types, provider=cfg.provider,
                           summary=f"{precision}, {fp16} fp16 initializers, I/O {'/'.join(io_types)}, for {cfg.provider}")
-        return artifact.derive(path, format="onnx")
+        return artifact.derive(path, format="onnx", meta={"precision": precision})
 
     def runner(self, artifact: Artifact, cfg: RocmConfig) -> Runner | Unavailable:
         from vopt.runtimes.ort import runner

@@ -5,6 +5,7 @@ The ONNX readiness check runs first and needs no GPU; the builder needs TensorRT
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +50,13 @@ class TensorRtTarget(Target):
     def tool_versions(self) -> list[str]:
         return ["tensorrt"]
 
+    def key_material(self) -> dict[str, str]:
+        """An engine only runs on the GPU architecture it was built for: a shared cache must not hand an sm80
+        engine to an sm90 machine. nvidia-smi only (no CUDA import); 'none' without an NVIDIA GPU."""
+        from vopt.runtimes.tensorrt import gpu_compute_capability
+
+        return {"compute_capability": gpu_compute_capability() or "none"}
+
     def available(self) -> tuple[bool, str]:
         if importlib.util.find_spec("tensorrt") is None:
             return False, NO_TENSORRT
@@ -82,8 +90,7 @@ class TensorRtTarget(Target):
         """The readiness check alone (no GPU): what `compile` runs before it calls the builder."""
         from vopt.runtimes.tensorrt import readiness
 
-        if artifact.format != "onnx":
-            raise BuildError(f"tensorrt builds engines from ONNX, not {artifact.format}", stage="compile")
+        self.check_format(artifact)
         profiles = self.profiles(cfg, recipe)
         report = readiness(artifact.path, profiles)
         report["profiles"] = profiles
@@ -130,19 +137,19 @@ class TensorRtTarget(Target):
                                  profiles=self.profiles(cfg, ctx.recipe), timing_cache=cache)
         except Exception as exc:
             raise BuildError(f"TensorRT engine build failed: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
-        self._write_metadata(artifact, path, cfg, ctx)
+        meta = self.metadata(artifact, report["flags"], ctx.recipe.name)
+        (out_dir / "vopt_metadata.json").write_text(json.dumps(meta, indent=1))
         ctx.report.update(built, compute_capability=cc,
                           summary=f"TensorRT {trt.__version__} engine for {cc}, flags {'+'.join(report['flags'])}")
-        return artifact.derive(out_dir, format="tensorrt-engine")
+        return artifact.derive(out_dir, format="tensorrt-engine", meta={"precision": meta["vopt.precision"]})
 
-    def _write_metadata(self, artifact: Artifact, engine: Path, cfg: TensorRtConfig, ctx) -> None:
-        """Engines have no metadata slot: vopt metadata goes into a JSON file beside the engine."""
-        import json
+    def metadata(self, artifact: Artifact, flags: list[str], recipe_name: str) -> dict[str, str]:
+        """Engines have no metadata slot: this goes into vopt_metadata.json beside the engine. The precision is
+        the builder flags really used, with the int8 that check() adds for a Q/DQ model."""
+        from vopt.targets.metadata import artifact_metadata, effective_precision
 
-        from vopt.targets.metadata import artifact_metadata
-
-        meta = artifact_metadata(artifact, ctx.recipe.name, self.name, self.precision(cfg))
-        (engine.parent / "vopt_metadata.json").write_text(json.dumps(meta, indent=1))
+        precision = effective_precision(artifact, "+".join(flags))
+        return artifact_metadata(artifact, recipe_name, self.name, precision)
 
     def runner(self, artifact: Artifact, cfg: TensorRtConfig) -> Runner | Unavailable:
         ok, why = self.available()

@@ -36,7 +36,7 @@ class WebGpuTarget(Target):
     description = "onnxruntime-web WebGPU EP (verified in headless Chromium)"
 
     def tool_versions(self) -> list[str]:
-        return ["onnxruntime"]
+        return ["onnxruntime", "onnxsim"]  # web compile folds shapes with onnxsim
 
     def hardware(self) -> tuple[bool, str]:
         from vopt.runtimes.browser import missing

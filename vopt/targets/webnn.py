@@ -35,7 +35,7 @@ class WebNnTarget(Target):
     description = "onnxruntime-web WebNN EP (static shapes; checked on wasm in headless Chromium)"
 
     def tool_versions(self) -> list[str]:
-        return ["onnxruntime"]
+        return ["onnxruntime", "onnxsim"]  # web compile folds shapes with onnxsim
 
     def hardware(self) -> tuple[bool, str]:
         from vopt.runtimes.browser import missing

@@ -29,17 +29,21 @@ class WebCompile:
 def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
     import onnx
 
-    from vopt.targets.metadata import artifact_metadata, set_onnx_metadata
+    from vopt.targets.metadata import artifact_metadata, effective_precision, set_onnx_metadata
     from vopt.web.ops import check_model
 
+    if artifact.format != "onnx":
+        raise BuildError(f"the {job.target} target compiles onnx, not {artifact.format} ({artifact.file.name})",
+                         stage="compile")
     proto = onnx.load(artifact.path)  # pulls in any external data: the browser gets one file
     free_dims = _fix_shapes(proto, ctx.recipe.model.input.shape) if job.static_shapes else {}
     if job.static_shapes and not free_dims:
         # Exported static already: record what a page loading a dynamic variant must pin (vopt names its axes so).
         free_dims = _named_axes(ctx.recipe.model.input)
-    precision_note = _apply_precision(proto, artifact, job, ctx)
+    built, precision_note = _apply_precision(proto, artifact, job, ctx)
+    precision = effective_precision(artifact, job.precision, built=built)
     ops = check_model(proto, job.ep)
-    meta = artifact_metadata(artifact, ctx.recipe.name, job.target, job.precision)
+    meta = artifact_metadata(artifact, ctx.recipe.name, job.target, precision)
     meta.update({
         "vopt.web.ep": job.ep,
         "vopt.web.freeDimensionOverrides": json.dumps(free_dims),
@@ -62,7 +66,7 @@ def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
             raise BuildError(message + " (fail_on_fallback: true)", stage="compile")
         ctx.warn(message)
     ctx.report.update(
-        ops=ops, precision=job.precision, free_dimension_overrides=free_dims, size_mb=round(size_mb, 3),
+        ops=ops, precision=precision, free_dimension_overrides=free_dims, size_mb=round(size_mb, 3),
         static_shapes=job.static_shapes, nodes=len(proto.graph.node),
     )
     placement = "all ops in the table" if not ops["fallback_ops"] else f"{ops['fallback_nodes']} nodes fall back to wasm"
@@ -71,7 +75,7 @@ def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
     io.inputs = [TensorSpec(name=i.name, shape=_shape(i), dtype=_dtype(i)) for i in _graph_inputs(proto)]
     io.outputs = [TensorSpec(name=o.name, shape=_shape(o), dtype=_dtype(o)) for o in proto.graph.output]
     web = {"ep": job.ep, "free_dimension_overrides": free_dims, "fallback_ops": ops["fallback_ops"]}
-    return artifact.derive(path, format="onnx", io=io.model_dump(), meta={"web": web})
+    return artifact.derive(path, format="onnx", io=io.model_dump(), meta={"web": web, "precision": precision})
 
 
 def _fix_shapes(proto: Any, shape: list[int]) -> dict[str, int]:
@@ -111,31 +115,35 @@ def _named_axes(spec: Any) -> dict[str, int]:
     return {name: int(spec.shape[axis]) for axis, name in names.items() if name in wanted and axis < len(spec.shape)}
 
 
-def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) -> str:
+def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) -> tuple[str, str]:
+    """Convert the model to the job's precision; returns (the precision it really has, a note for the summary)."""
     import onnx
 
+    from vopt.targets.metadata import qdq_precision
+
     types = {t.data_type for t in proto.graph.initializer}
-    has_qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
+    qdq = qdq_precision(proto)
     if job.precision == "fp32":
-        if onnx.TensorProto.FLOAT16 in types or has_qdq:
+        if onnx.TensorProto.FLOAT16 in types or qdq:
             ctx.warn("precision fp32, but the input model already has fp16 or quantized weights (from the quantize stage)")
-        return "fp32"
+            return (qdq or "fp16"), f"{qdq or 'fp16'} (from the quantize stage)"
+        return "fp32", "fp32"
     if job.precision == "fp16":
-        if has_qdq:
-            ctx.warn("precision fp16, but the quantize stage made an int8 QDQ model: kept as it is")
-            return "int8 QDQ (from the quantize stage)"
+        if qdq:
+            ctx.warn(f"precision fp16, but the quantize stage made an {qdq} QDQ model: kept as it is")
+            return qdq, f"{qdq} QDQ (from the quantize stage)"
         if onnx.TensorProto.FLOAT16 in types:
-            return "fp16 (converted by the quantize stage)"
+            return "fp16", "fp16 (converted by the quantize stage)"
         from vopt.quant.fp16 import convert_to_fp16
 
         converted, _ = convert_to_fp16(proto, keep_io_types=job.keep_io_types, op_block=job.fp16_block_ops)
         proto.CopyFrom(converted)
-        return "fp16" + (" with fp32 I/O" if job.keep_io_types else "")
+        return "fp16", "fp16" + (" with fp32 I/O" if job.keep_io_types else "")
     if job.precision == "int8":
-        if has_qdq:
-            return "int8 QDQ (from the quantize stage)"
+        if qdq:
+            return qdq, f"{qdq} QDQ (from the quantize stage)"
         _quantize_int8(proto, artifact, job, ctx)
-        return f"int8 QDQ (u8 activations, s8 per-channel weights, {job.calibration_samples} real calibration images)"
+        return "int8", f"int8 QDQ (u8 activations, s8 per-channel weights, {job.calibration_samples} real calibration images)"
     raise BuildError(f"precision {job.precision} is not supported by the {job.target} target", stage="compile")
 
 
