@@ -77,3 +77,16 @@ def test_plan_passes_for_every_shipped_recipe(cli, monkeypatch):
         result = cli("plan", path, "--json")
         assert result.exit_code == 0, (path, result.output)
         assert json.loads(result.stdout)["steps"][0]["stage"] == "load"
+
+
+def test_check_runs_the_planner_too(cli, write_recipe):
+    recipe = write_recipe({"name": "q", "model": tiny_model("resnet"), "quantize": {"precision": "bf16"}})
+    result = cli("check", recipe)
+    assert result.exit_code == 2 and "bf16" in result.stderr
+
+
+def test_compare_and_bench_on_a_non_build_dir_exit_2(cli, tmp_path):
+    assert cli("compare", tmp_path, tmp_path).exit_code == 2
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    result = cli("compare", tmp_path)
+    assert result.exit_code == 2 and "not a vopt manifest" in result.stderr

@@ -42,6 +42,10 @@ def test_change_invalidates_exactly_downstream(write_recipe, cli, tmp_path):
     # validate config changed: only validate
     m = json.loads(cli("build", recipe, "--out", out, "--json", "--set", "validate.samples=5").stdout)
     assert stages_run(m) == ["validate"]
+    # a preprocessing change: load writes the same bytes, but the contract differs, so every step re-runs
+    m = json.loads(cli("build", recipe, "--out", out, "--json", "--set", "preprocess.mean=[0.1, 0.2, 0.3]").stdout)
+    assert stages_run(m) == ["load", "export", "compile", "validate"]
+    assert m["artifact"]["preprocess"]["mean"] == [0.1, 0.2, 0.3]
     # back to the original: everything cached, same final artifact
     again = json.loads(cli("build", recipe, "--out", out, "--json").stdout)
     assert stages_run(again) == []
@@ -180,3 +184,18 @@ def test_killed_mid_export_leaves_nothing_partial(write_recipe, tmp_path, sig):
     assert "load       cached" in done.stderr
     assert (out / "killme" / "model.onnx").is_file()
     assert not any((cache / "tmp").iterdir())  # the killed run's work dir was cleaned up
+
+
+def test_manifest_is_strict_json(write_recipe, cli, tmp_path):
+    """One validation sample makes some statistics undefined: they must be null, never NaN."""
+    recipe = write_recipe(tiny_recipe(validate={"samples": 1}))
+    result = cli("build", recipe, "--out", tmp_path / "o", "--json")
+    assert result.exit_code == 0, result.output
+
+    def reject(token):
+        raise AssertionError(f"non-standard JSON constant {token}")
+
+    json.loads(result.stdout, parse_constant=reject)
+    json.loads((tmp_path / "o" / "tiny" / "manifest.json").read_text(), parse_constant=reject)
+    assert json.loads(result.stdout)["vopt_seconds"] > 0
+    assert json.loads((tmp_path / "o" / "tiny" / "manifest.json").read_text())["vopt_seconds"] > 0

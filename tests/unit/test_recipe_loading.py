@@ -165,3 +165,27 @@ def test_shipped_recipes_all_validate():
     assert found
     for path in found:
         load_recipe(path)
+
+
+def test_duplicate_keys_are_errors(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE + "name: again\n")
+    with pytest.raises(RecipeError, match=r"r.yaml:9: name: duplicate key"):
+        load_recipe(path)
+
+
+def test_gate_conditions_and_benchmark_sizes_are_checked_at_load(tmp_path):
+    text = BASE + "validate:\n  gates: {cosine: '~0.999'}\nbenchmark: {batch_sizes: [0]}\nquantize: {gates: {x: '>>1'}}\n"
+    path = write(tmp_path, "r.yaml", text)
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path)
+    lines = exc.value.lines
+    assert any("r.yaml:10: validate.gates.cosine: bad condition '~0.999'" in s for s in lines)
+    assert any("benchmark.batch_sizes.0" in s for s in lines)
+    assert any("quantize.gates.x: bad condition" in s for s in lines)
+
+
+def test_set_creating_a_section_is_located_at_the_flag(tmp_path):
+    path = write(tmp_path, "r.yaml", BASE)
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(path, ["benchmrk.warmup=1"])
+    assert exc.value.lines == ["--set benchmrk.warmup=1: benchmrk: unknown key (did you mean `benchmark`?)"]

@@ -9,15 +9,6 @@ import typer
 
 import vopt
 
-app = typer.Typer(
-    name="vopt",
-    help="Optimize and export vision models from one YAML recipe, with verified artifacts.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
-)
-
 # name -> (module, help). The modules import heavy libraries only inside the command body.
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("vopt.cli.build", "Build one or more recipes into verified artifacts."),
@@ -29,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("vopt.cli.inspect", "Describe an artifact: I/O, ops, precision mix, metadata."),
     "bench": ("vopt.cli.bench", "Benchmark an artifact or a build directory."),
     "compare": ("vopt.cli.compare", "Compare build directories side by side."),
-    "verify": ("vopt.cli.verify", "Run an artifact on a runtime (e.g. in a browser) and compare with a reference."),
+    "verify": ("vopt.cli.verify", "Run an artifact on a runtime, such as a browser, and compare it with a reference."),
 }
 
 
@@ -39,60 +30,38 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """vopt: one recipe, verified deployment artifacts."""
 
 
-def _register() -> None:
-    import sys
-
-    # Only the command being run is imported; --help lists them all from the table above.
-    argv = [a for a in sys.argv[1:] if not a.startswith("-")]
-    wanted = argv[0] if argv and argv[0] in COMMANDS else None
+def make_app(only: str | None = None) -> typer.Typer:
+    """The CLI. With `only`, just that command's module is imported (the others are listed for --help
+    but not loaded), which keeps `vopt --help` and each command's start-up fast."""
+    app = typer.Typer(
+        name="vopt",
+        help="Optimize and export vision models from one YAML recipe, with verified artifacts.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+    )
+    app.callback()(_root)
     for name, (module, help_text) in COMMANDS.items():
-        if wanted is None or name == wanted:
-            try:
-                mod = importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                if exc.name == module:
-                    continue  # command not shipped yet
-                raise
-            app.command(name=name, help=help_text)(mod.command)
-        else:
+        if only is not None and name != only:
             app.command(name=name, help=help_text)(_placeholder)
+            continue
+        app.command(name=name, help=help_text)(importlib.import_module(module).command)
+    return app
 
 
-def _placeholder() -> Any:  # pragma: no cover - replaced before running
+def _placeholder() -> Any:  # pragma: no cover - only listed in --help, never run
     raise typer.Exit(0)
 
 
-def make_app() -> typer.Typer:
-    """All commands registered (for tests and docs)."""
-    for name, (module, help_text) in COMMANDS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        full.command(name=name, help=help_text)(mod.command)
-    return full
-
-
-full = typer.Typer(
-    name="vopt",
-    help=app.info.help,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
-)
-full.callback()(_root)
-
-
 def main() -> None:
-    _register()
-    app()
+    import sys
+
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    make_app(only=words[0] if words and words[0] in COMMANDS else "")()

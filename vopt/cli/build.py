@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from vopt.cli.output import RichReporter, err, handles_errors, print_json
 
@@ -29,13 +30,13 @@ def command(
     manifests = []
     failed: GateFailed | None = None
     for loaded in loaded_all:
-        err.print(f"[bold]vopt build[/] {loaded.recipe.name}  ({loaded.path})", highlight=False)
+        err.print(f"[bold]vopt build[/] {loaded.recipe.name}  ({escape(str(loaded.path))})", highlight=False)
         try:
             result = build(loaded, out, cache=cache, reporter=reporter, use_cache=not no_cache, debug=debug)
         except GateFailed as exc:
             failed = exc
             manifests.append(_manifest_of(out / loaded.recipe.name))
-            err.print(f"[red]gate failed[/] build dir: {out / loaded.recipe.name}", highlight=False)
+            err.print(f"[red]gate failed[/] build dir: {escape(str(out / loaded.recipe.name))}", highlight=False)
             continue
         manifests.append(result.manifest)
         if write_back:
@@ -43,7 +44,7 @@ def command(
 
             changed = do_write_back(loaded, result.manifest)
             if changed:
-                err.print(f"  wrote {changed} back into {loaded.path}", highlight=False)
+                err.print(f"  wrote {escape(str(changed))} back into {escape(str(loaded.path))}", highlight=False)
         _summary(result)
     if json_out:
         print_json(manifests[0] if len(manifests) == 1 else manifests)
@@ -65,12 +66,15 @@ def _summary(result) -> None:
     cached = sum(1 for s in m["steps"] if s["cached"])
     art = m.get("artifact") or {}
     err.print(
-        f"[green]built[/] {result.out_dir}/{art.get('file', '')}  "
+        f"[green]built[/] {escape(str(result.out_dir))}/{escape(art.get('file', ''))}  "
         f"({art.get('size_bytes', 0) / 1e6:.2f} MB, {cached}/{len(m['steps'])} steps cached, {result.vopt_seconds:.2f}s)",
         highlight=False,
         soft_wrap=True,
     )
-    for w in m.get("warnings", []):
-        if "RANDOM" in w:
-            err.print(f"[yellow]note:[/] {w}", highlight=False, soft_wrap=True)
-    err.print(f"  manifest: {result.out_dir / 'manifest.json'}   report: {result.out_dir / 'report.html'}", highlight=False, soft_wrap=True)
+    # Warnings of cached steps were printed when those steps ran; say them again, or a cached build hides them.
+    again = [f"{s['stage']}: {w}" for s in m["steps"] if s["cached"] for w in s["report"].get("warnings", [])
+             if "weights: random" not in w]  # the RANDOM note below says it once
+    for w in [w for w in m.get("warnings", []) if "RANDOM" in w] + again:
+        err.print(f"[yellow]note:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    where = f"  manifest: {result.out_dir / 'manifest.json'}   report: {result.out_dir / 'report.html'}"
+    err.print(escape(where), highlight=False, soft_wrap=True)

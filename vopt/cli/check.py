@@ -13,17 +13,22 @@ def command(
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value: key.path=value."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
+    from rich.markup import escape
+
     from vopt.errors import RecipeError
+    from vopt.pipeline.plan import make_plan
     from vopt.recipe.resolve import load_recipe
 
     problems: list[str] = []
     for path in recipes:
         try:
             loaded = load_recipe(path, set_)
-            err.print(f"[green]ok[/] {path} ({loaded.recipe.name} -> {loaded.recipe.compile.target})", highlight=False)
+            make_plan(loaded.recipe)  # stage-level settings (e.g. a scheme the target cannot take) fail here too
+            err.print(f"[green]ok[/] {escape(str(path))} ({loaded.recipe.name} -> {loaded.recipe.compile.target})", highlight=False)
         except RecipeError as exc:
             problems.append(exc.message)
-            err.print(f"[red]error[/] {path}: {exc.message}", highlight=False, soft_wrap=True)
+            where = "" if str(path) in exc.message else f"{escape(str(path))}: "
+            err.print(f"[red]error[/] {where}{escape(exc.message)}", highlight=False, soft_wrap=True)
             for line in exc.lines:
                 err.print(f"  {line}", markup=False, soft_wrap=True)
     if problems:

@@ -21,7 +21,9 @@ out = Console(highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    from vopt.pipeline.manifest import json_safe
+
+    sys.stdout.write(json.dumps(json_safe(data), indent=2, default=str) + "\n")
     sys.stdout.flush()
 
 
@@ -65,7 +67,7 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             from rich.markup import escape
 
             err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
-            err.print("  rerun with --debug for the traceback", markup=False)
+            err.print("  rerun with VOPT_DEBUG=1 (or --debug on build, plan and check) for the traceback", markup=False)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -110,6 +112,11 @@ class RichReporter(Reporter):
 
         mark = "[dim]cached[/]     " if cached else f"[green]done[/] {seconds:6.2f}s"
         self.console.print(f"  {name:<10} {mark}  {escape(detail)}", highlight=False, soft_wrap=True)
+
+    def abort(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
 
     def info(self, message: str) -> None:
         if not self.quiet:

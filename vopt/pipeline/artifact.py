@@ -71,6 +71,18 @@ class Artifact(BaseModel):
     def size_bytes(self) -> int:
         return path_size(self.file)
 
+    def identity(self) -> str:
+        """What the next step's cache key depends on: the bytes *and* the contract that travels with them
+        (preprocessing, I/O spec, metadata), so a changed `preprocess:` re-runs the steps that read it."""
+        import json
+
+        contract = json.dumps(
+            {"io": self.io.model_dump(mode="json"), "preprocess": self.preprocess.model_dump(mode="json"),
+             "meta": self.meta, "format": self.format},
+            sort_keys=True, default=str,
+        )
+        return hashlib.sha256(f"{self.sha256}|{contract}".encode()).hexdigest()
+
 
 def sha256_path(path: Path) -> str:
     """Hash of a file, or of a directory's relative paths and contents."""

@@ -63,9 +63,6 @@ class Cache:
             return None
         return CacheEntry(key, artifact, data.get("report", {}), data.get("duration_s", 0.0))
 
-    def has(self, key: str) -> bool:
-        return (self._dir(key) / ENTRY_FILE).is_file()
-
     def new_workdir(self) -> Path:
         """A private directory a stage writes into; it becomes the entry on commit."""
         self.clean_stale()

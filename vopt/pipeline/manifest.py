@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import uuid
@@ -35,7 +36,7 @@ def make_manifest(loaded, target, records, artifact: Artifact | None, failures) 
         warnings.append("the model has RANDOM weights (weights: random): its outputs are meaningless for a task")
     for r in records:
         warnings.extend(f"{r.stage}: {w}" for w in r.report.get("warnings", []))
-    return {
+    return json_safe({
         "vopt_version": versions()["vopt"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": "gate_failed" if failures or any(r.report.get("status") == "gate_failed" for r in records) else "ok",
@@ -54,7 +55,18 @@ def make_manifest(loaded, target, records, artifact: Artifact | None, failures) 
         "benchmark": reports.get("benchmark"),
         "gate_failures": failures,
         "warnings": warnings,
-    }
+    })
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN and infinities become null: manifests must parse as strict JSON (jq, JSON.parse)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def _artifact_entry(artifact: Artifact | None) -> dict[str, Any] | None:
@@ -85,7 +97,7 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
                 shutil.copy2(src, dst)
             for name in artifact.meta.get("companions", []):  # files that belong with the artifact, e.g. model.ort
                 shutil.copy2(src.parent / name, staging / name)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        (staging / MANIFEST).write_text(json.dumps(json_safe(manifest), indent=2, default=str, allow_nan=False) + "\n")
         from vopt.report import write_reports
 
         write_reports(manifest, staging)
@@ -99,7 +111,15 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
 
 
 def read_manifest(build_dir: Path) -> dict[str, Any]:
+    from vopt.errors import RecipeError
+
     path = Path(build_dir) / MANIFEST
     if not path.is_file():
-        raise BuildError(f"{build_dir}: no {MANIFEST} (not a vopt build directory)")
-    return json.loads(path.read_text())
+        raise RecipeError(f"{build_dir}: no {MANIFEST} (not a vopt build directory)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecipeError(f"{path}: not a readable manifest ({exc})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: not a vopt manifest (a JSON object was expected)")
+    return data

@@ -49,12 +49,12 @@ def make_plan(recipe: Any) -> tuple[list[Step], Any]:
     return steps, target
 
 
-def key_for(step: Step, parent_sha256: str | None, target: Any) -> str:
+def key_for(step: Step, parent_identity: str | None, target: Any) -> str:
     tools = [*step.stage.tools, *step.stage.extra_tools(step.config, target)]
     material = {
         "vopt": vopt.__version__,
         "stage": step.name,
-        "parent": parent_sha256,
+        "parent": parent_identity,
         "config": step.config.model_dump(mode="json"),
         "fingerprint": step.stage.fingerprint(step.config),
         "tools": tool_versions(tools),
@@ -86,5 +86,5 @@ def dry_run(steps: list[Step], target: Any, cache: Cache) -> list[PlannedStep]:
         if entry is None:
             known = False
         elif step.transforms:
-            parent = entry.artifact.sha256
+            parent = entry.artifact.identity()
     return out

@@ -11,6 +11,9 @@ class Reporter:
 
     def stage_end(self, name: str, *, cached: bool, seconds: float, detail: str = "") -> None: ...
 
+    def abort(self) -> None:
+        """A step failed: stop any live display so the error prints cleanly."""
+
     def info(self, message: str) -> None: ...
 
     def warn(self, message: str) -> None: ...

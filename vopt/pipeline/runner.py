@@ -63,7 +63,7 @@ def build(
     reports: dict[str, dict[str, Any]] = {}
     for step in steps:
         parent_sha = artifact.sha256 if artifact else None
-        key = key_for(step, parent_sha, target)
+        key = key_for(step, artifact.identity() if artifact else None, target)
         entry = cache.get(key) if use_cache else None
         reporter.stage_start(step.name)
         if entry is not None:
@@ -71,7 +71,10 @@ def build(
         else:
             try:
                 result, report, seconds = _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug)
-            except GateFailed as exc:
+            except BaseException as exc:
+                if not isinstance(exc, GateFailed):
+                    reporter.abort()  # leave the terminal clean before the error is printed
+                    raise
                 # A stage's own gate (e.g. quantize with auto_fallback) failed: record why in a manifest-only
                 # build directory, so no stale artifact or manifest from an earlier build is left to mislead.
                 reporter.stage_end(step.name, cached=False, seconds=0.0, detail="gate failed")
@@ -103,9 +106,9 @@ def build(
 
     failures = gate_failures(reports)
     manifest = make_manifest(loaded, target, records, artifact, failures)
+    manifest["vopt_seconds"] = round(time.perf_counter() - t_start, 3)  # up to writing the build directory
     out_dir = write_build_dir(Path(out_root) / recipe.name, artifact, manifest)
     elapsed = time.perf_counter() - t_start
-    manifest["vopt_seconds"] = round(elapsed, 3)
     result_obj = BuildResult(out_dir, manifest, artifact, failures, elapsed)
     if failures:
         lines = [f"{f['metric']} = {f['value']:.6g}, needs {f['condition']} ({f['stage']})" for f in failures]

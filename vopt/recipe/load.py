@@ -38,9 +38,14 @@ class RawRecipe:
 def _locations(node: yaml.Node, file: str, prefix: Path_, out: dict[Path_, str]) -> None:
     out[prefix] = f"{file}:{node.start_mark.line + 1}"
     if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
         for key_node, value_node in node.value:
             key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) else key_node.value
             path = (*prefix, key)
+            if key in seen:  # YAML would silently keep the last one
+                dotted = ".".join(str(p) for p in path)
+                raise RecipeError(f"{file}:{key_node.start_mark.line + 1}: {dotted}: duplicate key")
+            seen.add(key)
             _locations(value_node, file, path, out)
             out[path] = f"{file}:{key_node.start_mark.line + 1}"
     elif isinstance(node, yaml.SequenceNode):
@@ -161,6 +166,7 @@ def apply_sets(raw: RawRecipe, sets: list[str]) -> None:
             if child is None:
                 child = {}
                 node[part] = child
+                raw.locations[tuple(parts[: depth + 1])] = f"--set {expr}"
             if not isinstance(child, dict):
                 prefix = ".".join(parts[: depth + 1])
                 raise RecipeError(f"--set {expr}: `{prefix}` is a {type(child).__name__}, not a section")

@@ -12,9 +12,30 @@ from pydantic_core import PydanticUndefined
 
 def _type_name(annotation: Any) -> str:
     text = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+    text = _strip_annotated(text)  # constraints show up as validation errors, not in the type column
     for prefix in ("vopt.recipe.sections.", "vopt.targets."):
         text = text.replace(prefix, "")
     return text.replace("NoneType", "null")
+
+
+def _strip_annotated(text: str) -> str:
+    """`Annotated[int, FieldInfo(...)]` -> `int`, bracket-aware."""
+    while (start := text.find("Annotated[")) != -1:
+        depth, i, comma = 0, start + len("Annotated["), None
+        for j in range(i, len(text)):
+            ch = text[j]
+            if ch in "[(":
+                depth += 1
+            elif ch in "])":
+                if depth == 0:
+                    text = text[:start] + text[i:comma or j] + text[j + 1 :]
+                    break
+                depth -= 1
+            elif ch == "," and depth == 0 and comma is None:
+                comma = j
+        else:
+            break
+    return text
 
 
 def _default(field: Any) -> str:

@@ -103,7 +103,7 @@ def format_validation_error(exc: ValidationError, raw: RawRecipe, model: type[Ba
             msg = f"unknown target '{tag}'{did_you_mean(str(tag), names)}; known: {', '.join(names)}"
             key = f"{key}.target" if not key.endswith("target") else key
         else:
-            msg = err["msg"]
+            msg = str(err["msg"]).removeprefix("Value error, ")
         lines.append(f"{where}: {key}: {msg}")
     return lines
 

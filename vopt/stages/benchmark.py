@@ -31,6 +31,14 @@ class BenchmarkStage(Stage):
     def extra_tools(cls, config: BenchmarkConfig, target: Any) -> list[str]:
         return target.tool_versions()
 
+    @classmethod
+    def fingerprint(cls, config: BenchmarkConfig) -> dict[str, Any]:
+        """Timings belong to a machine: a cache copied from another one must not replay its latencies."""
+        import os
+        import platform
+
+        return {"machine": platform.machine(), "cpu": _cpu_model(), "cpus": os.cpu_count(), "node": platform.node()}
+
     def run(self, artifact: Artifact, config: BenchmarkConfig, ctx) -> Artifact:
         from vopt.bench.harness import BenchSettings, run_benchmark
         from vopt.bench.targets import runner_factory
@@ -76,3 +84,16 @@ def _reference(ctx: Any, artifact: Artifact):
         return OutputWrapper.wrap(load_module(loaded), family_of(artifact))
 
     return load
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor()

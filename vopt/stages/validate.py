@@ -14,7 +14,6 @@ from vopt.stages.base import Stage
 class ValidateConfig(BaseModel):
     section: ValidateSection
     compile: dict[str, Any]
-    data_fingerprint: str | None = None
 
 
 class ValidateStage(Stage):

@@ -1,9 +1,24 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
 class Section(BaseModel):
     """Every recipe section rejects unknown keys, so a typo is an error, not a silent default."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+def _check_condition(cond: str) -> str:
+    """Gate conditions are checked when the recipe loads, not after an hour of work."""
+    from vopt.validate.gates import _COND
+
+    if not _COND.match(str(cond)):
+        raise ValueError(f"bad condition {cond!r}: use e.g. '>=0.99' or '<1e-3'")
+    return cond
+
+
+# metric name -> condition string, e.g. {centered_cosine: ">=0.98"}
+Gates = dict[str, Annotated[str, AfterValidator(_check_condition)]]

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from vopt.recipe.sections.base import Section
 
 
 class BenchmarkSection(Section):
-    batch_sizes: list[int] = Field(default=[1])
+    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default=[1], min_length=1)
     warmup: int = Field(default=3, ge=0)
     iterations: int = Field(default=20, ge=1)
     seconds: float | None = Field(default=None, description="Time bound per batch size; overrides iterations.")

@@ -11,7 +11,9 @@ class PreprocessSection(Section):
     """The one preprocessing contract: calibration, validation and artifact metadata all use it.
     Fields left out take the family's defaults."""
 
-    size: list[int] | None = Field(default=None, description="Output [height, width]; defaults to the input shape.")
+    size: list[int] | None = Field(
+        default=None, min_length=2, max_length=2, description="Output [height, width]; defaults to the input shape."
+    )
     resize: int | None = Field(default=None, description="Resize the shorter side to this before the center crop.")
     mean: list[float] | None = None
     std: list[float] | None = None

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from vopt.recipe.sections.base import Section
+from vopt.recipe.sections.base import Gates, Section
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int16", "int4"]
 SCHEMES = ("ort-qdq", "trt-qdq", "qnn-qdq", "nncf", "coreml-weights", "fp16", "int4-weight")
@@ -48,7 +48,7 @@ class QuantizeSection(Section):
     weight_type: Literal["uint8", "int8"] | None = None
     calibration: CalibrationSection = Field(default_factory=CalibrationSection)
     exclude: ExcludeSection = Field(default_factory=ExcludeSection)
-    gates: dict[str, str] = Field(
+    gates: Gates = Field(
         default_factory=dict, description="Quantized vs float on real images, e.g. {centered_cosine: '>=0.98', top1_agreement: '>=0.9'}"
     )
     auto_fallback: bool = Field(default=False, description="On a gate miss, move the most sensitive layers back to float.")

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from vopt.recipe.sections.base import Section
+from vopt.recipe.sections.base import Gates, Section
 
 
 class ValidateSection(Section):
@@ -17,4 +17,4 @@ class ValidateSection(Section):
         default="original", description="Compare with the loaded model (original) or the model that was exported."
     )
     score_threshold: float = Field(default=0.5, description="Detection score threshold for box agreement.")
-    gates: dict[str, str] = Field(default_factory=dict, description="Metric to condition, e.g. {cosine: '>=0.999'}")
+    gates: Gates = Field(default_factory=dict, description="Metric to condition, e.g. {cosine: '>=0.999'}")
