@@ -90,3 +90,9 @@ def test_compare_and_bench_on_a_non_build_dir_exit_2(cli, tmp_path):
     (tmp_path / "manifest.json").write_text("[1, 2]")
     result = cli("compare", tmp_path)
     assert result.exit_code == 2 and "not a vopt manifest" in result.stderr
+
+
+def test_a_scheme_the_target_cannot_compile_is_a_plan_time_error(cli, write_recipe):
+    recipe = write_recipe({"name": "x", "model": tiny_model("resnet"), "quantize": {"scheme": "nncf"}, "compile": {"target": "cpu"}})
+    result = cli("plan", recipe)
+    assert result.exit_code == 2 and "makes openvino-ir, but the cpu target compiles onnx" in result.stderr

@@ -46,7 +46,25 @@ def make_plan(recipe: Any) -> tuple[list[Step], Any]:
         config = stage.configure(recipe, target)
         if config is not None:
             steps.append(Step(name, stage, config))
+    _check_handoffs(steps, target)
     return steps, target
+
+
+def _check_handoffs(steps: list[Step], target: Any) -> None:
+    """A quantization scheme whose output the target cannot compile is a recipe error, found before any work."""
+    from vopt.errors import RecipeError
+    from vopt.quant.schemes import get_scheme
+
+    quant = next((s for s in steps if s.name == "quantize"), None)
+    if quant is None or target.quantize_after_compile:
+        return
+    scheme = getattr(quant.config, "scheme", None)
+    produced = get_scheme(scheme).output_format if scheme else "onnx"
+    if produced not in target.input_formats:
+        raise RecipeError(
+            f"quantize.scheme: '{scheme}' makes {produced}, but the {target.name} target compiles "
+            f"{' or '.join(target.input_formats)}; drop quantize.scheme to use the target's own scheme"
+        )
 
 
 def key_for(step: Step, parent_identity: str | None, target: Any) -> str:
