@@ -114,3 +114,25 @@ def test_openvino_conversion_failure_names_the_op(tmp_path):
     with pytest.raises(BuildError, match=r"\[compile\] ov.convert_model failed: .*acme.Frobnicate"):
         target.compile(Artifact(path=str(tmp_path / "bad.onnx"), format="onnx"), target.Config(),
                        Context(recipe=_Recipe(), target=target, workdir=tmp_path))
+
+
+@pytest.mark.slow
+def test_int8_speed_check_times_at_default_hints(write_recipe, cli, tmp_path):
+    """'Did INT8 pay' compares what a deployment runs: no f32 pin (the accuracy runner's), and it says which ran."""
+    import openvino as ov
+
+    recipe = {"name": "ov-speed", "model": tiny_model("resnet"), "export": {"parity_samples": 2},
+              "compile": {"target": "openvino"}, "validate": {"samples": 4},
+              "quantize": {"precision": "int8", "calibration": {"samples": 8, "batch": 4},
+                           "check": {"samples": 4, "benchmark": True, "rounds": 2}}}
+    result = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    speed = next(s for s in m["steps"] if s["stage"] == "quantize")["report"]["speed"]
+    default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()  # 'bf16' on this CPU
+    assert speed["status"] == "ok" and speed["precision_hint"] == "default"
+    assert speed["inference_precision"] == default  # bf16 on this CPU (avx512_bf16), not the f32 of accuracy checks
+    assert "default precision hint" in speed["runtime"] and speed["float_runtime"] == speed["runtime"]
+    # validation still pins f32 for accuracy
+    assert m["validation"]["runtime_info"]["inference_precision"] == "f32"
+    assert m["artifact"]["meta"]["precision"] == "int8"

@@ -26,6 +26,10 @@ def model_file(path: str | Path) -> Path:
     return p
 
 
+# Leave INFERENCE_PRECISION_HINT unset: the plugin's own choice (bf16 on CPUs with avx512_bf16), what a deployment runs.
+DEFAULT_HINT = "default"
+
+
 def inference_hint(precision: str | None, override: str | None = None) -> str:
     return override or PRECISION_HINTS.get(precision or "fp32", "f32")
 
@@ -36,7 +40,7 @@ def compile_model(path: str | Path, *, device: str = "CPU", hint: str = "f32", t
 
     core = ov.Core()
     config: dict[str, Any] = {}
-    if device.split(":")[0] in ("CPU", "AUTO", "GPU"):
+    if device.split(":")[0] in ("CPU", "AUTO", "GPU") and hint != DEFAULT_HINT:
         config["INFERENCE_PRECISION_HINT"] = hint
     if threads and device == "CPU":
         config["INFERENCE_NUM_THREADS"] = threads
@@ -84,6 +88,7 @@ def runner(path: str | Path, *, device: str = "CPU", precision: str | None = Non
         "openvino": ov.__version__,
         "device": device,
         "inference_precision": ran,
+        "precision_hint": used_hint,
         "input_format": "onnx" if model_file(path).suffix == ".onnx" else "openvino-ir",
         "exec_graph": exec_graph_summary(compiled),
     }
