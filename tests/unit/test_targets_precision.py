@@ -137,6 +137,7 @@ def test_tensorrt_compile_key_includes_the_gpu_architecture(tmp_path, monkeypatc
 
 
 def test_target_base_does_not_import_numpy():
-    code = "import sys, vopt.targets.base, vopt.targets.cpu, vopt.targets.tensorrt; print('numpy' in sys.modules)"
+    code = ("import sys, vopt.targets.base, vopt.targets.cpu, vopt.targets.tensorrt; "
+            "vopt.targets.tensorrt.TensorRtTarget().key_material(); print('numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"

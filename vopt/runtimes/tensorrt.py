@@ -8,9 +8,10 @@ import subprocess
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only inside functions: the compile cache key imports this module on every plan
+    import numpy as np
 
 # The opset range TensorRT 10's ONNX parser accepts.
 MIN_OPSET, MAX_OPSET = 9, 20
@@ -81,6 +82,7 @@ def _check_ops(proto: Any) -> list[Finding]:
 
 
 def _check_qdq(proto: Any) -> list[Finding]:
+    import numpy as np
     import onnx
     from onnx import numpy_helper
 
@@ -116,6 +118,7 @@ def _check_qdq(proto: Any) -> list[Finding]:
 
 
 def _check_int64(proto: Any) -> list[Finding]:
+    import numpy as np
     import onnx
     from onnx import numpy_helper
 
@@ -228,6 +231,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, flags: list[
 
 def runner(engine_path: str | Path) -> Any:
     """Run an engine with torch CUDA tensors as device buffers."""
+    import numpy as np
     import tensorrt as trt
     import torch
 
