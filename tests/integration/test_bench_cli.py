@@ -82,7 +82,7 @@ def test_bench_bad_inputs_exit_2(cli, tmp_path):
     assert res.exit_code == 2 and "--batch-sizes" in res.output
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert cli("bench", empty).exit_code == 1  # a directory that is not a build
+    assert cli("bench", empty).exit_code == 2  # a directory that is not a build: a usage error
 
 
 def test_batch_size_the_runtime_refuses_is_skipped_not_fatal(cli, tmp_path):
