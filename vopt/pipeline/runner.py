@@ -175,11 +175,13 @@ def _summary(report: dict[str, Any]) -> str:
 
 
 def platform_info() -> dict[str, Any]:
+    from vopt.machine import cpu_model
+
     return {
         "python": platform.python_version(),
         "system": platform.system(),
         "machine": platform.machine(),
-        "processor": platform.processor() or None,
+        "processor": cpu_model(),
         "cpus": os.cpu_count(),
     }
 

@@ -37,7 +37,9 @@ class BenchmarkStage(Stage):
         import os
         import platform
 
-        return {"machine": platform.machine(), "cpu": _cpu_model(), "cpus": os.cpu_count(), "node": platform.node()}
+        from vopt.machine import cpu_model
+
+        return {"machine": platform.machine(), "cpu": cpu_model(), "cpus": os.cpu_count(), "node": platform.node()}
 
     def run(self, artifact: Artifact, config: BenchmarkConfig, ctx) -> Artifact:
         from vopt.bench.harness import BenchSettings, run_benchmark
@@ -85,15 +87,3 @@ def _reference(ctx: Any, artifact: Artifact):
 
     return load
 
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor()

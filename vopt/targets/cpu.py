@@ -30,10 +30,10 @@ class CpuTarget(Target):
 
     def hardware(self) -> tuple[bool, str]:
         import os
-        import platform
 
-        name = _cpu_name() or platform.processor() or platform.machine()
-        return True, f"{name}, {os.cpu_count()} cores"
+        from vopt.machine import cpu_model
+
+        return True, f"{cpu_model()}, {os.cpu_count()} cores"
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime"]
@@ -83,13 +83,3 @@ class CpuTarget(Target):
 
         return runner(artifact.path, threads=cfg.threads)
 
-
-def _cpu_name() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
