@@ -258,6 +258,9 @@ def test_quant_coreml_int8_weights_after_compile(write_recipe, cli, tmp_path):
     spec = ct.models.MLModel(str(_artifact(step)), skip_model_load=True).get_spec()
     ops = [op.type for f in spec.mlProgram.functions.values() for b in f.block_specializations.values() for op in b.operations]
     assert sum(t.startswith("constexpr_") for t in ops) >= 5  # int8 weights dequantized at load time
+    # the package and the manifest say what it now is, not the float precision compile wrote
+    assert spec.description.metadata.userDefined["vopt.precision"] == "int8 weights"
+    assert m["artifact"]["meta"]["precision"] == "int8"
 
 
 def test_quant_fallback_measured_ranking(write_recipe, cli, tmp_path):

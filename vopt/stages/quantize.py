@@ -183,8 +183,10 @@ class _Run:
         self.report["scheme_info"] = scheme.info
         if result != out:
             _move(result, out)
-        quant = self.artifact.derive(out, format=scheme.output_format, io=self._io(out),
-                                     meta={"quantized": {"scheme": cfg.scheme, "precision": cfg.precision, "kept_float": kept}})
+        meta: dict = {"quantized": {"scheme": cfg.scheme, "precision": cfg.precision, "kept_float": kept}}
+        if ctx.target.quantize_after_compile:  # compile already labelled the artifact with its float precision
+            meta["precision"] = cfg.precision
+        quant = self.artifact.derive(out, format=scheme.output_format, io=self._io(out), meta=meta)
         self._metadata(out, quant, kept)
         self.speed(Path(model), quant)
         self._summary(kept)

@@ -40,5 +40,9 @@ class CoreMlWeightScheme(Scheme):
             config = cto.OptimizationConfig(global_config=op_cfg, op_type_configs={t: None for t in op_types})
             compressed = cto.linear_quantize_weights(mlmodel, config)
             self.info["method"] = f"linear symmetric int8 weights, {granularity}"
+        # The package says what it now is (compile wrote the float precision before quantize ran).
+        precision = f"{bits}-bit palettized weights" if bits else "int8 weights"
+        compressed.user_defined_metadata["vopt.precision"] = precision
+        compressed.user_defined_metadata["vopt.quantize.scheme"] = self.name
         compressed.save(str(out))
         return out
