@@ -100,3 +100,13 @@ def test_web_missing_browser_is_one_line_and_exit_4(cli, monkeypatch, tmp_path, 
 def test_web_verify_needs_a_runtime(cli, tmp_path):
     result = cli("verify", tmp_path / "m.onnx")
     assert result.exit_code == 2 and "--browser" in result.output
+
+
+def test_browser_validation_is_keyed_by_the_browser_and_onnxruntime_web():
+    from vopt.recipe.sections.validate import ValidateSection
+    from vopt.stages.validate import ValidateConfig, ValidateStage
+
+    browser = ValidateStage.fingerprint(ValidateConfig(section=ValidateSection(runtime="browser"), compile={"target": "cpu"}))
+    web = ValidateStage.fingerprint(ValidateConfig(section=ValidateSection(), compile={"target": "webgpu"}))
+    plain = ValidateStage.fingerprint(ValidateConfig(section=ValidateSection(), compile={"target": "cpu"}))
+    assert "browser" in browser and "browser" in web and "browser" not in plain

@@ -31,7 +31,10 @@ class ValidateStage(Stage):
     def fingerprint(cls, config: ValidateConfig) -> dict[str, Any]:
         from vopt.datasets.images import fingerprint, list_images
 
-        return {"data": fingerprint(list_images(config.section.data), Preprocess())}
+        key = {"data": fingerprint(list_images(config.section.data), Preprocess())}
+        if config.section.runtime == "browser" or config.compile.get("target") in ("webgpu", "webnn"):
+            key["browser"] = _browser_identity()
+        return key
 
     @classmethod
     def extra_tools(cls, config: ValidateConfig, target: Any) -> list[str]:
@@ -42,3 +45,20 @@ class ValidateStage(Stage):
 
         ctx.report.update(validate_artifact(artifact, config.section, ctx))
         return artifact
+
+
+def _browser_identity() -> str:
+    """The pinned onnxruntime-web lockfile and the Chromium binary (stat only: no browser start)."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    lock = Path(__file__).resolve().parent.parent / "web" / "package-lock.json"
+    parts = [hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else "no-lockfile"]
+    # Debian's /usr/bin/chromium is a wrapper script; the browser itself is in /usr/lib/chromium.
+    for candidate in (os.environ.get("VOPT_CHROMIUM", "/usr/bin/chromium"), "/usr/lib/chromium/chromium"):
+        path = Path(candidate)
+        if path.exists():
+            st = path.resolve().stat()
+            parts.append(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}")
+    return "|".join(parts)
