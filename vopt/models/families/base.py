@@ -73,6 +73,18 @@ class Family:
         return tuple(_pick(output, name) for name in self.outputs)
 
 
+class DetectionFamily(Family):
+    """DETR-style detectors: class logits and normalized boxes per query. Queries pass through top-k or a
+    set matching, so a 1e-4 difference can reorder them: parity compares matched detections."""
+
+    task: ClassVar[str] = "object-detection"
+    outputs: ClassVar[tuple[str, ...]] = ("logits", "pred_boxes")
+    is_transformer: ClassVar[bool] = True
+    atol: ClassVar[float] = 5e-4
+    unordered_outputs: ClassVar[tuple[str, ...]] = ("logits", "pred_boxes")
+    quant_exclude_ops: ClassVar[tuple[str, ...]] = ("Softmax", "LayerNormalization")
+
+
 def _pick(output: Any, name: str) -> Any:
     if (isinstance(output, dict) or hasattr(output, "keys")) and name in output:
         return output[name]

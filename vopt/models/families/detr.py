@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from vopt.models.families.base import Family, register_family
+from vopt.models.families.base import DetectionFamily, register_family
 
 
 @register_family
-class Detr(Family):
+class Detr(DetectionFamily):
     name = "detr"
     model_types = ("detr",)
-    task = "object-detection"
-    outputs = ("logits", "pred_boxes")
     image_size = 800
-    is_transformer = True
-    atol = 5e-4
-    # Queries are compared as matched detections: a 1e-4 change can swap near-identical queries.
-    unordered_outputs = ("logits", "pred_boxes")
     prune_ignore = ("class_labels_classifier*", "bbox_predictor*")
-    quant_exclude_ops = ("Softmax", "LayerNormalization")
     quant_exclude_nodes = ("*class_labels_classifier*", "*bbox_predictor*")
     # Without timm: transformers' own ResNet backbone, no pretrained download.
     tiny_config = {

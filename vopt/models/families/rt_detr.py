@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from vopt.models.families.base import Family, register_family
+from vopt.models.families.base import DetectionFamily, register_family
 
 ZERO = [0.0, 0.0, 0.0]
 ONE = [1.0, 1.0, 1.0]
 
 
 @register_family
-class RtDetr(Family):
+class RtDetr(DetectionFamily):
     name = "rt_detr"
     model_types = ("rt_detr", "rt_detr_v2")
-    task = "object-detection"
-    outputs = ("logits", "pred_boxes")
     image_size = 640
     mean = ZERO  # RT-DETR takes pixels scaled to [0, 1], no mean/std
     std = ONE
-    is_transformer = True
     atol = 1e-3
-    # Encoder top-k picks the queries: a 1e-4 difference reorders them, so compare matched detections.
-    unordered_outputs = ("logits", "pred_boxes")
     prune_ignore = ("class_embed*", "bbox_embed*", "model.enc_score_head*", "model.enc_bbox_head*",
                     "model.decoder.class_embed*", "model.decoder.bbox_embed*")
     quant_exclude_ops = ("Softmax", "LayerNormalization", "TopK", "GridSample")
