@@ -30,6 +30,17 @@ TARGETS: dict[str, str] = {
     "tflite": "vopt.targets.tflite:TfliteTarget",
 }
 
+# Quantization schemes (vopt.quant.schemes.base.Scheme): each module declares its own facts and options.
+SCHEMES: dict[str, str] = {
+    "ort-qdq": "vopt.quant.schemes.ort_qdq:OrtQdqScheme",
+    "trt-qdq": "vopt.quant.schemes.ort_qdq:TensorRtQdqScheme",
+    "qnn-qdq": "vopt.quant.schemes.qnn:QnnQdqScheme",
+    "nncf": "vopt.quant.schemes.nncf_ov:NncfScheme",
+    "coreml-weights": "vopt.quant.schemes.coreml:CoreMlWeightScheme",
+    "fp16": "vopt.quant.schemes.fp16:Fp16Scheme",
+    "int4-weight": "vopt.quant.schemes.int4:Int4WeightScheme",
+}
+
 SOURCES: dict[str, str] = {
     "hf": "vopt.models.sources.hf:HfSource",
     "torch": "vopt.models.sources.checkpoint:CheckpointSource",
@@ -94,6 +105,11 @@ def get_stage(name: str) -> Any:
 def get_target(name: str) -> Any:
     """Returns an instance of the target plugin."""
     return _lookup(TARGETS, "target", name)()
+
+
+def get_scheme(name: str) -> Any:
+    """Returns the scheme class (its facts are class attributes; the stage makes one per run)."""
+    return _lookup(SCHEMES, "scheme", name)
 
 
 def get_source(name: str) -> Any:

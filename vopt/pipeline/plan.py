@@ -53,7 +53,7 @@ def make_plan(recipe: Any) -> tuple[list[Step], Any]:
 def _check_handoffs(steps: list[Step], target: Any) -> None:
     """A quantization scheme whose output the target cannot compile is a recipe error, found before any work."""
     from vopt.errors import RecipeError
-    from vopt.quant.schemes import get_scheme
+    from vopt.registry import get_scheme
 
     quant = next((s for s in steps if s.name == "quantize"), None)
     if quant is None or target.quantize_after_compile:

@@ -108,14 +108,51 @@ def format_validation_error(exc: ValidationError, raw: RawRecipe, model: type[Ba
     return lines
 
 
+# Keys that were removed, and what to write instead: a recipe that still has one is told so at its line.
+RETIRED: dict[tuple[str, ...], str] = {
+    ("compile", "calibration_samples"): "removed: web targets quantize in the quantize stage (its calibration, "
+    "gates and fallback); write `quantize: {precision: int8, calibration: {samples: N}}` instead",
+}
+
+
+def _retired(raw: RawRecipe) -> list[str]:
+    lines = []
+    for loc, message in RETIRED.items():
+        node: Any = raw.data
+        for key in loc:
+            node = node.get(key, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT:
+            lines.append(f"{raw.where(loc)}: {'.'.join(loc)}: {message}")
+    return lines
+
+
+_ABSENT = object()
+
+
+def _plugin_problems(recipe: Any, raw: RawRecipe) -> list[str]:
+    """Settings only a plugin can check, e.g. `quantize.options` against the chosen scheme's Options."""
+    from vopt.quant.schemes import recipe_problems
+
+    return [f"{raw.where(loc)}: {'.'.join(str(p) for p in loc)}: {msg}" for loc, msg in recipe_problems(recipe)]
+
+
+def _fail(lines: list[str]) -> RecipeError:
+    n = len(lines)
+    return RecipeError(f"{n} problem{'s' if n != 1 else ''} in recipe", lines=lines)
+
+
 def load_recipe(path: str | Path, sets: list[str] | None = None) -> LoadedRecipe:
     from vopt.recipe.models import Recipe
 
     raw = load_raw(path, sets)
+    retired = _retired(raw)
+    if retired:
+        raise _fail(retired)
     try:
         recipe = Recipe.model_validate(raw.data)
     except ValidationError as exc:
-        lines = format_validation_error(exc, raw, Recipe)
-        n = len(lines)
-        raise RecipeError(f"{n} problem{'s' if n != 1 else ''} in recipe", lines=lines) from None
+        raise _fail(format_validation_error(exc, raw, Recipe)) from None
+    problems = _plugin_problems(recipe, raw)
+    if problems:
+        raise _fail(problems)
     return LoadedRecipe(recipe, raw)

@@ -22,30 +22,23 @@ class QuantizeStage(Stage):
 
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> QuantizeConfig | None:
-        from vopt.quant.options import check_options
-        from vopt.quant.schemes import PRECISIONS, check_requirements, default_scheme
+        from vopt.quant.schemes import choose, recipe_problems
 
+        problems = recipe_problems(recipe, target)  # the recipe loader reports these with file:line first
+        if problems:
+            loc, message = problems[0]
+            raise RecipeError(f"{'.'.join(str(p) for p in loc)}: {message}")
         q = recipe.quantize
         if q is None or q.precision == "fp32":
             return None
-        if q.precision == "bf16":
-            raise RecipeError("quantize.precision: bf16 is an inference precision of the target, not a quantize scheme: "
-                              "set compile.precision: bf16 (openvino) instead")
-        scheme = q.scheme or {"fp16": "fp16", "int4": "int4-weight"}.get(q.precision or "") or default_scheme(target)
-        if not q.scheme and scheme and q.precision and q.precision not in PRECISIONS[scheme]:
-            scheme = "ort-qdq"  # e.g. int8 for webgpu/webnn, whose own scheme is fp16: plain ORT QDQ
-        if scheme is None:
-            raise RecipeError(f"quantize: target '{target.name}' has no default quantization scheme; set quantize.scheme "
-                              f"or compile.precision")
-        precision = q.precision or PRECISIONS[scheme][0]
-        if precision not in PRECISIONS[scheme]:
-            raise RecipeError(f"quantize.precision: scheme '{scheme}' makes {', '.join(PRECISIONS[scheme])}, not {precision}")
-        check_requirements(scheme)
-        check_options(q.options, scheme)
-        act, weight, per_channel = _types(scheme, precision, q)
+        scheme, precision = choose(q, target)
+        scheme.check_requirements()
+        types = scheme.default_types(precision)
         return QuantizeConfig(
-            target=target.name, scheme=scheme, precision=precision, per_channel=per_channel,
-            activation_type=act, weight_type=weight, calibration=q.calibration, exclude=q.exclude, gates=q.gates,
+            target=target.name, scheme=scheme.name, precision=precision,
+            per_channel=types.per_channel if q.per_channel is None else q.per_channel,
+            activation_type=q.activation_type or types.activation, weight_type=q.weight_type or types.weight,
+            calibration=q.calibration, exclude=q.exclude, gates=q.gates,
             auto_fallback=q.auto_fallback, max_float_fraction=q.max_float_fraction, fallback_step=q.fallback_step,
             require_speedup=q.require_speedup, check=q.check, options=q.options,
             preprocess=_contract(recipe), input_shape=list(recipe.model.input.shape),
@@ -68,13 +61,13 @@ class QuantizeStage(Stage):
 
     @classmethod
     def extra_tools(cls, config: QuantizeConfig, target: Any) -> list[str]:
-        from vopt.quant.schemes import get_scheme
+        from vopt.registry import get_scheme
 
         return [*get_scheme(config.scheme).tools, *target.tool_versions()]
 
     def run(self, artifact: Artifact, config: QuantizeConfig, ctx) -> Artifact:
         from vopt.models.resolve import family_of
-        from vopt.quant.schemes import get_scheme
+        from vopt.registry import get_scheme
 
         scheme_cls = get_scheme(config.scheme)
         if artifact.format not in scheme_cls.input_formats:
@@ -113,23 +106,9 @@ def _contract(recipe: Any) -> dict[str, Any]:
 
 
 def _calibrates(config: QuantizeConfig) -> bool:
-    from vopt.quant.schemes import get_scheme
+    from vopt.registry import get_scheme
 
     return bool(get_scheme(config.scheme).calibrates)
-
-
-def _types(scheme: str, precision: str, q: Any) -> tuple[str | None, str | None, bool]:
-    """Activation type, weight type and per-channel, as the scheme wants them unless the recipe says otherwise."""
-    defaults = {
-        "ort-qdq": ("uint16" if precision == "int16" else "uint8", "int8", True),  # s8 activations run 4x slower here
-        "trt-qdq": ("int8", "int8", True),
-        "qnn-qdq": ("uint16" if precision == "int16" else "uint8", "uint8", False),
-        "coreml-weights": (None, "int8", True),
-    }.get(scheme, (None, None, True))
-    act = q.activation_type or defaults[0]
-    weight = q.weight_type or defaults[1]
-    per_channel = defaults[2] if q.per_channel is None else q.per_channel
-    return act, weight, per_channel
 
 
 class _Run:
@@ -291,11 +270,9 @@ class _Run:
         return table
 
     def _fallback_to(self) -> str:
-        to = str(self.cfg.options.get("fallback_to", "float"))
-        if to not in ("float", "int16") or (to == "int16" and self.cfg.scheme not in ("ort-qdq", "trt-qdq")):
-            raise RecipeError(f"quantize.options.fallback_to: '{to}' is not available for scheme '{self.cfg.scheme}' "
-                              "(float everywhere the fallback runs; int16 for ort-qdq and trt-qdq)")
-        return to
+        """What the fallback moves layers to: options.fallback_to, one of the scheme's fallback_precisions
+        (checked when the recipe loads)."""
+        return str(getattr(self.scheme.options, "fallback_to", "float"))
 
     def _fallback_report(self, table, kept, candidates, budget, history, converged: bool, to: str = "float") -> None:
         self.report["sensitivity"] = [{**row, f"kept_{to}": row["node"] in kept} for row in table]

@@ -34,6 +34,7 @@ class RocmTarget(Target):
     default_opset = 17
     default_precision = "fp16"
     quant_scheme = "fp16"
+    int8_scheme = "ort-qdq"
     description = "fp16 ONNX for ONNX Runtime MIGraphX/ROCm (checked on ORT CPU without an AMD GPU)"
 
     def tool_versions(self) -> list[str]:

@@ -31,6 +31,7 @@ class WebNnTarget(Target):
     requires = ("onnx", "onnxruntime")
     default_precision = "fp16"
     quant_scheme = "fp16"  # fp16 with fp32 I/O; int8 QDQ only when a recipe asks for it
+    int8_scheme = "ort-qdq"
     static_shapes = True  # read by the export stage: no dynamic axes
     description = "onnxruntime-web WebNN EP (static shapes; checked on wasm in headless Chromium)"
 

@@ -23,7 +23,6 @@ class WebCompile:
     fp16_block_ops: list[str] = field(default_factory=list)
     max_size_mb: float = PROTOBUF_LIMIT_MB
     fail_on_fallback: bool = False
-    calibration_samples: int = 16
 
 
 def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
@@ -139,44 +138,12 @@ def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) 
         converted, _ = convert_to_fp16(proto, keep_io_types=job.keep_io_types, op_block=job.fp16_block_ops)
         proto.CopyFrom(converted)
         return "fp16", "fp16" + (" with fp32 I/O" if job.keep_io_types else "")
-    if job.precision == "int8":
-        if qdq:
-            return qdq, f"{qdq} QDQ (from the quantize stage)"
-        _quantize_int8(proto, artifact, job, ctx)
-        return "int8", f"int8 QDQ (u8 activations, s8 per-channel weights, {job.calibration_samples} real calibration images)"
+    if job.precision == "int8" and qdq:
+        return qdq, f"{qdq} QDQ (from the quantize stage)"
+    if job.precision == "int8":  # the plan asks for a quantize: section first; this is for direct callers
+        raise BuildError(f"precision int8 on {job.target} is made by the quantize stage: add "
+                         "`quantize: {precision: int8}` to the recipe", stage="compile")
     raise BuildError(f"precision {job.precision} is not supported by the {job.target} target", stage="compile")
-
-
-def _quantize_int8(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) -> None:
-    """ORT static QDQ quantization, calibrated on the built-in real images (a quantize: section takes precedence)."""
-    import tempfile
-    from pathlib import Path
-
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from vopt.datasets.images import load_batch
-
-    images = load_batch(None, artifact.preprocess, job.calibration_samples)
-    name = _graph_inputs(proto)[0].name
-    fixed_batch = _shape(_graph_inputs(proto)[0])[0]
-    step = fixed_batch if isinstance(fixed_batch, int) else 1
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([{name: images[i : i + step]} for i in range(0, len(images) - step + 1, step)])
-
-        def get_next(self) -> dict[str, Any] | None:
-            return next(self.items, None)
-
-    with tempfile.TemporaryDirectory(prefix="vopt-web-q") as tmp:
-        src, pre, dst = (Path(tmp) / n for n in ("in.onnx", "pre.onnx", "q.onnx"))
-        onnx.save(proto, str(src))
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        proto.CopyFrom(onnx.load(str(dst)))
 
 
 def _graph_inputs(proto: Any) -> list[Any]:

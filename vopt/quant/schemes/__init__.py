@@ -1,57 +1,101 @@
-"""Quantization schemes, one module each, imported lazily by name."""
+"""Quantization schemes are plugins (vopt.registry.SCHEMES), one module each, declaring their own facts.
+This module answers the questions the recipe loader and the quantize stage ask about them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from vopt.registry import load_object
+from vopt.errors import RecipeError
+from vopt.registry import SCHEMES, get_scheme
 
-SCHEMES: dict[str, str] = {
-    "ort-qdq": "vopt.quant.schemes.ort_qdq:OrtQdqScheme",
-    "trt-qdq": "vopt.quant.schemes.ort_qdq:TensorRtQdqScheme",
-    "qnn-qdq": "vopt.quant.schemes.qnn:QnnQdqScheme",
-    "nncf": "vopt.quant.schemes.nncf_ov:NncfScheme",
-    "coreml-weights": "vopt.quant.schemes.coreml:CoreMlWeightScheme",
-    "fp16": "vopt.quant.schemes.fp16:Fp16Scheme",
-    "int4-weight": "vopt.quant.schemes.int4:Int4WeightScheme",
-}
-
-# What each scheme can produce, first = its default; and its fixed defaults (light: no imports).
-PRECISIONS: dict[str, tuple[str, ...]] = {
-    "ort-qdq": ("int8", "int16"),
-    "trt-qdq": ("int8",),
-    "qnn-qdq": ("int8", "int16"),
-    "nncf": ("int8",),
-    "coreml-weights": ("int8",),
-    "fp16": ("fp16",),
-    "int4-weight": ("int4",),
-}
+# Precisions a scheme can make from integers: what a target's `int8_scheme` steps in for.
+INTEGER = ("int8", "int16")
 
 
-# Python packages each scheme needs beyond the core: (import name, distribution, pip extra).
-REQUIRES: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "qnn-qdq": (),  # the QNN QDQ config ships with onnxruntime itself
-    "nncf": (("openvino", "openvino", "openvino"), ("nncf", "nncf", "openvino")),
-    "coreml-weights": (("coremltools", "coremltools", "coreml"),),
-    "int4-weight": (("onnx_ir", "onnx-ir", "int4"),),
-}
+def scheme_for_precision(precision: str) -> str | None:
+    """The scheme that makes this precision on every target (its `default_for`), or None."""
+    return next((n for n in SCHEMES if precision in get_scheme(n).default_for), None)
 
 
-def check_requirements(scheme: str) -> None:
-    """Name a missing package before any work starts (plan time), not after load and export."""
-    import importlib.util
-
-    from vopt.errors import missing_extra
-
-    for module, dist, extra in REQUIRES.get(scheme, ()):
-        if importlib.util.find_spec(module) is None:
-            raise missing_extra(dist, extra, f"quantize scheme '{scheme}'")
+def makers_of(precision: str) -> list[str]:
+    return [n for n in SCHEMES if precision in get_scheme(n).precisions]
 
 
-def default_scheme(target: Any) -> str | None:
-    """The target's own scheme (its `quant_scheme` class attribute); None when it has no quantizer."""
-    return target.quant_scheme
+def choose(q: Any, target: Any) -> tuple[Any, str]:
+    """The scheme class and precision a `quantize:` section asks for on this target (RecipeError otherwise):
+    the recipe's scheme, else the scheme that owns the precision, else the target's own scheme, else the
+    target's `int8_scheme` when its own scheme does not make the integer precision asked for."""
+    if q.precision == "bf16":
+        raise RecipeError("quantize.precision: bf16 is an inference precision of the target, not a quantize "
+                          "scheme: set compile.precision: bf16 (openvino) instead")
+    name = q.scheme or (q.precision and scheme_for_precision(q.precision)) or target.quant_scheme
+    if not q.scheme and name and q.precision and q.precision not in get_scheme(name).precisions:
+        own = name
+        name = target.int8_scheme if q.precision in INTEGER else None  # e.g. int8 on webgpu, whose own is fp16
+        if name is None:
+            raise RecipeError(f"quantize.precision: the {target.name} target's scheme '{own}' makes "
+                              f"{', '.join(get_scheme(own).precisions)}, not {q.precision}; set quantize.scheme "
+                              f"to one that does ({', '.join(makers_of(q.precision)) or 'none registered'})")
+    if name is None:
+        raise RecipeError(f"quantize: target '{target.name}' has no default quantization scheme; set "
+                          "quantize.scheme or compile.precision")
+    scheme = get_scheme(name)
+    precision = q.precision or scheme.precisions[0]
+    if precision not in scheme.precisions:
+        raise RecipeError(f"quantize.precision: scheme '{name}' makes {', '.join(scheme.precisions)}, "
+                          f"not {precision}")
+    return scheme, precision
 
 
-def get_scheme(name: str) -> Any:
-    return load_object(SCHEMES[name])
+def option_problems(scheme: Any, options: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """Each bad `quantize.options` entry for this scheme: (key path under quantize.options, message)."""
+    from pydantic import ValidationError
+
+    try:
+        parsed = scheme.Options.model_validate(options)
+    except ValidationError as exc:
+        return [(tuple(e["loc"]), _option_message(scheme, e)) for e in exc.errors()]
+    to = getattr(parsed, "fallback_to", None)
+    if to is not None and to not in scheme.fallback_precisions:
+        return [(("fallback_to",), f"{to} is not available for scheme '{scheme.name}' (it falls back to "
+                                   f"{' or '.join(scheme.fallback_precisions)})")]
+    return []
+
+
+def _option_message(scheme: Any, err: dict[str, Any]) -> str:
+    key = str(err["loc"][0]) if err["loc"] else ""
+    takes = ", ".join(scheme.Options.model_fields) or "no options"
+    if err["type"] == "extra_forbidden":
+        others = [n for n in SCHEMES if key in get_scheme(n).Options.model_fields]
+        if others:
+            return f"applies to scheme {', '.join(others)}, not '{scheme.name}'; '{scheme.name}' takes {takes}"
+        from vopt.recipe.suggest import did_you_mean
+
+        return f"unknown option{did_you_mean(key, list(scheme.Options.model_fields))}; " \
+               f"scheme '{scheme.name}' takes {takes}"
+    value = err.get("input")
+    if err["type"] == "literal_error":
+        return f"{value!r} is not allowed; use {str(err['ctx']['expected']).replace(chr(39), '')}"
+    return f"{value!r} is not allowed; use {str(err['msg']).removeprefix('Value error, ')}"
+
+
+def recipe_problems(recipe: Any, target: Any | None = None) -> list[tuple[tuple[Any, ...], str]]:
+    """What the quantize section gets wrong for its scheme, found when the recipe loads: (key path, message).
+    A scheme that cannot be chosen at all is left to the plan, which says why."""
+    from vopt.registry import get_target
+
+    target = target or get_target(recipe.compile.target)
+    q = recipe.quantize
+    if q is None:
+        if target.int8_scheme and target.precision(recipe.compile) in INTEGER:
+            return [(("compile", "precision"), f"{target.precision(recipe.compile)} on {target.name} is made by "
+                     f"the quantize stage: add `quantize: {{precision: {target.precision(recipe.compile)}}}` "
+                     "(calibration.samples sets how many images)")]
+        return []
+    if q.precision == "fp32":
+        return []
+    try:
+        scheme, _ = choose(q, target)
+    except RecipeError:
+        return []
+    return [(("quantize", "options", *loc), msg) for loc, msg in option_problems(scheme, q.options)]

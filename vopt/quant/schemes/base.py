@@ -6,28 +6,89 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from vopt.quant.calibration import CalibrationSet
-from vopt.quant.config import QuantizeConfig
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from vopt.quant.calibration import CalibrationSet
+    from vopt.quant.config import QuantizeConfig
+
+
+class SchemeOptions(BaseModel):
+    """`quantize.options` of a scheme with no options. Strict: `true` is not 1, and `'8'` is not 8."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RankingOptions(SchemeOptions):
+    """Options of the schemes whose layers the accuracy-aware fallback can rank (`ranks_layers`)."""
+
+    rank_by: Literal["drop", "sqnr", "measured"] = Field(
+        default="drop", description="How the fallback ranks layers: SQNR drop, SQNR, or measured gate effect."
+    )
+    fallback_to: Literal["float", "int16"] = Field(
+        default="float", description="What the fallback moves layers to; int16 where the scheme supports it."
+    )
+
+
+@dataclass(frozen=True)
+class QuantTypes:
+    """A scheme's default activation type, weight type and per-channel weights for one precision."""
+
+    activation: str | None = None
+    weight: str | None = None
+    per_channel: bool = True
 
 
 class Scheme:
+    """One quantization scheme: its facts (class attributes, read at plan time without heavy imports) and the
+    work (prepare, calibrate, quantize). Registered by name in vopt.registry.SCHEMES."""
+
     name: ClassVar[str]
+    # What it makes; the first is the default when the recipe names no precision.
+    precisions: ClassVar[tuple[str, ...]] = ("int8",)
+    # Precisions it makes on every target, unless the recipe names a scheme (fp16, int4).
+    default_for: ClassVar[tuple[str, ...]] = ()
     output_format: ClassVar[str] = "onnx"
     input_formats: ClassVar[tuple[str, ...]] = ("onnx",)
+    # Default activation/weight types and per-channel, by precision; a recipe's own settings win.
+    types: ClassVar[dict[str, QuantTypes]] = {}
+    # Python packages it needs beyond the core: (import name, distribution, pip extra), checked at plan time.
+    requires: ClassVar[tuple[tuple[str, str, str], ...]] = ()
     calibrates: ClassVar[bool] = True
-    # QDQ schemes can rank layers by sensitivity and keep the worst in float.
+    # QDQ schemes can rank layers by sensitivity and keep the worst in float (auto_fallback).
     ranks_layers: ClassVar[bool] = False
+    # What the fallback may move a layer to (`options.fallback_to`); empty when it cannot rank layers.
+    fallback_precisions: ClassVar[tuple[str, ...]] = ()
     tools: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime")
+    # The typed `quantize.options`, validated when the recipe loads.
+    Options: ClassVar[type[SchemeOptions]] = SchemeOptions
 
     def __init__(self, cfg: QuantizeConfig, work: Path, family: Any):
         self.cfg = cfg
         self.work = work
         self.family = family
+        self.options: Any = type(self).Options.model_validate(cfg.options)
         self.info: dict[str, Any] = {}
         self.warnings: list[str] = []
+
+    @classmethod
+    def default_types(cls, precision: str) -> QuantTypes:
+        return cls.types.get(precision, QuantTypes())
+
+    @classmethod
+    def check_requirements(cls) -> None:
+        """Name a missing package before any work starts (plan time), not after load and export."""
+        import importlib.util
+
+        from vopt.errors import missing_extra
+
+        for module, dist, extra in cls.requires:
+            if importlib.util.find_spec(module) is None:
+                raise missing_extra(dist, extra, f"quantize scheme '{cls.name}'")
 
     def prepare(self, src: Path) -> Path:
         """The float model this scheme quantizes (e.g. static shapes + ORT pre-processing)."""

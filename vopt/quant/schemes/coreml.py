@@ -4,17 +4,30 @@ linear int8 per-channel (default) or k-means palettization (options.palettize_bi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from vopt.errors import missing_extra
-from vopt.quant.schemes.base import Scheme
+from vopt.quant.schemes.base import QuantTypes, Scheme, SchemeOptions
+
+
+class CoreMlWeightOptions(SchemeOptions):
+    palettize_bits: Literal[1, 2, 3, 4, 6, 8] | None = Field(
+        default=None, description="k-means palettization with this many bits instead of linear int8."
+    )
 
 
 class CoreMlWeightScheme(Scheme):
     name = "coreml-weights"
+    precisions = ("int8",)
     output_format = "coreml-mlpackage"
     input_formats = ("coreml-mlpackage",)
+    types = {"int8": QuantTypes(None, "int8")}
+    requires = (("coremltools", "coremltools", "coreml"),)
     calibrates = False
     tools = ("coremltools",)
+    Options = CoreMlWeightOptions
 
     def output_name(self) -> str:
         return "model.mlpackage"
@@ -28,7 +41,7 @@ class CoreMlWeightScheme(Scheme):
 
         mlmodel = ct.models.MLModel(str(model), skip_model_load=True)  # prediction needs macOS; conversion does not
         op_types = self.excluded_ops()
-        bits = self.cfg.options.get("palettize_bits")
+        bits = self.options.palettize_bits
         if bits:
             op_cfg = cto.OpPalettizerConfig(mode="kmeans", nbits=int(bits))
             config = cto.OptimizationConfig(global_config=op_cfg, op_type_configs={t: None for t in op_types})

@@ -10,6 +10,8 @@ from vopt.quant.schemes.base import Scheme, match_nodes, onnx_node_names
 
 class Fp16Scheme(Scheme):
     name = "fp16"
+    precisions = ("fp16",)
+    default_for = ("fp16",)
     calibrates = False
 
     def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:

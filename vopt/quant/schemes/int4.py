@@ -4,14 +4,36 @@ activations stay float. No calibration needed."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
 
 from vopt.errors import missing_extra
-from vopt.quant.schemes.base import Scheme, match_nodes, onnx_node_names, quiet_logs
+from vopt.quant.schemes.base import Scheme, SchemeOptions, match_nodes, onnx_node_names, quiet_logs
+
+
+class Int4WeightOptions(SchemeOptions):
+    block_size: int = Field(default=32, description="Weights per 4-bit block: a power of two >= 16.")
+    symmetric: bool = Field(default=True, description="Symmetric blocks (no zero points).")
+    accuracy_level: Literal[0, 1, 2, 3, 4] | None = Field(
+        default=None, description="MatMulNBits accuracy_level: the compute type of the int4 kernel."
+    )
+
+    @field_validator("block_size")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v < 16 or v & (v - 1):  # MatMulNBits takes power-of-two blocks of at least 16
+            raise ValueError("a power of two >= 16 (16, 32, 64, 128, ...)")
+        return v
 
 
 class Int4WeightScheme(Scheme):
     name = "int4-weight"
+    precisions = ("int4",)
+    default_for = ("int4",)
+    requires = (("onnx_ir", "onnx-ir", "int4"),)
     calibrates = False
+    Options = Int4WeightOptions
     tools = ("onnx", "onnxruntime", "onnx-ir")  # MatMulNBitsQuantizer runs on onnx-ir: its version changes the bytes
 
     def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
@@ -23,12 +45,12 @@ class Int4WeightScheme(Scheme):
             raise missing_extra("onnx-ir", "int4", "int4 weight-only quantization") from exc
 
         nodes = sorted(set(match_nodes(onnx_node_names(model), self.excluded_globs())) | set(exclude_nodes))
-        block = int(self.cfg.options.get("block_size", 32))
+        block = self.options.block_size
         proto = onnx.load(str(model))
         converted = gemm_to_matmul(proto, set(nodes))
         quantizer = MatMulNBitsQuantizer(
-            proto, bits=4, block_size=block, is_symmetric=bool(self.cfg.options.get("symmetric", True)),
-            accuracy_level=self.cfg.options.get("accuracy_level"), nodes_to_exclude=nodes,
+            proto, bits=4, block_size=block, is_symmetric=self.options.symmetric,
+            accuracy_level=self.options.accuracy_level, nodes_to_exclude=nodes,
         )
         with quiet_logs():
             quantizer.process()

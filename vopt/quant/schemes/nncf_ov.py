@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
+from pydantic import Field
 
 from vopt.errors import missing_extra
-from vopt.quant.calibration import CalibrationSet, split_static
-from vopt.quant.schemes.base import Scheme, quiet_logs
+from vopt.quant.schemes.base import RankingOptions, Scheme, quiet_logs
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vopt.quant.calibration import CalibrationSet
 
 # ONNX op type -> OpenVINO op type, for `exclude.op_types`.
 OV_TYPES = {"Conv": "Convolution", "Gemm": "MatMul", "Add": "Add", "MatMul": "MatMul", "Softmax": "Softmax",
@@ -25,15 +29,27 @@ class _Items:
         self.calib, self.static_batch, self.advance = calib, static_batch, advance
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        from vopt.quant.calibration import split_static
+
         for b in split_static(self.calib.batches(), self.static_batch or 1):
             self.advance(len(b))
             yield b
 
 
+class NncfOptions(RankingOptions):
+    static_shapes: bool = Field(default=True, description="For the ORT QDQ proxy the fallback ranks layers on.")
+    preset: Literal["performance", "mixed"] | None = Field(
+        default=None, description="NNCF preset; mixed for transformer families, performance otherwise."
+    )
+
+
 class NncfScheme(Scheme):
     name = "nncf"
     output_format = "openvino-ir"
+    requires = (("openvino", "openvino", "openvino"), ("nncf", "nncf", "openvino"))
     ranks_layers = True
+    fallback_precisions = ("float",)
+    Options = NncfOptions
     tools = ("openvino", "nncf")
 
     def prepare(self, src: Path) -> Path:
@@ -99,7 +115,7 @@ class NncfScheme(Scheme):
     def _preset(self, transformer: bool):
         import nncf
 
-        name = str(self.cfg.options.get("preset", "mixed" if transformer else "performance")).upper()  # checked at plan time
+        name = (self.options.preset or ("mixed" if transformer else "performance")).upper()
         self.info["preset"] = name.lower()
         return nncf.QuantizationPreset[name]
 
@@ -113,7 +129,9 @@ class NncfScheme(Scheme):
 
         proxy_work = self.work / "proxy"
         proxy_work.mkdir(exist_ok=True)
-        cfg = self.cfg.model_copy(update={"activation_type": "uint8", "weight_type": "int8", "per_channel": True})
+        options = {k: v for k, v in self.cfg.options.items() if k in OrtQdqScheme.Options.model_fields}
+        cfg = self.cfg.model_copy(update={"activation_type": "uint8", "weight_type": "int8", "per_channel": True,
+                                          "options": options})
         proxy = OrtQdqScheme(cfg, proxy_work, self.family)
         float_model = proxy.prepare(model)
         proxy.calibrate(float_model, calib, lambda n=1: None)

@@ -6,10 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from vopt.quant.calibration import CalibrationSet, OrtReader, chunked_reader
-from vopt.quant.schemes.base import Scheme, match_nodes, onnx_node_names, quiet_logs
+from pydantic import Field
+
+from vopt.quant.schemes.base import (
+    QuantTypes,
+    RankingOptions,
+    Scheme,
+    match_nodes,
+    onnx_node_names,
+    quiet_logs,
+)
+
+if TYPE_CHECKING:
+    from vopt.quant.calibration import CalibrationSet
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 # Calibrators hold every output of one collect_data call: feed them this many batches at a time.
@@ -53,9 +64,24 @@ def fix_static_shapes(src: Path, dst: Path, input_shape: list[int]) -> list[str]
     return fixed
 
 
+class QdqOptions(RankingOptions):
+    static_shapes: bool = Field(default=True, description="Pin free input dims to the recipe's input shape first.")
+
+
+class OrtQdqOptions(QdqOptions):
+    int16_nodes: list[str] = Field(
+        default_factory=list, description="Nodes kept quantized with 16-bit activations (what fallback_to: int16 writes)."
+    )
+
+
 class OrtQdqScheme(Scheme):
     name = "ort-qdq"
+    precisions = ("int8", "int16")
+    # u8 activations: s8 activations run about 4x slower on x86 (FIELD-NOTES).
+    types = {"int8": QuantTypes("uint8", "int8"), "int16": QuantTypes("uint16", "int8")}
     ranks_layers = True
+    fallback_precisions = ("float", "int16")
+    Options = OrtQdqOptions
     symmetric: ClassVar[bool] = False
     # None = every op ORT's QDQ quantizer knows.
     op_types: ClassVar[list[str] | None] = None
@@ -64,7 +90,7 @@ class OrtQdqScheme(Scheme):
         from onnxruntime.quantization import quant_pre_process
 
         model = src
-        if self.cfg.options.get("static_shapes", True):
+        if self.options.static_shapes:
             static = self.work / "float_static.onnx"
             fixed = fix_static_shapes(src, static, self.cfg.input_shape)
             if fixed:
@@ -90,6 +116,8 @@ class OrtQdqScheme(Scheme):
     def calibrate(self, model: Path, calib: CalibrationSet, advance: Callable[[int], None]) -> int:
         import onnx
         from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+        from vopt.quant.calibration import OrtReader, chunked_reader
 
         input_name = onnx.load(str(model), load_external_data=False).graph.input[0].name
         reader = OrtReader(calib, input_name, static_batch_of(model), advance)
@@ -129,8 +157,8 @@ class OrtQdqScheme(Scheme):
         op_types = self.op_types_to_quantize(model)
         extra = self.extra_options()
         # options.fallback_to: int16 keeps the fallback's layers quantized, with 16-bit activations.
-        wide = list(self.cfg.options.get("int16_nodes", []))
-        if self.cfg.options.get("fallback_to") == "int16":
+        wide = list(getattr(self.options, "int16_nodes", []))
+        if self.options.fallback_to == "int16":
             wide, exclude_nodes = sorted({*wide, *exclude_nodes}), []
         if wide:
             extra = {**extra, "TensorQuantOverrides": self.int16_overrides(model, wide), "UseQDQContribOps": True}
@@ -185,6 +213,8 @@ class TensorRtQdqScheme(OrtQdqScheme):
     """Symmetric s8 activations and per-channel s8 weights, Q/DQ only around the ops TensorRT runs in int8."""
 
     name = "trt-qdq"
+    precisions = ("int8",)
+    types = {"int8": QuantTypes("int8", "int8")}
     symmetric = True
     op_types = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat"]
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vopt.quant.schemes.base import quiet_logs
-from vopt.quant.schemes.ort_qdq import OrtQdqScheme, calib_method, quant_type
+from vopt.quant.schemes.base import QuantTypes, quiet_logs
+from vopt.quant.schemes.ort_qdq import OrtQdqScheme, QdqOptions, calib_method, quant_type
 
 
 class QnnQdqScheme(OrtQdqScheme):
     name = "qnn-qdq"
+    precisions = ("int8", "int16")
+    # u8 weights per tensor: what the HTP runs (its QDQ config's own defaults).
+    types = {"int8": QuantTypes("uint8", "uint8", per_channel=False),
+             "int16": QuantTypes("uint16", "uint8", per_channel=False)}
+    fallback_precisions = ("float",)
+    Options = QdqOptions  # the QNN QDQ config ships with onnxruntime itself: nothing more to require
     tools = ("onnx", "onnxruntime", "onnxruntime-qnn")
 
     def prepare(self, src: Path) -> Path:

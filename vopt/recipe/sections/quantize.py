@@ -1,13 +1,25 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from vopt.recipe.sections.base import Gates, Section
+from vopt.registry import SCHEMES
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int16", "int4"]
-SCHEMES = ("ort-qdq", "trt-qdq", "qnn-qdq", "nncf", "coreml-weights", "fp16", "int4-weight")
+
+
+def _registered(name: str) -> str:
+    """Checked against the registry when the recipe is read, so a scheme plugin needs only its registry line."""
+    if name not in SCHEMES:
+        from vopt.recipe.suggest import did_you_mean
+
+        raise ValueError(f"unknown scheme '{name}'{did_you_mean(name, SCHEMES)}; known: {', '.join(SCHEMES)}")
+    return name
+
+
+SchemeName = Annotated[str, AfterValidator(_registered), WithJsonSchema({"type": "string", "enum": list(SCHEMES)})]
 
 
 class CalibrationSection(Section):
@@ -40,8 +52,8 @@ class CheckSection(Section):
 
 class QuantizeSection(Section):
     precision: Precision | None = Field(default=None, description="The scheme's precision when omitted (int8 for most).")
-    scheme: Literal["ort-qdq", "trt-qdq", "qnn-qdq", "nncf", "coreml-weights", "fp16", "int4-weight"] | None = Field(
-        default=None, description="Override the target's default scheme."
+    scheme: SchemeName | None = Field(
+        default=None, description=f"Override the target's default scheme: {', '.join(SCHEMES)} (vopt.registry)."
     )
     per_channel: bool | None = Field(default=None, description="Per-channel weights; the scheme's default when omitted.")
     activation_type: Literal["uint8", "int8", "uint16", "int16"] | None = None
@@ -56,4 +68,6 @@ class QuantizeSection(Section):
     fallback_step: int = Field(default=1, ge=1, description="Layers moved back to float per fallback round.")
     require_speedup: float | None = Field(default=None, description="Fail unless quantized/float throughput >= this.")
     check: CheckSection = Field(default_factory=CheckSection)
-    options: dict[str, Any] = Field(default_factory=dict, description="Extra scheme-specific settings.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The scheme's own settings, checked against its Options (see below)."
+    )
