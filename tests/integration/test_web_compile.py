@@ -9,8 +9,10 @@ import pytest
 from tests.conftest import tiny_model
 
 
-def _build(cli, write_recipe, tmp_path, compile_section: dict, validate=None, name: str = "web"):
-    recipe = write_recipe({"name": name, "model": tiny_model("resnet"), "compile": compile_section, "validate": validate})
+def _build(cli, write_recipe, tmp_path, compile_section: dict, validate=None, name: str = "web",
+           quantize: dict | None = None):
+    recipe = write_recipe({"name": name, "model": tiny_model("resnet"), "compile": compile_section, "validate": validate,
+                           **({"quantize": quantize} if quantize else {})})
     return cli("build", recipe, "--out", tmp_path / "out", "--json")
 
 
@@ -53,8 +55,9 @@ def test_web_webgpu_static_shapes_fix_the_batch(cli, write_recipe, tmp_path):
 
 
 def test_web_fail_on_fallback_names_the_ops(cli, write_recipe, tmp_path):
-    result = _build(cli, write_recipe, tmp_path, {"target": "webgpu", "precision": "int8", "fail_on_fallback": True,
-                                                  "calibration_samples": 4})
+    quantize = {"precision": "int8", "calibration": {"samples": 4}, "check": {"samples": 2, "benchmark": False}}
+    result = _build(cli, write_recipe, tmp_path, {"target": "webgpu", "precision": "int8", "fail_on_fallback": True},
+                    quantize=quantize)
     assert result.exit_code == 1, result.output
     assert "[compile]" in result.output and "QuantizeLinear" in result.output and "WebGPU" in result.output
 
@@ -81,3 +84,41 @@ def test_web_static_shapes_fold_the_shape_arithmetic_of_a_vit(cli, write_recipe,
     ops = {n.op_type for n in proto.graph.node}
     assert "Shape" not in ops  # ORT would keep this arithmetic on CPU next to the WebGPU EP
     assert len(proto.graph.node) < exported
+
+
+def test_web_int8_goes_through_the_quantize_stage(cli, write_recipe, tmp_path):
+    """One int8 path: the quantize stage's calibration (with its fingerprint) and check, then compile keeps it."""
+    quantize = {"precision": "int8", "calibration": {"samples": 4}, "check": {"samples": 2, "benchmark": False}}
+    result = _build(cli, write_recipe, tmp_path, {"target": "webgpu", "precision": "int8"}, quantize=quantize)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout)
+    steps = {s["stage"]: s for s in manifest["steps"]}
+    assert steps["quantize"]["report"]["scheme"] == "ort-qdq"  # webgpu's int8_scheme
+    assert steps["quantize"]["report"]["calibration"]["samples"] == 4
+    assert steps["quantize"]["report"]["calibration"]["fingerprint"]
+    assert "from the quantize stage" in steps["compile"]["report"]["summary"]
+    assert manifest["artifact"]["meta"]["precision"] == "int8"
+    assert sum(n.op_type == "QuantizeLinear" for n in _model(tmp_path).graph.node) > 0
+
+
+def test_web_int8_without_a_quantize_section_is_a_recipe_error(cli, write_recipe):
+    recipe = write_recipe({"name": "web", "model": tiny_model("resnet"),
+                           "compile": {"target": "webgpu", "precision": "int8"}})
+    result = cli("check", recipe)
+    assert result.exit_code == 2, result.output
+    assert "compile.precision: int8 on webgpu is made by the quantize stage" in result.output
+    assert "quantize: {precision: int8}" in result.output
+
+
+def test_web_calibration_samples_is_retired_with_what_to_write_instead(cli, write_recipe):
+    recipe = write_recipe({"name": "web", "model": tiny_model("resnet"),
+                           "compile": {"target": "webgpu", "precision": "int8", "calibration_samples": 4}})
+    result = cli("check", recipe)
+    assert result.exit_code == 2, result.output
+    line = next(ln for ln in result.output.splitlines() if "compile.calibration_samples" in ln)
+    assert line.strip().split(": ")[0].endswith(".yaml:" + str(_line_of(recipe, "calibration_samples")))
+    assert "quantize: {precision: int8, calibration: {samples: N}}" in line
+
+
+def _line_of(path, key: str) -> int:
+    return next(i for i, text in enumerate(path.read_text().splitlines(), 1) if key in text)

@@ -145,9 +145,9 @@ def test_quant_missing_scheme_package_is_named_at_plan_time(monkeypatch):
     [
         ("openvino", {"preset": "fast"}, r"quantize\.options\.preset: 'fast' is not allowed; use performance or mixed"),
         ("cpu", {"rank_by": "worst"}, r"quantize\.options\.rank_by: 'worst' .*drop, sqnr or measured"),
-        ("cpu", {"fallback_to": "fp16"}, r"quantize\.options\.fallback_to: 'fp16' .*float .* or int16"),
+        ("cpu", {"fallback_to": "fp16"}, r"quantize\.options\.fallback_to: 'fp16' is not allowed; use float or int16"),
         ("cpu", {"block_size": 32}, r"quantize\.options\.block_size: applies to scheme int4-weight, not 'ort-qdq'"),
-        ("cpu", {"rankby": "drop"}, r"quantize\.options\.rankby: unknown option; scheme 'ort-qdq' takes .*rank_by"),
+        ("cpu", {"rankby": "drop"}, r"quantize\.options\.rankby: unknown option \(did you mean `rank_by`\?\); scheme 'ort-qdq' takes .*rank_by"),
         ("qnn", {"fallback_to": "int16"}, r"quantize\.options\.fallback_to: int16 is not available for scheme 'qnn-qdq'"),
         ("coreml", {"palettize_bits": 5}, r"quantize\.options\.palettize_bits: 5 .*1, 2, 3, 4, 6 or 8"),
     ],
