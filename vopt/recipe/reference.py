@@ -102,11 +102,28 @@ def render_reference() -> str:
                 if sub not in seen:
                     seen.add(sub)
                     out += ["", f"### `{key}` › {sub.__name__}", "", *_table(sub)]
+    out += _schemes()
     out += ["", "## `compile`", "", "One section per target, chosen by `target:`.", ""]
     for name, spec in TARGETS.items():
         cfg = load_object(spec).Config
         out += [f"### `target: {name}`", "", *_table(cfg), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _schemes() -> list[str]:
+    """`quantize.options` of each registered scheme, with the facts the scheme declares."""
+    from vopt.registry import SCHEMES, get_scheme
+
+    out = ["", "## `quantize.options` by scheme", "",
+           "Checked against the chosen scheme's `Options` when the recipe loads; unknown keys are errors.", ""]
+    for name in SCHEMES:
+        s = get_scheme(name)
+        facts = (f"makes {', '.join(s.precisions)}; takes {', '.join(s.input_formats)}, writes {s.output_format}; "
+                 + ("calibrates" if s.calibrates else "no calibration")
+                 + (f"; auto_fallback to {' or '.join(s.fallback_precisions)}" if s.ranks_layers else ""))
+        out += [f"### `scheme: {name}`", "", facts + ".", ""]
+        out += [*_table(s.Options), ""] if s.Options.model_fields else ["No options.", ""]
+    return out[:-1]
 
 
 def _nested_from(annotation: Any) -> list[type[BaseModel]]:
