@@ -110,7 +110,10 @@ def format_validation_error(exc: ValidationError, raw: RawRecipe, model: type[Ba
 
 # Keys that were removed, and what to write instead: a recipe that still has one is told so at its line.
 RETIRED: dict[tuple[str, ...], str] = {
-    ("compile", "calibration_samples"): "removed: web targets quantize in the quantize stage (its calibration, "
+    (
+        "compile",
+        "calibration_samples",
+    ): "removed: web targets quantize in the quantize stage (its calibration, "
     "gates and fallback); write `quantize: {precision: int8, calibration: {samples: N}}` instead",
 }
 
@@ -133,7 +136,9 @@ def _plugin_problems(recipe: Any, raw: RawRecipe) -> list[str]:
     """Settings only a plugin can check, e.g. `quantize.options` against the chosen scheme's Options."""
     from vopt.quant.schemes import recipe_problems
 
-    return [f"{raw.where(loc)}: {'.'.join(str(p) for p in loc)}: {msg}" for loc, msg in recipe_problems(recipe)]
+    return [
+        f"{raw.where(loc)}: {'.'.join(str(p) for p in loc)}: {msg}" for loc, msg in recipe_problems(recipe)
+    ]
 
 
 def _fail(lines: list[str]) -> RecipeError:

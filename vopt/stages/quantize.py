@@ -38,8 +38,8 @@ class QuantizeStage(Stage):
             target=target.name, scheme=scheme.name, precision=precision,
             per_channel=types.per_channel if q.per_channel is None else q.per_channel,
             activation_type=q.activation_type or types.activation, weight_type=q.weight_type or types.weight,
-            calibration=q.calibration, exclude=q.exclude, gates=q.gates,
-            auto_fallback=q.auto_fallback, max_float_fraction=q.max_float_fraction, fallback_step=q.fallback_step,
+            calibration=q.calibration, exclude=q.exclude, gates=q.gates, auto_fallback=q.auto_fallback,
+            max_float_fraction=q.max_float_fraction, fallback_step=q.fallback_step,
             require_speedup=q.require_speedup, check=q.check, options=q.options,
             preprocess=_contract(recipe), input_shape=list(recipe.model.input.shape),
             compile=recipe.compile.model_dump(mode="json"),
@@ -339,13 +339,15 @@ class _Run:
         # Everything kept in float, whether the recipe or the fallback chose it: a written-back recipe
         # then rebuilds the same bytes.
         wide = self._fallback_to() == "int16" if kept else False
-        meta["vopt.quantize.float_nodes"] = json.dumps(sorted({*([] if wide else kept), *self.cfg.exclude.nodes}))
-        int16 = sorted({*(kept if wide else []), *self.cfg.options.get("int16_nodes", [])})
+        float_nodes = {*([] if wide else kept), *self.cfg.exclude.nodes}
+        meta["vopt.quantize.float_nodes"] = json.dumps(sorted(float_nodes))
+        int16 = sorted({*(kept if wide else []), *getattr(self.scheme.options, "int16_nodes", [])})
         if int16:
             meta["vopt.quantize.int16_nodes"] = json.dumps(int16)
         cal = self.report.get("calibration", {})
         if cal:
-            meta["vopt.quantize.calibration"] = json.dumps({k: cal[k] for k in ("kind", "samples", "seed", "method", "fingerprint")})
+            keys = ("kind", "samples", "seed", "method", "fingerprint")
+            meta["vopt.quantize.calibration"] = json.dumps({k: cal[k] for k in keys})
         set_onnx_metadata(proto, meta)
         onnx.save(proto, str(out))
 

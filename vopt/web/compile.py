@@ -115,7 +115,7 @@ def _named_axes(spec: Any) -> dict[str, int]:
 
 
 def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) -> tuple[str, str]:
-    """Convert the model to the job's precision; returns (the precision it really has, a note for the summary)."""
+    """Convert the model to the job's precision; returns (the precision it really has, a summary note)."""
     import onnx
 
     from vopt.targets.metadata import qdq_precision
@@ -124,7 +124,8 @@ def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) 
     qdq = qdq_precision(proto)
     if job.precision == "fp32":
         if onnx.TensorProto.FLOAT16 in types or qdq:
-            ctx.warn("precision fp32, but the input model already has fp16 or quantized weights (from the quantize stage)")
+            ctx.warn("precision fp32, but the input model already has fp16 or quantized weights "
+                     "(from the quantize stage)")
             return (qdq or "fp16"), f"{qdq or 'fp16'} (from the quantize stage)"
         return "fp32", "fp32"
     if job.precision == "fp16":
@@ -143,7 +144,8 @@ def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) 
     if job.precision == "int8":  # the plan asks for a quantize: section first; this is for direct callers
         raise BuildError(f"precision int8 on {job.target} is made by the quantize stage: add "
                          "`quantize: {precision: int8}` to the recipe", stage="compile")
-    raise BuildError(f"precision {job.precision} is not supported by the {job.target} target", stage="compile")
+    raise BuildError(f"precision {job.precision} is not supported by the {job.target} target",
+                     stage="compile")
 
 
 def _graph_inputs(proto: Any) -> list[Any]:

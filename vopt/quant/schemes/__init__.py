@@ -26,24 +26,33 @@ def choose(q: Any, target: Any) -> tuple[Any, str]:
     the recipe's scheme, else the scheme that owns the precision, else the target's own scheme, else the
     target's `int8_scheme` when its own scheme does not make the integer precision asked for."""
     if q.precision == "bf16":
-        raise RecipeError("quantize.precision: bf16 is an inference precision of the target, not a quantize "
-                          "scheme: set compile.precision: bf16 (openvino) instead")
+        raise RecipeError(
+            "quantize.precision: bf16 is an inference precision of the target, not a quantize "
+            "scheme: set compile.precision: bf16 (openvino) instead"
+        )
     name = q.scheme or (q.precision and scheme_for_precision(q.precision)) or target.quant_scheme
     if not q.scheme and name and q.precision and q.precision not in get_scheme(name).precisions:
         own = name
-        name = target.int8_scheme if q.precision in INTEGER else None  # e.g. int8 on webgpu, whose own is fp16
+        name = (
+            target.int8_scheme if q.precision in INTEGER else None
+        )  # e.g. int8 on webgpu, whose own is fp16
         if name is None:
-            raise RecipeError(f"quantize.precision: the {target.name} target's scheme '{own}' makes "
-                              f"{', '.join(get_scheme(own).precisions)}, not {q.precision}; set quantize.scheme "
-                              f"to one that does ({', '.join(makers_of(q.precision)) or 'none registered'})")
+            raise RecipeError(
+                f"quantize.precision: the {target.name} target's scheme '{own}' makes "
+                f"{', '.join(get_scheme(own).precisions)}, not {q.precision}; set quantize.scheme "
+                f"to one that does ({', '.join(makers_of(q.precision)) or 'none registered'})"
+            )
     if name is None:
-        raise RecipeError(f"quantize: target '{target.name}' has no default quantization scheme; set "
-                          "quantize.scheme or compile.precision")
+        raise RecipeError(
+            f"quantize: target '{target.name}' has no default quantization scheme; set "
+            "quantize.scheme or compile.precision"
+        )
     scheme = get_scheme(name)
     precision = q.precision or scheme.precisions[0]
     if precision not in scheme.precisions:
-        raise RecipeError(f"quantize.precision: scheme '{name}' makes {', '.join(scheme.precisions)}, "
-                          f"not {precision}")
+        raise RecipeError(
+            f"quantize.precision: scheme '{name}' makes {', '.join(scheme.precisions)}, not {precision}"
+        )
     return scheme, precision
 
 
@@ -57,8 +66,13 @@ def option_problems(scheme: Any, options: dict[str, Any]) -> list[tuple[tuple[An
         return [(tuple(e["loc"]), _option_message(scheme, e)) for e in exc.errors()]
     to = getattr(parsed, "fallback_to", None)
     if to is not None and to not in scheme.fallback_precisions:
-        return [(("fallback_to",), f"{to} is not available for scheme '{scheme.name}' (it falls back to "
-                                   f"{' or '.join(scheme.fallback_precisions)})")]
+        return [
+            (
+                ("fallback_to",),
+                f"{to} is not available for scheme '{scheme.name}' (it falls back to "
+                f"{' or '.join(scheme.fallback_precisions)})",
+            )
+        ]
     return []
 
 
@@ -68,11 +82,15 @@ def _option_message(scheme: Any, err: dict[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
         others = [n for n in SCHEMES if key in get_scheme(n).Options.model_fields]
         if others:
-            return f"applies to scheme {', '.join(others)}, not '{scheme.name}'; '{scheme.name}' takes {takes}"
+            return (
+                f"applies to scheme {', '.join(others)}, not '{scheme.name}'; '{scheme.name}' takes {takes}"
+            )
         from vopt.recipe.suggest import did_you_mean
 
-        return f"unknown option{did_you_mean(key, list(scheme.Options.model_fields))}; " \
-               f"scheme '{scheme.name}' takes {takes}"
+        return (
+            f"unknown option{did_you_mean(key, list(scheme.Options.model_fields))}; "
+            f"scheme '{scheme.name}' takes {takes}"
+        )
     value = err.get("input")
     if err["type"] == "literal_error":
         return f"{value!r} is not allowed; use {str(err['ctx']['expected']).replace(chr(39), '')}"
@@ -88,9 +106,14 @@ def recipe_problems(recipe: Any, target: Any | None = None) -> list[tuple[tuple[
     q = recipe.quantize
     if q is None:
         if target.int8_scheme and target.precision(recipe.compile) in INTEGER:
-            return [(("compile", "precision"), f"{target.precision(recipe.compile)} on {target.name} is made by "
-                     f"the quantize stage: add `quantize: {{precision: {target.precision(recipe.compile)}}}` "
-                     "(calibration.samples sets how many images)")]
+            return [
+                (
+                    ("compile", "precision"),
+                    f"{target.precision(recipe.compile)} on {target.name} is made by "
+                    f"the quantize stage: add `quantize: {{precision: {target.precision(recipe.compile)}}}` "
+                    "(calibration.samples sets how many images)",
+                )
+            ]
         return []
     if q.precision == "fp32":
         return []

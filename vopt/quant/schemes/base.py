@@ -105,13 +105,16 @@ class Scheme:
         """Names of the layers that were quantized (what the fallback may move back to float)."""
         return []
 
-    def rank(self, model: Path, quantized: Path, calib: CalibrationSet, samples: int,
-             rank_by: str) -> tuple[list[str], list[dict[str, Any]]]:
+    def rank(
+        self, model: Path, quantized: Path, calib: CalibrationSet, samples: int, rank_by: str
+    ) -> tuple[list[str], list[dict[str, Any]]]:
         """The quantized layers and their sensitivity table, worst first (schemes with ranks_layers)."""
         from vopt.quant.sensitivity import rank_layers
 
         candidates = self.candidates(quantized)
-        return candidates, rank_layers(model, quantized, candidates, calib, samples, self.work, rank_by=rank_by)
+        return candidates, rank_layers(
+            model, quantized, candidates, calib, samples, self.work, rank_by=rank_by
+        )
 
     def output_name(self) -> str:
         return "model.onnx"

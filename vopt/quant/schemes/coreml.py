@@ -39,7 +39,9 @@ class CoreMlWeightScheme(Scheme):
         except ImportError as exc:
             raise missing_extra("coremltools", "coreml", "the coreml quantization scheme") from exc
 
-        mlmodel = ct.models.MLModel(str(model), skip_model_load=True)  # prediction needs macOS; conversion does not
+        mlmodel = ct.models.MLModel(
+            str(model), skip_model_load=True
+        )  # prediction needs macOS; conversion does not
         op_types = self.excluded_ops()
         bits = self.options.palettize_bits
         if bits:
@@ -49,7 +51,9 @@ class CoreMlWeightScheme(Scheme):
             self.info["method"] = f"palettization, {bits}-bit k-means"
         else:
             granularity = "per_channel" if self.cfg.per_channel else "per_tensor"
-            op_cfg = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity=granularity)
+            op_cfg = cto.OpLinearQuantizerConfig(
+                mode="linear_symmetric", dtype="int8", granularity=granularity
+            )
             config = cto.OptimizationConfig(global_config=op_cfg, op_type_configs={t: None for t in op_types})
             compressed = cto.linear_quantize_weights(mlmodel, config)
             self.info["method"] = f"linear symmetric int8 weights, {granularity}"

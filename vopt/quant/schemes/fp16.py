@@ -23,6 +23,9 @@ class Fp16Scheme(Scheme):
         nodes = sorted(set(match_nodes(onnx_node_names(model), self.excluded_globs())) | set(exclude_nodes))
         converted, op_block = convert_to_fp16(proto, op_block=self.excluded_ops(), node_block=nodes)
         onnx.save(converted, str(out))
-        self.info.update(kept_fp32_nodes=nodes, keep_io_types=True,
-                         fp32_op_types=sorted(set(op_block) & {n.op_type for n in proto.graph.node}))
+        self.info.update(
+            kept_fp32_nodes=nodes,
+            keep_io_types=True,
+            fp32_op_types=sorted(set(op_block) & {n.op_type for n in proto.graph.node}),
+        )
         return out

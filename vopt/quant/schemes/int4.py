@@ -34,7 +34,11 @@ class Int4WeightScheme(Scheme):
     requires = (("onnx_ir", "onnx-ir", "int4"),)
     calibrates = False
     Options = Int4WeightOptions
-    tools = ("onnx", "onnxruntime", "onnx-ir")  # MatMulNBitsQuantizer runs on onnx-ir: its version changes the bytes
+    tools = (
+        "onnx",
+        "onnxruntime",
+        "onnx-ir",
+    )  # MatMulNBitsQuantizer runs on onnx-ir: its version changes the bytes
 
     def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
         import onnx
@@ -49,8 +53,12 @@ class Int4WeightScheme(Scheme):
         proto = onnx.load(str(model))
         converted = gemm_to_matmul(proto, set(nodes))
         quantizer = MatMulNBitsQuantizer(
-            proto, bits=4, block_size=block, is_symmetric=self.options.symmetric,
-            accuracy_level=self.options.accuracy_level, nodes_to_exclude=nodes,
+            proto,
+            bits=4,
+            block_size=block,
+            is_symmetric=self.options.symmetric,
+            accuracy_level=self.options.accuracy_level,
+            nodes_to_exclude=nodes,
         )
         with quiet_logs():
             quantizer.process()
@@ -60,7 +68,9 @@ class Int4WeightScheme(Scheme):
         left = sum(1 for n in graph.node if n.op_type == "MatMul")
         self.info.update(matmul_nbits=n4, float_matmuls=left, block_size=block, gemm_as_matmul=converted)
         if n4 == 0:
-            self.warnings.append("int4: no MatMul with constant weights was quantized (nothing for MatMulNBits in this model)")
+            self.warnings.append(
+                "int4: no MatMul with constant weights was quantized (nothing for MatMulNBits in this model)"
+            )
         return out
 
 
@@ -74,7 +84,9 @@ def gemm_to_matmul(proto, skip: set[str]) -> int:
     count = 0
     for node in proto.graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        plain = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0)
+        plain = (
+            attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0)
+        )
         if node.op_type != "Gemm" or node.name in skip or not plain or node.input[1] not in inits:
             new_nodes.append(node)
             continue
@@ -87,7 +99,9 @@ def gemm_to_matmul(proto, skip: set[str]) -> int:
         mm_out = f"{node.output[0]}_matmul" if has_bias else node.output[0]
         new_nodes.append(helper.make_node("MatMul", [node.input[0], b_name], [mm_out], name=node.name))
         if has_bias:
-            new_nodes.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=f"{node.name}_bias"))
+            new_nodes.append(
+                helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=f"{node.name}_bias")
+            )
         count += 1
     del proto.graph.node[:]
     proto.graph.node.extend(new_nodes)

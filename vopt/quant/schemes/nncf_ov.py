@@ -18,8 +18,16 @@ if TYPE_CHECKING:
     from vopt.quant.calibration import CalibrationSet
 
 # ONNX op type -> OpenVINO op type, for `exclude.op_types`.
-OV_TYPES = {"Conv": "Convolution", "Gemm": "MatMul", "Add": "Add", "MatMul": "MatMul", "Softmax": "Softmax",
-            "ConvTranspose": "ConvolutionBackpropData", "AveragePool": "AvgPool", "MaxPool": "MaxPool"}
+OV_TYPES = {
+    "Conv": "Convolution",
+    "Gemm": "MatMul",
+    "Add": "Add",
+    "MatMul": "MatMul",
+    "Softmax": "Softmax",
+    "ConvTranspose": "ConvolutionBackpropData",
+    "AveragePool": "AvgPool",
+    "MaxPool": "MaxPool",
+}
 
 
 class _Items:
@@ -37,7 +45,9 @@ class _Items:
 
 
 class NncfOptions(RankingOptions):
-    static_shapes: bool = Field(default=True, description="For the ORT QDQ proxy the fallback ranks layers on.")
+    static_shapes: bool = Field(
+        default=True, description="For the ORT QDQ proxy the fallback ranks layers on."
+    )
     preset: Literal["performance", "mixed"] | None = Field(
         default=None, description="NNCF preset; mixed for transformer families, performance otherwise."
     )
@@ -72,7 +82,9 @@ class NncfScheme(Scheme):
         ov_model = ov.convert_model(str(model))
         shape = self.cfg.input_shape
         if ov_model.inputs[0].get_partial_shape().is_dynamic:
-            ov_model.reshape({ov_model.inputs[0].get_any_name(): shape})  # static shapes: what NNCF and the CPU plugin like
+            ov_model.reshape(
+                {ov_model.inputs[0].get_any_name(): shape}
+            )  # static shapes: what NNCF and the CPU plugin like
         dataset = nncf.Dataset(_Items(self._calib, shape[0], self._advance))
         transformer = bool(getattr(self.family, "is_transformer", False))
         kwargs = {}
@@ -93,8 +105,11 @@ class NncfScheme(Scheme):
         out.mkdir(parents=True, exist_ok=True)
         ov.save_model(quantized, str(out / "model.xml"), compress_to_fp16=False)
         fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
-        self.info.update(model_type="TRANSFORMER" if transformer else "default", fake_quantize_ops=fq,
-                         subset_size=self._calib.count())
+        self.info.update(
+            model_type="TRANSFORMER" if transformer else "default",
+            fake_quantize_ops=fq,
+            subset_size=self._calib.count(),
+        )
         return out
 
     def _advanced(self):
@@ -107,7 +122,8 @@ class NncfScheme(Scheme):
         estimators = {
             "minmax": RangeEstimatorParametersSet.MINMAX,
             "percentile": RangeEstimatorParametersSet.MEAN_QUANTILE,
-            "entropy": RangeEstimatorParametersSet.HISTOGRAM,  # NNCF's histogram search is its nearest to entropy
+            # NNCF's histogram search is its nearest to entropy
+            "entropy": RangeEstimatorParametersSet.HISTOGRAM,
         }
         self.info["calibration_method"] = f"NNCF range estimator for '{method}' + fast bias correction"
         return AdvancedQuantizationParameters(activations_range_estimator_params=estimators[method])
@@ -119,8 +135,9 @@ class NncfScheme(Scheme):
         self.info["preset"] = name.lower()
         return nncf.QuantizationPreset[name]
 
-    def rank(self, model: Path, quantized: Path, calib: CalibrationSet, samples: int,
-             rank_by: str) -> tuple[list[str], list[dict[str, Any]]]:
+    def rank(
+        self, model: Path, quantized: Path, calib: CalibrationSet, samples: int, rank_by: str
+    ) -> tuple[list[str], list[dict[str, Any]]]:
         """NNCF's IR has no per-layer Q/DQ to compare, so rank on an ORT QDQ proxy of the same ONNX model
         (u8/s8 per-channel, same calibration data). Layer names are the ONNX node names; they map onto
         OpenVINO ops by friendly name (a Conv with bias becomes '<name>/WithoutBiases' + '<name>')."""
@@ -130,8 +147,14 @@ class NncfScheme(Scheme):
         proxy_work = self.work / "proxy"
         proxy_work.mkdir(exist_ok=True)
         options = {k: v for k, v in self.cfg.options.items() if k in OrtQdqScheme.Options.model_fields}
-        cfg = self.cfg.model_copy(update={"activation_type": "uint8", "weight_type": "int8", "per_channel": True,
-                                          "options": options})
+        cfg = self.cfg.model_copy(
+            update={
+                "activation_type": "uint8",
+                "weight_type": "int8",
+                "per_channel": True,
+                "options": options,
+            }
+        )
         proxy = OrtQdqScheme(cfg, proxy_work, self.family)
         float_model = proxy.prepare(model)
         proxy.calibrate(float_model, calib, lambda n=1: None)
@@ -152,7 +175,9 @@ class NncfScheme(Scheme):
         patterns = [fnmatch.translate(g) for g in self.excluded_globs()]
         matched = [p for p in patterns if any(re.match(p, n) for n in names)]
         if len(matched) < len(patterns):
-            self.warnings.append(f"{len(patterns) - len(matched)} exclude.nodes pattern(s) match no OpenVINO op name")
+            self.warnings.append(
+                f"{len(patterns) - len(matched)} exclude.nodes pattern(s) match no OpenVINO op name"
+            )
         # Exact ONNX node names (the fallback's, or written back): the op itself and its '<name>/...' parts.
         wanted = [*exclude_nodes, *self.excluded_globs()]
         exact = [n for n in names for e in wanted if n == e or n.startswith(e + "/")]

@@ -30,13 +30,22 @@ CHUNK_BATCHES = 4
 def quant_type(name: str) -> Any:
     from onnxruntime.quantization import QuantType
 
-    return {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8, "uint16": QuantType.QUInt16, "int16": QuantType.QInt16}[name]
+    return {
+        "uint8": QuantType.QUInt8,
+        "int8": QuantType.QInt8,
+        "uint16": QuantType.QUInt16,
+        "int16": QuantType.QInt16,
+    }[name]
 
 
 def calib_method(name: str) -> Any:
     from onnxruntime.quantization import CalibrationMethod
 
-    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[name]
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[name]
 
 
 def static_batch_of(path: Path) -> int | None:
@@ -65,12 +74,15 @@ def fix_static_shapes(src: Path, dst: Path, input_shape: list[int]) -> list[str]
 
 
 class QdqOptions(RankingOptions):
-    static_shapes: bool = Field(default=True, description="Pin free input dims to the recipe's input shape first.")
+    static_shapes: bool = Field(
+        default=True, description="Pin free input dims to the recipe's input shape first."
+    )
 
 
 class OrtQdqOptions(QdqOptions):
     int16_nodes: list[str] = Field(
-        default_factory=list, description="Nodes kept quantized with 16-bit activations (what fallback_to: int16 writes)."
+        default_factory=list,
+        description="Nodes kept quantized with 16-bit activations (what fallback_to: int16 writes).",
     )
 
 
@@ -101,7 +113,10 @@ class OrtQdqScheme(Scheme):
             quant_pre_process(str(model), str(out))
             self.info["pre_process"] = "quant_pre_process (symbolic shapes + ORT basic optimizations)"
         except Exception as exc:  # symbolic shape inference fails on some graphs: retry without it
-            self.warnings.append(f"quant_pre_process failed ({str(exc).splitlines()[0][:120]}); retried without symbolic shapes")
+            self.warnings.append(
+                f"quant_pre_process failed ({str(exc).splitlines()[0][:120]}); "
+                "retried without symbolic shapes"
+            )
             quant_pre_process(str(model), str(out), skip_symbolic_shape=True)
             self.info["pre_process"] = "quant_pre_process (ONNX shapes + ORT basic optimizations)"
         return out
@@ -161,7 +176,11 @@ class OrtQdqScheme(Scheme):
         if self.options.fallback_to == "int16":
             wide, exclude_nodes = sorted({*wide, *exclude_nodes}), []
         if wide:
-            extra = {**extra, "TensorQuantOverrides": self.int16_overrides(model, wide), "UseQDQContribOps": True}
+            extra = {
+                **extra,
+                "TensorQuantOverrides": self.int16_overrides(model, wide),
+                "UseQDQContribOps": True,
+            }
         with quiet_logs():
             quantize_static(
                 str(model),
@@ -186,7 +205,15 @@ class OrtQdqScheme(Scheme):
         graph = onnx.load(str(model), load_external_data=False).graph
         inits = {i.name for i in graph.initializer}
         qtype = quant_type("int16" if self.symmetric else "uint16")
-        tensors = sorted({t for n in graph.node if n.name in set(nodes) for t in [*n.input, *n.output] if t and t not in inits})
+        tensors = sorted(
+            {
+                t
+                for n in graph.node
+                if n.name in set(nodes)
+                for t in [*n.input, *n.output]
+                if t and t not in inits
+            }
+        )
         return {t: [{"quant_type": qtype}] for t in tensors}
 
     def op_types_to_quantize(self, model: Path) -> list[str] | None:
@@ -206,7 +233,11 @@ class OrtQdqScheme(Scheme):
 
         graph = onnx.load(str(quantized), load_external_data=False).graph
         dq_out = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-        return [n.name for n in graph.node if n.op_type not in QDQ_OPS and n.name and any(i in dq_out for i in n.input)]
+        return [
+            n.name
+            for n in graph.node
+            if n.op_type not in QDQ_OPS and n.name and any(i in dq_out for i in n.input)
+        ]
 
 
 class TensorRtQdqScheme(OrtQdqScheme):
@@ -216,7 +247,17 @@ class TensorRtQdqScheme(OrtQdqScheme):
     precisions = ("int8",)
     types = {"int8": QuantTypes("int8", "int8")}
     symmetric = True
-    op_types = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat"]
+    op_types = [
+        "Conv",
+        "ConvTranspose",
+        "Gemm",
+        "MatMul",
+        "Add",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "Concat",
+    ]
 
     def extra_options(self) -> dict[str, Any]:
         return {"ActivationSymmetric": True, "WeightSymmetric": True}

@@ -13,8 +13,10 @@ class QnnQdqScheme(OrtQdqScheme):
     name = "qnn-qdq"
     precisions = ("int8", "int16")
     # u8 weights per tensor: what the HTP runs (its QDQ config's own defaults).
-    types = {"int8": QuantTypes("uint8", "uint8", per_channel=False),
-             "int16": QuantTypes("uint16", "uint8", per_channel=False)}
+    types = {
+        "int8": QuantTypes("uint8", "uint8", per_channel=False),
+        "int16": QuantTypes("uint16", "uint8", per_channel=False),
+    }
     fallback_precisions = ("float",)
     Options = QdqOptions  # the QNN QDQ config ships with onnxruntime itself: nothing more to require
     tools = ("onnx", "onnxruntime", "onnxruntime-qnn")

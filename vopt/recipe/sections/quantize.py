@@ -11,7 +11,7 @@ Precision = Literal["fp32", "fp16", "bf16", "int8", "int16", "int4"]
 
 
 def _registered(name: str) -> str:
-    """Checked against the registry when the recipe is read, so a scheme plugin needs only its registry line."""
+    """Checked against the registry when the recipe is read: a scheme plugin needs only its registry line."""
     if name not in SCHEMES:
         from vopt.recipe.suggest import did_you_mean
 
@@ -19,19 +19,28 @@ def _registered(name: str) -> str:
     return name
 
 
-SchemeName = Annotated[str, AfterValidator(_registered), WithJsonSchema({"type": "string", "enum": list(SCHEMES)})]
+SchemeName = Annotated[
+    str, AfterValidator(_registered), WithJsonSchema({"type": "string", "enum": list(SCHEMES)})
+]
 
 
 class CalibrationSection(Section):
     data: str | list[str] | None = Field(
-        default=None, description="Image folder(s), or .npy/.npz tensor files; the built-in real samples when omitted."
+        default=None,
+        description="Image folder(s), or .npy/.npz tensor files; the built-in real samples when omitted.",
     )
-    samples: int = Field(default=64, ge=1, description="Calibration samples; repeated images get seeded random crops.")
-    batch: int = Field(default=8, ge=1, description="Images per calibration batch; memory is bounded by this.")
+    samples: int = Field(
+        default=64, ge=1, description="Calibration samples; repeated images get seeded random crops."
+    )
+    batch: int = Field(
+        default=8, ge=1, description="Images per calibration batch; memory is bounded by this."
+    )
     seed: int = 0
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
     percentile: float = Field(default=99.999, gt=0, le=100, description="For method: percentile.")
-    synthetic: bool = Field(default=False, description="Random tensors instead of images; marked in every report.")
+    synthetic: bool = Field(
+        default=False, description="Random tensors instead of images; marked in every report."
+    )
 
 
 class ExcludeSection(Section):
@@ -42,32 +51,54 @@ class ExcludeSection(Section):
 class CheckSection(Section):
     """How the quantized model is compared with the float one (gates, sensitivity, speed)."""
 
-    data: str | list[str] | None = Field(default=None, description="Validation images; the built-in samples when omitted.")
-    samples: int = Field(default=16, ge=2, description="Validation images for the gates (2+ for centered cosine).")
+    data: str | list[str] | None = Field(
+        default=None, description="Validation images; the built-in samples when omitted."
+    )
+    samples: int = Field(
+        default=16, ge=2, description="Validation images for the gates (2+ for centered cosine)."
+    )
     seed: int = Field(default=1, description="Differs from calibration's seed, so gates see other crops.")
-    sensitivity_samples: int = Field(default=8, ge=1, description="Calibration images used to rank layer sensitivity.")
-    benchmark: bool = Field(default=True, description="Time quantized vs float on the target's runtime ('did INT8 pay').")
+    sensitivity_samples: int = Field(
+        default=8, ge=1, description="Calibration images used to rank layer sensitivity."
+    )
+    benchmark: bool = Field(
+        default=True, description="Time quantized vs float on the target's runtime ('did INT8 pay')."
+    )
     rounds: int = Field(default=5, ge=1, description="Interleaved benchmark rounds.")
 
 
 class QuantizeSection(Section):
-    precision: Precision | None = Field(default=None, description="The scheme's precision when omitted (int8 for most).")
-    scheme: SchemeName | None = Field(
-        default=None, description=f"Override the target's default scheme: {', '.join(SCHEMES)} (vopt.registry)."
+    precision: Precision | None = Field(
+        default=None, description="The scheme's precision when omitted (int8 for most)."
     )
-    per_channel: bool | None = Field(default=None, description="Per-channel weights; the scheme's default when omitted.")
+    scheme: SchemeName | None = Field(
+        default=None,
+        description=f"Override the target's default scheme: {', '.join(SCHEMES)} (vopt.registry).",
+    )
+    per_channel: bool | None = Field(
+        default=None, description="Per-channel weights; the scheme's default when omitted."
+    )
     activation_type: Literal["uint8", "int8", "uint16", "int16"] | None = None
     weight_type: Literal["uint8", "int8"] | None = None
     calibration: CalibrationSection = Field(default_factory=CalibrationSection)
     exclude: ExcludeSection = Field(default_factory=ExcludeSection)
     gates: Gates = Field(
-        default_factory=dict, description="Quantized vs float on real images, e.g. {centered_cosine: '>=0.98', top1_agreement: '>=0.9'}"
+        default_factory=dict,
+        description="Quantized vs float on real images, "
+        "e.g. {centered_cosine: '>=0.98', top1_agreement: '>=0.9'}",
     )
-    auto_fallback: bool = Field(default=False, description="On a gate miss, move the most sensitive layers back to float.")
-    max_float_fraction: float = Field(default=0.25, ge=0.0, le=1.0, description="Most quantizable layers the fallback may keep in float.")
+    auto_fallback: bool = Field(
+        default=False, description="On a gate miss, move the most sensitive layers back to float."
+    )
+    max_float_fraction: float = Field(
+        default=0.25, ge=0.0, le=1.0, description="Most quantizable layers the fallback may keep in float."
+    )
     fallback_step: int = Field(default=1, ge=1, description="Layers moved back to float per fallback round.")
-    require_speedup: float | None = Field(default=None, description="Fail unless quantized/float throughput >= this.")
+    require_speedup: float | None = Field(
+        default=None, description="Fail unless quantized/float throughput >= this."
+    )
     check: CheckSection = Field(default_factory=CheckSection)
     options: dict[str, Any] = Field(
-        default_factory=dict, description="The scheme's own settings, checked against its Options (see below)."
+        default_factory=dict,
+        description="The scheme's own settings, checked against its Options (see below).",
     )

@@ -1,0 +1,33 @@
+"""Every registered model family has a tiny config (what its tiny-model tests build) that its model type's
+transformers config accepts. A family registered without one fails the suite."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from vopt.models.families import all_families, get_family
+from vopt.registry import FAMILY_MODULES
+
+
+@pytest.mark.parametrize("module", FAMILY_MODULES)
+def test_family_module_registers_a_family(module):
+    mod = importlib.import_module(module)
+    families = all_families()
+    assert any(cls.__module__ == mod.__name__ for cls in families.values()), f"{module} registers no family"
+
+
+@pytest.mark.parametrize("family", sorted(all_families()))
+def test_family_has_a_tiny_config_its_model_type_accepts(family):
+    from transformers import CONFIG_MAPPING
+
+    fam = get_family(family)
+    assert fam.tiny_config, f"{family}: no tiny_config, so no tiny-model test builds it"
+    assert fam.model_types and fam.model_types[0] in CONFIG_MAPPING, fam.model_types
+    config = CONFIG_MAPPING[fam.model_types[0]](**fam.tiny_config)
+    for key, value in fam.tiny_config.items():  # every key is a real config field (a typo would be ignored)
+        taken = getattr(config, key, None) is not None or value is None
+        assert taken, f"{family}: tiny_config.{key} not taken"
+    size = getattr(config, "hidden_size", None) or max(getattr(config, "hidden_sizes", [0]) or [0])
+    assert size <= 512, f"{family}: tiny_config is not tiny (width {size})"
