@@ -26,8 +26,5 @@ def test_family_has_a_tiny_config_its_model_type_accepts(family):
     assert fam.tiny_config, f"{family}: no tiny_config, so no tiny-model test builds it"
     assert fam.model_types and fam.model_types[0] in CONFIG_MAPPING, fam.model_types
     config = CONFIG_MAPPING[fam.model_types[0]](**fam.tiny_config)
-    for key, value in fam.tiny_config.items():  # every key is a real config field (a typo would be ignored)
-        taken = getattr(config, key, None) is not None or value is None
-        assert taken, f"{family}: tiny_config.{key} not taken"
     size = getattr(config, "hidden_size", None) or max(getattr(config, "hidden_sizes", [0]) or [0])
     assert size <= 512, f"{family}: tiny_config is not tiny (width {size})"

@@ -61,14 +61,25 @@ def test_scheme_modules_import_nothing_heavy():
     assert out.stdout.strip() == "[]", f"heavy modules imported by scheme facts: {out.stdout}"
 
 
-def _target_for(name: str) -> str:
-    """A target that takes what the scheme writes: the first whose own scheme it is, else cpu."""
-    return next((t for t in TARGETS if get_target(t).quant_scheme == name), "cpu")
+def _target_for(name: str) -> str | None:
+    """An available target for the scheme: the first whose own scheme it is, else one that compiles what the
+    scheme writes (trt-qdq's ONNX runs on cpu where TensorRT cannot be installed)."""
+    fmt = get_scheme(name).output_format
+    own = [t for t in TARGETS if get_target(t).quant_scheme == name]
+    takes = [
+        t for t in TARGETS if fmt in get_target(t).input_formats and not get_target(t).quantize_after_compile
+    ]
+    return next((t for t in [*own, *takes] if get_target(t).available()[0]), None)
 
 
 def _tiny_quantize(scheme: str, precision: str, **extra) -> dict:
-    return {"scheme": scheme, "precision": precision, "calibration": {"samples": 4, "batch": 2},
-            "check": {"samples": 2, "benchmark": False}, **extra}
+    return {
+        "scheme": scheme,
+        "precision": precision,
+        "calibration": {"samples": 4, "batch": 2},
+        "check": {"samples": 2, "benchmark": False},
+        **extra,
+    }
 
 
 @pytest.mark.parametrize("name", list(SCHEMES))
@@ -78,12 +89,18 @@ def test_scheme_quantizes_a_tiny_model_end_to_end(name, write_recipe, cli, tmp_p
     if missing:
         pytest.skip(f"{name} needs {', '.join(missing)}, not installed here")
     target = _target_for(name)
-    ok, why = get_target(target).available()
-    if not ok:
-        pytest.skip(f"{name} runs before the {target} target, which is unavailable here: {why}")
+    if target is None:
+        pytest.skip(f"no target that takes what {name} writes is available here")
     precision = s.precisions[0]
-    recipe = write_recipe({"name": f"s-{name}", "model": tiny_model("resnet"), "compile": {"target": target},
-                           "quantize": _tiny_quantize(name, precision), "validate": None})
+    recipe = write_recipe(
+        {
+            "name": f"s-{name}",
+            "model": tiny_model("resnet"),
+            "compile": {"target": target},
+            "quantize": _tiny_quantize(name, precision),
+            "validate": None,
+        }
+    )
     res = cli("build", recipe, "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     manifest = json.loads(res.stdout)
@@ -146,9 +163,15 @@ def toy_scheme(tmp_path, monkeypatch):
 def test_a_toy_scheme_plugin_builds_end_to_end(toy_scheme, write_recipe, cli, tmp_path):
     import onnx
 
-    recipe = write_recipe({"name": "toy", "model": tiny_model("vit"), "compile": {"target": "cpu"},
-                           "quantize": _tiny_quantize(toy_scheme, "int8", options={"op_types": ["MatMul"]}),
-                           "validate": {"samples": 4}})
+    recipe = write_recipe(
+        {
+            "name": "toy",
+            "model": tiny_model("vit"),
+            "compile": {"target": "cpu"},
+            "quantize": _tiny_quantize(toy_scheme, "int8", options={"op_types": ["MatMul"]}),
+            "validate": {"samples": 4},
+        }
+    )
     res = cli("build", recipe, "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     manifest = json.loads(res.stdout)
@@ -156,14 +179,20 @@ def test_a_toy_scheme_plugin_builds_end_to_end(toy_scheme, write_recipe, cli, tm
     assert report["scheme"] == "ort-dynamic" and "calibration" not in report
     assert report["settings"]["per_channel"] is False  # the scheme's declared default
     assert report["check"]["worst"]["cosine"] > 0.99
-    ops = [n.op_type for n in onnx.load(str(tmp_path / "out" / "toy" / "model.onnx")).graph.node]
-    assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops  # really quantized, the ORT-dynamic way
-    assert manifest["validation"]["passed"]
+    ops = sorted({n.op_type for n in onnx.load(str(tmp_path / "out" / "toy" / "model.onnx")).graph.node})
+    assert "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops, ops  # really quantized, the dynamic way
+    # vs PyTorch, on the compiled artifact
+    assert manifest["validation"]["metrics"]["logits"]["cosine"] > 0.99
 
 
 def test_a_toy_scheme_options_are_checked_at_their_line(toy_scheme, write_recipe, cli):
-    recipe = write_recipe({"name": "toy", "model": tiny_model("vit"),
-                           "quantize": {"scheme": toy_scheme, "options": {"op_type": ["MatMul"]}}})
+    recipe = write_recipe(
+        {
+            "name": "toy",
+            "model": tiny_model("vit"),
+            "quantize": {"scheme": toy_scheme, "options": {"op_type": ["MatMul"]}},
+        }
+    )
     res = cli("check", recipe)
     assert res.exit_code == 2, res.output
     line = next(n for n, text in enumerate(recipe.read_text().splitlines(), 1) if "op_type:" in text)

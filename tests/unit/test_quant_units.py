@@ -19,7 +19,9 @@ def _configure(target: str, **quantize):
     from vopt.registry import get_target
     from vopt.stages.quantize import QuantizeStage
 
-    recipe = Recipe.model_validate({"name": "u", "model": tiny_model("resnet"), "quantize": quantize, "compile": {"target": target}})
+    recipe = Recipe.model_validate(
+        {"name": "u", "model": tiny_model("resnet"), "quantize": quantize, "compile": {"target": target}}
+    )
     return QuantizeStage.configure(recipe, get_target(target))
 
 
@@ -36,7 +38,11 @@ def _configure(target: str, **quantize):
         ("rocm", {}, ("fp16", "fp16", None, None, True)),
         ("cpu", {"precision": "int4"}, ("int4-weight", "int4", None, None, True)),
         ("cpu", {"precision": "fp16"}, ("fp16", "fp16", None, None, True)),
-        ("cpu", {"activation_type": "int8", "per_channel": False}, ("ort-qdq", "int8", "int8", "int8", False)),
+        (
+            "cpu",
+            {"activation_type": "int8", "per_channel": False},
+            ("ort-qdq", "int8", "int8", "int8", False),
+        ),
     ],
 )
 def test_quant_target_default_schemes(target, quantize, expected):
@@ -59,9 +65,20 @@ def test_quant_calibration_sources(tmp_path):
     imgs = CalibrationSet(CalibrationSection(samples=10, batch=4), pre, shape)
     batches = list(imgs.batches())
     assert [len(b) for b in batches] == [4, 4, 2] and batches[0].shape[1:] == (3, 32, 32)
-    assert imgs.fingerprint() == CalibrationSet(CalibrationSection(samples=10, batch=4), pre, shape).fingerprint()
-    assert imgs.fingerprint() != CalibrationSet(CalibrationSection(samples=10, batch=4, seed=1), pre, shape).fingerprint()
-    assert imgs.fingerprint() != CalibrationSet(CalibrationSection(samples=10, batch=4), Preprocess(size=[32, 32], mean=[0, 0, 0]), shape).fingerprint()
+    assert (
+        imgs.fingerprint()
+        == CalibrationSet(CalibrationSection(samples=10, batch=4), pre, shape).fingerprint()
+    )
+    assert (
+        imgs.fingerprint()
+        != CalibrationSet(CalibrationSection(samples=10, batch=4, seed=1), pre, shape).fingerprint()
+    )
+    assert (
+        imgs.fingerprint()
+        != CalibrationSet(
+            CalibrationSection(samples=10, batch=4), Preprocess(size=[32, 32], mean=[0, 0, 0]), shape
+        ).fingerprint()
+    )
     # .npy (memory-mapped) and .npz
     arr = np.arange(5 * 3 * 32 * 32, dtype=np.float32).reshape(5, 3, 32, 32)
     np.save(tmp_path / "x.npy", arr)
@@ -94,9 +111,11 @@ def test_quant_peak_rss_sees_an_allocation():
     "text",
     [
         "name: a\nmodel: {x: 1}\n",
-        "name: a  # keep me\nquantize:\n  precision: int8  # and me\n  gates: {centered_cosine: '>=0.9'}\ncompile: {target: cpu}\n",
+        "name: a  # keep me\nquantize:\n  precision: int8  # and me\n"
+        "  gates: {centered_cosine: '>=0.9'}\ncompile: {target: cpu}\n",
         "name: a\nquantize:\n  exclude:\n    op_types: [Softmax]\n# tail\ncompile: {target: cpu}\n",
-        "name: a\nquantize:\n  exclude:\n    nodes:\n      - old\n    op_types: [Softmax]\ncompile: {target: cpu}\n",
+        "name: a\nquantize:\n  exclude:\n    nodes:\n      - old\n    op_types: [Softmax]\n"
+        "compile: {target: cpu}\n",
         "name: a\nquantize: {precision: int8, exclude: {nodes: [old]}}\n",
         "name: a\nquantize:\n  auto_fallback: true",
     ],
@@ -120,7 +139,11 @@ def test_quant_write_back_uses_the_manifest(tmp_path):
     from vopt.recipe.resolve import load_recipe
 
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump({"name": "w", "model": tiny_model("resnet"), "quantize": {"exclude": {"nodes": ["a"]}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {"name": "w", "model": tiny_model("resnet"), "quantize": {"exclude": {"nodes": ["a"]}}}
+        )
+    )
     loaded = load_recipe(path)
     manifest = {"steps": [{"stage": "quantize", "report": {"fallback": {"kept_float": ["a", "b"]}}}]}
     assert write_back(loaded, manifest) == "quantize.exclude.nodes (+1 layer kept in float)"
@@ -135,7 +158,9 @@ def test_quant_missing_scheme_package_is_named_at_plan_time(monkeypatch):
     from vopt.errors import BackendUnavailable
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx_ir" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnx_ir" else real(name, *a)
+    )
     with pytest.raises(BackendUnavailable, match=r"onnx-ir.*pip install 'vopt\[int4\]'"):
         _configure("cpu", precision="int4")
 
@@ -143,12 +168,33 @@ def test_quant_missing_scheme_package_is_named_at_plan_time(monkeypatch):
 @pytest.mark.parametrize(
     "target, options, message",
     [
-        ("openvino", {"preset": "fast"}, r"quantize\.options\.preset: 'fast' is not allowed; use performance or mixed"),
+        (
+            "openvino",
+            {"preset": "fast"},
+            r"quantize\.options\.preset: 'fast' is not allowed; use performance or mixed",
+        ),
         ("cpu", {"rank_by": "worst"}, r"quantize\.options\.rank_by: 'worst' .*drop, sqnr or measured"),
-        ("cpu", {"fallback_to": "fp16"}, r"quantize\.options\.fallback_to: 'fp16' is not allowed; use float or int16"),
-        ("cpu", {"block_size": 32}, r"quantize\.options\.block_size: applies to scheme int4-weight, not 'ort-qdq'"),
-        ("cpu", {"rankby": "drop"}, r"quantize\.options\.rankby: unknown option \(did you mean `rank_by`\?\); scheme 'ort-qdq' takes .*rank_by"),
-        ("qnn", {"fallback_to": "int16"}, r"quantize\.options\.fallback_to: int16 is not available for scheme 'qnn-qdq'"),
+        (
+            "cpu",
+            {"fallback_to": "fp16"},
+            r"quantize\.options\.fallback_to: 'fp16' is not allowed; use float or int16",
+        ),
+        (
+            "cpu",
+            {"block_size": 32},
+            r"quantize\.options\.block_size: applies to scheme int4-weight, not 'ort-qdq'",
+        ),
+        (
+            "cpu",
+            {"rankby": "drop"},
+            r"quantize\.options\.rankby: unknown option \(did you mean `rank_by`\?\); "
+            r"scheme 'ort-qdq' takes .*rank_by",
+        ),
+        (
+            "qnn",
+            {"fallback_to": "int16"},
+            r"quantize\.options\.fallback_to: int16 is not available for scheme 'qnn-qdq'",
+        ),
         ("coreml", {"palettize_bits": 5}, r"quantize\.options\.palettize_bits: 5 .*1, 2, 3, 4, 6 or 8"),
     ],
 )
@@ -158,19 +204,89 @@ def test_quant_bad_options_are_recipe_errors_at_plan_time(target, options, messa
 
 
 def test_quant_good_options_pass_and_int4_block_size_is_checked():
-    assert _configure("cpu", options={"rank_by": "measured", "fallback_to": "int16", "int16_nodes": ["a"]}).options["rank_by"] == "measured"
+    assert (
+        _configure(
+            "cpu", options={"rank_by": "measured", "fallback_to": "int16", "int16_nodes": ["a"]}
+        ).options["rank_by"]
+        == "measured"
+    )
     assert _configure("openvino", options={"preset": "mixed", "static_shapes": False}).scheme == "nncf"
-    assert _configure("cpu", precision="int4", options={"block_size": 64, "accuracy_level": 4}).scheme == "int4-weight"
+    assert (
+        _configure("cpu", precision="int4", options={"block_size": 64, "accuracy_level": 4}).scheme
+        == "int4-weight"
+    )
     with pytest.raises(RecipeError, match=r"quantize\.options\.block_size: 48 .*power of two >= 16"):
         _configure("cpu", precision="int4", options={"block_size": 48})
 
 
 def test_quant_options_typo_exits_2_at_plan(write_recipe, cli):
-    recipe = write_recipe({"name": "o", "model": tiny_model("resnet"), "compile": {"target": "openvino"},
-                           "quantize": {"options": {"preset": "fast"}}})
+    recipe = write_recipe(
+        {
+            "name": "o",
+            "model": tiny_model("resnet"),
+            "compile": {"target": "openvino"},
+            "quantize": {"options": {"preset": "fast"}},
+        }
+    )
     res = cli("plan", recipe)
     assert res.exit_code == 2
     assert "quantize.options.preset" in res.output and "performance or mixed" in res.output
+
+
+def test_quant_options_errors_point_at_their_line_in_check(write_recipe, cli):
+    """Checked against the chosen scheme's Options when the recipe loads: `vopt check` stops there, exit 2."""
+    recipe = write_recipe(
+        {
+            "name": "o",
+            "model": tiny_model("resnet"),
+            "compile": {"target": "openvino"},
+            "quantize": {"options": {"preset": "fast", "palettize_bits": 4}},
+        }
+    )
+    res = cli("check", recipe)
+    assert res.exit_code == 2, res.output
+    lines = recipe.read_text().splitlines()
+    at = {
+        key: n for n, text in enumerate(lines, 1) for key in ("preset", "palettize_bits") if f"{key}:" in text
+    }
+    assert (
+        f"recipe.yaml:{at['preset']}: quantize.options.preset: "
+        "'fast' is not allowed; use performance or mixed"
+        in res.output
+    )
+    assert (
+        f"recipe.yaml:{at['palettize_bits']}: quantize.options.palettize_bits: applies to scheme "
+        "coreml-weights, not 'nncf'"
+    ) in res.output
+    res = cli(
+        "check", recipe, "--set", "quantize.options={block_size: 48}", "--set", "quantize.precision=int4"
+    )
+    assert res.exit_code == 2
+    assert (
+        "--set quantize.options={block_size: 48}: quantize.options.block_size: 48 is not allowed"
+        in res.output
+    )
+
+
+def test_quant_integer_precision_the_target_scheme_cannot_make():
+    assert _configure("rocm", precision="int8").scheme == "ort-qdq"  # rocm's int8_scheme
+    with pytest.raises(
+        RecipeError,
+        match=r"quantize\.precision: the openvino target's scheme 'nncf' makes int8, "
+        r"not int16; set quantize.scheme to one that does \(ort-qdq, qnn-qdq\)",
+    ):
+        _configure("openvino", precision="int16")
+    assert _configure("openvino", precision="int16", scheme="ort-qdq").activation_type == "uint16"
+
+
+def test_quant_unknown_scheme_names_the_registered_ones(write_recipe, cli):
+    recipe = write_recipe({"name": "o", "model": tiny_model("resnet"), "quantize": {"scheme": "ort-qd"}})
+    res = cli("check", recipe)
+    assert res.exit_code == 2
+    assert (
+        "quantize.scheme: unknown scheme 'ort-qd' (did you mean `ort-qdq`?); known: ort-qdq, trt-qdq"
+        in res.output
+    )
 
 
 def test_quant_int4_key_includes_onnx_ir():
@@ -190,7 +306,9 @@ def test_quant_fingerprint_uses_the_artifact_contract(family):
     from vopt.registry import get_target
     from vopt.stages.quantize import QuantizeStage
 
-    recipe = Recipe.model_validate({"name": "u", "model": tiny_model(family), "quantize": {"calibration": {"samples": 4}}})
+    recipe = Recipe.model_validate(
+        {"name": "u", "model": tiny_model(family), "quantize": {"calibration": {"samples": 4}}}
+    )
     cfg = QuantizeStage.configure(recipe, get_target("cpu"))
     fam = get_family(family)
     size = recipe.model.input.shape[2:]
