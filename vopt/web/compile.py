@@ -32,12 +32,14 @@ def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
     from vopt.web.ops import check_model
 
     if artifact.format != "onnx":
-        raise BuildError(f"the {job.target} target compiles onnx, not {artifact.format} ({artifact.file.name})",
+        raise BuildError(f"the {job.target} target compiles onnx, not {artifact.format} "
+                         f"({artifact.file.name})",
                          stage="compile")
     proto = onnx.load(artifact.path)  # pulls in any external data: the browser gets one file
     free_dims = _fix_shapes(proto, ctx.recipe.model.input.shape) if job.static_shapes else {}
     if job.static_shapes and not free_dims:
-        # Exported static already: record what a page loading a dynamic variant must pin (vopt names its axes so).
+        # Exported static already: record what a page loading a dynamic variant must pin (vopt names its
+        # axes so).
         free_dims = _named_axes(ctx.recipe.model.input)
     built, precision_note = _apply_precision(proto, artifact, job, ctx)
     precision = effective_precision(artifact, job.precision, built=built)
@@ -53,14 +55,16 @@ def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
     data = proto.SerializeToString()  # raises for > 2 GiB: external data cannot be fetched as one file
     size_mb = len(data) / 2**20
     if size_mb > job.max_size_mb:
-        raise BuildError(f"the model is {size_mb:.0f} MB, over max_size_mb={job.max_size_mb:.0f}: too big for one browser fetch",
+        raise BuildError(f"the model is {size_mb:.0f} MB, over max_size_mb={job.max_size_mb:.0f}: "
+                         "too big for one browser fetch",
                          stage="compile")
     path.write_bytes(data)
 
     ep_name = {"webgpu": "WebGPU", "webnn": "WebNN"}[job.ep]
     if ops["fallback_ops"]:
         listed = ", ".join(f"{op} x{n}" for op, n in ops["fallback_ops"].items())
-        message = f"{ops['fallback_nodes']} of {ops['nodes']} nodes are not in the {ep_name} EP's op table and would run on wasm/CPU: {listed}"
+        message = (f"{ops['fallback_nodes']} of {ops['nodes']} nodes are not in the {ep_name} EP's op table "
+                   f"and would run on wasm/CPU: {listed}")
         if job.fail_on_fallback:
             raise BuildError(message + " (fail_on_fallback: true)", stage="compile")
         ctx.warn(message)
@@ -68,8 +72,11 @@ def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
         ops=ops, precision=precision, free_dimension_overrides=free_dims, size_mb=round(size_mb, 3),
         static_shapes=job.static_shapes, nodes=len(proto.graph.node),
     )
-    placement = "all ops in the table" if not ops["fallback_ops"] else f"{ops['fallback_nodes']} nodes fall back to wasm"
-    ctx.report["summary"] = f"{precision_note}, {len(proto.graph.node)} nodes, {ep_name} EP: {placement}, {size_mb:.2f} MB"
+    placement = "all ops in the table"
+    if ops["fallback_ops"]:
+        placement = f"{ops['fallback_nodes']} nodes fall back to wasm"
+    ctx.report["summary"] = (f"{precision_note}, {len(proto.graph.node)} nodes, {ep_name} EP: {placement}, "
+                             f"{size_mb:.2f} MB")
     io = artifact.io.model_copy(deep=True)
     io.inputs = [TensorSpec(name=i.name, shape=_shape(i), dtype=_dtype(i)) for i in _graph_inputs(proto)]
     io.outputs = [TensorSpec(name=o.name, shape=_shape(o), dtype=_dtype(o)) for o in proto.graph.output]
@@ -95,7 +102,7 @@ def _fix_shapes(proto: Any, shape: list[int]) -> dict[str, int]:
 
 
 def _fold_shapes(proto: Any) -> None:
-    """With the dims fixed, the shape arithmetic (Shape/Gather/Concat... that ORT keeps on CPU) is constant."""
+    """With the dims fixed, the shape arithmetic (Shape/Gather/Concat that ORT keeps on CPU) is constant."""
     try:
         import onnxsim
     except ImportError:
@@ -111,7 +118,8 @@ def _fold_shapes(proto: Any) -> None:
 def _named_axes(spec: Any) -> dict[str, int]:
     names = {0: "batch", 2: "height", 3: "width"}
     wanted = {"batch"} | set(spec.dynamic or {})
-    return {name: int(spec.shape[axis]) for axis, name in names.items() if name in wanted and axis < len(spec.shape)}
+    return {name: int(spec.shape[axis]) for axis, name in names.items()
+            if name in wanted and axis < len(spec.shape)}
 
 
 def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) -> tuple[str, str]:
