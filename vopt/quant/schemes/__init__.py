@@ -33,9 +33,8 @@ def choose(q: Any, target: Any) -> tuple[Any, str]:
     name = q.scheme or (q.precision and scheme_for_precision(q.precision)) or target.quant_scheme
     if not q.scheme and name and q.precision and q.precision not in get_scheme(name).precisions:
         own = name
-        name = (
-            target.int8_scheme if q.precision in INTEGER else None
-        )  # e.g. int8 on webgpu, whose own is fp16
+        # e.g. int8 on webgpu, whose own scheme makes fp16
+        name = target.int8_scheme if q.precision in INTEGER else None
         if name is None:
             raise RecipeError(
                 f"quantize.precision: the {target.name} target's scheme '{own}' makes "
@@ -93,7 +92,8 @@ def _option_message(scheme: Any, err: dict[str, Any]) -> str:
         )
     value = err.get("input")
     if err["type"] == "literal_error":
-        return f"{value!r} is not allowed; use {str(err['ctx']['expected']).replace(chr(39), '')}"
+        expected = str(err["ctx"]["expected"]).replace("'", "")  # "'a' or 'b'" -> "a or b"
+        return f"{value!r} is not allowed; use {expected}"
     return f"{value!r} is not allowed; use {str(err['msg']).removeprefix('Value error, ')}"
 
 
@@ -105,15 +105,11 @@ def recipe_problems(recipe: Any, target: Any | None = None) -> list[tuple[tuple[
     target = target or get_target(recipe.compile.target)
     q = recipe.quantize
     if q is None:
-        if target.int8_scheme and target.precision(recipe.compile) in INTEGER:
-            return [
-                (
-                    ("compile", "precision"),
-                    f"{target.precision(recipe.compile)} on {target.name} is made by "
-                    f"the quantize stage: add `quantize: {{precision: {target.precision(recipe.compile)}}}` "
-                    "(calibration.samples sets how many images)",
-                )
-            ]
+        # A target with an int8_scheme does not quantize in its compile step: int8 is the quantize stage's.
+        wanted = target.precision(recipe.compile)
+        if target.int8_scheme and wanted in INTEGER:
+            return [(("compile", "precision"), f"{wanted} on {target.name} is made by the quantize stage: add "
+                     f"`quantize: {{precision: {wanted}}}` (calibration.samples sets how many images)")]
         return []
     if q.precision == "fp32":
         return []
