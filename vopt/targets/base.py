@@ -57,7 +57,7 @@ class Target:
     quantize_after_compile: ClassVar[bool] = False
     # Artifact formats compile() takes (vopt.pipeline.artifact.FORMATS); the plan checks a quantize scheme's output.
     input_formats: ClassVar[tuple[str, ...]] = ("onnx",)
-    # The quantize stage's default scheme for this target (a name in vopt.registry.SCHEMES), or None.
+    # The quantize stage's default scheme for this target (a name in vopt.quant.schemes.SCHEMES), or None.
     quant_scheme: ClassVar[str | None] = None
     int8_scheme: ClassVar[str | None] = None  # the scheme for int8/int16 when quant_scheme cannot make them
     description: ClassVar[str] = ""
