@@ -55,6 +55,20 @@ def test_target_contract(name):
     assert target.default_opset >= 11
 
 
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_target_declares_what_the_engine_asks(name):
+    """The engine asks these instead of comparing target names (tests/contract/test_no_name_dispatch.py)."""
+    target = get_target(name)
+    if name == "tflite" and not hasattr(target, "runtime_name"):
+        pytest.xfail("the tflite target has no runtime yet")
+    assert isinstance(target.runtime_name, str) and target.runtime_name
+    assert target.emulated is None or (isinstance(target.emulated, str) and target.emulated)
+    assert isinstance(target.static_shapes, bool) and isinstance(target.browser, bool)
+    assert target.browser_note is None or target.browser
+    if target.has_onnx_check:
+        assert type(target).check_onnx is not Target.check_onnx
+
+
 @pytest.mark.parametrize("name", list(SOURCES))
 def test_sources_are_registered_classes(name):
     cls = load_object(SOURCES[name])

@@ -107,13 +107,10 @@ def test_openvino_conversion_failure_names_the_op(tmp_path):
                               opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("acme", 1)])
     onnx.save(proto, tmp_path / "bad.onnx")
 
-    class _Recipe:
-        name = "bad"
-
     target = get_target("openvino")
     with pytest.raises(BuildError, match=r"\[compile\] ov.convert_model failed: .*acme.Frobnicate"):
         target.compile(Artifact(path=str(tmp_path / "bad.onnx"), format="onnx"), target.Config(),
-                       Context(recipe=_Recipe(), target=target, workdir=tmp_path))
+                       Context(target=target, workdir=tmp_path, build_name="bad"))
 
 
 @pytest.mark.slow

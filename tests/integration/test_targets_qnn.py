@@ -67,13 +67,19 @@ def _qdq_u8(src: str, dst: str, shape: list[int], exclude_ops: tuple[str, ...] =
     quantize(pre, dst, cfg)
 
 
+def _ctx(recipe, target, workdir):
+    """What the compile stage hands the target: the build's name and the model input, from its config."""
+    from vopt.pipeline.context import Context
+
+    return Context(target=target, workdir=workdir, build_name=recipe.name, model_input=recipe.model.input)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["resnet", "vit"])
 def test_qnn_u8_runs_on_htp_simulator(write_recipe, tmp_path, family):
     import onnx
 
     from vopt.datasets.images import load_batch
-    from vopt.pipeline.context import Context
     from vopt.runtimes.ort import runner as ort_runner
 
     recipe, target, exported = _export(write_recipe, family)
@@ -83,7 +89,7 @@ def test_qnn_u8_runs_on_htp_simulator(write_recipe, tmp_path, family):
     cfg = target.Config(target="qnn", disable_cpu_fallback=True)
     work = tmp_path / "work"
     work.mkdir()
-    ctx = Context(recipe=recipe, target=target, workdir=work)
+    ctx = _ctx(recipe, target, work)
     art = target.compile(quantized, cfg, ctx)
     rep = ctx.report
     assert rep["qdq"]["activation_types"] == ["uint8"]
@@ -128,7 +134,6 @@ def test_qnn_cpu_fallback_is_counted_and_gated(write_recipe, tmp_path):
     from onnx import helper, numpy_helper
 
     from vopt.errors import BuildError
-    from vopt.pipeline.context import Context
 
     recipe, target, exported = _export(write_recipe, "resnet")
     qdq = str(tmp_path / "qdq.onnx")
@@ -141,7 +146,7 @@ def test_qnn_cpu_fallback_is_counted_and_gated(write_recipe, tmp_path):
     onnx.save(proto, tmp_path / "partial.onnx")
     partial = exported.derive(tmp_path / "partial.onnx", format="onnx")
     (tmp_path / "a").mkdir()
-    ctx = Context(recipe=recipe, target=target, workdir=tmp_path / "a")
+    ctx = _ctx(recipe, target, tmp_path / "a")
     target.compile(partial, target.Config(target="qnn"), ctx)
     where = ctx.report["placement"]
     assert where["cpu_ops"] == {"Mod": 1} and where["cpu_nodes"] == 1
@@ -150,7 +155,7 @@ def test_qnn_cpu_fallback_is_counted_and_gated(write_recipe, tmp_path):
     (tmp_path / "b").mkdir()
     with pytest.raises(BuildError, match=r"disable_cpu_fallback: 1 node\(s\) .*Mod x1"):
         target.compile(partial, target.Config(target="qnn", disable_cpu_fallback=True),
-                       Context(recipe=recipe, target=target, workdir=tmp_path / "b"))
+                       _ctx(recipe, target, tmp_path / "b"))
 
 
 @pytest.mark.slow
@@ -159,14 +164,13 @@ def test_qnn_epcontext_for_soc_model(write_recipe, tmp_path):
     import onnx
 
     from vopt.datasets.images import load_batch
-    from vopt.pipeline.context import Context
 
     recipe, target, exported = _export(write_recipe, "resnet")
     qdq = str(tmp_path / "qdq.onnx")
     _qdq_u8(exported.path, qdq, recipe.model.input.shape)
     cfg = target.Config(target="qnn", soc_model="60", htp_arch=73)
     (tmp_path / "w").mkdir()
-    ctx = Context(recipe=recipe, target=target, workdir=tmp_path / "w")
+    ctx = _ctx(recipe, target, tmp_path / "w")
     art = target.compile(exported.derive(qdq, format="onnx"), cfg, ctx)
     assert art.format == "qnn-context"
     proto = onnx.load(art.path)
@@ -183,7 +187,7 @@ def test_qnn_epcontext_for_soc_model(write_recipe, tmp_path):
     # embed_context: false -> a directory with the EPContext model and its context binary beside it.
     cfg = target.Config(target="qnn", soc_model="60", embed_context=False)
     (tmp_path / "x").mkdir()
-    art = target.compile(exported.derive(qdq, format="onnx"), cfg, Context(recipe=recipe, target=target, workdir=tmp_path / "x"))
+    art = target.compile(exported.derive(qdq, format="onnx"), cfg, _ctx(recipe, target, tmp_path / "x"))
     files = sorted(p.name for p in (tmp_path / "x" / "qnn_context").iterdir())
     assert art.format == "qnn-context" and art.path.endswith("qnn_context") and "model_ctx.onnx" in files
     assert any(f.endswith(".bin") for f in files)

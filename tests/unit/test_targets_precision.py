@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -63,10 +62,11 @@ def test_qdq_precision_reads_the_zero_point_types(tmp_path):
     assert qdq_precision(plain) is None
 
 
-def _ctx(tmp_path, target, **recipe):
-    rec = SimpleNamespace(name="t", quantize=None, model=SimpleNamespace(input=SimpleNamespace(
-        name="x", shape=[1, 4], dynamic=None)), **recipe)
-    return Context(recipe=rec, target=target, workdir=tmp_path)
+def _ctx(tmp_path, target):
+    """What the compile stage hands a target: the build's name and the model input, from its own config."""
+    from vopt.recipe.sections.model import InputSpec
+
+    return Context(target=target, workdir=tmp_path, build_name="t", model_input=InputSpec(name="x", shape=[1, 4]))
 
 
 @pytest.mark.parametrize("name", [t for t in TARGETS if t != "tflite"])  # tflite compiles nothing (exit 4)
@@ -141,3 +141,26 @@ def test_target_base_does_not_import_numpy():
             "vopt.targets.tensorrt.TensorRtTarget().key_material(); print('numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_report_manifest_and_engine_agree_on_tensorrt_fp16_int8(tmp_path, write_recipe):
+    """fp16 flags on the quantize stage's int8 Q/DQ build an fp16+int8 engine: its metadata file, the manifest
+    and the report all say so (the report used to say the quantize step's int8)."""
+    from tests.conftest import tiny_model
+    from vopt.pipeline.manifest import make_manifest
+    from vopt.pipeline.runner import StepRecord
+    from vopt.recipe.resolve import load_recipe
+    from vopt.report import data
+
+    _qdq_model(tmp_path / "q.onnx", np.int8)
+    target = get_target("tensorrt")
+    cfg = target.Config(precision=["fp16"], profiles={"x": [[1, 4]] * 3})
+    quantized = _art(tmp_path / "q.onnx", quantized="int8")
+    meta = target.metadata(quantized, target.check(quantized, cfg, None)["flags"], "t")
+    engine = quantized.derive(tmp_path / "q.onnx", meta={"precision": meta["vopt.precision"]})  # as compile()
+    loaded = load_recipe(write_recipe({"name": "t", "model": tiny_model("resnet"), "quantize": {"precision": "int8"},
+                                       "compile": {"target": "tensorrt", "precision": ["fp16"]}}))
+    records = [StepRecord("quantize", "k", False, 0.0, None, None, {}, {"precision": "int8"})]
+    manifest = make_manifest(loaded, target, records, engine, [])
+    assert data.precision(manifest) == manifest["precision"] == meta["vopt.precision"] == "fp16+int8"
+    assert data.precision({**manifest, "artifact": None, "precision": None}) == "-"  # no artifact, no label

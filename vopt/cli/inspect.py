@@ -11,22 +11,27 @@ from vopt.cli.output import handles_errors, out, print_json
 def command(
     artifact: Path = typer.Argument(..., help="An .onnx file, an OpenVINO IR (.xml or its directory), an .mlpackage, "
                                     "a TensorRT engine directory, or a build directory."),
-    target: str = typer.Option(None, "--check", help="Also run a target's pre-build check on an ONNX (tensorrt)."),
+    target: str = typer.Option(None, "--check", help="Also run a target's pre-build check on an ONNX "
+                               "(targets with one: tensorrt)."),
     top: int = typer.Option(15, "--top", help="How many op types to list."),
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     from vopt.errors import RecipeError
+
     if not artifact.exists():
         raise RecipeError(f"no such artifact: {artifact}")
     info = describe(artifact)
     if target:
-        if target != "tensorrt":
-            raise RecipeError(f"--check: only 'tensorrt' has a pre-build check, not '{target}'")
-        if info["format"] != "onnx":
-            raise RecipeError(f"--check tensorrt needs an ONNX model, got {info['format']}")
-        from vopt.runtimes.tensorrt import readiness
+        from vopt.registry import TARGETS, get_target
 
-        info["tensorrt_readiness"] = readiness(info["path"])
+        checker = get_target(target)
+        if not checker.has_onnx_check:
+            having = [n for n in TARGETS if get_target(n).has_onnx_check]
+            raise RecipeError(f"--check: the {target} target has no pre-build check (targets with one: "
+                              f"{', '.join(having)})")
+        if info["format"] != "onnx":
+            raise RecipeError(f"--check {target} needs an ONNX model, got {info['format']}")
+        info[f"{target}_readiness"] = checker.check_onnx(info["path"])
     if json_out:
         print_json(info)
         return
@@ -66,10 +71,10 @@ def _print(info: dict, top: int) -> None:
             out.print(f"    {escape(k)} = {escape(str(text))}")
     else:
         out.print("  metadata   none (not built by vopt)")
-    if "tensorrt_readiness" in info:
-        r = info["tensorrt_readiness"]
+    for key in [k for k in info if k.endswith("_readiness")]:  # `--check <target>`
+        r = info[key]
         status = "[green]ready[/]" if r["ready"] else f"[red]{r['errors']} error(s)[/]"
-        out.print(f"  tensorrt   {status}, {r['warnings']} warning(s), opset {r['opset']}")
+        out.print(f"  {key.removesuffix('_readiness'):<10} {status}, {r['warnings']} warning(s), opset {r['opset']}")
         for f in r["findings"]:
             out.print(f"    {f['level']}: {f['check']}: {escape(f['message'])}")
 
@@ -100,6 +105,8 @@ def describe(path: Path) -> dict:
     else:
         raise RecipeError(f"{path}: unknown artifact type (expected .onnx, OpenVINO .xml/dir, .mlpackage or .engine)")
     info["path"] = str(path)
+    # What the artifact is, as vopt labelled it when it was built (the manifest and report say the same).
+    info["precision"] = info["metadata"].get("vopt.precision")
     info["size_bytes"] = path_size(path) if path.suffix != ".xml" else path_size(path) + path_size(path.with_suffix(".bin"))
     return info
 

@@ -47,6 +47,8 @@ def make_manifest(loaded, target, records, artifact: Artifact | None, failures) 
             "resolved": loaded.resolved(),
         },
         "target": target.name,
+        # What the artifact is, as its own metadata says (the compile step works it out once).
+        "precision": artifact.meta.get("precision") if artifact is not None else None,
         "platform": platform_info(),
         "tools": versions(),
         "steps": [asdict(r) for r in records],

@@ -7,13 +7,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from vopt.pipeline.artifact import Artifact
+from vopt.recipe.models import CompileSection
 from vopt.recipe.sections.benchmark import BenchmarkSection
 from vopt.stages.base import Stage
 
 
 class BenchmarkConfig(BaseModel):
     section: BenchmarkSection
-    compile: dict[str, Any]
+    compile: CompileSection  # type: ignore[valid-type]  # the target's typed Config: its runner's settings
 
 
 class BenchmarkStage(Stage):
@@ -25,7 +26,7 @@ class BenchmarkStage(Stage):
     def configure(cls, recipe: Any, target: Any) -> BenchmarkConfig | None:
         if recipe.benchmark is None:
             return None
-        return BenchmarkConfig(section=recipe.benchmark, compile=recipe.compile.model_dump(mode="json"))
+        return BenchmarkConfig(section=recipe.benchmark, compile=recipe.compile)
 
     @classmethod
     def extra_tools(cls, config: BenchmarkConfig, target: Any) -> list[str]:

@@ -36,7 +36,7 @@ class ExportStage(Stage):
         if recipe.model.source == "onnx":
             return None
         ex = recipe.export
-        static = getattr(target, "static_shapes", False)
+        static = target.static_shapes
         return ExportConfig(
             opset=ex.opset or target.default_opset,
             dynamo=ex.dynamo,

@@ -23,13 +23,15 @@ def effective_precision(artifact: Any, setting: str, built: str | None = None) -
 
 
 def qdq_precision(proto: Any) -> str | None:
-    """int8 / int16 / int4 from the QuantizeLinear zero points (or DQ-only weights) of an ONNX graph; None without Q/DQ."""
+    """int8 / int16 / int4 from the QuantizeLinear zero points (or DQ-only weights) of an ONNX graph;
+    None without Q/DQ."""
     import onnx
 
     inits = {i.name: i.data_type for i in proto.graph.initializer}
     bits = set()
     for node in proto.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[2] in inits:
+        zero_point = node.input[2] if len(node.input) > 2 else None
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and zero_point in inits:
             bits.add(inits[node.input[2]])
         elif node.op_type in ("QuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulNBits"):
             bits.add(onnx.TensorProto.UINT8 if node.op_type != "MatMulNBits" else onnx.TensorProto.INT4)
@@ -46,11 +48,13 @@ def qdq_precision(proto: Any) -> str | None:
 
 
 def artifact_metadata(artifact: Any, recipe_name: str, target: str, precision: str) -> dict[str, str]:
+    """The `vopt.*` keys. `precision` is what the artifact is: the compile step works it out once
+    (effective_precision) and the same value goes into the artifact's meta, the manifest and the report."""
     meta = {
         "vopt.version": vopt.__version__,
         "vopt.recipe": recipe_name,
         "vopt.target": target,
-        "vopt.precision": effective_precision(artifact, precision),
+        "vopt.precision": precision,
         "vopt.family": str(artifact.meta.get("family")),
         "vopt.task": str(artifact.meta.get("task")),
         "vopt.preprocess": json.dumps(artifact.preprocess.model_dump()),

@@ -24,9 +24,12 @@ class OpenVinoConfig(CompileBase):
     )
     inference_precision: Literal["f32", "bf16", "f16"] | None = Field(
         default=None,
-        description="INFERENCE_PRECISION_HINT for validation and benchmarks; default f32 (bf16 when precision is bf16).",
+        description="INFERENCE_PRECISION_HINT for validation and benchmarks; default f32 "
+        "(bf16 when precision is bf16).",
     )
-    performance_hint: Literal["LATENCY", "THROUGHPUT"] | None = Field(default=None, description="OpenVINO PERFORMANCE_HINT.")
+    performance_hint: Literal["LATENCY", "THROUGHPUT"] | None = Field(
+        default=None, description="OpenVINO PERFORMANCE_HINT."
+    )
     threads: int | None = Field(default=None, description="INFERENCE_NUM_THREADS on CPU.")
 
 
@@ -40,6 +43,7 @@ class OpenVinoTarget(Target):
     quant_scheme = "nncf"  # the quantize stage makes an int8 OpenVINO IR with NNCF
     input_formats = ("onnx", "openvino-ir")
     description = "OpenVINO IR on the OpenVINO runtime (CPU/GPU/NPU)"
+    runtime_name = "openvino-cpu"  # openvino-<device> with compile.device set
 
     def tool_versions(self) -> list[str]:
         return ["openvino", "nncf"]
@@ -60,7 +64,8 @@ class OpenVinoTarget(Target):
 
     def compile(self, artifact: Artifact, cfg: OpenVinoConfig, ctx) -> Artifact:
         if importlib.util.find_spec("openvino") is None:
-            raise BackendUnavailable("the openvino target needs the 'openvino' package: pip install 'vopt[openvino]'")
+            raise BackendUnavailable("the openvino target needs the 'openvino' package: "
+                                     "pip install 'vopt[openvino]'")
         import openvino as ov
 
         from vopt.runtimes.openvino import model_file
@@ -82,7 +87,7 @@ class OpenVinoTarget(Target):
         # FakeQuantize ops make it int8 whatever the setting; int8 asked for without them is an fp32 IR.
         built = "int8" if fq else ("fp32" if setting == "int8" else None)
         precision = effective_precision(artifact, setting, built=built)
-        for key, value in artifact_metadata(artifact, ctx.recipe.name, self.name, precision).items():
+        for key, value in artifact_metadata(artifact, ctx.build_name, self.name, precision).items():
             model.set_rt_info(value, ["vopt", key.removeprefix("vopt.")])
         compress = cfg.compress_to_fp16 if cfg.compress_to_fp16 is not None else setting == "fp16"
         out_dir = ctx.out(IR_DIR)
@@ -95,7 +100,8 @@ class OpenVinoTarget(Target):
             summary=f"IR from {source}, {len(ops)} ops" + (f", {fq} FakeQuantize" if fq else "")
             + (", fp16 weights" if compress else ""),
         )
-        return artifact.derive(out_dir, format="openvino-ir", io=_io_spec(model, artifact), meta={"precision": precision})
+        return artifact.derive(out_dir, format="openvino-ir", io=_io_spec(model, artifact),
+                               meta={"precision": precision})
 
     def runner(self, artifact: Artifact, cfg: OpenVinoConfig) -> Runner | Unavailable:
         if importlib.util.find_spec("openvino") is None:
@@ -103,11 +109,12 @@ class OpenVinoTarget(Target):
         import openvino as ov
 
         if cfg.device != "AUTO" and cfg.device not in ov.Core().available_devices:
-            return Unavailable(f"OpenVINO device {cfg.device} is not present here (have: {', '.join(ov.Core().available_devices)})")
+            have = ", ".join(ov.Core().available_devices)
+            return Unavailable(f"OpenVINO device {cfg.device} is not present here (have: {have})")
         from vopt.runtimes.openvino import runner
 
-        return runner(artifact.path, device=cfg.device, precision=self.precision(cfg), hint=cfg.inference_precision,
-                      threads=cfg.threads, performance_hint=cfg.performance_hint)
+        return runner(artifact.path, device=cfg.device, precision=self.precision(cfg),
+                      hint=cfg.inference_precision, threads=cfg.threads, performance_hint=cfg.performance_hint)
 
 
 def _io_spec(model, artifact: Artifact) -> dict:

@@ -16,14 +16,23 @@ from vopt.targets.base import CompileBase, Runner, Target, Unavailable
 class WebGpuConfig(CompileBase):
     target: Literal["webgpu"] = "webgpu"
     precision: Literal["fp16", "fp32", "int8"] | None = Field(
-        default=None, description="fp16 (default; fp32 I/O), fp32, or int8 QDQ (the quantize stage's, else ORT QDQ here)."
+        default=None,
+        description="fp16 (default; fp32 I/O), fp32, or int8 QDQ (the quantize stage's, else ORT QDQ here).",
     )
-    static_shapes: bool = Field(default=False, description="Fix free input dimensions (e.g. batch) to the recipe's input shape.")
-    keep_io_types: bool = Field(default=True, description="fp16: keep fp32 inputs and outputs, so the page feeds Float32Arrays.")
+    static_shapes: bool = Field(
+        default=False, description="Fix free input dimensions (e.g. batch) to the recipe's input shape."
+    )
+    keep_io_types: bool = Field(
+        default=True, description="fp16: keep fp32 inputs and outputs, so the page feeds Float32Arrays."
+    )
     fp16_block_ops: list[str] = Field(default_factory=list, description="fp16: op types kept in fp32.")
-    max_size_mb: float = Field(default=2047.0, gt=0, description="Fail when the single .onnx file is bigger than this.")
+    max_size_mb: float = Field(
+        default=2047.0, gt=0, description="Fail when the single .onnx file is bigger than this."
+    )
     fail_on_fallback: bool = Field(default=False, description="Fail when an op is not in the WebGPU EP's table.")
-    calibration_samples: int = Field(default=16, ge=1, description="int8 without a quantize: section: real calibration images.")
+    calibration_samples: int = Field(
+        default=16, ge=1, description="int8 without a quantize: section: real calibration images."
+    )
 
 
 class WebGpuTarget(Target):
@@ -34,6 +43,9 @@ class WebGpuTarget(Target):
     default_precision = "fp16"
     quant_scheme = "fp16"  # fp16 with fp32 I/O; int8 QDQ only when a recipe asks for it
     description = "onnxruntime-web WebGPU EP (verified in headless Chromium)"
+    runtime_name = "browser-wasm"  # validation runs on wasm; `validate: {runtime: browser}` adds WebGPU
+    emulated = "the browser runs here on SwiftShader/wasm, not on a GPU: timings would not reflect the device"
+    browser = True
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime", "onnxsim"]  # web compile folds shapes with onnxsim
@@ -48,7 +60,7 @@ class WebGpuTarget(Target):
         from vopt.web.compile import WebCompile, compile_web
 
         job = WebCompile(
-            target=self.name, ep="webgpu", precision=self.precision(cfg), static_shapes=cfg.static_shapes,
+            target=self.name, ep="webgpu", ep_label="WebGPU", precision=self.precision(cfg), static_shapes=cfg.static_shapes,
             keep_io_types=cfg.keep_io_types, fp16_block_ops=cfg.fp16_block_ops, max_size_mb=cfg.max_size_mb,
             fail_on_fallback=cfg.fail_on_fallback, calibration_samples=cfg.calibration_samples,
         )

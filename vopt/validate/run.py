@@ -14,14 +14,14 @@ from vopt.validate.reference import compare_outputs, torch_outputs
 from vopt.validate.tasks import task_metrics
 
 
-def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) -> dict[str, Any]:
+def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg: Any, ctx: Any) -> dict[str, Any]:
+    """`compile_cfg` is the target's typed Config (the recipe's `compile:` section): its runner's settings."""
     from vopt.datasets.images import describe, iter_batches, list_images, sample_files
     from vopt.models.resolve import family_of, load_module
     from vopt.runtimes.ort import run_batches
 
     family = family_of(artifact)
-    cfg = ctx.target.Config.model_validate(ctx.recipe.compile.model_dump())
-    run = ctx.target.runner(artifact, cfg)
+    run = ctx.target.runner(artifact, compile_cfg)
     files = sample_files(list_images(section.data), section.samples, section.seed)
     images = np.concatenate(list(iter_batches(files, artifact.preprocess, batch=8, augment_seed=section.seed)))
     report: dict[str, Any] = {

@@ -108,8 +108,9 @@ def verify(artifact: Path, *, reference: Path | None, eps: list[str], data: str 
         "artifact": str(model), "precision": precision, "target": meta.get("vopt.target"), "reference": ref_label,
         "samples": len(images), "min_cosine": floor, "max_abs_diff": max_abs_diff, "eps": {},
     }
-    if meta.get("vopt.target") == "webnn":
-        report["note"] = "WebNN artifact: checked on wasm with the same static shapes (no WebNN context in Chromium on Linux)"
+    note = _browser_note(meta.get("vopt.target"))
+    if note:
+        report["note"] = note
     failures = []
     for ep, res in results.items():
         entry = {k: v for k, v in res.items() if k != "outputs"}
@@ -128,6 +129,13 @@ def verify(artifact: Path, *, reference: Path | None, eps: list[str], data: str 
     report["status"] = "failed" if failures else ("ok" if report["verified_eps"] else "unverified")
     report["failures"] = failures
     return report
+
+
+def _browser_note(target: str | None) -> str | None:
+    """What the artifact's own target says a browser check here cannot show."""
+    from vopt.registry import TARGETS, get_target
+
+    return get_target(target).browser_note if target in TARGETS else None
 
 
 def raise_for(report: dict[str, Any]) -> None:
