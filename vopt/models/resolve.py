@@ -77,7 +77,9 @@ def _strip_capture_hooks(model: Any) -> None:
     for module in model.modules():
         hooks = getattr(module, "_forward_hooks", None)
         if hooks:
-            for key in [k for k, fn in hooks.items() if "output_capturing_hook" in getattr(fn, "__qualname__", "")]:
+            capturing = [k for k, fn in hooks.items()
+                         if "output_capturing_hook" in getattr(fn, "__qualname__", "")]
+            for key in capturing:
                 del hooks[key]
         if getattr(module, "_output_capturing_hooks_installed", False):
             module._output_capturing_hooks_installed = False
@@ -91,7 +93,8 @@ def takes_keywords(model: Any) -> bool:
 
 
 class OutputWrapper:
-    """Builds an nn.Module that maps pixel values to the family's output tuple, for export and reference runs."""
+    """Builds an nn.Module that maps pixel values to the family's output tuple, for export and reference
+    runs."""
 
     @staticmethod
     def wrap(model: Any, family: Family) -> Any:

@@ -109,8 +109,8 @@ def agreement_points(manifest: dict[str, Any]) -> tuple[str, list[tuple[str, flo
     for s in sized[1:-1]:
         rep = s.get("report") or {}
         # A step's own check (export parity, the quantize step's check) may have measured the same metric.
-        h = headline(rep) or next((headline(rep[k]) for k in ("check", "parity") if isinstance(rep.get(k), dict)
-                                   and headline(rep[k])), None)
+        own = [headline(rep[k]) for k in ("check", "parity") if isinstance(rep.get(k), dict)]
+        h = headline(rep) or next((x for x in own if x), None)
         if h and h[0] == metric:
             points.append((f"after {s['stage']}", float(s["output_bytes"]), h[1]))
     art = manifest.get("artifact") or {}

@@ -40,7 +40,8 @@ class BenchmarkStage(Stage):
 
         from vopt.machine import cpu_model
 
-        return {"machine": platform.machine(), "cpu": cpu_model(), "cpus": os.cpu_count(), "node": platform.node()}
+        return {"machine": platform.machine(), "cpu": cpu_model(), "cpus": os.cpu_count(),
+                "node": platform.node()}
 
     def run(self, artifact: Artifact, config: BenchmarkConfig, ctx) -> Artifact:
         from vopt.bench.harness import BenchSettings, run_benchmark
@@ -52,7 +53,8 @@ class BenchmarkStage(Stage):
         make, threads, note = runner_factory(ctx.target, artifact, config.compile, sec.threads)
         if note:
             ctx.warn(note)
-        settings = BenchSettings(sec.batch_sizes, sec.warmup, sec.iterations, sec.seconds, threads, sec.baseline)
+        settings = BenchSettings(sec.batch_sizes, sec.warmup, sec.iterations, sec.seconds, threads,
+                                 sec.baseline)
         images = load_batch(None, artifact.preprocess, min(8, max(sec.batch_sizes)))
         try:
             report = run_benchmark(

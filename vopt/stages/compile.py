@@ -30,7 +30,8 @@ class CompileStage(Stage):
 
     @classmethod
     def fingerprint(cls, config: CompileConfig) -> dict[str, Any]:
-        """Machine facts the target says change the compiled bytes (TensorRT: the GPU's compute capability)."""
+        """Machine facts the target says change the compiled bytes (TensorRT: the GPU's compute
+        capability)."""
         from vopt.registry import get_target
 
         material = get_target(config.settings.target).key_material()
@@ -46,6 +47,7 @@ class CompileStage(Stage):
         if "precision" not in out.meta:  # targets label what they built, once (vopt.targets.metadata)
             from vopt.targets.metadata import effective_precision
 
-            out.meta = {**out.meta, "precision": effective_precision(out, ctx.target.precision(config.settings))}
+            precision = effective_precision(out, ctx.target.precision(config.settings))
+            out.meta = {**out.meta, "precision": precision}
         out.meta = {**out.meta, "target": ctx.target.name}
         return out

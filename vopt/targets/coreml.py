@@ -1,5 +1,6 @@
 """coreml: an ML Program (.mlpackage) converted by coremltools from the torch module (torch.export, falling
-back to jit.trace). Prediction needs macOS; elsewhere the package is converted, saved and its spec read back."""
+back to jit.trace). Prediction needs macOS; elsewhere the package is converted, saved and its spec read
+back."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ class CoreMlTarget(Target):
         precision = self.precision(recipe.compile)
         if precision not in COMPUTE and not _quantized(recipe):
             raise RecipeError(f"compile.precision: coreml computes in fp16 or fp32, not {precision}; for "
-                              f"{precision} weights add a `quantize:` section (coreml-weights, after compile)")
+                              f"{precision} weights add a `quantize:` section (coreml-weights, after "
+                              "compile)")
 
     def compile(self, artifact: Artifact, cfg: CoreMlConfig, ctx) -> Artifact:
         self.check_format(artifact)
@@ -86,7 +88,8 @@ class CoreMlTarget(Target):
         try:
             mlmodel = ct.convert(
                 program,
-                # fp32 I/O around fp16 compute, like the other targets' artifacts: callers feed the same arrays.
+                # fp32 I/O around fp16 compute, like the other targets' artifacts: callers feed the same
+                # arrays.
                 inputs=[ct.TensorType(name=name, shape=shape, dtype=np.float32)],
                 outputs=[ct.TensorType(name=o, dtype=np.float32) for o in family.outputs],
                 convert_to="mlprogram",
@@ -162,7 +165,8 @@ def _capture(module, example, converter: str, family: str):
             return program, "torch.export"
         except Exception as exc:
             if converter == "export":
-                raise BuildError(f"torch.export failed for {family}: {_describe(exc)}", stage="compile") from exc
+                raise BuildError(f"torch.export failed for {family}: {_describe(exc)}",
+                                 stage="compile") from exc
             errors.append(f"torch.export: {_describe(exc)}")
     try:
         with torch.no_grad():

@@ -15,7 +15,8 @@ def effective_precision(artifact: Any, setting: str, built: str | None = None) -
     `built` is what the compile step saw or built (e.g. the QDQ it found, or TensorRT's flags with the int8 it
     adds for Q/DQ) and is kept when it already names the quantized precision ("fp16+int8" for int8).
     Idempotent: passing its own answer back as `built` returns it unchanged."""
-    quantized = ((artifact.meta or {}).get("quantized") or {}).get("precision") if artifact is not None else None
+    meta = (artifact.meta or {}) if artifact is not None else {}
+    quantized = (meta.get("quantized") or {}).get("precision")
     base = built or setting
     if quantized and quantized != "fp32" and quantized not in base.split("+"):
         return str(quantized)

@@ -1,4 +1,5 @@
-"""openvino: OpenVINO IR (.xml/.bin) from ONNX or from NNCF's int8 IR, run on an OpenVINO device (CPU here)."""
+"""openvino: OpenVINO IR (.xml/.bin) from ONNX or from NNCF's int8 IR, run on an OpenVINO device (CPU
+here)."""
 
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ class OpenVinoTarget(Target):
         out_dir.mkdir(parents=True, exist_ok=True)
         ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=compress)
         if setting == "int8" and not fq:
-            ctx.warn("precision int8 but the IR has no FakeQuantize ops: add a `quantize:` section (NNCF) for int8")
+            ctx.warn("precision int8 but the IR has no FakeQuantize ops: add a `quantize:` section (NNCF) "
+                     "for int8")
         ctx.report.update(
             source=source, ops=len(ops), fake_quantize=fq, compress_to_fp16=compress, device=cfg.device,
             summary=f"IR from {source}, {len(ops)} ops" + (f", {fq} FakeQuantize" if fq else "")
@@ -114,7 +116,8 @@ class OpenVinoTarget(Target):
         from vopt.runtimes.openvino import runner
 
         return runner(artifact.path, device=cfg.device, precision=self.precision(cfg),
-                      hint=cfg.inference_precision, threads=cfg.threads, performance_hint=cfg.performance_hint)
+                      hint=cfg.inference_precision, threads=cfg.threads,
+                      performance_hint=cfg.performance_hint)
 
 
 def _io_spec(model, artifact: Artifact) -> dict:
@@ -134,7 +137,8 @@ def _io_spec(model, artifact: Artifact) -> dict:
 
 
 def _first_line(exc: Exception) -> str:
-    """The line that names the op ("No conversion rule found for operations: acme.Frobnicate"), else the first."""
+    """The line that names the op ("No conversion rule found for operations: acme.Frobnicate"), else the
+    first."""
     lines = [ln.strip(" -") for ln in str(exc).strip().splitlines() if ln.strip()]
     named = [ln for ln in lines if "operation" in ln.lower() or "OpConversionFailure" in ln]
     pick = named[-1] if named else (lines[0] if lines else type(exc).__name__)

@@ -25,7 +25,9 @@ class QnnConfig(CompileBase):
         default=False,
         description="Also precompile a QNN context binary into an EPContext model (implied by soc_model).",
     )
-    embed_context: bool = Field(default=True, description="Embed the context binary inside the EPContext ONNX file.")
+    embed_context: bool = Field(
+        default=True, description="Embed the context binary inside the EPContext ONNX file."
+    )
     disable_cpu_fallback: bool = Field(
         default=False,
         description="Gate: fail unless the QNN EP takes every node (session.disable_cpu_ep_fallback).",
@@ -89,7 +91,8 @@ class QnnTarget(Target):
         fixed = _fix_dynamic_dims(proto, ctx.model_input.shape)
         if fixed:
             ctx.warn(f"fixed dynamic dims for HTP: {', '.join(fixed)}")
-        precision = effective_precision(artifact, setting, built=qdq_precision(proto))  # u16 activations: int16
+        # u16 activations: int16
+        precision = effective_precision(artifact, setting, built=qdq_precision(proto))
         meta = artifact_metadata(artifact, ctx.build_name, self.name, precision)
         set_onnx_metadata(proto, meta)
         path = ctx.out("model.onnx")
@@ -122,7 +125,8 @@ class QnnTarget(Target):
         activations = "/".join(qdq["activation_types"]) or "float"
         ctx.report["summary"] = (
             f"{qdq['quantize_nodes']} Q / {qdq['dequantize_nodes']} DQ ({activations}), "
-            f"QNN took {where['qnn_nodes']}/{where['graph_nodes']} nodes in {where['qnn_partitions']} partition(s), "
+            f"QNN took {where['qnn_nodes']}/{where['graph_nodes']} nodes in {where['qnn_partitions']} "
+            "partition(s), "
             f"{where['cpu_nodes']} on CPU" + (", EPContext written" if result.format == "qnn-context" else "")
         )
         return result
@@ -144,10 +148,11 @@ class QnnTarget(Target):
         try:
             where = placement(path, **kw)
         except Exception as exc:
-            raise BuildError(f"QNN HTP could not load the model: {_first_line(exc)}", stage="compile") from exc
-        ops = ", ".join(f"{k} x{v}" for k, v in where["cpu_ops"].items()) or str(first).splitlines()[0][:200]
-        raise BuildError(f"disable_cpu_fallback: {where['cpu_nodes']} node(s) would fall back to CPU instead of "
-                         f"QNN HTP ({ops})", stage="compile") from first
+            raise BuildError(f"QNN HTP could not load the model: {_first_line(exc)}",
+                             stage="compile") from exc
+        ops = ", ".join(f"{k} x{v}" for k, v in where["cpu_ops"].items()) or _first_line(first)[:200]
+        raise BuildError(f"disable_cpu_fallback: {where['cpu_nodes']} node(s) would fall back to CPU "
+                         f"instead of QNN HTP ({ops})", stage="compile") from first
 
     def runner(self, artifact: Artifact, cfg: QnnConfig) -> Runner | Unavailable:
         ok, why = self.available()

@@ -27,7 +27,9 @@ class RocmConfig(CompileBase):
         default_factory=list, description="Op types kept in fp32 (e.g. numerically touchy ones)."
     )
     node_block_list: list[str] = Field(default_factory=list, description="Node names kept in fp32.")
-    provider: Literal["migraphx", "rocm"] = Field(default="migraphx", description="The EP the artifact is meant for.")
+    provider: Literal["migraphx", "rocm"] = Field(
+        default="migraphx", description="The EP the artifact is meant for."
+    )
 
 
 class RocmTarget(Target):
@@ -74,7 +76,8 @@ class RocmTarget(Target):
         qdq = qdq_precision(proto)
         if qdq and setting == "fp16":
             # fp16 conversion would turn the Q/DQ scales into fp16, which DequantizeLinear rejects.
-            ctx.warn(f"the input is already {qdq} QDQ (from the quantize stage): kept as it is, not converted to fp16")
+            ctx.warn(f"the input is already {qdq} QDQ (from the quantize stage): kept as it is, not "
+                     "converted to fp16")
         if setting == "fp16" and not already and not qdq:
             from vopt.quant.fp16 import convert_to_fp16
 
@@ -84,7 +87,8 @@ class RocmTarget(Target):
                     node_block=cfg.node_block_list,
                 )
             except Exception as exc:
-                raise BuildError(f"fp16 conversion failed: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
+                first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                raise BuildError(f"fp16 conversion failed: {first}", stage="compile") from exc
         precision = effective_precision(artifact, setting, built=qdq)
         set_onnx_metadata(proto, artifact_metadata(artifact, ctx.build_name, self.name, precision))
         path = ctx.out("model.onnx")

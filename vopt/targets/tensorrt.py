@@ -18,8 +18,8 @@ from vopt.targets.base import CompileBase, Runner, Target, Unavailable
 TrtPrecision = Literal["fp32", "fp16", "bf16", "int8"]
 
 NO_TENSORRT = ("the 'tensorrt' package is not installed; its real wheel comes from NVIDIA's index "
-               "(pypi.nvidia.com) and needs an NVIDIA GPU with a driver: pip install 'vopt[tensorrt]' on such "
-               "a machine")
+               "(pypi.nvidia.com) and needs an NVIDIA GPU with a driver: pip install 'vopt[tensorrt]' on "
+               "such a machine")
 
 
 class TensorRtConfig(CompileBase):
@@ -72,8 +72,8 @@ class TensorRtTarget(Target):
 
         cc = gpu_compute_capability()
         if cc is None:
-            return False, ("no NVIDIA GPU (nvidia-smi not found or reports none): engines cannot be built or run "
-                           "here")
+            return False, ("no NVIDIA GPU (nvidia-smi not found or reports none): engines cannot be built or "
+                           "run here")
         return True, f"NVIDIA GPU, compute capability {cc}"
 
     def precision(self, cfg: TensorRtConfig) -> str:
@@ -110,8 +110,8 @@ class TensorRtTarget(Target):
         has_qdq = "QuantizeLinear" in report["op_types"]
         if "int8" in flags and not has_qdq:
             report["findings"].append({"level": "warning", "check": "qdq", "nodes": None, "message":
-                                       "int8 flag without Q/DQ nodes: TensorRT 10 has no implicit calibration "
-                                       "here; add a `quantize:` section (trt-qdq scheme)"})
+                                       "int8 flag without Q/DQ nodes: TensorRT 10 has no implicit "
+                                       "calibration here; add a `quantize:` section (trt-qdq scheme)"})
             report["warnings"] += 1
         if has_qdq and "int8" not in flags:
             flags.append("int8")
@@ -129,8 +129,8 @@ class TensorRtTarget(Target):
             if f["level"] == "warning":
                 ctx.warn(f"tensorrt readiness: {f['message']}")
         if errors and cfg.strict:
-            raise BuildError(f"the ONNX is not ready for TensorRT ({len(errors)} problem(s))", stage="compile",
-                             lines=[f"{f['check']}: {f['message']}" for f in errors])
+            raise BuildError(f"the ONNX is not ready for TensorRT ({len(errors)} problem(s))",
+                             stage="compile", lines=[f"{f['check']}: {f['message']}" for f in errors])
         if importlib.util.find_spec("tensorrt") is None:
             raise BackendUnavailable(f"readiness check passed; engine build skipped: {NO_TENSORRT}")
         cc = gpu_compute_capability()
@@ -153,13 +153,15 @@ class TensorRtTarget(Target):
             raise BuildError(f"TensorRT engine build failed: {first}", stage="compile") from exc
         meta = self.metadata(artifact, report["flags"], ctx.build_name)
         (out_dir / "vopt_metadata.json").write_text(json.dumps(meta, indent=1))
+        flags = "+".join(report["flags"])
         ctx.report.update(built, compute_capability=cc,
-                          summary=f"TensorRT {trt.__version__} engine for {cc}, flags {'+'.join(report['flags'])}")
-        return artifact.derive(out_dir, format="tensorrt-engine", meta={"precision": meta["vopt.precision"]})
+                          summary=f"TensorRT {trt.__version__} engine for {cc}, flags {flags}")
+        return artifact.derive(out_dir, format="tensorrt-engine",
+                               meta={"precision": meta["vopt.precision"]})
 
     def metadata(self, artifact: Artifact, flags: list[str], recipe_name: str) -> dict[str, str]:
-        """Engines have no metadata slot: this goes into vopt_metadata.json beside the engine. The precision is
-        the builder flags really used, with the int8 that check() adds for a Q/DQ model."""
+        """Engines have no metadata slot: this goes into vopt_metadata.json beside the engine. The precision
+        is the builder flags really used, with the int8 that check() adds for a Q/DQ model."""
         from vopt.targets.metadata import artifact_metadata, effective_precision
 
         precision = effective_precision(artifact, "+".join(flags))

@@ -29,7 +29,9 @@ class WebGpuConfig(CompileBase):
     max_size_mb: float = Field(
         default=2047.0, gt=0, description="Fail when the single .onnx file is bigger than this."
     )
-    fail_on_fallback: bool = Field(default=False, description="Fail when an op is not in the WebGPU EP's table.")
+    fail_on_fallback: bool = Field(
+        default=False, description="Fail when an op is not in the WebGPU EP's table."
+    )
     calibration_samples: int = Field(
         default=16, ge=1, description="int8 without a quantize: section: real calibration images."
     )
@@ -54,13 +56,16 @@ class WebGpuTarget(Target):
         from vopt.runtimes.browser import missing
 
         reason = missing()
-        return (False, reason) if reason else (True, "headless Chromium (WebGPU through SwiftShader when no GPU)")
+        if reason:
+            return False, reason
+        return True, "headless Chromium (WebGPU through SwiftShader when no GPU)"
 
     def compile(self, artifact, cfg: WebGpuConfig, ctx):
         from vopt.web.compile import WebCompile, compile_web
 
         job = WebCompile(
-            target=self.name, ep="webgpu", ep_label="WebGPU", precision=self.precision(cfg), static_shapes=cfg.static_shapes,
+            target=self.name, ep="webgpu", ep_label="WebGPU", precision=self.precision(cfg),
+            static_shapes=cfg.static_shapes,
             keep_io_types=cfg.keep_io_types, fp16_block_ops=cfg.fp16_block_ops, max_size_mb=cfg.max_size_mb,
             fail_on_fallback=cfg.fail_on_fallback, calibration_samples=cfg.calibration_samples,
         )

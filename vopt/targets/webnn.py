@@ -17,13 +17,17 @@ from vopt.targets.base import CompileBase, Runner, Target, Unavailable
 
 class WebNnConfig(CompileBase):
     target: Literal["webnn"] = "webnn"
-    precision: Literal["fp16", "fp32"] | None = Field(default=None, description="fp16 (default; fp32 I/O) or fp32.")
+    precision: Literal["fp16", "fp32"] | None = Field(
+        default=None, description="fp16 (default; fp32 I/O) or fp32."
+    )
     keep_io_types: bool = Field(default=True, description="fp16: keep fp32 inputs and outputs.")
     fp16_block_ops: list[str] = Field(default_factory=list, description="fp16: op types kept in fp32.")
     max_size_mb: float = Field(
         default=2047.0, gt=0, description="Fail when the single .onnx file is bigger than this."
     )
-    fail_on_fallback: bool = Field(default=False, description="Fail when an op is not in the WebNN EP's table.")
+    fail_on_fallback: bool = Field(
+        default=False, description="Fail when an op is not in the WebNN EP's table."
+    )
 
 
 class WebNnTarget(Target):
@@ -38,8 +42,8 @@ class WebNnTarget(Target):
     runtime_name = "browser-wasm"
     emulated = "WebNN runs here only on wasm: timings would not reflect the device"
     browser = True
-    browser_note = ("WebNN artifact: checked on wasm with the same static shapes (no WebNN context in Chromium "
-                    "on Linux)")
+    browser_note = ("WebNN artifact: checked on wasm with the same static shapes (no WebNN context in "
+                    "Chromium on Linux)")
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime", "onnxsim"]  # web compile folds shapes with onnxsim
