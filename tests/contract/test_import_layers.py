@@ -1,6 +1,6 @@
-"""vopt's packages form layers (docs/architecture.md): a module imports only from its own layer or a lower one,
-lazy imports inside functions included (they are dependencies too, just paid later). So there are no import
-cycles between layers, and a lower layer never needs a higher one to be importable or testable."""
+"""vopt's packages form layers (docs/architecture.md): a module imports only from its own layer or a lower
+one, lazy imports inside functions included (they are dependencies too, just paid later). So there are no
+import cycles between layers, and a lower layer never needs a higher one to be importable or testable."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("vopt.runtimes.browser", "vopt.validate.tasks"): "validate_in_browser moves to validate/",
     # `vopt bench <build dir>` reads a manifest: read_manifest belongs beside the artifact, not the engine.
     ("vopt.bench.source", "vopt.pipeline.manifest"): "read_manifest moves down",
-    # Recipe validation asks a higher layer: the gate syntax belongs to the recipe, family names to the registry.
+    # Recipe validation asks a higher layer: the gate syntax belongs to the recipe, family names to the
+    # registry.
     ("vopt.recipe.sections.base", "vopt.validate.gates"): "gate syntax moves to recipe",
     ("vopt.recipe.sections.model", "vopt.models.families.base"): "family names via the registry",
 }
@@ -60,7 +61,8 @@ def layer_of(module: str) -> int | None:
 
 
 def imports() -> list[tuple[str, str, str]]:
-    """(importer module, imported vopt module, file:line) for every import statement in vopt/, lazy ones too."""
+    """(importer module, imported vopt module, file:line) for every import statement in vopt/, lazy ones
+    too."""
     found = []
     for path in sorted((REPO / "vopt").rglob("*.py")):
         rel = path.relative_to(REPO)
@@ -72,7 +74,8 @@ def imports() -> list[tuple[str, str, str]]:
                 names = [node.module]
             else:
                 continue
-            found += [(module, n, f"{rel}:{node.lineno}") for n in names if n == "vopt" or n.startswith("vopt.")]
+            ours = [n for n in names if n == "vopt" or n.startswith("vopt.")]
+            found += [(module, n, f"{rel}:{node.lineno}") for n in ours]
     return found
 
 

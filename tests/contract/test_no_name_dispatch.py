@@ -1,6 +1,6 @@
-"""Outside a plugin's own module and vopt/registry.py, no code compares a target or scheme name or keys a table
-by one: the engine asks the plugin (Target.emulated, .static_shapes, .browser, .runtime_name, ...). Adding a
-target or a scheme is then one module plus one registry line."""
+"""Outside a plugin's own module and vopt/registry.py, no code compares a target or scheme name or keys a
+table by one: the engine asks the plugin (Target.emulated, .static_shapes, .browser, .runtime_name, ...).
+Adding a target or a scheme is then one module plus one registry line."""
 
 from __future__ import annotations
 

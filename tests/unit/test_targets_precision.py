@@ -1,5 +1,5 @@
-"""Target contract pieces that need no build: the precision an artifact is labelled with, the input formats each
-target's compile takes, the compile cache key's machine facts, and cheap module imports."""
+"""Target contract pieces that need no build: the precision an artifact is labelled with, the input formats
+each target's compile takes, the compile cache key's machine facts, and cheap module imports."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def _qdq_model(path, zp_dtype=np.uint8):
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]),
              helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["d"]),
              helper.make_node("Relu", ["d"], ["y"])]
-    proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 21)])
+    proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 21)])
     proto.ir_version = 10
     onnx.save(proto, path)
     return proto
@@ -45,7 +46,8 @@ def test_effective_precision_prefers_what_the_artifact_is():
     assert effective_precision(_art(quantized="int8"), "fp32") == "int8"  # cpu: was labelled fp32
     assert effective_precision(_art(quantized="int16"), "int8") == "int16"  # qnn: was labelled int8
     assert effective_precision(_art(quantized="int8"), "fp16") == "int8"  # webgpu: was labelled fp16
-    assert effective_precision(_art(), "fp32", built="int8") == "int8"  # QDQ seen in the graph, no quantize meta
+    # QDQ seen in the graph, no quantize meta
+    assert effective_precision(_art(), "fp32", built="int8") == "int8"
     # TensorRT: the flags already name the quantized precision, and they are the truth about the engine
     assert effective_precision(_art(quantized="int8"), "fp16+int8") == "fp16+int8"
     for art, setting in ((_art(quantized="int8"), "fp16"), (_art(), "fp16+int8")):
@@ -57,8 +59,8 @@ def test_qdq_precision_reads_the_zero_point_types(tmp_path):
     assert qdq_precision(_qdq_model(tmp_path / "u8.onnx", np.uint8)) == "int8"
     assert qdq_precision(_qdq_model(tmp_path / "u16.onnx", np.uint16)) == "int16"
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
-    plain = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x],
-                                                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])]))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    plain = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
     assert qdq_precision(plain) is None
 
 
@@ -66,7 +68,8 @@ def _ctx(tmp_path, target):
     """What the compile stage hands a target: the build's name and the model input, from its own config."""
     from vopt.recipe.sections.model import InputSpec
 
-    return Context(target=target, workdir=tmp_path, build_name="t", model_input=InputSpec(name="x", shape=[1, 4]))
+    return Context(target=target, workdir=tmp_path, build_name="t",
+                   model_input=InputSpec(name="x", shape=[1, 4]))
 
 
 @pytest.mark.parametrize("name", [t for t in TARGETS if t != "tflite"])  # tflite compiles nothing (exit 4)
@@ -139,7 +142,8 @@ def test_tensorrt_compile_key_includes_the_gpu_architecture(tmp_path, monkeypatc
 def test_target_base_does_not_import_numpy():
     code = ("import sys, vopt.targets.base, vopt.targets.cpu, vopt.targets.tensorrt; "
             "vopt.targets.tensorrt.TensorRtTarget().key_material(); print('numpy' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run.stdout.strip()
     assert out == "False"
 
 
@@ -158,7 +162,8 @@ def test_report_manifest_and_engine_agree_on_tensorrt_fp16_int8(tmp_path, write_
     quantized = _art(tmp_path / "q.onnx", quantized="int8")
     meta = target.metadata(quantized, target.check(quantized, cfg, None)["flags"], "t")
     engine = quantized.derive(tmp_path / "q.onnx", meta={"precision": meta["vopt.precision"]})  # as compile()
-    loaded = load_recipe(write_recipe({"name": "t", "model": tiny_model("resnet"), "quantize": {"precision": "int8"},
+    loaded = load_recipe(write_recipe({"name": "t", "model": tiny_model("resnet"),
+                                       "quantize": {"precision": "int8"},
                                        "compile": {"target": "tensorrt", "precision": ["fp16"]}}))
     records = [StepRecord("quantize", "k", False, 0.0, None, None, {}, {"precision": "int8"})]
     manifest = make_manifest(loaded, target, records, engine, [])
