@@ -13,8 +13,17 @@ from vopt.registry import SOURCES, STAGES, TARGETS, get_stage, get_target, load_
 from vopt.stages.base import Stage
 from vopt.targets.base import CompileBase, Target
 
-HEAVY = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "coremltools", "transformers", "tensorrt",
-         "matplotlib")
+HEAVY = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "coremltools",
+    "transformers",
+    "tensorrt",
+    "matplotlib",
+)
 
 
 def test_cli_help_and_recipe_validation_import_nothing_heavy():

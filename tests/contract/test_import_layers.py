@@ -10,8 +10,19 @@ from tests.conftest import REPO
 
 # Lowest first. A module belongs to the layer of the longest prefix that names it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("vopt", "vopt.errors", "vopt.machine", "vopt.pipeline", "vopt.pipeline.artifact",
-                    "vopt.pipeline.cache", "vopt.pipeline.context", "vopt.pipeline.progress")),
+    (
+        "foundation",
+        (
+            "vopt",
+            "vopt.errors",
+            "vopt.machine",
+            "vopt.pipeline",
+            "vopt.pipeline.artifact",
+            "vopt.pipeline.cache",
+            "vopt.pipeline.context",
+            "vopt.pipeline.progress",
+        ),
+    ),
     ("recipe", ("vopt.recipe", "vopt.registry")),  # the recipe, and the plugin table it is checked against
     ("models", ("vopt.models", "vopt.datasets")),
     ("runtimes", ("vopt.runtimes",)),
@@ -92,6 +103,7 @@ def test_no_module_imports_from_a_higher_layer():
     new = {k: v for k, v in upward.items() if k not in KNOWN_UPWARD}
     assert not new, "imports from a higher layer (see docs/architecture.md):\n" + "\n".join(
         f"{LAYERS[layer_of(m)][0]} -> {LAYERS[layer_of(t)][0]}: {m} imports {t} ({', '.join(w)})"  # type: ignore[index]
-        for (m, t), w in new.items())
+        for (m, t), w in new.items()
+    )
     gone = sorted(k for k in KNOWN_UPWARD if k not in upward)
     assert not gone, f"fixed: remove from KNOWN_UPWARD: {gone}"

@@ -63,8 +63,9 @@ def name_uses(tree: ast.AST) -> list[tuple[int, str, str]]:
     for node in ast.walk(tree):
         strings: list[str] = []
         how = ""
-        if isinstance(node, ast.Compare) and any(isinstance(o, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
-                                                 for o in node.ops):
+        if isinstance(node, ast.Compare) and any(
+            isinstance(o, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for o in node.ops
+        ):
             strings = [s for side in (node.left, *node.comparators) for s in _strings(side)]
             how = "compared"
         elif isinstance(node, ast.Dict):
@@ -72,8 +73,12 @@ def name_uses(tree: ast.AST) -> list[tuple[int, str, str]]:
             how = "dict key"
         elif isinstance(node, ast.Subscript):
             strings, how = _strings(node.slice), "subscript"
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-              and node.func.attr in ("get", "pop", "setdefault") and node.args):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("get", "pop", "setdefault")
+            and node.args
+        ):
             strings, how = _strings(node.args[0]), f".{node.func.attr}() key"
         elif isinstance(node, ast.MatchValue):
             strings, how = _strings(node.value), "match case"
@@ -99,17 +104,20 @@ def test_no_code_outside_the_plugins_dispatches_on_a_target_or_scheme_name():
     found = violations()
     dirty = {f: lines for f, lines in found.items() if f not in NOT_YET_CLEAN}
     assert not dirty, "ask the plugin instead of comparing its name:\n" + "\n".join(
-        line for lines in dirty.values() for line in lines)
+        line for lines in dirty.values() for line in lines
+    )
     clean = sorted(f for f in NOT_YET_CLEAN if f not in found)
     assert not clean, f"no longer dispatching on names: remove from NOT_YET_CLEAN: {clean}"
 
 
 def test_the_scan_finds_name_dispatch(tmp_path: Path):
-    code = ('if target.name == "openvino": pass\n'
-            'EMULATED = {"webgpu": "..."}\n'
-            'x = cfg.get("qnn")\n'
-            'ok = name in ("webnn", "other")\n'
-            'fine = precision == "fp16" or find_spec("openvino")\n')
+    code = (
+        'if target.name == "openvino": pass\n'
+        'EMULATED = {"webgpu": "..."}\n'
+        'x = cfg.get("qnn")\n'
+        'ok = name in ("webnn", "other")\n'
+        'fine = precision == "fp16" or find_spec("openvino")\n'
+    )
     names = (set(TARGETS) | set(_schemes())) - PRECISIONS
     hits = [(line, s) for line, s, _ in name_uses(ast.parse(code)) if s in names]
     assert hits == [(1, "openvino"), (2, "webgpu"), (3, "qnn"), (4, "webnn")]

@@ -24,13 +24,18 @@ def _qdq_model(path, zp_dtype=np.uint8):
     """x -> QuantizeLinear -> DequantizeLinear -> Relu -> y, with the zero point type given."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
-             numpy_helper.from_array(np.array(0, zp_dtype), "zp")]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]),
-             helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["d"]),
-             helper.make_node("Relu", ["d"], ["y"])]
-    proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
-                              opset_imports=[helper.make_opsetid("", 21)])
+    inits = [
+        numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+        numpy_helper.from_array(np.array(0, zp_dtype), "zp"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["d"]),
+        helper.make_node("Relu", ["d"], ["y"]),
+    ]
+    proto = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 21)]
+    )
     proto.ir_version = 10
     onnx.save(proto, path)
     return proto
@@ -68,8 +73,9 @@ def _ctx(tmp_path, target):
     """What the compile stage hands a target: the build's name and the model input, from its own config."""
     from vopt.recipe.sections.model import InputSpec
 
-    return Context(target=target, workdir=tmp_path, build_name="t",
-                   model_input=InputSpec(name="x", shape=[1, 4]))
+    return Context(
+        target=target, workdir=tmp_path, build_name="t", model_input=InputSpec(name="x", shape=[1, 4])
+    )
 
 
 @pytest.mark.parametrize("name", [t for t in TARGETS if t != "tflite"])  # tflite compiles nothing (exit 4)
@@ -140,8 +146,10 @@ def test_tensorrt_compile_key_includes_the_gpu_architecture(tmp_path, monkeypatc
 
 
 def test_target_base_does_not_import_numpy():
-    code = ("import sys, vopt.targets.base, vopt.targets.cpu, vopt.targets.tensorrt; "
-            "vopt.targets.tensorrt.TensorRtTarget().key_material(); print('numpy' in sys.modules)")
+    code = (
+        "import sys, vopt.targets.base, vopt.targets.cpu, vopt.targets.tensorrt; "
+        "vopt.targets.tensorrt.TensorRtTarget().key_material(); print('numpy' in sys.modules)"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     out = run.stdout.strip()
     assert out == "False"
@@ -162,9 +170,16 @@ def test_report_manifest_and_engine_agree_on_tensorrt_fp16_int8(tmp_path, write_
     quantized = _art(tmp_path / "q.onnx", quantized="int8")
     meta = target.metadata(quantized, target.check(quantized, cfg, None)["flags"], "t")
     engine = quantized.derive(tmp_path / "q.onnx", meta={"precision": meta["vopt.precision"]})  # as compile()
-    loaded = load_recipe(write_recipe({"name": "t", "model": tiny_model("resnet"),
-                                       "quantize": {"precision": "int8"},
-                                       "compile": {"target": "tensorrt", "precision": ["fp16"]}}))
+    loaded = load_recipe(
+        write_recipe(
+            {
+                "name": "t",
+                "model": tiny_model("resnet"),
+                "quantize": {"precision": "int8"},
+                "compile": {"target": "tensorrt", "precision": ["fp16"]},
+            }
+        )
+    )
     records = [StepRecord("quantize", "k", False, 0.0, None, None, {}, {"precision": "int8"})]
     manifest = make_manifest(loaded, target, records, engine, [])
     assert data.precision(manifest) == manifest["precision"] == meta["vopt.precision"] == "fp16+int8"
