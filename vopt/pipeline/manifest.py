@@ -37,11 +37,11 @@ def make_manifest(loaded, target, records, artifact: Artifact | None, failures) 
                         "task")
     for r in records:
         warnings.extend(f"{r.stage}: {w}" for w in r.report.get("warnings", []))
+    gate_failed = failures or any(r.report.get("status") == "gate_failed" for r in records)
     return json_safe({
         "vopt_version": versions()["vopt"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": "gate_failed" if failures or any(r.report.get("status") == "gate_failed" for r in records)
-        else "ok",
+        "status": "gate_failed" if gate_failed else "ok",
         "recipe": {
             "name": loaded.recipe.name,
             "file": str(loaded.path) if loaded.path else None,
