@@ -55,9 +55,7 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("vopt.runtimes.browser", "vopt.validate.tasks"): "validate_in_browser moves to validate/",
     # `vopt bench <build dir>` reads a manifest: read_manifest belongs beside the artifact, not the engine.
     ("vopt.bench.source", "vopt.pipeline.manifest"): "read_manifest moves down",
-    # Recipe validation asks a higher layer: the gate syntax belongs to the recipe, family names to the
-    # registry.
-    ("vopt.recipe.sections.base", "vopt.validate.gates"): "gate syntax moves to recipe",
+    # Recipe validation asks a higher layer: family names belong in the registry.
     ("vopt.recipe.sections.model", "vopt.models.families.base"): "family names via the registry",
 }
 

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import operator
-import re
 from typing import Any
 
 from vopt.errors import RecipeError
+from vopt.recipe.sections.base import CONDITION
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
-_COND = re.compile(r"^\s*(>=|<=|==|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
 # For metrics reported per output, the gate checks the worst output.
 LOWER_IS_BETTER = {"max_abs_diff", "kl_divergence", "mean_abs_diff"}
 
 
 def parse_condition(cond: str, where: str = "gates") -> tuple[str, float]:
-    m = _COND.match(str(cond))
+    m = CONDITION.match(str(cond))
     if not m:
         raise RecipeError(f"{where}: bad condition '{cond}': use e.g. '>=0.99' or '<1e-3'")
     return m.group(1), float(m.group(2))
