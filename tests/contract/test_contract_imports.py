@@ -13,7 +13,17 @@ from vopt.registry import SOURCES, STAGES, TARGETS, get_stage, get_target, load_
 from vopt.stages.base import Stage
 from vopt.targets.base import CompileBase, Target
 
-HEAVY = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "coremltools", "transformers", "tensorrt", "matplotlib")
+HEAVY = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "coremltools",
+    "transformers",
+    "tensorrt",
+    "matplotlib",
+)
 
 
 def test_cli_help_and_recipe_validation_import_nothing_heavy():
@@ -53,6 +63,20 @@ def test_target_contract(name):
     hw_ok, hw_why = target.hardware()
     assert isinstance(hw_ok, bool) and isinstance(hw_why, str) and hw_why
     assert target.default_opset >= 11
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_target_declares_what_the_engine_asks(name):
+    """The engine asks these instead of comparing target names (tests/contract/test_no_name_dispatch.py)."""
+    target = get_target(name)
+    if name == "tflite" and not hasattr(target, "runtime_name"):
+        pytest.xfail("the tflite target has no runtime yet")
+    assert isinstance(target.runtime_name, str) and target.runtime_name
+    assert target.emulated is None or (isinstance(target.emulated, str) and target.emulated)
+    assert isinstance(target.static_shapes, bool) and isinstance(target.browser, bool)
+    assert target.browser_note is None or target.browser
+    if target.has_onnx_check:
+        assert type(target).check_onnx is not Target.check_onnx
 
 
 @pytest.mark.parametrize("name", list(SOURCES))

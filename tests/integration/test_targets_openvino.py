@@ -12,13 +12,19 @@ pytest.importorskip("openvino")
 
 
 def _build(write_recipe, cli, tmp_path, family: str, precision: str):
-    recipe = {"name": f"ov-{family}-{precision}", "model": tiny_model(family),
-              "export": {"parity_samples": 2},
-              "compile": {"target": "openvino", "precision": precision},
-              "validate": {"samples": 8, "batch": 4}}
+    recipe = {
+        "name": f"ov-{family}-{precision}",
+        "model": tiny_model(family),
+        "export": {"parity_samples": 2},
+        "compile": {"target": "openvino", "precision": precision},
+        "validate": {"samples": 8, "batch": 4},
+    }
     if precision == "int8":
-        recipe["quantize"] = {"precision": "int8", "calibration": {"samples": 16},
-                              "check": {"samples": 4, "benchmark": False}}
+        recipe["quantize"] = {
+            "precision": "int8",
+            "calibration": {"samples": 16},
+            "check": {"samples": 4, "benchmark": False},
+        }
     result = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
@@ -50,7 +56,10 @@ def test_openvino_build_runs_on_openvino(write_recipe, cli, tmp_path, family, pr
         assert compile_report["source"] == "openvino-ir" and compile_report["fake_quantize"] > 0
         assert prec.get("u8", 0) + prec.get("i8", 0) > 0
         assert 0.8 < logits["centered_cosine"] < 0.9999
-    print(f"{family} {precision}: cosine {logits['cosine']:.6f}, centered {logits['centered_cosine']:.4f}, exec {prec}")
+    print(
+        f"{family} {precision}: cosine {logits['cosine']:.6f}, centered {logits['centered_cosine']:.4f}, "
+        f"exec {prec}"
+    )
 
     ir = tmp_path / "out" / manifest["recipe"]["name"] / "openvino_model"
     assert (ir / "model.xml").is_file() and (ir / "model.bin").is_file()
@@ -69,7 +78,8 @@ def test_openvino_bf16_is_reported_when_asked(tmp_path):
 
     w = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 32])],
         [onnx.numpy_helper.from_array(w, "w")],
@@ -102,36 +112,52 @@ def test_openvino_conversion_failure_names_the_op(tmp_path):
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Frobnicate", ["r"], ["y"], domain="acme")]
-    proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("acme", 1)])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Frobnicate", ["r"], ["y"], domain="acme"),
+    ]
+    proto = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("acme", 1)],
+    )
     onnx.save(proto, tmp_path / "bad.onnx")
-
-    class _Recipe:
-        name = "bad"
 
     target = get_target("openvino")
     with pytest.raises(BuildError, match=r"\[compile\] ov.convert_model failed: .*acme.Frobnicate"):
-        target.compile(Artifact(path=str(tmp_path / "bad.onnx"), format="onnx"), target.Config(),
-                       Context(recipe=_Recipe(), target=target, workdir=tmp_path))
+        target.compile(
+            Artifact(path=str(tmp_path / "bad.onnx"), format="onnx"),
+            target.Config(),
+            Context(target=target, workdir=tmp_path, build_name="bad"),
+        )
 
 
 @pytest.mark.slow
 def test_int8_speed_check_times_at_default_hints(write_recipe, cli, tmp_path):
-    """'Did INT8 pay' compares what a deployment runs: no f32 pin (the accuracy runner's), and it says which ran."""
+    """'Did INT8 pay' compares what a deployment runs: no f32 pin (the accuracy runner's), and it says which
+    ran."""
     import openvino as ov
 
-    recipe = {"name": "ov-speed", "model": tiny_model("resnet"), "export": {"parity_samples": 2},
-              "compile": {"target": "openvino"}, "validate": {"samples": 4},
-              "quantize": {"precision": "int8", "calibration": {"samples": 8, "batch": 4},
-                           "check": {"samples": 4, "benchmark": True, "rounds": 2}}}
+    recipe = {
+        "name": "ov-speed",
+        "model": tiny_model("resnet"),
+        "export": {"parity_samples": 2},
+        "compile": {"target": "openvino"},
+        "validate": {"samples": 4},
+        "quantize": {
+            "precision": "int8",
+            "calibration": {"samples": 8, "batch": 4},
+            "check": {"samples": 4, "benchmark": True, "rounds": 2},
+        },
+    }
     result = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
     speed = next(s for s in m["steps"] if s["stage"] == "quantize")["report"]["speed"]
     default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()  # 'bf16' on this CPU
     assert speed["status"] == "ok" and speed["precision_hint"] == "default"
-    assert speed["inference_precision"] == default  # bf16 on this CPU (avx512_bf16), not the f32 of accuracy checks
+    assert (
+        speed["inference_precision"] == default
+    )  # bf16 on this CPU (avx512_bf16), not the f32 of accuracy checks
     assert "default precision hint" in speed["runtime"] and speed["float_runtime"] == speed["runtime"]
     # validation still pins f32 for accuracy
     assert m["validation"]["runtime_info"]["inference_precision"] == "f32"

@@ -20,8 +20,14 @@ def _export(write_recipe, family: str):
     from vopt.pipeline.runner import _run_step
     from vopt.recipe.resolve import load_recipe
 
-    path = write_recipe({"name": f"q-{family}", "model": tiny_model(family), "compile": {"target": "qnn"},
-                         "export": {"parity": False}})
+    path = write_recipe(
+        {
+            "name": f"q-{family}",
+            "model": tiny_model(family),
+            "compile": {"target": "qnn"},
+            "export": {"parity": False},
+        }
+    )
     recipe = load_recipe(path).recipe
     steps, target = make_plan(recipe)
     art, arts = None, {}
@@ -62,9 +68,21 @@ def _qdq_u8(src: str, dst: str, shape: list[int], exclude_ops: tuple[str, ...] =
             return next(self.items, None)
 
     excluded = [n.name for n in onnx.load(pre).graph.node if n.op_type in exclude_ops]
-    cfg = get_qnn_qdq_config(pre, Reader(), activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
-                             nodes_to_exclude=excluded or None)
+    cfg = get_qnn_qdq_config(
+        pre,
+        Reader(),
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QUInt8,
+        nodes_to_exclude=excluded or None,
+    )
     quantize(pre, dst, cfg)
+
+
+def _ctx(recipe, target, workdir):
+    """What the compile stage hands the target: the build's name and the model input, from its config."""
+    from vopt.pipeline.context import Context
+
+    return Context(target=target, workdir=workdir, build_name=recipe.name, model_input=recipe.model.input)
 
 
 @pytest.mark.slow
@@ -73,7 +91,6 @@ def test_qnn_u8_runs_on_htp_simulator(write_recipe, tmp_path, family):
     import onnx
 
     from vopt.datasets.images import load_batch
-    from vopt.pipeline.context import Context
     from vopt.runtimes.ort import runner as ort_runner
 
     recipe, target, exported = _export(write_recipe, family)
@@ -83,7 +100,7 @@ def test_qnn_u8_runs_on_htp_simulator(write_recipe, tmp_path, family):
     cfg = target.Config(target="qnn", disable_cpu_fallback=True)
     work = tmp_path / "work"
     work.mkdir()
-    ctx = Context(recipe=recipe, target=target, workdir=work)
+    ctx = _ctx(recipe, target, work)
     art = target.compile(quantized, cfg, ctx)
     rep = ctx.report
     assert rep["qdq"]["activation_types"] == ["uint8"]
@@ -91,7 +108,9 @@ def test_qnn_u8_runs_on_htp_simulator(write_recipe, tmp_path, family):
     # The whole graph went to QNN: no CPU fallback, one HTP partition.
     assert where["cpu_nodes"] == 0 and where["cpu_io_qdq"] == 0 and where["qnn_partitions"] == 1
     assert where["qnn_nodes"] == where["graph_nodes"] > 10
-    assert json.loads(dict((p.key, p.value) for p in onnx.load(art.path).metadata_props)["vopt.preprocess"])["size"] == [64, 64]
+    assert json.loads(dict((p.key, p.value) for p in onnx.load(art.path).metadata_props)["vopt.preprocess"])[
+        "size"
+    ] == [64, 64]
 
     run = target.runner(art, cfg)
     assert run.runtime == "qnn-htp" and "simulator" in run.info["backend"]
@@ -104,15 +123,20 @@ def test_qnn_u8_runs_on_htp_simulator(write_recipe, tmp_path, family):
     last_dq = next(n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == "logits")
     step = float(inits[last_dq.input[1]])
     fp32 = ort_runner(exported.path)
-    htp, ref, flt = (np.concatenate([r({"pixel_values": images[i : i + 1]})["logits"] for i in range(len(images))])
-                     for r in (run, cpu, fp32))
+    htp, ref, flt = (
+        np.concatenate([r({"pixel_values": images[i : i + 1]})["logits"] for i in range(len(images))])
+        for r in (run, cpu, fp32)
+    )
     from vopt.validate.metrics import centered_cosine
 
     diff = float(np.abs(htp - ref).max())
     quant_err = float(np.abs(ref - flt).max())
-    print(f"{family}: HTP vs ORT-CPU QDQ max diff {diff:.4g} ({diff / step:.1f} output steps), ORT-CPU QDQ vs fp32 "
-          f"{quant_err:.4g}, range {float(ref.max() - ref.min()):.4g}, centered cosine HTP/CPU "
-          f"{centered_cosine(ref, htp):.4f}, HTP/fp32 {centered_cosine(flt, htp):.4f}, CPU/fp32 {centered_cosine(flt, ref):.4f}")
+    print(
+        f"{family}: HTP vs ORT-CPU QDQ max diff {diff:.4g} ({diff / step:.1f} output steps), "
+        f"ORT-CPU QDQ vs fp32 {quant_err:.4g}, range {float(ref.max() - ref.min()):.4g}, "
+        f"centered cosine HTP/CPU {centered_cosine(ref, htp):.4f}, HTP/fp32 {centered_cosine(flt, htp):.4f}, "
+        f"CPU/fp32 {centered_cosine(flt, ref):.4f}"
+    )
     # Within quantization tolerance: HTP differs from ORT-CPU's QDQ by less than quantization itself moves
     # the output, and its accuracy against fp32 matches ORT-CPU's.
     assert diff < quant_err
@@ -128,7 +152,6 @@ def test_qnn_cpu_fallback_is_counted_and_gated(write_recipe, tmp_path):
     from onnx import helper, numpy_helper
 
     from vopt.errors import BuildError
-    from vopt.pipeline.context import Context
 
     recipe, target, exported = _export(write_recipe, "resnet")
     qdq = str(tmp_path / "qdq.onnx")
@@ -141,7 +164,7 @@ def test_qnn_cpu_fallback_is_counted_and_gated(write_recipe, tmp_path):
     onnx.save(proto, tmp_path / "partial.onnx")
     partial = exported.derive(tmp_path / "partial.onnx", format="onnx")
     (tmp_path / "a").mkdir()
-    ctx = Context(recipe=recipe, target=target, workdir=tmp_path / "a")
+    ctx = _ctx(recipe, target, tmp_path / "a")
     target.compile(partial, target.Config(target="qnn"), ctx)
     where = ctx.report["placement"]
     assert where["cpu_ops"] == {"Mod": 1} and where["cpu_nodes"] == 1
@@ -149,8 +172,11 @@ def test_qnn_cpu_fallback_is_counted_and_gated(write_recipe, tmp_path):
     assert "1 on CPU" in ctx.report["summary"]
     (tmp_path / "b").mkdir()
     with pytest.raises(BuildError, match=r"disable_cpu_fallback: 1 node\(s\) .*Mod x1"):
-        target.compile(partial, target.Config(target="qnn", disable_cpu_fallback=True),
-                       Context(recipe=recipe, target=target, workdir=tmp_path / "b"))
+        target.compile(
+            partial,
+            target.Config(target="qnn", disable_cpu_fallback=True),
+            _ctx(recipe, target, tmp_path / "b"),
+        )
 
 
 @pytest.mark.slow
@@ -159,14 +185,13 @@ def test_qnn_epcontext_for_soc_model(write_recipe, tmp_path):
     import onnx
 
     from vopt.datasets.images import load_batch
-    from vopt.pipeline.context import Context
 
     recipe, target, exported = _export(write_recipe, "resnet")
     qdq = str(tmp_path / "qdq.onnx")
     _qdq_u8(exported.path, qdq, recipe.model.input.shape)
     cfg = target.Config(target="qnn", soc_model="60", htp_arch=73)
     (tmp_path / "w").mkdir()
-    ctx = Context(recipe=recipe, target=target, workdir=tmp_path / "w")
+    ctx = _ctx(recipe, target, tmp_path / "w")
     art = target.compile(exported.derive(qdq, format="onnx"), cfg, ctx)
     assert art.format == "qnn-context"
     proto = onnx.load(art.path)
@@ -183,7 +208,7 @@ def test_qnn_epcontext_for_soc_model(write_recipe, tmp_path):
     # embed_context: false -> a directory with the EPContext model and its context binary beside it.
     cfg = target.Config(target="qnn", soc_model="60", embed_context=False)
     (tmp_path / "x").mkdir()
-    art = target.compile(exported.derive(qdq, format="onnx"), cfg, Context(recipe=recipe, target=target, workdir=tmp_path / "x"))
+    art = target.compile(exported.derive(qdq, format="onnx"), cfg, _ctx(recipe, target, tmp_path / "x"))
     files = sorted(p.name for p in (tmp_path / "x" / "qnn_context").iterdir())
     assert art.format == "qnn-context" and art.path.endswith("qnn_context") and "model_ctx.onnx" in files
     assert any(f.endswith(".bin") for f in files)
@@ -194,13 +219,22 @@ def test_qnn_epcontext_for_soc_model(write_recipe, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(("precision", "act"), [("int8", "uint8"), ("int16", "uint16")])
 def test_qnn_full_build_with_quantize_stage(write_recipe, cli, tmp_path, precision, act):
-    """`vopt build`: the quantize stage's qnn-qdq scheme (u8 / u16) -> qnn compile -> validation on the HTP simulator."""
-    recipe = write_recipe({
-        "name": "qnn-full", "model": tiny_model("resnet"), "export": {"parity_samples": 2},
-        "quantize": {"precision": precision, "calibration": {"samples": 16}, "check": {"samples": 4, "benchmark": False}},
-        "compile": {"target": "qnn", "disable_cpu_fallback": True},
-        "validate": {"samples": 6, "gates": {"centered_cosine": ">=0.9"}},
-    })
+    """`vopt build`: the quantize stage's qnn-qdq scheme (u8 / u16) -> qnn compile -> validation on the HTP
+    simulator."""
+    recipe = write_recipe(
+        {
+            "name": "qnn-full",
+            "model": tiny_model("resnet"),
+            "export": {"parity_samples": 2},
+            "quantize": {
+                "precision": precision,
+                "calibration": {"samples": 16},
+                "check": {"samples": 4, "benchmark": False},
+            },
+            "compile": {"target": "qnn", "disable_cpu_fallback": True},
+            "validate": {"samples": 6, "gates": {"centered_cosine": ">=0.9"}},
+        }
+    )
     result = cli("build", recipe, "--out", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)

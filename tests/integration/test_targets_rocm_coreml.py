@@ -12,8 +12,14 @@ from tests.conftest import tiny_model
 
 
 def _build(write_recipe, cli, tmp_path, name, model, compile_, **extra):
-    recipe = {"name": name, "model": model, "export": {"parity_samples": 2}, "compile": compile_,
-              "validate": {"samples": 6, "batch": 3}, **extra}
+    recipe = {
+        "name": name,
+        "model": model,
+        "export": {"parity_samples": 2},
+        "compile": compile_,
+        "validate": {"samples": 6, "batch": 3},
+        **extra,
+    }
     return cli("build", write_recipe(recipe, name=f"{name}.yaml"), "--out", tmp_path / "out", "--json")
 
 
@@ -37,23 +43,43 @@ def test_rocm_fp16_with_fp32_io_runs_on_ort(write_recipe, cli, tmp_path, family)
 
 @pytest.mark.slow
 def test_cpu_artifact_and_ort_format(write_recipe, cli, tmp_path):
-    result = _build(write_recipe, cli, tmp_path, "cpu-vit", tiny_model("vit"), {"target": "cpu", "ort_format": True})
+    result = _build(
+        write_recipe, cli, tmp_path, "cpu-vit", tiny_model("vit"), {"target": "cpu", "ort_format": True}
+    )
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
-    assert m["validation"]["runtime"] == "onnxruntime-cpu" and m["validation"]["metrics"]["logits"]["cosine"] > 0.9999
+    assert (
+        m["validation"]["runtime"] == "onnxruntime-cpu"
+        and m["validation"]["metrics"]["logits"]["cosine"] > 0.9999
+    )
     # the .ort flatbuffer reaches the build directory next to the ONNX, and ORT loads it
     import onnxruntime as ort
 
     ort_file = tmp_path / "out" / "cpu-vit" / "model.ort"
     assert ort_file.is_file() and (tmp_path / "out" / "cpu-vit" / "model.onnx").is_file()
-    assert ort.InferenceSession(str(ort_file), providers=["CPUExecutionProvider"]).get_inputs()[0].name == "pixel_values"
+    assert (
+        ort.InferenceSession(str(ort_file), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+        == "pixel_values"
+    )
 
 
 @pytest.mark.slow
 def test_cpu_int8_qdq_runs_on_ort(write_recipe, cli, tmp_path):
-    # No compile.precision: the artifact is labelled by what it is (the quantize stage's int8), not the fp32 default.
-    result = _build(write_recipe, cli, tmp_path, "cpu-int8", tiny_model("resnet"), {"target": "cpu"},
-                    quantize={"precision": "int8", "calibration": {"samples": 16}, "check": {"samples": 4, "benchmark": False}})
+    # No compile.precision: the artifact is labelled by what it is (the quantize stage's int8), not the
+    # fp32 default.
+    result = _build(
+        write_recipe,
+        cli,
+        tmp_path,
+        "cpu-int8",
+        tiny_model("resnet"),
+        {"target": "cpu"},
+        quantize={
+            "precision": "int8",
+            "calibration": {"samples": 16},
+            "check": {"samples": 4, "benchmark": False},
+        },
+    )
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
     comp = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
@@ -67,10 +93,21 @@ def test_cpu_int8_qdq_runs_on_ort(write_recipe, cli, tmp_path):
 
 @pytest.mark.slow
 def test_rocm_keeps_a_qdq_model_and_refuses_int8_without_quantize(write_recipe, cli, tmp_path):
-    """fp16 conversion of a QDQ model made its scales fp16 (InvalidGraph at DequantizeLinear): kept as it is."""
-    result = _build(write_recipe, cli, tmp_path, "rocm-int8", tiny_model("resnet"), {"target": "rocm"},
-                    quantize={"precision": "int8", "calibration": {"samples": 8, "batch": 4},
-                              "check": {"samples": 4, "benchmark": False}})
+    """fp16 conversion of a QDQ model made its scales fp16 (InvalidGraph at DequantizeLinear): kept as it
+    is."""
+    result = _build(
+        write_recipe,
+        cli,
+        tmp_path,
+        "rocm-int8",
+        tiny_model("resnet"),
+        {"target": "rocm"},
+        quantize={
+            "precision": "int8",
+            "calibration": {"samples": 8, "batch": 4},
+            "check": {"samples": 4, "benchmark": False},
+        },
+    )
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
     rep = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
@@ -80,8 +117,10 @@ def test_rocm_keeps_a_qdq_model_and_refuses_int8_without_quantize(write_recipe, 
     shown = json.loads(cli("inspect", tmp_path / "out" / "rocm-int8", "--json").stdout)
     assert shown["metadata"]["vopt.precision"] == "int8"
     # compile.precision int8 is refused when the recipe is read, before load and export run
-    bad = write_recipe({"name": "r8", "model": tiny_model("resnet"), "compile": {"target": "rocm", "precision": "int8"}},
-                       name="r8.yaml")
+    bad = write_recipe(
+        {"name": "r8", "model": tiny_model("resnet"), "compile": {"target": "rocm", "precision": "int8"}},
+        name="r8.yaml",
+    )
     planned = cli("plan", bad)
     assert planned.exit_code == 2 and "compile.precision" in planned.output
 
@@ -96,7 +135,9 @@ def test_coreml_writes_loadable_mlpackage(write_recipe, cli, tmp_path):
     assert rep["converter"] == "torch.export" and rep["spec"]["problems"] == []
     assert rep["spec"]["outputs"] == ["logits"] and rep["spec"]["inputs"] == {"pixel_values": [1, 3, 64, 64]}
     # the io spec is the package's (fixed batch), not the ONNX export's ['batch', 3, 64, 64]
-    assert m["artifact"]["io"]["inputs"] == [{"name": "pixel_values", "shape": [1, 3, 64, 64], "dtype": "float32"}]
+    assert m["artifact"]["io"]["inputs"] == [
+        {"name": "pixel_values", "shape": [1, 3, 64, 64], "dtype": "float32"}
+    ]
     assert m["artifact"]["io"]["outputs"] == [{"name": "logits", "shape": [1, 10], "dtype": "float32"}]
     assert m["artifact"]["meta"]["precision"] == "fp16"
     pkg = tmp_path / "out" / "cm" / "model.mlpackage"
@@ -118,17 +159,27 @@ def test_coreml_writes_loadable_mlpackage(write_recipe, cli, tmp_path):
 @pytest.mark.slow
 def test_coreml_names_the_op_detr_cannot_convert(write_recipe, cli, tmp_path):
     pytest.importorskip("coremltools")
-    result = _build(write_recipe, cli, tmp_path, "cm-detr", tiny_model("detr"), {"target": "coreml"},
-                    validate=None)
+    result = _build(
+        write_recipe, cli, tmp_path, "cm-detr", tiny_model("detr"), {"target": "coreml"}, validate=None
+    )
     assert result.exit_code == 1
     assert "[compile]" in result.output and "new_ones" in result.output, result.output
 
 
 def test_coreml_refuses_int8_compute_without_quantize(write_recipe, cli):
     """int8 without a quantize section used to build fp16 compute labelled int8; now refused at plan time."""
-    bad = write_recipe({"name": "c8", "model": tiny_model("resnet"), "compile": {"target": "coreml", "precision": "int8"}})
+    bad = write_recipe(
+        {"name": "c8", "model": tiny_model("resnet"), "compile": {"target": "coreml", "precision": "int8"}}
+    )
     planned = cli("plan", bad)
     assert planned.exit_code == 2 and "coreml computes in fp16 or fp32, not int8" in planned.output
-    ok = write_recipe({"name": "c8q", "model": tiny_model("resnet"), "compile": {"target": "coreml", "precision": "int8"},
-                       "quantize": {"precision": "int8"}}, name="ok.yaml")
+    ok = write_recipe(
+        {
+            "name": "c8q",
+            "model": tiny_model("resnet"),
+            "compile": {"target": "coreml", "precision": "int8"},
+            "quantize": {"precision": "int8"},
+        },
+        name="ok.yaml",
+    )
     assert cli("plan", ok).exit_code == 0

@@ -70,6 +70,20 @@ def test_plan_reports_hits_and_misses(write_recipe, cli, tmp_path):
     assert [s["cached"] for s in json.loads(result.stdout)["steps"]] == [True] * 4
 
 
+def test_each_step_key_covers_what_the_step_reads(write_recipe):
+    """load writes the input spec's batch dim from export.dynamic_batch: it is in load's config, so its key."""
+    from vopt.pipeline.plan import key_for
+
+    recipe = write_recipe(tiny_recipe())
+    keys = {}
+    for dynamic in ("true", "false"):
+        steps, target = make_plan(load_recipe(recipe, [f"export.dynamic_batch={dynamic}"]).recipe)
+        load = next(s for s in steps if s.name == "load")
+        assert load.config.dynamic_batch is (dynamic == "true")
+        keys[dynamic] = key_for(load, None, target)
+    assert keys["true"] != keys["false"]
+
+
 def test_manifest_contents(write_recipe, cli, tmp_path):
     recipe = write_recipe(tiny_recipe(validate={"samples": 6, "gates": {"cosine": ">=0.999"}}))
     result = cli("build", recipe, "--out", tmp_path / "out", "--json")
@@ -78,6 +92,7 @@ def test_manifest_contents(write_recipe, cli, tmp_path):
     on_disk = json.loads((tmp_path / "out" / "tiny" / "manifest.json").read_text())
     assert on_disk["artifact"]["sha256"] == m["artifact"]["sha256"]
     assert m["status"] == "ok" and m["target"] == "cpu"
+    assert m["precision"] == m["artifact"]["meta"]["precision"] == "fp32"  # what compile labelled the artifact
     assert m["recipe"]["resolved"]["model"]["family"] == "resnet"
     assert {"torch", "onnx", "onnxruntime", "vopt"} <= set(m["tools"])
     assert m["platform"]["python"]

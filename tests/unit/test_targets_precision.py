@@ -1,5 +1,5 @@
-"""Target contract pieces that need no build: the precision an artifact is labelled with, the input formats each
-target's compile takes, the compile cache key's machine facts, and cheap module imports."""
+"""Target contract pieces that need no build: the precision an artifact is labelled with, the input formats
+each target's compile takes, the compile cache key's machine facts, and cheap module imports."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -25,12 +24,18 @@ def _qdq_model(path, zp_dtype=np.uint8):
     """x -> QuantizeLinear -> DequantizeLinear -> Relu -> y, with the zero point type given."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
-             numpy_helper.from_array(np.array(0, zp_dtype), "zp")]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]),
-             helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["d"]),
-             helper.make_node("Relu", ["d"], ["y"])]
-    proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 21)])
+    inits = [
+        numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+        numpy_helper.from_array(np.array(0, zp_dtype), "zp"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["d"]),
+        helper.make_node("Relu", ["d"], ["y"]),
+    ]
+    proto = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 21)]
+    )
     proto.ir_version = 10
     onnx.save(proto, path)
     return proto
@@ -46,7 +51,8 @@ def test_effective_precision_prefers_what_the_artifact_is():
     assert effective_precision(_art(quantized="int8"), "fp32") == "int8"  # cpu: was labelled fp32
     assert effective_precision(_art(quantized="int16"), "int8") == "int16"  # qnn: was labelled int8
     assert effective_precision(_art(quantized="int8"), "fp16") == "int8"  # webgpu: was labelled fp16
-    assert effective_precision(_art(), "fp32", built="int8") == "int8"  # QDQ seen in the graph, no quantize meta
+    # QDQ seen in the graph, no quantize meta
+    assert effective_precision(_art(), "fp32", built="int8") == "int8"
     # TensorRT: the flags already name the quantized precision, and they are the truth about the engine
     assert effective_precision(_art(quantized="int8"), "fp16+int8") == "fp16+int8"
     for art, setting in ((_art(quantized="int8"), "fp16"), (_art(), "fp16+int8")):
@@ -58,15 +64,18 @@ def test_qdq_precision_reads_the_zero_point_types(tmp_path):
     assert qdq_precision(_qdq_model(tmp_path / "u8.onnx", np.uint8)) == "int8"
     assert qdq_precision(_qdq_model(tmp_path / "u16.onnx", np.uint16)) == "int16"
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
-    plain = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x],
-                                                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])]))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    plain = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
     assert qdq_precision(plain) is None
 
 
-def _ctx(tmp_path, target, **recipe):
-    rec = SimpleNamespace(name="t", quantize=None, model=SimpleNamespace(input=SimpleNamespace(
-        name="x", shape=[1, 4], dynamic=None)), **recipe)
-    return Context(recipe=rec, target=target, workdir=tmp_path)
+def _ctx(tmp_path, target):
+    """What the compile stage hands a target: the build's name and the model input, from its own config."""
+    from vopt.recipe.sections.model import InputSpec
+
+    return Context(
+        target=target, workdir=tmp_path, build_name="t", model_input=InputSpec(name="x", shape=[1, 4])
+    )
 
 
 @pytest.mark.parametrize("name", [t for t in TARGETS if t != "tflite"])  # tflite compiles nothing (exit 4)
@@ -137,7 +146,41 @@ def test_tensorrt_compile_key_includes_the_gpu_architecture(tmp_path, monkeypatc
 
 
 def test_target_base_does_not_import_numpy():
-    code = ("import sys, vopt.targets.base, vopt.targets.cpu, vopt.targets.tensorrt; "
-            "vopt.targets.tensorrt.TensorRtTarget().key_material(); print('numpy' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    code = (
+        "import sys, vopt.targets.base, vopt.targets.cpu, vopt.targets.tensorrt; "
+        "vopt.targets.tensorrt.TensorRtTarget().key_material(); print('numpy' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run.stdout.strip()
     assert out == "False"
+
+
+def test_report_manifest_and_engine_agree_on_tensorrt_fp16_int8(tmp_path, write_recipe):
+    """fp16 flags on the quantize stage's int8 Q/DQ build an fp16+int8 engine: its metadata file, the manifest
+    and the report all say so (the report used to say the quantize step's int8)."""
+    from tests.conftest import tiny_model
+    from vopt.pipeline.manifest import make_manifest
+    from vopt.pipeline.runner import StepRecord
+    from vopt.recipe.resolve import load_recipe
+    from vopt.report import data
+
+    _qdq_model(tmp_path / "q.onnx", np.int8)
+    target = get_target("tensorrt")
+    cfg = target.Config(precision=["fp16"], profiles={"x": [[1, 4]] * 3})
+    quantized = _art(tmp_path / "q.onnx", quantized="int8")
+    meta = target.metadata(quantized, target.check(quantized, cfg, None)["flags"], "t")
+    engine = quantized.derive(tmp_path / "q.onnx", meta={"precision": meta["vopt.precision"]})  # as compile()
+    loaded = load_recipe(
+        write_recipe(
+            {
+                "name": "t",
+                "model": tiny_model("resnet"),
+                "quantize": {"precision": "int8"},
+                "compile": {"target": "tensorrt", "precision": ["fp16"]},
+            }
+        )
+    )
+    records = [StepRecord("quantize", "k", False, 0.0, None, None, {}, {"precision": "int8"})]
+    manifest = make_manifest(loaded, target, records, engine, [])
+    assert data.precision(manifest) == manifest["precision"] == meta["vopt.precision"] == "fp16+int8"
+    assert data.precision({**manifest, "artifact": None, "precision": None}) == "-"  # no artifact, no label

@@ -9,24 +9,34 @@ from vopt.cli.output import handles_errors, out, print_json
 
 @handles_errors
 def command(
-    artifact: Path = typer.Argument(..., help="An .onnx file, an OpenVINO IR (.xml or its directory), an .mlpackage, "
-                                    "a TensorRT engine directory, or a build directory."),
-    target: str = typer.Option(None, "--check", help="Also run a target's pre-build check on an ONNX (tensorrt)."),
+    artifact: Path = typer.Argument(
+        ...,
+        help="An .onnx file, an OpenVINO IR (.xml or its directory), an .mlpackage, "
+        "a TensorRT engine directory, or a build directory.",
+    ),
+    target: str = typer.Option(
+        None, "--check", help="Also run a target's pre-build check on an ONNX (targets with one: tensorrt)."
+    ),
     top: int = typer.Option(15, "--top", help="How many op types to list."),
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     from vopt.errors import RecipeError
+
     if not artifact.exists():
         raise RecipeError(f"no such artifact: {artifact}")
     info = describe(artifact)
     if target:
-        if target != "tensorrt":
-            raise RecipeError(f"--check: only 'tensorrt' has a pre-build check, not '{target}'")
-        if info["format"] != "onnx":
-            raise RecipeError(f"--check tensorrt needs an ONNX model, got {info['format']}")
-        from vopt.runtimes.tensorrt import readiness
+        from vopt.registry import TARGETS, get_target
 
-        info["tensorrt_readiness"] = readiness(info["path"])
+        checker = get_target(target)
+        if not checker.has_onnx_check:
+            having = [n for n in TARGETS if get_target(n).has_onnx_check]
+            raise RecipeError(
+                f"--check: the {target} target has no pre-build check (targets with one: {', '.join(having)})"
+            )
+        if info["format"] != "onnx":
+            raise RecipeError(f"--check {target} needs an ONNX model, got {info['format']}")
+        info[f"{target}_readiness"] = checker.check_onnx(info["path"])
     if json_out:
         print_json(info)
         return
@@ -38,7 +48,9 @@ def _print(info: dict, top: int) -> None:
     from rich.table import Table
 
     out.print(f"[bold]{escape(info['path'])}[/]")
-    out.print(f"  format     {info['format']}" + (f" ({escape(info['detail'])})" if info.get("detail") else ""))
+    out.print(
+        f"  format     {info['format']}" + (f" ({escape(info['detail'])})" if info.get("detail") else "")
+    )
     out.print(f"  size       {info['size_bytes'] / 1e6:.2f} MB")
     t = Table("", "name", "shape", "dtype", box=None, header_style="bold")
     for kind in ("inputs", "outputs"):
@@ -66,15 +78,17 @@ def _print(info: dict, top: int) -> None:
             out.print(f"    {escape(k)} = {escape(str(text))}")
     else:
         out.print("  metadata   none (not built by vopt)")
-    if "tensorrt_readiness" in info:
-        r = info["tensorrt_readiness"]
+    for key in [k for k in info if k.endswith("_readiness")]:  # `--check <target>`
+        r = info[key]
         status = "[green]ready[/]" if r["ready"] else f"[red]{r['errors']} error(s)[/]"
-        out.print(f"  tensorrt   {status}, {r['warnings']} warning(s), opset {r['opset']}")
+        out.print(
+            f"  {key.removesuffix('_readiness'):<10} {status}, {r['warnings']} warning(s), opset {r['opset']}"
+        )
         for f in r["findings"]:
             out.print(f"    {f['level']}: {f['check']}: {escape(f['message'])}")
 
 
-# -- describing artifacts (no heavy imports until a format needs one) -----------------------------------------
+# -- describing artifacts (no heavy imports until a format needs one) ----------------------------------
 
 
 def describe(path: Path) -> dict:
@@ -83,7 +97,11 @@ def describe(path: Path) -> dict:
 
     path = Path(path)
     if path.is_dir() and (path / "manifest.json").is_file():
-        found = [p for p in sorted(path.iterdir()) if p.name not in ("manifest.json",) and not p.name.startswith("report")]
+        found = [
+            p
+            for p in sorted(path.iterdir())
+            if p.name not in ("manifest.json",) and not p.name.startswith("report")
+        ]
         if not found:
             raise RecipeError(f"{path}: build directory without an artifact")
         path = found[0]
@@ -98,9 +116,15 @@ def describe(path: Path) -> dict:
     elif path.suffix == ".engine" or (path.is_dir() and any(path.glob("*.engine"))):
         info = _engine(path)
     else:
-        raise RecipeError(f"{path}: unknown artifact type (expected .onnx, OpenVINO .xml/dir, .mlpackage or .engine)")
+        raise RecipeError(
+            f"{path}: unknown artifact type (expected .onnx, OpenVINO .xml/dir, .mlpackage or .engine)"
+        )
     info["path"] = str(path)
-    info["size_bytes"] = path_size(path) if path.suffix != ".xml" else path_size(path) + path_size(path.with_suffix(".bin"))
+    # What the artifact is, as vopt labelled it when it was built (the manifest and report say the same).
+    info["precision"] = info["metadata"].get("vopt.precision")
+    info["size_bytes"] = (
+        path_size(path) if path.suffix != ".xml" else path_size(path) + path_size(path.with_suffix(".bin"))
+    )
     return info
 
 
@@ -116,11 +140,18 @@ def _onnx(path: Path) -> dict:
     def io(v) -> dict:
         t = v.type.tensor_type
         shape = [d.dim_param or d.dim_value for d in t.shape.dim]
-        return {"name": v.name, "shape": shape, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name}
+        return {
+            "name": v.name,
+            "shape": shape,
+            "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
+        }
 
     ops = Counter((n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}") for n in g.node)
     mix = Counter(_dtype_name(onnx.helper.tensor_dtype_to_np_dtype(i.data_type).name) for i in g.initializer)
-    fmt, detail = "onnx", f"opset {next((o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx')), '?')}"
+    fmt, detail = (
+        "onnx",
+        f"opset {next((o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx')), '?')}",
+    )
     if ops.get("com.microsoft.EPContext"):
         fmt, detail = "qnn-context", detail + ", EPContext (precompiled context binary)"
     quant = {}
@@ -129,9 +160,13 @@ def _onnx(path: Path) -> dict:
     if q or dq:
         quant = {"Q": q, "DQ": dq, "scheme": "QDQ"}
     return {
-        "format": fmt, "detail": detail,
-        "inputs": [io(v) for v in g.input if v.name not in inits], "outputs": [io(v) for v in g.output],
-        "op_types": dict(ops.most_common()), "precision_mix": dict(mix.most_common()), "quantization": quant,
+        "format": fmt,
+        "detail": detail,
+        "inputs": [io(v) for v in g.input if v.name not in inits],
+        "outputs": [io(v) for v in g.output],
+        "op_types": dict(ops.most_common()),
+        "precision_mix": dict(mix.most_common()),
+        "quantization": quant,
         "metadata": {p.key: p.value for p in proto.metadata_props},
     }
 
@@ -149,21 +184,36 @@ def _openvino(path: Path) -> dict:
             name = port.get_any_name()
         except RuntimeError:
             name = "?"
-        return {"name": name, "shape": str(port.get_partial_shape()), "dtype": port.get_element_type().get_type_name()}
+        return {
+            "name": name,
+            "shape": str(port.get_partial_shape()),
+            "dtype": port.get_element_type().get_type_name(),
+        }
 
     ops = Counter(op.get_type_name() for op in model.get_ordered_ops())
-    mix = Counter(_dtype_name(op.get_output_element_type(0).get_type_name()) for op in model.get_ordered_ops()
-                  if op.get_type_name() == "Constant")
+    mix = Counter(
+        _dtype_name(op.get_output_element_type(0).get_type_name())
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "Constant"
+    )
     meta = {}
     rt = model.get_rt_info()
     if "vopt" in rt:
         for key, value in rt["vopt"].items():
             meta[f"vopt.{key}"] = value.astype(str) if hasattr(value, "astype") else str(value)
-    quant = {"FakeQuantize": ops["FakeQuantize"], "scheme": "NNCF / FakeQuantize"} if ops.get("FakeQuantize") else {}
+    quant = (
+        {"FakeQuantize": ops["FakeQuantize"], "scheme": "NNCF / FakeQuantize"}
+        if ops.get("FakeQuantize")
+        else {}
+    )
     return {
-        "format": "openvino-ir", "detail": xml.name,
-        "inputs": [io(p) for p in model.inputs], "outputs": [io(p) for p in model.outputs],
-        "op_types": dict(ops.most_common()), "precision_mix": dict(mix.most_common()), "quantization": quant,
+        "format": "openvino-ir",
+        "detail": xml.name,
+        "inputs": [io(p) for p in model.inputs],
+        "outputs": [io(p) for p in model.outputs],
+        "op_types": dict(ops.most_common()),
+        "precision_mix": dict(mix.most_common()),
+        "quantization": quant,
         "metadata": meta,
     }
 
@@ -199,12 +249,19 @@ def _coreml(path: Path) -> dict:
                     elif op.type.startswith("constexpr") and "quantized_data" in op.attributes:
                         # compressed weights: count the stored (int8/uint8) tensor, not the fp16 it expands to
                         mix[_mil_dtype(op.attributes["quantized_data"].type)] += 1
-    quant = {"constexpr ops": sum(v for k, v in ops.items() if k.startswith("constexpr"))} if any(
-        k.startswith("constexpr") for k in ops) else {}
+    quant = (
+        {"constexpr ops": sum(v for k, v in ops.items() if k.startswith("constexpr"))}
+        if any(k.startswith("constexpr") for k in ops)
+        else {}
+    )
     return {
-        "format": "coreml-mlpackage", "detail": f"{spec.WhichOneof('Type')}, spec v{spec.specificationVersion}",
-        "inputs": [io(f) for f in desc.input], "outputs": [io(f) for f in desc.output],
-        "op_types": dict(ops.most_common()), "precision_mix": dict(mix.most_common()), "quantization": quant,
+        "format": "coreml-mlpackage",
+        "detail": f"{spec.WhichOneof('Type')}, spec v{spec.specificationVersion}",
+        "inputs": [io(f) for f in desc.input],
+        "outputs": [io(f) for f in desc.output],
+        "op_types": dict(ops.most_common()),
+        "precision_mix": dict(mix.most_common()),
+        "quantization": quant,
         "metadata": dict(desc.metadata.userDefined),
     }
 
@@ -216,16 +273,33 @@ def _engine(path: Path) -> dict:
     engine = path if path.suffix == ".engine" else sorted(path.glob("*.engine"))[0]
     meta_file = engine.parent / "vopt_metadata.json"
     return {
-        "format": "tensorrt-engine", "detail": f"{engine.name} (TensorRT version and GPU arch in the name)",
-        "inputs": [], "outputs": [], "op_types": {}, "precision_mix": {}, "quantization": {},
+        "format": "tensorrt-engine",
+        "detail": f"{engine.name} (TensorRT version and GPU arch in the name)",
+        "inputs": [],
+        "outputs": [],
+        "op_types": {},
+        "precision_mix": {},
+        "quantization": {},
         "metadata": json.loads(meta_file.read_text()) if meta_file.is_file() else {},
     }
 
 
 def _dtype_name(name: str) -> str:
-    return {"float32": "fp32", "float16": "fp16", "f32": "fp32", "f16": "fp16", "bfloat16": "bf16", "bf16": "bf16",
-            "i8": "int8", "u8": "uint8", "i32": "int32", "i64": "int64", "u16": "uint16", "i16": "int16",
-            "boolean": "bool"}.get(name, name)
+    return {
+        "float32": "fp32",
+        "float16": "fp16",
+        "f32": "fp32",
+        "f16": "fp16",
+        "bfloat16": "bf16",
+        "bf16": "bf16",
+        "i8": "int8",
+        "u8": "uint8",
+        "i32": "int32",
+        "i64": "int64",
+        "u16": "uint16",
+        "i16": "int16",
+        "boolean": "bool",
+    }.get(name, name)
 
 
 def _mil_dtype(value_type) -> str:
@@ -234,4 +308,6 @@ def _mil_dtype(value_type) -> str:
     t = value_type.tensorType if value_type.WhichOneof("type") == "tensorType" else None
     if t is None:
         return "scalar"
-    return _dtype_name(MIL_pb2.DataType.Name(t.dataType).lower().replace("float", "fp").replace("fp32", "fp32"))
+    return _dtype_name(
+        MIL_pb2.DataType.Name(t.dataType).lower().replace("float", "fp").replace("fp32", "fp32")
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from vopt.models.families.base import Family, family_for, get_family
+from vopt.models.families.base import Family, family_for, family_for_task, get_family
 from vopt.pipeline.artifact import Artifact, Preprocess
 
 
@@ -16,15 +16,28 @@ def family_of(artifact: Artifact) -> Family:
     return family_for(None, artifact.meta.get("task"))
 
 
-def resolve_preprocess(recipe: Any, family: Family) -> Preprocess:
-    """The family's contract, with the recipe's `preprocess:` fields on top."""
-    shape = recipe.model.input.shape
-    size = recipe.preprocess.size or ([shape[2], shape[3]] if len(shape) == 4 else None)
+def resolve_preprocess(section: Any, input_shape: list[int], family: Family) -> Preprocess:
+    """The family's contract, with the recipe's `preprocess:` fields (`section`) on top."""
+    shape = input_shape
+    size = section.size or ([shape[2], shape[3]] if len(shape) == 4 else None)
     base = family.preprocess(size)
-    overrides = {k: v for k, v in recipe.preprocess.model_dump().items() if v is not None}
-    if recipe.preprocess.size is None and size is not None:
+    overrides = {k: v for k, v in section.model_dump().items() if v is not None}
+    if section.size is None and size is not None:
         overrides["size"] = size
     return base.model_copy(update=overrides)
+
+
+def planned_preprocess(model: Any, preprocess: Any) -> Preprocess:
+    """The preprocessing contract as far as it is known before the model is loaded (the recipe's `model:`
+    and `preprocess:` sections): calibration and check data are fingerprinted with it at plan time. An hf
+    model without `family:` only learns its family from the checkpoint's config at load."""
+    if not model.family:
+        family = family_for(None, model.task or "image-classification")
+    else:
+        family = get_family(model.family)
+        if model.source == "hf" and model.task:
+            family = family_for_task(family, model.task)  # as the hf source loads it
+    return resolve_preprocess(preprocess, model.input.shape, family)
 
 
 def load_module(artifact: Artifact) -> Any:
@@ -64,7 +77,9 @@ def _strip_capture_hooks(model: Any) -> None:
     for module in model.modules():
         hooks = getattr(module, "_forward_hooks", None)
         if hooks:
-            for key in [k for k, fn in hooks.items() if "output_capturing_hook" in getattr(fn, "__qualname__", "")]:
+            capturing = [k for k, fn in hooks.items()
+                         if "output_capturing_hook" in getattr(fn, "__qualname__", "")]
+            for key in capturing:
                 del hooks[key]
         if getattr(module, "_output_capturing_hooks_installed", False):
             module._output_capturing_hooks_installed = False
@@ -78,7 +93,8 @@ def takes_keywords(model: Any) -> bool:
 
 
 class OutputWrapper:
-    """Builds an nn.Module that maps pixel values to the family's output tuple, for export and reference runs."""
+    """Builds an nn.Module that maps pixel values to the family's output tuple, for export and reference
+    runs."""
 
     @staticmethod
     def wrap(model: Any, family: Family) -> Any:

@@ -12,7 +12,6 @@ from vopt.pipeline.progress import QuietReporter, Reporter
 class Context:
     """What a stage may use besides its input artifact and config."""
 
-    recipe: Any  # vopt.recipe.models.Recipe
     target: Any  # vopt.targets.base.Target
     workdir: Path  # write outputs here; the engine moves them into the cache
     reporter: Reporter = field(default_factory=QuietReporter)
@@ -20,6 +19,13 @@ class Context:
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # earlier steps' reports
     report: dict[str, Any] = field(default_factory=dict)  # this step's report; goes into the manifest
     debug: bool = False
+    # Set by the compile stage from its own config, for the target: the build's name (artifact metadata)
+    # and the recipe's model input (name, example shape, dynamic axes).
+    build_name: str = ""
+    model_input: Any = None  # vopt.recipe.sections.model.InputSpec
+    # The whole recipe. Stages read their own resolved config instead (it is their cache key); only the
+    # quantize stage still reads this, until its config carries the build name.
+    recipe: Any = None
 
     def out(self, name: str) -> Path:
         return self.workdir / name

@@ -33,13 +33,15 @@ def make_manifest(loaded, target, records, artifact: Artifact | None, failures) 
     reports = {r.stage: r.report for r in records}
     warnings = []
     if artifact is not None and artifact.meta.get("random_weights"):
-        warnings.append("the model has RANDOM weights (weights: random): its outputs are meaningless for a task")
+        warnings.append("the model has RANDOM weights (weights: random): its outputs are meaningless for a "
+                        "task")
     for r in records:
         warnings.extend(f"{r.stage}: {w}" for w in r.report.get("warnings", []))
+    gate_failed = failures or any(r.report.get("status") == "gate_failed" for r in records)
     return json_safe({
         "vopt_version": versions()["vopt"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": "gate_failed" if failures or any(r.report.get("status") == "gate_failed" for r in records) else "ok",
+        "status": "gate_failed" if gate_failed else "ok",
         "recipe": {
             "name": loaded.recipe.name,
             "file": str(loaded.path) if loaded.path else None,
@@ -47,6 +49,8 @@ def make_manifest(loaded, target, records, artifact: Artifact | None, failures) 
             "resolved": loaded.resolved(),
         },
         "target": target.name,
+        # What the artifact is, as its own metadata says (the compile step works it out once).
+        "precision": artifact.meta.get("precision") if artifact is not None else None,
         "platform": platform_info(),
         "tools": versions(),
         "steps": [asdict(r) for r in records],
@@ -95,9 +99,10 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
                 shutil.copytree(src, dst)
             else:
                 shutil.copy2(src, dst)
-            for name in artifact.meta.get("companions", []):  # files that belong with the artifact, e.g. model.ort
+            for name in artifact.meta.get("companions", []):  # files that go with the artifact (model.ort)
                 shutil.copy2(src.parent / name, staging / name)
-        (staging / MANIFEST).write_text(json.dumps(json_safe(manifest), indent=2, default=str, allow_nan=False) + "\n")
+        text = json.dumps(json_safe(manifest), indent=2, default=str, allow_nan=False)
+        (staging / MANIFEST).write_text(text + "\n")
         from vopt.report import write_reports
 
         write_reports(manifest, staging)

@@ -16,7 +16,8 @@ def make_plots(manifest: dict[str, Any], errors: list[str] | None = None) -> dic
     metric, points = data.agreement_points(manifest)
     makers = {
         "latency_vs_batch": lambda: latency_vs_batch(data.bench_rows(manifest), f"{name} on {runtime}"),
-        "size_vs_agreement": lambda: size_vs_agreement(points, metric, f"{name}: size vs {metric.replace('_', ' ')}"),
+        "size_vs_agreement": lambda: size_vs_agreement(points, metric,
+                                                       f"{name}: size vs {metric.replace('_', ' ')}"),
     }
     images: dict[str, bytes] = {}
     for key, make in makers.items():

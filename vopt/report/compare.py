@@ -42,8 +42,9 @@ def display_cells(row: dict[str, Any]) -> list[str]:
         str(row["target"]),
         str(row["precision"]),
         d.fmt_bytes(row["size_bytes"]),
-        f"{row['p50_ms']:.3f}" + (f" (b{row['p50_batch']})" if row["p50_batch"] not in (None, 1) else "") if row["p50_ms"] is not None else "-",
-        f"{row['throughput_ips']:.1f} (b{row['throughput_batch']})" if row["throughput_ips"] is not None else "-",
+        _p50(row),
+        f"{row['throughput_ips']:.1f} (b{row['throughput_batch']})" if row["throughput_ips"] is not None
+        else "-",
         agree,
         f"{row['speedup_vs_pytorch']:.2f}x" if row["speedup_vs_pytorch"] else "-",
         str(row["status"]),
@@ -55,3 +56,9 @@ def compare_markdown(rows: list[dict[str, Any]]) -> str:
     from vopt.report.markdown import table_md
 
     return "\n".join(table_md(Table(list(COLUMNS), [display_cells(r) for r in rows]))) + "\n"
+
+
+def _p50(row: dict[str, Any]) -> str:
+    if row["p50_ms"] is None:
+        return "-"
+    return f"{row['p50_ms']:.3f}" + (f" (b{row['p50_batch']})" if row["p50_batch"] not in (None, 1) else "")

@@ -27,22 +27,11 @@ def fmt_num(v: Any, digits: int = 6) -> str:
     return str(v)
 
 
-def report_of(manifest: dict[str, Any], stage: str) -> dict[str, Any]:
-    for step in manifest.get("steps") or []:
-        if step.get("stage") == stage:
-            return step.get("report") or {}
-    return {}
-
-
 def precision(manifest: dict[str, Any]) -> str:
-    """The artifact's precision: what quantize did, else the compile setting, else fp32."""
-    q = report_of(manifest, "quantize")
-    resolved = (manifest.get("recipe") or {}).get("resolved") or {}
-    for value in (q.get("precision"), (resolved.get("quantize") or {}).get("precision"),
-                  (resolved.get("compile") or {}).get("precision")):
-        if value:
-            return str(value)
-    return "fp32"
+    """The artifact's precision as its metadata says (worked out once, when it was built): the manifest's
+    `precision`, else its artifact entry's; "-" for a build that made no artifact (a failed gate)."""
+    value = manifest.get("precision") or ((manifest.get("artifact") or {}).get("meta") or {}).get("precision")
+    return str(value) if value else "-"
 
 
 def stage_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -120,11 +109,12 @@ def agreement_points(manifest: dict[str, Any]) -> tuple[str, list[tuple[str, flo
     for s in sized[1:-1]:
         rep = s.get("report") or {}
         # A step's own check (export parity, the quantize step's check) may have measured the same metric.
-        h = headline(rep) or next((headline(rep[k]) for k in ("check", "parity") if isinstance(rep.get(k), dict)
-                                   and headline(rep[k])), None)
+        own = [headline(rep[k]) for k in ("check", "parity") if isinstance(rep.get(k), dict)]
+        h = headline(rep) or next((x for x in own if x), None)
         if h and h[0] == metric:
             points.append((f"after {s['stage']}", float(s["output_bytes"]), h[1]))
     art = manifest.get("artifact") or {}
     if art.get("size_bytes"):
-        points.append((f"{manifest.get('target', '?')} {precision(manifest)} (final)", float(art["size_bytes"]), value))
+        label = f"{manifest.get('target', '?')} {precision(manifest)} (final)"
+        points.append((label, float(art["size_bytes"]), value))
     return metric, points

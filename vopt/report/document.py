@@ -69,8 +69,12 @@ def _safe(title: str, fn: Any) -> Any:
 
 def _facts(m: dict[str, Any]) -> list[tuple[str, str]]:
     art = m.get("artifact") or {}
-    facts = [("status", str(m.get("status", "?"))), ("target", str(m.get("target", "?"))),
-             ("precision", d.precision(m)), ("artifact", f"{art.get('file', '-')} ({d.fmt_bytes(art.get('size_bytes'))})")]
+    facts = [
+        ("status", str(m.get("status", "?"))),
+        ("target", str(m.get("target", "?"))),
+        ("precision", d.precision(m)),
+        ("artifact", f"{art.get('file', '-')} ({d.fmt_bytes(art.get('size_bytes'))})"),
+    ]
     head = d.agreement(m)
     if head:
         facts.append((head[0].replace("_", " "), f"{head[1]:.4f}"))
@@ -85,8 +89,16 @@ def _facts(m: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _stages(m: dict[str, Any]) -> Section:
-    rows = [[r["stage"], "yes" if r["cached"] else "no", f"{r['seconds']:.2f}" if isinstance(r["seconds"], (int, float)) else "-",
-             d.fmt_bytes(r["size"]), r["summary"]] for r in d.stage_rows(m)]
+    rows = [
+        [
+            r["stage"],
+            "yes" if r["cached"] else "no",
+            f"{r['seconds']:.2f}" if isinstance(r["seconds"], (int, float)) else "-",
+            d.fmt_bytes(r["size"]),
+            r["summary"],
+        ]
+        for r in d.stage_rows(m)
+    ]
     total = m.get("vopt_seconds")
     blocks: list[Any] = [Table(["stage", "cached", "seconds", "output size", "summary"], rows)]
     if total is not None:
@@ -101,18 +113,31 @@ def _validation(m: dict[str, Any]) -> Section | None:
     sec = Section("Validation")
     files = v.get("image_files") or []
     shown = ", ".join(files[:12]) + (f" and {len(files) - 12} more" if len(files) > 12 else "")
-    sec.blocks.append(f"Images: {v.get('images', '?')}; {v.get('samples', '?')} samples" + (f" from {shown}" if shown else "") + ".")
+    sec.blocks.append(
+        f"Images: {v.get('images', '?')}; {v.get('samples', '?')} samples"
+        + (f" from {shown}" if shown else "")
+        + "."
+    )
     if v.get("status") != "ok":
         sec.blocks.append(f"Not run: {v.get('reason') or v.get('summary') or v.get('status')}.")
         return sec
     against = v.get("reference_runtime") or "the PyTorch model"
-    sec.blocks.append(f"Artifact run on `{v.get('runtime', '?')}`, compared with {against} ({v.get('reference', 'original')}).")
+    sec.blocks.append(
+        f"Artifact run on `{v.get('runtime', '?')}`, compared with {against} "
+        f"({v.get('reference', 'original')})."
+    )
     gates = v.get("gates") or []
     if gates:
         t = Table(["gate", "value", "needs", "result"], [])
         for i, g in enumerate(gates):
-            t.rows.append([g.get("metric", "?"), d.fmt_num(g.get("value")), str(g.get("condition", "")),
-                           "pass" if g.get("passed") else "FAIL"])
+            t.rows.append(
+                [
+                    g.get("metric", "?"),
+                    d.fmt_num(g.get("value")),
+                    str(g.get("condition", "")),
+                    "pass" if g.get("passed") else "FAIL",
+                ]
+            )
             t.marks[i] = "pass" if g.get("passed") else "fail"
         sec.blocks.append(t)
     tm = v.get("task_metrics") or {}
@@ -121,9 +146,15 @@ def _validation(m: dict[str, Any]) -> Section | None:
     outputs = v.get("metrics") or {}
     if outputs:
         names = ["max_abs_diff", "cosine", "centered_cosine", "sqnr_db"]
-        rows = [[out, *[d.fmt_num(ms.get(n)) for n in names]] for out, ms in outputs.items() if isinstance(ms, dict)]
+        rows = [
+            [out, *[d.fmt_num(ms.get(n)) for n in names]]
+            for out, ms in outputs.items()
+            if isinstance(ms, dict)
+        ]
         sec.blocks.append(Table(["output", *names], rows))
-        notes = [f"`{out}`: {ms['note']}" for out, ms in outputs.items() if isinstance(ms, dict) and ms.get("note")]
+        notes = [
+            f"`{out}`: {ms['note']}" for out, ms in outputs.items() if isinstance(ms, dict) and ms.get("note")
+        ]
         sec.blocks += notes
     browser = (v.get("browser") or {}).get("eps") or {}
     if browser:
@@ -131,8 +162,15 @@ def _validation(m: dict[str, Any]) -> Section | None:
         for ep, e in browser.items():
             timing = e.get("timing") or {}
             if e.get("status") == "ok":
-                rows.append([ep, "ok", d.fmt_num(e.get("worst_max_abs_diff")), d.fmt_num(e.get("worst_cosine")),
-                             d.fmt_num(timing.get("median_run_ms"))])
+                rows.append(
+                    [
+                        ep,
+                        "ok",
+                        d.fmt_num(e.get("worst_max_abs_diff")),
+                        d.fmt_num(e.get("worst_cosine")),
+                        d.fmt_num(timing.get("median_run_ms")),
+                    ]
+                )
             else:
                 rows.append([ep, str(e.get("status")), "-", "-", str(e.get("reason", ""))[:80]])
         sec.blocks.append("In headless Chromium (onnxruntime-web), per execution provider:")
@@ -140,8 +178,10 @@ def _validation(m: dict[str, Any]) -> Section | None:
     spread = v.get("reference_spread") or {}
     high = [k for k, s in spread.items() if isinstance(s, (int, float)) and s > 0.99]
     if high:
-        sec.blocks.append(f"Reference outputs barely vary across images ({', '.join(high)}: mean cosine between "
-                          "neighbours > 0.99), so raw cosine says little; read centered cosine and the task metrics.")
+        sec.blocks.append(
+            f"Reference outputs barely vary across images ({', '.join(high)}: mean cosine between "
+            "neighbours > 0.99), so raw cosine says little; read centered cosine and the task metrics."
+        )
     return sec
 
 
@@ -158,34 +198,54 @@ def _benchmark(m: dict[str, Any], plots: dict[str, str]) -> Section | None:
     sec.blocks.append(
         f"Runtime `{b.get('runtime', '?')}`, threads: {threads} (of {b.get('cpus', '?')} CPUs, "
         f"load average {d.fmt_num(b.get('load_average'), 3)} at the start), "
-        f"warm-up {((b.get('settings') or {}).get('warmup'))}, session load {d.fmt_num(b.get('load_ms'), 4)} ms, "
-        f"first inference (cold) {d.fmt_num(b.get('cold_ms'), 4)} ms, peak RSS {d.fmt_num(b.get('peak_rss_mb'), 4)} MB, "
+        f"warm-up {((b.get('settings') or {}).get('warmup'))}, "
+        f"session load {d.fmt_num(b.get('load_ms'), 4)} ms, "
+        f"first inference (cold) {d.fmt_num(b.get('cold_ms'), 4)} ms, "
+        f"peak RSS {d.fmt_num(b.get('peak_rss_mb'), 4)} MB, "
         f"artifact {d.fmt_bytes(b.get('artifact_bytes'))}."
     )
     sweep = len(counts) > 1
-    rows = [([str(r.get("threads") or "default")] if sweep else [])
-            + [str(r.get("batch")), d.fmt_num(r.get("first_ms"), 4), d.fmt_num(r.get("p50_ms"), 4), d.fmt_num(r.get("p90_ms"), 4),
-               d.fmt_num(r.get("p99_ms"), 4), d.fmt_num(r.get("throughput_ips"), 5), str(r.get("iterations", "-"))]
-            for r in d.bench_rows(m)]
+    rows = [
+        ([str(r.get("threads") or "default")] if sweep else [])
+        + [
+            str(r.get("batch")),
+            d.fmt_num(r.get("first_ms"), 4),
+            d.fmt_num(r.get("p50_ms"), 4),
+            d.fmt_num(r.get("p90_ms"), 4),
+            d.fmt_num(r.get("p99_ms"), 4),
+            d.fmt_num(r.get("throughput_ips"), 5),
+            str(r.get("iterations", "-")),
+        ]
+        for r in d.bench_rows(m)
+    ]
     header = ["batch", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "runs"]
     sec.blocks.append(Table(["threads", *header] if sweep else header, rows))
     for base in b.get("baselines") or ([b["baseline"]] if b.get("baseline") else []):
         n = base.get("threads")
-        at = f"batch {base.get('batch')}" + ((f", {n} thread" + ("s" if n != 1 else "") if n else ", default threads") if sweep else "")
+        at = f"batch {base.get('batch')}" + (
+            (f", {n} thread" + ("s" if n != 1 else "") if n else ", default threads") if sweep else ""
+        )
         sec.blocks.append(
             f"PyTorch eager at {at}, timed interleaved with the artifact in the same run: "
-            f"{d.fmt_num(base.get('pytorch_p50_ms'), 4)} ms vs {d.fmt_num(base.get('artifact_p50_ms'), 4)} ms p50, "
+            f"{d.fmt_num(base.get('pytorch_p50_ms'), 4)} ms vs "
+            f"{d.fmt_num(base.get('artifact_p50_ms'), 4)} ms p50, "
             f"a speedup of **{base.get('speedup', 0):.2f}x**."
         )
     if b.get("skipped_batch_sizes"):
-        sec.blocks.append(f"Skipped batch sizes {b['skipped_batch_sizes']}: the artifact's batch axis is static.")
+        sec.blocks.append(
+            f"Skipped batch sizes {b['skipped_batch_sizes']}: the artifact's batch axis is static."
+        )
     if "latency_vs_batch" in plots:
         sec.blocks.append(("plot", "latency_vs_batch"))
     return sec
 
 
 def _agreement_plot(plots: dict[str, str]) -> Section | None:
-    return Section("Size vs agreement", [("plot", "size_vs_agreement")]) if "size_vs_agreement" in plots else None
+    return (
+        Section("Size vs agreement", [("plot", "size_vs_agreement")])
+        if "size_vs_agreement" in plots
+        else None
+    )
 
 
 def _sensitivity(m: dict[str, Any]) -> Section | None:
@@ -198,7 +258,9 @@ def _sensitivity(m: dict[str, Any]) -> Section | None:
         Table(cols, [[d.fmt_num(v, 5) for v in r] for r in rows[:SENSITIVITY_ROWS]]),
     ]
     if len(rows) > SENSITIVITY_ROWS:
-        blocks.append(f"{len(rows) - SENSITIVITY_ROWS} more rows in manifest.json (the quantize step's report).")
+        blocks.append(
+            f"{len(rows) - SENSITIVITY_ROWS} more rows in manifest.json (the quantize step's report)."
+        )
     return Section("Quantization sensitivity", blocks)
 
 
@@ -206,8 +268,13 @@ def _about(m: dict[str, Any]) -> Section:
     plat = m.get("platform") or {}
     tools = m.get("tools") or {}
     recipe = m.get("recipe") or {}
-    return Section("Build", [
-        f"Recipe `{recipe.get('file') or '?'}`, created {m.get('created', '?')}, vopt {m.get('vopt_version', '?')}.",
-        f"Machine: {plat.get('system', '?')} {plat.get('machine', '')}, {plat.get('cpus', '?')} CPUs, Python {plat.get('python', '?')}.",
-        "Tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()) + ".",
-    ])
+    return Section(
+        "Build",
+        [
+            f"Recipe `{recipe.get('file') or '?'}`, created {m.get('created', '?')}, "
+            f"vopt {m.get('vopt_version', '?')}.",
+            f"Machine: {plat.get('system', '?')} {plat.get('machine', '')}, {plat.get('cpus', '?')} CPUs, "
+            f"Python {plat.get('python', '?')}.",
+            "Tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()) + ".",
+        ],
+    )

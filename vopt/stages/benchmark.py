@@ -7,13 +7,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from vopt.pipeline.artifact import Artifact
+from vopt.recipe.models import CompileSection
 from vopt.recipe.sections.benchmark import BenchmarkSection
 from vopt.stages.base import Stage
 
 
 class BenchmarkConfig(BaseModel):
     section: BenchmarkSection
-    compile: dict[str, Any]
+    compile: CompileSection  # type: ignore[valid-type]  # the target's typed Config: its runner's settings
 
 
 class BenchmarkStage(Stage):
@@ -25,7 +26,7 @@ class BenchmarkStage(Stage):
     def configure(cls, recipe: Any, target: Any) -> BenchmarkConfig | None:
         if recipe.benchmark is None:
             return None
-        return BenchmarkConfig(section=recipe.benchmark, compile=recipe.compile.model_dump(mode="json"))
+        return BenchmarkConfig(section=recipe.benchmark, compile=recipe.compile)
 
     @classmethod
     def extra_tools(cls, config: BenchmarkConfig, target: Any) -> list[str]:
@@ -39,7 +40,8 @@ class BenchmarkStage(Stage):
 
         from vopt.machine import cpu_model
 
-        return {"machine": platform.machine(), "cpu": cpu_model(), "cpus": os.cpu_count(), "node": platform.node()}
+        return {"machine": platform.machine(), "cpu": cpu_model(), "cpus": os.cpu_count(),
+                "node": platform.node()}
 
     def run(self, artifact: Artifact, config: BenchmarkConfig, ctx) -> Artifact:
         from vopt.bench.harness import BenchSettings, run_benchmark
@@ -51,7 +53,8 @@ class BenchmarkStage(Stage):
         make, threads, note = runner_factory(ctx.target, artifact, config.compile, sec.threads)
         if note:
             ctx.warn(note)
-        settings = BenchSettings(sec.batch_sizes, sec.warmup, sec.iterations, sec.seconds, threads, sec.baseline)
+        settings = BenchSettings(sec.batch_sizes, sec.warmup, sec.iterations, sec.seconds, threads,
+                                 sec.baseline)
         images = load_batch(None, artifact.preprocess, min(8, max(sec.batch_sizes)))
         try:
             report = run_benchmark(

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from vopt.pipeline.artifact import Artifact
+from vopt.recipe.models import CompileSection
+from vopt.recipe.sections.model import InputSpec
 from vopt.stages.base import Stage
 
 
 class CompileConfig(BaseModel):
-    settings: dict[str, Any]
-    recipe_name: str
+    settings: CompileSection  # type: ignore[valid-type]  # the target's own typed Config
+    recipe_name: str  # embedded in the artifact's metadata
     # Targets read the input spec (e.g. TensorRT profiles from dynamic dims): it belongs in the cache key.
-    model_input: dict[str, Any] | None = None
+    model_input: InputSpec = Field(default_factory=InputSpec)
 
 
 class CompileStage(Stage):
@@ -24,15 +26,15 @@ class CompileStage(Stage):
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> CompileConfig:
         target.check_recipe(recipe)
-        return CompileConfig(settings=recipe.compile.model_dump(mode="json"), recipe_name=recipe.name,
-                             model_input=recipe.model.input.model_dump(mode="json"))
+        return CompileConfig(settings=recipe.compile, recipe_name=recipe.name, model_input=recipe.model.input)
 
     @classmethod
     def fingerprint(cls, config: CompileConfig) -> dict[str, Any]:
-        """Machine facts the target says change the compiled bytes (TensorRT: the GPU's compute capability)."""
+        """Machine facts the target says change the compiled bytes (TensorRT: the GPU's compute
+        capability)."""
         from vopt.registry import get_target
 
-        material = get_target(config.settings["target"]).key_material()
+        material = get_target(config.settings.target).key_material()
         return {"target": material} if material else {}
 
     @classmethod
@@ -40,12 +42,12 @@ class CompileStage(Stage):
         return target.tool_versions()
 
     def run(self, artifact: Artifact, config: CompileConfig, ctx) -> Artifact:
-        cfg = ctx.target.Config.model_validate(config.settings)
-        from vopt.targets.metadata import effective_precision
+        ctx.build_name, ctx.model_input = config.recipe_name, config.model_input
+        out = ctx.target.compile(artifact, config.settings, ctx)
+        if "precision" not in out.meta:  # targets label what they built, once (vopt.targets.metadata)
+            from vopt.targets.metadata import effective_precision
 
-        out = ctx.target.compile(artifact, cfg, ctx)
-        # What the artifact is (quantized, or as the target built it), not just the compile setting.
-        built = out.meta.get("precision") if out.meta.get("precision") != artifact.meta.get("precision") else None
-        precision = effective_precision(out, ctx.target.precision(cfg), built=built)
-        out.meta = {**out.meta, "target": ctx.target.name, "precision": precision}
+            precision = effective_precision(out, ctx.target.precision(config.settings))
+            out.meta = {**out.meta, "precision": precision}
+        out.meta = {**out.meta, "target": ctx.target.name}
         return out

@@ -36,7 +36,7 @@ class ExportStage(Stage):
         if recipe.model.source == "onnx":
             return None
         ex = recipe.export
-        static = getattr(target, "static_shapes", False)
+        static = target.static_shapes
         return ExportConfig(
             opset=ex.opset or target.default_opset,
             dynamo=ex.dynamo,
@@ -65,7 +65,8 @@ class ExportStage(Stage):
         dyn_axes = self._dynamic_axes(config, outputs, family.output_axes)
         with ctx.reporter.bar("export: tracing and writing ONNX", None):
             try:
-                # Exporters print progress (and whole IR graphs on failure) on stdout, which belongs to --json.
+                # Exporters print progress (and whole IR graphs on failure) on stdout, which belongs to
+                # --json.
                 with contextlib.redirect_stdout(sys.stderr if ctx.debug else StringIO()):
                     if artifact.meta.get("module_format") == "exported":
                         self._export_program(artifact.path, example, path, config, outputs)
@@ -84,8 +85,14 @@ class ExportStage(Stage):
             ctx.report["simplified_with"] = tool
         onnx.save(proto, str(path))
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), config.opset)
-        ctx.report.update(nodes_before=nodes_before, nodes=len(proto.graph.node), opset=opset,
-                          exporter="dynamo" if config.dynamo or artifact.meta.get("module_format") == "exported" else "legacy")
+        ctx.report.update(
+            nodes_before=nodes_before,
+            nodes=len(proto.graph.node),
+            opset=opset,
+            exporter="dynamo"
+            if config.dynamo or artifact.meta.get("module_format") == "exported"
+            else "legacy",
+        )
         io = artifact.io.model_copy(deep=True)
         io.outputs = [TensorSpec(name=o.name, shape=_shape(o)) for o in proto.graph.output]
         io.inputs = [TensorSpec(name=i.name, shape=_shape(i)) for i in proto.graph.input]
@@ -98,8 +105,9 @@ class ExportStage(Stage):
         return out
 
     @staticmethod
-    def _dynamic_axes(config: ExportConfig, outputs: list[str],
-                      output_axes: dict[str, dict[int, str]] | None = None) -> dict[str, dict[int, str]] | None:
+    def _dynamic_axes(
+        config: ExportConfig, outputs: list[str], output_axes: dict[str, dict[int, str]] | None = None
+    ) -> dict[str, dict[int, str]] | None:
         axes: dict[int, str] = {}
         if config.dynamic_batch or (config.dynamic and "batch" in config.dynamic):
             axes[0] = "batch"
@@ -113,18 +121,29 @@ class ExportStage(Stage):
         result = {config.input_name: axes}
         spatial = 2 in axes or 3 in axes
         for o in outputs:
-            result[o] = {**({0: "batch"} if 0 in axes else {}), **((output_axes or {}).get(o, {}) if spatial else {})}
+            result[o] = {
+                **({0: "batch"} if 0 in axes else {}),
+                **((output_axes or {}).get(o, {}) if spatial else {}),
+            }
         return result
 
     @staticmethod
     def _export_program(program_path: str, example, path: Path, config: ExportConfig, outputs) -> None:
-        """A torch.export program goes through the dynamo exporter as is (its shapes were fixed when exported)."""
+        """A torch.export program goes through the dynamo exporter as is (its shapes were fixed when
+        exported)."""
         import torch
 
         _need_onnxscript()
         program = torch.export.load(program_path)
-        onnx_program = torch.onnx.export(program, (example,), dynamo=True, opset_version=max(config.opset, 18),
-                                         input_names=[config.input_name], output_names=outputs, verbose=False)
+        onnx_program = torch.onnx.export(
+            program,
+            (example,),
+            dynamo=True,
+            opset_version=max(config.opset, 18),
+            input_names=[config.input_name],
+            output_names=outputs,
+            verbose=False,
+        )
         onnx_program.save(str(path))
 
     @staticmethod
@@ -137,41 +156,70 @@ class ExportStage(Stage):
             if dyn_axes and 0 in dyn_axes[config.input_name] and example.shape[0] == 1:
                 example = example.repeat(2, 1, 1, 1)  # torch.export specializes a size-1 dim: trace with 2
             if dyn_axes:
-                dims = {i: torch.export.Dim(name, min=1, max=1024) for i, name in dyn_axes[config.input_name].items()}
+                dims = {
+                    i: torch.export.Dim(name, min=1, max=1024)
+                    for i, name in dyn_axes[config.input_name].items()
+                }
                 dynamic_shapes = ({**dims},)
             prog = torch.onnx.export(
-                wrapped, (example,), dynamo=True, opset_version=max(config.opset, 18), input_names=[config.input_name],
-                output_names=outputs, dynamic_shapes=dynamic_shapes, verbose=False,
+                wrapped,
+                (example,),
+                dynamo=True,
+                opset_version=max(config.opset, 18),
+                input_names=[config.input_name],
+                output_names=outputs,
+                dynamic_shapes=dynamic_shapes,
+                verbose=False,
             )
             prog.save(str(path))
             return
         with torch.no_grad():
             torch.onnx.export(
-                wrapped, (example,), str(path), dynamo=False, opset_version=config.opset,
-                input_names=[config.input_name], output_names=outputs, dynamic_axes=dyn_axes, do_constant_folding=True,
+                wrapped,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=config.opset,
+                input_names=[config.input_name],
+                output_names=outputs,
+                dynamic_axes=dyn_axes,
+                do_constant_folding=True,
             )
 
     def _parity(self, model, family, artifact: Artifact, config: ExportConfig, ctx) -> None:
         from vopt.validate.reference import compare_with_torch
 
-        result = compare_with_torch(model, family, artifact, samples=config.parity_samples, data=None, ctx=ctx)
+        result = compare_with_torch(
+            model, family, artifact, samples=config.parity_samples, data=None, ctx=ctx
+        )
         ctx.report["parity"] = result
         # Unordered (top-k) outputs are already matched query-to-query, so every output is checked.
         failing = [name for name, m in result["outputs"].items() if m["cosine"] < family.min_cosine]
         loose = [name for name, m in result["outputs"].items() if m["max_abs_diff"] > family.atol]
         if loose:
-            ctx.warn(f"max abs diff above the {family.name} tolerance {family.atol:g} on {', '.join(loose)} "
-                     "(cosine still within bounds)")
+            ctx.warn(
+                f"max abs diff above the {family.name} tolerance {family.atol:g} on {', '.join(loose)} "
+                "(cosine still within bounds)"
+            )
         if failing:
-            detail = ", ".join(f"{n}: cosine {result['outputs'][n]['cosine']:.6f}, max abs {result['outputs'][n]['max_abs_diff']:.3g}" for n in failing)
-            raise BuildError(f"ONNX Runtime output drifts from PyTorch beyond the {family.name} tolerance: {detail}", stage="export")
+            detail = ", ".join(
+                f"{n}: cosine {result['outputs'][n]['cosine']:.6f}, "
+                f"max abs {result['outputs'][n]['max_abs_diff']:.3g}"
+                for n in failing
+            )
+            raise BuildError(
+                f"ONNX Runtime output drifts from PyTorch beyond the {family.name} tolerance: {detail}",
+                stage="export",
+            )
 
 
 def _need_onnxscript() -> None:
     import importlib.util
 
     if importlib.util.find_spec("onnxscript") is None:
-        raise missing_extra("onnxscript", "dynamo", "the dynamo ONNX exporter (export.dynamo: true, .pt2 sources)")
+        raise missing_extra(
+            "onnxscript", "dynamo", "the dynamo ONNX exporter (export.dynamo: true, .pt2 sources)"
+        )
 
 
 def _shape(value_info) -> list[int | str]:
@@ -207,7 +255,9 @@ def _describe_export_failure(exc: Exception, wrapped: Any = None, example: Any =
 
     text = str(exc)
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    op_match = re.search(r"(aten::\w+|prim::\w+|onnx::\w+)", text) or re.search(r"operator '?([\w:.]+)'?", text)
+    op_match = re.search(r"(aten::\w+|prim::\w+|onnx::\w+)", text) or re.search(
+        r"operator '?([\w:.]+)'?", text
+    )
     op = op_match.group(1) if op_match else None
     mod_match = re.search(r"(?:module|Module)(?! named) ['\"]?([\w.]+)['\"]?", text)
     module = mod_match.group(1) if mod_match else None
@@ -239,7 +289,7 @@ def _locate_op(wrapped: Any, example: Any, op: str) -> tuple[str, str | None] | 
             continue
         scope = node.scopeName().split("/")[-1].replace("__module.", "", 1)
         cls = type(modules[scope]).__name__ if scope in modules else None
-        path = scope[len("model."):] if scope.startswith("model.") and hasattr(wrapped, "model") else scope
+        path = scope[len("model.") :] if scope.startswith("model.") and hasattr(wrapped, "model") else scope
         source = node.sourceRange().strip().splitlines()
         return (f"{path or '<root>'}{f' ({cls})' if cls else ''}", source[0] if source else None)
     return None

@@ -1,4 +1,5 @@
-"""fuse: fold BatchNorm into the preceding convolution, and switch to channels_last where it measurably helps."""
+"""fuse: fold BatchNorm into the preceding convolution, and switch to channels_last where it measurably
+helps."""
 
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ class FuseStage(Stage):
 
     @staticmethod
     def _channels_last(model, wrapped, images, ctx) -> str:
-        """Keep channels_last only when eager PyTorch gets faster with it (it never changes the ONNX graph)."""
+        """Keep channels_last only when eager PyTorch gets faster with it (it never changes the ONNX
+        graph)."""
         import torch
 
         if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
@@ -88,7 +90,8 @@ class FuseStage(Stage):
         keep = t_cl < t_first
         if not keep:
             model.to(memory_format=torch.contiguous_format)
-        ctx.report["channels_last"] = {"applied": keep, "eager_ms_nchw": t_first, "eager_ms_channels_last": t_cl,
+        ctx.report["channels_last"] = {"applied": keep, "eager_ms_nchw": t_first,
+                                       "eager_ms_channels_last": t_cl,
                                        "note": "PyTorch eager only; ONNX export is layout-agnostic"}
         return f"channels_last {'kept' if keep else 'dropped'} ({t_first:.1f} -> {t_cl:.1f} ms eager)"
 

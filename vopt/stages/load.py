@@ -16,6 +16,8 @@ from vopt.stages.base import Stage
 class LoadConfig(BaseModel):
     model: ModelSection
     preprocess: PreprocessSection
+    # export.dynamic_batch: the artifact's input spec names its batch dim "batch" instead of a fixed size.
+    dynamic_batch: bool
 
 
 class LoadStage(Stage):
@@ -24,7 +26,8 @@ class LoadStage(Stage):
 
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> LoadConfig:
-        return LoadConfig(model=recipe.model, preprocess=recipe.preprocess)
+        return LoadConfig(model=recipe.model, preprocess=recipe.preprocess,
+                          dynamic_batch=recipe.export.dynamic_batch)
 
     @classmethod
     def fingerprint(cls, config: LoadConfig) -> dict[str, Any]:
@@ -36,8 +39,8 @@ class LoadStage(Stage):
         spec = config.model
         source = get_source(spec.source)
         loaded = source.load(spec)
-        preprocess = resolve_preprocess(ctx.recipe, loaded.family)
-        batch: int | str = "batch" if spec.input.dynamic or ctx.recipe.export.dynamic_batch else spec.input.shape[0]
+        preprocess = resolve_preprocess(config.preprocess, spec.input.shape, loaded.family)
+        batch: int | str = "batch" if spec.input.dynamic or config.dynamic_batch else spec.input.shape[0]
         io = IOSpec(
             inputs=[TensorSpec(name=spec.input.name, shape=[batch, *spec.input.shape[1:]])],
             outputs=[TensorSpec(name=o, shape=[]) for o in loaded.family.outputs],

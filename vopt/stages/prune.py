@@ -51,22 +51,26 @@ class PruneStage(Stage):
                   "global_pruning": config.global_pruning}
             with ctx.reporter.bar(f"prune: structured, ratio {config.ratio}", None):
                 model, report = self._structured(model, artifact, family, example, kw, ctx)
-            summary = (f"{report['scope']}: params {report['params_before'] / 1e6:.2f}M -> {report['params_after'] / 1e6:.2f}M "
+            summary = (f"{report['scope']}: params {report['params_before'] / 1e6:.2f}M -> "
+                       f"{report['params_after'] / 1e6:.2f}M "
                        f"({report['params_reduction']:.2f}x), MACs {report['macs_before'] / 1e9:.3g}G -> "
                        f"{report['macs_after'] / 1e9:.3g}G ({report['macs_reduction']:.2f}x)")
         else:
-            report = unstructured(model, ratio=config.ratio, ignore=ignore, global_pruning=config.global_pruning)
+            report = unstructured(model, ratio=config.ratio, ignore=ignore,
+                                  global_pruning=config.global_pruning)
             ctx.warn(report["note"])
             summary = f"{report['sparsity']:.0%} of weights zeroed in {report['layers']} layers (no speedup)"
         ctx.report.update(report)
         ctx.report["summary"] = summary
         path = ctx.out("model.pt")
         save_module(model, path)
-        return artifact.derive(path, meta={"pruned": {k: report[k] for k in ("method", "ratio", "params_after")}})
+        pruned = {k: report[k] for k in ("method", "ratio", "params_after")}
+        return artifact.derive(path, meta={"pruned": pruned})
 
     @staticmethod
     def _structured(model, artifact, family, example, kw, ctx) -> tuple[Any, dict[str, Any]]:
-        """Full pruning, else narrower scopes on a fresh copy of the model (a failed attempt leaves it half-edited)."""
+        """Full pruning, else narrower scopes on a fresh copy of the model (a failed attempt leaves it
+        half-edited)."""
         from vopt.models.prune import PruneFailed, structured
         from vopt.models.resolve import OutputWrapper, load_module
 

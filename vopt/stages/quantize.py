@@ -84,25 +84,9 @@ class QuantizeStage(Stage):
 def _contract(recipe: Any) -> dict[str, Any]:
     """The artifact's preprocessing contract (family + recipe, as load resolves it): calibration and the check
     read images through it, so the data fingerprint in the cache key must be computed with it too."""
-    from vopt.models.families.base import family_for, get_family
-    from vopt.models.resolve import resolve_preprocess
+    from vopt.models.resolve import planned_preprocess
 
-    spec = recipe.model
-    if spec.family:
-        family = get_family(spec.family)
-        if spec.source == "hf" and spec.task and spec.task != family.task:
-            # as the hf source does: the task's generic family with this family's preprocessing
-            generic = family_for(None, spec.task)
-            generic.mean, generic.std = family.mean, family.std
-            generic.image_size, generic.resize = family.image_size, family.resize
-            family = generic
-    elif spec.source != "hf":
-        from vopt.models.sources.plain import family_of_spec
-
-        family = family_of_spec(spec)
-    else:  # the family comes from the checkpoint's config: known after load, checked there
-        family = family_for(None, spec.task or "image-classification")
-    return resolve_preprocess(recipe, family).model_dump(mode="json")
+    return planned_preprocess(recipe.model, recipe.preprocess).model_dump(mode="json")
 
 
 def _calibrates(config: QuantizeConfig) -> bool:

@@ -7,13 +7,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from vopt.pipeline.artifact import Artifact, Preprocess
+from vopt.recipe.models import CompileSection
 from vopt.recipe.sections.validate import ValidateSection
 from vopt.stages.base import Stage
 
 
 class ValidateConfig(BaseModel):
     section: ValidateSection
-    compile: dict[str, Any]
+    compile: CompileSection  # type: ignore[valid-type]  # the target's typed Config: its runner's settings
 
 
 class ValidateStage(Stage):
@@ -25,14 +26,15 @@ class ValidateStage(Stage):
     def configure(cls, recipe: Any, target: Any) -> ValidateConfig | None:
         if recipe.validate_ is None:
             return None
-        return ValidateConfig(section=recipe.validate_, compile=recipe.compile.model_dump(mode="json"))
+        return ValidateConfig(section=recipe.validate_, compile=recipe.compile)
 
     @classmethod
     def fingerprint(cls, config: ValidateConfig) -> dict[str, Any]:
         from vopt.datasets.images import fingerprint, list_images
+        from vopt.registry import get_target
 
         key = {"data": fingerprint(list_images(config.section.data), Preprocess())}
-        if config.section.runtime == "browser" or config.compile.get("target") in ("webgpu", "webnn"):
+        if config.section.runtime == "browser" or get_target(config.compile.target).browser:
             key["browser"] = _browser_identity()
         return key
 
@@ -43,7 +45,7 @@ class ValidateStage(Stage):
     def run(self, artifact: Artifact, config: ValidateConfig, ctx) -> Artifact:
         from vopt.validate.run import validate_artifact
 
-        ctx.report.update(validate_artifact(artifact, config.section, ctx))
+        ctx.report.update(validate_artifact(artifact, config.section, config.compile, ctx))
         return artifact
 
 

@@ -48,6 +48,9 @@ class Unavailable:
 
 
 class Target:
+    """A compile target. The engine asks a target, never its name, what it needs to know: set these in the
+    target's module."""
+
     name: ClassVar[str]
     Config: ClassVar[type[CompileBase]]
     extra: ClassVar[str] = "core"
@@ -55,12 +58,27 @@ class Target:
     default_opset: ClassVar[int] = 17
     default_precision: ClassVar[str] = "fp32"
     quantize_after_compile: ClassVar[bool] = False
-    # Artifact formats compile() takes (vopt.pipeline.artifact.FORMATS); the plan checks a quantize scheme's output.
+    # Artifact formats compile() takes (vopt.pipeline.artifact.FORMATS); the plan checks a scheme's output.
     input_formats: ClassVar[tuple[str, ...]] = ("onnx",)
-    # The quantize stage's default scheme for this target (a name in vopt.quant.schemes.SCHEMES), or None.
+    # The quantize stage's default scheme for this target (a registered scheme name), or None.
     quant_scheme: ClassVar[str | None] = None
     int8_scheme: ClassVar[str | None] = None  # the scheme for int8/int16 when quant_scheme cannot make them
     description: ClassVar[str] = ""
+    # What runs the artifact: the label of the target's runner with its default settings where the device
+    # is present ("onnxruntime-cpu", "openvino-cpu", "qnn-htp", ...). Every target sets it.
+    runtime_name: ClassVar[str]
+    # Why timings on this machine would not reflect the device (the runtime here only emulates it, e.g. a
+    # simulator or a browser on wasm); None when the runtime here is the real one.
+    emulated: ClassVar[str | None] = None
+    # Export without dynamic axes: the device compiles fixed shapes.
+    static_shapes: ClassVar[bool] = False
+    # The artifact runs in a browser (onnxruntime-web): it is verified in headless Chromium, and that
+    # browser's build is part of the validate step's cache key.
+    browser: ClassVar[bool] = False
+    # What a check of the artifact in the browser here cannot show (printed by `vopt verify`), or None.
+    browser_note: ClassVar[str | None] = None
+    # `vopt inspect --check <target>` runs check_onnx() on an ONNX file before any build.
+    has_onnx_check: ClassVar[bool] = False
 
     def available(self) -> tuple[bool, str]:
         """Can this machine build artifacts for the target?"""
@@ -78,20 +96,24 @@ class Target:
         return []
 
     def key_material(self) -> dict[str, str]:
-        """Facts about this machine that change the compiled bytes (e.g. the GPU architecture): compile cache key.
-        Must stay cheap and import nothing heavy: every plan computes it."""
+        """Facts about this machine that change the compiled bytes (e.g. the GPU architecture): they enter
+        the compile cache key. Must stay cheap and import nothing heavy: every plan computes it."""
         return {}
 
     def check_recipe(self, recipe: Any) -> None:
         """Plan-time checks that need more of the recipe than the compile section (raise RecipeError)."""
+
+    def check_onnx(self, path: str) -> dict[str, Any]:
+        """The target's pre-build check of an ONNX file (when has_onnx_check): its findings, no build."""
+        raise NotImplementedError(f"the {self.name} target has no pre-build check")
 
     def check_format(self, artifact: Artifact) -> None:
         """A clear compile error for an input format this target cannot take."""
         if artifact.format not in self.input_formats:
             from vopt.errors import BuildError
 
-            raise BuildError(f"the {self.name} target compiles {' or '.join(self.input_formats)}, not {artifact.format} "
-                             f"({artifact.file.name})", stage="compile")
+            raise BuildError(f"the {self.name} target compiles {' or '.join(self.input_formats)}, "
+                             f"not {artifact.format} ({artifact.file.name})", stage="compile")
 
     def precision(self, cfg: CompileBase) -> str:
         return cfg.precision or self.default_precision

@@ -1,5 +1,6 @@
 """coreml: an ML Program (.mlpackage) converted by coremltools from the torch module (torch.export, falling
-back to jit.trace). Prediction needs macOS; elsewhere the package is converted, saved and its spec read back."""
+back to jit.trace). Prediction needs macOS; elsewhere the package is converted, saved and its spec read
+back."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from vopt.pipeline.artifact import Artifact
 from vopt.targets.base import CompileBase, Runner, Target, Unavailable
 
 COMPUTE = ("fp16", "fp32")  # Core ML compute precisions; int8 is weight compression by the quantize step
-DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
+DeploymentTarget = Literal["iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15"]
 
 
 class CoreMlConfig(CompileBase):
@@ -23,7 +24,7 @@ class CoreMlConfig(CompileBase):
     compute_units: Literal["ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"] = Field(
         default="ALL", description="Where Core ML may run the model."
     )
-    minimum_deployment_target: Literal["iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15"] = Field(
+    minimum_deployment_target: DeploymentTarget = Field(
         default="iOS16", description="Oldest OS the package must load on (ML Programs need iOS15/macOS12+)."
     )
     converter: Literal["auto", "export", "trace"] = Field(
@@ -42,6 +43,7 @@ class CoreMlTarget(Target):
     # compile converts the build's torch module (ctx.artifacts), whatever the export step made after it.
     input_formats = ("torch-module", "onnx")
     description = "Core ML ML Program (.mlpackage) for Apple devices"
+    runtime_name = "coreml"
 
     def tool_versions(self) -> list[str]:
         return ["coremltools", "torch"]
@@ -56,15 +58,13 @@ class CoreMlTarget(Target):
 
         precision = self.precision(recipe.compile)
         if precision not in COMPUTE and not _quantized(recipe):
-            raise RecipeError(f"compile.precision: coreml computes in fp16 or fp32, not {precision}; for {precision} "
-                              f"weights add a `quantize:` section (coreml-weights, after compile)")
+            raise RecipeError(f"compile.precision: coreml computes in fp16 or fp32, not {precision}; for "
+                              f"{precision} weights add a `quantize:` section (coreml-weights, after "
+                              "compile)")
 
     def compile(self, artifact: Artifact, cfg: CoreMlConfig, ctx) -> Artifact:
         self.check_format(artifact)
-        setting = self.precision(cfg)
-        if setting not in COMPUTE and not _quantized(ctx.recipe):
-            raise BuildError(f"coreml computes in fp16 or fp32, not {setting}: add a `quantize:` section for "
-                             f"{setting} weights", stage="compile")
+        setting = self.precision(cfg)  # int8 without a quantize step was refused at plan time (check_recipe)
         if importlib.util.find_spec("coremltools") is None:
             raise missing_extra("coremltools", "coreml", "the coreml target")
         import numpy as np
@@ -78,8 +78,8 @@ class CoreMlTarget(Target):
         source = _torch_source(ctx)
         family = family_of(source)
         wrapped = OutputWrapper.wrap(load_module(source), family)
-        shape = list(ctx.recipe.model.input.shape)
-        name = ctx.recipe.model.input.name
+        shape = list(ctx.model_input.shape)
+        name = ctx.model_input.name
         example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
         # The package computes in fp32 or fp16; int8 weights come from the quantize step after this one.
         compute = "fp32" if setting == "fp32" else "fp16"
@@ -88,7 +88,8 @@ class CoreMlTarget(Target):
         try:
             mlmodel = ct.convert(
                 program,
-                # fp32 I/O around fp16 compute, like the other targets' artifacts: callers feed the same arrays.
+                # fp32 I/O around fp16 compute, like the other targets' artifacts: callers feed the same
+                # arrays.
                 inputs=[ct.TensorType(name=name, shape=shape, dtype=np.float32)],
                 outputs=[ct.TensorType(name=o, dtype=np.float32) for o in family.outputs],
                 convert_to="mlprogram",
@@ -98,15 +99,17 @@ class CoreMlTarget(Target):
                 skip_model_load=True,
             )
         except Exception as exc:
-            raise BuildError(f"coremltools could not convert {family.name} ({how}): {_describe(exc)}", stage="compile") from exc
-        meta = artifact_metadata(source, ctx.recipe.name, self.name, precision)
+            raise BuildError(f"coremltools could not convert {family.name} ({how}): {_describe(exc)}",
+                             stage="compile") from exc
+        meta = artifact_metadata(source, ctx.build_name, self.name, precision)
         mlmodel.user_defined_metadata.update(meta)
-        mlmodel.short_description = f"{ctx.recipe.name} (vopt {meta['vopt.version']})"
+        mlmodel.short_description = f"{ctx.build_name} (vopt {meta['vopt.version']})"
         path = ctx.out("model.mlpackage")
         mlmodel.save(str(path))
         check = read_back(path, expect_inputs=[name], expect_outputs=list(family.outputs))
         if check["problems"]:
-            raise BuildError("the saved .mlpackage does not match the model: " + "; ".join(check["problems"]), stage="compile")
+            raise BuildError("the saved .mlpackage does not match the model: " + "; ".join(check["problems"]),
+                             stage="compile")
         ctx.report.update(converter=how, spec=check, compute_units=cfg.compute_units,
                           minimum_deployment_target=cfg.minimum_deployment_target,
                           summary=f"mlprogram via {how}, {compute} compute, {check['ops']} ops, "
@@ -116,8 +119,8 @@ class CoreMlTarget(Target):
 
     def runner(self, artifact: Artifact, cfg: CoreMlConfig) -> Runner | Unavailable:
         if platform.system() != "Darwin":
-            return Unavailable("Core ML prediction needs macOS (coremltools raises 'Model prediction is only supported "
-                               "on macOS'); the .mlpackage was converted and its spec checked")
+            return Unavailable("Core ML prediction needs macOS (coremltools raises 'Model prediction is only "
+                               "supported on macOS'); the .mlpackage was converted and its spec checked")
         if importlib.util.find_spec("coremltools") is None:
             return Unavailable("coremltools is not installed: pip install 'vopt[coreml]'")
         from vopt.runtimes.coreml import runner
@@ -147,8 +150,8 @@ def _torch_source(ctx) -> Artifact:
         art = ctx.artifacts.get(name)
         if art is not None and art.format == "torch-module":
             return art
-    raise BuildError("coreml converts from the PyTorch module, but this build has none (model loaded from ONNX?)",
-                     stage="compile")
+    raise BuildError("coreml converts from the PyTorch module, but this build has none (model loaded from "
+                     "ONNX?)", stage="compile")
 
 
 def _capture(module, example, converter: str, family: str):
@@ -162,19 +165,21 @@ def _capture(module, example, converter: str, family: str):
             return program, "torch.export"
         except Exception as exc:
             if converter == "export":
-                raise BuildError(f"torch.export failed for {family}: {_describe(exc)}", stage="compile") from exc
+                raise BuildError(f"torch.export failed for {family}: {_describe(exc)}",
+                                 stage="compile") from exc
             errors.append(f"torch.export: {_describe(exc)}")
     try:
         with torch.no_grad():
             traced = torch.jit.trace(module, example, strict=False)
         return traced, "jit.trace" + (" (torch.export failed)" if errors else "")
     except Exception as exc:
-        raise BuildError(f"could not capture {family} for coremltools: " + "; ".join([*errors, f"jit.trace: {_describe(exc)}"]),
-                         stage="compile") from exc
+        tried = "; ".join([*errors, f"jit.trace: {_describe(exc)}"])
+        raise BuildError(f"could not capture {family} for coremltools: {tried}", stage="compile") from exc
 
 
 def _describe(exc: Exception) -> str:
-    """First line of the error, plus the op it names (coremltools: "PyTorch convert function for op 'new_ones' not implemented")."""
+    """First line of the error, plus the op it names (coremltools: "PyTorch convert function for op
+    'new_ones' not implemented")."""
     text = str(exc).strip()
     first = (text.splitlines()[0] if text else type(exc).__name__)[:240]
     op = re.search(r"op '([\w.:]+)'", text) or re.search(r"(aten[:.]{1,2}\w+)", text)
@@ -190,7 +195,8 @@ def read_back(path, expect_inputs: list[str] | None = None, expect_outputs: list
     inputs = {i.name: list(i.type.multiArrayType.shape) for i in desc.input}
     outputs = [o.name for o in desc.output]
     io = {side: [{"name": f.name, "shape": [int(d) for d in f.type.multiArrayType.shape],
-                  "dtype": _ML_DTYPES.get(f.type.multiArrayType.dataType, "float32")} for f in feats]
+                  "dtype": _ML_DTYPES.get(f.type.multiArrayType.dataType, "float32")}
+                 for f in feats]
           for side, feats in (("inputs", desc.input), ("outputs", desc.output))}
     meta = dict(desc.metadata.userDefined)
     problems = []

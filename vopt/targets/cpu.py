@@ -27,6 +27,7 @@ class CpuTarget(Target):
     default_precision = "fp32"
     quant_scheme = "ort-qdq"  # u8 activations / s8 per-channel weights: the fast int8 path on x86
     description = "ONNX Runtime on CPU"
+    runtime_name = "onnxruntime-cpu"
 
     def hardware(self) -> tuple[bool, str]:
         import os
@@ -63,20 +64,21 @@ class CpuTarget(Target):
         ort.InferenceSession(artifact.path, so, providers=["CPUExecutionProvider"])
         proto = onnx.load(str(path))
         precision = effective_precision(artifact, self.precision(cfg), built=qdq_precision(proto))
-        set_onnx_metadata(proto, artifact_metadata(artifact, ctx.recipe.name, self.name, precision))
+        set_onnx_metadata(proto, artifact_metadata(artifact, ctx.build_name, self.name, precision))
         onnx.save(proto, str(path))
         if cfg.ort_format:
             so2 = ort.SessionOptions()
             so2.optimized_model_filepath = str(ctx.out("model.ort"))
             so2.add_session_config_entry("session.save_model_format", "ORT")
             ort.InferenceSession(str(path), so2, providers=["CPUExecutionProvider"])
-        qdq = sum(1 for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"))
+        quantized_ops = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul")
+        qdq = sum(1 for n in proto.graph.node if n.op_type in quantized_ops)
         ctx.report["summary"] = f"ORT {cfg.optimization} optimizations, {len(proto.graph.node)} nodes" + (
             f" ({qdq} quantized)" if qdq else "")
         ctx.report["nodes"] = len(proto.graph.node)
         # The .ort file travels with the ONNX into the build directory.
-        return artifact.derive(path, format="onnx", meta={"companions": ["model.ort"] if cfg.ort_format else [],
-                                                          "precision": precision})
+        companions = ["model.ort"] if cfg.ort_format else []
+        return artifact.derive(path, format="onnx", meta={"companions": companions, "precision": precision})
 
     def runner(self, artifact: Artifact, cfg: CpuConfig) -> Runner | Unavailable:
         from vopt.runtimes.ort import runner

@@ -15,7 +15,8 @@ def effective_precision(artifact: Any, setting: str, built: str | None = None) -
     `built` is what the compile step saw or built (e.g. the QDQ it found, or TensorRT's flags with the int8 it
     adds for Q/DQ) and is kept when it already names the quantized precision ("fp16+int8" for int8).
     Idempotent: passing its own answer back as `built` returns it unchanged."""
-    quantized = ((artifact.meta or {}).get("quantized") or {}).get("precision") if artifact is not None else None
+    meta = (artifact.meta or {}) if artifact is not None else {}
+    quantized = (meta.get("quantized") or {}).get("precision")
     base = built or setting
     if quantized and quantized != "fp32" and quantized not in base.split("+"):
         return str(quantized)
@@ -23,13 +24,15 @@ def effective_precision(artifact: Any, setting: str, built: str | None = None) -
 
 
 def qdq_precision(proto: Any) -> str | None:
-    """int8 / int16 / int4 from the QuantizeLinear zero points (or DQ-only weights) of an ONNX graph; None without Q/DQ."""
+    """int8 / int16 / int4 from the QuantizeLinear zero points (or DQ-only weights) of an ONNX graph;
+    None without Q/DQ."""
     import onnx
 
     inits = {i.name: i.data_type for i in proto.graph.initializer}
     bits = set()
     for node in proto.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[2] in inits:
+        zero_point = node.input[2] if len(node.input) > 2 else None
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and zero_point in inits:
             bits.add(inits[node.input[2]])
         elif node.op_type in ("QuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulNBits"):
             bits.add(onnx.TensorProto.UINT8 if node.op_type != "MatMulNBits" else onnx.TensorProto.INT4)
@@ -46,11 +49,13 @@ def qdq_precision(proto: Any) -> str | None:
 
 
 def artifact_metadata(artifact: Any, recipe_name: str, target: str, precision: str) -> dict[str, str]:
+    """The `vopt.*` keys. `precision` is what the artifact is: the compile step works it out once
+    (effective_precision) and the same value goes into the artifact's meta, the manifest and the report."""
     meta = {
         "vopt.version": vopt.__version__,
         "vopt.recipe": recipe_name,
         "vopt.target": target,
-        "vopt.precision": effective_precision(artifact, precision),
+        "vopt.precision": precision,
         "vopt.family": str(artifact.meta.get("family")),
         "vopt.task": str(artifact.meta.get("task")),
         "vopt.preprocess": json.dumps(artifact.preprocess.model_dump()),

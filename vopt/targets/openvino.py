@@ -1,4 +1,5 @@
-"""openvino: OpenVINO IR (.xml/.bin) from ONNX or from NNCF's int8 IR, run on an OpenVINO device (CPU here)."""
+"""openvino: OpenVINO IR (.xml/.bin) from ONNX or from NNCF's int8 IR, run on an OpenVINO device (CPU
+here)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,12 @@ class OpenVinoConfig(CompileBase):
     )
     inference_precision: Literal["f32", "bf16", "f16"] | None = Field(
         default=None,
-        description="INFERENCE_PRECISION_HINT for validation and benchmarks; default f32 (bf16 when precision is bf16).",
+        description="INFERENCE_PRECISION_HINT for validation and benchmarks; default f32 "
+        "(bf16 when precision is bf16).",
     )
-    performance_hint: Literal["LATENCY", "THROUGHPUT"] | None = Field(default=None, description="OpenVINO PERFORMANCE_HINT.")
+    performance_hint: Literal["LATENCY", "THROUGHPUT"] | None = Field(
+        default=None, description="OpenVINO PERFORMANCE_HINT."
+    )
     threads: int | None = Field(default=None, description="INFERENCE_NUM_THREADS on CPU.")
 
 
@@ -40,6 +44,7 @@ class OpenVinoTarget(Target):
     quant_scheme = "nncf"  # the quantize stage makes an int8 OpenVINO IR with NNCF
     input_formats = ("onnx", "openvino-ir")
     description = "OpenVINO IR on the OpenVINO runtime (CPU/GPU/NPU)"
+    runtime_name = "openvino-cpu"  # openvino-<device> with compile.device set
 
     def tool_versions(self) -> list[str]:
         return ["openvino", "nncf"]
@@ -60,7 +65,8 @@ class OpenVinoTarget(Target):
 
     def compile(self, artifact: Artifact, cfg: OpenVinoConfig, ctx) -> Artifact:
         if importlib.util.find_spec("openvino") is None:
-            raise BackendUnavailable("the openvino target needs the 'openvino' package: pip install 'vopt[openvino]'")
+            raise BackendUnavailable("the openvino target needs the 'openvino' package: "
+                                     "pip install 'vopt[openvino]'")
         import openvino as ov
 
         from vopt.runtimes.openvino import model_file
@@ -82,20 +88,22 @@ class OpenVinoTarget(Target):
         # FakeQuantize ops make it int8 whatever the setting; int8 asked for without them is an fp32 IR.
         built = "int8" if fq else ("fp32" if setting == "int8" else None)
         precision = effective_precision(artifact, setting, built=built)
-        for key, value in artifact_metadata(artifact, ctx.recipe.name, self.name, precision).items():
+        for key, value in artifact_metadata(artifact, ctx.build_name, self.name, precision).items():
             model.set_rt_info(value, ["vopt", key.removeprefix("vopt.")])
         compress = cfg.compress_to_fp16 if cfg.compress_to_fp16 is not None else setting == "fp16"
         out_dir = ctx.out(IR_DIR)
         out_dir.mkdir(parents=True, exist_ok=True)
         ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=compress)
         if setting == "int8" and not fq:
-            ctx.warn("precision int8 but the IR has no FakeQuantize ops: add a `quantize:` section (NNCF) for int8")
+            ctx.warn("precision int8 but the IR has no FakeQuantize ops: add a `quantize:` section (NNCF) "
+                     "for int8")
         ctx.report.update(
             source=source, ops=len(ops), fake_quantize=fq, compress_to_fp16=compress, device=cfg.device,
             summary=f"IR from {source}, {len(ops)} ops" + (f", {fq} FakeQuantize" if fq else "")
             + (", fp16 weights" if compress else ""),
         )
-        return artifact.derive(out_dir, format="openvino-ir", io=_io_spec(model, artifact), meta={"precision": precision})
+        return artifact.derive(out_dir, format="openvino-ir", io=_io_spec(model, artifact),
+                               meta={"precision": precision})
 
     def runner(self, artifact: Artifact, cfg: OpenVinoConfig) -> Runner | Unavailable:
         if importlib.util.find_spec("openvino") is None:
@@ -103,11 +111,13 @@ class OpenVinoTarget(Target):
         import openvino as ov
 
         if cfg.device != "AUTO" and cfg.device not in ov.Core().available_devices:
-            return Unavailable(f"OpenVINO device {cfg.device} is not present here (have: {', '.join(ov.Core().available_devices)})")
+            have = ", ".join(ov.Core().available_devices)
+            return Unavailable(f"OpenVINO device {cfg.device} is not present here (have: {have})")
         from vopt.runtimes.openvino import runner
 
-        return runner(artifact.path, device=cfg.device, precision=self.precision(cfg), hint=cfg.inference_precision,
-                      threads=cfg.threads, performance_hint=cfg.performance_hint)
+        return runner(artifact.path, device=cfg.device, precision=self.precision(cfg),
+                      hint=cfg.inference_precision, threads=cfg.threads,
+                      performance_hint=cfg.performance_hint)
 
 
 def _io_spec(model, artifact: Artifact) -> dict:
@@ -127,7 +137,8 @@ def _io_spec(model, artifact: Artifact) -> dict:
 
 
 def _first_line(exc: Exception) -> str:
-    """The line that names the op ("No conversion rule found for operations: acme.Frobnicate"), else the first."""
+    """The line that names the op ("No conversion rule found for operations: acme.Frobnicate"), else the
+    first."""
     lines = [ln.strip(" -") for ln in str(exc).strip().splitlines() if ln.strip()]
     named = [ln for ln in lines if "operation" in ln.lower() or "OpConversionFailure" in ln]
     pick = named[-1] if named else (lines[0] if lines else type(exc).__name__)

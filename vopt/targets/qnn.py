@@ -17,15 +17,20 @@ from vopt.targets.base import CompileBase, Runner, Target, Unavailable
 class QnnConfig(CompileBase):
     target: Literal["qnn"] = "qnn"
     soc_model: str | None = Field(
-        default=None, description="Qualcomm SoC id for the context binary (QNN `soc_model`, e.g. '60' for SM8650)."
+        default=None,
+        description="Qualcomm SoC id for the context binary (QNN `soc_model`, e.g. '60' for SM8650).",
     )
     htp_arch: int | None = Field(default=None, description="HTP architecture version (e.g. 73, 75).")
     context_binary: bool = Field(
-        default=False, description="Also precompile a QNN context binary into an EPContext model (implied by soc_model)."
+        default=False,
+        description="Also precompile a QNN context binary into an EPContext model (implied by soc_model).",
     )
-    embed_context: bool = Field(default=True, description="Embed the context binary inside the EPContext ONNX file.")
+    embed_context: bool = Field(
+        default=True, description="Embed the context binary inside the EPContext ONNX file."
+    )
     disable_cpu_fallback: bool = Field(
-        default=False, description="Gate: fail unless the QNN EP takes every node (session.disable_cpu_ep_fallback)."
+        default=False,
+        description="Gate: fail unless the QNN EP takes every node (session.disable_cpu_ep_fallback).",
     )
 
 
@@ -39,6 +44,8 @@ class QnnTarget(Target):
     static_shapes = True  # HTP graphs are compiled for fixed shapes
     quant_scheme = "qnn-qdq"  # onnxruntime.quantization's QNN QDQ config (u8/u16 activations, u8 weights)
     description = "Qualcomm QNN (HTP) via onnxruntime-qnn"
+    runtime_name = "qnn-htp"
+    emulated = "QNN runs here on the x86 HTP simulator: timings would not reflect the NPU"
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime", "onnxruntime-qnn"]
@@ -61,7 +68,8 @@ class QnnTarget(Target):
 
     def compile(self, artifact: Artifact, cfg: QnnConfig, ctx) -> Artifact:
         if importlib.util.find_spec("onnxruntime_qnn") is None:
-            raise BackendUnavailable("the qnn target needs the 'onnxruntime-qnn' package: pip install 'vopt[qnn]'")
+            raise BackendUnavailable("the qnn target needs the 'onnxruntime-qnn' package: "
+                                     "pip install 'vopt[qnn]'")
         import onnx
 
         from vopt.runtimes.qnn import write_context_model
@@ -80,11 +88,12 @@ class QnnTarget(Target):
             raise BuildError(
                 f"precision {setting} needs a QDQ model, but the input has no QuantizeLinear nodes: "
                 "add a `quantize:` section (the qnn scheme makes u8/u16 QDQ)", stage="compile")
-        fixed = _fix_dynamic_dims(proto, ctx.recipe.model.input.shape)
+        fixed = _fix_dynamic_dims(proto, ctx.model_input.shape)
         if fixed:
             ctx.warn(f"fixed dynamic dims for HTP: {', '.join(fixed)}")
-        precision = effective_precision(artifact, setting, built=qdq_precision(proto))  # u16 activations: int16
-        meta = artifact_metadata(artifact, ctx.recipe.name, self.name, precision)
+        # u16 activations: int16
+        precision = effective_precision(artifact, setting, built=qdq_precision(proto))
+        meta = artifact_metadata(artifact, ctx.build_name, self.name, precision)
         set_onnx_metadata(proto, meta)
         path = ctx.out("model.onnx")
         onnx.save(proto, str(path))
@@ -93,24 +102,31 @@ class QnnTarget(Target):
         ctx.report.update(qdq=qdq, placement=where)
         result = artifact.derive(path, format="onnx", meta={"precision": precision})
         if cfg.context_binary or cfg.soc_model:
-            # embed_context: false keeps the context binary in a .bin next to the EPContext model: one directory.
+            # embed_context: false keeps the context binary in a .bin next to the EPContext model: one
+            # directory.
             ctx_dir = ctx.out("qnn_context") if not cfg.embed_context else ctx.workdir
             ctx_dir.mkdir(parents=True, exist_ok=True)
             ctx_path = ctx_dir / "model_ctx.onnx"
             try:
-                write_context_model(path, ctx_path, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch, embed=cfg.embed_context)
+                write_context_model(path, ctx_path, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch,
+                                    embed=cfg.embed_context)
             except Exception as exc:
-                raise BuildError(f"QNN context binary generation failed: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
+                raise BuildError(f"QNN context binary generation failed: {_first_line(exc)}",
+                                 stage="compile") from exc
             ctx_proto = onnx.load(str(ctx_path))
-            set_onnx_metadata(ctx_proto, {**meta, "vopt.qnn.soc_model": str(cfg.soc_model), "vopt.qnn.htp_arch": str(cfg.htp_arch)})
+            set_onnx_metadata(ctx_proto, {**meta, "vopt.qnn.soc_model": str(cfg.soc_model),
+                                          "vopt.qnn.htp_arch": str(cfg.htp_arch)})
             onnx.save(ctx_proto, str(ctx_path))
-            ctx.report["context_model"] = {"nodes": [n.op_type for n in ctx_proto.graph.node], "soc_model": cfg.soc_model}
+            ctx.report["context_model"] = {"nodes": [n.op_type for n in ctx_proto.graph.node],
+                                           "soc_model": cfg.soc_model}
             result = artifact.derive(ctx_path, format="qnn-context", meta={"precision": precision})
             if not cfg.embed_context:
                 result = artifact.derive(ctx_dir, format="qnn-context", meta={"precision": precision})
+        activations = "/".join(qdq["activation_types"]) or "float"
         ctx.report["summary"] = (
-            f"{qdq['quantize_nodes']} Q / {qdq['dequantize_nodes']} DQ ({'/'.join(qdq['activation_types']) or 'float'}), "
-            f"QNN took {where['qnn_nodes']}/{where['graph_nodes']} nodes in {where['qnn_partitions']} partition(s), "
+            f"{qdq['quantize_nodes']} Q / {qdq['dequantize_nodes']} DQ ({activations}), "
+            f"QNN took {where['qnn_nodes']}/{where['graph_nodes']} nodes in {where['qnn_partitions']} "
+            "partition(s), "
             f"{where['cpu_nodes']} on CPU" + (", EPContext written" if result.format == "qnn-context" else "")
         )
         return result
@@ -126,15 +142,17 @@ class QnnTarget(Target):
             return placement(path, disable_cpu_fallback=cfg.disable_cpu_fallback, **kw)
         except Exception as exc:
             if not cfg.disable_cpu_fallback:
-                raise BuildError(f"QNN HTP could not load the model: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
+                raise BuildError(f"QNN HTP could not load the model: {_first_line(exc)}",
+                                 stage="compile") from exc
             first = exc
         try:
             where = placement(path, **kw)
         except Exception as exc:
-            raise BuildError(f"QNN HTP could not load the model: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
-        ops = ", ".join(f"{k} x{v}" for k, v in where["cpu_ops"].items()) or str(first).splitlines()[0][:200]
-        raise BuildError(f"disable_cpu_fallback: {where['cpu_nodes']} node(s) would fall back to CPU instead of "
-                         f"QNN HTP ({ops})", stage="compile") from first
+            raise BuildError(f"QNN HTP could not load the model: {_first_line(exc)}",
+                             stage="compile") from exc
+        ops = ", ".join(f"{k} x{v}" for k, v in where["cpu_ops"].items()) or _first_line(first)[:200]
+        raise BuildError(f"disable_cpu_fallback: {where['cpu_nodes']} node(s) would fall back to CPU "
+                         f"instead of QNN HTP ({ops})", stage="compile") from first
 
     def runner(self, artifact: Artifact, cfg: QnnConfig) -> Runner | Unavailable:
         ok, why = self.available()
@@ -142,8 +160,12 @@ class QnnTarget(Target):
             return Unavailable(why)
         from vopt.runtimes.qnn import runner
 
-        return runner(_onnx_file(artifact), disable_cpu_fallback=cfg.disable_cpu_fallback, soc_model=cfg.soc_model,
-                      htp_arch=cfg.htp_arch)
+        return runner(_onnx_file(artifact), disable_cpu_fallback=cfg.disable_cpu_fallback,
+                      soc_model=cfg.soc_model, htp_arch=cfg.htp_arch)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
 def _onnx_file(artifact: Artifact) -> str:
@@ -172,7 +194,8 @@ def qdq_summary(proto) -> dict:
 def _fix_dynamic_dims(proto, shape: list[int]) -> list[str]:
     """Pin symbolic input dims to the recipe's example shape (HTP compiles static graphs)."""
     fixed = []
-    values = [(v, len(shape)) for v in proto.graph.input] + [(v, 1) for v in proto.graph.output]  # outputs: batch only
+    # Inputs: every dim; outputs: the batch only.
+    values = [(v, len(shape)) for v in proto.graph.input] + [(v, 1) for v in proto.graph.output]
     for value, upto in values:
         for i, dim in enumerate(value.type.tensor_type.shape.dim):
             if dim.dim_param and i < upto:

@@ -19,12 +19,17 @@ GPU_PROVIDERS = ("MIGraphXExecutionProvider", "ROCMExecutionProvider")
 class RocmConfig(CompileBase):
     target: Literal["rocm"] = "rocm"
     precision: Literal["fp16", "fp32"] | None = Field(  # type: ignore[assignment]
-        default=None, description="fp16 (default; fp32 I/O) or fp32. int8: a `quantize:` section (QDQ is kept as it is)."
+        default=None,
+        description="fp16 (default; fp32 I/O) or fp32. int8: a `quantize:` section (QDQ is kept as it is).",
     )
     keep_io_types: bool = Field(default=True, description="Keep fp32 inputs/outputs around the fp16 graph.")
-    op_block_list: list[str] = Field(default_factory=list, description="Op types kept in fp32 (e.g. numerically touchy ones).")
+    op_block_list: list[str] = Field(
+        default_factory=list, description="Op types kept in fp32 (e.g. numerically touchy ones)."
+    )
     node_block_list: list[str] = Field(default_factory=list, description="Node names kept in fp32.")
-    provider: Literal["migraphx", "rocm"] = Field(default="migraphx", description="The EP the artifact is meant for.")
+    provider: Literal["migraphx", "rocm"] = Field(
+        default="migraphx", description="The EP the artifact is meant for."
+    )
 
 
 class RocmTarget(Target):
@@ -36,6 +41,7 @@ class RocmTarget(Target):
     quant_scheme = "fp16"
     int8_scheme = "ort-qdq"
     description = "fp16 ONNX for ONNX Runtime MIGraphX/ROCm (checked on ORT CPU without an AMD GPU)"
+    runtime_name = "onnxruntime-migraphx"  # onnxruntime-cpu on a machine without an AMD GPU
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime"]
@@ -71,25 +77,29 @@ class RocmTarget(Target):
         qdq = qdq_precision(proto)
         if qdq and setting == "fp16":
             # fp16 conversion would turn the Q/DQ scales into fp16, which DequantizeLinear rejects.
-            ctx.warn(f"the input is already {qdq} QDQ (from the quantize stage): kept as it is, not converted to fp16")
+            ctx.warn(f"the input is already {qdq} QDQ (from the quantize stage): kept as it is, not "
+                     "converted to fp16")
         if setting == "fp16" and not already and not qdq:
             from vopt.quant.fp16 import convert_to_fp16
 
             try:
                 proto, _ = convert_to_fp16(
-                    proto, keep_io_types=cfg.keep_io_types, op_block=cfg.op_block_list, node_block=cfg.node_block_list
+                    proto, keep_io_types=cfg.keep_io_types, op_block=cfg.op_block_list,
+                    node_block=cfg.node_block_list,
                 )
             except Exception as exc:
-                raise BuildError(f"fp16 conversion failed: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
+                first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                raise BuildError(f"fp16 conversion failed: {first}", stage="compile") from exc
         precision = effective_precision(artifact, setting, built=qdq)
-        set_onnx_metadata(proto, artifact_metadata(artifact, ctx.recipe.name, self.name, precision))
+        set_onnx_metadata(proto, artifact_metadata(artifact, ctx.build_name, self.name, precision))
         path = ctx.out("model.onnx")
         onnx.save(proto, str(path))
         fp16 = _float16_tensors(proto)
         io_types = sorted({onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
                            for v in [*proto.graph.input, *proto.graph.output]})
         ctx.report.update(fp16_initializers=fp16, io_types=io_types, provider=cfg.provider,
-                          summary=f"{precision}, {fp16} fp16 initializers, I/O {'/'.join(io_types)}, for {cfg.provider}")
+                          summary=f"{precision}, {fp16} fp16 initializers, I/O {'/'.join(io_types)}, "
+                          f"for {cfg.provider}")
         return artifact.derive(path, format="onnx", meta={"precision": precision})
 
     def runner(self, artifact: Artifact, cfg: RocmConfig) -> Runner | Unavailable:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -17,18 +17,21 @@ from vopt.targets.base import CompileBase, Runner, Target, Unavailable
 
 TrtPrecision = Literal["fp32", "fp16", "bf16", "int8"]
 
-NO_TENSORRT = ("the 'tensorrt' package is not installed; its real wheel comes from NVIDIA's index (pypi.nvidia.com) "
-               "and needs an NVIDIA GPU with a driver: pip install 'vopt[tensorrt]' on such a machine")
+NO_TENSORRT = ("the 'tensorrt' package is not installed; its real wheel comes from NVIDIA's index "
+               "(pypi.nvidia.com) and needs an NVIDIA GPU with a driver: pip install 'vopt[tensorrt]' on "
+               "such a machine")
 
 
 class TensorRtConfig(CompileBase):
     target: Literal["tensorrt"] = "tensorrt"
     precision: TrtPrecision | list[TrtPrecision] | None = Field(  # type: ignore[assignment]
-        default=None, description="Builder precision flags, e.g. [fp16, int8]; int8 uses the Q/DQ from the quantize stage."
+        default=None,
+        description="Builder precision flags, e.g. [fp16, int8]; int8 uses the Q/DQ from the quantize stage.",
     )
     workspace_gb: float = Field(default=4.0, gt=0, description="Builder workspace memory limit in GiB.")
     timing_cache: str | None = Field(
-        default=None, description="Persistent timing cache file; default: <vopt cache>/tensorrt/timing-<trt>-<sm>.cache."
+        default=None,
+        description="Persistent timing cache file; default: <vopt cache>/tensorrt/timing-<trt>-<sm>.cache.",
     )
     profiles: dict[str, list[list[int]]] | None = Field(
         default=None, description="Explicit optimization profiles {input: [min, opt, max] shapes}; "
@@ -46,6 +49,8 @@ class TensorRtTarget(Target):
     default_precision = "fp16"
     quant_scheme = "trt-qdq"  # symmetric s8 Q/DQ
     description = "TensorRT engine (NVIDIA GPU)"
+    runtime_name = "tensorrt"
+    has_onnx_check = True
 
     def tool_versions(self) -> list[str]:
         return ["tensorrt"]
@@ -67,7 +72,8 @@ class TensorRtTarget(Target):
 
         cc = gpu_compute_capability()
         if cc is None:
-            return False, "no NVIDIA GPU (nvidia-smi not found or reports none): engines cannot be built or run here"
+            return False, ("no NVIDIA GPU (nvidia-smi not found or reports none): engines cannot be built or "
+                           "run here")
         return True, f"NVIDIA GPU, compute capability {cc}"
 
     def precision(self, cfg: TensorRtConfig) -> str:
@@ -77,29 +83,35 @@ class TensorRtTarget(Target):
         p = cfg.precision or self.default_precision
         return [p] if isinstance(p, str) else list(p)
 
-    def profiles(self, cfg: TensorRtConfig, recipe) -> dict[str, list[list[int]]]:
+    def profiles(self, cfg: TensorRtConfig, model_input: Any) -> dict[str, list[list[int]]]:
+        """`compile.profiles`, else from the recipe's model input (vopt.recipe.sections.model.InputSpec)."""
         from vopt.runtimes.tensorrt import profiles_from_dynamic
 
         if cfg.profiles:
             return cfg.profiles
-        inp = recipe.model.input
-        # Without `model.input.dynamic`, a dynamic-batch export gets a one-shape profile: the recipe's example shape.
+        inp = model_input
+        # Without `model.input.dynamic`, a dynamic-batch export gets a one-shape profile: the example shape.
         return profiles_from_dynamic(inp.name, inp.shape, inp.dynamic) or {inp.name: [list(inp.shape)] * 3}
 
-    def check(self, artifact: Artifact, cfg: TensorRtConfig, recipe) -> dict:
+    def check_onnx(self, path: str) -> dict[str, Any]:
+        from vopt.runtimes.tensorrt import readiness
+
+        return readiness(path)
+
+    def check(self, artifact: Artifact, cfg: TensorRtConfig, model_input: Any) -> dict:
         """The readiness check alone (no GPU): what `compile` runs before it calls the builder."""
         from vopt.runtimes.tensorrt import readiness
 
         self.check_format(artifact)
-        profiles = self.profiles(cfg, recipe)
+        profiles = self.profiles(cfg, model_input)
         report = readiness(artifact.path, profiles)
         report["profiles"] = profiles
         flags = self.flags(cfg)
         has_qdq = "QuantizeLinear" in report["op_types"]
         if "int8" in flags and not has_qdq:
             report["findings"].append({"level": "warning", "check": "qdq", "nodes": None, "message":
-                                       "int8 flag without Q/DQ nodes: TensorRT 10 has no implicit calibration here; "
-                                       "add a `quantize:` section (trt-qdq scheme)"})
+                                       "int8 flag without Q/DQ nodes: TensorRT 10 has no implicit "
+                                       "calibration here; add a `quantize:` section (trt-qdq scheme)"})
             report["warnings"] += 1
         if has_qdq and "int8" not in flags:
             flags.append("int8")
@@ -110,15 +122,15 @@ class TensorRtTarget(Target):
     def compile(self, artifact: Artifact, cfg: TensorRtConfig, ctx) -> Artifact:
         from vopt.runtimes.tensorrt import build_engine, engine_name, gpu_compute_capability
 
-        report = self.check(artifact, cfg, ctx.recipe)
+        report = self.check(artifact, cfg, ctx.model_input)
         ctx.report["readiness"] = report
         errors = [f for f in report["findings"] if f["level"] == "error"]
         for f in report["findings"]:
             if f["level"] == "warning":
                 ctx.warn(f"tensorrt readiness: {f['message']}")
         if errors and cfg.strict:
-            raise BuildError(f"the ONNX is not ready for TensorRT ({len(errors)} problem(s))", stage="compile",
-                             lines=[f"{f['check']}: {f['message']}" for f in errors])
+            raise BuildError(f"the ONNX is not ready for TensorRT ({len(errors)} problem(s))",
+                             stage="compile", lines=[f"{f['check']}: {f['message']}" for f in errors])
         if importlib.util.find_spec("tensorrt") is None:
             raise BackendUnavailable(f"readiness check passed; engine build skipped: {NO_TENSORRT}")
         cc = gpu_compute_capability()
@@ -128,24 +140,28 @@ class TensorRtTarget(Target):
 
         from vopt.pipeline.cache import default_cache_dir
 
-        cache = Path(cfg.timing_cache) if cfg.timing_cache else default_cache_dir() / "tensorrt" / f"timing-{trt.__version__}-{cc}.cache"
+        default_cache = default_cache_dir() / "tensorrt" / f"timing-{trt.__version__}-{cc}.cache"
+        cache = Path(cfg.timing_cache) if cfg.timing_cache else default_cache
         out_dir = ctx.out("tensorrt_engine")  # the engine plus its metadata file
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / engine_name(trt.__version__, cc)
         try:
             built = build_engine(artifact.path, path, flags=report["flags"], workspace_gb=cfg.workspace_gb,
-                                 profiles=self.profiles(cfg, ctx.recipe), timing_cache=cache)
+                                 profiles=report["profiles"], timing_cache=cache)
         except Exception as exc:
-            raise BuildError(f"TensorRT engine build failed: {str(exc).splitlines()[0][:300]}", stage="compile") from exc
-        meta = self.metadata(artifact, report["flags"], ctx.recipe.name)
+            first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            raise BuildError(f"TensorRT engine build failed: {first}", stage="compile") from exc
+        meta = self.metadata(artifact, report["flags"], ctx.build_name)
         (out_dir / "vopt_metadata.json").write_text(json.dumps(meta, indent=1))
+        flags = "+".join(report["flags"])
         ctx.report.update(built, compute_capability=cc,
-                          summary=f"TensorRT {trt.__version__} engine for {cc}, flags {'+'.join(report['flags'])}")
-        return artifact.derive(out_dir, format="tensorrt-engine", meta={"precision": meta["vopt.precision"]})
+                          summary=f"TensorRT {trt.__version__} engine for {cc}, flags {flags}")
+        return artifact.derive(out_dir, format="tensorrt-engine",
+                               meta={"precision": meta["vopt.precision"]})
 
     def metadata(self, artifact: Artifact, flags: list[str], recipe_name: str) -> dict[str, str]:
-        """Engines have no metadata slot: this goes into vopt_metadata.json beside the engine. The precision is
-        the builder flags really used, with the int8 that check() adds for a Q/DQ model."""
+        """Engines have no metadata slot: this goes into vopt_metadata.json beside the engine. The precision
+        is the builder flags really used, with the int8 that check() adds for a Q/DQ model."""
         from vopt.targets.metadata import artifact_metadata, effective_precision
 
         precision = effective_precision(artifact, "+".join(flags))

@@ -18,11 +18,19 @@ class WebGpuConfig(CompileBase):
     precision: Literal["fp16", "fp32", "int8"] | None = Field(
         default=None, description="fp16 (default; fp32 I/O), fp32, or int8 QDQ (made by a quantize: section)."
     )
-    static_shapes: bool = Field(default=False, description="Fix free input dimensions (e.g. batch) to the recipe's input shape.")
-    keep_io_types: bool = Field(default=True, description="fp16: keep fp32 inputs and outputs, so the page feeds Float32Arrays.")
+    static_shapes: bool = Field(
+        default=False, description="Fix free input dimensions (e.g. batch) to the recipe's input shape."
+    )
+    keep_io_types: bool = Field(
+        default=True, description="fp16: keep fp32 inputs and outputs, so the page feeds Float32Arrays."
+    )
     fp16_block_ops: list[str] = Field(default_factory=list, description="fp16: op types kept in fp32.")
-    max_size_mb: float = Field(default=2047.0, gt=0, description="Fail when the single .onnx file is bigger than this.")
-    fail_on_fallback: bool = Field(default=False, description="Fail when an op is not in the WebGPU EP's table.")
+    max_size_mb: float = Field(
+        default=2047.0, gt=0, description="Fail when the single .onnx file is bigger than this."
+    )
+    fail_on_fallback: bool = Field(
+        default=False, description="Fail when an op is not in the WebGPU EP's table."
+    )
 
 
 class WebGpuTarget(Target):
@@ -34,6 +42,9 @@ class WebGpuTarget(Target):
     quant_scheme = "fp16"  # fp16 with fp32 I/O; int8 QDQ only when a recipe asks for it
     int8_scheme = "ort-qdq"
     description = "onnxruntime-web WebGPU EP (verified in headless Chromium)"
+    runtime_name = "browser-wasm"  # validation runs on wasm; `validate: {runtime: browser}` adds WebGPU
+    emulated = "the browser runs here on SwiftShader/wasm, not on a GPU: timings would not reflect the device"
+    browser = True
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime", "onnxsim"]  # web compile folds shapes with onnxsim
@@ -42,13 +53,16 @@ class WebGpuTarget(Target):
         from vopt.runtimes.browser import missing
 
         reason = missing()
-        return (False, reason) if reason else (True, "headless Chromium (WebGPU through SwiftShader when no GPU)")
+        if reason:
+            return False, reason
+        return True, "headless Chromium (WebGPU through SwiftShader when no GPU)"
 
     def compile(self, artifact, cfg: WebGpuConfig, ctx):
         from vopt.web.compile import WebCompile, compile_web
 
         job = WebCompile(
-            target=self.name, ep="webgpu", precision=self.precision(cfg), static_shapes=cfg.static_shapes,
+            target=self.name, ep="webgpu", ep_label="WebGPU", precision=self.precision(cfg),
+            static_shapes=cfg.static_shapes,
             keep_io_types=cfg.keep_io_types, fp16_block_ops=cfg.fp16_block_ops, max_size_mb=cfg.max_size_mb,
             fail_on_fallback=cfg.fail_on_fallback,
         )

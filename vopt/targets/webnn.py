@@ -17,11 +17,17 @@ from vopt.targets.base import CompileBase, Runner, Target, Unavailable
 
 class WebNnConfig(CompileBase):
     target: Literal["webnn"] = "webnn"
-    precision: Literal["fp16", "fp32"] | None = Field(default=None, description="fp16 (default; fp32 I/O) or fp32.")
+    precision: Literal["fp16", "fp32"] | None = Field(
+        default=None, description="fp16 (default; fp32 I/O) or fp32."
+    )
     keep_io_types: bool = Field(default=True, description="fp16: keep fp32 inputs and outputs.")
     fp16_block_ops: list[str] = Field(default_factory=list, description="fp16: op types kept in fp32.")
-    max_size_mb: float = Field(default=2047.0, gt=0, description="Fail when the single .onnx file is bigger than this.")
-    fail_on_fallback: bool = Field(default=False, description="Fail when an op is not in the WebNN EP's table.")
+    max_size_mb: float = Field(
+        default=2047.0, gt=0, description="Fail when the single .onnx file is bigger than this."
+    )
+    fail_on_fallback: bool = Field(
+        default=False, description="Fail when an op is not in the WebNN EP's table."
+    )
 
 
 class WebNnTarget(Target):
@@ -34,6 +40,11 @@ class WebNnTarget(Target):
     int8_scheme = "ort-qdq"
     static_shapes = True  # read by the export stage: no dynamic axes
     description = "onnxruntime-web WebNN EP (static shapes; checked on wasm in headless Chromium)"
+    runtime_name = "browser-wasm"
+    emulated = "WebNN runs here only on wasm: timings would not reflect the device"
+    browser = True
+    browser_note = ("WebNN artifact: checked on wasm with the same static shapes (no WebNN context in "
+                    "Chromium on Linux)")
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime", "onnxsim"]  # web compile folds shapes with onnxsim
@@ -50,7 +61,7 @@ class WebNnTarget(Target):
         from vopt.web.compile import WebCompile, compile_web
 
         job = WebCompile(
-            target=self.name, ep="webnn", precision=self.precision(cfg), static_shapes=True,
+            target=self.name, ep="webnn", ep_label="WebNN", precision=self.precision(cfg), static_shapes=True,
             keep_io_types=cfg.keep_io_types, fp16_block_ops=cfg.fp16_block_ops, max_size_mb=cfg.max_size_mb,
             fail_on_fallback=cfg.fail_on_fallback,
         )

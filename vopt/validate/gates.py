@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import operator
-import re
 from typing import Any
 
 from vopt.errors import RecipeError
+from vopt.recipe.sections.base import CONDITION
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
-_COND = re.compile(r"^\s*(>=|<=|==|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
 # For metrics reported per output, the gate checks the worst output.
 LOWER_IS_BETTER = {"max_abs_diff", "kl_divergence", "mean_abs_diff"}
 
 
 def parse_condition(cond: str, where: str = "gates") -> tuple[str, float]:
-    m = _COND.match(str(cond))
+    m = CONDITION.match(str(cond))
     if not m:
         raise RecipeError(f"{where}: bad condition '{cond}': use e.g. '>=0.99' or '<1e-3'")
     return m.group(1), float(m.group(2))
@@ -26,14 +25,16 @@ def worst(metric: str, values: list[float]) -> float:
 
 
 def lookup(metric: str, metrics: dict[str, Any]) -> float | None:
-    """`cosine` takes the worst over outputs; `logits.cosine` picks one output; top-level numbers match directly."""
+    """`cosine` takes the worst over outputs; `logits.cosine` picks one output; top-level numbers match
+    directly."""
     if metric in metrics and isinstance(metrics[metric], (int, float)):
         return float(metrics[metric])
     if "." in metric:
         out_name, _, name = metric.partition(".")
         value = metrics.get("outputs", {}).get(out_name, {}).get(name)
         return None if value is None else float(value)
-    values = [m[metric] for m in metrics.get("outputs", {}).values() if isinstance(m.get(metric), (int, float))]
+    outputs = metrics.get("outputs", {}).values()
+    values = [m[metric] for m in outputs if isinstance(m.get(metric), (int, float))]
     return worst(metric, values) if values else None
 
 
@@ -46,6 +47,7 @@ def evaluate(gates: dict[str, str], metrics: dict[str, Any]) -> list[dict[str, A
             known = sorted({k for m in metrics.get("outputs", {}).values() for k in m} | set(metrics))
             raise RecipeError(f"gates.{metric}: no such metric was measured; measured: {', '.join(known)}")
         results.append(
-            {"metric": metric, "value": value, "condition": cond, "threshold": threshold, "passed": bool(_OPS[op](value, threshold))}
+            {"metric": metric, "value": value, "condition": cond, "threshold": threshold,
+             "passed": bool(_OPS[op](value, threshold))}
         )
     return results

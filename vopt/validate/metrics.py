@@ -10,7 +10,9 @@ def _flat(a: np.ndarray) -> np.ndarray:
 
 
 def max_abs_diff(ref: np.ndarray, out: np.ndarray) -> float:
-    return float(np.max(np.abs(np.asarray(ref, np.float64) - np.asarray(out, np.float64)))) if np.size(ref) else 0.0
+    if not np.size(ref):
+        return 0.0
+    return float(np.max(np.abs(np.asarray(ref, np.float64) - np.asarray(out, np.float64))))
 
 
 def cosine(ref: np.ndarray, out: np.ndarray) -> float:

@@ -24,7 +24,8 @@ def torch_outputs(model: Any, family: Any, images: np.ndarray, batch: int = 8) -
     return {k: np.concatenate(v) for k, v in collected.items()}
 
 
-def compare_outputs(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def compare_outputs(ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
+                    skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """Per-output parity. Outputs in `skip` are per-query detection outputs whose order is not stable (top-k):
     they are compared as matched detections (each reference query paired with its nearest artifact query)."""
     out, moved = align_queries(ref, out, skip)
@@ -62,14 +63,16 @@ def align_queries(
 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Reorder the artifact's queries ([batch, queries, ...] outputs) to pair one-to-one with the reference's.
     All `names` share the query axis, so they are matched jointly (e.g. class logits with boxes)."""
-    group = [n for n in names if n in ref and n in out and np.ndim(ref[n]) >= 2 and np.shape(ref[n]) == np.shape(out[n])]
+    group = [n for n in names
+             if n in ref and n in out and np.ndim(ref[n]) >= 2 and np.shape(ref[n]) == np.shape(out[n])]
     if not group or len({np.shape(ref[n])[:2] for n in group}) != 1:
         return out, {}
     batch, queries = np.shape(ref[group[0]])[:2]
     scales = {n: float(np.std(ref[n])) or 1.0 for n in group}
 
     def feats(src: dict[str, np.ndarray], b: int) -> np.ndarray:
-        return np.concatenate([np.asarray(src[n][b], np.float64).reshape(queries, -1) / scales[n] for n in group], axis=1)
+        parts = [np.asarray(src[n][b], np.float64).reshape(queries, -1) / scales[n] for n in group]
+        return np.concatenate(parts, axis=1)
 
     aligned = dict(out)
     perms = []
@@ -103,14 +106,17 @@ def _assign(cost: np.ndarray) -> np.ndarray:
         return perm
 
 
-def compare_with_torch(model: Any, family: Any, artifact: Any, *, samples: int, data: Any, ctx: Any) -> dict[str, Any]:
+def compare_with_torch(model: Any, family: Any, artifact: Any, *, samples: int, data: Any,
+                       ctx: Any) -> dict[str, Any]:
     """Export parity: ONNX Runtime on the artifact vs PyTorch on the same real images."""
     from vopt.datasets.images import describe, load_batch
     from vopt.runtimes.ort import run_batches, runner
 
     images = load_batch(data, artifact.preprocess, samples)
-    static = artifact.io.inputs[0].shape[0] if artifact.io.inputs and isinstance(artifact.io.inputs[0].shape[0], int) else None
-    # A static-batch artifact usually comes from a static-batch module (e.g. a .pt2 program): feed it the same.
+    batch_dim = artifact.io.inputs[0].shape[0] if artifact.io.inputs else None
+    static = batch_dim if isinstance(batch_dim, int) else None
+    # A static-batch artifact usually comes from a static-batch module (e.g. a .pt2 program): feed it the
+    # same.
     ref = torch_outputs(model, family, images, batch=static or 8)
     run = runner(artifact.path)
     out = run_batches(run, artifact.io.inputs[0].name, [images], static_batch=static)

@@ -14,16 +14,18 @@ from vopt.validate.reference import compare_outputs, torch_outputs
 from vopt.validate.tasks import task_metrics
 
 
-def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) -> dict[str, Any]:
+def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg: Any,
+                      ctx: Any) -> dict[str, Any]:
+    """`compile_cfg` is the target's typed Config (the recipe's `compile:` section): its runner's settings."""
     from vopt.datasets.images import describe, iter_batches, list_images, sample_files
     from vopt.models.resolve import family_of, load_module
     from vopt.runtimes.ort import run_batches
 
     family = family_of(artifact)
-    cfg = ctx.target.Config.model_validate(ctx.recipe.compile.model_dump())
-    run = ctx.target.runner(artifact, cfg)
+    run = ctx.target.runner(artifact, compile_cfg)
     files = sample_files(list_images(section.data), section.samples, section.seed)
-    images = np.concatenate(list(iter_batches(files, artifact.preprocess, batch=8, augment_seed=section.seed)))
+    stream = iter_batches(files, artifact.preprocess, batch=8, augment_seed=section.seed)
+    images = np.concatenate(list(stream))
     report: dict[str, Any] = {
         "images": describe(section.data),
         "samples": len(images),
@@ -36,7 +38,8 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) ->
         if section.gates:
             ctx.warn(f"gates not checked ({', '.join(section.gates)}): the artifact could not run here")
         return report
-    reference_artifact = ctx.artifacts.get("load") if section.reference == "original" else _exported_source(ctx)
+    original = section.reference == "original"
+    reference_artifact = ctx.artifacts.get("load") if original else _exported_source(ctx)
     if reference_artifact is None or reference_artifact.format not in ("torch-module", "onnx"):
         report.update(status="no reference", summary="no reference model to compare with")
         if section.gates:
@@ -66,7 +69,8 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) ->
                 run.close()
     metrics = compare_outputs(ref, out, skip=family.unordered_outputs)
     spread = _output_spread(ref)
-    report.update(status="ok", runtime=run.runtime, runtime_info=run.info, metrics=metrics["outputs"], reference=section.reference)
+    report.update(status="ok", runtime=run.runtime, runtime_info=run.info, metrics=metrics["outputs"],
+                  reference=section.reference)
     report["reference_spread"] = spread
     tm, notes = task_metrics(artifact.meta.get("task"), family, ref, out, section.score_threshold)
     report["task_metrics"] = tm

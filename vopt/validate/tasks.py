@@ -11,7 +11,8 @@ HEADLINE = ("top1_agreement", "box_agreement", "miou", "centered_cosine", "cosin
 
 
 def task_metrics(
-    task: str | None, family: Any, ref: dict[str, np.ndarray], out: dict[str, np.ndarray], score_threshold: float
+    task: str | None, family: Any, ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
+    score_threshold: float,
 ) -> tuple[dict[str, Any], list[str]]:
     """Top-level metrics for gates (e.g. `top1_agreement`), and notes on what could not be measured."""
     notes: list[str] = []
@@ -58,7 +59,8 @@ def headline(validation: dict[str, Any] | None) -> tuple[str, float] | None:
             return name, float(task[name])
     outputs = validation.get("metrics") or {}
     for name in HEADLINE:
-        values = [m[name] for m in outputs.values() if isinstance(m, dict) and isinstance(m.get(name), (int, float))]
+        values = [m[name] for m in outputs.values()
+                  if isinstance(m, dict) and isinstance(m.get(name), (int, float))]
         if values:
             return name, float(min(values))
     return None

@@ -17,6 +17,7 @@ PROTOBUF_LIMIT_MB = 2047.0
 class WebCompile:
     target: str  # webgpu | webnn
     ep: str  # the onnxruntime-web EP whose op table the model is checked against
+    ep_label: str  # how messages name that EP ("WebGPU")
     precision: str  # fp32 | fp16 | int8
     static_shapes: bool
     keep_io_types: bool = True
@@ -36,15 +37,15 @@ def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
                          f"({artifact.file.name})",
                          stage="compile")
     proto = onnx.load(artifact.path)  # pulls in any external data: the browser gets one file
-    free_dims = _fix_shapes(proto, ctx.recipe.model.input.shape) if job.static_shapes else {}
+    free_dims = _fix_shapes(proto, ctx.model_input.shape) if job.static_shapes else {}
     if job.static_shapes and not free_dims:
         # Exported static already: record what a page loading a dynamic variant must pin (vopt names its
         # axes so).
-        free_dims = _named_axes(ctx.recipe.model.input)
+        free_dims = _named_axes(ctx.model_input)
     built, precision_note = _apply_precision(proto, artifact, job, ctx)
     precision = effective_precision(artifact, job.precision, built=built)
     ops = check_model(proto, job.ep)
-    meta = artifact_metadata(artifact, ctx.recipe.name, job.target, precision)
+    meta = artifact_metadata(artifact, ctx.build_name, job.target, precision)
     meta.update({
         "vopt.web.ep": job.ep,
         "vopt.web.freeDimensionOverrides": json.dumps(free_dims),
@@ -60,7 +61,7 @@ def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
                          stage="compile")
     path.write_bytes(data)
 
-    ep_name = {"webgpu": "WebGPU", "webnn": "WebNN"}[job.ep]
+    ep_name = job.ep_label
     if ops["fallback_ops"]:
         listed = ", ".join(f"{op} x{n}" for op, n in ops["fallback_ops"].items())
         message = (f"{ops['fallback_nodes']} of {ops['nodes']} nodes are not in the {ep_name} EP's op table "

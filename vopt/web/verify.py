@@ -1,4 +1,5 @@
-"""`vopt verify ARTIFACT --browser`: run an ONNX artifact in headless Chromium and compare with a reference."""
+"""`vopt verify ARTIFACT --browser`: run an ONNX artifact in headless Chromium and compare with a
+reference."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ def resolve_artifact(path: Path) -> tuple[Path, Path | None]:
     if path.is_dir():
         model = path / "model.onnx"
         if not model.is_file():
-            raise RecipeError(f"{path}: no model.onnx in this build directory (only ONNX artifacts run in a browser)")
+            raise RecipeError(
+                f"{path}: no model.onnx in this build directory (only ONNX artifacts run in a browser)"
+            )
         return model, path if (path / "manifest.json").is_file() else None
     if not path.is_file():
         raise RecipeError(f"{path}: no such file")
@@ -37,7 +40,9 @@ def read_meta(model: Path) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
 
 
-def inputs_for(model: Path, meta: dict[str, str], data: str | None, samples: int, seed: int) -> tuple[str, np.ndarray, int | None]:
+def inputs_for(
+    model: Path, meta: dict[str, str], data: str | None, samples: int, seed: int
+) -> tuple[str, np.ndarray, int | None]:
     """Real images preprocessed by the artifact's own contract (vopt.preprocess metadata)."""
     import onnx
 
@@ -47,7 +52,11 @@ def inputs_for(model: Path, meta: dict[str, str], data: str | None, samples: int
     inits = {t.name for t in proto.graph.initializer}
     first = next(i for i in proto.graph.input if i.name not in inits)
     dims = [d.dim_param or int(d.dim_value) for d in first.type.tensor_type.shape.dim]
-    pre = Preprocess.model_validate(json.loads(meta["vopt.preprocess"])) if "vopt.preprocess" in meta else Preprocess()
+    pre = (
+        Preprocess.model_validate(json.loads(meta["vopt.preprocess"]))
+        if "vopt.preprocess" in meta
+        else Preprocess()
+    )
     if len(dims) == 4 and all(isinstance(d, int) and d > 0 for d in dims[2:]):
         pre.size = [int(dims[2]), int(dims[3])]
     images = load_batch(data, pre, samples, seed)
@@ -55,9 +64,16 @@ def inputs_for(model: Path, meta: dict[str, str], data: str | None, samples: int
     return first.name, images, static
 
 
-def reference_outputs(reference: Path | None, build_dir: Path | None, model: Path, name: str, images: np.ndarray,
-                      static: int | None) -> tuple[dict[str, np.ndarray], str]:
-    """PyTorch from a recipe or build directory, or ONNX Runtime (Python, CPU) on a reference .onnx or the artifact."""
+def reference_outputs(
+    reference: Path | None,
+    build_dir: Path | None,
+    model: Path,
+    name: str,
+    images: np.ndarray,
+    static: int | None,
+) -> tuple[dict[str, np.ndarray], str]:
+    """PyTorch from a recipe or build directory, or ONNX Runtime (Python, CPU) on a reference .onnx or the
+    artifact."""
     from vopt.runtimes.ort import run_batches, runner
 
     source = reference or build_dir
@@ -66,7 +82,9 @@ def reference_outputs(reference: Path | None, build_dir: Path | None, model: Pat
     onnx_ref = source if source is not None and source.suffix == ".onnx" else model
     run = runner(onnx_ref)
     label = "the artifact itself" if onnx_ref == model else str(onnx_ref)
-    return run_batches(run, name, [images], static_batch=static), f"onnxruntime {run.info['onnxruntime']} (Python, CPU EP) on {label}"
+    return run_batches(
+        run, name, [images], static_batch=static
+    ), f"onnxruntime {run.info['onnxruntime']} (Python, CPU EP) on {label}"
 
 
 def _torch_reference(source: Path, images: np.ndarray) -> tuple[dict[str, np.ndarray], str]:
@@ -77,7 +95,9 @@ def _torch_reference(source: Path, images: np.ndarray) -> tuple[dict[str, np.nda
     if source.is_dir():
         manifest = source / "manifest.json"
         if not manifest.is_file():
-            raise RecipeError(f"{source}: no manifest.json, so no recipe to rebuild the PyTorch reference from")
+            raise RecipeError(
+                f"{source}: no manifest.json, so no recipe to rebuild the PyTorch reference from"
+            )
         recipe = Recipe.model_validate(json.loads(manifest.read_text())["recipe"]["resolved"])
         label = f"PyTorch model of build {source}"
     else:
@@ -91,8 +111,17 @@ def _torch_reference(source: Path, images: np.ndarray) -> tuple[dict[str, np.nda
     return torch_outputs(loaded.module, loaded.family, images), label
 
 
-def verify(artifact: Path, *, reference: Path | None, eps: list[str], data: str | None, samples: int, seed: int,
-           min_cosine: float | None, max_abs_diff: float | None) -> dict[str, Any]:
+def verify(
+    artifact: Path,
+    *,
+    reference: Path | None,
+    eps: list[str],
+    data: str | None,
+    samples: int,
+    seed: int,
+    min_cosine: float | None,
+    max_abs_diff: float | None,
+) -> dict[str, Any]:
     from vopt.runtimes.browser import require, run_eps
     from vopt.validate.reference import compare_outputs
 
@@ -103,24 +132,38 @@ def verify(artifact: Path, *, reference: Path | None, eps: list[str], data: str 
     floor = min_cosine if min_cosine is not None else MIN_COSINE.get(precision, 0.99)
     name, images, static = inputs_for(model, meta, data, samples, seed)
     ref, ref_label = reference_outputs(reference, build_dir, model, name, images, static)
-    results = run_eps(model, [images[i : i + 1] for i in range(len(images))], name, eps=tuple(eps), static_batch=static)
+    results = run_eps(
+        model, [images[i : i + 1] for i in range(len(images))], name, eps=tuple(eps), static_batch=static
+    )
     report: dict[str, Any] = {
-        "artifact": str(model), "precision": precision, "target": meta.get("vopt.target"), "reference": ref_label,
-        "samples": len(images), "min_cosine": floor, "max_abs_diff": max_abs_diff, "eps": {},
+        "artifact": str(model),
+        "precision": precision,
+        "target": meta.get("vopt.target"),
+        "reference": ref_label,
+        "samples": len(images),
+        "min_cosine": floor,
+        "max_abs_diff": max_abs_diff,
+        "eps": {},
     }
-    if meta.get("vopt.target") == "webnn":
-        report["note"] = "WebNN artifact: checked on wasm with the same static shapes (no WebNN context in Chromium on Linux)"
+    note = _browser_note(meta.get("vopt.target"))
+    if note:
+        report["note"] = note
     failures = []
     for ep, res in results.items():
         entry = {k: v for k, v in res.items() if k != "outputs"}
         if res["status"] == "ok":
             m = compare_outputs(ref, res["outputs"])
             entry.update(metrics=m["outputs"], cosine=m["worst_cosine"], max_abs_diff=m["worst_max_abs_diff"])
-            bad = m["worst_cosine"] < floor or (max_abs_diff is not None and m["worst_max_abs_diff"] > max_abs_diff)
+            bad = m["worst_cosine"] < floor or (
+                max_abs_diff is not None and m["worst_max_abs_diff"] > max_abs_diff
+            )
             entry["passed"] = not bad
             if bad:
-                failures.append(f"{ep}: cosine {m['worst_cosine']:.6f} (floor {floor}), max abs diff {m['worst_max_abs_diff']:.3g}"
-                                + (f" (limit {max_abs_diff:g})" if max_abs_diff is not None else ""))
+                failures.append(
+                    f"{ep}: cosine {m['worst_cosine']:.6f} (floor {floor}), "
+                    f"max abs diff {m['worst_max_abs_diff']:.3g}"
+                    + (f" (limit {max_abs_diff:g})" if max_abs_diff is not None else "")
+                )
         elif res["status"] == "failed":
             failures.append(f"{ep}: {res['reason']}")
         report["eps"][ep] = entry
@@ -130,9 +173,21 @@ def verify(artifact: Path, *, reference: Path | None, eps: list[str], data: str 
     return report
 
 
+def _browser_note(target: str | None) -> str | None:
+    """What the artifact's own target says a browser check here cannot show."""
+    from vopt.registry import TARGETS, get_target
+
+    return get_target(target).browser_note if target in TARGETS else None
+
+
 def raise_for(report: dict[str, Any]) -> None:
     if report["failures"]:
-        raise GateFailed(f"the browser output does not match the reference ({report['reference']})", lines=report["failures"])
+        raise GateFailed(
+            f"the browser output does not match the reference ({report['reference']})",
+            lines=report["failures"],
+        )
     if not report["verified_eps"]:
         reasons = [f"{ep}: {e.get('reason', e['status'])}" for ep, e in report["eps"].items()]
-        raise BackendUnavailable("no requested execution provider could verify the artifact here", lines=reasons)
+        raise BackendUnavailable(
+            "no requested execution provider could verify the artifact here", lines=reasons
+        )

@@ -126,6 +126,19 @@ def get_family(name: str) -> Family:
     return fams[name]()
 
 
+def family_for_task(family: Family, task: str) -> Family:
+    """The family as a model of `task`: itself, or (e.g. a ViT used as a feature extractor) the task's generic
+    family, with its outputs, carrying this family's preprocessing."""
+    if task == family.task:
+        return family
+    from vopt.models.families.generic import generic_family
+
+    generic = generic_family(task)
+    generic.mean, generic.std = family.mean, family.std  # type: ignore[misc]
+    generic.image_size, generic.resize = family.image_size, family.resize  # type: ignore[misc]
+    return generic
+
+
 def family_for(model_type: str | None, task: str | None = None) -> Family:
     """The registered family for a transformers model_type, or the generic one for the task."""
     for cls in all_families().values():

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vopt.errors import BackendUnavailable, BuildError, RecipeError
-from vopt.models.families.base import Family, family_for, get_family
+from vopt.models.families.base import Family, family_for, family_for_task, get_family
 from vopt.models.sources.base import LoadedModel, Source, load_state_dict
 
 AUTO_CLASSES = {
@@ -95,12 +95,8 @@ class HfSource(Source):
         if family.name == "generic":
             family = family_for(None, task)
             _preprocessor_defaults(family, local if local.exists() else None)
-        elif task != family.task:
-            # e.g. a ViT used as a feature extractor: the task's outputs, the family's preprocessing.
-            generic = family_for(None, task)
-            generic.mean, generic.std = family.mean, family.std  # type: ignore[misc]
-            generic.image_size, generic.resize = family.image_size, family.resize  # type: ignore[misc]
-            family = generic
+        else:
+            family = family_for_task(family, task)
         model_cls = self._model_class(family, task)
         torch.manual_seed(spec.seed)
         try:

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
+
+# A gate condition, e.g. ">=0.99" or "<1e-3": checked when the recipe loads, evaluated by vopt.validate.gates.
+CONDITION = re.compile(r"^\s*(>=|<=|==|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
 
 
 class Section(BaseModel):
@@ -13,9 +17,7 @@ class Section(BaseModel):
 
 def _check_condition(cond: str) -> str:
     """Gate conditions are checked when the recipe loads, not after an hour of work."""
-    from vopt.validate.gates import _COND
-
-    if not _COND.match(str(cond)):
+    if not CONDITION.match(str(cond)):
         raise ValueError(f"bad condition {cond!r}: use e.g. '>=0.99' or '<1e-3'")
     return cond
 
