@@ -52,6 +52,11 @@ SOURCES: dict[str, str] = {
     "torchvision": "vopt.models.sources.torchvision:TorchvisionSource",
 }
 
+# Recipe checks only a plugin can make, run when a recipe loads (file:line errors before any work).
+PLUGIN_CHECKS: dict[str, str] = {
+    "quantize": "vopt.quant.schemes:recipe_problems",  # quantize.options against the scheme's Options
+}
+
 # Family modules register themselves with @register_family when imported.
 FAMILY_MODULES: tuple[str, ...] = (
     "vopt.models.families.resnet",

@@ -133,8 +133,11 @@ _ABSENT = object()
 
 
 def _plugin_problems(recipe: Any, raw: RawRecipe) -> list[str]:
-    """Settings only a plugin can check, e.g. `quantize.options` against the chosen scheme's Options."""
-    from vopt.quant.schemes import recipe_problems
+    """Settings only a plugin can check, e.g. `quantize.options` against the chosen scheme's Options. The
+    recipe layer reaches plugins only through the registry (as the compile union reaches target Configs)."""
+    from vopt.registry import PLUGIN_CHECKS, load_object
+
+    recipe_problems = load_object(PLUGIN_CHECKS["quantize"])
 
     return [
         f"{raw.where(loc)}: {'.'.join(str(p) for p in loc)}: {msg}" for loc, msg in recipe_problems(recipe)
