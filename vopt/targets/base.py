@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -12,10 +10,9 @@ from pydantic import Field
 from vopt.recipe.sections.base import Section
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from vopt.pipeline.artifact import Artifact
     from vopt.pipeline.context import Context
+    from vopt.runtimes.base import Runner, Unavailable
 
 
 class CompileBase(Section):
@@ -25,26 +22,6 @@ class CompileBase(Section):
     precision: Literal["fp32", "fp16", "bf16", "int8", "int16", "int4"] | None = Field(
         default=None, description="Artifact precision; the target's default when omitted."
     )
-
-
-@dataclass
-class Runner:
-    """Runs an artifact on its real runtime: inputs by name in, outputs by name out."""
-
-    run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-    runtime: str
-    info: dict[str, Any] = field(default_factory=dict)
-    close: Callable[[], None] | None = None
-
-    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.run(feeds)
-
-
-@dataclass
-class Unavailable:
-    """No runtime for this artifact here, and why."""
-
-    reason: str
 
 
 class Target:
@@ -60,6 +37,11 @@ class Target:
     # The quantize stage's default scheme for this target (a name in vopt.quant.schemes.SCHEMES), or None.
     quant_scheme: ClassVar[str | None] = None
     description: ClassVar[str] = ""
+    # Why timings of this target's runtime here do not reflect the device (None: they do).
+    emulated: ClassVar[str | None] = None
+    static_shapes: ClassVar[bool] = False  # the runtime needs fixed input shapes (export pins them)
+    browser: ClassVar[bool] = False  # the artifact runs in a browser (onnxruntime-web)
+    runtime_name: ClassVar[str] = "onnxruntime"  # the runtime that runs the artifact (vopt.runtimes.formats names)
 
     def available(self) -> tuple[bool, str]:
         """Can this machine build artifacts for the target?"""
@@ -99,4 +81,6 @@ class Target:
         raise NotImplementedError
 
     def runner(self, artifact: Artifact, cfg: CompileBase) -> Runner | Unavailable:
+        from vopt.runtimes.base import Unavailable
+
         return Unavailable(f"no runtime for {self.name} artifacts on this machine")

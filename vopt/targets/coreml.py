@@ -12,7 +12,8 @@ from pydantic import Field
 
 from vopt.errors import BuildError, missing_extra
 from vopt.pipeline.artifact import Artifact
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 COMPUTE = ("fp16", "fp32")  # Core ML compute precisions; int8 is weight compression by the quantize step
 DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
@@ -33,6 +34,7 @@ class CoreMlConfig(CompileBase):
 
 class CoreMlTarget(Target):
     name = "coreml"
+    runtime_name = "coreml"
     Config = CoreMlConfig
     extra = "coreml"
     requires = ("coremltools",)

@@ -9,7 +9,8 @@ from pydantic import Field
 
 from vopt.errors import BackendUnavailable, BuildError
 from vopt.pipeline.artifact import Artifact
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 IR_DIR = "openvino_model"
 
@@ -32,6 +33,7 @@ class OpenVinoConfig(CompileBase):
 
 class OpenVinoTarget(Target):
     name = "openvino"
+    runtime_name = "openvino"
     Config = OpenVinoConfig
     extra = "openvino"
     requires = ("openvino",)
@@ -63,7 +65,7 @@ class OpenVinoTarget(Target):
             raise BackendUnavailable("the openvino target needs the 'openvino' package: pip install 'vopt[openvino]'")
         import openvino as ov
 
-        from vopt.runtimes.openvino import model_file
+        from vopt.runtimes.openvino import model_file, record_settings
         from vopt.targets.metadata import artifact_metadata, effective_precision
 
         self.check_format(artifact)
@@ -84,6 +86,8 @@ class OpenVinoTarget(Target):
         precision = effective_precision(artifact, setting, built=built)
         for key, value in artifact_metadata(artifact, ctx.recipe.name, self.name, precision).items():
             model.set_rt_info(value, ["vopt", key.removeprefix("vopt.")])
+        runtime = deployment_settings(cfg, setting)
+        record_settings(model, runtime)
         compress = cfg.compress_to_fp16 if cfg.compress_to_fp16 is not None else setting == "fp16"
         out_dir = ctx.out(IR_DIR)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +99,8 @@ class OpenVinoTarget(Target):
             summary=f"IR from {source}, {len(ops)} ops" + (f", {fq} FakeQuantize" if fq else "")
             + (", fp16 weights" if compress else ""),
         )
-        return artifact.derive(out_dir, format="openvino-ir", io=_io_spec(model, artifact), meta={"precision": precision})
+        return artifact.derive(out_dir, format="openvino-ir", io=_io_spec(model, artifact), meta={"precision": precision,
+                               "runtime": {"name": self.runtime_name, "settings": runtime}})
 
     def runner(self, artifact: Artifact, cfg: OpenVinoConfig) -> Runner | Unavailable:
         if importlib.util.find_spec("openvino") is None:
@@ -108,6 +113,18 @@ class OpenVinoTarget(Target):
 
         return runner(artifact.path, device=cfg.device, precision=self.precision(cfg), hint=cfg.inference_precision,
                       threads=cfg.threads, performance_hint=cfg.performance_hint)
+
+
+def deployment_settings(cfg: OpenVinoConfig, precision: str) -> dict[str, str]:
+    """The properties a deployment should compile the IR with (recorded in its rt_info `runtime_options`):
+    the recipe's hints; INFERENCE_PRECISION_HINT only when asked for (else the plugin's own choice, bf16 on AMX)."""
+    hint = cfg.inference_precision or ("bf16" if precision == "bf16" else None)
+    settings = {"PERFORMANCE_HINT": cfg.performance_hint or "LATENCY"}
+    if hint:
+        settings["INFERENCE_PRECISION_HINT"] = hint
+    if cfg.threads:
+        settings["INFERENCE_NUM_THREADS"] = str(cfg.threads)
+    return settings
 
 
 def _io_spec(model, artifact: Artifact) -> dict:

@@ -11,7 +11,8 @@ from pydantic import Field
 
 from vopt.errors import BackendUnavailable, BuildError
 from vopt.pipeline.artifact import Artifact
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 
 class QnnConfig(CompileBase):
@@ -31,6 +32,8 @@ class QnnConfig(CompileBase):
 
 class QnnTarget(Target):
     name = "qnn"
+    runtime_name = "onnxruntime-qnn"
+    emulated = "QNN runs here on the x86 HTP simulator: timings would not reflect the NPU"
     Config = QnnConfig
     extra = "qnn"
     requires = ("onnxruntime", "onnxruntime_qnn")

@@ -11,7 +11,8 @@ from pydantic import Field
 
 from vopt.errors import BuildError
 from vopt.pipeline.artifact import Artifact
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 GPU_PROVIDERS = ("MIGraphXExecutionProvider", "ROCMExecutionProvider")
 
@@ -29,6 +30,7 @@ class RocmConfig(CompileBase):
 
 class RocmTarget(Target):
     name = "rocm"
+    runtime_name = "onnxruntime-rocm"  # MIGraphX/ROCm EP (ORT CPU without an AMD GPU)
     Config = RocmConfig
     requires = ("onnxruntime", "onnx")
     default_opset = 17

@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 
 class WebGpuConfig(CompileBase):
@@ -28,6 +29,9 @@ class WebGpuConfig(CompileBase):
 
 class WebGpuTarget(Target):
     name = "webgpu"
+    runtime_name = "onnxruntime-web"
+    browser = True
+    emulated = "the browser runs here on SwiftShader/wasm, not on a GPU: timings would not reflect the device"
     Config = WebGpuConfig
     extra = "core"
     requires = ("onnx", "onnxruntime")

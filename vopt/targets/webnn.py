@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 
 class WebNnConfig(CompileBase):
@@ -26,6 +27,9 @@ class WebNnConfig(CompileBase):
 
 class WebNnTarget(Target):
     name = "webnn"
+    runtime_name = "onnxruntime-web"
+    browser = True
+    emulated = "WebNN runs here only on wasm: timings would not reflect the device"
     Config = WebNnConfig
     extra = "core"
     requires = ("onnx", "onnxruntime")
