@@ -50,7 +50,7 @@ class CpuTarget(Target):
         import onnx
         import onnxruntime as ort
 
-        from vopt.runtimes.ort import METADATA_KEY
+        from vopt.runtimes.ort import LEVELS, METADATA_KEY
         from vopt.targets.metadata import (
             artifact_metadata,
             effective_precision,
@@ -72,7 +72,7 @@ class CpuTarget(Target):
         ort.InferenceSession(artifact.path, so, providers=["CPUExecutionProvider"])
         proto = onnx.load(str(path))
         precision = effective_precision(artifact, self.precision(cfg), built=qdq_precision(proto))
-        runtime = {"graph_optimization_level": cfg.session_optimization}
+        runtime = {"graph_optimization_level": LEVELS[cfg.session_optimization]}  # ORT's own enum name
         set_onnx_metadata(proto, {**artifact_metadata(artifact, ctx.recipe.name, self.name, precision),
                                   METADATA_KEY: json.dumps(runtime)})
         onnx.save(proto, str(path))
