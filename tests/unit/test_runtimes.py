@@ -122,3 +122,27 @@ def test_a_straddling_interval_is_inconclusive_never_did_not_pay():
     slower = {**tie, "ratio": 0.7, "low": 0.65, "high": 0.75, "verdict": "slower", "stopped": "interval excludes 1"}
     r = speed_report(slower, run, run, 1, "int8")
     assert r["status"] == "ok" and r["paid"] is False
+
+
+def test_runtimes_never_import_targets_and_speed_code_names_no_target():
+    """The layer rule (targets import runtimes, never the reverse), and no target-name dispatch in the code that
+    times or checks artifacts: it asks the target's attributes or the artifact's format."""
+    import ast
+    from pathlib import Path
+
+    from vopt.registry import TARGETS
+
+    root = Path(__file__).resolve().parents[2] / "vopt"
+    for path in (root / "runtimes").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("vopt.targets"), f"{path.name} imports {node.module}"
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("vopt.targets") for a in node.names), path.name
+    for rel in ("quant/speed.py", "quant/evaluate.py", "bench/source.py", "bench/timing.py"):
+        tree = ast.parse((root / rel).read_text())
+        # names in comparisons and dict keys (package names passed to imports and extras are fine)
+        used = [*(c for n in ast.walk(tree) if isinstance(n, ast.Compare) for c in [n.left, *n.comparators]),
+                *(k for n in ast.walk(tree) if isinstance(n, ast.Dict) for k in n.keys if k is not None)]
+        names = {c.value for c in used if isinstance(c, ast.Constant)} & set(TARGETS)
+        assert not names, f"{rel} compares or keys by target names: {sorted(names)}"
