@@ -123,15 +123,18 @@ def _from_openvino_ir(path: Path) -> BenchSource:
 
 
 def _from_onnx(path: Path) -> BenchSource:
-    from vopt.runtimes.ort import session
+    """Read the I/O and vopt metadata from the protobuf (no weights, no session: the benchmark opens its own)."""
+    import onnx
 
-    sess = session(path)
-    meta = sess.get_modelmeta().custom_metadata_map
-    inp = sess.get_inputs()[0]
-    shape = [d if isinstance(d, int) else str(d or "batch") for d in inp.shape]
+    proto = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    inits = {i.name for i in proto.graph.initializer}
+    inp = next(i for i in proto.graph.input if i.name not in inits)
+    dims = inp.type.tensor_type.shape.dim
+    shape: list[int | str] = [d.dim_value if d.dim_value else (d.dim_param or "batch") for d in dims]
     preprocess = _preprocess(meta, shape)
     io = IOSpec(inputs=[TensorSpec(name=inp.name, shape=shape)],
-                outputs=[TensorSpec(name=o.name, shape=[]) for o in sess.get_outputs()])
+                outputs=[TensorSpec(name=o.name, shape=[]) for o in proto.graph.output])
     artifact = Artifact(path=str(path), format="onnx", io=io, preprocess=preprocess,
                         meta={"family": meta.get("vopt.family"), "task": meta.get("vopt.task")})
     target = target_for_format("onnx")
