@@ -31,10 +31,9 @@ def test_runner_is_a_context_manager_that_releases_once_even_on_error():
 
     released = []
     run = Runner(run=lambda feeds: feeds, runtime="echo", on_close=lambda: released.append(1))
-    with pytest.raises(ValueError):
-        with run as r:
-            assert r.infer({"x": np.ones(1)})["x"][0] == 1
-            raise ValueError("boom")
+    with pytest.raises(ValueError), run as r:
+        assert r.infer({"x": np.ones(1)})["x"][0] == 1
+        raise ValueError("boom")
     run.close()  # a second release is harmless
     assert released == [1]
 
