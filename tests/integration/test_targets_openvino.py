@@ -154,11 +154,12 @@ def test_int8_speed_check_times_at_default_hints(write_recipe, cli, tmp_path):
     m = json.loads(result.stdout)
     speed = next(s for s in m["steps"] if s["stage"] == "quantize")["report"]["speed"]
     default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()  # 'bf16' on this CPU
-    assert speed["status"] == "ok" and speed["precision_hint"] == "default"
-    assert (
-        speed["inference_precision"] == default
-    )  # bf16 on this CPU (avx512_bf16), not the f32 of accuracy checks
+    assert speed["status"] in ("ok", "inconclusive") and speed["precision_hint"] == "default"
+    # bf16 on this CPU (avx512_bf16), not the f32 of accuracy checks
+    assert speed["inference_precision"] == default
     assert "default precision hint" in speed["runtime"] and speed["float_runtime"] == speed["runtime"]
     # validation still pins f32 for accuracy
     assert m["validation"]["runtime_info"]["inference_precision"] == "f32"
     assert m["artifact"]["meta"]["precision"] == "int8"
+    # the hints the IR carries (rt_info runtime_options) for vopt's runners and for a user's compile_model
+    assert m["artifact"]["meta"]["runtime"] == {"name": "openvino", "settings": {"PERFORMANCE_HINT": "LATENCY"}}

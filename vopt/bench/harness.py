@@ -14,7 +14,7 @@ import numpy as np
 from vopt.bench.memory import current_rss_mb, peak_rss_mb, reset_peak
 from vopt.bench.timing import interleaved, time_calls
 from vopt.pipeline.progress import QuietReporter, Reporter
-from vopt.targets.base import Runner
+from vopt.runtimes.base import Runner
 
 
 @dataclass
@@ -79,7 +79,7 @@ def run_benchmark(
             t0 = time.perf_counter()
             runner = make_runner(threads)
             load_ms = (time.perf_counter() - t0) * 1e3
-            try:
+            with runner:
                 swept = _sweep(runner, input_name, images, batches, settings, threads, warnings, advance)
                 if not first:
                     first = {"runtime": runner.runtime, "runtime_info": runner.info, "load_ms": load_ms,
@@ -91,9 +91,6 @@ def run_benchmark(
                         reference = load_reference()
                     baselines.append(_speedup(runner, input_name, images, swept[0]["batch"], reference, settings, threads))
                     advance(1)
-            finally:
-                if runner.close is not None:
-                    runner.close()
     peak = peak if peak is not None else peak_rss_mb()
     measured = sorted({r["batch"] for r in rows})
     result: dict[str, Any] = {

@@ -83,9 +83,22 @@ def _preprocess(meta: dict[str, str], shape: list[int | str]) -> Preprocess:
     return Preprocess(size=hw if len(hw) == 2 else [224, 224])
 
 
+def target_for_format(fmt: str) -> Any:
+    """The first registered target whose runtime runs this format here for real (not emulated): a bare file
+    is benchmarked the way that target would run it."""
+    from vopt.registry import TARGETS, get_target
+    from vopt.runtimes.formats import runtime_name
+
+    wanted = runtime_name(fmt)
+    for name in TARGETS:
+        target = get_target(name)
+        if target.runtime_name == wanted and target.emulated is None:
+            return target
+    raise RecipeError(f"no registered target runs {fmt} artifacts")
+
+
 def _from_openvino_ir(path: Path) -> BenchSource:
     from vopt.errors import missing_extra
-    from vopt.registry import get_target
 
     try:
         import openvino as ov
@@ -101,7 +114,8 @@ def _from_openvino_ir(path: Path) -> BenchSource:
     io = IOSpec(inputs=[TensorSpec(name=inp.get_any_name(), shape=shape)],
                 outputs=[TensorSpec(name=o.get_any_name(), shape=[]) for o in model.outputs])
     artifact = Artifact(path=str(path), format="openvino-ir", io=io, preprocess=_preprocess(meta, shape))
-    src = BenchSource(artifact, get_target("openvino"), {"target": "openvino"}, f"{path.name} on OpenVINO CPU")
+    target = target_for_format("openvino-ir")
+    src = BenchSource(artifact, target, {"target": target.name}, f"{path.name} on OpenVINO CPU")
     src.notes.append("a bare OpenVINO IR has no PyTorch model: no speedup figure")
     weights = path.with_suffix(".bin")
     src.size_bytes = path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
@@ -109,18 +123,21 @@ def _from_openvino_ir(path: Path) -> BenchSource:
 
 
 def _from_onnx(path: Path) -> BenchSource:
-    from vopt.registry import get_target
-    from vopt.runtimes.ort import session
+    """Read the I/O and vopt metadata from the protobuf (no weights, no session: the benchmark opens its own)."""
+    import onnx
 
-    sess = session(path)
-    meta = sess.get_modelmeta().custom_metadata_map
-    inp = sess.get_inputs()[0]
-    shape = [d if isinstance(d, int) else str(d or "batch") for d in inp.shape]
+    proto = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    inits = {i.name for i in proto.graph.initializer}
+    inp = next(i for i in proto.graph.input if i.name not in inits)
+    dims = inp.type.tensor_type.shape.dim
+    shape: list[int | str] = [d.dim_value if d.dim_value else (d.dim_param or "batch") for d in dims]
     preprocess = _preprocess(meta, shape)
     io = IOSpec(inputs=[TensorSpec(name=inp.name, shape=shape)],
-                outputs=[TensorSpec(name=o.name, shape=[]) for o in sess.get_outputs()])
+                outputs=[TensorSpec(name=o.name, shape=[]) for o in proto.graph.output])
     artifact = Artifact(path=str(path), format="onnx", io=io, preprocess=preprocess,
                         meta={"family": meta.get("vopt.family"), "task": meta.get("vopt.task")})
-    src = BenchSource(artifact, get_target("cpu"), {"target": "cpu"}, f"{path.name} on ONNX Runtime CPU")
+    target = target_for_format("onnx")
+    src = BenchSource(artifact, target, {"target": target.name}, f"{path.name} on ONNX Runtime CPU")
     src.notes.append("a bare ONNX file has no PyTorch model: no speedup figure")
     return src

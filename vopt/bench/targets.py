@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vopt.errors import BackendUnavailable
-from vopt.targets.base import Runner, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
 
 
 def thread_list(threads: int | list[int] | None) -> list[int | None]:

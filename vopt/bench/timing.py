@@ -56,3 +56,82 @@ def interleaved(calls: dict[str, Callable[[], Any]], *, rounds: int = 5, per_rou
     return {
         name: {"p50_ms": float(np.median(v)), "mean_ms": float(np.mean(v)), "iterations": len(v)} for name, v in samples.items()
     }
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile (Cornish-Fisher expansion around the normal one; within 1% for df >= 3)."""
+    from statistics import NormalDist
+
+    if df <= 0:
+        return float("inf")
+    z = NormalDist().inv_cdf(p)
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2) \
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+
+
+def ratio_interval(log_ratios: list[float], alpha: float = 0.05) -> tuple[float, float, float]:
+    """(ratio, low, high): the geometric-mean ratio and its (1 - alpha) t-interval, from per-round log ratios."""
+    arr = np.asarray(log_ratios, dtype=np.float64)
+    mean = float(arr.mean())
+    if len(arr) < 2:
+        return float(np.exp(mean)), 0.0, float("inf")
+    half = t_quantile(1 - alpha / 2, len(arr) - 1) * float(arr.std(ddof=1)) / np.sqrt(len(arr))
+    return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
+
+
+def looks(min_rounds: int, max_rounds: int) -> list[int]:
+    """The round counts at which the interval is checked: doubling from `min_rounds`, and `max_rounds`."""
+    points, n = [], max(2, min_rounds)
+    while n < max_rounds:
+        points.append(n)
+        n *= 2
+    return [*points, max_rounds]
+
+
+def compare_until_stable(baseline: Callable[[], Any], candidate: Callable[[], Any], *, min_rounds: int = 5,
+                         max_rounds: int = 160, budget_s: float = 8.0, per_round: int = 3,
+                         warmup: int = 3) -> dict[str, Any]:
+    """Speed ratio baseline-time / candidate-time (>1: the candidate is faster), timed in interleaved rounds until
+    a 95% interval on the ratio excludes 1, or at `max_rounds` / `budget_s`. Each round takes the median of
+    `per_round` calls of each (the order alternates between rounds); the interval is a t-interval on the mean
+    per-round log ratio, so load that slows both alike moves neither the ratio nor its width much.
+
+    The interval is looked at only at doubling round counts (and when time runs out), each look at
+    alpha 0.05 / number of looks (Bonferroni): peeking every round would call a tie decided far more often
+    than 5% of the time. The reported interval is that simultaneous one."""
+    for _ in range(warmup):
+        baseline()
+        candidate()
+    start = time.perf_counter()
+    points = looks(min_rounds, max_rounds)
+    alpha = 0.05 / (len(points) + 1)  # the looks, plus one at the time budget
+    base_ms: list[float] = []
+    cand_ms: list[float] = []
+    logs: list[float] = []
+    stopped = "max_rounds"
+    for i in range(max_rounds):
+        pair = [(baseline, base_ms), (candidate, cand_ms)]
+        for call, sink in pair if i % 2 == 0 else pair[::-1]:
+            times = []
+            for _ in range(per_round):
+                t = time.perf_counter()
+                call()
+                times.append((time.perf_counter() - t) * 1e3)
+            sink.append(float(np.median(times)))
+        logs.append(float(np.log(base_ms[-1] / cand_ms[-1])))
+        out_of_time = time.perf_counter() - start >= budget_s and len(logs) >= 2
+        if len(logs) in points or out_of_time:
+            _, lo, hi = ratio_interval(logs, alpha)
+            if lo > 1.0 or hi < 1.0:
+                stopped = "interval excludes 1"
+                break
+            if out_of_time:
+                stopped = "time budget"
+                break
+    ratio, lo, hi = ratio_interval(logs, alpha)
+    return {
+        "ratio": ratio, "low": lo, "high": hi, "rounds": len(logs), "per_round": per_round, "alpha": alpha,
+        "baseline_p50_ms": float(np.median(base_ms)), "candidate_p50_ms": float(np.median(cand_ms)),
+        "seconds": time.perf_counter() - start, "stopped": stopped,
+        "verdict": "faster" if lo > 1.0 else "slower" if hi < 1.0 else "inconclusive",
+    }

@@ -17,14 +17,16 @@ def command(
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache directory (default: $VOPT_CACHE_DIR or ~/.cache/vopt)."),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest(s) as JSON on stdout."),
     write_back: bool = typer.Option(False, "--write-back", help="Write the quantization fallback's exclusions into the recipe."),
+    timings: bool = typer.Option(False, "--timings", help="Print where the time went: per step, and inside each step."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
+    from vopt.cli.timings import TimingReporter
     from vopt.errors import GateFailed
     from vopt.pipeline.cache import Cache
     from vopt.pipeline.runner import build
     from vopt.recipe.resolve import load_recipe
 
-    reporter = RichReporter()
+    reporter = TimingReporter() if timings else RichReporter()
     cache = Cache(cache_dir)
     loaded_all = [load_recipe(r, set_) for r in recipes]  # all recipes are checked before any work starts
     manifests = []
@@ -46,6 +48,10 @@ def command(
             if changed:
                 err.print(f"  wrote {escape(str(changed))} back into {escape(str(loaded.path))}", highlight=False)
         _summary(result)
+        if timings:
+            for line in reporter.lines():
+                err.print(escape(line), highlight=False, soft_wrap=True)
+            reporter.steps.clear()
     if json_out:
         print_json(manifests[0] if len(manifests) == 1 else manifests)
     if failed is not None:

@@ -140,14 +140,10 @@ def _rebatch(rows: Iterator[np.ndarray], batch: int, total: int) -> Iterator[np.
 
 def split_static(batches: Iterator[np.ndarray], static_batch: int | None) -> Iterator[np.ndarray]:
     """Cut batches to a model's fixed batch size (padding the last one by repetition)."""
+    from vopt.runtimes.base import static_chunks
+
     for b in batches:
-        if not static_batch or len(b) == static_batch:
-            yield b
-            continue
-        for i in range(0, len(b), static_batch):
-            chunk = b[i : i + static_batch]
-            if len(chunk) < static_batch:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], static_batch - len(chunk), axis=0)])
+        for chunk, _ in static_chunks(b, static_batch):
             yield chunk
 
 

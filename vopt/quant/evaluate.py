@@ -18,58 +18,24 @@ def eval_images(check: CheckSection, preprocess: Preprocess) -> np.ndarray:
     return np.concatenate(list(iter_batches(files, preprocess, batch=8, augment_seed=check.seed)))
 
 
-def _static_batch(path: Path) -> int | None:
-    import onnx
-
-    dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
-    return int(dim.dim_value) if dim.dim_value else None
-
-
 def ort_outputs(path: Path, images: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
-    from vopt.runtimes.ort import run_batches, runner
-
-    run = runner(path, threads=threads)
-    import onnx
-
-    name = onnx.load(str(path), load_external_data=False).graph.input[0].name
-    return run_batches(run, name, [images], static_batch=_static_batch(path))
+    """The float reference: the ONNX on ONNX Runtime CPU."""
+    out = outputs_of(path, "onnx", images, threads=threads)
+    if out is None:
+        raise RuntimeError("onnxruntime is not installed: the float reference cannot run")
+    return out
 
 
-def ov_compiled(path: Path, accurate: bool = True) -> Any:
-    """An OpenVINO CPU model. `accurate` pins f32 inference: this CPU's default is bf16."""
-    import openvino as ov
+def outputs_of(path: Path, fmt: str, images: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray] | None:
+    """Run an artifact here at full precision; None when no runtime for its format exists on this machine."""
+    from vopt.runtimes.base import Unavailable, run_images
+    from vopt.runtimes.formats import open_artifact
 
-    core = ov.Core()
-    model = core.read_model(str(path / "model.xml") if path.is_dir() else str(path))
-    config = {"INFERENCE_PRECISION_HINT": "f32"} if accurate else {}
-    return core.compile_model(model, "CPU", config)
-
-
-def ov_outputs(path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
-    compiled = ov_compiled(path)
-    batch = compiled.inputs[0].get_partial_shape()[0]
-    static = batch.get_length() if batch.is_static else None
-    names = [o.get_any_name() for o in compiled.outputs]
-    collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    step = static or len(images)
-    for i in range(0, len(images), step):
-        chunk = images[i : i + step]
-        n = len(chunk)
-        if static and n < static:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], static - n, axis=0)])
-        res = compiled(chunk)
-        for port, name in zip(compiled.outputs, names, strict=True):
-            collected[name].append(np.asarray(res[port])[:n])
-    return {k: np.concatenate(v) for k, v in collected.items()}
-
-
-def outputs_of(path: Path, fmt: str, images: np.ndarray) -> dict[str, np.ndarray] | None:
-    """Run an artifact here; None when no runtime for it exists on this machine."""
-    if fmt == "onnx":
-        return ort_outputs(path, images)
-    if fmt == "openvino-ir":
-        return ov_outputs(path, images)
-    return None
+    runner = open_artifact(path, fmt, threads=threads, accurate=True)
+    if isinstance(runner, Unavailable):
+        return None
+    with runner:
+        return run_images(runner, images)
 
 
 def top1_agreement(ref: np.ndarray, out: np.ndarray) -> float | None:

@@ -1,95 +1,101 @@
-"""'Did INT8 pay?': time the quantized and the float model on the target's runtime, interleaved."""
+"""'Did INT8 pay?': time the quantized and the float model on the target's runtime, interleaved, until the
+95% interval on the speedup excludes 1 (or a time budget runs out: then the verdict is 'inconclusive')."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vopt.pipeline.artifact import Artifact
-from vopt.targets.base import Runner, Unavailable
+from vopt.runtimes.base import Runner, Unavailable, pad_to
 
-# Targets whose runtime here only emulates the device: timing it would say nothing about the device.
-EMULATED = {
-    "webgpu": "the browser runs here on SwiftShader/wasm, not on a GPU: timings would not reflect the device",
-    "webnn": "WebNN runs here only on wasm: timings would not reflect the device",
-    "qnn": "QNN runs here on the x86 HTP simulator: timings would not reflect the NPU",
-}
+# How long the speed check may time before it gives its verdict (seconds, after warm-up).
+BUDGET_S = 8.0
+MAX_ROUNDS = 160
 
 
-def _runner(ctx: Any, artifact: Artifact) -> Runner | Unavailable:
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+
+
+def speed_runner(target: Any, cfg: Any, artifact: Artifact, runtime_format: str) -> Runner | Unavailable:
+    """The artifact as deployed. When the target runs on the runtime vopt's format table gives `runtime_format`
+    (the quantized artifact's format: an OpenVINO IR on openvino, an ONNX on onnxruntime), that runtime opens it
+    with the compile section's settings and the artifact's recorded hints, not the target's accuracy-check
+    runner (which pins f32 on OpenVINO: a speedup over an f32 baseline no deployment runs would be the wrong
+    answer). The float ONNX goes through the same runtime as its quantized twin, so both sides are timed alike."""
+    from vopt.runtimes.formats import open_artifact, runtime_name
+
     try:
-        cfg = ctx.target.Config.model_validate(ctx.recipe.compile.model_dump())
-    except Exception as exc:  # noqa: BLE001 - a compile section that does not fit is a 'not measured'
-        return Unavailable(f"{ctx.target.name} settings: {str(exc).splitlines()[0][:160]}")
-    if ctx.target.name == "openvino" or artifact.format == "openvino-ir":
-        # Not the target's runner: it pins INFERENCE_PRECISION_HINT f32 for accuracy checks, and a speedup over
-        # an f32 baseline no deployment runs would be the wrong answer.
-        return _ov_runner(Path(artifact.path), cfg if ctx.target.name == "openvino" else None)
-    try:
-        return ctx.target.runner(artifact, cfg)
-    except Exception as exc:  # noqa: BLE001 - a target runner that cannot take this artifact is a 'not measured'
-        return Unavailable(f"{ctx.target.name} runner failed: {str(exc).splitlines()[0][:160]}")
-
-
-def _ov_runner(path: Path, cfg: Any = None) -> Runner | Unavailable:
-    """OpenVINO at the plugin's default precision hint (bf16 on CPUs with avx512_bf16) unless the recipe sets
-    compile.inference_precision (or precision: bf16); the device, threads and performance hint of the recipe."""
-    import importlib.util
-
-    if importlib.util.find_spec("openvino") is None:
-        return Unavailable("openvino is not installed")
-    import openvino as ov
-
-    from vopt.runtimes.openvino import DEFAULT_HINT, runner
-
-    device = getattr(cfg, "device", "CPU")
-    if device != "AUTO" and device not in ov.Core().available_devices:
-        device = "CPU"  # timed where OpenVINO is; the speed report names the device
-    hint = getattr(cfg, "inference_precision", None) or ("bf16" if getattr(cfg, "precision", None) == "bf16" else DEFAULT_HINT)
-    run = runner(path, device=device, hint=hint, threads=getattr(cfg, "threads", None),
-                 performance_hint=getattr(cfg, "performance_hint", None))
-    run.runtime = f"{run.runtime} ({'default precision hint' if hint == DEFAULT_HINT else 'hint ' + hint}: " \
-                  f"{run.info['inference_precision']})"
-    return run
+        if runtime_name(runtime_format) == target.runtime_name:
+            return open_artifact(artifact.path, runtime_format, settings=cfg.model_dump() if cfg is not None else None)
+        return target.runner(artifact, cfg)
+    except Exception as exc:  # noqa: BLE001 - a runtime that cannot take this artifact is a 'not measured'
+        return Unavailable(f"{target.name} runner failed: {_first_line(exc)}")
 
 
 def compare_speed(float_art: Artifact, quant_art: Artifact, ctx: Any, images: np.ndarray, batch: int,
-                  rounds: int) -> dict[str, Any]:
-    from vopt.bench.timing import interleaved
+                  rounds: int, *, budget_s: float = BUDGET_S) -> dict[str, Any]:
+    """`rounds`: the fewest interleaved rounds before a verdict; timing goes on until the interval is decided."""
+    from vopt.bench.timing import compare_until_stable
 
-    if ctx.target.name in EMULATED:
-        return {"status": "not measured", "reason": EMULATED[ctx.target.name]}
-    rf, rq = _runner(ctx, float_art), _runner(ctx, quant_art)
-    for r in (rf, rq):
-        if isinstance(r, Unavailable):
-            return {"status": "not measured", "reason": r.reason}
-    feed = images[:batch]
-    if len(feed) < batch:
-        feed = np.concatenate([feed, np.repeat(feed[-1:], batch - len(feed), axis=0)])
-    name = quant_art.io.inputs[0].name if quant_art.io.inputs else "pixel_values"
-    feeds = {name: np.ascontiguousarray(feed)}
-    timings = interleaved({"float": lambda: rf(feeds), "quantized": lambda: rq(feeds)}, rounds=rounds, per_round=5, warmup=2)
-    for r in (rf, rq):
-        if r.close:
-            r.close()
-    f_ips = batch / (timings["float"]["p50_ms"] / 1e3)
-    q_ips = batch / (timings["quantized"]["p50_ms"] / 1e3)
-    speedup = q_ips / f_ips
-    return {
-        "status": "ok",
+    if ctx.target.emulated:
+        return {"status": "not measured", "reason": ctx.target.emulated}
+    try:
+        cfg = ctx.target.Config.model_validate(ctx.recipe.compile.model_dump())
+    except Exception as exc:  # noqa: BLE001 - a compile section that does not fit is a 'not measured'
+        return {"status": "not measured", "reason": f"{ctx.target.name} settings: {_first_line(exc)}"}
+    rf = speed_runner(ctx.target, cfg, float_art, quant_art.format)
+    if isinstance(rf, Unavailable):
+        return {"status": "not measured", "reason": rf.reason}
+    with rf:
+        rq = speed_runner(ctx.target, cfg, quant_art, quant_art.format)
+        if isinstance(rq, Unavailable):
+            return {"status": "not measured", "reason": rq.reason}
+        with rq:
+            feed = pad_to(images[:batch], batch)
+            name = quant_art.io.inputs[0].name if quant_art.io.inputs else "pixel_values"
+            feeds = {name: np.ascontiguousarray(feed)}
+            t = compare_until_stable(lambda: rf(feeds), lambda: rq(feeds), min_rounds=rounds, max_rounds=MAX_ROUNDS,
+                                     budget_s=budget_s)
+    return speed_report(t, rf, rq, batch, precision_of(quant_art))
+
+
+def precision_of(artifact: Artifact) -> str:
+    return str(((artifact.meta or {}).get("quantized") or {}).get("precision") or artifact.meta.get("precision") or "int8")
+
+
+def speed_report(t: dict[str, Any], rf: Runner, rq: Runner, batch: int, precision: str) -> dict[str, Any]:
+    f_ips = batch / (t["baseline_p50_ms"] / 1e3)
+    q_ips = batch / (t["candidate_p50_ms"] / 1e3)
+    interval = [round(t["low"], 3), round(t["high"], 3)]
+    label = precision.upper()
+    result: dict[str, Any] = {
+        # 'inconclusive' keeps the stage from calling a tie 'did not pay': only a decided interval is 'ok'.
+        "status": "ok" if t["verdict"] != "inconclusive" else "inconclusive",
         "runtime": rq.runtime,
         "float_runtime": rf.runtime,
         "batch": batch,
         "float_img_s": round(f_ips, 2),
         "quantized_img_s": round(q_ips, 2),
-        "float_p50_ms": round(timings["float"]["p50_ms"], 3),
-        "quantized_p50_ms": round(timings["quantized"]["p50_ms"], 3),
-        "speedup": round(speedup, 3),
-        "paid": speedup > 1.0,
-        "method": f"interleaved, {rounds} rounds x 5 calls, median",
+        "float_p50_ms": round(t["baseline_p50_ms"], 3),
+        "quantized_p50_ms": round(t["candidate_p50_ms"], 3),
+        "speedup": round(t["ratio"], 3),
+        "speedup_ci95": interval,
+        "paid": True if t["verdict"] == "faster" else False if t["verdict"] == "slower" else None,
+        "rounds": t["rounds"],
+        "stopped": t["stopped"],
+        "method": f"interleaved rounds of {t['per_round']} calls each (median per round), until a 95% t-interval on "
+                  f"the log speed ratio (Bonferroni over the looks at doubling round counts) excludes 1, or the "
+                  f"time budget: {t['rounds']} rounds in {t['seconds']:.1f} s, stopped at {t['stopped']}",
         # OpenVINO: the INFERENCE_PRECISION_HINT asked for ("default": none) and the precision the plugin ran.
         **({"precision_hint": rq.info["precision_hint"], "inference_precision": rq.info["inference_precision"]}
            if "precision_hint" in rq.info else {}),
     }
+    if result["status"] == "inconclusive":
+        result["reason"] = (f"{label} vs float is inconclusive: {t['ratio']:.2f}x, 95% interval "
+                            f"{interval[0]:.2f}-{interval[1]:.2f}x straddles 1 after {t['rounds']} rounds "
+                            f"({t['stopped']}) on {rq.runtime}")
+        result["verdict"] = result["reason"]
+    return result

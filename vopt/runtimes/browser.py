@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from vopt.errors import BackendUnavailable, BuildError
-from vopt.targets.base import Runner
+from vopt.runtimes.base import Runner
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 ORT_DIST = WEB_DIR / "node_modules" / "onnxruntime-web" / "dist"
@@ -338,7 +338,7 @@ def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None
             "threads": probe["threads"], "load_ms": round(loaded["load_ms"], 2), "run_ms": times}
     if ep == "webgpu":
         meta["adapter"] = probe["webgpu"].get("info")
-    return Runner(run=run, runtime=f"browser-{ep}", info=meta, close=lambda: sess.release(loaded["key"]))
+    return Runner(run=run, runtime=f"browser-{ep}", info=meta, on_close=lambda: sess.release(loaded["key"]))
 
 
 _EP_NAMES = {"webgpu": "WebGpuExecutionProvider", "webnn": "WebNNExecutionProvider", "wasm": "CPUExecutionProvider"}
@@ -379,7 +379,7 @@ def timing(times: list[float]) -> dict[str, float]:
 def run_eps(path: str | Path, batches: list[np.ndarray], input_name: str, eps: tuple[str, ...] = EPS,
             static_batch: int | None = None, session: BrowserSession | None = None) -> dict[str, dict[str, Any]]:
     """Run the artifact on each EP the browser offers; outputs per EP, or the reason it did not run."""
-    from vopt.runtimes.ort import run_batches
+    from vopt.runtimes.base import run_batches
 
     sess = session or shared_session()
     probe = sess.probe()
@@ -396,47 +396,12 @@ def run_eps(path: str | Path, batches: list[np.ndarray], input_name: str, eps: t
             results[ep] = {"status": "failed", "reason": exc.message}
             continue
         try:
-            outputs = run_batches(run, input_name, batches, static_batch=static_batch)
+            with run:
+                outputs = run_batches(run, input_name, batches, static_batch=static_batch)
         except BuildError as exc:
             results[ep] = {"status": "failed", "reason": exc.message}
             continue
-        finally:
-            if run.close:
-                run.close()
         info = {k: v for k, v in run.info.items() if k != "run_ms"}
         results[ep] = {"status": "ok", "outputs": outputs, "timing": {"load_ms": info.pop("load_ms"), **timing(run.info["run_ms"])},
                        "runtime_info": info}
     return results
-
-
-def validate_in_browser(artifact: Any, images: np.ndarray, ref: dict[str, np.ndarray], section: Any, family: Any) -> dict[str, Any]:
-    """`validate: {runtime: browser}`: per-EP max abs diff, cosine and timing, and per-EP gates."""
-    from vopt.validate.gates import evaluate
-    from vopt.validate.reference import compare_outputs
-    from vopt.validate.tasks import task_metrics
-
-    require()
-    static = artifact.io.inputs[0].shape[0] if isinstance(artifact.io.inputs[0].shape[0], int) else None
-    batches = [images[i : i + section.batch] for i in range(0, len(images), section.batch)]
-    results = run_eps(artifact.path, batches, artifact.io.inputs[0].name, static_batch=static)
-    report: dict[str, Any] = {"eps": {}, "gates": []}
-    for ep, res in results.items():
-        entry = {k: v for k, v in res.items() if k != "outputs"}
-        if res["status"] == "ok":
-            metrics = compare_outputs(ref, res["outputs"], skip=family.unordered_outputs)
-            entry.update(metrics=metrics["outputs"], worst_cosine=metrics["worst_cosine"],
-                         worst_max_abs_diff=metrics["worst_max_abs_diff"])
-            tm, _ = task_metrics(artifact.meta.get("task"), family, ref, res["outputs"], section.score_threshold)
-            entry["task_metrics"] = tm
-            for gate in evaluate(section.gates, {"outputs": metrics["outputs"], **tm}):
-                report["gates"].append({**gate, "metric": f"{ep}/{gate['metric']}"})
-        report["eps"][ep] = entry
-    report["summary"] = ", ".join(_ep_summary(ep, e) for ep, e in report["eps"].items())
-    return report
-
-
-def _ep_summary(ep: str, entry: dict[str, Any]) -> str:
-    if entry["status"] != "ok":
-        return f"{ep} {entry['status']}"
-    off = entry["runtime_info"]["placement"]["nodes_off_ep"]
-    return f"{ep} cosine {entry['worst_cosine']:.6f}" + (f" ({off} nodes placed on CPU by ORT)" if off and ep != "wasm" else "")

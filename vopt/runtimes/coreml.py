@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vopt.targets.base import Runner
+from vopt.runtimes.base import Runner
 
 
 def runner(path: str | Path, *, compute_units: str = "ALL") -> Runner:

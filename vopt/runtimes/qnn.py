@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from vopt.targets.base import Runner
+from vopt.runtimes.base import Runner
 
 _registered = False
 

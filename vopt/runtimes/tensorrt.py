@@ -235,7 +235,7 @@ def runner(engine_path: str | Path) -> Any:
     import tensorrt as trt
     import torch
 
-    from vopt.targets.base import Runner
+    from vopt.runtimes.base import Runner
 
     logger = trt.Logger(trt.Logger.WARNING)
     engine = trt.Runtime(logger).deserialize_cuda_engine(Path(engine_path).read_bytes())

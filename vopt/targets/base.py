@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -12,10 +10,9 @@ from pydantic import Field
 from vopt.recipe.sections.base import Section
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from vopt.pipeline.artifact import Artifact
     from vopt.pipeline.context import Context
+    from vopt.runtimes.base import Runner, Unavailable
 
 
 class CompileBase(Section):
@@ -25,26 +22,6 @@ class CompileBase(Section):
     precision: Literal["fp32", "fp16", "bf16", "int8", "int16", "int4"] | None = Field(
         default=None, description="Artifact precision; the target's default when omitted."
     )
-
-
-@dataclass
-class Runner:
-    """Runs an artifact on its real runtime: inputs by name in, outputs by name out."""
-
-    run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-    runtime: str
-    info: dict[str, Any] = field(default_factory=dict)
-    close: Callable[[], None] | None = None
-
-    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.run(feeds)
-
-
-@dataclass
-class Unavailable:
-    """No runtime for this artifact here, and why."""
-
-    reason: str
 
 
 class Target:
@@ -64,8 +41,8 @@ class Target:
     quant_scheme: ClassVar[str | None] = None
     int8_scheme: ClassVar[str | None] = None  # the scheme for int8/int16 when quant_scheme cannot make them
     description: ClassVar[str] = ""
-    # What runs the artifact: the label of the target's runner with its default settings where the device
-    # is present ("onnxruntime-cpu", "openvino-cpu", "qnn-htp", ...). Every target sets it.
+    # The runtime that runs the artifact (names as in vopt/runtimes/formats.py: "onnxruntime", "openvino",
+    # "onnxruntime-qnn", "onnxruntime-web", ...). Every target sets it.
     runtime_name: ClassVar[str]
     # Why timings on this machine would not reflect the device (the runtime here only emulates it, e.g. a
     # simulator or a browser on wasm); None when the runtime here is the real one.
@@ -122,4 +99,6 @@ class Target:
         raise NotImplementedError
 
     def runner(self, artifact: Artifact, cfg: CompileBase) -> Runner | Unavailable:
+        from vopt.runtimes.base import Unavailable
+
         return Unavailable(f"no runtime for {self.name} artifacts on this machine")

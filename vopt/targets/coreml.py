@@ -13,7 +13,8 @@ from pydantic import Field
 
 from vopt.errors import BuildError, missing_extra
 from vopt.pipeline.artifact import Artifact
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 COMPUTE = ("fp16", "fp32")  # Core ML compute precisions; int8 is weight compression by the quantize step
 DeploymentTarget = Literal["iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15"]
@@ -34,6 +35,7 @@ class CoreMlConfig(CompileBase):
 
 class CoreMlTarget(Target):
     name = "coreml"
+    runtime_name = "coreml"
     Config = CoreMlConfig
     extra = "coreml"
     requires = ("coremltools",)
@@ -43,7 +45,6 @@ class CoreMlTarget(Target):
     # compile converts the build's torch module (ctx.artifacts), whatever the export step made after it.
     input_formats = ("torch-module", "onnx")
     description = "Core ML ML Program (.mlpackage) for Apple devices"
-    runtime_name = "coreml"
 
     def tool_versions(self) -> list[str]:
         return ["coremltools", "torch"]

@@ -7,7 +7,8 @@ from typing import Literal
 from pydantic import Field
 
 from vopt.pipeline.artifact import Artifact
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 
 class CpuConfig(CompileBase):
@@ -15,19 +16,23 @@ class CpuConfig(CompileBase):
     optimization: Literal["basic", "extended", "all"] = Field(
         default="extended", description="ORT graph optimization level baked into the artifact."
     )
+    session_optimization: Literal["basic", "extended", "all"] = Field(
+        default="all", description="ORT graph optimization level a session runs the artifact at (recorded in its "
+        "metadata; `all` adds the layout transforms, e.g. NHWC QLinearConv, that cannot be saved into the file).",
+    )
     ort_format: bool = Field(default=False, description="Also write the .ort flatbuffer format.")
     threads: int | None = Field(default=None, description="intra-op threads for validation and benchmarks.")
 
 
 class CpuTarget(Target):
     name = "cpu"
+    runtime_name = "onnxruntime"
     Config = CpuConfig
     requires = ("onnxruntime",)
     default_opset = 17
     default_precision = "fp32"
     quant_scheme = "ort-qdq"  # u8 activations / s8 per-channel weights: the fast int8 path on x86
     description = "ONNX Runtime on CPU"
-    runtime_name = "onnxruntime-cpu"
 
     def hardware(self) -> tuple[bool, str]:
         import os
@@ -40,9 +45,12 @@ class CpuTarget(Target):
         return ["onnxruntime"]
 
     def compile(self, artifact: Artifact, cfg: CpuConfig, ctx) -> Artifact:
+        import json
+
         import onnx
         import onnxruntime as ort
 
+        from vopt.runtimes.ort import LEVELS, METADATA_KEY
         from vopt.targets.metadata import (
             artifact_metadata,
             effective_precision,
@@ -64,7 +72,9 @@ class CpuTarget(Target):
         ort.InferenceSession(artifact.path, so, providers=["CPUExecutionProvider"])
         proto = onnx.load(str(path))
         precision = effective_precision(artifact, self.precision(cfg), built=qdq_precision(proto))
-        set_onnx_metadata(proto, artifact_metadata(artifact, ctx.build_name, self.name, precision))
+        runtime = {"graph_optimization_level": LEVELS[cfg.session_optimization]}  # ORT's own enum name
+        set_onnx_metadata(proto, {**artifact_metadata(artifact, ctx.build_name, self.name, precision),
+                                  METADATA_KEY: json.dumps(runtime)})
         onnx.save(proto, str(path))
         if cfg.ort_format:
             so2 = ort.SessionOptions()
@@ -78,7 +88,8 @@ class CpuTarget(Target):
         ctx.report["nodes"] = len(proto.graph.node)
         # The .ort file travels with the ONNX into the build directory.
         companions = ["model.ort"] if cfg.ort_format else []
-        return artifact.derive(path, format="onnx", meta={"companions": companions, "precision": precision})
+        return artifact.derive(path, format="onnx", meta={"companions": companions, "precision": precision,
+                                                          "runtime": {"name": self.runtime_name, "settings": runtime}})
 
     def runner(self, artifact: Artifact, cfg: CpuConfig) -> Runner | Unavailable:
         from vopt.runtimes.ort import runner

@@ -10,7 +10,8 @@ from pydantic import Field
 
 from vopt.errors import BackendUnavailable, BuildError
 from vopt.pipeline.artifact import Artifact
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 IR_DIR = "openvino_model"
 
@@ -36,6 +37,7 @@ class OpenVinoConfig(CompileBase):
 
 class OpenVinoTarget(Target):
     name = "openvino"
+    runtime_name = "openvino"
     Config = OpenVinoConfig
     extra = "openvino"
     requires = ("openvino",)
@@ -44,7 +46,6 @@ class OpenVinoTarget(Target):
     quant_scheme = "nncf"  # the quantize stage makes an int8 OpenVINO IR with NNCF
     input_formats = ("onnx", "openvino-ir")
     description = "OpenVINO IR on the OpenVINO runtime (CPU/GPU/NPU)"
-    runtime_name = "openvino-cpu"  # openvino-<device> with compile.device set
 
     def tool_versions(self) -> list[str]:
         return ["openvino", "nncf"]
@@ -69,7 +70,7 @@ class OpenVinoTarget(Target):
                                      "pip install 'vopt[openvino]'")
         import openvino as ov
 
-        from vopt.runtimes.openvino import model_file
+        from vopt.runtimes.openvino import model_file, record_settings
         from vopt.targets.metadata import artifact_metadata, effective_precision
 
         self.check_format(artifact)
@@ -90,6 +91,8 @@ class OpenVinoTarget(Target):
         precision = effective_precision(artifact, setting, built=built)
         for key, value in artifact_metadata(artifact, ctx.build_name, self.name, precision).items():
             model.set_rt_info(value, ["vopt", key.removeprefix("vopt.")])
+        runtime = deployment_settings(cfg, setting)
+        record_settings(model, runtime)
         compress = cfg.compress_to_fp16 if cfg.compress_to_fp16 is not None else setting == "fp16"
         out_dir = ctx.out(IR_DIR)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +106,7 @@ class OpenVinoTarget(Target):
             + (", fp16 weights" if compress else ""),
         )
         return artifact.derive(out_dir, format="openvino-ir", io=_io_spec(model, artifact),
-                               meta={"precision": precision})
+                               meta={"precision": precision, "runtime": {"name": self.runtime_name, "settings": runtime}})
 
     def runner(self, artifact: Artifact, cfg: OpenVinoConfig) -> Runner | Unavailable:
         if importlib.util.find_spec("openvino") is None:
@@ -118,6 +121,18 @@ class OpenVinoTarget(Target):
         return runner(artifact.path, device=cfg.device, precision=self.precision(cfg),
                       hint=cfg.inference_precision, threads=cfg.threads,
                       performance_hint=cfg.performance_hint)
+
+
+def deployment_settings(cfg: OpenVinoConfig, precision: str) -> dict[str, str]:
+    """The properties a deployment should compile the IR with (recorded in its rt_info `runtime_options`):
+    the recipe's hints; INFERENCE_PRECISION_HINT only when asked for (else the plugin's own choice, bf16 on AMX)."""
+    hint = cfg.inference_precision or ("bf16" if precision == "bf16" else None)
+    settings = {"PERFORMANCE_HINT": cfg.performance_hint or "LATENCY"}
+    if hint:
+        settings["INFERENCE_PRECISION_HINT"] = hint
+    if cfg.threads:
+        settings["INFERENCE_NUM_THREADS"] = str(cfg.threads)
+    return settings
 
 
 def _io_spec(model, artifact: Artifact) -> dict:

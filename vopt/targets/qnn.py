@@ -11,7 +11,8 @@ from pydantic import Field
 
 from vopt.errors import BackendUnavailable, BuildError
 from vopt.pipeline.artifact import Artifact
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 
 class QnnConfig(CompileBase):
@@ -36,6 +37,8 @@ class QnnConfig(CompileBase):
 
 class QnnTarget(Target):
     name = "qnn"
+    runtime_name = "onnxruntime-qnn"
+    emulated = "QNN runs here on the x86 HTP simulator: timings would not reflect the NPU"
     Config = QnnConfig
     extra = "qnn"
     requires = ("onnxruntime", "onnxruntime_qnn")
@@ -44,7 +47,6 @@ class QnnTarget(Target):
     static_shapes = True  # HTP graphs are compiled for fixed shapes
     quant_scheme = "qnn-qdq"  # onnxruntime.quantization's QNN QDQ config (u8/u16 activations, u8 weights)
     description = "Qualcomm QNN (HTP) via onnxruntime-qnn"
-    runtime_name = "qnn-htp"
     emulated = "QNN runs here on the x86 HTP simulator: timings would not reflect the NPU"
 
     def tool_versions(self) -> list[str]:

@@ -11,7 +11,8 @@ from pydantic import Field
 
 from vopt.errors import BuildError
 from vopt.pipeline.artifact import Artifact
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 GPU_PROVIDERS = ("MIGraphXExecutionProvider", "ROCMExecutionProvider")
 
@@ -34,6 +35,7 @@ class RocmConfig(CompileBase):
 
 class RocmTarget(Target):
     name = "rocm"
+    runtime_name = "onnxruntime-rocm"  # MIGraphX/ROCm EP (ORT CPU without an AMD GPU)
     Config = RocmConfig
     requires = ("onnxruntime", "onnx")
     default_opset = 17
@@ -41,7 +43,6 @@ class RocmTarget(Target):
     quant_scheme = "fp16"
     int8_scheme = "ort-qdq"
     description = "fp16 ONNX for ONNX Runtime MIGraphX/ROCm (checked on ORT CPU without an AMD GPU)"
-    runtime_name = "onnxruntime-migraphx"  # onnxruntime-cpu on a machine without an AMD GPU
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime"]

@@ -13,7 +13,8 @@ from pydantic import Field
 
 from vopt.errors import BackendUnavailable, BuildError
 from vopt.pipeline.artifact import Artifact
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 TrtPrecision = Literal["fp32", "fp16", "bf16", "int8"]
 
@@ -42,6 +43,7 @@ class TensorRtConfig(CompileBase):
 
 class TensorRtTarget(Target):
     name = "tensorrt"
+    runtime_name = "tensorrt"
     Config = TensorRtConfig
     extra = "tensorrt"
     requires = ("tensorrt",)
@@ -49,7 +51,6 @@ class TensorRtTarget(Target):
     default_precision = "fp16"
     quant_scheme = "trt-qdq"  # symmetric s8 Q/DQ
     description = "TensorRT engine (NVIDIA GPU)"
-    runtime_name = "tensorrt"
     has_onnx_check = True
 
     def tool_versions(self) -> list[str]:

@@ -7,7 +7,8 @@ import importlib.util
 from typing import Literal
 
 from vopt.errors import BackendUnavailable
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 REASON = ("the tflite target has no converter in vopt yet: it needs litert-torch (PyTorch -> LiteRT) or onnx2tf "
           "with TensorFlow, which vopt does not install")
@@ -19,6 +20,7 @@ class TfliteConfig(CompileBase):
 
 class TfliteTarget(Target):
     name = "tflite"
+    runtime_name = "litert"
     Config = TfliteConfig
     extra = "tflite"
     requires = ("ai_edge_litert",)

@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 
 class WebGpuConfig(CompileBase):
@@ -35,6 +36,9 @@ class WebGpuConfig(CompileBase):
 
 class WebGpuTarget(Target):
     name = "webgpu"
+    runtime_name = "onnxruntime-web"
+    browser = True
+    emulated = "the browser runs here on SwiftShader/wasm, not on a GPU: timings would not reflect the device"
     Config = WebGpuConfig
     extra = "core"
     requires = ("onnx", "onnxruntime")
@@ -42,7 +46,6 @@ class WebGpuTarget(Target):
     quant_scheme = "fp16"  # fp16 with fp32 I/O; int8 QDQ only when a recipe asks for it
     int8_scheme = "ort-qdq"
     description = "onnxruntime-web WebGPU EP (verified in headless Chromium)"
-    runtime_name = "browser-wasm"  # validation runs on wasm; `validate: {runtime: browser}` adds WebGPU
     emulated = "the browser runs here on SwiftShader/wasm, not on a GPU: timings would not reflect the device"
     browser = True
 

@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from vopt.targets.base import CompileBase, Runner, Target, Unavailable
+from vopt.runtimes.base import Runner, Unavailable
+from vopt.targets.base import CompileBase, Target
 
 
 class WebNnConfig(CompileBase):
@@ -32,6 +33,9 @@ class WebNnConfig(CompileBase):
 
 class WebNnTarget(Target):
     name = "webnn"
+    runtime_name = "onnxruntime-web"
+    browser = True
+    emulated = "WebNN runs here only on wasm: timings would not reflect the device"
     Config = WebNnConfig
     extra = "core"
     requires = ("onnx", "onnxruntime")
@@ -40,7 +44,6 @@ class WebNnTarget(Target):
     int8_scheme = "ort-qdq"
     static_shapes = True  # read by the export stage: no dynamic axes
     description = "onnxruntime-web WebNN EP (static shapes; checked on wasm in headless Chromium)"
-    runtime_name = "browser-wasm"
     emulated = "WebNN runs here only on wasm: timings would not reflect the device"
     browser = True
     browser_note = ("WebNN artifact: checked on wasm with the same static shapes (no WebNN context in "

@@ -110,7 +110,8 @@ def compare_with_torch(model: Any, family: Any, artifact: Any, *, samples: int, 
                        ctx: Any) -> dict[str, Any]:
     """Export parity: ONNX Runtime on the artifact vs PyTorch on the same real images."""
     from vopt.datasets.images import describe, load_batch
-    from vopt.runtimes.ort import run_batches, runner
+    from vopt.runtimes.base import run_batches
+    from vopt.runtimes.ort import runner
 
     images = load_batch(data, artifact.preprocess, samples)
     batch_dim = artifact.io.inputs[0].shape[0] if artifact.io.inputs else None
@@ -118,8 +119,8 @@ def compare_with_torch(model: Any, family: Any, artifact: Any, *, samples: int, 
     # A static-batch artifact usually comes from a static-batch module (e.g. a .pt2 program): feed it the
     # same.
     ref = torch_outputs(model, family, images, batch=static or 8)
-    run = runner(artifact.path)
-    out = run_batches(run, artifact.io.inputs[0].name, [images], static_batch=static)
+    with runner(artifact.path) as run:
+        out = run_batches(run, artifact.io.inputs[0].name, [images], static_batch=static)
     result = compare_outputs(ref, out, skip=family.unordered_outputs)
     result["images"] = describe(data)
     result["samples"] = len(images)

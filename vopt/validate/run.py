@@ -8,7 +8,7 @@ import numpy as np
 
 from vopt.pipeline.artifact import Artifact
 from vopt.recipe.sections.validate import ValidateSection
-from vopt.targets.base import Unavailable
+from vopt.runtimes.base import Runner, Unavailable
 from vopt.validate.gates import evaluate
 from vopt.validate.reference import compare_outputs, torch_outputs
 from vopt.validate.tasks import task_metrics
@@ -18,8 +18,7 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg:
                       ctx: Any) -> dict[str, Any]:
     """`compile_cfg` is the target's typed Config (the recipe's `compile:` section): its runner's settings."""
     from vopt.datasets.images import describe, iter_batches, list_images, sample_files
-    from vopt.models.resolve import family_of, load_module
-    from vopt.runtimes.ort import run_batches
+    from vopt.models.resolve import family_of
 
     family = family_of(artifact)
     run = ctx.target.runner(artifact, compile_cfg)
@@ -38,6 +37,15 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg:
         if section.gates:
             ctx.warn(f"gates not checked ({', '.join(section.gates)}): the artifact could not run here")
         return report
+    with run:  # released even when the reference or a comparison fails
+        return _compare(run, artifact, section, ctx, family, images, report)
+
+
+def _compare(run: Runner, artifact: Artifact, section: ValidateSection, ctx: Any, family: Any, images: np.ndarray,
+             report: dict[str, Any]) -> dict[str, Any]:
+    from vopt.models.resolve import load_module
+    from vopt.runtimes.base import run_batches
+
     original = section.reference == "original"
     reference_artifact = ctx.artifacts.get("load") if original else _exported_source(ctx)
     if reference_artifact is None or reference_artifact.format not in ("torch-module", "onnx"):
@@ -51,8 +59,9 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg:
         from vopt.runtimes.ort import runner as ort_runner
 
         ref_static = reference_artifact.io.inputs[0].shape[0]
-        ref = run_batches(ort_runner(reference_artifact.path), reference_artifact.io.inputs[0].name, [images],
-                          static_batch=ref_static if isinstance(ref_static, int) else None)
+        with ort_runner(reference_artifact.path) as ref_run:
+            ref = run_batches(ref_run, reference_artifact.io.inputs[0].name, [images],
+                              static_batch=ref_static if isinstance(ref_static, int) else None)
         report["reference_runtime"] = "source ONNX on onnxruntime-cpu"
     static = artifact.io.inputs[0].shape[0] if isinstance(artifact.io.inputs[0].shape[0], int) else None
     batches = [images[i : i + section.batch] for i in range(0, len(images), section.batch)]
@@ -62,11 +71,7 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg:
             advance(1)
             return out
 
-        try:
-            out = run_batches(counted, artifact.io.inputs[0].name, batches, static_batch=static)
-        finally:
-            if run.close:  # e.g. releases the model's session in the shared browser
-                run.close()
+        out = run_batches(counted, artifact.io.inputs[0].name, batches, static_batch=static)
     metrics = compare_outputs(ref, out, skip=family.unordered_outputs)
     spread = _output_spread(ref)
     report.update(status="ok", runtime=run.runtime, runtime_info=run.info, metrics=metrics["outputs"],
@@ -79,7 +84,7 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg:
     report["gates"] = evaluate(section.gates, {"outputs": metrics["outputs"], **tm})
     report["summary"] = _summary(run.runtime, metrics, tm, report["gates"])
     if section.runtime == "browser":  # per-EP results in headless Chromium (webgpu, wasm, webnn)
-        from vopt.runtimes.browser import validate_in_browser
+        from vopt.validate.browser import validate_in_browser
 
         report["browser"] = validate_in_browser(artifact, images, ref, section, family)
         report["gates"] += report["browser"].pop("gates")

@@ -74,17 +74,17 @@ def reference_outputs(
 ) -> tuple[dict[str, np.ndarray], str]:
     """PyTorch from a recipe or build directory, or ONNX Runtime (Python, CPU) on a reference .onnx or the
     artifact."""
-    from vopt.runtimes.ort import run_batches, runner
+    from vopt.runtimes.base import run_batches
+    from vopt.runtimes.ort import runner
 
     source = reference or build_dir
     if source is not None and (source.is_dir() or source.suffix in (".yaml", ".yml")):
         return _torch_reference(source, images)
     onnx_ref = source if source is not None and source.suffix == ".onnx" else model
-    run = runner(onnx_ref)
     label = "the artifact itself" if onnx_ref == model else str(onnx_ref)
-    return run_batches(
-        run, name, [images], static_batch=static
-    ), f"onnxruntime {run.info['onnxruntime']} (Python, CPU EP) on {label}"
+    with runner(onnx_ref) as run:
+        out = run_batches(run, name, [images], static_batch=static)
+    return out, f"onnxruntime {run.info['onnxruntime']} (Python, CPU EP) on {label}"
 
 
 def _torch_reference(source: Path, images: np.ndarray) -> tuple[dict[str, np.ndarray], str]:

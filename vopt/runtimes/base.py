@@ -1,0 +1,89 @@
+"""What every runtime gives back: a Runner (or Unavailable, and why), and the static-batch helpers.
+Nothing here imports a target: targets and stages import the runtimes, never the other way round."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Runner:
+    """Runs an artifact on its real runtime: inputs by name in, outputs by name out.
+
+    A context manager in the Polygraphy style: the session is live from construction (`activate` is a no-op
+    kept for symmetry), `infer(feeds)` runs it, and leaving the `with` block (or `deactivate()`) releases
+    what the runtime holds (e.g. a session in the shared browser). Releasing twice is harmless."""
+
+    run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+    runtime: str
+    info: dict[str, Any] = field(default_factory=dict)
+    on_close: Callable[[], None] | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.run(feeds)
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.run(feeds)
+
+    def activate(self) -> Runner:
+        return self
+
+    def deactivate(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self.on_close is not None:
+                self.on_close()
+
+    close = deactivate
+
+    def __enter__(self) -> Runner:
+        return self.activate()
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+
+@dataclass
+class Unavailable:
+    """No runtime for this artifact here, and why."""
+
+    reason: str
+
+
+def pad_to(chunk: np.ndarray, batch: int) -> np.ndarray:
+    """`chunk` grown to `batch` rows by repeating its last row (a static-batch artifact takes no other size)."""
+    if len(chunk) >= batch:
+        return chunk
+    return np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+
+
+def static_chunks(batch: np.ndarray, static_batch: int | None) -> Iterator[tuple[np.ndarray, int]]:
+    """(chunk padded to the static batch, real rows in it) for each piece of `batch`; the batch as is without one."""
+    if not static_batch:
+        yield batch, len(batch)
+        return
+    for i in range(0, len(batch), static_batch):
+        chunk = batch[i : i + static_batch]
+        yield pad_to(chunk, static_batch), len(chunk)
+
+
+def run_batches(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], input_name: str,
+                batches: list[np.ndarray], static_batch: int | None = None) -> dict[str, np.ndarray]:
+    """Run every batch (split and padded to the artifact's static batch size if it has one), concatenated per output."""
+    collected: dict[str, list[np.ndarray]] = {}
+    for batch in batches:
+        for chunk, n in static_chunks(batch, static_batch):
+            out = run({input_name: chunk})
+            for k, v in out.items():
+                collected.setdefault(k, []).append(np.asarray(v)[:n] if n < len(chunk) else v)
+    return {k: np.concatenate(v) for k, v in collected.items()}
+
+
+def run_images(runner: Runner, images: np.ndarray) -> dict[str, np.ndarray]:
+    """All `images` through a runner that names its input and static batch in `info` (the ORT and OpenVINO ones)."""
+    return run_batches(runner, runner.info["input_name"], [images], static_batch=runner.info.get("static_batch"))
