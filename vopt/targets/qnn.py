@@ -47,7 +47,6 @@ class QnnTarget(Target):
     static_shapes = True  # HTP graphs are compiled for fixed shapes
     quant_scheme = "qnn-qdq"  # onnxruntime.quantization's QNN QDQ config (u8/u16 activations, u8 weights)
     description = "Qualcomm QNN (HTP) via onnxruntime-qnn"
-    emulated = "QNN runs here on the x86 HTP simulator: timings would not reflect the NPU"
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime", "onnxruntime-qnn"]

@@ -46,8 +46,6 @@ class WebGpuTarget(Target):
     quant_scheme = "fp16"  # fp16 with fp32 I/O; int8 QDQ only when a recipe asks for it
     int8_scheme = "ort-qdq"
     description = "onnxruntime-web WebGPU EP (verified in headless Chromium)"
-    emulated = "the browser runs here on SwiftShader/wasm, not on a GPU: timings would not reflect the device"
-    browser = True
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime", "onnxsim"]  # web compile folds shapes with onnxsim

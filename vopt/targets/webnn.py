@@ -44,8 +44,6 @@ class WebNnTarget(Target):
     int8_scheme = "ort-qdq"
     static_shapes = True  # read by the export stage: no dynamic axes
     description = "onnxruntime-web WebNN EP (static shapes; checked on wasm in headless Chromium)"
-    emulated = "WebNN runs here only on wasm: timings would not reflect the device"
-    browser = True
     browser_note = ("WebNN artifact: checked on wasm with the same static shapes (no WebNN context in "
                     "Chromium on Linux)")
 
