@@ -38,21 +38,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 # Upward imports that exist today, each with what removes it. The test fails when one disappears, so the list
 # only shrinks: delete the entry in the same change.
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
-    # Runner and Unavailable move from vopt.targets.base to vopt.runtimes.base.
-    ("vopt.runtimes.browser", "vopt.targets.base"): "Runner moves to runtimes",
-    ("vopt.runtimes.coreml", "vopt.targets.base"): "Runner moves to runtimes",
-    ("vopt.runtimes.openvino", "vopt.targets.base"): "Runner moves to runtimes",
-    ("vopt.runtimes.ort", "vopt.targets.base"): "Runner moves to runtimes",
-    ("vopt.runtimes.qnn", "vopt.targets.base"): "Runner moves to runtimes",
-    ("vopt.runtimes.tensorrt", "vopt.targets.base"): "Runner moves to runtimes",
-    ("vopt.bench.harness", "vopt.targets.base"): "Runner moves to runtimes",
-    ("vopt.bench.targets", "vopt.targets.base"): "Runner moves to runtimes",
-    ("vopt.quant.speed", "vopt.targets.base"): "Runner moves to runtimes",
-    ("vopt.validate.run", "vopt.targets.base"): "Unavailable moves to runtimes",
-    # The browser's validation helpers move to vopt/validate/.
-    ("vopt.runtimes.browser", "vopt.validate.gates"): "validate_in_browser moves to validate/",
-    ("vopt.runtimes.browser", "vopt.validate.reference"): "validate_in_browser moves to validate/",
-    ("vopt.runtimes.browser", "vopt.validate.tasks"): "validate_in_browser moves to validate/",
     # `vopt bench <build dir>` reads a manifest: read_manifest belongs beside the artifact, not the engine.
     ("vopt.bench.source", "vopt.pipeline.manifest"): "read_manifest moves down",
     # Recipe validation asks a higher layer: family names belong in the registry.
