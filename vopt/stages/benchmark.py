@@ -71,7 +71,27 @@ class BenchmarkStage(Stage):
         for w in report.pop("warnings", []):
             ctx.warn(w)
         ctx.report.update(status="ok", **report)
+        if sec.profile:
+            ctx.report["profile"] = _profile(artifact, images, threads[0] if threads else None, ctx)
         return artifact
+
+
+def _profile(artifact: Artifact, images: Any, threads: int | None, ctx: Any) -> dict[str, Any]:
+    """Per-op times at batch 1 from the runtime's own profiler; 'not run' where no profiler reads it."""
+    from vopt.errors import BackendUnavailable
+    from vopt.profiling.run import profile_artifact
+
+    inp = artifact.io.inputs[0]
+    batch = inp.shape[0] if isinstance(inp.shape[0], int) else 1
+    from vopt.bench.harness import tile
+
+    try:
+        with ctx.reporter.bar("profile per op", None):
+            prof = profile_artifact(artifact, {inp.name: tile(images, batch)}, runs=10, threads=threads)
+    except BackendUnavailable as exc:
+        ctx.warn(f"profile not run: {exc.message}")
+        return {"status": "not run", "reason": exc.message}
+    return {"status": "ok", "batch": batch, **prof.to_dict(top=15)}
 
 
 def _reference(ctx: Any, artifact: Artifact):
