@@ -112,6 +112,9 @@ def load_recipe(path: str | Path, sets: list[str] | None = None) -> LoadedRecipe
     from vopt.recipe.models import Recipe
 
     raw = load_raw(path, sets)
+    from vopt.recipe.levels import expand_level
+
+    raw.data = expand_level(raw.data, raw.locations, str(raw.path or path))
     try:
         recipe = Recipe.model_validate(raw.data)
     except ValidationError as exc:
