@@ -103,7 +103,13 @@ def _reference(ctx: Any, artifact: Artifact):
     def load() -> Any:
         from vopt.models.resolve import OutputWrapper, family_of, load_module
 
-        return OutputWrapper.wrap(load_module(loaded), family_of(artifact))
+        module = OutputWrapper.wrap(load_module(loaded), family_of(artifact))
+        steps = artifact.meta.get("embedded_preprocessing")
+        if steps:  # the artifact takes raw pixels: PyTorch does the same preprocessing, for a fair speedup
+            from vopt.models.embed import embed
+
+            module = embed(module, loaded.preprocess, steps.get("camera_size"))
+        return module
 
     return load
 

@@ -103,15 +103,19 @@ def _assign(cost: np.ndarray) -> np.ndarray:
         return perm
 
 
-def compare_with_torch(model: Any, family: Any, artifact: Any, *, samples: int, data: Any, ctx: Any) -> dict[str, Any]:
-    """Export parity: ONNX Runtime on the artifact vs PyTorch on the same real images."""
+def compare_with_torch(model: Any, family: Any, artifact: Any, *, samples: int, data: Any, ctx: Any,
+                       reference_preprocess: Any = None) -> dict[str, Any]:
+    """Export parity: ONNX Runtime on the artifact vs PyTorch on the same real images (each through its own
+    contract: raw pixels for an artifact with embedded preprocessing, the float pipeline for PyTorch)."""
     from vopt.datasets.images import describe, load_batch
     from vopt.runtimes.ort import run_batches, runner
 
     images = load_batch(data, artifact.preprocess, samples)
+    ref_pre = reference_preprocess or artifact.preprocess
+    ref_images = images if ref_pre == artifact.preprocess else load_batch(data, ref_pre, samples)
     static = artifact.io.inputs[0].shape[0] if artifact.io.inputs and isinstance(artifact.io.inputs[0].shape[0], int) else None
     # A static-batch artifact usually comes from a static-batch module (e.g. a .pt2 program): feed it the same.
-    ref = torch_outputs(model, family, images, batch=static or 8)
+    ref = torch_outputs(model, family, ref_images, batch=static or 8)
     run = runner(artifact.path)
     out = run_batches(run, artifact.io.inputs[0].name, [images], static_batch=static)
     result = compare_outputs(ref, out, skip=family.unordered_outputs)

@@ -42,13 +42,16 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) ->
         if section.gates:
             ctx.warn(f"gates not checked ({', '.join(section.gates)}): no reference model")
         return report
+    # Each side reads the images through its own contract (raw pixels for embedded preprocessing).
+    ref_images = images if reference_artifact.preprocess == artifact.preprocess else np.concatenate(
+        list(iter_batches(files, reference_artifact.preprocess, batch=8, augment_seed=section.seed)))
     if reference_artifact.format == "torch-module":
-        ref = torch_outputs(load_module(reference_artifact), family, images)
+        ref = torch_outputs(load_module(reference_artifact), family, ref_images)
     else:  # the model came in as ONNX: the source file on ONNX Runtime CPU is the reference
         from vopt.runtimes.ort import runner as ort_runner
 
         ref_static = reference_artifact.io.inputs[0].shape[0]
-        ref = run_batches(ort_runner(reference_artifact.path), reference_artifact.io.inputs[0].name, [images],
+        ref = run_batches(ort_runner(reference_artifact.path), reference_artifact.io.inputs[0].name, [ref_images],
                           static_batch=ref_static if isinstance(ref_static, int) else None)
         report["reference_runtime"] = "source ONNX on onnxruntime-cpu"
     static = artifact.io.inputs[0].shape[0] if isinstance(artifact.io.inputs[0].shape[0], int) else None
