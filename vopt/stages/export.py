@@ -27,6 +27,9 @@ class ExportConfig(BaseModel):
     dynamic: dict[str, list[int]] | None = None
     embed_preprocessing: bool = False
     camera_size: list[int] | None = None
+    postprocess: bool = False
+    max_detections: int = 100
+    score_threshold: float = 0.0
 
 
 class ExportStage(Stage):
@@ -51,6 +54,9 @@ class ExportStage(Stage):
             dynamic=None if static else recipe.model.input.dynamic,
             embed_preprocessing=ex.embed_preprocessing,
             camera_size=ex.camera_size,
+            postprocess=ex.postprocess,
+            max_detections=ex.max_detections,
+            score_threshold=ex.score_threshold,
         )
 
     def run(self, artifact: Artifact, config: ExportConfig, ctx) -> Artifact:
@@ -65,6 +71,19 @@ class ExportStage(Stage):
         wrapped = model if is_graph_only(artifact) else OutputWrapper.wrap(model, family)
         example = torch.randn(*config.input_shape, generator=torch.Generator().manual_seed(0))
         contract = artifact.preprocess
+        outputs = list(family.outputs)
+        post = None
+        if config.postprocess:
+            from vopt.models import postprocess
+            from vopt.validate.detection import scoring_for
+
+            if family.task != "object-detection":
+                raise BuildError(f"export.postprocess: family '{family.name}' is not a detector ({family.task}); "
+                                 "post-processing applies to DETR, RT-DETR and YOLOS", stage="export")
+            post = postprocess.settings(scoring_for(family), list(artifact.preprocess.size), config.max_detections,
+                                        config.score_threshold)
+            wrapped = postprocess.wrap(wrapped, post)
+            outputs = list(postprocess.OUTPUTS)
         if config.embed_preprocessing:
             from vopt.models.embed import embed, raw_contract
 
@@ -74,8 +93,7 @@ class ExportStage(Stage):
             example = torch.randint(0, 256, (config.input_shape[0], h, w, 3), dtype=torch.uint8,
                                     generator=torch.Generator().manual_seed(0))
         path = ctx.out("model.onnx")
-        outputs = list(family.outputs)
-        dyn_axes = self._dynamic_axes(config, outputs, family.output_axes)
+        dyn_axes = self._dynamic_axes(config, outputs, None if post else family.output_axes)
         with ctx.reporter.bar("export: tracing and writing ONNX", None):
             try:
                 # Exporters print progress (and whole IR graphs on failure) on stdout, which belongs to --json.
@@ -100,15 +118,15 @@ class ExportStage(Stage):
         ctx.report.update(nodes_before=nodes_before, nodes=len(proto.graph.node), opset=opset,
                           exporter="dynamo" if config.dynamo or artifact.meta.get("module_format") == "exported" else "legacy")
         io = artifact.io.model_copy(deep=True)
-        io.outputs = [TensorSpec(name=o.name, shape=_shape(o)) for o in proto.graph.output]
+        io.outputs = [TensorSpec(name=o.name, shape=_shape(o), dtype=_dtype(o)) for o in proto.graph.output]
         io.inputs = [TensorSpec(name=i.name, shape=_shape(i), dtype=_dtype(i)) for i in proto.graph.input]
-        changes: dict[str, Any] = {"io": io.model_dump()}
+        changes: dict[str, Any] = {"io": io.model_dump(), "meta": {"postprocess": post} if post else {}}
         if config.embed_preprocessing:
             from vopt.models.embed import embedded_steps
 
             # The contract moves into the graph: the artifact now says "raw pixels", so nothing normalizes twice.
-            changes.update(preprocess=contract.model_dump(),
-                           meta={"embedded_preprocessing": embedded_steps(artifact.preprocess, config.camera_size)})
+            changes["preprocess"] = contract.model_dump()
+            changes["meta"]["embedded_preprocessing"] = embedded_steps(artifact.preprocess, config.camera_size)
         out = artifact.derive(path, format="onnx", **changes)
         if config.parity and config.camera_size:
             # The graph's resize is not PIL's: parity is with the same preprocessing in PyTorch, on the same frames.
@@ -185,9 +203,11 @@ class ExportStage(Stage):
         images = load_batch(None, artifact.preprocess, config.parity_samples)
         with torch.no_grad():
             outs = wrapped(torch.from_numpy(images))
-        ref = {n: t.float().numpy() for n, t in zip(family.outputs, outs, strict=True)}
+        names = artifact.meta["postprocess"]["outputs"] if artifact.meta.get("postprocess") else family.outputs
+        ref = {n: t.float().numpy() if t.is_floating_point() else t.numpy() for n, t in zip(names, outs, strict=True)}
         got = run_batches(runner(artifact.path), artifact.io.inputs[0].name, [images])
-        result = compare_outputs(ref, {k: np.asarray(v) for k, v in got.items()}, skip=family.unordered_outputs)
+        skip = (*family.unordered_outputs, *ref)
+        result = compare_outputs(ref, {k: np.asarray(v) for k, v in got.items()}, skip=skip)
         result.update(images=describe(None), samples=len(images), reference="PyTorch with the same in-graph "
                       "preprocessing, on the same camera-size frames")
         ctx.report["parity"] = result

@@ -10,7 +10,7 @@ from vopt.pipeline.artifact import Artifact
 from vopt.recipe.sections.validate import ValidateSection
 from vopt.targets.base import Unavailable
 from vopt.validate.gates import evaluate
-from vopt.validate.reference import compare_outputs, torch_outputs
+from vopt.validate.reference import compare_outputs, postprocessed, torch_outputs, unordered
 from vopt.validate.tasks import task_metrics
 
 
@@ -67,7 +67,8 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) ->
         finally:
             if run.close:  # e.g. releases the model's session in the shared browser
                 run.close()
-    metrics = compare_outputs(ref, out, skip=family.unordered_outputs)
+    ref = postprocessed(ref, artifact)
+    metrics = compare_outputs(ref, out, skip=unordered(family, artifact))
     spread = _output_spread(ref)
     report.update(status="ok", runtime=run.runtime, runtime_info=run.info, metrics=metrics["outputs"], reference=section.reference)
     report["reference_spread"] = spread

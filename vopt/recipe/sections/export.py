@@ -18,3 +18,9 @@ class ExportSection(Section):
     camera_size: list[int] | None = Field(
         default=None, min_length=2, max_length=2, description="With embed_preprocessing: the fixed frame size "
         "[height, width] the device delivers; the graph then also resizes and centre-crops.")
+    postprocess: bool = Field(
+        default=False, description="Detection families: decode boxes (xyxy, input pixels), score and keep the top "
+        "max_detections in the graph; outputs boxes, scores, labels.")
+    max_detections: int = Field(default=100, ge=1, le=10000, description="With postprocess: detections kept.")
+    score_threshold: float = Field(default=0.0, ge=0.0, le=1.0, description="With postprocess: lower scores are "
+                                   "zeroed (label -1) in the graph.")
