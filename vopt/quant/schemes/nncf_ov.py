@@ -32,6 +32,9 @@ class _Items:
 
 class NncfScheme(Scheme):
     name = "nncf"
+    # `vopt tune`: NNCF's presets (symmetric vs asymmetric activations) and its range estimators.
+    tune_space = (({"quantize.options.preset": "performance"}, {"quantize.options.preset": "mixed"}),
+                  ({"quantize.calibration.method": "minmax"}, {"quantize.calibration.method": "percentile"}))
     output_format = "openvino-ir"
     ranks_layers = True
     tools = ("openvino", "nncf")
