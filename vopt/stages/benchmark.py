@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -71,9 +72,33 @@ class BenchmarkStage(Stage):
         for w in report.pop("warnings", []):
             ctx.warn(w)
         ctx.report.update(status="ok", **report)
+        if getattr(ctx.target, "compares_cpu_runtimes", False) and artifact.format == "onnx":
+            ctx.report["runtime_advice"] = _runtime_advice(artifact, images, threads[0] if threads else None, ctx)
         if sec.profile:
             ctx.report["profile"] = _profile(artifact, images, threads[0] if threads else None, ctx)
         return artifact
+
+
+def _runtime_advice(artifact: Artifact, images: Any, threads: int | None, ctx: Any) -> dict[str, Any]:
+    """The same file on OpenVINO's CPU plugin, timed against ONNX Runtime: say so when it is much faster."""
+    from vopt.bench.alternatives import openvino_vs_ort
+    from vopt.bench.harness import tile
+
+    inp = artifact.io.inputs[0]
+    batch = inp.shape[0] if isinstance(inp.shape[0], int) else 1
+    # The model before the target's runtime-specific rewrite (ORT's fused QLinear*/com.microsoft ops are
+    # not ONNX that OpenVINO reads): the quantize step's QDQ file, else the export.
+    portable = next((ctx.artifacts[s] for s in ("quantize", "export") if s in ctx.artifacts
+                     and ctx.artifacts[s].format == "onnx"), artifact)
+    try:
+        with ctx.reporter.bar("is another CPU runtime faster?", None):
+            result = openvino_vs_ort(portable.path, {inp.name: tile(images, batch)}, threads=threads)
+    except Exception as exc:  # noqa: BLE001 - advice must never cost a finished build
+        return {"status": "not run", "reason": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"}
+    result["file"] = Path(portable.path).name
+    if result.get("advice"):
+        ctx.warn(result["advice"])
+    return result
 
 
 def _profile(artifact: Artifact, images: Any, threads: int | None, ctx: Any) -> dict[str, Any]:

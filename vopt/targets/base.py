@@ -60,6 +60,8 @@ class Target:
     # The quantize stage's default scheme for this target (a name in vopt.quant.schemes.SCHEMES), or None.
     quant_scheme: ClassVar[str | None] = None
     description: ClassVar[str] = ""
+    # ONNX on this machine's CPU: the benchmark also times the artifact on OpenVINO and advises when faster.
+    compares_cpu_runtimes: ClassVar[bool] = False
 
     def available(self) -> tuple[bool, str]:
         """Can this machine build artifacts for the target?"""
