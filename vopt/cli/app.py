@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("vopt.cli.inspect", "Describe an artifact: I/O, ops, precision mix, metadata."),
     "bench": ("vopt.cli.bench", "Benchmark an artifact or a build directory."),
     "compare": ("vopt.cli.compare", "Compare build directories side by side."),
+    "tune": ("vopt.cli.tune", "Try the settings a target allows; keep the fastest artifact that passes the gates."),
+    "profile": ("vopt.cli.profile", "Per-op time breakdown of an artifact on its runtime's own profiler."),
+    "estimate": ("vopt.cli.estimate", "Estimate parameter and activation memory per batch size before building."),
     "verify": ("vopt.cli.verify", "Run an artifact on a runtime, such as a browser, and compare it with a reference."),
 }
 

@@ -71,6 +71,10 @@ def preprocess_pil(img, preprocess: Preprocess) -> np.ndarray:
         img = img.crop((left, top, left + w, top + h))
     else:
         img = img.resize((w, h), Image.BILINEAR)
+    if preprocess.dtype == "uint8":  # raw pixels for a graph that preprocesses itself
+        raw = np.asarray(img, dtype=np.uint8)
+        raw = raw[..., ::-1] if preprocess.channel_order == "BGR" else raw
+        return np.ascontiguousarray(raw.transpose(2, 0, 1) if preprocess.layout == "NCHW" else raw)
     arr = np.asarray(img, dtype=np.float32) * preprocess.scale
     if preprocess.channel_order == "BGR":
         arr = arr[..., ::-1]

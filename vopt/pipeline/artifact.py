@@ -40,6 +40,8 @@ class Preprocess(BaseModel):
     scale: float = 1 / 255
     channel_order: str = "RGB"
     layout: str = "NCHW"
+    # uint8: raw pixels (export.embed_preprocessing put the arithmetic into the graph); mean/std/scale unused.
+    dtype: str = "float32"
 
 
 class LineageEntry(BaseModel):

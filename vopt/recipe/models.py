@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
@@ -29,6 +29,9 @@ CompileSection = _compile_union()
 class Recipe(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Build name; output goes to build/<name>/.")
     description: str | None = None
+    level: Literal["O0", "O1", "O2", "O3"] | None = Field(
+        default=None, description="Optimization preset that fills unset keys: O0 export only, O1 + fusion and "
+        "simplification, O2 + the target's reduced precision, O3 + accuracy-aware fallback. `vopt plan` shows them.")
     model: ModelSection = Field(description="Where the model comes from and its example input.")
     preprocess: PreprocessSection = Field(
         default_factory=PreprocessSection, description="The preprocessing contract; the family's defaults fill the gaps."

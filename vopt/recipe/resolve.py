@@ -153,6 +153,9 @@ def load_recipe(path: str | Path, sets: list[str] | None = None) -> LoadedRecipe
     from vopt.recipe.models import Recipe
 
     raw = load_raw(path, sets)
+    from vopt.recipe.levels import expand_level
+
+    raw.data = expand_level(raw.data, raw.locations, str(raw.path or path))
     retired = _retired(raw)
     if retired:
         raise _fail(retired)

@@ -9,7 +9,7 @@ from typing import Any
 def make_plots(manifest: dict[str, Any], errors: list[str] | None = None) -> dict[str, bytes]:
     """Plot name -> PNG bytes, for the plots this manifest has data for."""
     from vopt.report import data
-    from vopt.report.plots import latency_vs_batch, size_vs_agreement
+    from vopt.report.plots import latency_vs_batch, op_time, size_vs_agreement
 
     name = (manifest.get("recipe") or {}).get("name", "?")
     runtime = (manifest.get("benchmark") or {}).get("runtime", manifest.get("target", "?"))
@@ -18,6 +18,8 @@ def make_plots(manifest: dict[str, Any], errors: list[str] | None = None) -> dic
         "latency_vs_batch": lambda: latency_vs_batch(data.bench_rows(manifest), f"{name} on {runtime}"),
         "size_vs_agreement": lambda: size_vs_agreement(points, metric,
                                                        f"{name}: size vs {metric.replace('_', ' ')}"),
+        "op_time": lambda: op_time((manifest.get("benchmark") or {}).get("profile"),
+                                   f"{name}: time per op type"),
     }
     images: dict[str, bytes] = {}
     for key, make in makers.items():

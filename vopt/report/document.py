@@ -11,7 +11,9 @@ SENSITIVITY_ROWS = 30  # the rest stays in manifest.json
 PLOTS = {
     "latency_vs_batch": "Latency and throughput vs batch size",
     "size_vs_agreement": "Size vs agreement with the reference, one point per artifact",
+    "op_time": "Where the time goes: time per op type, by compute precision",
 }
+PROFILE_ROWS = 15
 
 
 @dataclass
@@ -45,6 +47,7 @@ def build_document(manifest: dict[str, Any], plots: dict[str, str]) -> Document:
             ("Stages", lambda: _stages(manifest)),
             ("Validation", lambda: _validation(manifest)),
             ("Benchmark", lambda: _benchmark(manifest, plots)),
+            ("Where the time goes", lambda: _profile(manifest, plots)),
             ("Size vs agreement", lambda: _agreement_plot(plots)),
             ("Quantization sensitivity", lambda: _sensitivity(manifest)),
             ("Build", lambda: _about(manifest)),
@@ -237,6 +240,30 @@ def _benchmark(m: dict[str, Any], plots: dict[str, str]) -> Section | None:
         )
     if "latency_vs_batch" in plots:
         sec.blocks.append(("plot", "latency_vs_batch"))
+    return sec
+
+
+def _profile(m: dict[str, Any], plots: dict[str, str]) -> Section | None:
+    p = (m.get("benchmark") or {}).get("profile")
+    if not p:
+        return None
+    sec = Section("Where the time goes")
+    if p.get("status") != "ok":
+        sec.blocks.append(f"Profile not run: {p.get('reason')}.")
+        return sec
+    mix = ", ".join(f"{k} {v['percent']:.1f}% of op time ({v['ops']} ops)" for k, v in p["precision_mix"].items())
+    sec.blocks.append(f"Per-op times from `{p['runtime']}` at batch {p.get('batch', 1)}, mean of {p['runs']} runs: "
+                      f"{d.fmt_num(p['op_ms'], 4)} ms in {p['ops']} ops ({d.fmt_num(p['total_ms'], 4)} ms per "
+                      f"inference around them). Compute precision: {mix}. Devices: "
+                      + ", ".join(f"{k} ({v} ops)" for k, v in p["devices"].items()) + ".")
+    sec.blocks.append(Table(["op type", "ms", "% of op time", "nodes", "precision"],
+                            [[r["op_type"], d.fmt_num(r["ms"], 4), f"{r['percent']:.1f}", str(r["count"]),
+                              ", ".join(r["precisions"])] for r in p["by_op_type"][:PROFILE_ROWS]]))
+    sec.blocks.append(Table(["slowest nodes", "op", "ms", "precision", "kernel or device"],
+                            [[o["node"], o["op_type"], d.fmt_num(o["ms"], 4), o["precision"],
+                              o.get("kernel") or o["device"]] for o in p["top"]]))
+    if "op_time" in plots:
+        sec.blocks.append(("plot", "op_time"))
     return sec
 
 

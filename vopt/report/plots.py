@@ -87,3 +87,30 @@ def size_vs_agreement(points: list[tuple[str, float, float]], metric: str, title
 
 def _threads(n: int | None) -> str:
     return "default threads" if not n else f"{n} thread" + ("s" if n != 1 else "")
+
+
+_PRECISION_COLORS = {"int8": ACCENT, "int16": "#5b8fd1", "fp16": "#3a9a5b", "bf16": "#8a4fbf", "fp32": SECOND,
+                     "convert": "#999999"}
+
+
+def op_time(profile: dict[str, Any] | None, title: str, rows: int = 12) -> bytes | None:
+    """Horizontal bars: time per op type, stacked by the precision its nodes computed in."""
+    if not profile or profile.get("status") != "ok" or not profile.get("by_op_type"):
+        return None
+    groups = profile["by_op_type"][:rows][::-1]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(groups) + 1.2))
+    labels = [g["op_type"] for g in groups]
+    shown: set[str] = set()
+    for i, g in enumerate(groups):
+        prec = g["precisions"][0] if len(g["precisions"]) == 1 else "mixed"
+        color = _PRECISION_COLORS.get(prec, "#b33a3a")
+        ax.barh(i, g["ms"], color=color, label=None if prec in shown else prec)
+        shown.add(prec)
+    ax.set_yticks(range(len(groups)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xlabel("ms per inference (sum over the op type's nodes)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    return _png(fig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -74,7 +75,51 @@ class BenchmarkStage(Stage):
         for w in report.pop("warnings", []):
             ctx.warn(w)
         ctx.report.update(status="ok", **report)
+        if getattr(ctx.target, "compares_cpu_runtimes", False) and artifact.format == "onnx":
+            ctx.report["runtime_advice"] = _runtime_advice(artifact, images, threads[0] if threads else None, ctx)
+        if sec.profile:
+            ctx.report["profile"] = _profile(artifact, images, threads[0] if threads else None, ctx)
         return artifact
+
+
+def _runtime_advice(artifact: Artifact, images: Any, threads: int | None, ctx: Any) -> dict[str, Any]:
+    """The same file on OpenVINO's CPU plugin, timed against ONNX Runtime: say so when it is much faster."""
+    from vopt.bench.alternatives import openvino_vs_ort
+    from vopt.bench.harness import tile
+
+    inp = artifact.io.inputs[0]
+    batch = inp.shape[0] if isinstance(inp.shape[0], int) else 1
+    # The model before the target's runtime-specific rewrite (ORT's fused QLinear*/com.microsoft ops are
+    # not ONNX that OpenVINO reads): the quantize step's QDQ file, else the export.
+    portable = next((ctx.artifacts[s] for s in ("quantize", "export") if s in ctx.artifacts
+                     and ctx.artifacts[s].format == "onnx"), artifact)
+    try:
+        with ctx.reporter.bar("is another CPU runtime faster?", None):
+            result = openvino_vs_ort(portable.path, {inp.name: tile(images, batch)}, threads=threads)
+    except Exception as exc:  # noqa: BLE001 - advice must never cost a finished build
+        return {"status": "not run", "reason": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"}
+    result["file"] = Path(portable.path).name
+    if result.get("advice"):
+        ctx.warn(result["advice"])
+    return result
+
+
+def _profile(artifact: Artifact, images: Any, threads: int | None, ctx: Any) -> dict[str, Any]:
+    """Per-op times at batch 1 from the runtime's own profiler; 'not run' where no profiler reads it."""
+    from vopt.errors import BackendUnavailable
+    from vopt.profiling.run import profile_artifact
+
+    inp = artifact.io.inputs[0]
+    batch = inp.shape[0] if isinstance(inp.shape[0], int) else 1
+    from vopt.bench.harness import tile
+
+    try:
+        with ctx.reporter.bar("profile per op", None):
+            prof = profile_artifact(artifact, {inp.name: tile(images, batch)}, runs=10, threads=threads)
+    except BackendUnavailable as exc:
+        ctx.warn(f"profile not run: {exc.message}")
+        return {"status": "not run", "reason": exc.message}
+    return {"status": "ok", "batch": batch, **prof.to_dict(top=15)}
 
 
 def _reference(ctx: Any, artifact: Artifact):
@@ -86,7 +131,13 @@ def _reference(ctx: Any, artifact: Artifact):
     def load() -> Any:
         from vopt.models.resolve import OutputWrapper, family_of, load_module
 
-        return OutputWrapper.wrap(load_module(loaded), family_of(artifact))
+        module = OutputWrapper.wrap(load_module(loaded), family_of(artifact))
+        steps = artifact.meta.get("embedded_preprocessing")
+        if steps:  # the artifact takes raw pixels: PyTorch does the same preprocessing, for a fair speedup
+            from vopt.models.embed import embed
+
+            module = embed(module, loaded.preprocess, steps.get("camera_size"))
+        return module
 
     return load
 

@@ -25,6 +25,11 @@ class ExportConfig(BaseModel):
     input_shape: list[int]
     input_name: str
     dynamic: dict[str, list[int]] | None = None
+    embed_preprocessing: bool = False
+    camera_size: list[int] | None = None
+    postprocess: bool = False
+    max_detections: int = 100
+    score_threshold: float = 0.0
 
 
 class ExportStage(Stage):
@@ -47,6 +52,11 @@ class ExportStage(Stage):
             input_shape=recipe.model.input.shape,
             input_name=recipe.model.input.name,
             dynamic=None if static else recipe.model.input.dynamic,
+            embed_preprocessing=ex.embed_preprocessing,
+            camera_size=ex.camera_size,
+            postprocess=ex.postprocess,
+            max_detections=ex.max_detections,
+            score_threshold=ex.score_threshold,
         )
 
     def run(self, artifact: Artifact, config: ExportConfig, ctx) -> Artifact:
@@ -60,9 +70,30 @@ class ExportStage(Stage):
         # step into a ScriptModule held by a Python wrapper.
         wrapped = model if is_graph_only(artifact) else OutputWrapper.wrap(model, family)
         example = torch.randn(*config.input_shape, generator=torch.Generator().manual_seed(0))
-        path = ctx.out("model.onnx")
+        contract = artifact.preprocess
         outputs = list(family.outputs)
-        dyn_axes = self._dynamic_axes(config, outputs, family.output_axes)
+        post = None
+        if config.postprocess:
+            from vopt.models import postprocess
+            from vopt.validate.detection import scoring_for
+
+            if family.task != "object-detection":
+                raise BuildError(f"export.postprocess: family '{family.name}' is not a detector ({family.task}); "
+                                 "post-processing applies to DETR, RT-DETR and YOLOS", stage="export")
+            post = postprocess.settings(scoring_for(family), list(artifact.preprocess.size), config.max_detections,
+                                        config.score_threshold)
+            wrapped = postprocess.wrap(wrapped, post)
+            outputs = list(postprocess.OUTPUTS)
+        if config.embed_preprocessing:
+            from vopt.models.embed import embed, raw_contract
+
+            contract = raw_contract(artifact.preprocess, config.camera_size)
+            wrapped = embed(wrapped, artifact.preprocess, config.camera_size)
+            h, w = contract.size
+            example = torch.randint(0, 256, (config.input_shape[0], h, w, 3), dtype=torch.uint8,
+                                    generator=torch.Generator().manual_seed(0))
+        path = ctx.out("model.onnx")
+        dyn_axes = self._dynamic_axes(config, outputs, None if post else family.output_axes)
         with ctx.reporter.bar("export: tracing and writing ONNX", None):
             try:
                 # Exporters print progress (and whole IR graphs on failure) on stdout, which belongs to
@@ -94,11 +125,21 @@ class ExportStage(Stage):
             else "legacy",
         )
         io = artifact.io.model_copy(deep=True)
-        io.outputs = [TensorSpec(name=o.name, shape=_shape(o)) for o in proto.graph.output]
-        io.inputs = [TensorSpec(name=i.name, shape=_shape(i)) for i in proto.graph.input]
-        out = artifact.derive(path, format="onnx", io=io.model_dump())
-        if config.parity:
-            self._parity(model, family, out, config, ctx)
+        io.outputs = [TensorSpec(name=o.name, shape=_shape(o), dtype=_dtype(o)) for o in proto.graph.output]
+        io.inputs = [TensorSpec(name=i.name, shape=_shape(i), dtype=_dtype(i)) for i in proto.graph.input]
+        changes: dict[str, Any] = {"io": io.model_dump(), "meta": {"postprocess": post} if post else {}}
+        if config.embed_preprocessing:
+            from vopt.models.embed import embedded_steps
+
+            # The contract moves into the graph: the artifact now says "raw pixels", so nothing normalizes twice.
+            changes["preprocess"] = contract.model_dump()
+            changes["meta"]["embedded_preprocessing"] = embedded_steps(artifact.preprocess, config.camera_size)
+        out = artifact.derive(path, format="onnx", **changes)
+        if config.parity and config.camera_size:
+            # The graph's resize is not PIL's: parity is with the same preprocessing in PyTorch, on the same frames.
+            self._parity_same_input(wrapped, family, out, config, ctx)
+        elif config.parity:
+            self._parity(model, family, out, config, ctx, reference_preprocess=artifact.preprocess)
         ctx.report["summary"] = f"opset {opset}, {len(proto.graph.node)} nodes" + (
             f", cosine {ctx.report['parity']['worst_cosine']:.6f}" if "parity" in ctx.report else ""
         )
@@ -186,21 +227,45 @@ class ExportStage(Stage):
                 do_constant_folding=True,
             )
 
-    def _parity(self, model, family, artifact: Artifact, config: ExportConfig, ctx) -> None:
+    def _parity_same_input(self, wrapped, family, artifact: Artifact, config: ExportConfig, ctx) -> None:
+        import numpy as np
+        import torch
+
+        from vopt.datasets.images import describe, load_batch
+        from vopt.runtimes.ort import run_batches, runner
+        from vopt.validate.reference import compare_outputs
+
+        images = load_batch(None, artifact.preprocess, config.parity_samples)
+        with torch.no_grad():
+            outs = wrapped(torch.from_numpy(images))
+        names = artifact.meta["postprocess"]["outputs"] if artifact.meta.get("postprocess") else family.outputs
+        ref = {n: t.float().numpy() if t.is_floating_point() else t.numpy() for n, t in zip(names, outs, strict=True)}
+        got = run_batches(runner(artifact.path), artifact.io.inputs[0].name, [images])
+        skip = (*family.unordered_outputs, *ref)
+        result = compare_outputs(ref, {k: np.asarray(v) for k, v in got.items()}, skip=skip)
+        result.update(images=describe(None), samples=len(images), reference="PyTorch with the same in-graph "
+                      "preprocessing, on the same camera-size frames")
+        ctx.report["parity"] = result
+        self._check_parity(result, family)
+
+    def _parity(self, model, family, artifact: Artifact, config: ExportConfig, ctx, reference_preprocess=None) -> None:
+        """PyTorch on the float pipeline vs ONNX Runtime on the artifact's own input (raw pixels when the
+        preprocessing is embedded), the same real images."""
         from vopt.validate.reference import compare_with_torch
 
-        result = compare_with_torch(
-            model, family, artifact, samples=config.parity_samples, data=None, ctx=ctx
-        )
+        result = compare_with_torch(model, family, artifact, samples=config.parity_samples, data=None, ctx=ctx,
+                                    reference_preprocess=reference_preprocess)
         ctx.report["parity"] = result
+        self._check_parity(result, family, ctx)
+
+    @staticmethod
+    def _check_parity(result: dict[str, Any], family: Any, ctx: Any = None) -> None:
         # Unordered (top-k) outputs are already matched query-to-query, so every output is checked.
         failing = [name for name, m in result["outputs"].items() if m["cosine"] < family.min_cosine]
         loose = [name for name, m in result["outputs"].items() if m["max_abs_diff"] > family.atol]
-        if loose:
-            ctx.warn(
-                f"max abs diff above the {family.name} tolerance {family.atol:g} on {', '.join(loose)} "
-                "(cosine still within bounds)"
-            )
+        if loose and ctx is not None:
+            ctx.warn(f"max abs diff above the {family.name} tolerance {family.atol:g} on {', '.join(loose)} "
+                     "(cosine still within bounds)")
         if failing:
             detail = ", ".join(
                 f"{n}: cosine {result['outputs'][n]['cosine']:.6f}, "
@@ -220,6 +285,13 @@ def _need_onnxscript() -> None:
         raise missing_extra(
             "onnxscript", "dynamo", "the dynamo ONNX exporter (export.dynamo: true, .pt2 sources)"
         )
+
+
+def _dtype(value_info) -> str:
+    import onnx
+
+    elem = value_info.type.tensor_type.elem_type
+    return onnx.helper.tensor_dtype_to_np_dtype(elem).name if elem else "float32"
 
 
 def _shape(value_info) -> list[int | str]:

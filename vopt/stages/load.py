@@ -38,7 +38,11 @@ class LoadStage(Stage):
 
         spec = config.model
         source = get_source(spec.source)
-        loaded = source.load(spec)
+        import contextlib
+        import sys
+
+        with contextlib.redirect_stdout(sys.stderr):  # a factory that prints must not corrupt `--json` on stdout
+            loaded = source.load(spec)
         preprocess = resolve_preprocess(config.preprocess, spec.input.shape, loaded.family)
         batch: int | str = "batch" if spec.input.dynamic or config.dynamic_batch else spec.input.shape[0]
         io = IOSpec(

@@ -76,6 +76,10 @@ class QuantizeStage(Stage):
         from vopt.quant.schemes.base import quiet_logs
 
         family = family_of(artifact)
+        # The exported model's own input (e.g. uint8 NHWC when the preprocessing is embedded), at the recipe's batch.
+        dims = artifact.io.inputs[0].shape[1:] if artifact.io.inputs else []
+        if dims and all(isinstance(d, int) for d in dims) and list(dims) != config.input_shape[1:]:
+            config = config.model_copy(update={"input_shape": [config.input_shape[0], *dims]})
         # Calibrators and NNCF print to stdout, which `--json` owns: the whole step runs with stdout on stderr.
         with tempfile.TemporaryDirectory(prefix="vopt-quant-") as tmp, quiet_logs():
             return _Run(artifact, config, ctx, scheme_cls(config, Path(tmp), family), family).go()

@@ -56,6 +56,8 @@ class Target:
     browser_note: ClassVar[str | None] = None
     # `vopt inspect --check <target>` runs check_onnx() on an ONNX file before any build.
     has_onnx_check: ClassVar[bool] = False
+    # ONNX on this machine's CPU: the benchmark also times the artifact on OpenVINO and advises when faster.
+    compares_cpu_runtimes: ClassVar[bool] = False
 
     def available(self) -> tuple[bool, str]:
         """Can this machine build artifacts for the target?"""

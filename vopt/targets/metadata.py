@@ -61,6 +61,8 @@ def artifact_metadata(artifact: Any, recipe_name: str, target: str, precision: s
         "vopt.preprocess": json.dumps(artifact.preprocess.model_dump()),
         "vopt.random_weights": str(bool(artifact.meta.get("random_weights"))).lower(),
     }
+    if artifact.meta.get("embedded_preprocessing"):
+        meta["vopt.embedded_preprocessing"] = json.dumps(artifact.meta["embedded_preprocessing"])
     labels = artifact.meta.get("labels")
     if labels:
         meta["vopt.labels"] = json.dumps(labels)

@@ -106,22 +106,41 @@ def _assign(cost: np.ndarray) -> np.ndarray:
         return perm
 
 
-def compare_with_torch(model: Any, family: Any, artifact: Any, *, samples: int, data: Any,
-                       ctx: Any) -> dict[str, Any]:
-    """Export parity: ONNX Runtime on the artifact vs PyTorch on the same real images."""
+def compare_with_torch(model: Any, family: Any, artifact: Any, *, samples: int, data: Any, ctx: Any,
+                       reference_preprocess: Any = None) -> dict[str, Any]:
+    """Export parity: ONNX Runtime on the artifact vs PyTorch on the same real images (each through its own
+    contract: raw pixels for an artifact with embedded preprocessing, the float pipeline for PyTorch)."""
     from vopt.datasets.images import describe, load_batch
     from vopt.runtimes.base import run_batches
     from vopt.runtimes.ort import runner
 
     images = load_batch(data, artifact.preprocess, samples)
+    ref_pre = reference_preprocess or artifact.preprocess
+    ref_images = images if ref_pre == artifact.preprocess else load_batch(data, ref_pre, samples)
     batch_dim = artifact.io.inputs[0].shape[0] if artifact.io.inputs else None
     static = batch_dim if isinstance(batch_dim, int) else None
     # A static-batch artifact usually comes from a static-batch module (e.g. a .pt2 program): feed it the
     # same.
-    ref = torch_outputs(model, family, images, batch=static or 8)
+    ref = postprocessed(torch_outputs(model, family, ref_images, batch=static or 8), artifact)
     with runner(artifact.path) as run:
         out = run_batches(run, artifact.io.inputs[0].name, [images], static_batch=static)
-    result = compare_outputs(ref, out, skip=family.unordered_outputs)
+    result = compare_outputs(ref, out, skip=unordered(family, artifact))
     result["images"] = describe(data)
     result["samples"] = len(images)
     return result
+
+
+def postprocessed(ref: dict[str, np.ndarray], artifact: Any) -> dict[str, np.ndarray]:
+    """The PyTorch reference through the same detection post-processing the artifact has in its graph."""
+    cfg = (artifact.meta or {}).get("postprocess")
+    if not cfg:
+        return ref
+    from vopt.models.postprocess import apply
+
+    return apply(ref, cfg)
+
+
+def unordered(family: Any, artifact: Any) -> tuple[str, ...]:
+    """Outputs compared as matched detections: the family's per-query outputs, or the post-processed ones."""
+    cfg = (artifact.meta or {}).get("postprocess")
+    return (*family.unordered_outputs, *(cfg["outputs"] if cfg else ()))

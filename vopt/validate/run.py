@@ -10,7 +10,7 @@ from vopt.pipeline.artifact import Artifact
 from vopt.recipe.sections.validate import ValidateSection
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.validate.gates import evaluate
-from vopt.validate.reference import compare_outputs, torch_outputs
+from vopt.validate.reference import compare_outputs, postprocessed, torch_outputs, unordered
 from vopt.validate.tasks import task_metrics
 
 
@@ -38,11 +38,12 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg:
             ctx.warn(f"gates not checked ({', '.join(section.gates)}): the artifact could not run here")
         return report
     with run:  # released even when the reference or a comparison fails
-        return _compare(run, artifact, section, ctx, family, images, report)
+        return _compare(run, artifact, section, ctx, family, images, report, files)
 
 
 def _compare(run: Runner, artifact: Artifact, section: ValidateSection, ctx: Any, family: Any, images: np.ndarray,
-             report: dict[str, Any]) -> dict[str, Any]:
+             report: dict[str, Any], files: list[Any]) -> dict[str, Any]:
+    from vopt.datasets.images import iter_batches
     from vopt.models.resolve import load_module
     from vopt.runtimes.base import run_batches
 
@@ -53,14 +54,17 @@ def _compare(run: Runner, artifact: Artifact, section: ValidateSection, ctx: Any
         if section.gates:
             ctx.warn(f"gates not checked ({', '.join(section.gates)}): no reference model")
         return report
+    # Each side reads the images through its own contract (raw pixels for embedded preprocessing).
+    ref_images = images if reference_artifact.preprocess == artifact.preprocess else np.concatenate(
+        list(iter_batches(files, reference_artifact.preprocess, batch=8, augment_seed=section.seed)))
     if reference_artifact.format == "torch-module":
-        ref = torch_outputs(load_module(reference_artifact), family, images)
+        ref = torch_outputs(load_module(reference_artifact), family, ref_images)
     else:  # the model came in as ONNX: the source file on ONNX Runtime CPU is the reference
         from vopt.runtimes.ort import runner as ort_runner
 
         ref_static = reference_artifact.io.inputs[0].shape[0]
         with ort_runner(reference_artifact.path) as ref_run:
-            ref = run_batches(ref_run, reference_artifact.io.inputs[0].name, [images],
+            ref = run_batches(ref_run, reference_artifact.io.inputs[0].name, [ref_images],
                               static_batch=ref_static if isinstance(ref_static, int) else None)
         report["reference_runtime"] = "source ONNX on onnxruntime-cpu"
     static = artifact.io.inputs[0].shape[0] if isinstance(artifact.io.inputs[0].shape[0], int) else None
@@ -72,7 +76,8 @@ def _compare(run: Runner, artifact: Artifact, section: ValidateSection, ctx: Any
             return out
 
         out = run_batches(counted, artifact.io.inputs[0].name, batches, static_batch=static)
-    metrics = compare_outputs(ref, out, skip=family.unordered_outputs)
+    ref = postprocessed(ref, artifact)
+    metrics = compare_outputs(ref, out, skip=unordered(family, artifact))
     spread = _output_spread(ref)
     report.update(status="ok", runtime=run.runtime, runtime_info=run.info, metrics=metrics["outputs"],
                   reference=section.reference)

@@ -17,6 +17,16 @@ def task_metrics(
     """Top-level metrics for gates (e.g. `top1_agreement`), and notes on what could not be measured."""
     notes: list[str] = []
     if task == "object-detection":
+        if all(k in ref and k in out for k in ("boxes", "scores", "labels")):  # post-processed in the graph
+            from vopt.models.postprocess import detections
+            from vopt.validate.detection import box_agreement
+
+            m = {**box_agreement(detections(ref, score_threshold), detections(out, score_threshold)),
+                 "score_threshold": score_threshold, "scoring": "in-graph post-processing"}
+            if not m["reference_detections"]:
+                notes.append(f"no reference detection scored >= {score_threshold}: box agreement is vacuous "
+                             "(random weights?); lower validate.score_threshold")
+            return m, notes
         if "logits" in ref and "pred_boxes" in ref and "logits" in out and "pred_boxes" in out:
             from vopt.validate.detection import detection_metrics
 

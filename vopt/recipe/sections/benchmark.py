@@ -16,3 +16,5 @@ class BenchmarkSection(Section):
         default=None, description="Intra-op threads for the runtime and PyTorch; a list sweeps them. Runtime default when omitted."
     )
     baseline: bool = Field(default=True, description="Also time PyTorch eager, interleaved, for the speedup.")
+    profile: bool = Field(default=False, description="Also profile per op (ORT profiler, OpenVINO PERF_COUNT): "
+                          "the report's 'Where the time goes' table and chart.")

@@ -1,0 +1,1 @@
+"""Where the time goes: per-op timings from each runtime's own profiler (`vopt profile`)."""
