@@ -16,7 +16,7 @@ class CpuConfig(CompileBase):
         default="extended", description="ORT graph optimization level baked into the artifact."
     )
     ort_format: bool = Field(default=False, description="Also write the .ort flatbuffer format.")
-    threads: int | None = Field(default=None, description="intra-op threads for validation and benchmarks.")
+    threads: int | None = Field(default=None, ge=1, le=1024, description="intra-op threads for validation and benchmarks.")
 
 
 class CpuTarget(Target):

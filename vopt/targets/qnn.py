@@ -19,7 +19,7 @@ class QnnConfig(CompileBase):
     soc_model: str | None = Field(
         default=None, description="Qualcomm SoC id for the context binary (QNN `soc_model`, e.g. '60' for SM8650)."
     )
-    htp_arch: int | None = Field(default=None, description="HTP architecture version (e.g. 73, 75).")
+    htp_arch: int | None = Field(default=None, ge=1, le=1000, description="HTP architecture version (e.g. 73, 75).")
     context_binary: bool = Field(
         default=False, description="Also precompile a QNN context binary into an EPContext model (implied by soc_model)."
     )

@@ -23,7 +23,7 @@ class WebGpuConfig(CompileBase):
     fp16_block_ops: list[str] = Field(default_factory=list, description="fp16: op types kept in fp32.")
     max_size_mb: float = Field(default=2047.0, gt=0, description="Fail when the single .onnx file is bigger than this.")
     fail_on_fallback: bool = Field(default=False, description="Fail when an op is not in the WebGPU EP's table.")
-    calibration_samples: int = Field(default=16, ge=1, description="int8 without a quantize: section: real calibration images.")
+    calibration_samples: int = Field(default=16, ge=1, le=100_000, description="int8 without a quantize: section: real calibration images.")
 
 
 class WebGpuTarget(Target):
