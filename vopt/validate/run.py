@@ -15,7 +15,7 @@ from vopt.validate.tasks import task_metrics
 
 
 def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) -> dict[str, Any]:
-    from vopt.datasets.images import describe, iter_batches, list_images, sample_files
+    from vopt.datasets.images import ImageStats, describe, iter_batches, list_images, sample_files
     from vopt.models.resolve import family_of, load_module
     from vopt.runtimes.ort import run_batches
 
@@ -23,13 +23,22 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, ctx: Any) ->
     cfg = ctx.target.Config.model_validate(ctx.recipe.compile.model_dump())
     run = ctx.target.runner(artifact, cfg)
     files = sample_files(list_images(section.data), section.samples, section.seed)
-    images = np.concatenate(list(iter_batches(files, artifact.preprocess, batch=8, augment_seed=section.seed)))
+    stats = ImageStats()
+    batches = list(iter_batches(files, artifact.preprocess, batch=8, augment_seed=section.seed, stats=stats))
+    if not batches:
+        from vopt.errors import RecipeError
+
+        raise RecipeError(f"validate.data: no readable images in {describe(section.data)}")
+    images = np.concatenate(batches)
     report: dict[str, Any] = {
         "images": describe(section.data),
         "samples": len(images),
-        "image_files": sorted({f.name for f in files}),
+        "image_files": sorted({f.name for f in files} - set(stats.skipped)),
+        **stats.report(),
         "task": artifact.meta.get("task"),
     }
+    for note in stats.warnings("validate"):
+        ctx.warn(note)
     if isinstance(run, Unavailable):
         report.update(status="not run", reason=run.reason, summary=f"not run: {run.reason}")
         ctx.warn(f"artifact not executed: {run.reason}")
