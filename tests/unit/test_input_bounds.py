@@ -142,7 +142,7 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
     ]
     path = tmp_path / "bomb.yaml"
     path.write_text("\n".join(rows) + "\n")
-    with pytest.raises(RecipeError, match=r"bomb.yaml:1: recipe expands to more than 100,000 YAML nodes"):
+    with pytest.raises(RecipeError, match=r"bomb.yaml:1: recipe: expands to more than 100,000 YAML nodes"):
         load_recipe(path)
 
 

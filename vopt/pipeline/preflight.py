@@ -94,7 +94,12 @@ def _data_problems(data: str | list[str] | None, loc: tuple[str, ...], raw: Any,
         where = raw.where((*loc, i) if isinstance(data, list) else loc)
         if src == BUILTIN:
             continue
-        path = Path(src).expanduser()
+        try:
+            path = Path(src).expanduser()
+            path.exists()
+        except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a name too long, `~nosuchuser`
+            out.append(f"{where}: {key}: not a usable path: {src!r} ({exc})")
+            continue
         if tensors_ok and path.suffix.lower() in (".npy", ".npz"):
             if not path.is_file():
                 out.append(f"{where}: {key}: tensor file not found: {src}")
