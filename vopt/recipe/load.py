@@ -70,7 +70,7 @@ _BOMS = {
 }
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when installed: 10x faster
+class _Loader(yaml.SafeLoader):  # the pure-Python loader: libyaml parses some flow syntax differently
     """safe_load, except that an over-long integer is a marked YAML error instead of a bare ValueError."""
 
     def construct_yaml_int(self, node: yaml.Node) -> int:
