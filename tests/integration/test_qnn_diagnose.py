@@ -4,6 +4,7 @@ exclusion vopt suggests makes the build pass. Native log lines go to the log fil
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -30,7 +31,7 @@ def test_qnn_finalize_failure_names_the_grn_nodes_and_the_exclusion_builds(write
         assert f"grn/{op} ({op})" in out, out
     assert "\x1b" not in out and "LIBNATIVE" not in out  # the QNN library's own lines are in the log file
     log = re.search(r"native log: (\S+)", out).group(1)
-    assert "LIBNATIVE" in open(log).read()
+    assert "LIBNATIVE" in Path(log).read_text()
     hint = re.search(r"quantize: (\{exclude: .*\}\})", out).group(1)
     exclude = yaml.safe_load(hint)["exclude"]
     assert exclude == {"nodes": ["/model/convnextv*/encoder/stages.*/layers.*/grn/*"]}
