@@ -29,6 +29,13 @@ def command(
     reporter = TimingReporter() if timings else RichReporter()
     cache = Cache(cache_dir)
     loaded_all = [load_recipe(r, set_) for r in recipes]  # all recipes are checked before any work starts
+    from vopt.pipeline.plan import make_plan
+    from vopt.pipeline.preflight import check_inputs, check_out_dir
+
+    check_out_dir(out, [loaded.recipe.name for loaded in loaded_all])
+    for loaded in loaded_all:
+        make_plan(loaded.recipe)
+        check_inputs(loaded)
     manifests = []
     failed: GateFailed | None = None
     for loaded in loaded_all:

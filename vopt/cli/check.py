@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from vopt.cli.output import err, handles_errors
+from vopt.cli.output import err, handles_errors, plain
 
 
 @handles_errors
@@ -17,6 +17,7 @@ def command(
 
     from vopt.errors import RecipeError
     from vopt.pipeline.plan import make_plan
+    from vopt.pipeline.preflight import check_inputs
     from vopt.recipe.resolve import load_recipe
 
     problems: list[str] = []
@@ -24,12 +25,13 @@ def command(
         try:
             loaded = load_recipe(path, set_)
             make_plan(loaded.recipe)  # stage-level settings (e.g. a scheme the target cannot take) fail here too
+            check_inputs(loaded)  # data folders, gate metrics
             err.print(f"[green]ok[/] {escape(str(path))} ({loaded.recipe.name} -> {loaded.recipe.compile.target})", highlight=False)
         except RecipeError as exc:
             problems.append(exc.message)
             where = "" if str(path) in exc.message else f"{escape(str(path))}: "
-            err.print(f"[red]error[/] {where}{escape(exc.message)}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error[/] {where}{escape(plain(exc.message))}", highlight=False, soft_wrap=True)
             for line in exc.lines:
-                err.print(f"  {line}", markup=False, soft_wrap=True)
+                err.print(f"  {plain(line)}", markup=False, soft_wrap=True)
     if problems:
         raise typer.Exit(2)

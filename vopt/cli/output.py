@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,14 +28,25 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+# Terminal escapes (ORT's coloured log text inside an exception, or a recipe value) and other control characters:
+# an error message is plain text, on a terminal and in a CI log alike.
+_ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(text: str) -> str:
+    """`text` without terminal escape sequences; other control characters shown as \\xNN."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _ANSI.sub("", str(text)))
+
+
 def print_error(exc: VoptError) -> None:
     from rich.markup import escape
 
-    err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(plain(exc.message))}", highlight=False, soft_wrap=True)
     for line in exc.lines:
-        err.print(f"  {line}", markup=False, soft_wrap=True)
+        err.print(f"  {plain(line)}", markup=False, soft_wrap=True)
     if exc.hint:
-        err.print(f"  hint: {exc.hint}", markup=False, soft_wrap=True)
+        err.print(f"  hint: {plain(exc.hint)}", markup=False, soft_wrap=True)
 
 
 def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,7 +78,7 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             from rich.markup import escape
 
-            err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {escape(plain(str(exc)))}", soft_wrap=True)
             err.print("  rerun with VOPT_DEBUG=1 (or --debug on build, plan and check) for the traceback", markup=False)
             raise typer.Exit(1) from None
 

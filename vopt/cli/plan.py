@@ -19,10 +19,12 @@ def command(
 
     from vopt.pipeline.cache import Cache
     from vopt.pipeline.plan import dry_run, make_plan
+    from vopt.pipeline.preflight import check_inputs
     from vopt.recipe.resolve import load_recipe
 
     loaded = load_recipe(recipe, set_)
     steps, target = make_plan(loaded.recipe)
+    check_inputs(loaded)
     planned = dry_run(steps, target, Cache(cache_dir))
     ok, why = target.available()
     if json_out:

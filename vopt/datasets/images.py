@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,61 @@ from vopt.pipeline.artifact import Preprocess
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "samples"
 BUILTIN = "builtin:samples"
+# A data set may hold a few broken files (a truncated download): they are skipped and named in a warning.
+# More than this fraction of the distinct files (and always more than one) fails the step instead.
+MAX_UNREADABLE_FRACTION = 0.2
+
+
+class UnreadableImage(Exception):
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+@dataclass
+class ImageStats:
+    """What a stream of images really was: distinct files, augmented repeats, files skipped as unreadable."""
+
+    samples: int = 0
+    distinct: int = 0
+    augmented: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # file name -> why
+
+    _seen: set[Path] = field(default_factory=set, repr=False)
+    _picks: int = field(default=0, repr=False)
+
+    def record(self, path: Path, *, augmented: bool) -> None:
+        """One sample read. A second pass over the same stream (calibration reads it more than once) adds nothing."""
+        self._picks += 1
+        if path not in self._seen:
+            self._seen.add(path)
+            self.distinct = len(self._seen)
+        if self._picks > self.samples:
+            self.samples = self._picks
+            self.augmented += augmented
+
+    def new_pass(self) -> None:
+        self._picks = 0
+
+    def report(self) -> dict[str, object]:
+        out: dict[str, object] = {"distinct_images": self.distinct, "augmented_crops": self.augmented}
+        if self.skipped:
+            out["skipped_images"] = dict(self.skipped)
+        return out
+
+    def warnings(self, what: str) -> list[str]:
+        """`what` names the use, e.g. 'validate'."""
+        notes = []
+        if self.augmented:
+            notes.append(f"{what}: {self.samples} samples from {self.distinct} distinct image"
+                         f"{'s' if self.distinct != 1 else ''}: {self.augmented} are augmented crops (seeded random "
+                         "crop and flip) of those; add images for an independent sample")
+        if self.skipped:
+            names = ", ".join(f"{n} ({why})" for n, why in list(self.skipped.items())[:5])
+            more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+            notes.append(f"{what}: skipped {len(self.skipped)} unreadable image{'s' if len(self.skipped) > 1 else ''}: "
+                         f"{names}{more}")
+        return notes
 
 
 def list_images(data: str | list[str] | None) -> list[Path]:
@@ -50,13 +106,28 @@ def fingerprint(files: list[Path], preprocess: Preprocess, extra: dict | None = 
     return h.hexdigest()
 
 
+def open_rgb(path: Path):
+    """The image as 8-bit RGB, the way a viewer shows it: EXIF orientation applied, 16-bit scaled to 8-bit.
+    Raises UnreadableImage (with the reason) for a file Pillow cannot decode in full."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)  # a phone photo stored sideways is upright here
+            if img.mode.startswith("I;16") or img.mode == "I":
+                # 16-bit grayscale: Pillow's convert("RGB") clips at 255 (a white image); scale 0..65535 to 0..255.
+                arr = np.asarray(img, dtype=np.float64) / 257.0
+                img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+            rgb = img.convert("RGB")  # grayscale and RGBA become 3-channel RGB
+            rgb.load()
+            return rgb
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UnreadableImage(path, str(exc) or type(exc).__name__) from None
+
+
 def load_image(path: Path, preprocess: Preprocess) -> np.ndarray:
     """One image as a float32 CHW (or HWC) array, exactly as the contract says."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img = img.convert("RGB")  # grayscale and RGBA become 3-channel RGB
-        return preprocess_pil(img, preprocess)
+    return preprocess_pil(open_rgb(path), preprocess)
 
 
 def preprocess_pil(img, preprocess: Preprocess) -> np.ndarray:
@@ -93,17 +164,36 @@ def sample_files(files: list[Path], samples: int, seed: int) -> list[Path]:
 
 
 def iter_batches(
-    files: list[Path], preprocess: Preprocess, batch: int, *, augment_seed: int | None = None
+    files: list[Path], preprocess: Preprocess, batch: int, *, augment_seed: int | None = None,
+    stats: ImageStats | None = None,
 ) -> Iterator[np.ndarray]:
     """Stream batches: memory is bounded by the batch, not the data set.
-    Repeated files get a seeded random crop/flip so each sample differs."""
+    Repeated files get a seeded random crop/flip so each sample differs. Unreadable files are skipped and
+    recorded in `stats`; past MAX_UNREADABLE_FRACTION of the distinct files the stream fails, naming them."""
     seen: dict[Path, int] = {}
+    bad: dict[Path, str] = {}
+    if stats is not None:
+        stats.new_pass()
+    distinct = len(set(files))
+    allowed = max(1, int(MAX_UNREADABLE_FRACTION * distinct)) if distinct > 1 else 0
     rng = np.random.default_rng(augment_seed if augment_seed is not None else 0)
     buf: list[np.ndarray] = []
     for f in files:
+        if f in bad:
+            continue
         n = seen.get(f, 0)
         seen[f] = n + 1
-        buf.append(load_image(f, preprocess) if n == 0 else _augmented(f, preprocess, rng))
+        try:
+            buf.append(load_image(f, preprocess) if n == 0 else _augmented(f, preprocess, rng))
+            if stats is not None:
+                stats.record(f, augmented=n > 0)
+        except UnreadableImage as exc:
+            bad[f] = exc.reason
+            if stats is not None:
+                stats.skipped[f.name] = exc.reason
+            if len(bad) > allowed:
+                _too_many_unreadable(bad, distinct)
+            continue
         if len(buf) == batch:
             yield np.stack(buf)
             buf = []
@@ -111,21 +201,29 @@ def iter_batches(
         yield np.stack(buf)
 
 
+def _too_many_unreadable(bad: dict[Path, str], distinct: int) -> None:
+    names = "; ".join(f"{p} ({why})" for p, why in list(bad.items())[:5])
+    raise RecipeError(f"{len(bad)} of {distinct} image files cannot be read (at most "
+                      f"{MAX_UNREADABLE_FRACTION:.0%} may be skipped): {names}")
+
+
 def _augmented(path: Path, preprocess: Preprocess, rng: np.random.Generator) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        w, h = img.size
-        frac = rng.uniform(0.5, 0.95)
-        cw, ch = max(8, int(w * frac)), max(8, int(h * frac))
-        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        img = img.crop((x0, y0, x0 + cw, y0 + ch))
-        if rng.random() < 0.5:
-            img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        return preprocess_pil(img, preprocess)
+    img = open_rgb(path)
+    w, h = img.size
+    frac = rng.uniform(0.5, 0.95)
+    cw, ch = max(8, int(w * frac)), max(8, int(h * frac))
+    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    img = img.crop((x0, y0, x0 + cw, y0 + ch))
+    if rng.random() < 0.5:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    return preprocess_pil(img, preprocess)
 
 
 def load_batch(data: str | list[str] | None, preprocess: Preprocess, samples: int, seed: int = 0) -> np.ndarray:
     files = sample_files(list_images(data), samples, seed)
-    return np.concatenate(list(iter_batches(files, preprocess, batch=max(1, samples), augment_seed=seed)))
+    batches = list(iter_batches(files, preprocess, batch=max(1, samples), augment_seed=seed))
+    if not batches:
+        raise RecipeError(f"no readable images in {describe(data)}")
+    return np.concatenate(batches)

@@ -15,6 +15,7 @@ from vopt.pipeline.artifact import Artifact, LineageEntry, sha256_path
 from vopt.pipeline.cache import Cache
 from vopt.pipeline.context import Context
 from vopt.pipeline.plan import key_for, make_plan, tool_versions
+from vopt.pipeline.preflight import check_inputs
 from vopt.pipeline.progress import QuietReporter, Reporter
 from vopt.recipe.resolve import LoadedRecipe
 
@@ -55,6 +56,7 @@ def build(
     reporter = reporter or QuietReporter()
     cache = cache or Cache()
     steps, target = make_plan(recipe)
+    check_inputs(loaded)  # data folders and gate metrics, before any work (vopt/pipeline/preflight.py)
     preflight(steps, target)
 
     artifact: Artifact | None = None

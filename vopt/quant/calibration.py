@@ -40,6 +40,9 @@ class CalibrationSet:
         self.input_shape = list(input_shape)
         self.kind = data_kind(section)
         self._files: list[Path] | None = None
+        from vopt.datasets.images import ImageStats
+
+        self.stats = ImageStats()  # images only: distinct, augmented and skipped files (filled as they stream)
 
     # -- what it is ---------------------------------------------------------------------------
     def files(self) -> list[Path]:
@@ -101,7 +104,7 @@ class CalibrationSet:
             from vopt.datasets.images import iter_batches
 
             files = self.files()[:total]
-            yield from iter_batches(files, self.preprocess, batch, augment_seed=self.section.seed)
+            yield from iter_batches(files, self.preprocess, batch, augment_seed=self.section.seed, stats=self.stats)
 
     def _tensor_arrays(self) -> Iterator[np.ndarray]:
         for f in self.files():

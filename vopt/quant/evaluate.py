@@ -11,11 +11,16 @@ from vopt.pipeline.artifact import Preprocess
 from vopt.recipe.sections.quantize import CheckSection
 
 
-def eval_images(check: CheckSection, preprocess: Preprocess) -> np.ndarray:
+def eval_images(check: CheckSection, preprocess: Preprocess, stats: Any = None) -> np.ndarray:
+    """The check's images; `stats` (vopt.datasets.images.ImageStats) gets what was used and skipped."""
     from vopt.datasets.images import iter_batches, list_images, sample_files
+    from vopt.errors import RecipeError
 
     files = sample_files(list_images(check.data), check.samples, check.seed)
-    return np.concatenate(list(iter_batches(files, preprocess, batch=8, augment_seed=check.seed)))
+    batches = list(iter_batches(files, preprocess, batch=8, augment_seed=check.seed, stats=stats))
+    if not batches:
+        raise RecipeError("quantize.check.data: no readable images")
+    return np.concatenate(batches)
 
 
 def ort_outputs(path: Path, images: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -84,10 +85,44 @@ def _data_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def format_validation_error(exc: ValidationError, raw: RawRecipe, model: type[BaseModel]) -> list[str]:
-    lines = []
+_UNION_LABEL = re.compile(r"^(int|float|str|bool|list|dict|constrained-\w+|function-\w+|literal)(\[.*\])?$")
+
+
+def _without_union_labels(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], bool]:
+    """Pydantic names the union member it tried (`list[constrained-int]`) in the location; the YAML has no such key."""
+    out: list[Any] = []
+    node = data
+    labelled = False
+    for key in loc:
+        is_key = (isinstance(node, dict) and key in node) or (isinstance(node, list) and isinstance(key, int))
+        if not is_key and isinstance(key, str) and _UNION_LABEL.match(key):
+            labelled = True
+            continue
+        out.append(key)
+        node = node[key] if is_key and (isinstance(node, dict) or key < len(node)) else None
+    return tuple(out), labelled
+
+
+def _errors(exc: ValidationError, data: Any) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Each error with a YAML location; of the attempts at one union, only those that got deepest into the value."""
+    found = []
     for err in exc.errors():
-        loc = _data_loc(tuple(err["loc"]), raw.data)
+        loc, labelled = _without_union_labels(tuple(err["loc"]), data)
+        found.append((loc, labelled, err))
+    keep = []
+    for loc, labelled, err in found:
+        deeper = labelled and any(
+            lab and len(other) > len(loc) and other[: len(loc)] == loc for other, lab, _ in found
+        )
+        if not deeper:
+            keep.append((loc, err))
+    return keep
+
+
+def format_validation_error(exc: ValidationError, raw: RawRecipe, model: type[BaseModel]) -> list[str]:
+    lines: dict[str, str] = {}
+    for pyd_loc, err in _errors(exc, raw.data):
+        loc = _data_loc(pyd_loc, raw.data)
         key = ".".join(str(p) for p in loc) or "<recipe>"
         where = raw.where(loc)
         if err["type"] == "extra_forbidden":
@@ -102,10 +137,15 @@ def format_validation_error(exc: ValidationError, raw: RawRecipe, model: type[Ba
             names = [t.strip(" '") for t in str(expected).split(",")]
             msg = f"unknown target '{tag}'{did_you_mean(str(tag), names)}; known: {', '.join(names)}"
             key = f"{key}.target" if not key.endswith("target") else key
+            where = raw.where((*loc, "target")) if loc[-1:] != ("target",) else where  # e.g. blame `--set`
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
-        lines.append(f"{where}: {key}: {msg}")
-    return lines
+        head = f"{where}: {key}"
+        if head not in lines:
+            lines[head] = msg
+        elif msg not in lines[head]:  # the members of a union, each rejected: one line
+            lines[head] += f"; or {msg[0].lower()}{msg[1:]}"
+    return [f"{head}: {msg}" for head, msg in lines.items()]
 
 
 # Keys that were removed, and what to write instead: a recipe that still has one is told so at its line.

@@ -132,6 +132,10 @@ class _Run:
                 "samples": seen or calib.count(), "batch": cfg.calibration.batch, "seed": cfg.calibration.seed,
                 "method": cfg.calibration.method, "fingerprint": calib.fingerprint(), **mem.report(),
             }
+            if calib.kind == "images":  # distinct images, augmented crops, skipped files
+                self.report["calibration"].update(calib.stats.report())
+                for note in calib.stats.warnings("quantize calibration"):
+                    ctx.warn(note)
             if calib.kind == "synthetic":
                 ctx.warn("calibrated on SYNTHETIC random tensors (calibration.synthetic: true): ranges may not match real inputs")
         out = ctx.out(scheme.output_name())
@@ -166,7 +170,13 @@ class _Run:
 
         fmt = self.scheme.output_format
         if self.images is None:
-            self.images = eval_images(self.cfg.check, self.pre)
+            from vopt.datasets.images import ImageStats
+
+            stats = ImageStats()
+            self.images = eval_images(self.cfg.check, self.pre, stats)
+            self.image_stats = stats.report()
+            for note in stats.warnings("quantize check"):
+                self.ctx.warn(note)
         out = outputs_of(path, fmt, self.images)
         if out is None:
             self.report["check"] = {"status": "not run", "reason": f"no runtime for {fmt} on this machine"}
@@ -180,7 +190,8 @@ class _Run:
         gates = evaluate(self.cfg.gates, {"outputs": metrics["outputs"], **tm}) if self.cfg.gates else []
         result = {"status": "ok", "images": len(self.images), "reference": "float ONNX on onnxruntime-cpu",
                   "runtime": "openvino-cpu (f32 hint)" if fmt == "openvino-ir" else "onnxruntime-cpu",
-                  "metrics": metrics["outputs"], "worst": headline(metrics), "gates": gates}
+                  "metrics": metrics["outputs"], "worst": headline(metrics), "gates": gates,
+                  **getattr(self, "image_stats", {})}
         if tm:
             result["task_metrics"] = tm
         self.report["check"] = result

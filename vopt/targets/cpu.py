@@ -21,7 +21,7 @@ class CpuConfig(CompileBase):
         "metadata; `all` adds the layout transforms, e.g. NHWC QLinearConv, that cannot be saved into the file).",
     )
     ort_format: bool = Field(default=False, description="Also write the .ort flatbuffer format.")
-    threads: int | None = Field(default=None, description="intra-op threads for validation and benchmarks.")
+    threads: int | None = Field(default=None, ge=1, le=1024, description="intra-op threads for validation and benchmarks.")
 
 
 class CpuTarget(Target):

@@ -32,7 +32,7 @@ class OpenVinoConfig(CompileBase):
     performance_hint: Literal["LATENCY", "THROUGHPUT"] | None = Field(
         default=None, description="OpenVINO PERFORMANCE_HINT."
     )
-    threads: int | None = Field(default=None, description="INFERENCE_NUM_THREADS on CPU.")
+    threads: int | None = Field(default=None, ge=1, le=1024, description="INFERENCE_NUM_THREADS on CPU.")
 
 
 class OpenVinoTarget(Target):

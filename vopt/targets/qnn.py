@@ -21,7 +21,7 @@ class QnnConfig(CompileBase):
         default=None,
         description="Qualcomm SoC id for the context binary (QNN `soc_model`, e.g. '60' for SM8650).",
     )
-    htp_arch: int | None = Field(default=None, description="HTP architecture version (e.g. 73, 75).")
+    htp_arch: int | None = Field(default=None, ge=1, le=1000, description="HTP architecture version (e.g. 73, 75).")
     context_binary: bool = Field(
         default=False,
         description="Also precompile a QNN context binary into an EPContext model (implied by soc_model).",
@@ -136,21 +136,28 @@ class QnnTarget(Target):
     def _placement(path, cfg: QnnConfig, ctx) -> dict:
         """Node placement as deployed. With disable_cpu_fallback the gate is ORT's own: the session must load
         with session.disable_cpu_ep_fallback; when it does not, a session with fallback names the CPU ops."""
-        from vopt.runtimes.qnn import placement
+        from vopt.runtimes.diagnose import log_path, native_output_to, rejected_graph_error
+        from vopt.runtimes.qnn import placement, session
 
         kw = {"soc_model": cfg.soc_model, "htp_arch": cfg.htp_arch, "workdir": ctx.workdir}
+        log = log_path(f"{ctx.recipe.name}-qnn")
+
+        def rejected(exc: Exception) -> BuildError:  # bisects to the nodes QNN rejects (vopt/runtimes/diagnose.py)
+            loads = lambda p: session(p, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch)  # noqa: E731
+            return rejected_graph_error("QNN HTP", path, exc, loads, log=log, workdir=ctx.workdir)
+
         try:
-            return placement(path, disable_cpu_fallback=cfg.disable_cpu_fallback, **kw)
+            with native_output_to(log):
+                return placement(path, disable_cpu_fallback=cfg.disable_cpu_fallback, **kw)
         except Exception as exc:
             if not cfg.disable_cpu_fallback:
-                raise BuildError(f"QNN HTP could not load the model: {_first_line(exc)}",
-                                 stage="compile") from exc
+                raise rejected(exc) from exc
             first = exc
         try:
-            where = placement(path, **kw)
+            with native_output_to(log):
+                where = placement(path, **kw)
         except Exception as exc:
-            raise BuildError(f"QNN HTP could not load the model: {_first_line(exc)}",
-                             stage="compile") from exc
+            raise rejected(exc) from exc
         ops = ", ".join(f"{k} x{v}" for k, v in where["cpu_ops"].items()) or _first_line(first)[:200]
         raise BuildError(f"disable_cpu_fallback: {where['cpu_nodes']} node(s) would fall back to CPU "
                          f"instead of QNN HTP ({ops})", stage="compile") from first

@@ -29,7 +29,7 @@ class TensorRtConfig(CompileBase):
         default=None,
         description="Builder precision flags, e.g. [fp16, int8]; int8 uses the Q/DQ from the quantize stage.",
     )
-    workspace_gb: float = Field(default=4.0, gt=0, description="Builder workspace memory limit in GiB.")
+    workspace_gb: float = Field(default=4.0, gt=0, le=1024, description="Builder workspace memory limit in GiB.")
     timing_cache: str | None = Field(
         default=None,
         description="Persistent timing cache file; default: <vopt cache>/tensorrt/timing-<trt>-<sm>.cache.",

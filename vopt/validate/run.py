@@ -17,20 +17,28 @@ from vopt.validate.tasks import task_metrics
 def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg: Any,
                       ctx: Any) -> dict[str, Any]:
     """`compile_cfg` is the target's typed Config (the recipe's `compile:` section): its runner's settings."""
-    from vopt.datasets.images import describe, iter_batches, list_images, sample_files
+    from vopt.datasets.images import ImageStats, describe, iter_batches, list_images, sample_files
     from vopt.models.resolve import family_of
 
     family = family_of(artifact)
     run = ctx.target.runner(artifact, compile_cfg)
     files = sample_files(list_images(section.data), section.samples, section.seed)
-    stream = iter_batches(files, artifact.preprocess, batch=8, augment_seed=section.seed)
-    images = np.concatenate(list(stream))
+    stats = ImageStats()
+    batches = list(iter_batches(files, artifact.preprocess, batch=8, augment_seed=section.seed, stats=stats))
+    if not batches:
+        from vopt.errors import RecipeError
+
+        raise RecipeError(f"validate.data: no readable images in {describe(section.data)}")
+    images = np.concatenate(batches)
     report: dict[str, Any] = {
         "images": describe(section.data),
         "samples": len(images),
-        "image_files": sorted({f.name for f in files}),
+        "image_files": sorted({f.name for f in files} - set(stats.skipped)),
+        **stats.report(),
         "task": artifact.meta.get("task"),
     }
+    for note in stats.warnings("validate"):
+        ctx.warn(note)
     if isinstance(run, Unavailable):
         report.update(status="not run", reason=run.reason, summary=f"not run: {run.reason}")
         ctx.warn(f"artifact not executed: {run.reason}")

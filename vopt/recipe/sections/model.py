@@ -6,17 +6,38 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from vopt.recipe.sections.base import Section
+from vopt.recipe.sections.limits import MAX_INPUT_ELEMENTS, Dim, Seed
 
 Task = Literal["image-classification", "object-detection", "semantic-segmentation", "feature-extraction"]
 
 
 class InputSpec(Section):
-    shape: list[int] = Field(default=[1, 3, 224, 224], description="Example input shape, NCHW.")
+    shape: list[Dim] = Field(
+        default=[1, 3, 224, 224], min_length=4, max_length=4, description="Example input shape, NCHW: 4 positive ints."
+    )
     name: str = Field(default="pixel_values", description="Name of the model input.")
-    dynamic: dict[str, list[int]] | None = Field(
+    dynamic: dict[Literal["batch", "height", "width"], list[Dim]] | None = Field(
         default=None,
         description="Dynamic axes with [min, opt, max], e.g. {batch: [1, 8, 32]}. Names: batch, height, width.",
     )
+
+    @field_validator("shape")
+    @classmethod
+    def _bounded_shape(cls, shape: list[int]) -> list[int]:
+        n = 1
+        for d in shape:
+            n *= d
+        if n > MAX_INPUT_ELEMENTS:
+            raise ValueError(f"{shape} is {n:,} elements; at most {MAX_INPUT_ELEMENTS:,} (1 GiB of float32)")
+        return shape
+
+    @field_validator("dynamic")
+    @classmethod
+    def _min_opt_max(cls, dynamic: dict[str, list[int]] | None) -> dict[str, list[int]] | None:
+        for axis, values in (dynamic or {}).items():
+            if len(values) != 3 or not values[0] <= values[1] <= values[2]:
+                raise ValueError(f"{axis}: {values} must be [min, opt, max] with min <= opt <= max")
+        return dynamic
 
 
 class ModelSection(Section):
@@ -31,7 +52,7 @@ class ModelSection(Section):
     revision: str | None = None
     config: dict[str, Any] = Field(default_factory=dict, description="Config overrides (hf), e.g. for tiny variants.")
     trust: bool = Field(default=False, description="Allow unpickling full modules from checkpoints.")
-    seed: int = Field(default=0, description="Seed for random weights.")
+    seed: Seed = Field(default=0, description="Seed for random weights.")
     labels: list[str] | None = Field(default=None, description="Class names, embedded in artifact metadata.")
     input: InputSpec = Field(default_factory=InputSpec)
 

@@ -6,6 +6,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 
 from vopt.recipe.sections.base import Gates, Section
 from vopt.registry import SCHEMES
+from vopt.recipe.sections.limits import MAX_BATCH, MAX_SAMPLES, Seed
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int16", "int4"]
 
@@ -35,7 +36,11 @@ class CalibrationSection(Section):
     batch: int = Field(
         default=8, ge=1, description="Images per calibration batch; memory is bounded by this."
     )
-    seed: int = 0
+    samples: int = Field(default=64, ge=1, le=MAX_SAMPLES,
+                         description="Calibration samples; repeated images get seeded random crops.")
+    batch: int = Field(default=8, ge=1, le=MAX_BATCH,
+                       description="Images per calibration batch; memory is bounded by this.")
+    seed: Seed = 0
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
     percentile: float = Field(default=99.999, gt=0, le=100, description="For method: percentile.")
     synthetic: bool = Field(
@@ -55,16 +60,16 @@ class CheckSection(Section):
         default=None, description="Validation images; the built-in samples when omitted."
     )
     samples: int = Field(
-        default=16, ge=2, description="Validation images for the gates (2+ for centered cosine)."
+        default=16, ge=2, le=MAX_SAMPLES, description="Validation images for the gates (2+ for centered cosine)."
     )
-    seed: int = Field(default=1, description="Differs from calibration's seed, so gates see other crops.")
+    seed: Seed = Field(default=1, description="Differs from calibration's seed, so gates see other crops.")
     sensitivity_samples: int = Field(
-        default=8, ge=1, description="Calibration images used to rank layer sensitivity."
+        default=8, ge=1, le=MAX_SAMPLES, description="Calibration images used to rank layer sensitivity."
     )
     benchmark: bool = Field(
         default=True, description="Time quantized vs float on the target's runtime ('did INT8 pay')."
     )
-    rounds: int = Field(default=5, ge=1, description="Interleaved benchmark rounds.")
+    rounds: int = Field(default=5, ge=1, le=1000, description="Interleaved benchmark rounds.")
 
 
 class QuantizeSection(Section):
@@ -93,9 +98,9 @@ class QuantizeSection(Section):
     max_float_fraction: float = Field(
         default=0.25, ge=0.0, le=1.0, description="Most quantizable layers the fallback may keep in float."
     )
-    fallback_step: int = Field(default=1, ge=1, description="Layers moved back to float per fallback round.")
+    fallback_step: int = Field(default=1, ge=1, le=MAX_SAMPLES, description="Layers moved back to float per fallback round.")
     require_speedup: float | None = Field(
-        default=None, description="Fail unless quantized/float throughput >= this."
+        default=None, gt=0, le=1000, description="Fail unless quantized/float throughput >= this."
     )
     check: CheckSection = Field(default_factory=CheckSection)
     options: dict[str, Any] = Field(

@@ -1,0 +1,166 @@
+"""Input checks that run at plan time, before load, export or compile: data folders that exist and hold
+readable images, gate metrics that the task measures, and an output directory that can be written.
+
+Each problem is one line with the file:line (or `--set ...`) that set the value, exit 2."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vopt.errors import RecipeError
+
+# Header reads per folder at plan time: enough to tell an image folder from one of something else,
+# cheap enough for a folder of thousands (a header read opens the file and reads a few bytes).
+HEADER_PROBES = 256
+
+# Metrics every validation or quantize check measures, per output (vopt.validate.metrics.parity and
+# vopt.validate.reference.compare_outputs), and those each task adds (vopt.validate.tasks.task_metrics).
+PARITY_METRICS = ("max_abs_diff", "cosine", "sqnr_db", "centered_cosine", "input_variation")
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "image-classification": ("top1_agreement", "top5_agreement", "kl_divergence"),
+    "object-detection": ("box_agreement", "box_recall", "box_precision", "box_mean_iou", "reference_detections",
+                         "artifact_detections", "matched_detections"),
+    "semantic-segmentation": ("miou", "pixel_agreement", "classes"),
+    "feature-extraction": (),
+}
+
+
+def check_inputs(loaded: Any) -> None:
+    """Raise one RecipeError listing every input problem of the recipe (`loaded` is a LoadedRecipe)."""
+    recipe, raw = loaded.recipe, loaded.raw
+    problems: list[str] = []
+    task = _task(recipe)
+    if recipe.validate_ is not None:
+        problems += _data_problems(recipe.validate_.data, ("validate", "data"), raw)
+        problems += _gate_problems(recipe.validate_.gates, ("validate", "gates"), task, raw)
+    q = recipe.quantize
+    if q is not None and q.precision != "fp32":
+        cal = q.calibration
+        if not cal.synthetic:
+            problems += _data_problems(cal.data, ("quantize", "calibration", "data"), raw, tensors_ok=True)
+        problems += _data_problems(q.check.data, ("quantize", "check", "data"), raw)
+        problems += _gate_problems(q.gates, ("quantize", "gates"), task, raw)
+    if problems:
+        n = len(problems)
+        raise RecipeError(f"{n} problem{'s' if n != 1 else ''} with the recipe's inputs", lines=problems)
+
+
+def _task(recipe: Any) -> str | None:
+    """The model's task when the recipe says it (or names a family); None means 'known after load'."""
+    if recipe.model.task:
+        return recipe.model.task
+    if recipe.model.family:
+        from vopt.models.families.base import get_family
+
+        return getattr(get_family(recipe.model.family), "task", None)
+    return None
+
+
+def known_metrics(task: str | None) -> list[str]:
+    by_task = TASK_METRICS.get(task, ()) if task else tuple(m for ms in TASK_METRICS.values() for m in ms)
+    return sorted({*PARITY_METRICS, *by_task})
+
+
+def _gate_problems(gates: dict[str, str], loc: tuple[str, ...], task: str | None, raw: Any) -> list[str]:
+    from vopt.recipe.suggest import did_you_mean
+
+    known = known_metrics(task)
+    out = []
+    for metric in gates:
+        # `logits.cosine` names one output: its metric part is checked (output names are known after export).
+        name = metric.rpartition(".")[2] if metric not in known else metric
+        if name not in known:
+            what = f"the {task} task" if task else "any task"
+            key = ".".join((*loc, metric))
+            out.append(f"{raw.where((*loc, metric))}: {key}: no metric '{name}' is measured for {what}"
+                       f"{did_you_mean(name, known)}; known: {', '.join(known)}")
+    return out
+
+
+def _data_problems(data: str | list[str] | None, loc: tuple[str, ...], raw: Any, *, tensors_ok: bool = False) -> list[str]:
+    if data is None:
+        return []  # the built-in samples
+    from vopt.datasets.images import BUILTIN, IMAGE_SUFFIXES
+
+    key = ".".join(loc)
+    sources = [data] if isinstance(data, str) else list(data)
+    if not sources:
+        return [f"{raw.where(loc)}: {key}: empty list; leave it out for the built-in samples"]
+    out = []
+    for i, src in enumerate(sources):
+        where = raw.where((*loc, i) if isinstance(data, list) else loc)
+        if src == BUILTIN:
+            continue
+        try:
+            path = Path(src).expanduser()
+            path.exists()
+        except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a name too long, `~nosuchuser`
+            out.append(f"{where}: {key}: not a usable path: {src!r} ({exc})")
+            continue
+        if tensors_ok and path.suffix.lower() in (".npy", ".npz"):
+            if not path.is_file():
+                out.append(f"{where}: {key}: tensor file not found: {src}")
+            continue
+        if not path.exists():
+            out.append(f"{where}: {key}: not found: {src} (relative paths are from the working directory, {Path.cwd()})")
+            continue
+        if path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES or not readable_image(path):
+                out.append(f"{where}: {key}: not a readable image (jpg, png, webp, bmp): {src}")
+            continue
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            out.append(f"{where}: {key}: no images (jpg, png, webp, bmp) under {src}")
+        elif not any(readable_image(f) for f in files[:HEADER_PROBES]):
+            shown = min(len(files), HEADER_PROBES)
+            out.append(f"{where}: {key}: none of the first {shown} image files under {src} can be read "
+                       f"(e.g. {files[0].name})")
+    return out
+
+
+def readable_image(path: Path) -> bool:
+    """Pillow can identify the file (a header read: a truncated body is found, and skipped, at load)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.size  # noqa: B018 - parsed from the header
+        return True
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return False
+
+
+def check_out_dir(out_root: Path, names: list[str]) -> None:
+    """`--out` must be a directory this process can write, found at the start and not after the build."""
+    out_root = Path(out_root)
+    problems = []
+    if out_root.exists() and not out_root.is_dir():
+        problems.append(f"--out {out_root}: is a file, not a directory")
+    else:
+        for name in names:
+            target = out_root / name
+            if target.exists() and not target.is_dir():
+                problems.append(f"--out {out_root}: {target} is a file, not a build directory")
+        probe = out_root
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir():
+            problems.append(f"--out {out_root}: {probe} is a file, so {out_root} cannot be created")
+        elif not _writable(probe):
+            problems.append(f"--out {out_root}: {probe} is not writable")
+    if problems:
+        raise RecipeError(problems[0], lines=problems[1:])
+
+
+def _writable(folder: Path) -> bool:
+    """A real write, since os.access says yes to root on read-only mounts."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vopt-write-probe-"):
+            return True
+    except OSError:
+        return False
