@@ -19,6 +19,13 @@ def command(
     write_back: bool = typer.Option(False, "--write-back", help="Write the quantization fallback's exclusions into the recipe."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
+    from vopt.pipeline.interrupt import handle_signals
+
+    with handle_signals():  # SIGINT / SIGTERM: exit 130 / 143, nothing partial left
+        _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, debug)
+
+
+def _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, debug) -> None:
     from vopt.errors import GateFailed
     from vopt.pipeline.cache import Cache
     from vopt.pipeline.runner import build

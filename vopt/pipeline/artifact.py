@@ -96,6 +96,12 @@ def sha256_path(path: Path) -> str:
     return h.hexdigest()
 
 
+def hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    _hash_file(path, h)
+    return h.hexdigest()
+
+
 def _hash_file(path: Path, h: Any) -> None:
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -97,10 +97,18 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
                 shutil.copy2(src, dst)
             for name in artifact.meta.get("companions", []):  # files that belong with the artifact, e.g. model.ort
                 shutil.copy2(src.parent / name, staging / name)
+            from vopt.pipeline.artifact import sha256_path
+
+            if artifact.sha256 and sha256_path(dst) != artifact.sha256:  # the manifest states what is shipped
+                raise BuildError(f"{src} changed while it was copied to {final}; build again", stage="output")
         (staging / MANIFEST).write_text(json.dumps(json_safe(manifest), indent=2, default=str, allow_nan=False) + "\n")
         from vopt.report import write_reports
 
         write_reports(manifest, staging)
+        from vopt.pipeline import interrupt
+
+        interrupt.test_pause("output", staging)
+        interrupt.check()
         atomic_replace_dir(staging, final)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import vopt
 from vopt.errors import BackendUnavailable, BuildError, GateFailed, VoptError
+from vopt.pipeline import interrupt
 from vopt.pipeline.artifact import Artifact, LineageEntry, sha256_path
 from vopt.pipeline.cache import Cache
 from vopt.pipeline.context import Context
@@ -63,14 +64,23 @@ def build(
     reports: dict[str, dict[str, Any]] = {}
     for step in steps:
         parent_sha = artifact.sha256 if artifact else None
+        interrupt.check()
         key = key_for(step, artifact.identity() if artifact else None, target)
-        entry = cache.get(key) if use_cache else None
         reporter.stage_start(step.name)
+        entry = cache.get(key) if use_cache else None
         if entry is not None:
             result, report, seconds, cached = entry.artifact, entry.report, entry.duration_s, True
         else:
             try:
-                result, report, seconds = _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug)
+                with cache.lock(key):  # a concurrent build of this step finishes first; then it is a hit
+                    entry = cache.get(key) if use_cache else None
+                    if entry is None:
+                        warned = _report_discarded(cache, reporter)
+                        result, report, seconds = _run_step(step, artifact, key, recipe, target, cache, reporter,
+                                                            artifacts, reports, debug, warned)
+                        cached = False
+                    else:
+                        result, report, seconds, cached = entry.artifact, entry.report, entry.duration_s, True
             except BaseException as exc:
                 if not isinstance(exc, GateFailed):
                     reporter.abort()  # leave the terminal clean before the error is printed
@@ -82,7 +92,6 @@ def build(
                 records.append(StepRecord(step.name, key, False, 0.0, parent_sha, None, step.config.model_dump(mode="json"), report))
                 _write_failed(loaded, target, records, out_root, [{**f, "stage": step.name} for f in exc.failures])
                 raise
-            cached = False
         reporter.stage_end(step.name, cached=cached, seconds=seconds, detail=_summary(report))
         records.append(
             StepRecord(
@@ -104,6 +113,7 @@ def build(
 
     from vopt.pipeline.manifest import gate_failures, make_manifest, write_build_dir
 
+    interrupt.check()
     failures = gate_failures(reports)
     manifest = make_manifest(loaded, target, records, artifact, failures)
     manifest["vopt_seconds"] = round(time.perf_counter() - t_start, 3)  # up to writing the build directory
@@ -136,7 +146,15 @@ def preflight(steps: list, target: Any) -> None:
                 raise BackendUnavailable(f"the {step.name} step needs '{module}': pip install 'vopt[{extra}]'")
 
 
-def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug):
+def _report_discarded(cache: Cache, reporter: Reporter) -> list[str]:
+    """Damaged cache entries found on the way: said on the terminal and kept in the step's report."""
+    warned = cache.take_warnings()
+    for message in warned:
+        reporter.warn(message)
+    return warned
+
+
+def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug, warned=()):
     workdir = cache.new_workdir()
     ctx = Context(
         recipe=recipe,
@@ -147,10 +165,14 @@ def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, r
         reports=dict(reports),
         debug=debug,
     )
+    if warned:
+        ctx.report["warnings"] = list(warned)
     t0 = time.perf_counter()
     try:
         result = step.stage().run(artifact, step.config, ctx)
         seconds = time.perf_counter() - t0
+        interrupt.test_pause(step.name, ctx.workdir)
+        interrupt.check()  # an interrupt the stage's libraries swallowed still ends the build here
         if step.transforms:
             result.sha256 = sha256_path(result.file)
             lineage = list(artifact.lineage) if artifact else []
