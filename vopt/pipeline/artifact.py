@@ -66,6 +66,8 @@ class Artifact(BaseModel):
         data = self.model_dump()
         data.update(path=str(path), format=format or self.format, sha256="", **changes)
         data["meta"] = {**self.meta, **changes.get("meta", {})}
+        if data["format"] != "torch-module":
+            data["meta"].pop("module_ref", None)  # how to rebuild a torch module; not a property of an ONNX file
         return Artifact.model_validate(data)
 
     def size_bytes(self) -> int:

@@ -53,8 +53,14 @@ def build(
 ) -> BuildResult:
     t_start = time.perf_counter()
     recipe = loaded.recipe
-    reporter = reporter or QuietReporter()
-    cache = cache or Cache()
+    from vopt.models.sources.factory import build_policy
+
+    with build_policy(loaded.path.parent if loaded.path else None, recipe.model.trust):
+        return _build(loaded, recipe, out_root, cache or Cache(), reporter or QuietReporter(), use_cache, debug,
+                      t_start)
+
+
+def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start) -> BuildResult:
     steps, target = make_plan(recipe)
     preflight(steps, target)
 
