@@ -19,6 +19,8 @@ from vopt.pipeline.artifact import Artifact, hash_file, sha256_path
 
 ENTRY_FILE = "entry.json"
 ENTRY_FORMAT = 2  # entries of format 1 carried no file hashes: they are rebuilt
+# How a cached torch module may be stored: safetensors + reference, or a fixed graph given by the user.
+SAFE_MODULE_FORMATS = ("safetensors", "torchscript", "exported")
 
 
 def default_cache_dir() -> Path:
@@ -154,6 +156,13 @@ def _read_entry(key: str, entry_dir: Path) -> CacheEntry:
         raise BadEntry(f"`artifact` is malformed: {str(exc).splitlines()[0]}") from None
     if not Path(artifact.path).exists():
         raise BadEntry(f"the artifact file {Path(artifact.path).name} is missing")
+    if artifact.format == "torch-module" and artifact.meta.get("module_format") not in SAFE_MODULE_FORMATS:
+        raise BadEntry(f"it holds a '{artifact.meta.get('module_format')}' module; the cache holds no pickles")
+    for rel in files:
+        with (entry_dir / rel).open("rb") as f:
+            head = f.read(2)
+        if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+            raise BadEntry(f"{rel} is a pickle; the cache holds no pickles")
     if _relative_to(Path(artifact.path), entry_dir) is not None and artifact.sha256 \
             and sha256_path(Path(artifact.path)) != artifact.sha256:
         raise BadEntry("the artifact does not match its recorded sha256")

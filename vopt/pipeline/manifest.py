@@ -55,6 +55,9 @@ def make_manifest(loaded, target, records, artifact: Artifact | None, failures) 
         "benchmark": reports.get("benchmark"),
         "gate_failures": failures,
         "warnings": warnings,
+        # `model.trust: true` lets code run (arch: from any module, unpickling a checkpoint): say so.
+        "trust_granted": [{"stage": r.stage, **r.report["trust_granted"]} for r in records
+                          if isinstance(r.report.get("trust_granted"), dict)],
     })
 
 

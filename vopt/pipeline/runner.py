@@ -13,9 +13,9 @@ import vopt
 from vopt.errors import BackendUnavailable, BuildError, GateFailed, VoptError
 from vopt.pipeline import interrupt
 from vopt.pipeline.artifact import Artifact, LineageEntry, sha256_path
-from vopt.pipeline.cache import Cache
+from vopt.pipeline.cache import Cache, step_key
 from vopt.pipeline.context import Context
-from vopt.pipeline.plan import key_for, make_plan, tool_versions
+from vopt.pipeline.plan import key_material, make_plan, tool_versions
 from vopt.pipeline.progress import QuietReporter, Reporter
 from vopt.recipe.resolve import LoadedRecipe
 
@@ -31,6 +31,9 @@ class StepRecord:
     config: dict[str, Any]
     report: dict[str, Any] = field(default_factory=dict)
     output_bytes: int | None = None  # size of the step's artifact (transform steps), for the report
+    # The rest of what the key hashes (vopt version, parent identity, fingerprint, tool versions):
+    # sha256 of the canonical JSON of {**key_material, "config": config} is `key`.
+    key_material: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,7 +74,9 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
     for step in steps:
         parent_sha = artifact.sha256 if artifact else None
         interrupt.check()
-        key = key_for(step, artifact.identity() if artifact else None, target)
+        material = key_material(step, artifact.identity() if artifact else None, target)
+        key = step_key(material)
+        material.pop("config")  # recorded as the step's `config`
         reporter.stage_start(step.name)
         entry = cache.get(key) if use_cache else None
         if entry is not None:
@@ -95,7 +100,8 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
                 # build directory, so no stale artifact or manifest from an earlier build is left to mislead.
                 reporter.stage_end(step.name, cached=False, seconds=0.0, detail="gate failed")
                 report = {"status": "gate_failed", "error": exc.message, "lines": exc.lines, "gates": exc.failures}
-                records.append(StepRecord(step.name, key, False, 0.0, parent_sha, None, step.config.model_dump(mode="json"), report))
+                records.append(StepRecord(step.name, key, False, 0.0, parent_sha, None, step.config.model_dump(mode="json"),
+                                          report, key_material=material))
                 _write_failed(loaded, target, records, out_root, [{**f, "stage": step.name} for f in exc.failures])
                 raise
         reporter.stage_end(step.name, cached=cached, seconds=seconds, detail=_summary(report))
@@ -110,6 +116,7 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
                 step.config.model_dump(mode="json"),
                 report,
                 result.size_bytes() if step.transforms and result is not None else None,
+                material,
             )
         )
         reports[step.name] = report
