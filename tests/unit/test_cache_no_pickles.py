@@ -88,7 +88,7 @@ def test_two_clean_builds_give_identical_bytes(cli, write_recipe, tmp_path, monk
         payloads.append({stage: {str(f.relative_to(entries[stage])): hashlib.sha256(f.read_bytes()).hexdigest()
                                  for f in sorted((entries[stage] / "payload").rglob("*")) if f.is_file()}
                          for stage in ("load", "export", "quantize")})
-    assert list(payloads[0]["load"]) == ["payload/model.safetensors"]
-    assert any(name.endswith(".onnx") for name in payloads[0]["quantize"])
     for stage in ("load", "export", "quantize"):
         assert payloads[0][stage] == payloads[1][stage], stage
+    assert list(payloads[0]["load"]) == ["payload/model.safetensors"]
+    assert any(name.endswith(".onnx") for name in payloads[0]["quantize"])

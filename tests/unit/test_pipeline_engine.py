@@ -272,3 +272,13 @@ def test_manifest_is_strict_json(write_recipe, cli, tmp_path):
     json.loads((tmp_path / "o" / "tiny" / "manifest.json").read_text(), parse_constant=reject)
     assert json.loads(result.stdout)["vopt_seconds"] > 0
     assert json.loads((tmp_path / "o" / "tiny" / "manifest.json").read_text())["vopt_seconds"] > 0
+
+
+def test_manifest_key_material_reproduces_the_key(write_recipe, cli, tmp_path):
+    from vopt.pipeline.cache import step_key
+
+    m = json.loads(cli("build", write_recipe(tiny_recipe()), "--out", tmp_path / "o", "--json").stdout)
+    for s in m["steps"]:
+        assert set(s["key_material"]) == {"vopt", "stage", "parent", "fingerprint", "tools"}
+        assert step_key({**s["key_material"], "config": s["config"]}) == s["key"], s["stage"]
+    assert m["steps"][1]["key_material"]["parent"] is not None and "torch" in m["steps"][0]["key_material"]["tools"]
