@@ -54,7 +54,8 @@ def build(ref: dict[str, Any]) -> Any:
         import transformers
         from transformers import CONFIG_MAPPING
 
-        config = CONFIG_MAPPING[ref["config"]["model_type"]].from_dict(ref["config"])
+        config_cls = getattr(transformers, ref.get("config_class", ""), None) or CONFIG_MAPPING[ref["config"]["model_type"]]
+        config = config_cls.from_dict(ref["config"])
         cls = getattr(transformers, ref["class"])
         from vopt.models.sources.hf import _from_config
 

@@ -128,7 +128,8 @@ class HfSource(Source):
             labels = [id2label[i] for i in sorted(id2label)]
         notes = [f"{config.model_type} -> family {family.name}, {model_cls.__name__}", *family.applied]
         reference = {"kind": "hf", "config": json.loads(model.config.to_json_string(use_diff=False)),
-                     "class": model_cls.__name__, "family": family.name, "task": task}
+                     "config_class": type(model.config).__name__, "class": model_cls.__name__,
+                     "family": family.name, "task": task}
         return LoadedModel(model, family, task, labels=labels, random_weights=random, notes=notes,
                            reference={"build": reference})
 
