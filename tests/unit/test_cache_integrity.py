@@ -76,3 +76,20 @@ def test_malformed_entry_is_discarded_never_a_key_error(cli, write_recipe, tmp_p
     assert again["artifact"]["sha256"] == first["artifact"]["sha256"]  # and made the same bytes
     third, _ = _build(cli, recipe, out)
     assert all(s["cached"] for s in third["steps"])  # the rebuilt entry verifies
+
+
+def test_an_entry_damaged_while_the_step_lock_is_held_is_discarded(tmp_path):
+    """The engine re-reads an entry under its step's lock; discarding it there must not deadlock."""
+    from vopt.pipeline.artifact import Artifact
+    from vopt.pipeline.cache import Cache
+
+    cache = Cache(tmp_path / "c")
+    work = cache.new_workdir()
+    (work / "payload" / "f.bin").write_bytes(b"x" * 100)
+    art = Artifact(path=str(work / "payload" / "f.bin"), format="onnx")
+    cache.commit("ab" * 32, work, art, {}, 0.0)
+    (tmp_path / "c" / "ab" / ("ab" * 32) / "payload" / "f.bin").write_bytes(b"y" * 100)
+    with cache.lock("ab" * 32):
+        assert cache.get("ab" * 32) is None
+    assert "does not match its recorded size and sha256" in cache.take_warnings()[0]
+    assert not (tmp_path / "c" / "ab" / ("ab" * 32)).exists()

@@ -152,7 +152,7 @@ def _entries(cache: Path) -> list[Path]:
     return [p for p in cache.glob("??/*") if (p / "entry.json").is_file()]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
 def test_killed_mid_export_leaves_nothing_partial(write_recipe, tmp_path, sig):
     """A real `vopt build` process, stopped by the test hook after export wrote its files and before they are
     committed (no timing: the build waits on the hook until the signal comes)."""

@@ -54,6 +54,7 @@ class Cache:
         self.tmp_root = self.root / "tmp"
         self.lock_root = self.root / "locks"
         self.warnings: list[str] = []  # discarded entries, for the build to report
+        self._locks: dict[str, Any] = {}
 
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -85,7 +86,10 @@ class Cache:
         from filelock import FileLock
 
         self.lock_root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.lock_root / f"{key}.lock")):
+        # One lock object per key: it is re-entrant (get() discarding an entry while the engine holds the
+        # lock), where a second object on the same file would deadlock.
+        lock = self._locks.setdefault(key, FileLock(str(self.lock_root / f"{key}.lock")))
+        with lock:
             yield
 
     def new_workdir(self) -> Path:
