@@ -282,3 +282,16 @@ def test_manifest_key_material_reproduces_the_key(write_recipe, cli, tmp_path):
         assert set(s["key_material"]) == {"vopt", "stage", "parent", "fingerprint", "tools"}
         assert step_key({**s["key_material"], "config": s["config"]}) == s["key"], s["stage"]
     assert m["steps"][1]["key_material"]["parent"] is not None and "torch" in m["steps"][0]["key_material"]["tools"]
+
+
+def test_staging_left_by_a_killed_build_is_removed(write_recipe, cli, tmp_path):
+    """SIGKILL while the build directory is written leaves build/.<name>.tmp-<pid>-*; the next build removes it."""
+    from vopt.pipeline.cache import _alive
+
+    dead = next(pid for pid in range(4_000_000, 4_100_000) if not _alive(pid))
+    out = tmp_path / "o"
+    stale = out / f".tiny.tmp-{dead}-deadbeef"
+    (stale / "half").mkdir(parents=True)
+    result = cli("build", write_recipe(tiny_recipe(validate=None)), "--out", out)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["tiny"]

@@ -88,6 +88,7 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
 
     final = final.resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_staging(final)
     staging = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
@@ -119,6 +120,16 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
             raise BuildError(f"cannot write {final}: {exc}", stage="output") from exc
         raise
     return final
+
+
+def _remove_dead_staging(final: Path) -> None:
+    """Staging directories left by a build that was SIGKILLed while writing (their process is gone)."""
+    from vopt.pipeline.cache import _alive
+
+    for old in final.parent.glob(f".{final.name}.tmp-*"):
+        pid = old.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def read_manifest(build_dir: Path) -> dict[str, Any]:
