@@ -74,8 +74,9 @@ def test_malformed_entry_is_discarded_never_a_key_error(cli, write_recipe, tmp_p
     assert "discarded and rebuilt" in output
     assert not again["steps"][0]["cached"]  # load re-ran
     assert again["artifact"]["sha256"] == first["artifact"]["sha256"]  # and made the same bytes
-    third, _ = _build(cli, recipe, out)
+    third, output = _build(cli, recipe, out)
     assert all(s["cached"] for s in third["steps"])  # the rebuilt entry verifies
+    assert "discarded" not in output and not any("discarded" in w for w in third["warnings"])  # said once
 
 
 def test_an_entry_damaged_while_the_step_lock_is_held_is_discarded(tmp_path):

@@ -85,13 +85,15 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
             try:
                 with cache.lock(key):  # a concurrent build of this step finishes first; then it is a hit
                     entry = cache.get(key) if use_cache else None
+                    discarded = _report_discarded(cache, reporter)
                     if entry is None:
-                        warned = _report_discarded(cache, reporter)
                         result, report, seconds = _run_step(step, artifact, key, recipe, target, cache, reporter,
-                                                            artifacts, reports, debug, warned)
+                                                            artifacts, reports, debug)
                         cached = False
                     else:
                         result, report, seconds, cached = entry.artifact, entry.report, entry.duration_s, True
+                if discarded:  # this build's news only: not in the cached report, or every rebuild repeats it
+                    report = {**report, "warnings": [*discarded, *report.get("warnings", [])]}
             except BaseException as exc:
                 if not isinstance(exc, GateFailed):
                     reporter.abort()  # leave the terminal clean before the error is printed
@@ -167,7 +169,7 @@ def _report_discarded(cache: Cache, reporter: Reporter) -> list[str]:
     return warned
 
 
-def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug, warned=()):
+def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug):
     workdir = cache.new_workdir()
     ctx = Context(
         recipe=recipe,
@@ -178,8 +180,6 @@ def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, r
         reports=dict(reports),
         debug=debug,
     )
-    if warned:
-        ctx.report["warnings"] = list(warned)
     t0 = time.perf_counter()
     try:
         result = step.stage().run(artifact, step.config, ctx)
