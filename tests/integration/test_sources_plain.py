@@ -186,3 +186,39 @@ def test_sources_python_model_prunes_and_keeps_its_head(cli, write_recipe, tmp_p
     assert p["ignored_layers"] == ["8"]  # the final Linear produces the output: its 10 classes stay
     assert p["params_after"] < p["params_before"] / 2
     assert reports["export"]["parity"]["worst_cosine"] >= 0.9999
+
+
+@pytest.mark.parametrize("arch", ["subprocess:getoutput", "os:system", "shutil:rmtree", "builtins:exec",
+                                  "importlib:import_module", "torch.hub:load"])
+def test_sources_arch_from_the_standard_library_or_a_shell_module_is_refused(cli, write_recipe, tmp_path, arch):
+    marker = tmp_path / "ran"
+    result = _build(cli, write_recipe, tmp_path, {"source": "python", "arch": arch,
+                                                  "kwargs": {"cmd": f"touch {marker}"}})
+    assert result.exit_code == 2, result.output
+    assert f"refused '{arch}'" in result.output and "trust: true" in result.output
+    assert not marker.exists() and "Traceback" not in result.output
+
+
+def test_sources_arch_trust_lets_it_run_and_the_manifest_says_so(cli, write_recipe, tmp_path, netmod):
+    marker = tmp_path / "ran"
+    result = _build(cli, write_recipe, tmp_path, {"source": "python", "arch": "subprocess:getoutput", "trust": True,
+                                                  "kwargs": {"cmd": f"touch {marker}"}})
+    assert marker.exists()  # trust: true is the user's explicit choice to run it
+    assert result.exit_code == 1 and "returned str, not a torch.nn.Module" in result.output
+    manifest, _ = _ok(_build(cli, write_recipe, tmp_path, {"source": "python", "arch": f"{netmod}:build",
+                                                           "trust": True}))
+    assert manifest["trust_granted"] == [{"stage": "load", "arch": f"{netmod}:build", "path": None,
+                                          "needed_for": "nothing: trust was granted but not needed"}]
+    plain, _ = _ok(_build(cli, write_recipe, tmp_path, {"source": "python", "arch": f"{netmod}:build"}))
+    assert plain["trust_granted"] == []
+
+
+def test_sources_arch_from_outside_the_recipe_directory_is_refused(cli, write_recipe, tmp_path_factory, tmp_path,
+                                                                  monkeypatch):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    name = f"farnet_{uuid.uuid4().hex[:8]}"
+    (elsewhere / f"{name}.py").write_text(NET)
+    monkeypatch.syspath_prepend(str(elsewhere))
+    result = _build(cli, write_recipe, tmp_path, {"source": "python", "arch": f"{name}:build"})
+    assert result.exit_code == 2
+    assert "neither the recipe's directory nor an installed package" in result.output

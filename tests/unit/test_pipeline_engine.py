@@ -167,38 +167,111 @@ def _entries(cache: Path) -> list[Path]:
     return [p for p in cache.glob("??/*") if (p / "entry.json").is_file()]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
 def test_killed_mid_export_leaves_nothing_partial(write_recipe, tmp_path, sig):
-    model = tiny_model("resnet", config={"hidden_sizes": [32, 64, 128, 256], "depths": [1, 1, 1, 1], "num_labels": 100},
-                       input={"shape": [1, 3, 128, 128]})
-    recipe = write_recipe({"name": "killme", "model": model, "validate": None})
-    cache = tmp_path / "cache"
-    out = tmp_path / "out"
+    """A real `vopt build` process, stopped by the test hook after export wrote its files and before they are
+    committed (no timing: the build waits on the hook until the signal comes)."""
+    recipe = write_recipe({"name": "killme", "model": tiny_model("resnet"), "validate": None})
+    cache, out, marker = tmp_path / "cache", tmp_path / "out", tmp_path / "paused"
     env = {**os.environ, "VOPT_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "vopt", "build", str(recipe), "--out", str(out)]
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    # Wait until load is committed and the export step's work directory exists, then kill.
-    while time.time() < deadline:
-        tmp = cache / "tmp"
-        if len(_entries(cache)) == 1 and tmp.is_dir() and any(tmp.iterdir()):
-            break
-        if proc.poll() is not None:
-            pytest.fail("build finished before it could be interrupted")
-        time.sleep(0.02)
-    time.sleep(0.05)
+    proc = subprocess.Popen(cmd, env={**env, "VOPT_TEST_PAUSE_AT": f"export:{marker}"}, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _wait_for(marker, proc)
     proc.send_signal(sig)
-    proc.wait(timeout=60)
-    assert proc.returncode != 0
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}[sig], output
     assert len(_entries(cache)) == 1  # only the finished load step
-    assert not (out / "killme").exists()
-    assert not list(out.glob(".killme*")) if out.exists() else True
+    assert not out.exists() or not list(out.iterdir())
+    tmp = list((cache / "tmp").iterdir())
+    assert tmp == [] if sig != signal.SIGKILL else len(tmp) == 1  # SIGKILL cannot clean up: the next run does
     # The rerun resumes from the cached load step and finishes.
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "load       cached" in done.stderr
     assert (out / "killme" / "model.onnx").is_file()
     assert not any((cache / "tmp").iterdir())  # the killed run's work dir was cleaned up
+
+
+def _wait_for(marker: Path, proc: subprocess.Popen | None = None, limit: float = 300) -> None:
+    """Wait for the build to reach the pause point (a failsafe limit only; no timing is assumed)."""
+    deadline = time.monotonic() + limit
+    while not marker.exists():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"build ended before the pause point: {proc.stdout.read().decode()[-2000:]}")
+        assert time.monotonic() < deadline, "the build never reached the pause point"
+        time.sleep(0.01)
+
+
+def _interrupted_build(cli, recipe, out, point, sig, marker, monkeypatch, swallow=False):
+    """Build in process; a thread sends `sig` to this process once the build pauses at `point`."""
+    import threading
+
+    marker.unlink(missing_ok=True)
+    monkeypatch.setenv("VOPT_TEST_PAUSE_AT", f"{point}:{marker}" + (":swallow" if swallow else ""))
+    thread = threading.Thread(target=lambda: (_wait_for(marker), os.kill(os.getpid(), sig)), daemon=True)
+    thread.start()
+    try:
+        result = cli("build", recipe, "--out", out, "--json")
+    finally:
+        monkeypatch.delenv("VOPT_TEST_PAUSE_AT")
+    thread.join(timeout=60)
+    return result
+
+
+def _nothing_partial(cache: Path, out: Path) -> None:
+    assert not (cache / "tmp").exists() or not any((cache / "tmp").iterdir())
+    assert not [p for p in cache.glob("??/.*")]  # no half-swapped entries
+    assert not out.exists() or not [p for p in out.iterdir() if p.name.startswith(".")]
+    for entry in _entries(cache):
+        assert not list(entry.rglob("partial.tmp"))
+
+
+INT8 = {"quantize": {"precision": "int8", "calibration": {"samples": 4}}, "validate": {"samples": 2}}
+
+
+@pytest.mark.parametrize(("point", "sig"), [("load", signal.SIGINT), ("export", signal.SIGTERM),
+                                           ("quantize", signal.SIGINT), ("compile", signal.SIGTERM),
+                                           ("validate", signal.SIGINT), ("output", signal.SIGTERM)])
+def test_interrupt_at_every_step_exits_with_the_signal_and_resumes(write_recipe, cli, tmp_path, monkeypatch,
+                                                                   _isolated_cache, point, sig):
+    recipe = write_recipe(tiny_recipe(**INT8))
+    out = tmp_path / "out"
+    result = _interrupted_build(cli, recipe, out, point, sig, tmp_path / "paused", monkeypatch)
+    assert result.exit_code == 128 + sig, result.output
+    assert "interrupted" in result.output
+    _nothing_partial(_isolated_cache, out)
+    assert not (out / "tiny").exists()
+    order = ["load", "export", "quantize", "compile", "validate"]
+    finished = order[: order.index(point)] if point in order else order
+    m = json.loads(cli("build", recipe, "--out", out, "--json").stdout)
+    assert [s["stage"] for s in m["steps"] if s["cached"]] == finished  # every finished step is reused
+    assert (out / "tiny" / m["artifact"]["file"]).is_file()
+
+
+def test_swallowed_interrupt_still_ends_the_build(write_recipe, cli, tmp_path, monkeypatch, _isolated_cache):
+    """Library code that catches the KeyboardInterrupt (onnxsim's `except` around `import onnxruntime` did)
+    cannot turn an interrupted build into a successful one."""
+    recipe = write_recipe(tiny_recipe(validate=None))
+    out = tmp_path / "out"
+    result = _interrupted_build(cli, recipe, out, "export", signal.SIGINT, tmp_path / "paused", monkeypatch,
+                                swallow=True)
+    assert result.exit_code == 130, result.output
+    _nothing_partial(_isolated_cache, out)
+    assert len(_entries(_isolated_cache)) == 1 and not (out / "tiny").exists()
+
+
+def test_interrupt_mid_export_twenty_times(write_recipe, cli, tmp_path, monkeypatch, _isolated_cache):
+    recipe = write_recipe(tiny_recipe(validate=None))
+    out = tmp_path / "out"
+    for i in range(20):
+        sig = (signal.SIGINT, signal.SIGTERM)[i % 2]
+        result = _interrupted_build(cli, recipe, out, "export", sig, tmp_path / "paused", monkeypatch)
+        assert result.exit_code == 128 + sig, f"run {i}: {result.output}"
+        _nothing_partial(_isolated_cache, out)
+        assert len(_entries(_isolated_cache)) == 1  # the load step, reused every time
+    m = json.loads(cli("build", recipe, "--out", out, "--json").stdout)
+    assert [s["cached"] for s in m["steps"]] == [True, False, False]
 
 
 def test_manifest_is_strict_json(write_recipe, cli, tmp_path):
@@ -214,3 +287,26 @@ def test_manifest_is_strict_json(write_recipe, cli, tmp_path):
     json.loads((tmp_path / "o" / "tiny" / "manifest.json").read_text(), parse_constant=reject)
     assert json.loads(result.stdout)["vopt_seconds"] > 0
     assert json.loads((tmp_path / "o" / "tiny" / "manifest.json").read_text())["vopt_seconds"] > 0
+
+
+def test_manifest_key_material_reproduces_the_key(write_recipe, cli, tmp_path):
+    from vopt.pipeline.cache import step_key
+
+    m = json.loads(cli("build", write_recipe(tiny_recipe()), "--out", tmp_path / "o", "--json").stdout)
+    for s in m["steps"]:
+        assert set(s["key_material"]) == {"vopt", "stage", "parent", "fingerprint", "tools"}
+        assert step_key({**s["key_material"], "config": s["config"]}) == s["key"], s["stage"]
+    assert m["steps"][1]["key_material"]["parent"] is not None and "torch" in m["steps"][0]["key_material"]["tools"]
+
+
+def test_staging_left_by_a_killed_build_is_removed(write_recipe, cli, tmp_path):
+    """SIGKILL while the build directory is written leaves build/.<name>.tmp-<pid>-*; the next build removes it."""
+    from vopt.pipeline.cache import _alive
+
+    dead = next(pid for pid in range(4_000_000, 4_100_000) if not _alive(pid))
+    out = tmp_path / "o"
+    stale = out / f".tiny.tmp-{dead}-deadbeef"
+    (stale / "half").mkdir(parents=True)
+    result = cli("build", write_recipe(tiny_recipe(validate=None)), "--out", out)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["tiny"]

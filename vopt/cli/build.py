@@ -20,6 +20,13 @@ def command(
     timings: bool = typer.Option(False, "--timings", help="Print where the time went: per step, and inside each step."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
+    from vopt.pipeline.interrupt import handle_signals
+
+    with handle_signals():  # SIGINT / SIGTERM: exit 130 / 143, nothing partial left
+        _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug)
+
+
+def _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug) -> None:
     from vopt.cli.timings import TimingReporter
     from vopt.errors import GateFailed
     from vopt.pipeline.cache import Cache

@@ -70,9 +70,9 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             print_error(exc)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             err.print("[yellow]interrupted[/]: nothing partial was kept; the next run resumes from finished steps")
-            raise typer.Exit(130) from None
+            raise typer.Exit(getattr(exc, "exit_code", 130)) from None  # 130 SIGINT, 143 SIGTERM
         except Exception as exc:
             if debug:
                 raise

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
+from vopt.errors import BuildError
+from vopt.models import store
 from vopt.models.families.base import Family, family_for, family_for_task, get_family
 from vopt.pipeline.artifact import Artifact, Preprocess
 
@@ -41,48 +44,38 @@ def planned_preprocess(model: Any, preprocess: Any) -> Preprocess:
 
 
 def load_module(artifact: Artifact) -> Any:
-    """A torch-module artifact back into memory. These files are vopt's own cache entries."""
+    """A torch-module artifact back into memory. Nothing here unpickles: weights are safetensors and the
+    architecture is rebuilt from its reference (vopt.models.store); fixed graphs use their own loaders."""
     import torch
 
-    kind = artifact.meta.get("module_format", "pickle")
+    kind = artifact.meta.get("module_format")
     if kind == "torchscript":
         return torch.jit.load(artifact.path, map_location="cpu").eval()
     if kind == "exported":
         return torch.export.load(artifact.path).module()
-    model = torch.load(artifact.path, map_location="cpu", weights_only=False)
-    model.eval()
-    return model
+    if kind == store.FORMAT and isinstance(artifact.meta.get("module_ref"), dict):
+        return store.load(artifact.path, artifact.meta["module_ref"])
+    raise BuildError(f"refusing to load {Path(artifact.path).name}: module format '{kind}' is not one vopt "
+                     "stores (a pickled module is never loaded from the cache)", stage="load")
 
 
 def is_graph_only(artifact: Artifact) -> bool:
     """TorchScript and torch.export programs are fixed graphs: fuse and prune cannot edit them."""
-    return artifact.meta.get("module_format", "pickle") != "pickle"
+    return artifact.meta.get("module_format") in ("torchscript", "exported")
 
 
-def save_module(model: Any, path) -> str:
-    """Write a module; returns its module_format for the artifact's metadata."""
+def save_module(model: Any, path: Path | str, reference: dict[str, Any] | None) -> dict[str, Any]:
+    """Write a module; returns the artifact metadata that says how to load it again."""
     import torch
 
     if isinstance(model, torch.jit.ScriptModule):
         torch.jit.save(model, str(path))
-        return "torchscript"
-    _strip_capture_hooks(model)
-    torch.save(model, path)
-    return "pickle"
-
-
-def _strip_capture_hooks(model: Any) -> None:
-    """transformers installs output-capturing forward hooks (local closures, so unpicklable) on first forward;
-    drop them and let transformers reinstall them after loading."""
-    for module in model.modules():
-        hooks = getattr(module, "_forward_hooks", None)
-        if hooks:
-            capturing = [k for k, fn in hooks.items()
-                         if "output_capturing_hook" in getattr(fn, "__qualname__", "")]
-            for key in capturing:
-                del hooks[key]
-        if getattr(module, "_output_capturing_hooks_installed", False):
-            module._output_capturing_hooks_installed = False
+        return {"module_format": "torchscript"}
+    if reference is None:
+        raise BuildError("this model source gives no architecture reference, so its module cannot be cached "
+                         "without a pickle", stage="load")
+    store.save(model, path)
+    return {"module_format": store.FORMAT, "module_ref": reference}
 
 
 def takes_keywords(model: Any) -> bool:

@@ -68,6 +68,8 @@ class Artifact(BaseModel):
         data = self.model_dump()
         data.update(path=str(path), format=format or self.format, sha256="", **changes)
         data["meta"] = {**self.meta, **changes.get("meta", {})}
+        if data["format"] != "torch-module":
+            data["meta"].pop("module_ref", None)  # how to rebuild a torch module; not a property of an ONNX file
         return Artifact.model_validate(data)
 
     def size_bytes(self) -> int:
@@ -95,6 +97,12 @@ def sha256_path(path: Path) -> str:
     for sub in sorted(p for p in path.rglob("*") if p.is_file()):
         h.update(str(sub.relative_to(path)).encode())
         _hash_file(sub, h)
+    return h.hexdigest()
+
+
+def hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    _hash_file(path, h)
     return h.hexdigest()
 
 

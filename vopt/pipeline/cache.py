@@ -1,4 +1,6 @@
-"""Content-addressed step cache. Entries appear by atomic rename, so a killed build leaves none half-made."""
+"""Content-addressed step cache. Entries appear by atomic rename, so a killed build leaves none half-made;
+every entry records the sha256 of its files and a hit re-hashes them, so a damaged entry is never used;
+a per-key file lock makes concurrent builds of one step wait for each other instead of racing."""
 
 from __future__ import annotations
 
@@ -8,13 +10,17 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vopt.pipeline.artifact import Artifact
+from vopt.pipeline.artifact import Artifact, hash_file, sha256_path
 
 ENTRY_FILE = "entry.json"
+ENTRY_FORMAT = 2  # entries of format 1 carried no file hashes: they are rebuilt
+# How a cached torch module may be stored: safetensors + reference, or a fixed graph given by the user.
+SAFE_MODULE_FORMATS = ("safetensors", "torchscript", "exported")
 
 
 def default_cache_dir() -> Path:
@@ -38,30 +44,53 @@ class CacheEntry:
     duration_s: float
 
 
+class BadEntry(Exception):
+    """An entry that is damaged or was tampered with: the reason is reported and the entry rebuilt."""
+
+
 class Cache:
     def __init__(self, root: Path | None = None):
         self.root = Path(root or default_cache_dir())
         self.tmp_root = self.root / "tmp"
+        self.lock_root = self.root / "locks"
+        self.warnings: list[str] = []  # discarded entries, for the build to report
+        self._locks: dict[str, Any] = {}
 
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
 
     def get(self, key: str) -> CacheEntry | None:
+        """The entry, re-verified against the hashes it recorded; a damaged entry is discarded and reported."""
         entry_dir = self._dir(key)
-        entry_file = entry_dir / ENTRY_FILE
-        if not entry_file.is_file():
+        if not (entry_dir / ENTRY_FILE).is_file():
             return None
         try:
-            data = json.loads(entry_file.read_text())
-        except (OSError, json.JSONDecodeError):
+            return _read_entry(key, entry_dir)
+        except BadEntry as exc:
+            self.warnings.append(f"cache entry {key[:12]} discarded and rebuilt: {exc}")
+            with self.lock(key):
+                if entry_dir.is_dir():
+                    trash = entry_dir.parent / f".{entry_dir.name}.bad-{uuid.uuid4().hex[:8]}"
+                    with contextlib.suppress(OSError):
+                        os.rename(entry_dir, trash)
+                        shutil.rmtree(trash, ignore_errors=True)
             return None
-        art = data["artifact"]
-        if art["path"].startswith("@entry/"):
-            art["path"] = str(entry_dir / art["path"][len("@entry/") :])
-        artifact = Artifact.model_validate(art)
-        if not Path(artifact.path).exists():
-            return None
-        return CacheEntry(key, artifact, data.get("report", {}), data.get("duration_s", 0.0))
+
+    def take_warnings(self) -> list[str]:
+        out, self.warnings = self.warnings, []
+        return out
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """An exclusive per-key lock across processes: a second build of the same step waits, then reuses it."""
+        from filelock import FileLock
+
+        self.lock_root.mkdir(parents=True, exist_ok=True)
+        # One lock object per key: it is re-entrant (get() discarding an entry while the engine holds the
+        # lock), where a second object on the same file would deadlock.
+        lock = self._locks.setdefault(key, FileLock(str(self.lock_root / f"{key}.lock")))
+        with lock:
+            yield
 
     def new_workdir(self) -> Path:
         """A private directory a stage writes into; it becomes the entry on commit."""
@@ -76,14 +105,17 @@ class Cache:
         inside = _relative_to(Path(artifact.path), workdir)
         if inside is not None:
             data["path"] = f"@entry/{inside}"
-        (workdir / ENTRY_FILE).write_text(
-            json.dumps({"key": key, "artifact": data, "report": report, "duration_s": duration_s}, indent=1, default=str)
-        )
+        files = {str(p.relative_to(workdir)): {"sha256": hash_file(p), "size": p.stat().st_size}
+                 for p in sorted(workdir.rglob("*")) if p.is_file()}
+        (workdir / ENTRY_FILE).write_text(json.dumps(
+            {"format": ENTRY_FORMAT, "key": key, "artifact": data, "files": files, "report": report,
+             "duration_s": duration_s}, indent=1, default=str))
         final = self._dir(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        atomic_replace_dir(workdir, final)  # replaces an entry on --no-cache or a concurrent build
+        atomic_replace_dir(workdir, final)  # replaces an entry on --no-cache
         entry = self.get(key)
-        assert entry is not None
+        if entry is None:
+            raise BadEntry(f"the entry {key[:12]} did not verify right after it was written: {self.warnings[-1:]}")
         return entry.artifact
 
     def discard(self, workdir: Path) -> None:
@@ -100,15 +132,94 @@ class Cache:
             shutil.rmtree(child, ignore_errors=True)
 
 
+def _read_entry(key: str, entry_dir: Path) -> CacheEntry:
+    try:
+        data = json.loads((entry_dir / ENTRY_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadEntry(f"{ENTRY_FILE} is not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != ENTRY_FORMAT:
+        raise BadEntry(f"{ENTRY_FILE} is not a format-{ENTRY_FORMAT} entry")
+    art, files = data.get("artifact"), data.get("files")
+    if not isinstance(art, dict) or not isinstance(art.get("path"), str) or not isinstance(files, dict):
+        raise BadEntry(f"{ENTRY_FILE} has no `artifact` or no `files`")
+    if data.get("key") != key:
+        raise BadEntry(f"{ENTRY_FILE} names another key")
+    on_disk = {str(p.relative_to(entry_dir)) for p in entry_dir.rglob("*") if p.is_file()} - {ENTRY_FILE}
+    if on_disk != set(files):
+        raise BadEntry(f"files differ from the recorded list ({', '.join(sorted(on_disk ^ set(files))[:3])})")
+    for rel, rec in files.items():
+        path = entry_dir / rel
+        # Hashing is cheap next to a model build (a ResNet-18-sized 47 MB entry: 0.08-0.3 s): always do it.
+        if not isinstance(rec, dict) or path.stat().st_size != rec.get("size") or hash_file(path) != rec.get("sha256"):
+            raise BadEntry(f"{rel} does not match its recorded size and sha256 (truncated or modified)")
+    if art["path"].startswith("@entry/"):
+        art["path"] = str(entry_dir / art["path"][len("@entry/"):])
+    try:
+        artifact = Artifact.model_validate(art)
+    except ValueError as exc:
+        raise BadEntry(f"`artifact` is malformed: {str(exc).splitlines()[0]}") from None
+    if not Path(artifact.path).exists():
+        raise BadEntry(f"the artifact file {Path(artifact.path).name} is missing")
+    if artifact.format == "torch-module" and artifact.meta.get("module_format") not in SAFE_MODULE_FORMATS:
+        raise BadEntry(f"it holds a '{artifact.meta.get('module_format')}' module; the cache holds no pickles")
+    for rel in files:
+        with (entry_dir / rel).open("rb") as f:
+            head = f.read(2)
+        if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+            raise BadEntry(f"{rel} is a pickle; the cache holds no pickles")
+    inside = _relative_to(Path(artifact.path), entry_dir)
+    if inside is not None and artifact.sha256:
+        # A single file was just hashed above; a directory's hash also covers its file names.
+        actual = files[inside]["sha256"] if inside in files else sha256_path(Path(artifact.path))
+        if actual != artifact.sha256:
+            raise BadEntry("the artifact does not match its recorded sha256")
+    report = data.get("report", {})
+    duration = data.get("duration_s", 0.0)
+    return CacheEntry(key, artifact, report if isinstance(report, dict) else {},
+                      float(duration) if isinstance(duration, (int, float)) else 0.0)
+
+
 def atomic_replace_dir(staging: Path, final: Path) -> None:
-    """Swap a fully written staging directory into place with renames only."""
-    if final.exists():
+    """Swap a fully written staging directory into place. On Linux one renameat2(RENAME_EXCHANGE) swaps
+    them atomically, so a reader never sees the place empty; elsewhere rename, and on a collision (another
+    process put a directory there first) move that one aside and retry, instead of checking first."""
+    if _exchange(staging, final):
+        shutil.rmtree(staging, ignore_errors=True)  # staging now holds the old directory
+        return
+    for _ in range(100):
+        try:
+            os.rename(staging, final)
+            return
+        except OSError as exc:
+            if not final.exists() and not isinstance(exc, (IsADirectoryError, FileExistsError)) \
+                    and exc.errno not in (39, 66):  # ENOTEMPTY on Linux / macOS
+                raise
         trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(final, trash)
-        os.rename(staging, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.rename(staging, final)
+        with contextlib.suppress(FileNotFoundError):  # another process moved it away first
+            os.rename(final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+    raise OSError(f"could not move {staging} to {final}: it keeps being replaced")
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux renameat2); False where that is not possible."""
+    import sys
+
+    if not sys.platform.startswith("linux") or not b.exists():
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
 def _relative_to(path: Path, root: Path) -> str | None:

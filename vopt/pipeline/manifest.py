@@ -59,6 +59,9 @@ def make_manifest(loaded, target, records, artifact: Artifact | None, failures) 
         "benchmark": reports.get("benchmark"),
         "gate_failures": failures,
         "warnings": warnings,
+        # `model.trust: true` lets code run (arch: from any module, unpickling a checkpoint): say so.
+        "trust_granted": [{"stage": r.stage, **r.report["trust_granted"]} for r in records
+                          if isinstance(r.report.get("trust_granted"), dict)],
     })
 
 
@@ -89,6 +92,7 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
 
     final = final.resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_staging(final)
     staging = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
@@ -101,11 +105,19 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
                 shutil.copy2(src, dst)
             for name in artifact.meta.get("companions", []):  # files that go with the artifact (model.ort)
                 shutil.copy2(src.parent / name, staging / name)
+            from vopt.pipeline.artifact import sha256_path
+
+            if artifact.sha256 and sha256_path(dst) != artifact.sha256:  # the manifest states what is shipped
+                raise BuildError(f"{src} changed while it was copied to {final}; build again", stage="output")
         text = json.dumps(json_safe(manifest), indent=2, default=str, allow_nan=False)
         (staging / MANIFEST).write_text(text + "\n")
         from vopt.report import write_reports
 
         write_reports(manifest, staging)
+        from vopt.pipeline import interrupt
+
+        interrupt.test_pause("output", staging)
+        interrupt.check()
         atomic_replace_dir(staging, final)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -113,6 +125,16 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
             raise BuildError(f"cannot write {final}: {exc}", stage="output") from exc
         raise
     return final
+
+
+def _remove_dead_staging(final: Path) -> None:
+    """Staging directories left by a build that was SIGKILLed while writing (their process is gone)."""
+    from vopt.pipeline.cache import _alive
+
+    for old in final.parent.glob(f".{final.name}.tmp-*"):
+        pid = old.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def read_manifest(build_dir: Path) -> dict[str, Any]:

@@ -68,8 +68,13 @@ def _check_handoffs(steps: list[Step], target: Any) -> None:
 
 
 def key_for(step: Step, parent_identity: str | None, target: Any) -> str:
+    return step_key(key_material(step, parent_identity, target))
+
+
+def key_material(step: Step, parent_identity: str | None, target: Any) -> dict[str, Any]:
+    """Everything a step's cache key is the hash of; the manifest records it whole."""
     tools = [*step.stage.tools, *step.stage.extra_tools(step.config, target)]
-    material = {
+    return {
         "vopt": vopt.__version__,
         "stage": step.name,
         "parent": parent_identity,
@@ -77,7 +82,6 @@ def key_for(step: Step, parent_identity: str | None, target: Any) -> str:
         "fingerprint": step.stage.fingerprint(step.config),
         "tools": tool_versions(tools),
     }
-    return step_key(material)
 
 
 @dataclass

@@ -11,10 +11,11 @@ from typing import Any
 
 import vopt
 from vopt.errors import BackendUnavailable, BuildError, GateFailed, VoptError
+from vopt.pipeline import interrupt
 from vopt.pipeline.artifact import Artifact, LineageEntry, sha256_path
-from vopt.pipeline.cache import Cache
+from vopt.pipeline.cache import Cache, step_key
 from vopt.pipeline.context import Context
-from vopt.pipeline.plan import key_for, make_plan, tool_versions
+from vopt.pipeline.plan import key_material, make_plan, tool_versions
 from vopt.pipeline.preflight import check_inputs
 from vopt.pipeline.progress import QuietReporter, Reporter
 from vopt.recipe.resolve import LoadedRecipe
@@ -31,6 +32,9 @@ class StepRecord:
     config: dict[str, Any]
     report: dict[str, Any] = field(default_factory=dict)
     output_bytes: int | None = None  # size of the step's artifact (transform steps), for the report
+    # The rest of what the key hashes (vopt version, parent identity, fingerprint, tool versions):
+    # sha256 of the canonical JSON of {**key_material, "config": config} is `key`.
+    key_material: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,8 +57,14 @@ def build(
 ) -> BuildResult:
     t_start = time.perf_counter()
     recipe = loaded.recipe
-    reporter = reporter or QuietReporter()
-    cache = cache or Cache()
+    from vopt.models.sources.factory import build_policy
+
+    with build_policy(loaded.path.parent if loaded.path else None, recipe.model.trust):
+        return _build(loaded, recipe, out_root, cache or Cache(), reporter or QuietReporter(), use_cache, debug,
+                      t_start)
+
+
+def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start) -> BuildResult:
     steps, target = make_plan(recipe)
     check_inputs(loaded)  # data folders and gate metrics, before any work (vopt/pipeline/preflight.py)
     preflight(steps, target)
@@ -65,14 +75,27 @@ def build(
     reports: dict[str, dict[str, Any]] = {}
     for step in steps:
         parent_sha = artifact.sha256 if artifact else None
-        key = key_for(step, artifact.identity() if artifact else None, target)
-        entry = cache.get(key) if use_cache else None
+        interrupt.check()
+        material = key_material(step, artifact.identity() if artifact else None, target)
+        key = step_key(material)
+        material.pop("config")  # recorded as the step's `config`
         reporter.stage_start(step.name)
+        entry = cache.get(key) if use_cache else None
         if entry is not None:
             result, report, seconds, cached = entry.artifact, entry.report, entry.duration_s, True
         else:
             try:
-                result, report, seconds = _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug)
+                with cache.lock(key):  # a concurrent build of this step finishes first; then it is a hit
+                    entry = cache.get(key) if use_cache else None
+                    discarded = _report_discarded(cache, reporter)
+                    if entry is None:
+                        result, report, seconds = _run_step(step, artifact, key, recipe, target, cache, reporter,
+                                                            artifacts, reports, debug)
+                        cached = False
+                    else:
+                        result, report, seconds, cached = entry.artifact, entry.report, entry.duration_s, True
+                if discarded:  # this build's news only: not in the cached report, or every rebuild repeats it
+                    report = {**report, "warnings": [*discarded, *report.get("warnings", [])]}
             except BaseException as exc:
                 if not isinstance(exc, GateFailed):
                     reporter.abort()  # leave the terminal clean before the error is printed
@@ -81,10 +104,10 @@ def build(
                 # build directory, so no stale artifact or manifest from an earlier build is left to mislead.
                 reporter.stage_end(step.name, cached=False, seconds=0.0, detail="gate failed")
                 report = {"status": "gate_failed", "error": exc.message, "lines": exc.lines, "gates": exc.failures}
-                records.append(StepRecord(step.name, key, False, 0.0, parent_sha, None, step.config.model_dump(mode="json"), report))
+                records.append(StepRecord(step.name, key, False, 0.0, parent_sha, None, step.config.model_dump(mode="json"),
+                                          report, key_material=material))
                 _write_failed(loaded, target, records, out_root, [{**f, "stage": step.name} for f in exc.failures])
                 raise
-            cached = False
         reporter.stage_end(step.name, cached=cached, seconds=seconds, detail=_summary(report))
         records.append(
             StepRecord(
@@ -97,6 +120,7 @@ def build(
                 step.config.model_dump(mode="json"),
                 report,
                 result.size_bytes() if step.transforms and result is not None else None,
+                material,
             )
         )
         reports[step.name] = report
@@ -106,6 +130,7 @@ def build(
 
     from vopt.pipeline.manifest import gate_failures, make_manifest, write_build_dir
 
+    interrupt.check()
     failures = gate_failures(reports)
     manifest = make_manifest(loaded, target, records, artifact, failures)
     manifest["vopt_seconds"] = round(time.perf_counter() - t_start, 3)  # up to writing the build directory
@@ -138,6 +163,14 @@ def preflight(steps: list, target: Any) -> None:
                 raise BackendUnavailable(f"the {step.name} step needs '{module}': pip install 'vopt[{extra}]'")
 
 
+def _report_discarded(cache: Cache, reporter: Reporter) -> list[str]:
+    """Damaged cache entries found on the way: said on the terminal and kept in the step's report."""
+    warned = cache.take_warnings()
+    for message in warned:
+        reporter.warn(message)
+    return warned
+
+
 def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug):
     workdir = cache.new_workdir()
     ctx = Context(
@@ -153,6 +186,8 @@ def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, r
     try:
         result = step.stage().run(artifact, step.config, ctx)
         seconds = time.perf_counter() - t0
+        interrupt.test_pause(step.name, ctx.workdir)
+        interrupt.check()  # an interrupt the stage's libraries swallowed still ends the build here
         if step.transforms:
             result.sha256 = sha256_path(result.file)
             lineage = list(artifact.lineage) if artifact else []

@@ -69,11 +69,15 @@ class FuseStage(Stage):
         summary = f"{len(fused)} conv+bn folded" if config.conv_bn else "conv+bn folding off"
         if config.channels_last:
             summary += ", " + self._channels_last(model, wrapped, images, ctx)
-        path = ctx.out("model.pt")
-        save_module(model, path)
+        from vopt.models import store
+
+        path = ctx.out("model.safetensors")
+        kept = bool(ctx.report.get("channels_last", {}).get("applied"))
+        ref = store.edited(artifact.meta["module_ref"], load_module(artifact), model, channels_last=kept)
+        saved = save_module(model, path, ref)
         ctx.report["params"] = sum(p.numel() for p in model.parameters())
         ctx.report["summary"] = summary + f" (max abs change {diff:.2g})"
-        return artifact.derive(path, meta={"fused": len(fused)})
+        return artifact.derive(path, meta={"fused": len(fused), **saved})
 
     @staticmethod
     def _channels_last(model, wrapped, images, ctx) -> str:

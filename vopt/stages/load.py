@@ -70,14 +70,21 @@ class LoadStage(Stage):
             ctx.report.update(family=loaded.family.name, task=loaded.task, notes=loaded.notes)
             ctx.report["summary"] = f"ONNX file {loaded.onnx_path.name}, {len(io.outputs)} outputs"
             return Artifact(path=str(path), format="onnx", io=io, preprocess=preprocess, meta=meta)
-        path = ctx.out("model.pt2" if loaded.module_format == "exported" else "model.pt")
-        if loaded.module_file is not None:
+        if loaded.module_file is not None:  # a fixed graph (TorchScript, .pt2) is kept as given
             import shutil
 
+            path = ctx.out("model.pt2" if loaded.module_format == "exported" else "model.pt")
             shutil.copy2(loaded.module_file, path)
             meta["module_format"] = loaded.module_format
-        else:
-            meta["module_format"] = save_module(loaded.module, path)
+        else:  # safetensors weights + the architecture reference: no pickle in the cache, reproducible bytes
+            path = ctx.out("model.safetensors")
+            meta.update(save_module(loaded.module, path, loaded.reference))
+        if spec.trust:
+            from vopt.models.sources.factory import trust_needed
+
+            why = trust_needed(spec.arch.partition(":")[0]) if spec.arch else None
+            ctx.report["trust_granted"] = {"arch": spec.arch, "path": spec.path,
+                                           "needed_for": why or "nothing: trust was granted but not needed"}
         n_params = sum(p.numel() for p in loaded.module.parameters())
         ctx.report.update(params=n_params, family=loaded.family.name, task=loaded.task, notes=loaded.notes)
         ctx.report["summary"] = f"{loaded.family.name} {loaded.task}, {n_params / 1e6:.2f}M params" + (

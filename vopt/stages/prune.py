@@ -62,10 +62,14 @@ class PruneStage(Stage):
             summary = f"{report['sparsity']:.0%} of weights zeroed in {report['layers']} layers (no speedup)"
         ctx.report.update(report)
         ctx.report["summary"] = summary
-        path = ctx.out("model.pt")
-        save_module(model, path)
-        pruned = {k: report[k] for k in ("method", "ratio", "params_after")}
-        return artifact.derive(path, meta={"pruned": pruned})
+        from vopt.models import store
+
+        path = ctx.out("model.safetensors")
+        ref = artifact.meta["module_ref"]
+        saved = save_module(model, path, store.edited(ref, load_module(artifact), model,
+                                                      channels_last=bool(ref.get("channels_last"))))
+        return artifact.derive(path, meta={"pruned": {k: report[k] for k in ("method", "ratio", "params_after")},
+                                           **saved})
 
     @staticmethod
     def _structured(model, artifact, family, example, kw, ctx) -> tuple[Any, dict[str, Any]]:

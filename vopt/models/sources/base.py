@@ -24,6 +24,8 @@ class LoadedModel:
     module_file: Path | None = None
     module_format: str = "pickle"
     notes: list[str] = field(default_factory=list)
+    # How to rebuild the module's architecture without a pickle (see vopt.models.store); set by the source.
+    reference: dict[str, Any] | None = None
 
 
 class Source:

@@ -26,9 +26,10 @@ class CheckpointSource(Source):
         if not path.is_file():
             raise RecipeError(f"model.path: checkpoint not found: {path}")
         if spec.arch:
-            model = build_module(spec.arch, spec.kwargs)
+            model = build_module(spec.arch, spec.kwargs, trust=spec.trust)
             load_weights(model, path, what="model.path")
-            return finish(model, spec, random=False, notes=[f"{spec.arch} + state_dict {path.name}"])
+            return finish(model, spec, random=False, notes=[f"{spec.arch} + state_dict {path.name}"],
+                          build={"kind": "factory", "arch": spec.arch, "kwargs": spec.kwargs})
         if not spec.trust:
             raise RecipeError(
                 "model.arch: a state_dict checkpoint needs `arch: module:factory`; a checkpoint holding a full "
@@ -41,4 +42,5 @@ class CheckpointSource(Source):
         if not isinstance(model, torch.nn.Module):
             raise BuildError(f"{path} holds a {type(model).__name__}, not a module: give `arch: module:factory` "
                              "to load it as a state_dict", stage="load")
-        return finish(model, spec, random=False, notes=[f"full module from {path.name} (trust: true)"])
+        return finish(model, spec, random=False, notes=[f"full module from {path.name} (trust: true)"],
+                      build={"kind": "trusted-file", "path": str(path.resolve())})

@@ -123,7 +123,11 @@ class HfSource(Source):
         if labels is None and id2label and task in ("image-classification", "object-detection", "semantic-segmentation"):
             labels = [id2label[i] for i in sorted(id2label)]
         notes = [f"{config.model_type} -> family {family.name}, {model_cls.__name__}", *family.applied]
-        return LoadedModel(model, family, task, labels=labels, random_weights=random, notes=notes)
+        reference = {"kind": "hf", "config": json.loads(model.config.to_json_string(use_diff=False)),
+                     "config_class": type(model.config).__name__, "class": model_cls.__name__,
+                     "family": family.name, "task": task}
+        return LoadedModel(model, family, task, labels=labels, random_weights=random, notes=notes,
+                           reference={"build": reference})
 
     @staticmethod
     def _model_class(family: Family, task: str) -> Any:

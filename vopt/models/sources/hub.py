@@ -45,7 +45,8 @@ class TimmSource(Source):
         model = timm.create_model(spec.id, pretrained=spec.weights == "pretrained", **spec.kwargs)
         if spec.weights not in ("pretrained", "random"):
             load_weights(model, spec.weights)
-        loaded = finish(model, spec, random=spec.weights == "random", notes=[f"timm {spec.id}"])
+        loaded = finish(model, spec, random=spec.weights == "random", notes=[f"timm {spec.id}"],
+                        build={"kind": "timm", "id": spec.id, "kwargs": spec.kwargs})
         cfg = timm.data.resolve_data_config({}, model=model)
         loaded.family.mean, loaded.family.std = list(cfg["mean"]), list(cfg["std"])  # type: ignore[misc]
         return loaded
@@ -62,4 +63,5 @@ class TorchvisionSource(Source):
         model = tv.models.get_model(spec.id, weights=weights, **spec.kwargs)
         if spec.weights not in ("pretrained", "random"):
             load_weights(model, spec.weights)
-        return finish(model, spec, random=spec.weights == "random", notes=[f"torchvision {spec.id}"])
+        return finish(model, spec, random=spec.weights == "random", notes=[f"torchvision {spec.id}"],
+                      build={"kind": "torchvision", "id": spec.id, "kwargs": spec.kwargs})

@@ -18,9 +18,10 @@ class PythonSource(Source):
         import torch
 
         torch.manual_seed(spec.seed)
-        model = build_module(spec.arch, spec.kwargs)
+        model = build_module(spec.arch, spec.kwargs, trust=spec.trust)
         notes = [f"{spec.arch}(**{spec.kwargs})"]
         if spec.weights not in ("pretrained", "random"):
             load_weights(model, spec.weights)
             notes.append(f"weights from {spec.weights}")
-        return finish(model, spec, random=spec.weights == "random", notes=notes)
+        return finish(model, spec, random=spec.weights == "random", notes=notes,
+                      build={"kind": "factory", "arch": spec.arch, "kwargs": spec.kwargs})
