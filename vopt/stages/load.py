@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Any
 
 from pydantic import BaseModel
@@ -38,9 +40,6 @@ class LoadStage(Stage):
 
         spec = config.model
         source = get_source(spec.source)
-        import contextlib
-        import sys
-
         with contextlib.redirect_stdout(sys.stderr):  # a factory that prints must not corrupt `--json` on stdout
             loaded = source.load(spec)
         preprocess = resolve_preprocess(config.preprocess, spec.input.shape, loaded.family)
