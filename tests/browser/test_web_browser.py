@@ -183,3 +183,22 @@ def test_web_verify_catches_a_wrong_model(builds, cli, tmp_path):
         assert report["eps"][ep]["status"] == "ok" and not report["eps"][ep]["passed"]
         assert report["eps"][ep]["cosine"] < 0.999
     assert "does not match the reference" in bad.output
+
+
+def test_web_session_options_travel_with_the_artifact_and_reach_the_webgpu_ep(builds):
+    """preferred_layout is recorded in the artifact's metadata and applied by vopt's browser runner on WebGPU
+    (and not on wasm, which has no such option); cold start (session + first run) is reported per EP."""
+    recipe = _browser_recipe("resnet", "fp32")
+    recipe["compile"]["preferred_layout"] = "NCHW"
+    manifest, out = builds("web-layout", recipe)
+    eps = manifest["validation"]["browser"]["eps"]
+    webgpu = _assert_matches_torch(manifest, "webgpu")
+    assert webgpu["runtime_info"]["session_options"] == {"preferredLayout": "NCHW"}
+    assert eps["wasm"]["runtime_info"]["session_options"] == {}
+    for entry in (webgpu, eps["wasm"]):
+        t = entry["timing"]
+        assert t["cold_start_ms"] == pytest.approx(t["load_ms"] + t["first_run_ms"], abs=0.01)
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props}
+    assert json.loads(meta["vopt.web.session_options"]) == {"ep": "webgpu", "preferredLayout": "NCHW"}

@@ -189,7 +189,11 @@ def rejected_graph_error(runtime: str, model_path: Path, exc: BaseException, loa
         found = bisect_failure(model_path, loads, workdir=workdir)
     lines: list[str] = []
     hint = None
-    if found is None:
+    if found is not None and not found.nodes:
+        found = None  # even an empty window fails: the session setup is at fault, not a node
+        lines.append("the runtime fails before any node is placed: a session or provider option is rejected"
+                     + (f" ({_native_error(log)})" if log and _native_error(log) else ""))
+    elif found is None:
         lines.append("no part of the graph fails alone: the whole graph is needed to reproduce it")
     else:
         lines.append(found.describe())
@@ -226,3 +230,18 @@ def exclusion_globs(nodes: list[str], model_path: Path) -> dict[str, int]:
         if pattern not in globs:
             globs[pattern] = sum(fnmatch.fnmatchcase(n, pattern) for n in names)
     return globs
+
+
+def _native_error(log: Path) -> str | None:
+    """The runtime's first error line in the native log, without colour codes."""
+    import re
+
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        clean = re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
+        if "[E:" in clean or " E " in clean:
+            return clean.split("] ", 1)[-1][:300]
+    return None

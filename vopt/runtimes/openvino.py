@@ -83,7 +83,8 @@ def record_settings(model: Any, settings: dict[str, Any]) -> None:
 
 
 def runner(path: str | Path, *, device: str = "CPU", precision: str | None = None, hint: str | None = None,
-           threads: int | None = None, performance_hint: str | None = None, deployment: bool = False) -> Runner:
+           threads: int | None = None, performance_hint: str | None = None, deployment: bool = False,
+           streams: int | None = None, cache_dir: str | None = None) -> Runner:
     """`deployment`: the IR's recorded hints and, for the precision, the plugin's own choice (what a deployment
     runs); otherwise INFERENCE_PRECISION_HINT f32 (bf16 when precision is bf16), for accuracy checks."""
     import openvino as ov
@@ -104,7 +105,12 @@ def runner(path: str | Path, *, device: str = "CPU", precision: str | None = Non
         config["INFERENCE_NUM_THREADS"] = threads
     if performance_hint:
         config["PERFORMANCE_HINT"] = performance_hint
-    compiled = core.compile_model(model, device, config)
+    streams = streams or (int(recorded["NUM_STREAMS"]) if "NUM_STREAMS" in recorded else None)
+    if streams:
+        config["NUM_STREAMS"] = streams
+    if cache_dir:  # the compiled blob is stored there; the next compile_model of this model loads it
+        core.set_property({"CACHE_DIR": cache_dir})
+    compiled = core.compile_model(str(model_file(path)) if cache_dir else model, device, config)
     request = compiled.create_infer_request()
     outputs = [(o, _name(o, i)) for i, o in enumerate(compiled.outputs)]
     inputs = {_name(i, n): i for n, i in enumerate(compiled.inputs)}
@@ -125,6 +131,7 @@ def runner(path: str | Path, *, device: str = "CPU", precision: str | None = Non
         "inference_precision": ran,
         "precision_hint": used_hint,
         "settings": config,
+        "model_cache": cache_dir,
         "input_format": "onnx" if model_file(path).suffix == ".onnx" else "openvino-ir",
         "input_name": _name(compiled.inputs[0], 0) if compiled.inputs else None,
         "static_batch": batch.get_length() if batch is not None and batch.is_static else None,

@@ -44,7 +44,9 @@ def provider_options(soc_model: str | None = None, htp_arch: int | None = None, 
 
 
 def session_options(*, disable_cpu_fallback: bool = False, soc_model: str | None = None, htp_arch: int | None = None,
-                    config: dict[str, str] | None = None, profile_prefix: str | None = None) -> Any:
+                    config: dict[str, str] | None = None, profile_prefix: str | None = None,
+                    htp: dict[str, str] | None = None) -> Any:
+    """`htp`: further QNN EP provider options (htp_performance_mode, vtcm_mb, enable_htp_fp16_precision)."""
     import onnxruntime as ort
 
     devices = ep_devices()
@@ -52,7 +54,7 @@ def session_options(*, disable_cpu_fallback: bool = False, soc_model: str | None
         raise RuntimeError("onnxruntime-qnn registered no device")
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    so.add_provider_for_devices(devices, provider_options(soc_model, htp_arch))
+    so.add_provider_for_devices(devices, provider_options(soc_model, htp_arch, htp))
     if disable_cpu_fallback:
         so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     for key, value in (config or {}).items():
@@ -70,10 +72,10 @@ def session(path: str | Path, **kw: Any) -> Any:
 
 
 def write_context_model(path: str | Path, out: str | Path, *, soc_model: str | None, htp_arch: int | None,
-                        embed: bool = True) -> None:
+                        embed: bool = True, htp: dict[str, str] | None = None) -> None:
     """Compile the QDQ model into a QNN context binary wrapped in an EPContext ONNX model."""
     config = {"ep.context_enable": "1", "ep.context_file_path": str(out), "ep.context_embed_mode": "1" if embed else "0"}
-    session(path, soc_model=soc_model, htp_arch=htp_arch, config=config)
+    session(path, soc_model=soc_model, htp_arch=htp_arch, config=config, htp=htp)
 
 
 def zero_feeds(sess: Any) -> dict[str, np.ndarray]:
@@ -87,7 +89,8 @@ def zero_feeds(sess: Any) -> dict[str, np.ndarray]:
 
 
 def placement(path: str | Path, *, disable_cpu_fallback: bool = False, soc_model: str | None = None,
-              htp_arch: int | None = None, workdir: str | Path | None = None) -> dict[str, Any]:
+              htp_arch: int | None = None, workdir: str | Path | None = None,
+              htp: dict[str, str] | None = None) -> dict[str, Any]:
     """Where the nodes ran: one profiled run, counting kernels per EP. The QNN EP shows up as fused
     partitions; nodes it did not take appear one by one on the CPU EP."""
     import tempfile
@@ -102,7 +105,7 @@ def placement(path: str | Path, *, disable_cpu_fallback: bool = False, soc_model
                 or (n.op_type == "DequantizeLinear" and n.output[0] in outs)}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         sess = session(path, disable_cpu_fallback=disable_cpu_fallback, soc_model=soc_model, htp_arch=htp_arch,
-                       profile_prefix=os.path.join(tmp, "qnn"))
+                       profile_prefix=os.path.join(tmp, "qnn"), htp=htp)
         sess.run(None, zero_feeds(sess))
         events = json.loads(Path(sess.end_profiling()).read_text())
     kernels = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
@@ -123,11 +126,11 @@ def placement(path: str | Path, *, disable_cpu_fallback: bool = False, soc_model
 
 
 def runner(path: str | Path, *, disable_cpu_fallback: bool = False, soc_model: str | None = None,
-           htp_arch: int | None = None) -> Runner:
+           htp_arch: int | None = None, htp: dict[str, str] | None = None) -> Runner:
     import onnxruntime as ort
     import onnxruntime_qnn as oq
 
-    sess = session(path, disable_cpu_fallback=disable_cpu_fallback, soc_model=soc_model, htp_arch=htp_arch)
+    sess = session(path, disable_cpu_fallback=disable_cpu_fallback, soc_model=soc_model, htp_arch=htp_arch, htp=htp)
     names = [o.name for o in sess.get_outputs()]
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -140,8 +143,10 @@ def runner(path: str | Path, *, disable_cpu_fallback: bool = False, soc_model: s
         "backend": "QNN HTP (x86 simulator)" if os.uname().machine in ("x86_64", "AMD64") else "QNN HTP",
         "backend_path": oq.get_qnn_htp_path(),
         "disable_cpu_fallback": disable_cpu_fallback,
+        "provider_options": {k: v for k, v in provider_options(soc_model, htp_arch, htp).items() if k != "backend_path"},
         "timing_note": "the x86 HTP simulator emulates the NPU: its latency says nothing about the device's",
-        "placement": placement(path, disable_cpu_fallback=disable_cpu_fallback, soc_model=soc_model, htp_arch=htp_arch),
+        "placement": placement(path, disable_cpu_fallback=disable_cpu_fallback, soc_model=soc_model, htp_arch=htp_arch,
+                               htp=htp),
     }
     return Runner(run=run, runtime="qnn-htp", info=info)
 

@@ -190,8 +190,14 @@ def engine_name(trt_version: str, compute_capability: str) -> str:
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, flags: list[str], workspace_gb: float,
-                 profiles: dict[str, list[list[int]]], timing_cache: Path | None) -> dict[str, Any]:
+                 profiles: dict[str, list[list[int]]], timing_cache: Path | None,
+                 builder: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`builder`: vopt.targets.tensorrt.builder_settings (optimization level, extra BuilderFlags)."""
     import tensorrt as trt
+
+    major = int(trt.__version__.split(".")[0])
+    if major < 10:
+        raise RuntimeError(f"TensorRT {trt.__version__}: vopt builds engines with TensorRT 10 or 11 (explicit Q/DQ)")
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -209,6 +215,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, flags: list[
             config.set_flag(trt.BuilderFlag.INT8)  # explicit Q/DQ from the quantize stage: no calibrator
         elif flag == "bf16":
             config.set_flag(trt.BuilderFlag.BF16)
+    builder = builder or {}
+    if builder.get("builder_optimization_level") is not None:
+        config.builder_optimization_level = int(builder["builder_optimization_level"])
+    for name in builder.get("extra_flags", []):
+        config.set_flag(getattr(trt.BuilderFlag, name))
     cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
     cache = config.create_timing_cache(cache_bytes)
     config.set_timing_cache(cache, ignore_mismatch=False)
@@ -238,7 +249,9 @@ def runner(engine_path: str | Path) -> Any:
     from vopt.runtimes.base import Runner
 
     logger = trt.Logger(trt.Logger.WARNING)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(Path(engine_path).read_bytes())
+    runtime = trt.Runtime(logger)
+    runtime.engine_host_code_allowed = True  # version-compatible engines carry their own lean runtime
+    engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
     context = engine.create_execution_context()
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]

@@ -33,6 +33,10 @@ class OpenVinoConfig(CompileBase):
         default=None, description="OpenVINO PERFORMANCE_HINT."
     )
     threads: int | None = Field(default=None, ge=1, le=1024, description="INFERENCE_NUM_THREADS on CPU.")
+    streams: int | None = Field(default=None, ge=1, le=256, description="NUM_STREAMS: parallel inference "
+                                "streams (the performance hint's choice when omitted).")
+    model_cache: bool = Field(default=False, description="CACHE_DIR under vopt's cache: OpenVINO stores the "
+                              "compiled model there, so the next load (first inference) skips compilation.")
 
 
 class OpenVinoTarget(Target):
@@ -120,7 +124,16 @@ class OpenVinoTarget(Target):
 
         return runner(artifact.path, device=cfg.device, precision=self.precision(cfg),
                       hint=cfg.inference_precision, threads=cfg.threads,
-                      performance_hint=cfg.performance_hint)
+                      performance_hint=cfg.performance_hint, streams=cfg.streams,
+                      cache_dir=_model_cache_dir() if cfg.model_cache else None)
+
+
+def _model_cache_dir() -> str:
+    from vopt.pipeline.cache import default_cache_dir
+
+    path = default_cache_dir() / "openvino-model-cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
 
 
 def deployment_settings(cfg: OpenVinoConfig, precision: str) -> dict[str, str]:
@@ -132,6 +145,8 @@ def deployment_settings(cfg: OpenVinoConfig, precision: str) -> dict[str, str]:
         settings["INFERENCE_PRECISION_HINT"] = hint
     if cfg.threads:
         settings["INFERENCE_NUM_THREADS"] = str(cfg.threads)
+    if cfg.streams:
+        settings["NUM_STREAMS"] = str(cfg.streams)
     return settings
 
 

@@ -7,7 +7,7 @@ import importlib.util
 import platform
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vopt.errors import BackendUnavailable, BuildError
 from vopt.pipeline.artifact import Artifact
@@ -33,6 +33,39 @@ class QnnConfig(CompileBase):
         default=False,
         description="Gate: fail unless the QNN EP takes every node (session.disable_cpu_ep_fallback).",
     )
+    htp_performance_mode: Literal["burst", "balanced", "default", "high_performance", "high_power_saver",
+                                  "low_balanced", "low_power_saver", "power_saver", "extreme_power_saver",
+                                  "sustained_high_performance"] | None = Field(
+        default=None, description="QNN EP htp_performance_mode: the NPU's power/performance vote (burst for "
+        "latency, power_saver for battery); the EP's default when omitted.")
+    vtcm_mb: int | None = Field(default=None, ge=1, le=256, description="QNN EP vtcm_mb: HTP tightly coupled memory "
+                                "to reserve (MB).")
+    enable_htp_fp16_precision: bool | None = Field(
+        default=None, description="QNN EP enable_htp_fp16_precision: run float ops in fp16 on the HTP "
+        "(needs soc_model).")
+
+    @model_validator(mode="after")
+    def _check_fp16(self) -> QnnConfig:
+        return _fp16_needs_soc(self)
+
+
+def _fp16_needs_soc(cfg: QnnConfig) -> QnnConfig:
+    if cfg.enable_htp_fp16_precision and not cfg.soc_model:
+        raise ValueError("enable_htp_fp16_precision needs soc_model (the QNN EP refuses fp16 precision mode "
+                         "without a target SoC)")
+    return cfg
+
+
+def htp_options(cfg: QnnConfig) -> dict[str, str]:
+    """The recipe's HTP knobs as QNN EP provider options (strings, as the EP takes them)."""
+    opts: dict[str, str] = {}
+    if cfg.htp_performance_mode:
+        opts["htp_performance_mode"] = cfg.htp_performance_mode
+    if cfg.vtcm_mb:
+        opts["vtcm_mb"] = str(cfg.vtcm_mb)
+    if cfg.enable_htp_fp16_precision is not None:
+        opts["enable_htp_fp16_precision"] = "1" if cfg.enable_htp_fp16_precision else "0"
+    return opts
 
 
 class QnnTarget(Target):
@@ -100,7 +133,7 @@ class QnnTarget(Target):
         onnx.save(proto, str(path))
 
         where = self._placement(path, cfg, ctx)
-        ctx.report.update(qdq=qdq, placement=where)
+        ctx.report.update(qdq=qdq, placement=where, provider_options=htp_options(cfg))
         result = artifact.derive(path, format="onnx", meta={"precision": precision})
         if cfg.context_binary or cfg.soc_model:
             # embed_context: false keeps the context binary in a .bin next to the EPContext model: one
@@ -110,7 +143,7 @@ class QnnTarget(Target):
             ctx_path = ctx_dir / "model_ctx.onnx"
             try:
                 write_context_model(path, ctx_path, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch,
-                                    embed=cfg.embed_context)
+                                    embed=cfg.embed_context, htp=htp_options(cfg))
             except Exception as exc:
                 raise BuildError(f"QNN context binary generation failed: {_first_line(exc)}",
                                  stage="compile") from exc
@@ -139,11 +172,11 @@ class QnnTarget(Target):
         from vopt.runtimes.diagnose import log_path, native_output_to, rejected_graph_error
         from vopt.runtimes.qnn import placement, session
 
-        kw = {"soc_model": cfg.soc_model, "htp_arch": cfg.htp_arch, "workdir": ctx.workdir}
-        log = log_path(f"{ctx.recipe.name}-qnn")
+        kw = {"soc_model": cfg.soc_model, "htp_arch": cfg.htp_arch, "workdir": ctx.workdir, "htp": htp_options(cfg)}
+        log = log_path(f"{ctx.build_name}-qnn")
 
         def rejected(exc: Exception) -> BuildError:  # bisects to the nodes QNN rejects (vopt/runtimes/diagnose.py)
-            loads = lambda p: session(p, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch)  # noqa: E731
+            loads = lambda p: session(p, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch, htp=kw["htp"])  # noqa: E731
             return rejected_graph_error("QNN HTP", path, exc, loads, log=log, workdir=ctx.workdir)
 
         try:
@@ -169,7 +202,7 @@ class QnnTarget(Target):
         from vopt.runtimes.qnn import runner
 
         return runner(_onnx_file(artifact), disable_cpu_fallback=cfg.disable_cpu_fallback,
-                      soc_model=cfg.soc_model, htp_arch=cfg.htp_arch)
+                      soc_model=cfg.soc_model, htp_arch=cfg.htp_arch, htp=htp_options(cfg))
 
 
 def _first_line(exc: Exception) -> str:

@@ -39,6 +39,32 @@ class TensorRtConfig(CompileBase):
         "default: derived from model.input.dynamic."
     )
     strict: bool = Field(default=True, description="Fail the build when the readiness check finds errors.")
+    builder_optimization_level: int | None = Field(
+        default=None, ge=0, le=5, description="TensorRT builder optimization level 0-5 (3 is TensorRT's "
+        "default; 5 searches longest for the fastest tactics).")
+    sparsity: bool = Field(default=False, description="Let TensorRT use 2:4 structured-sparse kernels "
+                           "(BuilderFlag.SPARSE_WEIGHTS) where weights allow.")
+    version_compatible: bool = Field(
+        default=False, description="Build a version-compatible engine (BuilderFlag.VERSION_COMPATIBLE) that "
+        "later TensorRT releases of the same major version can still load.")
+
+
+# TensorRT versions vopt's engine path supports: explicit Q/DQ only (TensorRT 10 deprecated and 11 removes
+# implicit INT8 with calibrators), so int8 always comes from the quantize stage's Q/DQ model.
+SUPPORTED_MAJOR = (10, 11)
+
+
+def builder_settings(cfg: TensorRtConfig) -> dict[str, object]:
+    """What the builder config gets beyond the precision flags and profiles (a plain dict: testable, and
+    recorded in the compile report without a GPU)."""
+    settings: dict[str, object] = {"extra_flags": []}
+    if cfg.builder_optimization_level is not None:
+        settings["builder_optimization_level"] = cfg.builder_optimization_level
+    if cfg.sparsity:
+        settings["extra_flags"].append("SPARSE_WEIGHTS")  # type: ignore[union-attr]
+    if cfg.version_compatible:
+        settings["extra_flags"].append("VERSION_COMPATIBLE")  # type: ignore[union-attr]
+    return settings
 
 
 class TensorRtTarget(Target):
@@ -118,6 +144,8 @@ class TensorRtTarget(Target):
             flags.append("int8")
             report["flags_added"] = ["int8"]
         report["flags"] = flags
+        report["builder"] = builder_settings(cfg)
+        report["supported_tensorrt"] = [f"{m}.x" for m in SUPPORTED_MAJOR]
         return report
 
     def compile(self, artifact: Artifact, cfg: TensorRtConfig, ctx) -> Artifact:
@@ -148,7 +176,7 @@ class TensorRtTarget(Target):
         path = out_dir / engine_name(trt.__version__, cc)
         try:
             built = build_engine(artifact.path, path, flags=report["flags"], workspace_gb=cfg.workspace_gb,
-                                 profiles=report["profiles"], timing_cache=cache)
+                                 profiles=report["profiles"], timing_cache=cache, builder=report["builder"])
         except Exception as exc:
             first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             raise BuildError(f"TensorRT engine build failed: {first}", stage="compile") from exc

@@ -32,6 +32,11 @@ class WebGpuConfig(CompileBase):
     fail_on_fallback: bool = Field(
         default=False, description="Fail when an op is not in the WebGPU EP's table."
     )
+    graph_capture: bool = Field(
+        default=False, description="onnxruntime-web enableGraphCapture: record the GPU commands once and replay "
+        "them (static shapes, every node on WebGPU); recorded in the artifact, applied by vopt's runner.")
+    preferred_layout: Literal["NCHW", "NHWC"] | None = Field(
+        default=None, description="WebGPU EP preferredLayout (NHWC is the EP's default for convolutions).")
 
 
 class WebGpuTarget(Target):
@@ -65,7 +70,7 @@ class WebGpuTarget(Target):
             target=self.name, ep="webgpu", ep_label="WebGPU", precision=self.precision(cfg),
             static_shapes=cfg.static_shapes,
             keep_io_types=cfg.keep_io_types, fp16_block_ops=cfg.fp16_block_ops, max_size_mb=cfg.max_size_mb,
-            fail_on_fallback=cfg.fail_on_fallback,
+            fail_on_fallback=cfg.fail_on_fallback, session_options=_session_options(cfg),
         )
         return compile_web(artifact, job, ctx)
 
@@ -74,3 +79,12 @@ class WebGpuTarget(Target):
 
         # Validation runs on wasm by default; `validate: {runtime: browser}` adds the WebGPU EP.
         return runner(artifact.path, ep="wasm")
+
+
+def _session_options(cfg: WebGpuConfig) -> dict[str, object]:
+    options: dict[str, object] = {}
+    if cfg.graph_capture:
+        options["enableGraphCapture"] = True
+    if cfg.preferred_layout:
+        options["preferredLayout"] = cfg.preferred_layout
+    return options

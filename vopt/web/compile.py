@@ -24,6 +24,9 @@ class WebCompile:
     fp16_block_ops: list[str] = field(default_factory=list)
     max_size_mb: float = PROTOBUF_LIMIT_MB
     fail_on_fallback: bool = False
+    # onnxruntime-web session settings for this EP (graph capture, preferred layout): they cannot live in the
+    # graph, so they travel in the metadata and vopt's browser runner applies them.
+    session_options: dict[str, Any] = field(default_factory=dict)
 
 
 def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
@@ -51,6 +54,8 @@ def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
         "vopt.web.freeDimensionOverrides": json.dumps(free_dims),
         "vopt.web.fallback_ops": json.dumps(ops["fallback_ops"]),
     })
+    if job.session_options:
+        meta["vopt.web.session_options"] = json.dumps({"ep": job.ep, **job.session_options})
     set_onnx_metadata(proto, meta)
     path = ctx.out("model.onnx")
     data = proto.SerializeToString()  # raises for > 2 GiB: external data cannot be fetched as one file

@@ -85,11 +85,14 @@ window.voptProbe = async function () {
   };
 };
 
-window.voptLoad = async function ({ key, url, ep, freeDimensionOverrides }) {
+window.voptLoad = async function ({ key, url, ep, freeDimensionOverrides, sessionOptions }) {
   const t0 = performance.now();
   const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
   // Verbose session logs are how ORT tells which EP took each node; they are captured, not printed.
-  const options = { executionProviders: [ep], graphOptimizationLevel: "all", logSeverityLevel: 0, logVerbosityLevel: 0 };
+  const extra = sessionOptions || {};
+  const provider = extra.preferredLayout ? { name: ep, preferredLayout: extra.preferredLayout } : ep;
+  const options = { executionProviders: [provider], graphOptimizationLevel: "all", logSeverityLevel: 0, logVerbosityLevel: 0 };
+  if (extra.enableGraphCapture) options.enableGraphCapture = true;
   if (freeDimensionOverrides && Object.keys(freeDimensionOverrides).length) {
     options.freeDimensionOverrides = freeDimensionOverrides;
   }
