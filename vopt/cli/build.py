@@ -18,15 +18,21 @@ def command(
     json_out: bool = typer.Option(False, "--json", help="Print the manifest(s) as JSON on stdout."),
     write_back: bool = typer.Option(False, "--write-back", help="Write the quantization fallback's exclusions into the recipe."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Build up to N recipes at once, one process each."),
+    profile: str | None = typer.Option(None, "--profile", help="smoke: the family's tiny config, random weights, few images."),
 ) -> None:
     from vopt.errors import GateFailed
     from vopt.pipeline.cache import Cache
     from vopt.pipeline.runner import build
     from vopt.recipe.resolve import load_recipe
 
+    sets_of = {r: _profile_sets(profile, r) + list(set_) for r in recipes}
+    loaded_all = [load_recipe(r, sets_of[r]) for r in recipes]  # all recipes are checked before any work starts
+    if jobs > 1 and len(recipes) > 1:
+        _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json_out, debug, jobs)
+        return
     reporter = RichReporter()
     cache = Cache(cache_dir)
-    loaded_all = [load_recipe(r, set_) for r in recipes]  # all recipes are checked before any work starts
     manifests = []
     failed: GateFailed | None = None
     for loaded in loaded_all:
@@ -50,6 +56,42 @@ def command(
         print_json(manifests[0] if len(manifests) == 1 else manifests)
     if failed is not None:
         raise failed
+
+
+def _profile_sets(profile: str | None, recipe: Path) -> list[str]:
+    if profile is None:
+        return []
+    from vopt.cli.profiles import profile_sets
+
+    return profile_sets(profile, recipe)
+
+
+def _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json_out, debug, jobs) -> None:
+    """One child process per recipe (vopt.cli.parallel); exit code: the first failing recipe's, in the order given."""
+    from vopt.cli.parallel import child_command, run_parallel
+
+    names = [lr.recipe.name for lr in loaded_all]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        from vopt.errors import RecipeError
+
+        raise RecipeError(f"-j: recipes share a build name ({', '.join(dupes)}): they would write the same {out}/<name>/")
+    err.print(f"[bold]vopt build[/] {len(recipes)} recipes, {jobs} at a time", highlight=False)
+
+    def done(result) -> None:
+        state = "[green]ok[/]" if result.code == 0 else f"[red]exit {result.code}[/]"
+        err.print(f"[bold]--- {escape(str(result.recipe))}[/] {state} ({result.seconds:.1f}s)", highlight=False)
+        err.print(escape(result.output.rstrip()), highlight=False, soft_wrap=True)
+
+    commands = [(r, child_command(r, out, sets_of[r], no_cache, cache_dir, debug)) for r in recipes]
+    results = run_parallel(commands, jobs, done)
+    failed = [r for r in results if r.code != 0]
+    err.print(f"{len(results) - len(failed)}/{len(results)} built" +
+              (f"; failed: {', '.join(str(r.recipe) for r in failed)}" if failed else ""), highlight=False, soft_wrap=True)
+    if json_out:
+        print_json([_manifest_of(out / n) for n in names])
+    if failed:
+        raise typer.Exit(failed[0].code)
 
 
 def _manifest_of(build_dir: Path) -> dict:
