@@ -32,21 +32,42 @@ def runner(path: str | Path, input_names: list[str], output_names: list[str], *,
 
     interp = Interpreter(model_path=str(path), num_threads=threads or 2)
     sig = interp.get_signature_runner()
-    ins = sorted(sig.get_input_details(), key=_position)
-    outs = sorted(sig.get_output_details(), key=_position)
-    batch = int(sig.get_input_details()[ins[0]]["shape"][0])
+    in_details, out_details = sig.get_input_details(), sig.get_output_details()
+    ins = sorted(in_details, key=_position)
+    outs = sorted(out_details, key=_position)
+    batch = int(in_details[ins[0]]["shape"][0])
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         arrays = [np.ascontiguousarray(feeds[n], dtype=np.float32) for n in input_names]
         n = arrays[0].shape[0]
         # The converted graph has the example's fixed batch; larger batches run as a loop of that batch.
-        chunks = [sig(**{k: a[i:i + batch] for k, a in zip(ins, arrays)}) for i in range(0, n, batch)]
-        return {name: np.concatenate([np.asarray(c[o], dtype=np.float32) for c in chunks]) for name, o in zip(output_names, outs)}
+        chunks = [sig(**{k: _quantize(a[i:i + batch], in_details[k]) for k, a in zip(ins, arrays, strict=True)})
+                  for i in range(0, n, batch)]
+        return {name: np.concatenate([_dequantize(c[o], out_details[o]) for c in chunks])
+                for name, o in zip(output_names, outs, strict=False)}
 
     import importlib.metadata as md
 
     return Runner(run=run, runtime="litert-cpu",
                   info={"ai-edge-litert": md.version("ai-edge-litert"), "threads": threads or 2, "batch": batch})
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Full-int8 models take int8 inputs: quantize with the tensor's own scale and zero point."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype == np.float32:
+        return x
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    y = np.asarray(y)
+    if y.dtype == np.float32:
+        return y
+    scale, zero = detail["quantization"]
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
 def _position(name: str) -> int:

@@ -5,6 +5,7 @@ than vopt's main environment, so the extra lives in its own venv (constraints-tf
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections import Counter
 from typing import Literal
@@ -84,7 +85,7 @@ class TfliteTarget(Target):
         ins, outs = signature(path)
         ops = op_histogram(path)
         io = {"inputs": [{**d, "name": ctx.recipe.model.input.name} for d in ins],
-              "outputs": [{**d, "name": n} for d, n in zip(outs, family.outputs)]}
+              "outputs": [{**d, "name": n} for d, n in zip(outs, family.outputs, strict=False)]}
         precision = effective_precision(source, setting, built=setting)
         ctx.report.update(converter="litert-torch", ops=dict(ops), op_count=sum(ops.values()), calibration=calibration,
                           summary=f"litert-torch {setting}, {sum(ops.values())} ops ({len(ops)} kinds)"
@@ -102,9 +103,28 @@ class TfliteTarget(Target):
 
 def convert(module, example, path) -> None:
     """torch module -> .tflite with litert-torch (NCHW float input, as the module takes it)."""
-    import litert_torch
+    with stdout_to_stderr():
+        import litert_torch
 
-    litert_torch.convert(module, (example,)).export(str(path))
+        litert_torch.convert(module, (example,)).export(str(path))
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """litert-torch and the quantizer print progress on stdout (Python and C++): keep `--json` stdout clean."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def quantize_int8(float_path, out_path, ctx, shape: list[int]) -> dict:
@@ -128,8 +148,9 @@ def quantize_int8(float_path, out_path, ctx, shape: list[int]) -> dict:
             samples.append({name: images[i:i + batch].astype("float32")})
     qt = quantizer.Quantizer(str(float_path), recipe.static_wi8_ai8())
     try:
-        result = qt.calibrate({"serving_default": samples}, num_threads=2)
-        qt.quantize(result, enable_progress_bar=False, enable_progress_report=False).export_model(str(out_path), overwrite=True)
+        with stdout_to_stderr():
+            result = qt.calibrate({"serving_default": samples}, num_threads=2)
+            qt.quantize(result, enable_progress_bar=False, enable_progress_report=False).export_model(str(out_path), overwrite=True)
     except Exception as exc:
         from vopt.targets.coreml import _describe
 
