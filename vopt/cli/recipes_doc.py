@@ -54,7 +54,7 @@ def render(root: Path | None = None) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        desc = r.description.replace("|", "\\|")
+        desc = r.description.replace(" With network access, set `model.weights: pretrained`.", "").replace("|", "\\|")
         lines.append(f"| [`{r.name}`](../{Path(r.file).relative_to(root.parent).as_posix()}) | {r.family} | {r.platform} | "
                      f"{r.target} | {r.precision} | {desc} |")
     lines += ["", "## Platforms", "", "| platform | artifact and runtime | CI runner (`vopt matrix`) |", "|---|---|---|"]
