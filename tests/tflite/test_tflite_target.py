@@ -25,7 +25,9 @@ def _build(cli, write_recipe, tmp_path, recipe: dict) -> dict:
     path = write_recipe(recipe, f"{recipe['name']}.yaml")
     result = cli("build", path, "--out", tmp_path / "out", "--json", "--cache-dir", tmp_path / "cache")
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    # efficientnet_lite_pytorch prints "Loaded pretrained weights ..." on stdout
+    # before the manifest.
+    return json.loads(result.stdout[result.stdout.index("{"):])
 
 
 def _validate(manifest: dict) -> dict:
