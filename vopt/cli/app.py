@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("vopt.cli.plan", "Show the resolved recipe and the steps that would run (runs nothing)."),
     "check": ("vopt.cli.check", "Validate recipes without building."),
     "recipes": ("vopt.cli.recipes", "List the recipes under recipes/."),
+    "matrix": ("vopt.cli.matrix", "Emit the CI job matrix (GitHub Actions, GitLab) for recipes, with runner labels."),
     "doctor": ("vopt.cli.doctor", "Show every backend: installed, version, extra, hardware."),
     "schema": ("vopt.cli.schema", "Write the JSON Schema of a recipe."),
     "inspect": ("vopt.cli.inspect", "Describe an artifact: I/O, ops, precision mix, metadata."),

@@ -19,23 +19,24 @@ def command(
     write_back: bool = typer.Option(False, "--write-back", help="Write the quantization fallback's exclusions into the recipe."),
     timings: bool = typer.Option(False, "--timings", help="Print where the time went: per step, and inside each step."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Build up to N recipes at once, one process each."),
+    profile: str | None = typer.Option(None, "--profile", help="smoke: the family's tiny config, random weights, few images."),
 ) -> None:
     from vopt.pipeline.interrupt import handle_signals
 
     with handle_signals():  # SIGINT / SIGTERM: exit 130 / 143, nothing partial left
-        _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug)
+        _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug, jobs, profile)
 
 
-def _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug) -> None:
+def _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug, jobs, profile) -> None:
     from vopt.cli.timings import TimingReporter
     from vopt.errors import GateFailed
     from vopt.pipeline.cache import Cache
     from vopt.pipeline.runner import build
     from vopt.recipe.resolve import load_recipe
 
-    reporter = TimingReporter() if timings else RichReporter()
-    cache = Cache(cache_dir)
-    loaded_all = [load_recipe(r, set_) for r in recipes]  # all recipes are checked before any work starts
+    sets_of = {r: _profile_sets(profile, r) + list(set_) for r in recipes}
+    loaded_all = [load_recipe(r, sets_of[r]) for r in recipes]  # all recipes are checked before any work starts
     from vopt.pipeline.plan import make_plan
     from vopt.pipeline.preflight import check_inputs, check_out_dir
 
@@ -43,6 +44,11 @@ def _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, ti
     for loaded in loaded_all:
         make_plan(loaded.recipe)
         check_inputs(loaded)
+    if jobs > 1 and len(recipes) > 1:
+        _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json_out, debug, jobs)
+        return
+    reporter = TimingReporter() if timings else RichReporter()
+    cache = Cache(cache_dir)
     manifests = []
     failed: GateFailed | None = None
     for loaded in loaded_all:
@@ -70,6 +76,42 @@ def _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, ti
         print_json(manifests[0] if len(manifests) == 1 else manifests)
     if failed is not None:
         raise failed
+
+
+def _profile_sets(profile: str | None, recipe: Path) -> list[str]:
+    if profile is None:
+        return []
+    from vopt.cli.profiles import profile_sets
+
+    return profile_sets(profile, recipe)
+
+
+def _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json_out, debug, jobs) -> None:
+    """One child process per recipe (vopt.cli.parallel); exit code: the first failing recipe's, in the order given."""
+    from vopt.cli.parallel import child_command, run_parallel
+
+    names = [lr.recipe.name for lr in loaded_all]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        from vopt.errors import RecipeError
+
+        raise RecipeError(f"-j: recipes share a build name ({', '.join(dupes)}): they would write the same {out}/<name>/")
+    err.print(f"[bold]vopt build[/] {len(recipes)} recipes, {jobs} at a time", highlight=False)
+
+    def done(result) -> None:
+        state = "[green]ok[/]" if result.code == 0 else f"[red]exit {result.code}[/]"
+        err.print(f"[bold]--- {escape(str(result.recipe))}[/] {state} ({result.seconds:.1f}s)", highlight=False)
+        err.print(escape(result.output.rstrip()), highlight=False, soft_wrap=True)
+
+    commands = [(r, child_command(r, out, sets_of[r], no_cache, cache_dir, debug)) for r in recipes]
+    results = run_parallel(commands, jobs, done)
+    failed = [r for r in results if r.code != 0]
+    err.print(f"{len(results) - len(failed)}/{len(results)} built" +
+              (f"; failed: {', '.join(str(r.recipe) for r in failed)}" if failed else ""), highlight=False, soft_wrap=True)
+    if json_out:
+        print_json([_manifest_of(out / n) for n in names])
+    if failed:
+        raise typer.Exit(failed[0].code)
 
 
 def _manifest_of(build_dir: Path) -> dict:

@@ -15,6 +15,7 @@ def command(
 ) -> None:
     from rich.markup import escape
 
+    from vopt.cli.fragments import is_fragment, load_fragment
     from vopt.errors import RecipeError
     from vopt.pipeline.plan import make_plan
     from vopt.pipeline.preflight import check_inputs
@@ -23,10 +24,12 @@ def command(
     problems: list[str] = []
     for path in recipes:
         try:
-            loaded = load_recipe(path, set_)
+            fragment = is_fragment(path)  # families/*.yaml, targets/*.yaml: checked composed with a stub
+            loaded = load_fragment(path, set_) if fragment else load_recipe(path, set_)
             make_plan(loaded.recipe)  # stage-level settings (e.g. a scheme the target cannot take) fail here too
             check_inputs(loaded)  # data folders, gate metrics
-            err.print(f"[green]ok[/] {escape(str(path))} ({loaded.recipe.name} -> {loaded.recipe.compile.target})", highlight=False)
+            what = "fragment" if fragment else loaded.recipe.name
+            err.print(f"[green]ok[/] {escape(str(path))} ({what} -> {loaded.recipe.compile.target})", highlight=False)
         except RecipeError as exc:
             problems.append(exc.message)
             where = "" if str(path) in exc.message else f"{escape(str(path))}: "

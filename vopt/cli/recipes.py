@@ -11,38 +11,25 @@ from vopt.cli.output import handles_errors, out, print_json
 def command(
     root: Path = typer.Argument(Path("recipes"), help="Folder to list."),
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+    buildable: bool = typer.Option(False, "--buildable", help="Only print the files of recipes that build and run here."),
 ) -> None:
-    from vopt.errors import RecipeError
-    from vopt.recipe.resolve import load_recipe
+    from vopt.cli import library
 
-    rows = []
-    for path in sorted(root.rglob("*.yaml")):
-        rel = path.relative_to(root)
-        if rel.parts[0] in ("families", "targets"):
-            continue  # fragments meant for `extends:`
-        try:
-            r = load_recipe(path).recipe
-            rows.append({"file": str(path), "name": r.name, "family": r.model.family or "auto", "target": r.compile.target,
-                         "precision": _precision(r), "ok": True})
-        except RecipeError as exc:
-            rows.append({"file": str(path), "name": "-", "family": "-", "target": "-", "precision": "-", "ok": False, "error": exc.message})
+    rows = library.scan(root)
+    if buildable:
+        for row in library.buildable(rows):
+            typer.echo(row.file)
+        return
     if json_out:
-        print_json(rows)
+        print_json([r.as_dict() for r in rows])
         return
     from rich.table import Table
 
-    table = Table("recipe", "name", "family", "target", "precision", box=None, header_style="bold")
+    table = Table("recipe", "family", "platform", "target", "precision", "runtime here", box=None, header_style="bold")
     for row in rows:
-        precision = row["precision"]
-        precision = "+".join(precision) if isinstance(precision, list) else str(precision)
-        table.add_row(row["file"], row["name"], str(row["family"]), row["target"], precision if row["ok"] else "[red]invalid[/]")
+        if not row.ok:
+            table.add_row(row.file, "-", "-", "-", "[red]invalid[/]", "-")
+            continue
+        runtime = row.runtime + (" (limited)" if row.limited else "")
+        table.add_row(row.name, row.family, row.platform, row.target, row.precision, runtime)
     out.print(table)
-
-
-def _precision(recipe) -> str:
-    from vopt.registry import get_target
-
-    if recipe.quantize is not None:
-        return recipe.quantize.precision
-    value = get_target(recipe.compile.target).precision(recipe.compile)
-    return "+".join(value) if isinstance(value, list) else str(value)

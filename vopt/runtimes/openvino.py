@@ -160,7 +160,10 @@ def open_artifact(path: str | Path, *, settings: dict[str, Any] | None = None, t
 
 
 def _name(port: Any, index: int) -> str:
+    # A compiled port can carry several tensor names (DETR's pred_boxes also answers to the exporter's
+    # "/model/bbox_predictor/.../Add_output_0"): prefer the model's own name over a "/"-path one.
     try:
-        return port.get_any_name()
+        names = sorted(n for n in port.get_names() if not n.startswith("/"))
+        return names[0] if names else port.get_any_name()
     except RuntimeError:  # unnamed port
         return f"output_{index}"

@@ -1,21 +1,31 @@
-"""tflite: not built by vopt yet. LiteRT conversion needs litert-torch (about 1.2 GB with jax) or onnx2tf with
-TensorFlow in its own environment; neither ships with vopt, so compile stops with the reason."""
+"""tflite: a LiteRT flatbuffer converted from the build's torch module by litert-torch (torch.export, then lowered to
+TFLite ops), in fp32 or int8 (static int8 weights and activations by ai-edge-quantizer, calibrated on vopt's images).
+It runs on ai-edge-litert's Interpreter (XNNPACK on CPU). litert-torch needs ml_dtypes 0.7 and an older pydantic
+than vopt's main environment, so the extra lives in its own venv (constraints-tflite.txt, `make test-tflite`)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+from collections import Counter
 from typing import Literal
 
-from vopt.errors import BackendUnavailable
+from pydantic import Field
+
+from vopt.errors import BuildError, RecipeError, missing_extra
+from vopt.pipeline.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
 
-REASON = ("the tflite target has no converter in vopt yet: it needs litert-torch (PyTorch -> LiteRT) or onnx2tf "
-          "with TensorFlow, which vopt does not install")
+PRECISIONS = ("fp32", "int8")
 
 
 class TfliteConfig(CompileBase):
     target: Literal["tflite"] = "tflite"
+    precision: Literal["fp32", "int8"] | None = Field(  # type: ignore[assignment]
+        default=None, description="fp32 (default), or int8: static int8 weights and activations (ai-edge-quantizer)."
+    )
+    threads: int | None = Field(default=2, description="Interpreter threads for validation and benchmarks.")
 
 
 class TfliteTarget(Target):
@@ -23,19 +33,136 @@ class TfliteTarget(Target):
     runtime_name = "litert"
     Config = TfliteConfig
     extra = "tflite"
-    requires = ("ai_edge_litert",)
-    description = "LiteRT / TFLite (not implemented: no converter)"
+    requires = ("litert_torch", "ai_edge_litert")
+    # compile converts the build's torch module (ctx.artifacts), whatever the export step made after it.
+    input_formats = ("torch-module", "onnx")
+    description = "LiteRT / TFLite flatbuffer (litert-torch), run by ai-edge-litert"
 
-    def available(self) -> tuple[bool, str]:
-        return False, REASON
+    def tool_versions(self) -> list[str]:
+        return ["litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torch"]
 
     def hardware(self) -> tuple[bool, str]:
         if importlib.util.find_spec("ai_edge_litert") is None:
             return False, "no LiteRT runtime (pip install 'vopt[tflite]')"
-        return True, "LiteRT interpreter on this CPU"
+        return True, "LiteRT interpreter (XNNPACK) on this CPU"
 
-    def compile(self, artifact, cfg, ctx):
-        raise BackendUnavailable(REASON)
+    def check_recipe(self, recipe) -> None:
+        q = getattr(recipe, "quantize", None)
+        if q is not None and q.precision not in (None, "fp32"):
+            raise RecipeError("quantize.precision: the tflite target quantizes while it converts (ai-edge-quantizer): "
+                              "set compile.precision: int8; quantize.calibration still picks the calibration images")
 
-    def runner(self, artifact, cfg) -> Runner | Unavailable:
-        return Unavailable(REASON)
+    def compile(self, artifact: Artifact, cfg: TfliteConfig, ctx) -> Artifact:
+        self.check_format(artifact)
+        for module, what in (("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert")):
+            if importlib.util.find_spec(module) is None:
+                raise missing_extra(what, "tflite", "the tflite target")
+        import torch
+
+        from vopt.models.resolve import OutputWrapper, family_of, load_module
+        from vopt.targets.coreml import _describe, _torch_source
+        from vopt.targets.metadata import effective_precision
+
+        setting = self.precision(cfg)
+        source = _torch_source(ctx)
+        family = family_of(source)
+        wrapped = OutputWrapper.wrap(load_module(source), family).eval()
+        shape = list(ctx.model_input.shape)
+        example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        float_path = ctx.out("model_fp32.tflite")
+        try:
+            convert(wrapped, example, float_path)
+        except Exception as exc:
+            raise BuildError(f"litert-torch could not convert {family.name}: {_describe(exc)}", stage="compile") from exc
+        path = float_path
+        calibration = None
+        if setting == "int8":
+            path = ctx.out("model.tflite")
+            calibration = quantize_int8(float_path, path, ctx, shape)
+            float_path.unlink()
+        else:
+            path = float_path.rename(ctx.out("model.tflite"))
+        from vopt.runtimes.litert import signature
+
+        ins, outs = signature(path)
+        ops = op_histogram(path)
+        io = {"inputs": [{**d, "name": ctx.model_input.name} for d in ins],
+              "outputs": [{**d, "name": n} for d, n in zip(outs, family.outputs, strict=False)]}
+        precision = effective_precision(source, setting, built=setting)
+        ctx.report.update(converter="litert-torch", ops=dict(ops), op_count=sum(ops.values()), calibration=calibration,
+                          summary=f"litert-torch {setting}, {sum(ops.values())} ops ({len(ops)} kinds)"
+                          + (f", int8 calibrated on {calibration['samples']} images" if calibration else ""))
+        return source.derive(path, format="tflite", io=io, meta={"precision": precision})
+
+    def runner(self, artifact: Artifact, cfg: TfliteConfig) -> Runner | Unavailable:
+        if importlib.util.find_spec("ai_edge_litert") is None:
+            return Unavailable("ai-edge-litert is not installed: pip install 'vopt[tflite]'")
+        from vopt.runtimes.litert import runner
+
+        return runner(artifact.path, [t.name for t in artifact.io.inputs], [t.name for t in artifact.io.outputs],
+                      threads=getattr(cfg, "threads", 2))
+
+
+def convert(module, example, path) -> None:
+    """torch module -> .tflite with litert-torch (NCHW float input, as the module takes it)."""
+    with stdout_to_stderr():
+        import litert_torch
+
+        litert_torch.convert(module, (example,)).export(str(path))
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """litert-torch and the quantizer print progress on stdout (Python and C++): keep `--json` stdout clean."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def quantize_int8(float_path, out_path, ctx, shape: list[int]) -> dict:
+    """Static int8 (weights and activations) with ai-edge-quantizer, calibrated on vopt's images: the recipe's
+    quantize.calibration when it has one (the family fragments carry the known-good settings), else 32 built-in ones."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    from vopt.quant.calibration import CalibrationSet
+    from vopt.recipe.sections.quantize import CalibrationSection
+    from vopt.runtimes.litert import signature
+
+    q = getattr(ctx.recipe, "quantize", None)
+    section = q.calibration if q is not None else CalibrationSection(samples=32)
+    preprocess = ctx.artifacts["load"].preprocess
+    cal = CalibrationSet(section, preprocess, shape)
+    ins, _ = signature(float_path)
+    name, batch = ins[0]["name"], ins[0]["shape"][0]
+    samples = []
+    for images in cal.batches():
+        for i in range(0, images.shape[0] - batch + 1, batch):
+            samples.append({name: images[i:i + batch].astype("float32")})
+    qt = quantizer.Quantizer(str(float_path), recipe.static_wi8_ai8())
+    try:
+        with stdout_to_stderr():
+            result = qt.calibrate({"serving_default": samples}, num_threads=2)
+            qt.quantize(result, enable_progress_bar=False, enable_progress_report=False).export_model(str(out_path), overwrite=True)
+    except Exception as exc:
+        from vopt.targets.coreml import _describe
+
+        raise BuildError(f"ai-edge-quantizer could not quantize to int8: {_describe(exc)}", stage="compile") from exc
+    return {"samples": len(samples) * batch, "method": "minmax (ai-edge-quantizer static_wi8_ai8)", "data": cal.describe()}
+
+
+def op_histogram(path) -> Counter:
+    """TFLite op kinds and counts in the converted graph (the op coverage the report shows)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    return Counter(op["op_name"] for op in interp._get_ops_details())  # noqa: SLF001 - the only op listing LiteRT has
