@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vopt.targets.base import Runner
+from vopt.runtimes.base import Runner
 
 
 def signature(path: str | Path) -> tuple[list[dict], list[dict]]:
