@@ -26,12 +26,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("recipe", ("vopt.recipe", "vopt.registry")),  # the recipe, and the plugin table it is checked against
     ("models", ("vopt.models", "vopt.datasets")),
     ("runtimes", ("vopt.runtimes",)),
-    ("checks", ("vopt.validate", "vopt.bench")),
+    ("checks", ("vopt.validate", "vopt.bench", "vopt.profiling", "vopt.estimate")),
     ("quant", ("vopt.quant",)),
     ("targets", ("vopt.targets", "vopt.web")),  # vopt.web holds the webgpu/webnn targets' compile step
     ("stages", ("vopt.stages",)),
     ("report", ("vopt.report",)),
-    ("engine", ("vopt.pipeline.plan", "vopt.pipeline.runner", "vopt.pipeline.manifest")),
+    # The engine, what checks a recipe's inputs before it runs, and the drivers that run it many times (tune).
+    ("engine", ("vopt.pipeline.plan", "vopt.pipeline.runner", "vopt.pipeline.manifest", "vopt.pipeline.preflight",
+                "vopt.tune")),
     ("cli", ("vopt.cli", "vopt.__main__")),
 ]
 

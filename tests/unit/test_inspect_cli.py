@@ -75,7 +75,7 @@ def test_doctor_is_truthful_here(cli):
         assert targets["tensorrt"]["state"] == "unavailable" and "NVIDIA" in targets["tensorrt"]["hardware_detail"]
     if platform.system() != "Darwin":
         assert targets["coreml"]["state"] == "build only" and "macOS" in targets["coreml"]["hardware_detail"]
-    assert targets["tflite"]["state"] == "unavailable" and "converter" in targets["tflite"]["reason"]
+    assert targets["tflite"]["state"] == "unavailable" and "vopt[tflite]" in targets["tflite"]["reason"]
     import os
 
     if not os.path.exists("/dev/kfd"):

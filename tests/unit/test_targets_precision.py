@@ -74,7 +74,7 @@ def _ctx(tmp_path, target):
     from vopt.recipe.sections.model import InputSpec
 
     return Context(
-        target=target, workdir=tmp_path, build_name="t", model_input=InputSpec(name="x", shape=[1, 4])
+        target=target, workdir=tmp_path, build_name="t", model_input=InputSpec(name="x", shape=[1, 3, 8, 8])
     )
 
 

@@ -37,11 +37,11 @@ def openvino_vs_ort(path: str, feeds: dict[str, np.ndarray], *, threads: int | N
     compiled = core.compile_model(core.read_model(path), "CPU", config)
     request = compiled.create_infer_request()
     batch = next(iter(feeds.values())).shape[0]
-    stats = interleaved({"onnxruntime": lambda: sess.run(None, feeds), "openvino": lambda: request.infer(feeds)},
+    stats = interleaved({"ort": lambda: sess.run(None, feeds), "ov": lambda: request.infer(feeds)},
                         rounds=rounds, per_round=5, warmup=3)
     hint = compiled.get_property("INFERENCE_PRECISION_HINT")
-    ort_ips = 1000.0 * batch / stats["onnxruntime"]["p50_ms"]
-    ov_ips = 1000.0 * batch / stats["openvino"]["p50_ms"]
+    ort_ips = 1000.0 * batch / stats["ort"]["p50_ms"]
+    ov_ips = 1000.0 * batch / stats["ov"]["p50_ms"]
     result = {"status": "ok", "batch": batch, "onnxruntime_img_s": round(ort_ips, 2), "openvino_img_s": round(ov_ips, 2),
               "openvino_speedup": round(ov_ips / ort_ips, 3),
               "openvino_precision_hint": hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint),

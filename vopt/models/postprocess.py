@@ -66,14 +66,3 @@ def apply(outputs: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.n
     keep = scores >= cfg["score_threshold"]
     return {"boxes": (xyxy * keep[..., None]).astype(np.float32), "scores": (scores * keep).astype(np.float32),
             "labels": np.where(keep, labels, -1).astype(np.int64)}
-
-
-def detections(outputs: dict[str, np.ndarray], threshold: float) -> list[Any]:
-    """Per image, the post-processed detections at or above `threshold` (IoU does not care about box units)."""
-    from vopt.validate.detection import Detections
-
-    result = []
-    for b, s, lab in zip(outputs["boxes"], outputs["scores"], outputs["labels"], strict=True):
-        keep = (np.asarray(s) >= threshold) & (np.asarray(lab) >= 0)
-        result.append(Detections(np.asarray(b, np.float64)[keep], np.asarray(lab)[keep], np.asarray(s)[keep]))
-    return result

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrays are handled: target modules import Runner cheaply
+    import numpy as np
 
 
 @dataclass
@@ -57,6 +58,8 @@ class Unavailable:
 
 def pad_to(chunk: np.ndarray, batch: int) -> np.ndarray:
     """`chunk` grown to `batch` rows by repeating its last row (a static-batch artifact takes no other size)."""
+    import numpy as np
+
     if len(chunk) >= batch:
         return chunk
     return np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
@@ -75,6 +78,8 @@ def static_chunks(batch: np.ndarray, static_batch: int | None) -> Iterator[tuple
 def run_batches(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], input_name: str,
                 batches: list[np.ndarray], static_batch: int | None = None) -> dict[str, np.ndarray]:
     """Run every batch (split and padded to the artifact's static batch size if it has one), concatenated per output."""
+    import numpy as np
+
     collected: dict[str, list[np.ndarray]] = {}
     for batch in batches:
         for chunk, n in static_chunks(batch, static_batch):

@@ -118,3 +118,13 @@ def detection_metrics(
     r = decode(ref["logits"], ref["pred_boxes"], scoring, threshold)
     o = decode(out["logits"], out["pred_boxes"], scoring, threshold)
     return {**box_agreement(r, o), "score_threshold": threshold, "scoring": scoring}
+
+
+def postprocessed_detections(outputs: dict[str, np.ndarray], threshold: float) -> list[Detections]:
+    """Per image, in-graph post-processed detections (`boxes`, `scores`, `labels`; label -1 is padding) at or
+    above `threshold`. IoU does not care about box units, so pixel boxes need no normalizing."""
+    result = []
+    for b, s, lab in zip(outputs["boxes"], outputs["scores"], outputs["labels"], strict=True):
+        keep = (np.asarray(s) >= threshold) & (np.asarray(lab) >= 0)
+        result.append(Detections(np.asarray(b, np.float64)[keep], np.asarray(lab)[keep], np.asarray(s)[keep]))
+    return result

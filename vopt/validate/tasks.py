@@ -18,8 +18,8 @@ def task_metrics(
     notes: list[str] = []
     if task == "object-detection":
         if all(k in ref and k in out for k in ("boxes", "scores", "labels")):  # post-processed in the graph
-            from vopt.models.postprocess import detections
             from vopt.validate.detection import box_agreement
+            from vopt.validate.detection import postprocessed_detections as detections
 
             m = {**box_agreement(detections(ref, score_threshold), detections(out, score_threshold)),
                  "score_threshold": score_threshold, "scoring": "in-graph post-processing"}

@@ -5,8 +5,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, WithJsonSchema
 
 from vopt.recipe.sections.base import Gates, Section
-from vopt.registry import SCHEMES
 from vopt.recipe.sections.limits import MAX_BATCH, MAX_SAMPLES, Seed
+from vopt.registry import SCHEMES
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int16", "int4"]
 
