@@ -22,18 +22,28 @@ def readme_snippet(marker: str) -> str:
     return match.group(1)
 
 
-def _build(cli, write_recipe, tmp_path, target: str, compile_extra: dict | None = None) -> dict:
+def _build(cli, write_recipe, tmp_path, target: str, compile_extra: dict | None = None, *extra: str,
+           **sections: dict) -> dict:
     recipe = {"name": f"rt-{target}", "model": tiny_model("resnet"), "export": {"parity_samples": 2},
-              "compile": {"target": target, **(compile_extra or {})}, "validate": {"samples": 4}}
-    res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
+              "compile": {"target": target, **(compile_extra or {})}, "validate": {"samples": 4}, **sections}
+    res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json", *extra)
     assert res.exit_code == 0, res.output
+    _build.output = res.output
     return json.loads(res.stdout)
 
 
 def test_cpu_artifact_records_its_session_level_and_the_readme_loads_it(cli, write_recipe, tmp_path):
     import onnxruntime as ort
 
-    m = _build(cli, write_recipe, tmp_path, "cpu", {"session_optimization": "extended"})
+    m = _build(cli, write_recipe, tmp_path, "cpu", {"session_optimization": "extended"}, "--timings",
+               quantize={"calibration": {"samples": 8}, "check": {"samples": 4, "rounds": 2}})
+    # --timings: every step, and the quantize step's phases, with seconds
+    lines = _build.output.splitlines()
+    table = lines[next(i for i, ln in enumerate(lines) if ln.startswith("step ") and "seconds" in ln):]
+    for step in ("load", "export", "quantize", "compile", "validate"):
+        assert any(re.match(rf"{step}\s+\d+\.\d\d\s+\d+\.\d%", ln) for ln in table), step
+    for phase in ("calibrate", "quantize (ort-qdq, int8)", "speed: quantized vs float"):
+        assert any(ln.startswith("  " + phase) for ln in table), phase
     assert m["artifact"]["meta"]["runtime"] == {"name": "onnxruntime",
                                                 "settings": {"graph_optimization_level": "ORT_ENABLE_EXTENDED"}}
     # vopt's own runner (validation) loaded it at the recorded level
