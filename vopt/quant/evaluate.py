@@ -11,10 +11,11 @@ from vopt.pipeline.artifact import Preprocess
 from vopt.recipe.sections.quantize import CheckSection
 
 
-def eval_images(check: CheckSection, preprocess: Preprocess) -> np.ndarray:
+def eval_images(check: CheckSection, preprocess: Preprocess, files: list[Path] | None = None) -> np.ndarray:
+    """The check's images; `files` are the ones sampled from its held-out set (vopt.quant.heldout)."""
     from vopt.datasets.images import iter_batches, list_images, sample_files
 
-    files = sample_files(list_images(check.data), check.samples, check.seed)
+    files = files if files is not None else sample_files(list_images(check.data), check.samples, check.seed)
     return np.concatenate(list(iter_batches(files, preprocess, batch=8, augment_seed=check.seed)))
 
 

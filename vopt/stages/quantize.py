@@ -42,6 +42,10 @@ class QuantizeStage(Stage):
             raise RecipeError(f"quantize.precision: scheme '{scheme}' makes {', '.join(PRECISIONS[scheme])}, not {precision}")
         check_requirements(scheme)
         check_options(q.options, scheme)
+        from vopt.quant.heldout import for_quantize
+        from vopt.quant.schemes import get_scheme
+
+        heldout = for_quantize(q, bool(get_scheme(scheme).calibrates))  # overlap is a recipe error, at plan time
         act, weight, per_channel = _types(scheme, precision, q)
         return QuantizeConfig(
             target=target.name, scheme=scheme, precision=precision, per_channel=per_channel,
@@ -51,6 +55,7 @@ class QuantizeStage(Stage):
             preprocess=_contract(recipe), input_shape=list(recipe.model.input.shape),
             compile=recipe.compile.model_dump(mode="json"),
             score_threshold=recipe.validate_.score_threshold if recipe.validate_ is not None else 0.5,
+            gate_mode=q.gate_mode, default_gates=q.default_gates, **heldout,
         )
 
     @classmethod
@@ -58,12 +63,15 @@ class QuantizeStage(Stage):
         """Calibration and validation data hashes (file lists, sizes, mtimes + preprocessing)."""
         from vopt.datasets.images import fingerprint, list_images
         from vopt.quant.calibration import CalibrationSet
+        from vopt.quant.heldout import paths
 
         pre = Preprocess(**config.preprocess)
-        calib = CalibrationSet(config.calibration, pre, config.input_shape) if _calibrates(config) else None
+        calib = CalibrationSet(config.calibration, pre, config.input_shape,
+                               paths(config.heldout, "calibration")) if _calibrates(config) else None
+        check = paths(config.heldout, "check") or list_images(config.check.data)
         return {
             "calibration": calib.fingerprint() if calib else None,
-            "check": fingerprint(list_images(config.check.data), pre, {"samples": config.check.samples}),
+            "check": fingerprint(check, pre, {"samples": config.check.samples}),
         }
 
     @classmethod
@@ -156,7 +164,10 @@ class _Run:
                            settings={"activation_type": cfg.activation_type, "weight_type": cfg.weight_type,
                                      "per_channel": cfg.per_channel, "calibration_method": cfg.calibration.method})
         model = scheme.prepare(Path(self.artifact.path))
-        calib = CalibrationSet(cfg.calibration, self.pre, cfg.input_shape)
+        from vopt.quant.heldout import paths
+
+        calib = CalibrationSet(cfg.calibration, self.pre, cfg.input_shape, paths(cfg.heldout, "calibration"))
+        self.calib = calib
         if scheme.calibrates:
             with ctx.reporter.bar(f"calibrate ({calib.kind})", calib.count()) as advance, PeakRss() as mem:
                 seen = scheme.calibrate(model, calib, advance)
@@ -180,6 +191,7 @@ class _Run:
                          "gates checked as is")
         for w in scheme.warnings:
             ctx.warn(w)
+        self._evidence_notes(calib)
         self.report["scheme_info"] = scheme.info
         if result != out:
             _move(result, out)
@@ -199,7 +211,7 @@ class _Run:
 
         fmt = self.scheme.output_format
         if self.images is None:
-            self.images = eval_images(self.cfg.check, self.pre)
+            self.images = eval_images(self.cfg.check, self.pre, self._check_files())
         out = outputs_of(path, fmt, self.images)
         if out is None:
             self.report["check"] = {"status": "not run", "reason": f"no runtime for {fmt} on this machine"}
@@ -210,23 +222,86 @@ class _Run:
             self.ref = ort_outputs(Path(self.artifact.path), self.images)
         metrics = compare(self.ref, out, skip=tuple(self.family.unordered_outputs))
         tm = self._task_metrics(out)
-        gates = evaluate(self.cfg.gates, {"outputs": metrics["outputs"], **tm}) if self.cfg.gates else []
+        from vopt.validate.accuracy import evidence
+        from vopt.validate.defaults import gates_for
+
+        task = self.artifact.meta.get("task")
+        extra, intervals = evidence(task, self.ref, out, self._check_files(), self._labels())
+        tm = {**tm, **extra}
+        all_gates, defaults = gates_for(task, self.cfg.gates, self.cfg.default_gates)
+        if tm.get("reference_detections") == 0:  # vacuous box agreement (random weights): no default gate on it
+            all_gates = {k: v for k, v in all_gates.items() if not (k == "box_agreement" and k in defaults)}
+        gates = evaluate(all_gates, {"outputs": metrics["outputs"], **tm, "intervals": intervals},
+                         self.cfg.gate_mode, defaults)
         result = {"status": "ok", "images": len(self.images), "reference": "float ONNX on onnxruntime-cpu",
                   "runtime": "openvino-cpu (f32 hint)" if fmt == "openvino-ir" else "onnxruntime-cpu",
                   "metrics": metrics["outputs"], "worst": headline(metrics), "gates": gates}
         if tm:
             result["task_metrics"] = tm
+        if intervals:
+            result["intervals"] = intervals
         self.report["check"] = result
         self.report["gates"] = gates
         return result
 
+    def _check_files(self) -> list[Path]:
+        """The check's images: sampled from its held-out set, never calibration images (vopt.quant.heldout)."""
+        if getattr(self, "check_files", None) is None:
+            from vopt.datasets.images import list_images, sample_files
+            from vopt.quant.heldout import paths
+
+            pool = paths(self.cfg.heldout, "check") or list_images(self.cfg.check.data)
+            self.check_files = sample_files(pool, self.cfg.check.samples, self.cfg.check.seed)
+        return self.check_files
+
+    def _labels(self) -> Any:
+        if not hasattr(self, "labels"):
+            from vopt.datasets.labels import find_labels
+
+            data = self.cfg.check.data if self.cfg.check.data is not None else self.cfg.calibration.data
+            self.labels = find_labels(data, self._check_files(), self.cfg.check.labels, "quantize.check.labels")
+        return self.labels
+
+    def _evidence_notes(self, calib: Any) -> None:
+        """What the check measured on, and what its numbers can and cannot say: the report and the build output."""
+        from vopt.datasets.split import manifest_list
+        from vopt.validate.accuracy import RANDOM_NOTE, accuracy_line
+        from vopt.validate.confidence import gate_notes
+
+        held = self.cfg.heldout or {}
+        for w in held.get("warnings", []):
+            self.ctx.warn(w)
+        check = self.report.get("check", {})
+        data: dict[str, Any] = {"how": held.get("how"), "split": held.get("split")}
+        if calib.kind == "images":
+            data["calibration_images"] = manifest_list(calib.files())
+        if getattr(self, "check_files", None):
+            data["check_images"] = manifest_list(self.check_files)
+        labels = getattr(self, "labels", None)
+        data["labels"] = labels.source if labels is not None else None
+        self.report["data"] = data
+        if check.get("status") != "ok":
+            return
+        if held.get("split"):
+            self.ctx.reporter.info(f"quantize check: {held['how']}")
+        tm = check.get("task_metrics") or {}
+        if "top1_drop" in tm:
+            check["accuracy"] = accuracy_line(tm, check["intervals"])
+        if self.artifact.meta.get("random_weights"):
+            check["note"] = RANDOM_NOTE
+        for note in gate_notes([g for g in check.get("gates", []) if not (g.get("default") and "needs_images" in g and
+                                                                          not g.get("straddles"))], "quantize"):
+            self.ctx.warn(note)
+
     def _task_metrics(self, out: dict[str, Any]) -> dict[str, Any]:
-        """Detection: matched-box agreement (query order means nothing), as validate measures it."""
-        if self.artifact.meta.get("task") != "object-detection":
+        """Detection: matched-box agreement (query order means nothing), as validate measures it; classification:
+        top-1/top-5 agreement and KL."""
+        task = self.artifact.meta.get("task")
+        if task not in ("object-detection", "image-classification", None):
             return {}
         from vopt.validate.tasks import task_metrics
 
-        tm, notes = task_metrics("object-detection", self.family, self.ref, out, self.cfg.score_threshold)
+        tm, notes = task_metrics(task, self.family, self.ref, out, self.cfg.score_threshold)
         for note in notes:
             if note not in self.ctx_notes:
                 self.ctx_notes.add(note)
@@ -316,7 +391,7 @@ class _Run:
         if self.images is None:
             from vopt.quant.evaluate import eval_images
 
-            self.images = eval_images(cfg.check, self.pre)
+            self.images = eval_images(cfg.check, self.pre, self._check_files())
         with self.ctx.reporter.bar("speed: quantized vs float", None):
             sp = compare_speed(float_art, quant, self.ctx, self.images, cfg.input_shape[0], cfg.check.rounds)
         self.report["speed"] = sp
@@ -383,6 +458,16 @@ class _Run:
             tm = check.get("task_metrics") or {}
             if "box_agreement" in tm:
                 parts.append(f"box agreement {tm['box_agreement']:.3f} ({tm['reference_detections']} detections)")
+            iv = check.get("intervals") or {}
+            if "top1_agreement" in tm and "top1_agreement" in iv:
+                from vopt.validate.stats import format_rate
+
+                a = iv["top1_agreement"]
+                parts.append(f"top-1 agreement {format_rate(tm['top1_agreement'], a['n'], a['ci95'])}")
+            if "top1_drop" in tm:
+                d = iv["top1_drop"]["ci95"]
+                parts.append(f"top-1 {100 * tm['reference_top1_accuracy']:.1f}% -> {100 * tm['top1_accuracy']:.1f}% "
+                             f"(drop {tm['top1_drop']:+.1f} pt, 95% CI {d[0]:+.1f}..{d[1]:+.1f})")
         if kept:
             parts.append(f"{len(kept)} layer(s) kept {self.report.get('fallback', {}).get('to', 'float')}")
         sp = r.get("speed", {})
