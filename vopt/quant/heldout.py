@@ -21,8 +21,10 @@ def calibrates_on_images(recipe: Any) -> bool:
 
 def for_quantize(q: Any, calibrates: bool) -> dict[str, Any]:
     """The QuantizeConfig fields: calibration candidates and check images (their paths go into the cache key)."""
+    from vopt.quant.calibration import data_kind
+
     c = q.calibration
-    h = resolve(c.data, calibrates and not c.synthetic, c.samples, c.seed, q.check.data, q.check.holdout,
+    h = resolve(c.data, calibrates and data_kind(c) == "images", c.samples, c.seed, q.check.data, q.check.holdout,
                 q.check.allow_overlap, "quantize.check.data")
     return {"heldout": _fields(h)}
 

@@ -228,7 +228,8 @@ class _Run:
         task = self.artifact.meta.get("task")
         extra, intervals = evidence(task, self.ref, out, self._check_files(), self._labels())
         tm = {**tm, **extra}
-        all_gates, defaults = gates_for(task, self.cfg.gates, self.cfg.default_gates)
+        all_gates, defaults = gates_for(task, self.cfg.gates, self.cfg.default_gates,
+                                         bool(self.artifact.meta.get("random_weights")))
         if tm.get("reference_detections") == 0:  # vacuous box agreement (random weights): no default gate on it
             all_gates = {k: v for k, v in all_gates.items() if not (k == "box_agreement" and k in defaults)}
         gates = evaluate(all_gates, {"outputs": metrics["outputs"], **tm, "intervals": intervals},

@@ -14,6 +14,7 @@ from vopt.stages.base import Stage
 class ValidateConfig(BaseModel):
     section: ValidateSection
     compile: dict[str, Any]
+    heldout: dict[str, Any] | None = None  # images held out from calibration (vopt.quant.heldout)
 
 
 class ValidateStage(Stage):
@@ -25,13 +26,17 @@ class ValidateStage(Stage):
     def configure(cls, recipe: Any, target: Any) -> ValidateConfig | None:
         if recipe.validate_ is None:
             return None
-        return ValidateConfig(section=recipe.validate_, compile=recipe.compile.model_dump(mode="json"))
+        from vopt.quant.heldout import for_validate
+
+        return ValidateConfig(section=recipe.validate_, compile=recipe.compile.model_dump(mode="json"),
+                              heldout=for_validate(recipe))
 
     @classmethod
     def fingerprint(cls, config: ValidateConfig) -> dict[str, Any]:
         from vopt.datasets.images import fingerprint, list_images
+        from vopt.quant.heldout import paths
 
-        key = {"data": fingerprint(list_images(config.section.data), Preprocess())}
+        key = {"data": fingerprint(paths(config.heldout, "check") or list_images(config.section.data), Preprocess())}
         if config.section.runtime == "browser" or config.compile.get("target") in ("webgpu", "webnn"):
             key["browser"] = _browser_identity()
         return key
@@ -43,7 +48,7 @@ class ValidateStage(Stage):
     def run(self, artifact: Artifact, config: ValidateConfig, ctx) -> Artifact:
         from vopt.validate.run import validate_artifact
 
-        ctx.report.update(validate_artifact(artifact, config.section, ctx))
+        ctx.report.update(validate_artifact(artifact, config.section, ctx, config.heldout))
         return artifact
 
 
