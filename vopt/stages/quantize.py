@@ -91,6 +91,13 @@ class QuantizeStage(Stage):
         from vopt.quant.schemes.base import quiet_logs
 
         family = family_of(artifact)
+        from vopt.quant.attention import with_transformer_defaults
+
+        detected = with_transformer_defaults(family, Path(artifact.path))  # generic-path LeViT, MobileViT, BEiT
+        if detected:
+            ctx.report["transformer_defaults"] = detected
+            ctx.reporter.info(f"quantize: {detected['attention_blocks']} attention block(s) in the graph: transformer "
+                              f"defaults ({', '.join(detected['quant_exclude_ops'])} kept in float)")
         # Calibrators and NNCF print to stdout, which `--json` owns: the whole step runs with stdout on stderr.
         with tempfile.TemporaryDirectory(prefix="vopt-quant-") as tmp, quiet_logs():
             return _Run(artifact, config, ctx, scheme_cls(config, Path(tmp), family), family).go()
