@@ -69,7 +69,7 @@ class OrtQdqScheme(Scheme):
         upgraded = upgrade_opset(src, self.work / "float_opset.onnx")  # Q/DQ per-channel `axis` needs opset 13
         if upgraded:
             self.info["opset_upgrade"] = f"{upgraded[0]} -> {upgraded[1]} (onnx.version_converter)"
-            self.warnings.append(f"quantize: the model is opset {upgraded[0]}; upgraded to {upgraded[1]} for QDQ "
+            self.warnings.append(f"the model is opset {upgraded[0]}; upgraded to {upgraded[1]} for QDQ "
                                  "(per-channel DequantizeLinear needs opset 13)")
             src = model = self.work / "float_opset.onnx"
         if self.cfg.options.get("static_shapes", True):
