@@ -38,7 +38,7 @@ def test_check_on_calibration_images_is_a_plan_time_error(write_recipe, cli, tmp
     for cmd in ("plan", "build"):
         res = cli(cmd, path, "--out", tmp_path / "out") if cmd == "build" else cli(cmd, path)
         assert res.exit_code == 2, res.output
-        assert "quantize.check.data: 2 of 2 check image(s) are calibration images" in res.output
+        assert "quantize.check.data: 2 of 2 check image(s) are in the calibration data" in res.output
         assert "my_photo.jpg" in res.output and "allow_overlap" in res.output
     ok = write_recipe(_recipe("overlap-ok", {"check": {"data": str(check), "allow_overlap": True}}), "ok.yaml")
     res = cli("build", ok, "--out", tmp_path / "out", "--json")

@@ -94,7 +94,7 @@ def test_check_images_that_are_calibration_images_are_a_recipe_error(tmp_path):
     files = [_img(calib_dir / f"c{i}.png", i * 9) for i in range(6)]
     _img(check_dir / "new.png", 200)
     shutil.copy(files[2], check_dir / "copy_of_c2.png")
-    with pytest.raises(RecipeError, match=r"quantize.check.data: 1 of 2 check image\(s\) are calibration images.*copy_of_c2"):
+    with pytest.raises(RecipeError, match=r"quantize.check.data: 1 of 2 check image\(s\) are in the calibration data.*copy_of_c2"):
         resolve(str(calib_dir), True, 6, 0, str(check_dir), 0.5, False, "quantize.check.data")
     h = resolve(str(calib_dir), True, 6, 0, str(check_dir), 0.5, True, "quantize.check.data")
     assert h.warnings and "allow_overlap" in h.warnings[0]

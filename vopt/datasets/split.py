@@ -75,7 +75,7 @@ def resolve(calib_data: str | list[str] | None, calib_images: bool, calib_sample
             check_data: str | list[str] | None, holdout: float, allow_overlap: bool, key: str) -> HeldOut:
     """The calibration candidates and the check images for one quantize step (or validate: `key` says which
     recipe key the check data came from). `check_data` None means: the held-out part of the calibration data."""
-    from vopt.datasets.images import list_images, sample_files
+    from vopt.datasets.images import list_images
 
     if not calib_images:  # synthetic or tensor calibration: no image can overlap
         return HeldOut(None, list_images(check_data), "calibration is not images: nothing to hold out")
@@ -94,11 +94,10 @@ def resolve(calib_data: str | list[str] | None, calib_images: bool, calib_sample
         return HeldOut(calib, check, f"one folder split by content hash: {len(calib)} for calibration, "
                        f"{len(check)} held out for the check (holdout {holdout})", split)
     check = list_images(check_data)
-    used = sample_files(all_calib, calib_samples, calib_seed)
-    dup = overlap(used, check)
+    dup = overlap(all_calib, check)  # the whole calibration data, not only this seed's sample of it
     if dup:
         names = ", ".join(f"{o.name} = {c.name}" for c, o in dup[:4]) + (" ..." if len(dup) > 4 else "")
-        msg = (f"{key}: {len({o for _, o in dup})} of {len(set(check))} check image(s) are calibration images "
+        msg = (f"{key}: {len({o for _, o in dup})} of {len(set(check))} check image(s) are in the calibration data "
                f"(same content): {names}")
         if not allow_overlap:
             raise RecipeError(msg + "; use held-out images, or set allow_overlap: true to measure in-sample anyway")
