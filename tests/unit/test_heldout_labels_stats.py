@@ -84,7 +84,7 @@ def test_one_folder_splits_by_content_into_disjoint_parts(tmp_path):
     copy.parent.mkdir()
     shutil.copy(check[0], copy)
     assert split_by_hash([copy], 0.5)[1] == [copy]
-    h = resolve(str(tmp_path), True, 8, 0, str(tmp_path), 0.3, False, "quantize.check.data")
+    h = resolve(str(tmp_path), True, str(tmp_path), 0.3, False, "quantize.check.data")
     assert h.split["holdout"] == 0.3 and h.split["calibration"] + h.split["check"] == 31
     assert not {p.name for p in h.calibration} & {p.name for p in h.check}
 
@@ -95,8 +95,8 @@ def test_check_images_that_are_calibration_images_are_a_recipe_error(tmp_path):
     _img(check_dir / "new.png", 200)
     shutil.copy(files[2], check_dir / "copy_of_c2.png")
     with pytest.raises(RecipeError, match=r"quantize.check.data: 1 of 2 check image\(s\) are in the calibration data.*copy_of_c2"):
-        resolve(str(calib_dir), True, 6, 0, str(check_dir), 0.5, False, "quantize.check.data")
-    h = resolve(str(calib_dir), True, 6, 0, str(check_dir), 0.5, True, "quantize.check.data")
+        resolve(str(calib_dir), True, str(check_dir), 0.5, False, "quantize.check.data")
+    h = resolve(str(calib_dir), True, str(check_dir), 0.5, True, "quantize.check.data")
     assert h.warnings and "allow_overlap" in h.warnings[0]
 
 

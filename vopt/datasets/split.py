@@ -71,8 +71,8 @@ class HeldOut:
                 "calibration_images": None if self.calibration is None else len(self.calibration)}
 
 
-def resolve(calib_data: str | list[str] | None, calib_images: bool, calib_samples: int, calib_seed: int,
-            check_data: str | list[str] | None, holdout: float, allow_overlap: bool, key: str) -> HeldOut:
+def resolve(calib_data: str | list[str] | None, calib_images: bool, check_data: str | list[str] | None,
+            holdout: float, allow_overlap: bool, key: str) -> HeldOut:
     """The calibration candidates and the check images for one quantize step (or validate: `key` says which
     recipe key the check data came from). `check_data` None means: the held-out part of the calibration data."""
     from vopt.datasets.images import list_images

@@ -24,7 +24,7 @@ def for_quantize(q: Any, calibrates: bool) -> dict[str, Any]:
     from vopt.quant.calibration import data_kind
 
     c = q.calibration
-    h = resolve(c.data, calibrates and data_kind(c) == "images", c.samples, c.seed, q.check.data, q.check.holdout,
+    h = resolve(c.data, calibrates and data_kind(c) == "images", q.check.data, q.check.holdout,
                 q.check.allow_overlap, "quantize.check.data")
     return {"heldout": _fields(h)}
 
@@ -37,7 +37,7 @@ def for_validate(recipe: Any) -> dict[str, Any] | None:
         return None
     c = recipe.quantize.calibration
     check_data = c.data if v.data is None else v.data
-    h = resolve(c.data, True, c.samples, c.seed, check_data, recipe.quantize.check.holdout, v.allow_overlap,
+    h = resolve(c.data, True, check_data, recipe.quantize.check.holdout, v.allow_overlap,
                 "validate.data")
     if v.data is None:
         h.how = "no validate.data: the calibration data's held-out part, " + h.how
