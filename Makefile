@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned, so nothing can pull the multi-GB CUDA build.
 	$(BIN)/python -m pip install -q -c constraints.txt "torch==2.13.0"
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	# PP-OCRv4's ONNX files for the tests; --no-deps: vopt reads the files, not the package (which imports cv2).
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt rapidocr-onnxruntime
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -226,8 +226,9 @@ def test_quant_calibration_300_images_bounded_memory(write_recipe, cli, tmp_path
 
 
 def test_quant_synthetic_calibration_is_marked(write_recipe, cli, tmp_path):
-    q = {"calibration": {"synthetic": True, "samples": 8}, "check": {"samples": 4, "benchmark": False}}
-    recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2}))
+    # default gates off: synthetic ranges give centered cosine 0.85, which they fail (tests/integration/test_heldout_gates.py)
+    q = {"calibration": {"synthetic": True, "samples": 8}, "check": {"samples": 4, "benchmark": False}, "default_gates": False}
+    recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2, "default_gates": False}))
     m = _build(cli, recipe, tmp_path / "out")
     rep = _step(m, "quantize")["report"]
     assert rep["calibration"]["synthetic"] and "SYNTHETIC" in rep["calibration"]["data"]
@@ -239,8 +240,10 @@ def test_quant_npz_calibration_changes_the_cache_key(write_recipe, cli, tmp_path
     rng = np.random.default_rng(0)
     npz = tmp_path / "calib.npz"
     np.savez(npz, a=rng.standard_normal((6, 3, 64, 64), dtype=np.float32))
-    q = {"calibration": {"data": str(npz), "samples": 6, "batch": 4}, "check": {"samples": 4, "benchmark": False}}
-    recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2}))
+    # random-noise tensors calibrate badly (centered cosine 0.86, below the default gate): the cache key is the subject
+    q = {"calibration": {"data": str(npz), "samples": 6, "batch": 4}, "check": {"samples": 4, "benchmark": False},
+         "default_gates": False}
+    recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2, "default_gates": False}))
     m1 = _build(cli, recipe, tmp_path / "out")
     cal = _step(m1, "quantize")["report"]["calibration"]
     assert cal["kind"] == "tensors" and cal["samples"] == 6
@@ -277,7 +280,8 @@ def test_quant_fallback_measured_ranking(write_recipe, cli, tmp_path):
     table = rep["sensitivity"]
     values = [r["alone_float_centered_cosine"] for r in table]
     assert values == sorted(values, reverse=True)  # the layer whose float version helps most comes first
-    assert len(rep["fallback"]["kept_float"]) <= 12  # measured: 10 of 24 (the default SQNR-drop order needs 19)
+    # measured: 13 of 24 since the check holds out half of the built-in images (10 when it measured in-sample)
+    assert len(rep["fallback"]["kept_float"]) <= 14
 
 
 def test_quant_calibration_methods_differ_and_all_hold(write_recipe, cli, tmp_path):
@@ -353,7 +357,8 @@ def test_quant_detection_int8_matches_detections_and_reports_box_agreement(famil
     assert tm["reference_detections"] >= 20 and tm["box_agreement"] >= 0.9 and tm["score_threshold"] == 0.2
     assert check["gates"][0]["metric"] == "box_agreement" and check["gates"][0]["passed"]
     assert check["metrics"]["logits"]["matched"] and check["metrics"]["pred_boxes"]["matched"]
-    assert check["worst"]["cosine"] >= 0.99  # measured: yolos 0.9978, detr 0.9981 (matched queries)
+    # measured on held-out images: yolos 0.987 (0.9978 in-sample), detr 0.9981 (matched queries)
+    assert check["worst"]["cosine"] >= 0.98
     assert "box agreement" in step["report"]["summary"]
     # the io spec is the written model's: static batch 1 on the outputs too (the QDQ scheme pins the dims)
     entry = _cache_entry(step)

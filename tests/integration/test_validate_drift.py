@@ -23,4 +23,4 @@ def test_int8_drift_is_measured_and_gated(write_recipe, cli, tmp_path):
     assert 0.5 < logits["centered_cosine"] < 0.99999
     assert v["task_metrics"]["kl_divergence"] > 1e-6
     assert 0 <= v["task_metrics"]["top1_agreement"] <= 1 and v["task_metrics"]["top5_agreement"] >= 0.5
-    assert [g["passed"] for g in v["gates"]] == [False, True]
+    assert [g["passed"] for g in v["gates"] if not g.get("default")] == [False, True]  # then the task defaults

@@ -71,6 +71,10 @@ def test_recipe_reference_doc_is_up_to_date():
 
 def test_plan_passes_for_every_shipped_recipe(cli, monkeypatch):
     monkeypatch.chdir(REPO)
+    if not (REPO.parent / "shared/data/imagenet-samples").is_dir():  # the real-model recipes' labelled photos
+        from vopt.datasets.images import SAMPLES_DIR
+
+        monkeypatch.setenv("VOPT_IMAGENET", str(SAMPLES_DIR))
     recipes = sorted(p for p in (REPO / "recipes").glob("*.yaml")) + [REPO / "recipes" / "examples" / "demo.yaml"]
     assert len(recipes) >= 7
     for path in recipes:

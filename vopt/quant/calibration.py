@@ -34,8 +34,10 @@ def data_kind(section: CalibrationSection) -> str:
 class CalibrationSet:
     """One calibration data set. `batches()` can be called more than once and yields the same data each time."""
 
-    def __init__(self, section: CalibrationSection, preprocess: Preprocess, input_shape: list[int]):
+    def __init__(self, section: CalibrationSection, preprocess: Preprocess, input_shape: list[int],
+                 candidates: list[Path] | None = None):
         self.section = section
+        self.candidates = candidates  # the images it may use (the calibration part of a split folder)
         self.preprocess = preprocess
         self.input_shape = list(input_shape)
         self.kind = data_kind(section)
@@ -57,7 +59,8 @@ class CalibrationSet:
             else:
                 from vopt.datasets.images import list_images, sample_files
 
-                self._files = sample_files(list_images(self.section.data), self.section.samples, self.section.seed)
+                pool = self.candidates if self.candidates is not None else list_images(self.section.data)
+                self._files = sample_files(pool, self.section.samples, self.section.seed)
         return self._files
 
     def describe(self) -> str:

@@ -29,3 +29,7 @@ class QuantizeConfig(BaseModel):
     input_shape: list[int]
     compile: dict[str, Any]  # the target's settings, for its runner in the speed check
     score_threshold: float = 0.5  # validate.score_threshold: box agreement of detection models
+    gate_mode: str = "estimate"
+    default_gates: bool = True
+    # The images calibration may use and the check's held-out images (vopt.quant.heldout), as paths.
+    heldout: dict[str, Any] | None = None

@@ -11,12 +11,14 @@ from vopt.pipeline.artifact import Preprocess
 from vopt.recipe.sections.quantize import CheckSection
 
 
-def eval_images(check: CheckSection, preprocess: Preprocess, stats: Any = None) -> np.ndarray:
-    """The check's images; `stats` (vopt.datasets.images.ImageStats) gets what was used and skipped."""
+def eval_images(check: CheckSection, preprocess: Preprocess, stats: Any = None,
+                files: list[Path] | None = None) -> np.ndarray:
+    """The check's images: `files` are the ones sampled from its held-out set (vopt.quant.heldout); `stats`
+    (vopt.datasets.images.ImageStats) gets what was used and skipped."""
     from vopt.datasets.images import iter_batches, list_images, sample_files
     from vopt.errors import RecipeError
 
-    files = sample_files(list_images(check.data), check.samples, check.seed)
+    files = files if files is not None else sample_files(list_images(check.data), check.samples, check.seed)
     batches = list(iter_batches(files, preprocess, batch=8, augment_seed=check.seed, stats=stats))
     if not batches:
         raise RecipeError("quantize.check.data: no readable images")

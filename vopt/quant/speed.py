@@ -36,14 +36,14 @@ def speed_runner(target: Any, cfg: Any, artifact: Artifact, runtime_format: str)
 
 
 def compare_speed(float_art: Artifact, quant_art: Artifact, ctx: Any, images: np.ndarray, batch: int,
-                  rounds: int, *, budget_s: float = BUDGET_S) -> dict[str, Any]:
+                  rounds: int, *, compile_settings: dict[str, Any], budget_s: float = BUDGET_S) -> dict[str, Any]:
     """`rounds`: the fewest interleaved rounds before a verdict; timing goes on until the interval is decided."""
     from vopt.bench.timing import compare_until_stable
 
     if ctx.target.emulated:
         return {"status": "not measured", "reason": ctx.target.emulated}
     try:
-        cfg = ctx.target.Config.model_validate(ctx.recipe.compile.model_dump())
+        cfg = ctx.target.Config.model_validate(compile_settings)  # the quantize step's own config carries them
     except Exception as exc:  # noqa: BLE001 - a compile section that does not fit is a 'not measured'
         return {"status": "not measured", "reason": f"{ctx.target.name} settings: {_first_line(exc)}"}
     rf = speed_runner(ctx.target, cfg, float_art, quant_art.format)

@@ -45,6 +45,7 @@ def build_document(manifest: dict[str, Any], plots: dict[str, str]) -> Document:
         _safe(title, fn)
         for title, fn in (
             ("Stages", lambda: _stages(manifest)),
+            ("Quantize check", lambda: _quantize_check(manifest)),
             ("Validation", lambda: _validation(manifest)),
             ("Benchmark", lambda: _benchmark(manifest, plots)),
             ("Where the time goes", lambda: _profile(manifest, plots)),
@@ -131,18 +132,8 @@ def _validation(m: dict[str, Any]) -> Section | None:
     )
     gates = v.get("gates") or []
     if gates:
-        t = Table(["gate", "value", "needs", "result"], [])
-        for i, g in enumerate(gates):
-            t.rows.append(
-                [
-                    g.get("metric", "?"),
-                    d.fmt_num(g.get("value")),
-                    str(g.get("condition", "")),
-                    "pass" if g.get("passed") else "FAIL",
-                ]
-            )
-            t.marks[i] = "pass" if g.get("passed") else "fail"
-        sec.blocks.append(t)
+        sec.blocks.append(_gate_table(gates))
+    sec.blocks += _evidence(v)
     tm = v.get("task_metrics") or {}
     if tm:
         sec.blocks.append(Table(["task metric", "value"], [[k, d.fmt_num(val)] for k, val in tm.items()]))
@@ -185,6 +176,53 @@ def _validation(m: dict[str, Any]) -> Section | None:
             f"Reference outputs barely vary across images ({', '.join(high)}: mean cosine between "
             "neighbours > 0.99), so raw cosine says little; read centered cosine and the task metrics."
         )
+    return sec
+
+
+def _gate_table(gates: list[dict[str, Any]]) -> Table:
+    """Gates with their 95% interval and count where they have one: a pass whose interval straddles the
+    threshold says so, since more images could turn it."""
+    t = Table(["gate", "value", "needs", "95% interval (n)", "result"], [])
+    for i, g in enumerate(gates):
+        ci = g.get("ci95")
+        interval = f"{d.fmt_num(ci[0])}-{d.fmt_num(ci[1])} (n={g.get('n')})" if ci else "-"
+        result = "pass" if g.get("passed") else "FAIL"
+        if g.get("straddles"):
+            result += " (interval straddles the threshold)"
+        if g.get("needs_images"):
+            result += f" (needs about {g['needs_images']} images to resolve)"
+        if g.get("default"):
+            result += " (default gate)"
+        t.rows.append([g.get("metric", "?"), d.fmt_num(g.get("value")), str(g.get("condition", "")), interval, result])
+        t.marks[i] = "pass" if g.get("passed") else "fail"
+    return t
+
+
+def _evidence(r: dict[str, Any]) -> list[str]:
+    """Which images a measurement used, the accuracy against labels, and what random weights mean."""
+    out = []
+    data = r.get("data") or {}
+    if data.get("how"):
+        out.append(f"Images: {data['how']}." + (f" Labels: {data['labels']}." if data.get("labels") else ""))
+    if r.get("accuracy"):
+        out.append(f"Accuracy against the labels: {r['accuracy']}.")
+    if r.get("note"):
+        out.append(f"Note: {r['note']}.")
+    return out
+
+
+def _quantize_check(m: dict[str, Any]) -> Section | None:
+    step = next((s for s in m.get("steps") or [] if s.get("stage") == "quantize"), None)
+    rep = (step or {}).get("report") or {}
+    check = rep.get("check") or {}
+    if check.get("status") != "ok":
+        return None
+    sec = Section("Quantize check")
+    sec.blocks.append(f"The quantized model against the float model on {check.get('images', '?')} held-out images "
+                      f"({check.get('runtime', '?')}).")
+    sec.blocks += _evidence({**check, "data": rep.get("data")})
+    if rep.get("gates"):
+        sec.blocks.append(_gate_table(rep["gates"]))
     return sec
 
 

@@ -34,6 +34,9 @@ class QuantizeStage(Stage):
         scheme, precision = choose(q, target)
         scheme.check_requirements()
         types = scheme.default_types(precision)
+        from vopt.quant.heldout import for_quantize
+
+        heldout = for_quantize(q, bool(scheme.calibrates))  # overlap is a recipe error, at plan time
         return QuantizeConfig(
             target=target.name, scheme=scheme.name, precision=precision,
             per_channel=types.per_channel if q.per_channel is None else q.per_channel,
@@ -44,6 +47,7 @@ class QuantizeStage(Stage):
             preprocess=_contract(recipe), input_shape=list(recipe.model.input.shape),
             compile=recipe.compile.model_dump(mode="json"),
             score_threshold=recipe.validate_.score_threshold if recipe.validate_ is not None else 0.5,
+            gate_mode=q.gate_mode, default_gates=q.default_gates, **heldout,
         )
 
     @classmethod
@@ -51,12 +55,15 @@ class QuantizeStage(Stage):
         """Calibration and validation data hashes (file lists, sizes, mtimes + preprocessing)."""
         from vopt.datasets.images import fingerprint, list_images
         from vopt.quant.calibration import CalibrationSet
+        from vopt.quant.heldout import paths
 
         pre = Preprocess(**config.preprocess)
-        calib = CalibrationSet(config.calibration, pre, config.input_shape) if _calibrates(config) else None
+        calib = CalibrationSet(config.calibration, pre, config.input_shape,
+                               paths(config.heldout, "calibration")) if _calibrates(config) else None
+        check = paths(config.heldout, "check") or list_images(config.check.data)
         return {
             "calibration": calib.fingerprint() if calib else None,
-            "check": fingerprint(list_images(config.check.data), pre, {"samples": config.check.samples}),
+            "check": fingerprint(check, pre, {"samples": config.check.samples}),
         }
 
     @classmethod
@@ -80,6 +87,13 @@ class QuantizeStage(Stage):
         dims = artifact.io.inputs[0].shape[1:] if artifact.io.inputs else []
         if dims and all(isinstance(d, int) for d in dims) and list(dims) != config.input_shape[1:]:
             config = config.model_copy(update={"input_shape": [config.input_shape[0], *dims]})
+        from vopt.quant.attention import with_transformer_defaults
+
+        detected = with_transformer_defaults(family, Path(artifact.path))  # generic-path LeViT, MobileViT, BEiT
+        if detected:
+            ctx.report["transformer_defaults"] = detected
+            ctx.reporter.info(f"quantize: {detected['attention_blocks']} attention block(s) in the graph: transformer "
+                              f"defaults ({', '.join(detected['quant_exclude_ops'])} kept in float)")
         # Calibrators and NNCF print to stdout, which `--json` owns: the whole step runs with stdout on stderr.
         with tempfile.TemporaryDirectory(prefix="vopt-quant-") as tmp, quiet_logs():
             return _Run(artifact, config, ctx, scheme_cls(config, Path(tmp), family), family).go()
@@ -123,7 +137,10 @@ class _Run:
                            settings={"activation_type": cfg.activation_type, "weight_type": cfg.weight_type,
                                      "per_channel": cfg.per_channel, "calibration_method": cfg.calibration.method})
         model = scheme.prepare(Path(self.artifact.path))
-        calib = CalibrationSet(cfg.calibration, self.pre, cfg.input_shape)
+        from vopt.quant.heldout import paths
+
+        calib = CalibrationSet(cfg.calibration, self.pre, cfg.input_shape, paths(cfg.heldout, "calibration"))
+        self.calib = calib
         if scheme.calibrates:
             with ctx.reporter.bar(f"calibrate ({calib.kind})", calib.count()) as advance, PeakRss() as mem:
                 seen = scheme.calibrate(model, calib, advance)
@@ -151,6 +168,7 @@ class _Run:
                          "gates checked as is")
         for w in scheme.warnings:
             ctx.warn(w)
+        self._evidence_notes(calib)
         self.report["scheme_info"] = scheme.info
         if result != out:
             _move(result, out)
@@ -173,7 +191,7 @@ class _Run:
             from vopt.datasets.images import ImageStats
 
             stats = ImageStats()
-            self.images = eval_images(self.cfg.check, self.pre, stats)
+            self.images = eval_images(self.cfg.check, self.pre, stats, self._check_files())
             self.image_stats = stats.report()
             for note in stats.warnings("quantize check"):
                 self.ctx.warn(note)
@@ -187,24 +205,88 @@ class _Run:
             self.ref = ort_outputs(Path(self.artifact.path), self.images)
         metrics = compare(self.ref, out, skip=tuple(self.family.unordered_outputs))
         tm = self._task_metrics(out)
-        gates = evaluate(self.cfg.gates, {"outputs": metrics["outputs"], **tm}) if self.cfg.gates else []
+        from vopt.validate.accuracy import evidence
+        from vopt.validate.defaults import gates_for
+
+        task = self.artifact.meta.get("task")
+        extra, intervals = evidence(task, self.ref, out, self._check_files(), self._labels())
+        tm = {**tm, **extra}
+        all_gates, defaults = gates_for(task, self.cfg.gates, self.cfg.default_gates,
+                                         bool(self.artifact.meta.get("random_weights")))
+        if tm.get("reference_detections") == 0:  # vacuous box agreement (random weights): no default gate on it
+            all_gates = {k: v for k, v in all_gates.items() if not (k == "box_agreement" and k in defaults)}
+        gates = evaluate(all_gates, {"outputs": metrics["outputs"], **tm, "intervals": intervals},
+                         self.cfg.gate_mode, defaults)
         result = {"status": "ok", "images": len(self.images), "reference": "float ONNX on onnxruntime-cpu",
                   "runtime": "openvino-cpu (f32 hint)" if fmt == "openvino-ir" else "onnxruntime-cpu",
                   "metrics": metrics["outputs"], "worst": headline(metrics), "gates": gates,
                   **getattr(self, "image_stats", {})}
         if tm:
             result["task_metrics"] = tm
+        if intervals:
+            result["intervals"] = intervals
         self.report["check"] = result
         self.report["gates"] = gates
         return result
 
+    def _check_files(self) -> list[Path]:
+        """The check's images: sampled from its held-out set, never calibration images (vopt.quant.heldout)."""
+        if getattr(self, "check_files", None) is None:
+            from vopt.datasets.images import list_images, sample_files
+            from vopt.quant.heldout import paths
+
+            pool = paths(self.cfg.heldout, "check") or list_images(self.cfg.check.data)
+            self.check_files = sample_files(pool, self.cfg.check.samples, self.cfg.check.seed)
+        return self.check_files
+
+    def _labels(self) -> Any:
+        if not hasattr(self, "labels"):
+            from vopt.datasets.labels import find_labels
+
+            data = self.cfg.check.data if self.cfg.check.data is not None else self.cfg.calibration.data
+            self.labels = find_labels(data, self._check_files(), self.cfg.check.labels, "quantize.check.labels")
+        return self.labels
+
+    def _evidence_notes(self, calib: Any) -> None:
+        """What the check measured on, and what its numbers can and cannot say: the report and the build output."""
+        from vopt.datasets.split import manifest_list
+        from vopt.validate.accuracy import RANDOM_NOTE, accuracy_line
+        from vopt.validate.confidence import gate_notes
+
+        held = self.cfg.heldout or {}
+        for w in held.get("warnings", []):
+            self.ctx.warn(w)
+        check = self.report.get("check", {})
+        data: dict[str, Any] = {"how": held.get("how"), "split": held.get("split")}
+        if calib.kind == "images":
+            data["calibration_images"] = manifest_list(calib.files())
+        if getattr(self, "check_files", None):
+            data["check_images"] = manifest_list(self.check_files)
+        labels = getattr(self, "labels", None)
+        data["labels"] = labels.source if labels is not None else None
+        self.report["data"] = data
+        if check.get("status") != "ok":
+            return
+        if held.get("split"):
+            self.ctx.reporter.info(f"quantize check: {held['how']}")
+        tm = check.get("task_metrics") or {}
+        if "top1_drop" in tm:
+            check["accuracy"] = accuracy_line(tm, check["intervals"])
+        if self.artifact.meta.get("random_weights"):
+            check["note"] = RANDOM_NOTE
+        for note in gate_notes([g for g in check.get("gates", []) if not (g.get("default") and "needs_images" in g and
+                                                                          not g.get("straddles"))], "quantize"):
+            self.ctx.warn(note)
+
     def _task_metrics(self, out: dict[str, Any]) -> dict[str, Any]:
-        """Detection: matched-box agreement (query order means nothing), as validate measures it."""
-        if self.artifact.meta.get("task") != "object-detection":
+        """Detection: matched-box agreement (query order means nothing), as validate measures it; classification:
+        top-1/top-5 agreement and KL."""
+        task = self.artifact.meta.get("task")
+        if task not in ("object-detection", "image-classification", None):
             return {}
         from vopt.validate.tasks import task_metrics
 
-        tm, notes = task_metrics("object-detection", self.family, self.ref, out, self.cfg.score_threshold)
+        tm, notes = task_metrics(task, self.family, self.ref, out, self.cfg.score_threshold)
         for note in notes:
             if note not in self.ctx_notes:
                 self.ctx_notes.add(note)
@@ -292,9 +374,10 @@ class _Run:
         if self.images is None:
             from vopt.quant.evaluate import eval_images
 
-            self.images = eval_images(cfg.check, self.pre)
+            self.images = eval_images(cfg.check, self.pre, self._check_files())
         with self.ctx.reporter.bar("speed: quantized vs float", None):
-            sp = compare_speed(float_art, quant, self.ctx, self.images, cfg.input_shape[0], cfg.check.rounds)
+            sp = compare_speed(float_art, quant, self.ctx, self.images, cfg.input_shape[0], cfg.check.rounds,
+                               compile_settings=cfg.compile)
         self.report["speed"] = sp
         if sp["status"] != "ok":
             if cfg.require_speedup:
@@ -361,6 +444,16 @@ class _Run:
             tm = check.get("task_metrics") or {}
             if "box_agreement" in tm:
                 parts.append(f"box agreement {tm['box_agreement']:.3f} ({tm['reference_detections']} detections)")
+            iv = check.get("intervals") or {}
+            if "top1_agreement" in tm and "top1_agreement" in iv:
+                from vopt.validate.stats import format_rate
+
+                a = iv["top1_agreement"]
+                parts.append(f"top-1 agreement {format_rate(tm['top1_agreement'], a['n'], a['ci95'])}")
+            if "top1_drop" in tm:
+                d = iv["top1_drop"]["ci95"]
+                parts.append(f"top-1 {100 * tm['reference_top1_accuracy']:.1f}% -> {100 * tm['top1_accuracy']:.1f}% "
+                             f"(drop {tm['top1_drop']:+.1f} pt, 95% CI {d[0]:+.1f}..{d[1]:+.1f})")
         if kept:
             parts.append(f"{len(kept)} layer(s) kept {self.report.get('fallback', {}).get('to', 'float')}")
         sp = r.get("speed", {})

@@ -15,6 +15,9 @@ from vopt.stages.base import Stage
 class ValidateConfig(BaseModel):
     section: ValidateSection
     compile: CompileSection  # type: ignore[valid-type]  # the target's typed Config: its runner's settings
+    heldout: dict[str, Any] | None = None  # images held out from calibration (vopt.quant.heldout)
+    # Where labels are looked for when validate.data is unset: the calibration folder's labels file.
+    label_data: str | list[str] | None = None
 
 
 class ValidateStage(Stage):
@@ -26,14 +29,21 @@ class ValidateStage(Stage):
     def configure(cls, recipe: Any, target: Any) -> ValidateConfig | None:
         if recipe.validate_ is None:
             return None
-        return ValidateConfig(section=recipe.validate_, compile=recipe.compile)
+        from vopt.quant.heldout import for_validate
+
+        q = recipe.quantize
+        label_data = recipe.validate_.data if recipe.validate_.data is not None else (
+            q.calibration.data if q is not None else None)
+        return ValidateConfig(section=recipe.validate_, compile=recipe.compile, heldout=for_validate(recipe),
+                              label_data=label_data)
 
     @classmethod
     def fingerprint(cls, config: ValidateConfig) -> dict[str, Any]:
         from vopt.datasets.images import fingerprint, list_images
+        from vopt.quant.heldout import paths
         from vopt.registry import get_target
 
-        key = {"data": fingerprint(list_images(config.section.data), Preprocess())}
+        key = {"data": fingerprint(paths(config.heldout, "check") or list_images(config.section.data), Preprocess())}
         if config.section.runtime == "browser" or get_target(config.compile.target).browser:
             key["browser"] = _browser_identity()
         return key
@@ -45,7 +55,8 @@ class ValidateStage(Stage):
     def run(self, artifact: Artifact, config: ValidateConfig, ctx) -> Artifact:
         from vopt.validate.run import validate_artifact
 
-        ctx.report.update(validate_artifact(artifact, config.section, config.compile, ctx))
+        ctx.report.update(validate_artifact(artifact, config.section, config.compile, ctx, config.heldout,
+                                            label_data=config.label_data))
         return artifact
 
 

@@ -15,14 +15,17 @@ from vopt.validate.tasks import task_metrics
 
 
 def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg: Any,
-                      ctx: Any) -> dict[str, Any]:
-    """`compile_cfg` is the target's typed Config (the recipe's `compile:` section): its runner's settings."""
+                      ctx: Any, heldout: dict[str, Any] | None = None,
+                      label_data: str | list[str] | None = None) -> dict[str, Any]:
+    """`compile_cfg` is the target's typed Config (the recipe's `compile:` section): its runner's settings.
+    `heldout`: the images validate may use, held out from calibration (vopt.quant.heldout)."""
     from vopt.datasets.images import ImageStats, describe, iter_batches, list_images, sample_files
     from vopt.models.resolve import family_of
+    from vopt.quant.heldout import paths
 
     family = family_of(artifact)
     run = ctx.target.runner(artifact, compile_cfg)
-    files = sample_files(list_images(section.data), section.samples, section.seed)
+    files = sample_files(paths(heldout, "check") or list_images(section.data), section.samples, section.seed)
     stats = ImageStats()
     batches = list(iter_batches(files, artifact.preprocess, batch=8, augment_seed=section.seed, stats=stats))
     if not batches:
@@ -39,6 +42,7 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg:
     }
     for note in stats.warnings("validate"):
         ctx.warn(note)
+    _record_data(report, files, heldout, ctx)
     if isinstance(run, Unavailable):
         report.update(status="not run", reason=run.reason, summary=f"not run: {run.reason}")
         ctx.warn(f"artifact not executed: {run.reason}")
@@ -46,11 +50,11 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg:
             ctx.warn(f"gates not checked ({', '.join(section.gates)}): the artifact could not run here")
         return report
     with run:  # released even when the reference or a comparison fails
-        return _compare(run, artifact, section, ctx, family, images, report, files)
+        return _compare(run, artifact, section, ctx, family, images, report, files, label_data)
 
 
 def _compare(run: Runner, artifact: Artifact, section: ValidateSection, ctx: Any, family: Any, images: np.ndarray,
-             report: dict[str, Any], files: list[Any]) -> dict[str, Any]:
+             report: dict[str, Any], files: list[Any], label_data: Any = None) -> dict[str, Any]:
     from vopt.datasets.images import iter_batches
     from vopt.models.resolve import load_module
     from vopt.runtimes.base import run_batches
@@ -94,8 +98,10 @@ def _compare(run: Runner, artifact: Artifact, section: ValidateSection, ctx: Any
     report["task_metrics"] = tm
     for note in notes:
         ctx.warn(note)
-    report["gates"] = evaluate(section.gates, {"outputs": metrics["outputs"], **tm})
+    report["gates"] = _gates(report, section, artifact, ref, out, files, tm, metrics, ctx, label_data)
     report["summary"] = _summary(run.runtime, metrics, tm, report["gates"])
+    if report.get("accuracy"):
+        report["summary"] += f"; {report['accuracy']}"
     if section.runtime == "browser":  # per-EP results in headless Chromium (webgpu, wasm, webnn)
         from vopt.validate.browser import validate_in_browser
 
@@ -103,6 +109,47 @@ def _compare(run: Runner, artifact: Artifact, section: ValidateSection, ctx: Any
         report["gates"] += report["browser"].pop("gates")
         report["summary"] += f"; browser: {report['browser']['summary']}"
     return report
+
+
+def _record_data(report: dict[str, Any], files: list[Any], heldout: dict[str, Any] | None, ctx: Any) -> None:
+    """Which images validate used (names + content hashes), and how they were held out from calibration."""
+    from vopt.datasets.split import manifest_list
+
+    report["data"] = {"how": heldout["how"] if heldout else "no image calibration in this build: nothing to hold out",
+                      "split": heldout.get("split") if heldout else None, "validate_images": manifest_list(files)}
+    for w in (heldout or {}).get("warnings", []):
+        ctx.warn(w)
+
+
+def _gates(report: dict[str, Any], section: ValidateSection, artifact: Artifact, ref: dict[str, np.ndarray],
+           out: dict[str, np.ndarray], files: list[Any], tm: dict[str, Any], metrics: dict[str, Any], ctx: Any,
+           label_data: Any = None) -> list:
+    """The recipe's gates and the task's defaults, with accuracy against labels and 95% intervals of every rate."""
+    from vopt.datasets.labels import find_labels
+    from vopt.validate.accuracy import RANDOM_NOTE, accuracy_line, evidence
+    from vopt.validate.confidence import gate_notes
+    from vopt.validate.defaults import gates_for
+
+    task = artifact.meta.get("task")
+    data = label_data
+    labels = find_labels(data, files, section.labels, "validate.labels")
+    extra, intervals = evidence(task, ref, out, files, labels)
+    tm.update(extra)
+    if intervals:
+        report["intervals"] = intervals
+    report["data"]["labels"] = labels.source if labels is not None else None
+    if "top1_drop" in tm:
+        report["accuracy"] = accuracy_line(tm, intervals)
+    if artifact.meta.get("random_weights"):
+        report["note"] = RANDOM_NOTE
+    all_gates, defaults = gates_for(task, section.gates, section.default_gates,
+                                         bool(artifact.meta.get("random_weights")))
+    if tm.get("reference_detections") == 0:
+        all_gates = {k: v for k, v in all_gates.items() if not (k == "box_agreement" and k in defaults)}
+    gates = evaluate(all_gates, {"outputs": metrics["outputs"], **tm, "intervals": intervals}, section.gate_mode, defaults)
+    for note in gate_notes([g for g in gates if not (g.get("default") and not g.get("straddles"))], "validate"):
+        ctx.warn(note)
+    return gates
 
 
 def _summary(runtime: str, metrics: dict[str, Any], tm: dict[str, Any], gates: list[dict[str, Any]]) -> str:

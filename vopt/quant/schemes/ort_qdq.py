@@ -105,7 +105,15 @@ class OrtQdqScheme(Scheme):
     def prepare(self, src: Path) -> Path:
         from onnxruntime.quantization import quant_pre_process
 
+        from vopt.quant.opset import upgrade_opset
+
         model = src
+        upgraded = upgrade_opset(src, self.work / "float_opset.onnx")  # Q/DQ per-channel `axis` needs opset 13
+        if upgraded:
+            self.info["opset_upgrade"] = f"{upgraded[0]} -> {upgraded[1]} (onnx.version_converter)"
+            self.warnings.append(f"the model is opset {upgraded[0]}; upgraded to {upgraded[1]} for QDQ "
+                                 "(per-channel DequantizeLinear needs opset 13)")
+            src = model = self.work / "float_opset.onnx"
         if self.options.static_shapes:
             static = self.work / "float_static.onnx"
             fixed = fix_static_shapes(src, static, self.cfg.input_shape)

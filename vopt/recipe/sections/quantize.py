@@ -70,6 +70,14 @@ class CheckSection(Section):
         default=True, description="Time quantized vs float on the target's runtime ('did INT8 pay')."
     )
     rounds: int = Field(default=5, ge=1, le=1000, description="Interleaved benchmark rounds.")
+    holdout: float = Field(
+        default=0.5, gt=0.0, lt=1.0, description="When the check reads the calibration folder (or has no data "
+        "of its own): the fraction of it held out for the check, split by content hash.")
+    allow_overlap: bool = Field(default=False, description="Measure on calibration images anyway (warned); "
+                                "otherwise an overlap by content hash is a recipe error.")
+    labels: str | None = Field(default=None, description="File mapping image names to class indices; found "
+                               "automatically (labels.csv, classes.txt, ImageFolder) when omitted; 'none' turns "
+                               "labels off.")
 
 
 class QuantizeSection(Section):
@@ -107,3 +115,8 @@ class QuantizeSection(Section):
         default_factory=dict,
         description="The scheme's own settings, checked against its Options (see below).",
     )
+    gate_mode: Literal["estimate", "lower_bound"] = Field(
+        default="estimate", description="estimate: the measured rate decides and a 95% interval straddling the "
+        "threshold is warned; lower_bound: the pessimistic end of the interval must pass.")
+    default_gates: bool = Field(default=True, description="Add the task's default gates (e.g. centered_cosine "
+                                ">= 0.9, top1_agreement >= 0.8) for metrics the recipe does not gate.")

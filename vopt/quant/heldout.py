@@ -1,0 +1,55 @@
+"""The held-out image sets of a build, decided when the recipe is planned (vopt.datasets.split): which images
+calibration may use, which the quantize check measures on, and which validate measures on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vopt.datasets.split import HeldOut, resolve
+
+
+def calibrates_on_images(recipe: Any) -> bool:
+    """Whether this recipe's quantize step calibrates on image files (not synthetic, not tensors, not fp16)."""
+    from vopt.quant.calibration import data_kind
+
+    q = recipe.quantize
+    if q is None or q.precision in ("fp32", "fp16", "bf16") or q.scheme in ("fp16", "coreml-weights", "int4-weight"):
+        return False
+    return data_kind(q.calibration) == "images"
+
+
+def for_quantize(q: Any, calibrates: bool) -> dict[str, Any]:
+    """The QuantizeConfig fields: calibration candidates and check images (their paths go into the cache key)."""
+    from vopt.quant.calibration import data_kind
+
+    c = q.calibration
+    h = resolve(c.data, calibrates and data_kind(c) == "images", q.check.data, q.check.holdout,
+                q.check.allow_overlap, "quantize.check.data")
+    return {"heldout": _fields(h)}
+
+
+def for_validate(recipe: Any) -> dict[str, Any] | None:
+    """Validate's images: its own data, checked against calibration by content; or, with no data of its own or
+    the calibration folder, the part of it held out from calibration."""
+    v = recipe.validate_
+    if v is None or not calibrates_on_images(recipe):
+        return None
+    c = recipe.quantize.calibration
+    check_data = c.data if v.data is None else v.data
+    h = resolve(c.data, True, check_data, recipe.quantize.check.holdout, v.allow_overlap,
+                "validate.data")
+    if v.data is None:
+        h.how = "no validate.data: the calibration data's held-out part, " + h.how
+    return _fields(h)
+
+
+def _fields(h: HeldOut) -> dict[str, Any]:
+    return {"calibration": None if h.calibration is None else [str(p) for p in h.calibration],
+            "check": [str(p) for p in h.check], "how": h.how, "split": h.split, "warnings": h.warnings}
+
+
+def paths(heldout: dict[str, Any] | None, part: str) -> list[Path] | None:
+    if not heldout or heldout.get(part) is None:
+        return None
+    return [Path(p) for p in heldout[part]]

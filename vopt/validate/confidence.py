@@ -1,0 +1,53 @@
+"""What a gate's interval says: decided, straddling its threshold, or too few images to resolve it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vopt.validate.stats import needed_samples
+
+GATE_MODES = ("estimate", "lower_bound")
+
+
+def annotate(result: dict[str, Any], op: str, interval: dict[str, Any] | None, mode: str) -> dict[str, Any]:
+    """Add n, ci95, `straddles` and `needs_images` to one gate result; under lower_bound, the pessimistic
+    end of the interval decides."""
+    if not interval:
+        return result
+    lo, hi = interval["ci95"]
+    t = result["threshold"]
+    n = int(interval["n"])
+    result.update(n=n, ci95=[lo, hi], mode=mode)
+    result["straddles"] = bool(lo < t < hi) or (op in (">=", "<=") and (lo == t or hi == t) and lo != hi)
+    if mode == "lower_bound" and op in (">=", ">", "<=", "<"):
+        bound = lo if op in (">=", ">") else hi
+        ok = bound >= t if op == ">=" else bound > t if op == ">" else bound <= t if op == "<=" else bound < t
+        result["passed"] = bool(result["passed"] and ok)
+        result["bound"] = bound
+    unit = interval.get("unit")
+    if unit is None and op in (">=", ">"):  # a rate: how many images tell the threshold from twice the misses
+        need = needed_samples(t)
+        if need is not None and n < need:
+            result["needs_images"] = need
+    return result
+
+
+def gate_notes(gates: list[dict[str, Any]], where: str) -> list[str]:
+    """Warnings for the build output: straddling intervals, and thresholds the check set is too small for."""
+    notes = []
+    for g in gates:
+        if "ci95" not in g:
+            continue
+        lo, hi = g["ci95"]
+        unit = " pt" if g["metric"].endswith("_drop") else ""
+        if g.get("straddles"):
+            verdict = "FAILS under gate_mode lower_bound" if g.get("mode") == "lower_bound" else \
+                "passes on its estimate only" if g["passed"] else "fails on its estimate"
+            notes.append(f"{where} gate {g['metric']} {g['condition']}: measured {g['value']:.4g}{unit} but the 95% "
+                         f"interval {lo:.4g}-{hi:.4g}{unit} (n={g['n']}) straddles the threshold: {verdict}; "
+                         "more images would decide it (gate_mode: lower_bound fails instead)")
+        if "needs_images" in g:
+            notes.append(f"{where} gate {g['metric']} {g['condition']}: {g['n']} image(s) cannot resolve this threshold: "
+                         f"telling {g['threshold']:g} from {1 - 2 * (1 - g['threshold']):g} needs about "
+                         f"{g['needs_images']} images")
+    return notes
