@@ -314,7 +314,7 @@ def test_quant_fingerprint_uses_the_artifact_contract(family):
     size = recipe.model.input.shape[2:]
     contract = fam.preprocess(list(size))
     assert Preprocess(**cfg.preprocess) == contract
-    from vopt.quant.heldout import paths
+    from vopt.datasets.split import paths
 
     calib = CalibrationSet(cfg.calibration, contract, cfg.input_shape, paths(cfg.heldout, "calibration"))
     assert QuantizeStage.fingerprint(cfg)["calibration"] == calib.fingerprint()

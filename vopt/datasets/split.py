@@ -108,3 +108,10 @@ def resolve(calib_data: str | list[str] | None, calib_images: bool, check_data: 
 def manifest_list(files: list[Path], limit: int = 2000) -> list[dict[str, str]]:
     """Names and content hashes of the images a step used, for the manifest."""
     return [{"file": f.name, "sha256": content_hash(f)} for f in sorted(set(files), key=lambda p: p.name)[:limit]]
+
+
+def paths(heldout: dict | None, part: str) -> list[Path] | None:
+    """The image paths of one part ('calibration' or 'check') of a step's recorded held-out sets."""
+    if not heldout or heldout.get(part) is None:
+        return None
+    return [Path(p) for p in heldout[part]]

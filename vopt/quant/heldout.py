@@ -3,20 +3,27 @@ calibration may use, which the quantize check measures on, and which validate me
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from vopt.datasets.split import HeldOut, resolve
 
 
 def calibrates_on_images(recipe: Any) -> bool:
-    """Whether this recipe's quantize step calibrates on image files (not synthetic, not tensors, not fp16)."""
+    """Whether this recipe's quantize step calibrates on image files (not synthetic, not tensors, and not a
+    scheme that needs no calibration, such as fp16 or weight-only compression: the scheme plugin says)."""
+    from vopt.errors import RecipeError
     from vopt.quant.calibration import data_kind
+    from vopt.quant.schemes import choose
+    from vopt.registry import get_target
 
     q = recipe.quantize
-    if q is None or q.precision in ("fp32", "fp16", "bf16") or q.scheme in ("fp16", "coreml-weights", "int4-weight"):
+    if q is None or q.precision in ("fp32", "bf16"):
         return False
-    return data_kind(q.calibration) == "images"
+    try:
+        scheme, _ = choose(q, get_target(recipe.compile.target))
+    except RecipeError:  # the plan names what is wrong with the scheme
+        return False
+    return bool(scheme.calibrates) and data_kind(q.calibration) == "images"
 
 
 def for_quantize(q: Any, calibrates: bool) -> dict[str, Any]:
@@ -47,9 +54,3 @@ def for_validate(recipe: Any) -> dict[str, Any] | None:
 def _fields(h: HeldOut) -> dict[str, Any]:
     return {"calibration": None if h.calibration is None else [str(p) for p in h.calibration],
             "check": [str(p) for p in h.check], "how": h.how, "split": h.split, "warnings": h.warnings}
-
-
-def paths(heldout: dict[str, Any] | None, part: str) -> list[Path] | None:
-    if not heldout or heldout.get(part) is None:
-        return None
-    return [Path(p) for p in heldout[part]]

@@ -55,7 +55,7 @@ class QuantizeStage(Stage):
         """Calibration and validation data hashes (file lists, sizes, mtimes + preprocessing)."""
         from vopt.datasets.images import fingerprint, list_images
         from vopt.quant.calibration import CalibrationSet
-        from vopt.quant.heldout import paths
+        from vopt.datasets.split import paths
 
         pre = Preprocess(**config.preprocess)
         calib = CalibrationSet(config.calibration, pre, config.input_shape,
@@ -137,7 +137,7 @@ class _Run:
                            settings={"activation_type": cfg.activation_type, "weight_type": cfg.weight_type,
                                      "per_channel": cfg.per_channel, "calibration_method": cfg.calibration.method})
         model = scheme.prepare(Path(self.artifact.path))
-        from vopt.quant.heldout import paths
+        from vopt.datasets.split import paths
 
         calib = CalibrationSet(cfg.calibration, self.pre, cfg.input_shape, paths(cfg.heldout, "calibration"))
         self.calib = calib
@@ -233,7 +233,7 @@ class _Run:
         """The check's images: sampled from its held-out set, never calibration images (vopt.quant.heldout)."""
         if getattr(self, "check_files", None) is None:
             from vopt.datasets.images import list_images, sample_files
-            from vopt.quant.heldout import paths
+            from vopt.datasets.split import paths
 
             pool = paths(self.cfg.heldout, "check") or list_images(self.cfg.check.data)
             self.check_files = sample_files(pool, self.cfg.check.samples, self.cfg.check.seed)

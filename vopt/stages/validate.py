@@ -40,7 +40,7 @@ class ValidateStage(Stage):
     @classmethod
     def fingerprint(cls, config: ValidateConfig) -> dict[str, Any]:
         from vopt.datasets.images import fingerprint, list_images
-        from vopt.quant.heldout import paths
+        from vopt.datasets.split import paths
         from vopt.registry import get_target
 
         key = {"data": fingerprint(paths(config.heldout, "check") or list_images(config.section.data), Preprocess())}

@@ -21,7 +21,7 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg:
     `heldout`: the images validate may use, held out from calibration (vopt.quant.heldout)."""
     from vopt.datasets.images import ImageStats, describe, iter_batches, list_images, sample_files
     from vopt.models.resolve import family_of
-    from vopt.quant.heldout import paths
+    from vopt.datasets.split import paths
 
     family = family_of(artifact)
     run = ctx.target.runner(artifact, compile_cfg)
