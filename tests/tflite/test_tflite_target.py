@@ -81,3 +81,13 @@ def test_real_efficientnet_lite0_in_litert_matches_pytorch(cli, write_recipe, tm
     assert metrics["top1_agreement"] >= top1, metrics
     print(f"EfficientNet-Lite0 tflite {precision}: top1 agreement {metrics['top1_agreement']:.3f}, "
           f"cosine {report['metrics']['logits']['cosine']:.6f}")
+
+
+def test_a_conversion_failure_names_the_op(cli, write_recipe, tmp_path):
+    """RT-DETR's sinusoidal position embedding lowers to tfl.pow, which the converter marks illegal."""
+    path = write_recipe({"name": "rtdetr-tflite", "model": tiny_model("rt_detr"), "compile": {"target": "tflite"},
+                         "validate": None})
+    result = cli("build", path, "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 1, result.output
+    assert "[compile] litert-torch could not convert rt_detr: op tfl.pow cannot be lowered to TFLite" in result.stderr
+    assert "Traceback" not in result.output

@@ -60,7 +60,7 @@ class TfliteTarget(Target):
         import torch
 
         from vopt.models.resolve import OutputWrapper, family_of, load_module
-        from vopt.targets.coreml import _describe, _torch_source
+        from vopt.targets.coreml import _torch_source
         from vopt.targets.metadata import effective_precision
 
         setting = self.precision(cfg)
@@ -73,7 +73,7 @@ class TfliteTarget(Target):
         try:
             convert(wrapped, example, float_path)
         except Exception as exc:
-            raise BuildError(f"litert-torch could not convert {family.name}: {_describe(exc)}", stage="compile") from exc
+            raise BuildError(f"litert-torch could not convert {family.name}: {describe_failure(exc)}", stage="compile") from exc
         path = float_path
         calibration = None
         if setting == "int8":
@@ -158,6 +158,21 @@ def quantize_int8(float_path, out_path, ctx, shape: list[int]) -> dict:
 
         raise BuildError(f"ai-edge-quantizer could not quantize to int8: {_describe(exc)}", stage="compile") from exc
     return {"samples": len(samples) * batch, "method": "minmax (ai-edge-quantizer static_wi8_ai8)", "data": cal.describe()}
+
+
+def describe_failure(exc: Exception) -> str:
+    """The op that stopped the converter, then where: MLIR says "failed to legalize operation 'tfl.pow'" and names
+    the model source line; torch.export names an aten op."""
+    import re
+
+    from vopt.targets.coreml import _describe
+
+    text = str(exc)
+    op = re.search(r"legalize operation '([\w.]+)'", text)
+    if not op:
+        return _describe(exc)
+    where = re.search(r"(\w+\.py):(\d+)", text)
+    return f"op {op.group(1)} cannot be lowered to TFLite" + (f" (from {where.group(1)}:{where.group(2)})" if where else "")
 
 
 def op_histogram(path) -> Counter:
