@@ -12,24 +12,15 @@ import typer
 
 from vopt.cli.output import handles_errors
 
-# Runner labels per target: GitHub `runs-on` labels and GitLab runner `tags`. GPU and Apple targets need runners
-# with that hardware (self-hosted for GPUs); the rest build and validate on a plain Linux x86 runner (QNN on its
-# HTP simulator, the web targets in headless Chromium). Override with --runner TARGET=label,label.
-RUNNERS: dict[str, dict[str, list[str]]] = {
-    "cpu": {"github": ["ubuntu-latest"], "gitlab": ["saas-linux-medium-amd64"]},
-    "tensorrt": {"github": ["self-hosted", "linux", "x64", "gpu", "nvidia"], "gitlab": ["gpu", "nvidia"]},
-    "rocm": {"github": ["self-hosted", "linux", "x64", "gpu", "amd"], "gitlab": ["gpu", "amd"]},
-    "coreml": {"github": ["macos-14"], "gitlab": ["saas-macos-medium-m1"]},
-}
-# Platform names (recipes/targets/<platform>.yaml) that are target names under another name.
+# Platform names (recipes/targets/<platform>.yaml) that are target names under another name, for --runner.
 PLATFORM_TARGET = {"cuda": "tensorrt", "mps": "coreml", "qualcomm": "qnn"}
-BROWSER_TARGETS = ("webgpu", "webnn")
 
 
-def runner_for(target: str, system: str, overrides: dict[str, list[str]] | None = None) -> list[str]:
-    if overrides and target in overrides:
-        return overrides[target]
-    return RUNNERS.get(target, RUNNERS["cpu"])[system]
+def runner_for(target: Any, system: str, overrides: dict[str, list[str]] | None = None) -> list[str]:
+    """The target's own CI runner labels (Target.ci_runners), unless --runner overrides them."""
+    if overrides and target.name in overrides:
+        return overrides[target.name]
+    return list(target.ci_runners[system])
 
 
 def jobs(recipes: list[Path], sets: list[str], cache_dir: Path | None) -> list[dict[str, Any]]:
@@ -54,7 +45,7 @@ def jobs(recipes: list[Path], sets: list[str], cache_dir: Path | None) -> list[d
             "target": target.name,
             "platform": _platform(loaded),
             "extra": target.extra,
-            "browser": target.name in BROWSER_TARGETS,
+            "browser": target.browser,
             "cache-key": f"vopt-{name}-{digest}",
             "cache-prefix": f"vopt-{name}-",
         })
@@ -82,9 +73,12 @@ def command(
             raise RecipeError(f"--runner {item}: expected TARGET=label[,label...]")
         overrides[PLATFORM_TARGET.get(key, key)] = [x.strip() for x in labels.split(",") if x.strip()]
     found = jobs(recipes, set_, cache_dir)
+    from vopt.registry import get_target
+
     for job in found:
-        job["runs-on"] = runner_for(job["target"], "github", overrides)
-        job["tags"] = runner_for(job["target"], "gitlab", overrides)
+        target = get_target(job["target"])
+        job["runs-on"] = runner_for(target, "github", overrides)
+        job["tags"] = runner_for(target, "gitlab", overrides)
     if fmt == "json":
         typer.echo(json.dumps(found, indent=1))
     elif fmt == "github":

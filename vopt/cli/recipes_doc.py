@@ -10,20 +10,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Where each platform's artifacts run, and the CI runner a build of it needs (vopt matrix uses the same table).
-PLATFORMS: dict[str, str] = {
-    "cpu": "ONNX Runtime on CPU",
-    "cuda": "TensorRT engine on an NVIDIA GPU",
-    "rocm": "fp16 ONNX for MIGraphX / ROCm EP on AMD GPUs (checked on ORT CPU without one)",
-    "mps": "Core ML on Apple silicon (converted anywhere, run on macOS)",
-    "openvino": "OpenVINO IR on Intel CPUs (GPU/NPU via compile.device)",
-    "qualcomm": "QDQ ONNX on the Snapdragon HTP through onnxruntime-qnn (HTP simulator on x86)",
-    "webnn": "static-shape ONNX for onnxruntime-web's WebNN EP (checked on wasm where no WebNN context exists)",
-    "webgpu": "ONNX for onnxruntime-web's WebGPU EP in browsers (checked in headless Chromium)",
-    "tflite": "LiteRT (TFLite) flatbuffer, converted from PyTorch by litert-torch, run by ai-edge-litert",
-}
-
-
 def render(root: Path | None = None) -> str:
     from vopt.cli import library
 
@@ -58,11 +44,8 @@ def render(root: Path | None = None) -> str:
         lines.append(f"| [`{r.name}`](../{Path(r.file).relative_to(root.parent).as_posix()}) | {r.family} | {r.platform} | "
                      f"{r.target} | {r.precision} | {desc} |")
     lines += ["", "## Platforms", "", "| platform | artifact and runtime | CI runner (`vopt matrix`) |", "|---|---|---|"]
-    from vopt.cli.matrix import RUNNERS
-
-    for name, what in PLATFORMS.items():
-        runner = RUNNERS.get(name, RUNNERS["cpu"])
-        lines.append(f"| `{name}` | {what} | {', '.join(runner['github'])} |")
+    for name, target, what in _platforms(root):
+        lines.append(f"| `{name}` | {what} | {', '.join(target.ci_runners['github'])} |")
     lines += ["", "## Limited pairs", "",
               "The seed guides mark some pairs \"Limited\". Each one either builds, or stops with the reason below.", ""]
     limited = [r for r in rows if r.limited]
@@ -80,6 +63,24 @@ def render(root: Path | None = None) -> str:
               "platform fragment), so a typo in a fragment is caught with its own file and line.", ""]
     return "\n".join(lines)
 
+
+
+def _platforms(root: Path) -> list[tuple[str, object, str]]:
+    """(platform, its target, what it is) for each platform fragment: the fragment's own first comment
+    sentence says what it builds, and its compile.target (extends resolved) says where it runs and so which
+    CI runner labels it needs (Target.ci_runners)."""
+    import re
+
+    from vopt.cli.fragments import load_fragment
+    from vopt.registry import get_target
+
+    found = []
+    for path in sorted((root / "targets").glob("*.yaml")):
+        target = get_target(load_fragment(path, []).recipe.compile.target)
+        text = " ".join(ln.lstrip("# ").strip() for ln in path.read_text().splitlines()[:3] if ln.startswith("#"))
+        first = re.split(r": |\. ", text, maxsplit=1)[0] if text else target.description
+        found.append((path.stem, target, first))
+    return found
 
 if __name__ == "__main__":
     sys.stdout.write(render())

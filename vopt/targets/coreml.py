@@ -45,6 +45,7 @@ class CoreMlTarget(Target):
     # compile converts the build's torch module (ctx.artifacts), whatever the export step made after it.
     input_formats = ("torch-module", "onnx")
     description = "Core ML ML Program (.mlpackage) for Apple devices"
+    ci_runners = {"github": ("macos-14",), "gitlab": ("saas-macos-medium-m1",)}
 
     def tool_versions(self) -> list[str]:
         return ["coremltools", "torch"]

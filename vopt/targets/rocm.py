@@ -43,6 +43,7 @@ class RocmTarget(Target):
     quant_scheme = "fp16"
     int8_scheme = "ort-qdq"
     description = "fp16 ONNX for ONNX Runtime MIGraphX/ROCm (checked on ORT CPU without an AMD GPU)"
+    ci_runners = {"github": ("self-hosted", "linux", "x64", "gpu", "amd"), "gitlab": ("gpu", "amd")}
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime"]

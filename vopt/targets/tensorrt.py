@@ -77,6 +77,7 @@ class TensorRtTarget(Target):
     default_precision = "fp16"
     quant_scheme = "trt-qdq"  # symmetric s8 Q/DQ
     description = "TensorRT engine (NVIDIA GPU)"
+    ci_runners = {"github": ("self-hosted", "linux", "x64", "gpu", "nvidia"), "gitlab": ("gpu", "nvidia")}
     has_onnx_check = True
 
     def tool_versions(self) -> list[str]:
