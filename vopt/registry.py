@@ -39,6 +39,7 @@ SCHEMES: dict[str, str] = {
     "coreml-weights": "vopt.quant.schemes.coreml:CoreMlWeightScheme",
     "fp16": "vopt.quant.schemes.fp16:Fp16Scheme",
     "int4-weight": "vopt.quant.schemes.int4:Int4WeightScheme",
+    "litert-int8": "vopt.quant.schemes.litert:LitertInt8Scheme",
 }
 
 SOURCES: dict[str, str] = {

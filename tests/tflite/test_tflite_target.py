@@ -36,10 +36,18 @@ def _validate(manifest: dict) -> dict:
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_tiny_resnet_converts_runs_in_litert_and_matches_pytorch(cli, write_recipe, tmp_path, precision):
-    gates = {"centered_cosine": ">=0.999"} if precision == "fp32" else {"centered_cosine": ">=0.8"}
-    manifest = _build(cli, write_recipe, tmp_path, {
-        "name": f"tiny-tflite-{precision}", "model": tiny_model("resnet"),
-        "compile": {"target": "tflite", "precision": precision}, "validate": {"samples": 8, "gates": gates}})
+    gates = {"centered_cosine": ">=0.999"} if precision == "fp32" else {"centered_cosine": ">=0.7"}
+    recipe = {"name": f"tiny-tflite-{precision}", "model": tiny_model("resnet"), "compile": {"target": "tflite"},
+              "validate": {"samples": 8, "gates": gates}}
+    if precision == "int8":  # the quantize stage's litert-int8 scheme, after conversion
+        recipe["quantize"] = {"precision": "int8", "calibration": {"samples": 64}, "check": {"samples": 8}}
+    manifest = _build(cli, write_recipe, tmp_path, recipe)
+    if precision == "int8":
+        q = next(s for s in manifest["steps"] if s["stage"] == "quantize")["report"]
+        assert q["scheme"] == "litert-int8" and q["check"]["status"] == "ok", q.get("check")
+        assert q["check"]["runtime"] == "litert" and q["calibration"]["samples"] >= 64
+        assert [s["stage"] for s in manifest["steps"]][-3:] == ["compile", "quantize", "validate"]
+        assert manifest["precision"] == "int8"
     compile_report = next(s for s in manifest["steps"] if s["stage"] == "compile")["report"]
     assert compile_report["converter"] == "litert-torch" and compile_report["op_count"] > 0
     assert "CONV_2D" in compile_report["ops"], compile_report["ops"]
@@ -49,11 +57,10 @@ def test_tiny_resnet_converts_runs_in_litert_and_matches_pytorch(cli, write_reci
     assert Path(manifest["artifact"]["file"]).suffix == ".tflite" or manifest["artifact"]["file"].endswith(".tflite")
 
 
-def test_quantize_section_with_int8_is_a_recipe_error(cli, write_recipe):
-    path = write_recipe({"name": "x", "model": tiny_model("resnet"), "quantize": {"precision": "int8"},
-                         "compile": {"target": "tflite"}})
+def test_compile_precision_int8_without_quantize_says_what_to_write(cli, write_recipe):
+    path = write_recipe({"name": "x", "model": tiny_model("resnet"), "compile": {"target": "tflite", "precision": "int8"}})
     result = cli("check", path)
-    assert result.exit_code == 2 and "compile.precision" in result.stderr
+    assert result.exit_code == 2 and "quantize: {precision: int8}" in result.stderr
 
 
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"{SAMPLES} (real labelled ImageNet photos) is absent")
@@ -72,8 +79,8 @@ def test_real_efficientnet_lite0_in_litert_matches_pytorch(cli, write_recipe, tm
         "model": {"source": "python", "arch": "tests.tflite.effnet_lite:build", "task": "image-classification",
                   "input": {"shape": [1, 3, 224, 224]}},
         "preprocess": {"resize": 256, "mean": [127 / 255] * 3, "std": [128 / 255] * 3},
-        "quantize": {"precision": "fp32", "calibration": {"data": str(calib), "samples": 64}},
-        "compile": {"target": "tflite", "precision": precision},
+        "quantize": {"precision": precision, "calibration": {"data": str(calib), "samples": 64}},
+        "compile": {"target": "tflite"},
         "validate": {"data": str(val), "samples": 64, "gates": {"top1_agreement": f">={top1}"}},
     })
     report = _validate(manifest)

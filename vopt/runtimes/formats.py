@@ -16,9 +16,10 @@ from vopt.runtimes.base import Runner, Unavailable
 RUNTIMES: dict[str, tuple[str, str]] = {
     "onnx": ("vopt.runtimes.ort", "onnxruntime"),
     "openvino-ir": ("vopt.runtimes.openvino", "openvino"),
+    "tflite": ("vopt.runtimes.litert", "ai_edge_litert"),
 }
 # The runtime name each module declares (kept here so looking one up imports nothing heavy).
-RUNTIME_NAMES: dict[str, str] = {"onnx": "onnxruntime", "openvino-ir": "openvino"}
+RUNTIME_NAMES: dict[str, str] = {"onnx": "onnxruntime", "openvino-ir": "openvino", "tflite": "litert"}
 
 
 def runtime_name(fmt: str) -> str | None:

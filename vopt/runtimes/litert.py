@@ -3,6 +3,7 @@ position to the artifact's names: litert-torch names them args_0 / output_0, ...
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,8 @@ def runner(path: str | Path, input_names: list[str], output_names: list[str], *,
     batch = int(in_details[ins[0]]["shape"][0])
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if len(input_names) == 1 and input_names[0] not in feeds and len(feeds) == 1:
+            feeds = {input_names[0]: next(iter(feeds.values()))}  # one input: the caller's name for it is fine
         arrays = [np.ascontiguousarray(feeds[n], dtype=np.float32) for n in input_names]
         n = arrays[0].shape[0]
         # The converted graph has the example's fixed batch; larger batches run as a loop of that batch.
@@ -49,7 +52,8 @@ def runner(path: str | Path, input_names: list[str], output_names: list[str], *,
     import importlib.metadata as md
 
     return Runner(run=run, runtime="litert-cpu",
-                  info={"ai-edge-litert": md.version("ai-edge-litert"), "threads": threads or 2, "batch": batch})
+                  info={"ai-edge-litert": md.version("ai-edge-litert"), "threads": threads or 2, "batch": batch,
+                        "input_name": input_names[0], "static_batch": batch})
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -73,3 +77,33 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
 def _position(name: str) -> int:
     digits = "".join(ch for ch in name.rsplit("_", 1)[-1] if ch.isdigit())
     return int(digits) if digits else 0
+
+
+RUNTIME_NAME = "litert"
+
+
+def open_artifact(path: str | Path, *, settings: dict | None = None, threads: int | None = None,
+                  accurate: bool = False) -> Runner:
+    """The format table's entry: outputs named by position (output_0, ...) as the signature orders them;
+    LiteRT has no precision hint, so `accurate` changes nothing."""
+    ins, outs = signature(path)
+    return runner(path, [i["name"] for i in ins], [f"output_{i}" for i in range(len(outs))],
+                  threads=threads or (settings or {}).get("threads") or 2)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """litert-torch and the quantizer print progress on stdout (Python and C++): keep `--json` stdout clean."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -32,7 +32,6 @@ class QuantizeStage(Stage):
         if q is None or q.precision == "fp32":
             return None
         scheme, precision = choose(q, target)
-        scheme.check_requirements()
         types = scheme.default_types(precision)
         from vopt.quant.heldout import for_quantize
 
@@ -51,11 +50,19 @@ class QuantizeStage(Stage):
         )
 
     @classmethod
+    def requirements(cls, config: QuantizeConfig, target: Any) -> list[tuple[str, str]]:
+        """The scheme's packages, checked before any step runs (a build), not by `vopt check` or `plan`, which
+        validate the recipe wherever it is read (as a target whose runtime is missing still plans)."""
+        from vopt.registry import get_scheme
+
+        return [(module, extra) for module, _dist, extra in get_scheme(config.scheme).requires]
+
+    @classmethod
     def fingerprint(cls, config: QuantizeConfig) -> dict[str, Any]:
         """Calibration and validation data hashes (file lists, sizes, mtimes + preprocessing)."""
         from vopt.datasets.images import fingerprint, list_images
-        from vopt.quant.calibration import CalibrationSet
         from vopt.datasets.split import paths
+        from vopt.quant.calibration import CalibrationSet
 
         pre = Preprocess(**config.preprocess)
         calib = CalibrationSet(config.calibration, pre, config.input_shape,
@@ -201,8 +208,13 @@ class _Run:
             if self.cfg.gates:
                 self.ctx.warn(f"quantize gates not checked: no runtime for {fmt} here")
             return None
-        if self.ref is None:
-            self.ref = ort_outputs(Path(self.artifact.path), self.images)
+        if self.ref is None:  # the float model on its own runtime (ONNX on ORT; a compiled .tflite on LiteRT)
+            self.ref = (ort_outputs(Path(self.artifact.path), self.images) if self.artifact.format == "onnx"
+                        else outputs_of(Path(self.artifact.path), self.artifact.format, self.images))
+            if self.ref is None:
+                self.report["check"] = {"status": "not run",
+                                        "reason": f"no runtime for the float {self.artifact.format} here"}
+                return None
         metrics = compare(self.ref, out, skip=tuple(self.family.unordered_outputs))
         tm = self._task_metrics(out)
         from vopt.validate.accuracy import evidence
@@ -217,8 +229,14 @@ class _Run:
             all_gates = {k: v for k, v in all_gates.items() if not (k == "box_agreement" and k in defaults)}
         gates = evaluate(all_gates, {"outputs": metrics["outputs"], **tm, "intervals": intervals},
                          self.cfg.gate_mode, defaults)
-        result = {"status": "ok", "images": len(self.images), "reference": "float ONNX on onnxruntime-cpu",
-                  "runtime": "openvino-cpu (f32 hint)" if fmt == "openvino-ir" else "onnxruntime-cpu",
+        from vopt.runtimes.formats import runtime_name
+
+        labels = {"onnx": "onnxruntime-cpu", "openvino-ir": "openvino-cpu (f32 hint)"}  # by artifact format
+        ref_fmt = self.artifact.format
+        result = {"status": "ok", "images": len(self.images),
+                  "reference": "float ONNX on onnxruntime-cpu" if ref_fmt == "onnx"
+                  else f"float {ref_fmt} on {runtime_name(ref_fmt)}",
+                  "runtime": labels.get(fmt, str(runtime_name(fmt))),
                   "metrics": metrics["outputs"], "worst": headline(metrics), "gates": gates,
                   **getattr(self, "image_stats", {})}
         if tm:
@@ -369,8 +387,10 @@ class _Run:
         cfg = self.cfg
         if not cfg.check.benchmark:
             return
-        fmt_float = "onnx"
-        float_art = self.artifact.derive(float_model if float_model.suffix == ".onnx" else self.artifact.path, format=fmt_float)
+        # The float side in its own format: the prepared ONNX, or the compiled float artifact (quantize after compile).
+        onnx_float = float_model.suffix == ".onnx"
+        float_art = self.artifact.derive(float_model if onnx_float else self.artifact.path,
+                                         format="onnx" if onnx_float else self.artifact.format)
         if self.images is None:
             from vopt.quant.evaluate import eval_images
 

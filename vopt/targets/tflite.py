@@ -5,14 +5,13 @@ than vopt's main environment, so the extra lives in its own venv (constraints-tf
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 from collections import Counter
 from typing import Literal
 
 from pydantic import Field
 
-from vopt.errors import BuildError, RecipeError, missing_extra
+from vopt.errors import BuildError, missing_extra
 from vopt.pipeline.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
@@ -23,7 +22,8 @@ PRECISIONS = ("fp32", "int8")
 class TfliteConfig(CompileBase):
     target: Literal["tflite"] = "tflite"
     precision: Literal["fp32", "int8"] | None = Field(  # type: ignore[assignment]
-        default=None, description="fp32 (default), or int8: static int8 weights and activations (ai-edge-quantizer)."
+        default=None, description="fp32 (default). int8 is made by the quantize stage after conversion "
+        "(scheme litert-int8, ai-edge-quantizer): write quantize: {precision: int8}."
     )
     threads: int | None = Field(default=2, description="Interpreter threads for validation and benchmarks.")
 
@@ -37,6 +37,11 @@ class TfliteTarget(Target):
     # compile converts the build's torch module (ctx.artifacts), whatever the export step made after it.
     input_formats = ("torch-module", "onnx")
     description = "LiteRT / TFLite flatbuffer (litert-torch), run by ai-edge-litert"
+    # int8 is the quantize stage's, after conversion: ai-edge-quantizer works on the .tflite, so calibration,
+    # the held-out check, gates and the speed check are the same as on every other target.
+    quant_scheme = "litert-int8"
+    int8_scheme = "litert-int8"
+    quantize_after_compile = True
 
     def tool_versions(self) -> list[str]:
         return ["litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torch"]
@@ -45,12 +50,6 @@ class TfliteTarget(Target):
         if importlib.util.find_spec("ai_edge_litert") is None:
             return False, "no LiteRT runtime (pip install 'vopt[tflite]')"
         return True, "LiteRT interpreter (XNNPACK) on this CPU"
-
-    def check_recipe(self, recipe) -> None:
-        q = getattr(recipe, "quantize", None)
-        if q is not None and q.precision not in (None, "fp32"):
-            raise RecipeError("quantize.precision: the tflite target quantizes while it converts (ai-edge-quantizer): "
-                              "set compile.precision: int8; quantize.calibration still picks the calibration images")
 
     def compile(self, artifact: Artifact, cfg: TfliteConfig, ctx) -> Artifact:
         self.check_format(artifact)
@@ -63,7 +62,6 @@ class TfliteTarget(Target):
         from vopt.targets.coreml import _torch_source
         from vopt.targets.metadata import effective_precision
 
-        setting = self.precision(cfg)
         source = _torch_source(ctx)
         family = family_of(source)
         wrapped = OutputWrapper.wrap(load_module(source), family).eval()
@@ -74,24 +72,16 @@ class TfliteTarget(Target):
             convert(wrapped, example, float_path)
         except Exception as exc:
             raise BuildError(f"litert-torch could not convert {family.name}: {describe_failure(exc)}", stage="compile") from exc
-        path = float_path
-        calibration = None
-        if setting == "int8":
-            path = ctx.out("model.tflite")
-            calibration = quantize_int8(float_path, path, ctx, shape)
-            float_path.unlink()
-        else:
-            path = float_path.rename(ctx.out("model.tflite"))
+        path = float_path.rename(ctx.out("model.tflite"))
         from vopt.runtimes.litert import signature
 
         ins, outs = signature(path)
         ops = op_histogram(path)
         io = {"inputs": [{**d, "name": ctx.model_input.name} for d in ins],
               "outputs": [{**d, "name": n} for d, n in zip(outs, family.outputs, strict=False)]}
-        precision = effective_precision(source, setting, built=setting)
-        ctx.report.update(converter="litert-torch", ops=dict(ops), op_count=sum(ops.values()), calibration=calibration,
-                          summary=f"litert-torch {setting}, {sum(ops.values())} ops ({len(ops)} kinds)"
-                          + (f", int8 calibrated on {calibration['samples']} images" if calibration else ""))
+        precision = effective_precision(source, "fp32", built="fp32")
+        ctx.report.update(converter="litert-torch", ops=dict(ops), op_count=sum(ops.values()),
+                          summary=f"litert-torch fp32, {sum(ops.values())} ops ({len(ops)} kinds)")
         return source.derive(path, format="tflite", io=io, meta={"precision": precision})
 
     def runner(self, artifact: Artifact, cfg: TfliteConfig) -> Runner | Unavailable:
@@ -105,59 +95,12 @@ class TfliteTarget(Target):
 
 def convert(module, example, path) -> None:
     """torch module -> .tflite with litert-torch (NCHW float input, as the module takes it)."""
+    from vopt.runtimes.litert import stdout_to_stderr
+
     with stdout_to_stderr():
         import litert_torch
 
         litert_torch.convert(module, (example,)).export(str(path))
-
-
-@contextlib.contextmanager
-def stdout_to_stderr():
-    """litert-torch and the quantizer print progress on stdout (Python and C++): keep `--json` stdout clean."""
-    import os
-    import sys
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def quantize_int8(float_path, out_path, ctx, shape: list[int]) -> dict:
-    """Static int8 (weights and activations) with ai-edge-quantizer, calibrated on vopt's images: the recipe's
-    quantize.calibration when it has one (the family fragments carry the known-good settings), else 32 built-in ones."""
-    from ai_edge_quantizer import quantizer, recipe
-
-    from vopt.quant.calibration import CalibrationSet
-    from vopt.recipe.sections.quantize import CalibrationSection
-    from vopt.runtimes.litert import signature
-
-    q = getattr(ctx.recipe, "quantize", None)
-    section = q.calibration if q is not None else CalibrationSection(samples=32)
-    preprocess = ctx.artifacts["load"].preprocess
-    cal = CalibrationSet(section, preprocess, shape)
-    ins, _ = signature(float_path)
-    name, batch = ins[0]["name"], ins[0]["shape"][0]
-    samples = []
-    for images in cal.batches():
-        for i in range(0, images.shape[0] - batch + 1, batch):
-            samples.append({name: images[i:i + batch].astype("float32")})
-    qt = quantizer.Quantizer(str(float_path), recipe.static_wi8_ai8())
-    try:
-        with stdout_to_stderr():
-            result = qt.calibrate({"serving_default": samples}, num_threads=2)
-            qt.quantize(result, enable_progress_bar=False, enable_progress_report=False).export_model(str(out_path), overwrite=True)
-    except Exception as exc:
-        from vopt.targets.coreml import _describe
-
-        raise BuildError(f"ai-edge-quantizer could not quantize to int8: {_describe(exc)}", stage="compile") from exc
-    return {"samples": len(samples) * batch, "method": "minmax (ai-edge-quantizer static_wi8_ai8)", "data": cal.describe()}
 
 
 def describe_failure(exc: Exception) -> str:

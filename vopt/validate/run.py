@@ -20,8 +20,8 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg:
     """`compile_cfg` is the target's typed Config (the recipe's `compile:` section): its runner's settings.
     `heldout`: the images validate may use, held out from calibration (vopt.quant.heldout)."""
     from vopt.datasets.images import ImageStats, describe, iter_batches, list_images, sample_files
-    from vopt.models.resolve import family_of
     from vopt.datasets.split import paths
+    from vopt.models.resolve import family_of
 
     family = family_of(artifact)
     run = ctx.target.runner(artifact, compile_cfg)
