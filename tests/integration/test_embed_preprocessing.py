@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, tiny_model
+from tests.conftest import IMAGENET_SAMPLES, tiny_model
 
-IMAGENET = Path(os.environ.get("VOPT_IMAGENET_SAMPLES", REPO.parent / "shared" / "data" / "imagenet-samples"))
+IMAGENET = IMAGENET_SAMPLES
 
 
 def _build(write_recipe, cli, tmp_path, name: str, **sections):

@@ -5,15 +5,13 @@ the agreement with their 95% intervals."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import IMAGENET_SAMPLES
 from vopt.models.zoo.efficientnet_lite import PREPROCESS, available
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLES = Path(os.environ.get("VOPT_IMAGENET_SAMPLES", REPO.parent / "shared/data/imagenet-samples"))
+SAMPLES = IMAGENET_SAMPLES
 
 pytestmark = [
     pytest.mark.skipif(not (SAMPLES / "classes.txt").is_file(),

@@ -9,16 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, tiny_model
+from tests.conftest import IMAGENET_SAMPLES, tiny_model
 
 pytestmark = [
     pytest.mark.tflite,
     pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None or importlib.util.find_spec("ai_edge_litert") is None,
                        reason="litert-torch / ai-edge-litert not installed: run `make test-tflite` (own venv)"),
 ]
-SAMPLES = REPO.parent.parent / "shared" / "data" / "imagenet-samples"
-if not SAMPLES.is_dir():
-    SAMPLES = Path("/work/shared/data/imagenet-samples")
+SAMPLES = IMAGENET_SAMPLES
 
 
 def _build(cli, write_recipe, tmp_path, recipe: dict) -> dict:
