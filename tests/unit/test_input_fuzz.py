@@ -100,8 +100,8 @@ def _check(path: Path, *sets: str) -> str:
 
     try:
         loaded = load_recipe(path, list(sets))
+        check_inputs(loaded)  # as `vopt check` orders them: input problems carry the recipe line
         make_plan(loaded.recipe)
-        check_inputs(loaded)
     except RecipeError as exc:
         where = "" if str(path.name) in exc.message or exc.message.startswith("--set") else f"{path.name}: "
         _check_lines(where + exc.message, exc.lines)

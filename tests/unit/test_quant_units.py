@@ -152,17 +152,26 @@ def test_quant_write_back_uses_the_manifest(tmp_path):
     assert write_back(loaded, {"steps": [{"stage": "quantize", "report": {}}]}) is None
 
 
-def test_quant_missing_scheme_package_is_named_at_plan_time(monkeypatch):
+def test_quant_missing_scheme_package_is_named_before_any_step(monkeypatch):
+    """Checked by the build's preflight (exit 4, naming the extra), not by check/plan, which validate the recipe."""
     import importlib.util
 
     from vopt.errors import BackendUnavailable
+    from vopt.pipeline.runner import preflight
+    from vopt.registry import get_stage, get_target
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "onnx_ir" else real(name, *a)
     )
-    with pytest.raises(BackendUnavailable, match=r"onnx-ir.*pip install 'vopt\[int4\]'"):
-        _configure("cpu", precision="int4")
+    config = _configure("cpu", precision="int4")
+
+    class Step:
+        name, stage = "quantize", get_stage("quantize")
+
+    Step.config = config
+    with pytest.raises(BackendUnavailable, match=r"onnx_ir.*pip install 'vopt\[int4\]'"):
+        preflight([Step], get_target("cpu"))
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,7 @@ def test_format_table_opens_onnx_and_names_what_it_cannot(tmp_path):
         assert isinstance(run, Runner) and run.runtime == "onnxruntime-cpu"
     missing = open_artifact(tmp_path / "m.onnx", "coreml-weights")
     assert isinstance(missing, Unavailable) and "coreml-weights" in missing.reason
-    assert runtime_name("openvino-ir") == "openvino" and runtime_name("tflite") is None
+    assert runtime_name("openvino-ir") == "openvino" and runtime_name("coreml-mlpackage") is None
 
 
 def test_ort_runner_applies_the_level_the_artifact_records(tmp_path):

@@ -42,8 +42,8 @@ def _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, ti
 
     check_out_dir(out, [loaded.recipe.name for loaded in loaded_all])
     for loaded in loaded_all:
+        check_inputs(loaded)  # data folders first: their errors name the recipe line
         make_plan(loaded.recipe)
-        check_inputs(loaded)
     if jobs > 1 and len(recipes) > 1:
         _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json_out, debug, jobs)
         return

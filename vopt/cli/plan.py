@@ -23,8 +23,8 @@ def command(
     from vopt.recipe.resolve import load_recipe
 
     loaded = load_recipe(recipe, set_)
-    steps, target = make_plan(loaded.recipe)
     check_inputs(loaded)
+    steps, target = make_plan(loaded.recipe)
     planned = dry_run(steps, target, Cache(cache_dir))
     ok, why = target.available()
     if json_out:

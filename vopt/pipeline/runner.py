@@ -65,8 +65,8 @@ def build(
 
 
 def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start) -> BuildResult:
-    steps, target = make_plan(recipe)
     check_inputs(loaded)  # data folders and gate metrics, before any work (vopt/pipeline/preflight.py)
+    steps, target = make_plan(recipe)
     preflight(steps, target)
 
     artifact: Artifact | None = None
