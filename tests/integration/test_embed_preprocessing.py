@@ -73,7 +73,8 @@ def test_embedded_int8_on_openvino_and_cpu(write_recipe, cli, tmp_path):
 @pytest.mark.slow
 def test_embedded_with_camera_size_resizes_in_the_graph(write_recipe, cli, tmp_path):
     m = _build(write_recipe, cli, tmp_path, "emb-cam", compile={"target": "cpu"},
-               export={"embed_preprocessing": True, "camera_size": [96, 128]})
+               export={"embed_preprocessing": True, "camera_size": [96, 128]},
+               validate={"samples": 8, "default_gates": False})  # the photo-vs-frame drift is reported, not gated
     inp = m["artifact"]["io"]["inputs"][0]
     assert inp["shape"][1:] == [96, 128, 3] and m["artifact"]["preprocess"]["size"] == [96, 128]
     # Export parity: the graph against PyTorch doing the same resize and crop on the same frames.
