@@ -22,8 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 MODELS = {
-    "resnet18": {"layer_type": "basic", "depths": [2, 2, 2, 2], "hidden_sizes": [64, 128, 256, 512],
-                 "embedding_size": 64, "num_labels": 1000},
+    "resnet18": {
+        "layer_type": "basic",
+        "depths": [2, 2, 2, 2],
+        "hidden_sizes": [64, 128, 256, 512],
+        "embedding_size": 64,
+        "num_labels": 1000,
+    },
     "resnet50": {"num_labels": 1000},
 }
 
@@ -31,13 +36,23 @@ MODELS = {
 def recipe(name: str, target: str, precision: str, args: argparse.Namespace) -> dict:
     data = {
         "name": name,
-        "model": {"source": "hf", "id": f"{args.model}-random", "family": "resnet", "weights": "random",
-                  "config": MODELS[args.model], "input": {"shape": [1, 3, args.size, args.size]}},
+        "model": {
+            "source": "hf",
+            "id": f"{args.model}-random",
+            "family": "resnet",
+            "weights": "random",
+            "config": MODELS[args.model],
+            "input": {"shape": [1, 3, args.size, args.size]},
+        },
         "export": {"dynamic_batch": True, "parity_samples": 2},
         "compile": {"target": target},
         "validate": {"samples": args.samples},
-        "benchmark": {"batch_sizes": args.batch_sizes, "warmup": 3, "iterations": args.iterations,
-                      "threads": args.threads},
+        "benchmark": {
+            "batch_sizes": args.batch_sizes,
+            "warmup": 3,
+            "iterations": args.iterations,
+            "threads": args.threads,
+        },
     }
     if precision != "fp32":
         data["quantize"] = {"precision": precision}
@@ -91,9 +106,14 @@ def main() -> None:
         sys.exit("nothing was built")
     rows = compare_rows(built)
     print(compare_markdown(rows), end="")
-    points = [(f"{r['target']} {r['precision']}", float(r["size_bytes"]), r["agreement"])
-              for r in rows if r["size_bytes"] and r["agreement"] is not None]
-    png = size_vs_agreement(points, rows[0]["agreement_metric"] or "agreement", f"{args.model}: size vs agreement")
+    points = [
+        (f"{r['target']} {r['precision']}", float(r["size_bytes"]), r["agreement"])
+        for r in rows
+        if r["size_bytes"] and r["agreement"] is not None
+    ]
+    png = size_vs_agreement(
+        points, rows[0]["agreement_metric"] or "agreement", f"{args.model}: size vs agreement"
+    )
     if png:
         (args.out / "size_vs_agreement.png").write_bytes(png)
         print(f"\nplot: {args.out / 'size_vs_agreement.png'}", file=sys.stderr)

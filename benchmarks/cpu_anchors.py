@@ -35,19 +35,35 @@ sys.path.insert(0, str(ROOT))
 
 # MACs per image at 224x224 (ResNet-50: torchvision's count; ViT-B/16: 197 tokens, 12 layers).
 MODELS = {
-    "resnet50": {"family": "recipes/families/resnet.yaml", "macs": 4.1e9, "config": {"num_labels": 1000},
-                 "nncf_type": None},
-    "vit-b16": {"family": "recipes/families/vit.yaml", "macs": 17.5e9, "config": {"num_labels": 1000},
-                "nncf_type": "TRANSFORMER"},
+    "resnet50": {
+        "family": "recipes/families/resnet.yaml",
+        "macs": 4.1e9,
+        "config": {"num_labels": 1000},
+        "nncf_type": None,
+    },
+    "vit-b16": {
+        "family": "recipes/families/vit.yaml",
+        "macs": 17.5e9,
+        "config": {"num_labels": 1000},
+        "nncf_type": "TRANSFORMER",
+    },
 }
-ANCHORS = ("PyTorch eager", "ORT fp32", "naive quantize_static", "OpenVINO default hints", "default nncf.quantize")
+ANCHORS = (
+    "PyTorch eager",
+    "ORT fp32",
+    "naive quantize_static",
+    "OpenVINO default hints",
+    "default nncf.quantize",
+)
 
 
 def timed(calls: dict[str, Callable[[], Any]], rounds: int, per_round: int) -> dict[str, float]:
     """Median ms per call of each, interleaved."""
     from vopt.bench.timing import interleaved
 
-    return {k: v["p50_ms"] for k, v in interleaved(calls, rounds=rounds, per_round=per_round, warmup=2).items()}
+    return {
+        k: v["p50_ms"] for k, v in interleaved(calls, rounds=rounds, per_round=per_round, warmup=2).items()
+    }
 
 
 # -- 1. ceilings ----------------------------------------------------------------------------------
@@ -64,8 +80,13 @@ def gemm_onnx(path: Path, n: int, int8: bool) -> None:
         w = numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "W")
         nodes = [helper.make_node("MatMul", ["A", "W"], ["Y"])]
         a_type, y_type = TensorProto.FLOAT, TensorProto.FLOAT
-    graph = helper.make_graph(nodes, "gemm", [helper.make_tensor_value_info("A", a_type, [n, n])],
-                              [helper.make_tensor_value_info("Y", y_type, [n, n])], [w])
+    graph = helper.make_graph(
+        nodes,
+        "gemm",
+        [helper.make_tensor_value_info("A", a_type, [n, n])],
+        [helper.make_tensor_value_info("Y", y_type, [n, n])],
+        [w],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     onnx.save(model, str(path))
@@ -77,15 +98,26 @@ def qdq_gemm_onnx(path: Path, n: int) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.integers(-127, 127, (n, n), dtype=np.int8), "Wq"),
-             numpy_helper.from_array(np.array(0.01, np.float32), "ws"), numpy_helper.from_array(np.array(0, np.int8), "wz"),
-             numpy_helper.from_array(np.array(0.02, np.float32), "as"), numpy_helper.from_array(np.array(0, np.uint8), "az")]
-    nodes = [helper.make_node("QuantizeLinear", ["A", "as", "az"], ["Aq"]),
-             helper.make_node("DequantizeLinear", ["Aq", "as", "az"], ["Ad"]),
-             helper.make_node("DequantizeLinear", ["Wq", "ws", "wz"], ["Wd"]),
-             helper.make_node("MatMul", ["Ad", "Wd"], ["Y"])]
-    graph = helper.make_graph(nodes, "qgemm", [helper.make_tensor_value_info("A", TensorProto.FLOAT, [n, n])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [n, n])], inits)
+    inits = [
+        numpy_helper.from_array(rng.integers(-127, 127, (n, n), dtype=np.int8), "Wq"),
+        numpy_helper.from_array(np.array(0.01, np.float32), "ws"),
+        numpy_helper.from_array(np.array(0, np.int8), "wz"),
+        numpy_helper.from_array(np.array(0.02, np.float32), "as"),
+        numpy_helper.from_array(np.array(0, np.uint8), "az"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["A", "as", "az"], ["Aq"]),
+        helper.make_node("DequantizeLinear", ["Aq", "as", "az"], ["Ad"]),
+        helper.make_node("DequantizeLinear", ["Wq", "ws", "wz"], ["Wd"]),
+        helper.make_node("MatMul", ["Ad", "Wd"], ["Y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "qgemm",
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [n, n])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     onnx.save(model, str(path))
@@ -115,8 +147,11 @@ def ceilings(work: Path, threads: int, n: int, rounds: int, per_round: int) -> d
             config["INFERENCE_PRECISION_HINT"] = hint
         return core.compile_model(core.read_model(str(path)), "CPU", config)
 
-    o32, o16, o8 = ov_compiled(work / "gemm_f32.onnx", "f32"), ov_compiled(work / "gemm_f32.onnx", "bf16"), \
-        ov_compiled(work / "gemm_qdq.onnx", None)
+    o32, o16, o8 = (
+        ov_compiled(work / "gemm_f32.onnx", "f32"),
+        ov_compiled(work / "gemm_f32.onnx", "bf16"),
+        ov_compiled(work / "gemm_qdq.onnx", None),
+    )
     torch.set_num_threads(threads)
     t32, t16 = torch.from_numpy(a32), torch.from_numpy(a32).bfloat16()
     w32, w16 = torch.randn(n, n), torch.randn(n, n).bfloat16()
@@ -134,7 +169,9 @@ def ceilings(work: Path, threads: int, n: int, rounds: int, per_round: int) -> d
 
 
 # -- 2. vopt builds ------------------------------------------------------------------------------
-def vopt_build(name: str, model: str, target_file: str, work: Path, calib: int, int8_cpu: bool) -> tuple[dict, Path, float]:
+def vopt_build(
+    name: str, model: str, target_file: str, work: Path, calib: int, int8_cpu: bool
+) -> tuple[dict, Path, float]:
     """Build through the repo's recipes; returns (manifest, build dir, seconds)."""
     import yaml
 
@@ -149,8 +186,11 @@ def vopt_build(name: str, model: str, target_file: str, work: Path, calib: int, 
         "name": name,
         "model": {"weights": "random", "config": spec["config"]},
         "export": {"parity_samples": 2},
-        "quantize": {"precision": "int8", "calibration": {"samples": calib, "batch": 8, "seed": 0},
-                     "check": {"samples": 8, "benchmark": False}},
+        "quantize": {
+            "precision": "int8",
+            "calibration": {"samples": calib, "batch": 8, "seed": 0},
+            "check": {"samples": 8, "benchmark": False},
+        },
         "validate": None,
     }
     if int8_cpu:
@@ -184,9 +224,12 @@ def run_model(model: str, work: Path, args: argparse.Namespace, ceiling: dict[st
     from vopt.validate.metrics import centered_cosine
 
     spec = MODELS[model]
-    m_cpu, dir_cpu, t_cpu = vopt_build(f"{model}-cpu-int8", model, "recipes/targets/cpu.yaml", work, args.calib, True)
-    m_ov, dir_ov, t_ov = vopt_build(f"{model}-openvino-int8", model, "recipes/targets/openvino-int8.yaml", work,
-                                    args.calib, False)
+    m_cpu, dir_cpu, t_cpu = vopt_build(
+        f"{model}-cpu-int8", model, "recipes/targets/cpu.yaml", work, args.calib, True
+    )
+    m_ov, dir_ov, t_ov = vopt_build(
+        f"{model}-openvino-int8", model, "recipes/targets/openvino-int8.yaml", work, args.calib, False
+    )
     float_onnx = Path(step_artifact(m_cpu, work, "export").path)
     cpu_int8 = dir_cpu / m_cpu["artifact"]["file"]
     ov_int8 = dir_ov / m_ov["artifact"]["file"]
@@ -195,7 +238,9 @@ def run_model(model: str, work: Path, args: argparse.Namespace, ceiling: dict[st
 
     pre = loaded.preprocess
     files = list_images(None)
-    calib_imgs = np.concatenate(list(iter_batches(sample_files(files, args.calib, 0), pre, 8, augment_seed=0)))
+    calib_imgs = np.concatenate(
+        list(iter_batches(sample_files(files, args.calib, 0), pre, 8, augment_seed=0))
+    )
     eval_imgs = np.concatenate(list(iter_batches(sample_files(files, args.eval, 1), pre, 8, augment_seed=1)))
     name = ort.InferenceSession(str(float_onnx), providers=["CPUExecutionProvider"]).get_inputs()[0].name
 
@@ -213,8 +258,12 @@ def run_model(model: str, work: Path, args: argparse.Namespace, ceiling: dict[st
     t_qs = time.perf_counter() - t0
     t0 = time.perf_counter()
     kw = {"model_type": getattr(nncf.ModelType, spec["nncf_type"])} if spec["nncf_type"] else {}
-    default_nncf = nncf.quantize(ov.convert_model(str(float_onnx)), nncf.Dataset([calib_imgs[i : i + 1]
-                                 for i in range(len(calib_imgs))]), subset_size=len(calib_imgs), **kw)
+    default_nncf = nncf.quantize(
+        ov.convert_model(str(float_onnx)),
+        nncf.Dataset([calib_imgs[i : i + 1] for i in range(len(calib_imgs))]),
+        subset_size=len(calib_imgs),
+        **kw,
+    )
     t_nncf = time.perf_counter() - t0
 
     def ort_plain(path: Path):
@@ -252,20 +301,31 @@ def run_model(model: str, work: Path, args: argparse.Namespace, ceiling: dict[st
     x1 = np.ascontiguousarray(eval_imgs[:1])
     ms = timed({k: (lambda f=f: f(x1)) for k, (_, f) in rows.items()}, args.rounds, args.per_round)
     ips = {k: 1e3 / v for k, v in ms.items()}
-    lines = [f"### {model}: batch 1, {args.threads} threads, {args.calib} calibration images, {args.eval} for "
-             f"fidelity; median of {args.rounds} interleaved rounds x {args.per_round} calls",
-             "", "| row | img/s | " + " | ".join(f"vs {a}" for a in ANCHORS) + " | % of ceiling (which) | centered cosine |",
-             "|---|---|" + "---|" * len(ANCHORS) + "---|---|"]
+    lines = [
+        f"### {model}: batch 1, {args.threads} threads, {args.calib} calibration images, {args.eval} for "
+        f"fidelity; median of {args.rounds} interleaved rounds x {args.per_round} calls",
+        "",
+        "| row | img/s | "
+        + " | ".join(f"vs {a}" for a in ANCHORS)
+        + " | % of ceiling (which) | centered cosine |",
+        "|---|---|" + "---|" * len(ANCHORS) + "---|---|",
+    ]
     for k, (ceil_key, f) in rows.items():
         out = np.concatenate([f(eval_imgs[i : i + 1]) for i in range(len(eval_imgs))])
         pct = 100 * spec["macs"] * ips[k] / (ceiling[ceil_key] * 1e9)
         ratios = " | ".join(f"{ips[k] / ips[a]:.2f}x" for a in ANCHORS)
         bold = "**" if k.startswith("vopt") else ""
-        lines.append(f"| {bold}{k}{bold} | {ips[k]:.1f} | {ratios} | {pct:.0f}% ({ceil_key}) | "
-                     f"{centered_cosine(ref, out):.4f} |")
-    lines += ["", f"Wall time: vopt cpu int8 build {t_cpu:.0f} s, vopt openvino int8 build {t_ov:.0f} s (cold: load, export "
-              f"with parity, calibration, quantization); naive quantize_static {t_qs:.0f} s, default nncf.quantize "
-              f"{t_nncf:.0f} s.", ""]
+        lines.append(
+            f"| {bold}{k}{bold} | {ips[k]:.1f} | {ratios} | {pct:.0f}% ({ceil_key}) | "
+            f"{centered_cosine(ref, out):.4f} |"
+        )
+    lines += [
+        "",
+        f"Wall time: vopt cpu int8 build {t_cpu:.0f} s, vopt openvino int8 build {t_ov:.0f} s (cold: load, export "
+        f"with parity, calibration, quantization); naive quantize_static {t_qs:.0f} s, default nncf.quantize "
+        f"{t_nncf:.0f} s.",
+        "",
+    ]
     vopt_cpu.close()
     vopt_ov.close()
     return lines
@@ -273,7 +333,9 @@ def run_model(model: str, work: Path, args: argparse.Namespace, ceiling: dict[st
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="16 calibration / 8 evaluation images, 3 rounds x 3 calls")
+    ap.add_argument(
+        "--quick", action="store_true", help="16 calibration / 8 evaluation images, 3 rounds x 3 calls"
+    )
     ap.add_argument("--models", default="resnet50,vit-b16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calib", type=int, default=64)
@@ -289,8 +351,10 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="vopt-anchors-"))
     load = os.getloadavg()[0]
-    print(f"# cpu_anchors {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {cpu_model()}, {os.cpu_count()} CPUs, "
-          f"load average {load:.1f} at start{' (--quick)' if args.quick else ''}\n")
+    print(
+        f"# cpu_anchors {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {cpu_model()}, {os.cpu_count()} CPUs, "
+        f"load average {load:.1f} at start{' (--quick)' if args.quick else ''}\n"
+    )
     ceiling = ceilings(work, args.threads, args.gemm, args.rounds, args.per_round)
     print(f"## Ceilings: {args.gemm}-square GEMM, {args.threads} threads (GMAC/s)\n")
     print("| runtime and precision | GMAC/s |\n|---|---|")

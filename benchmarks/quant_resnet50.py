@@ -29,11 +29,18 @@ def recipe(name: str, target: str, calib: int) -> dict:
     return {
         "name": name,
         "model": {
-            "source": "hf", "id": "resnet-50-random", "family": "resnet", "weights": "random",
-            "config": {"num_labels": 1000}, "input": {"shape": [1, 3, 224, 224]},
+            "source": "hf",
+            "id": "resnet-50-random",
+            "family": "resnet",
+            "weights": "random",
+            "config": {"num_labels": 1000},
+            "input": {"shape": [1, 3, 224, 224]},
         },
         "export": {"dynamic_batch": True, "parity_samples": 2},
-        "quantize": {"calibration": {"samples": calib, "batch": 8}, "check": {"samples": 4, "benchmark": False}},
+        "quantize": {
+            "calibration": {"samples": calib, "batch": 8},
+            "check": {"samples": 4, "benchmark": False},
+        },
         "compile": {"target": target},
         "validate": None,
     }
@@ -92,7 +99,9 @@ def main() -> None:
 
     pre = get_family("resnet").preprocess([224, 224])
     files = list_images(None)
-    calib_imgs = np.concatenate(list(iter_batches(sample_files(files, args.calib, 0), pre, 8, augment_seed=0)))
+    calib_imgs = np.concatenate(
+        list(iter_batches(sample_files(files, args.calib, 0), pre, 8, augment_seed=0))
+    )
     eval_imgs = np.concatenate(list(iter_batches(sample_files(files, args.eval, 1), pre, 8, augment_seed=1)))
 
     class Reader(CalibrationDataReader):
@@ -108,8 +117,11 @@ def main() -> None:
     quantize_static(str(float_onnx), str(default_qs), Reader(), quant_format=QuantFormat.QDQ)
     t_qs = time.perf_counter() - t0
     t0 = time.perf_counter()
-    default_nncf = nncf.quantize(ov.convert_model(str(float_onnx)), nncf.Dataset([calib_imgs[i : i + 1] for i in range(len(calib_imgs))]),
-                                 subset_size=len(calib_imgs))
+    default_nncf = nncf.quantize(
+        ov.convert_model(str(float_onnx)),
+        nncf.Dataset([calib_imgs[i : i + 1] for i in range(len(calib_imgs))]),
+        subset_size=len(calib_imgs),
+    )
     t_nncf = time.perf_counter() - t0
     ov.save_model(default_nncf, str(work / "default_nncf.xml"), compress_to_fp16=False)
 
@@ -137,17 +149,25 @@ def main() -> None:
     }
     ref = np.concatenate([rows["ORT fp32"][1](eval_imgs[i : i + 1]) for i in range(len(eval_imgs))])
     x1 = eval_imgs[:1]
-    timings = interleaved({k: (lambda f=f: f(x1)) for k, (_, f) in rows.items()}, rounds=args.rounds, per_round=5, warmup=3)
-    print(f"\nResNet-50 (random sane weights), batch 1, {args.threads} threads, {args.calib} calibration images, "
-          f"{args.eval} validation images; median of {args.rounds} interleaved rounds x 5 calls\n")
+    timings = interleaved(
+        {k: (lambda f=f: f(x1)) for k, (_, f) in rows.items()}, rounds=args.rounds, per_round=5, warmup=3
+    )
+    print(
+        f"\nResNet-50 (random sane weights), batch 1, {args.threads} threads, {args.calib} calibration images, "
+        f"{args.eval} validation images; median of {args.rounds} interleaved rounds x 5 calls\n"
+    )
     print("| model | runtime | img/s | top-1 agreement | cosine | centered cosine |")
     print("|---|---|---|---|---|---|")
     for k, (rt, f) in rows.items():
         out = np.concatenate([f(eval_imgs[i : i + 1]) for i in range(len(eval_imgs))])
         ips = 1000.0 / timings[k]["p50_ms"]
-        print(f"| {k} | {rt} | {ips:.1f} | {top1_agreement(ref, out):.3f} | {cosine(ref, out):.5f} | {centered_cosine(ref, out):.4f} |")
-    print(f"\nwall time: vopt cpu build {t_cpu:.0f}s (load+export+quantize), vopt openvino build {t_ov:.0f}s, "
-          f"default quantize_static {t_qs:.0f}s, default nncf.quantize {t_nncf:.0f}s")
+        print(
+            f"| {k} | {rt} | {ips:.1f} | {top1_agreement(ref, out):.3f} | {cosine(ref, out):.5f} | {centered_cosine(ref, out):.4f} |"
+        )
+    print(
+        f"\nwall time: vopt cpu build {t_cpu:.0f}s (load+export+quantize), vopt openvino build {t_ov:.0f}s, "
+        f"default quantize_static {t_qs:.0f}s, default nncf.quantize {t_nncf:.0f}s"
+    )
 
 
 if __name__ == "__main__":

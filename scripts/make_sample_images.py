@@ -11,7 +11,16 @@ import skimage.data as d
 from PIL import Image
 
 OUT = Path(__file__).resolve().parent.parent / "vopt" / "data" / "samples"
-RGB = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "colorwheel"]
+RGB = [
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
+    "colorwheel",
+]
 GRAY = ["camera", "page", "text", "brick", "grass", "gravel", "moon", "coins", "clock"]
 
 

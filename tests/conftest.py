@@ -17,7 +17,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 # The labelled ImageNet photos beside the checkout (../shared/data/imagenet-samples, as CI lays them out), or
 # VOPT_IMAGENET_SAMPLES. Not part of the package: tests that need them skip with this path in the reason.
-IMAGENET_SAMPLES = Path(os.environ.get("VOPT_IMAGENET_SAMPLES", REPO.parent / "shared" / "data" / "imagenet-samples"))
+IMAGENET_SAMPLES = Path(
+    os.environ.get("VOPT_IMAGENET_SAMPLES", REPO.parent / "shared" / "data" / "imagenet-samples")
+)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,9 @@ _BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "int16": 2, "int4": 0.5}
 class MemoryEstimate:
     params: int  # parameter count
     param_bytes: int  # at the artifact's weight precision
-    activation_peak_bytes: int  # per image: the largest (inputs + output) of any one layer, what must be live at once
+    activation_peak_bytes: (
+        int  # per image: the largest (inputs + output) of any one layer, what must be live at once
+    )
     activation_total_bytes: int  # per image: every layer output kept (an upper bound, training-like)
     precision: str
     layers: int
@@ -21,8 +23,13 @@ class MemoryEstimate:
 
     def at_batch(self, batch: int) -> dict[str, Any]:
         total = self.param_bytes + batch * self.activation_peak_bytes
-        return {"batch": batch, "param_bytes": self.param_bytes, "activation_bytes": batch * self.activation_peak_bytes,
-                "total_bytes": total, "upper_bound_bytes": self.param_bytes + batch * self.activation_total_bytes}
+        return {
+            "batch": batch,
+            "param_bytes": self.param_bytes,
+            "activation_bytes": batch * self.activation_peak_bytes,
+            "total_bytes": total,
+            "upper_bound_bytes": self.param_bytes + batch * self.activation_total_bytes,
+        }
 
     def largest_batch(self, budget_bytes: int, limit: int = 4096) -> int | None:
         """The largest power-of-two batch whose estimate fits the budget; None if even batch 1 does not."""
@@ -65,8 +72,14 @@ def estimate_torch(module: Any, input_shape: list[int], precision: str = "fp32")
     finally:
         for h in handles:
             h.remove()
-    return MemoryEstimate(params=params, param_bytes=int(params * width), activation_peak_bytes=int(peak * act_width),
-                          activation_total_bytes=int(total * act_width), precision=precision, layers=layers)
+    return MemoryEstimate(
+        params=params,
+        param_bytes=int(params * width),
+        activation_peak_bytes=int(peak * act_width),
+        activation_total_bytes=int(total * act_width),
+        precision=precision,
+        layers=layers,
+    )
 
 
 def estimate_onnx(path: Any, input_shape: list[int], precision: str = "fp32") -> MemoryEstimate:
@@ -96,8 +109,15 @@ def estimate_onnx(path: Any, input_shape: list[int], precision: str = "fp32") ->
         peak = max(peak, sum(sizes.get(i, 0) for i in node.input if i not in inits) + out)
         total += out
     notes = [] if sizes else ["shape inference gave no activation shapes: activation memory unknown"]
-    return MemoryEstimate(params=params, param_bytes=int(param_bytes), activation_peak_bytes=peak,
-                          activation_total_bytes=total, precision=precision, layers=len(model.graph.node), notes=notes)
+    return MemoryEstimate(
+        params=params,
+        param_bytes=int(param_bytes),
+        activation_peak_bytes=peak,
+        activation_total_bytes=total,
+        precision=precision,
+        layers=len(model.graph.node),
+        notes=notes,
+    )
 
 
 def parse_bytes(text: str) -> int:

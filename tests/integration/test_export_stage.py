@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import tiny_model
 
-SPECTRAL = '''
+SPECTRAL = """
 import torch
 
 
@@ -22,7 +22,7 @@ class Spectral(torch.nn.Module):
 def build():
     return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Sequential(torch.nn.ReLU(), Spectral()),
                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-'''
+"""
 
 
 def _build(cli, write_recipe, tmp_path, **recipe):
@@ -42,8 +42,15 @@ def test_export_dynamo_exporter_with_dynamic_batch(cli, write_recipe, tmp_path, 
     from vopt.pipeline.artifact import Preprocess
     from vopt.runtimes.ort import runner
 
-    manifest, reports = _reports(_build(cli, write_recipe, tmp_path, model=tiny_model(family),
-                                        export={"dynamo": True, "parity_samples": 3}))
+    manifest, reports = _reports(
+        _build(
+            cli,
+            write_recipe,
+            tmp_path,
+            model=tiny_model(family),
+            export={"dynamo": True, "parity_samples": 3},
+        )
+    )
     ex = reports["export"]
     assert ex["exporter"] == "dynamo" and ex["opset"] >= 18
     assert ex["parity"]["outputs"]["logits"]["cosine"] >= 0.9999
@@ -56,8 +63,9 @@ def test_export_dynamo_exporter_with_dynamic_batch(cli, write_recipe, tmp_path, 
 
 def test_export_static_batch(cli, write_recipe, tmp_path):
     model = tiny_model("vit", input={"shape": [2, 3, 64, 64]})
-    manifest, reports = _reports(_build(cli, write_recipe, tmp_path, model=model,
-                                        export={"dynamic_batch": False, "parity_samples": 3}))
+    manifest, reports = _reports(
+        _build(cli, write_recipe, tmp_path, model=model, export={"dynamic_batch": False, "parity_samples": 3})
+    )
     assert manifest["artifact"]["io"]["inputs"][0]["shape"] == [2, 3, 64, 64]
     assert reports["export"]["parity"]["samples"] == 3  # padded to the static batch, then trimmed
     assert reports["export"]["parity"]["worst_cosine"] >= 0.9999
@@ -67,8 +75,12 @@ def test_export_failure_names_the_op_and_the_module(cli, write_recipe, tmp_path,
     name = f"spectral_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(SPECTRAL)
     monkeypatch.syspath_prepend(str(tmp_path))
-    result = _build(cli, write_recipe, tmp_path,
-                    model={"source": "python", "arch": f"{name}:build", "input": {"shape": [1, 3, 16, 16]}})
+    result = _build(
+        cli,
+        write_recipe,
+        tmp_path,
+        model={"source": "python", "arch": f"{name}:build", "input": {"shape": [1, 3, 16, 16]}},
+    )
     assert result.exit_code == 1
     text = " ".join(result.output.split())
     assert "[export]" in text and "op: aten::fft_fft2" in text
@@ -89,10 +101,14 @@ def test_export_matched_detections_survive_query_reordering():
     assert compare_outputs(ref, out)["outputs"]["logits"]["cosine"] < 0.5  # positional comparison fails
     matched = compare_outputs(ref, out, skip=("logits", "pred_boxes"))
     moved = int((perm != np.arange(30)).sum()) * 2
-    assert matched["outputs"]["logits"]["matched"] and matched["outputs"]["logits"]["reordered_queries"] == moved
+    assert (
+        matched["outputs"]["logits"]["matched"] and matched["outputs"]["logits"]["reordered_queries"] == moved
+    )
     assert matched["worst_cosine"] > 0.999999
-    wrong = {"logits": rng.normal(size=logits.shape).astype(np.float32),
-             "pred_boxes": rng.uniform(size=boxes.shape).astype(np.float32)}
+    wrong = {
+        "logits": rng.normal(size=logits.shape).astype(np.float32),
+        "pred_boxes": rng.uniform(size=boxes.shape).astype(np.float32),
+    }
     assert compare_outputs(ref, wrong, skip=("logits", "pred_boxes"))["outputs"]["logits"]["cosine"] < 0.8
 
 
@@ -106,8 +122,10 @@ def test_export_parity_check_fails_the_build_when_ort_drifts(cli, write_recipe, 
         r = real(path, **kw)
         inner = r.run
         noise = np.random.default_rng(1)
-        r.run = lambda feeds: {k: v + noise.normal(scale=np.abs(v).mean(), size=v.shape).astype(v.dtype)
-                               for k, v in inner(feeds).items()}
+        r.run = lambda feeds: {
+            k: v + noise.normal(scale=np.abs(v).mean(), size=v.shape).astype(v.dtype)
+            for k, v in inner(feeds).items()
+        }
         return r
 
     monkeypatch.setattr(ort_mod, "runner", drifting)
@@ -116,8 +134,12 @@ def test_export_parity_check_fails_the_build_when_ort_drifts(cli, write_recipe, 
     assert "drifts from PyTorch beyond the resnet tolerance" in " ".join(result.output.split())
 
 
-@pytest.mark.parametrize(("family", "output", "size"), [("segformer", "logits", 96), ("dinov2", "last_hidden_state", 48)])
-def test_export_dynamic_height_width_follows_the_family_output_axes(cli, write_recipe, tmp_path, family, output, size):
+@pytest.mark.parametrize(
+    ("family", "output", "size"), [("segformer", "logits", 96), ("dinov2", "last_hidden_state", 48)]
+)
+def test_export_dynamic_height_width_follows_the_family_output_axes(
+    cli, write_recipe, tmp_path, family, output, size
+):
     """Input height/width dynamic: the family's spatial output axes are dynamic too, and ORT at a new size
     matches PyTorch at that size."""
     import torch
@@ -128,7 +150,9 @@ def test_export_dynamic_height_width_follows_the_family_output_axes(cli, write_r
 
     model = tiny_model(family)
     model["input"]["dynamic"] = {"height": [32, 64, 128], "width": [32, 64, 128]}
-    manifest, reports = _reports(_build(cli, write_recipe, tmp_path, model=model, export={"parity_samples": 2}))
+    manifest, reports = _reports(
+        _build(cli, write_recipe, tmp_path, model=model, export={"parity_samples": 2})
+    )
     shape = next(o for o in manifest["artifact"]["io"]["outputs"] if o["name"] == output)["shape"]
     spatial = shape[1:2] if family == "dinov2" else shape[2:]
     assert spatial and all(isinstance(d, str) for d in spatial), shape

@@ -18,13 +18,15 @@ FAMILIES = sorted(all_families())
 def test_family_tiny_model_load_fuse_export_parity(family, write_recipe, cli, tmp_path):
     fam = get_family(family)
     assert fam.tiny_config, f"family '{family}' is registered without a tiny_config: it cannot be tested"
-    recipe = write_recipe({
-        "name": f"tiny-{family}",
-        "model": tiny_model(family),
-        "fuse": {"conv_bn": True},
-        "export": {"parity_samples": 4},
-        "validate": None,
-    })
+    recipe = write_recipe(
+        {
+            "name": f"tiny-{family}",
+            "model": tiny_model(family),
+            "fuse": {"conv_bn": True},
+            "export": {"parity_samples": 4},
+            "validate": None,
+        }
+    )
     result = cli("build", recipe, "--out", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.output
     manifest = json.loads(result.stdout)

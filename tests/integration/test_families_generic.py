@@ -25,17 +25,36 @@ def test_families_generic_mobilevit_from_a_local_directory(cli, write_recipe, tm
 
     from vopt.models.init import sane_random_init
 
-    config = MobileViTConfig(image_size=64, hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 24, 64],
-                             num_attention_heads=2, num_labels=3, id2label={0: "cat", 1: "dog", 2: "car"},
-                             label2id={"cat": 0, "dog": 1, "car": 2})
+    config = MobileViTConfig(
+        image_size=64,
+        hidden_sizes=[16, 24, 32],
+        neck_hidden_sizes=[8, 8, 16, 16, 24, 24, 64],
+        num_attention_heads=2,
+        num_labels=3,
+        id2label={0: "cat", 1: "dog", 2: "car"},
+        label2id={"cat": 0, "dog": 1, "car": 2},
+    )
     config.architectures = ["MobileViTForImageClassification"]
     model = sane_random_init(MobileViTForImageClassification(config).eval(), [1, 3, 64, 64])
     model.save_pretrained(tmp_path / "mobilevit")
-    (tmp_path / "mobilevit" / "preprocessor_config.json").write_text(json.dumps(
-        {"do_rescale": True, "do_flip_channel_order": True, "crop_size": {"height": 64, "width": 64},
-         "size": {"shortest_edge": 72}}))
-    recipe = write_recipe({"name": "mobilevit", "validate": None, "fuse": {},
-                           "model": {"source": "hf", "id": str(tmp_path / "mobilevit"), "input": {"shape": [1, 3, 64, 64]}}})
+    (tmp_path / "mobilevit" / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "do_rescale": True,
+                "do_flip_channel_order": True,
+                "crop_size": {"height": 64, "width": 64},
+                "size": {"shortest_edge": 72},
+            }
+        )
+    )
+    recipe = write_recipe(
+        {
+            "name": "mobilevit",
+            "validate": None,
+            "fuse": {},
+            "model": {"source": "hf", "id": str(tmp_path / "mobilevit"), "input": {"shape": [1, 3, 64, 64]}},
+        }
+    )
     manifest, reports = _reports(cli("build", recipe, "--out", tmp_path / "out", "--json"))
     assert reports["load"]["family"] == "generic" and reports["load"]["task"] == "image-classification"
     assert manifest["artifact"]["meta"]["labels"] == ["cat", "dog", "car"]
@@ -48,11 +67,29 @@ def test_families_generic_mobilevit_from_a_local_directory(cli, write_recipe, tm
 
 def test_families_generic_beit_by_model_type_offline(cli, write_recipe, tmp_path):
     """No download, no family: `config.model_type` names the architecture, the task picks the head."""
-    recipe = write_recipe({"name": "beit", "validate": None, "model": {
-        "source": "hf", "id": "microsoft/beit-base-patch16-224", "weights": "random", "task": "image-classification",
-        "config": {"model_type": "beit", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                   "intermediate_size": 64, "image_size": 64, "patch_size": 16, "num_labels": 10},
-        "input": {"shape": [1, 3, 64, 64]}}})
+    recipe = write_recipe(
+        {
+            "name": "beit",
+            "validate": None,
+            "model": {
+                "source": "hf",
+                "id": "microsoft/beit-base-patch16-224",
+                "weights": "random",
+                "task": "image-classification",
+                "config": {
+                    "model_type": "beit",
+                    "hidden_size": 32,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 2,
+                    "intermediate_size": 64,
+                    "image_size": 64,
+                    "patch_size": 16,
+                    "num_labels": 10,
+                },
+                "input": {"shape": [1, 3, 64, 64]},
+            },
+        }
+    )
     _, reports = _reports(cli("build", recipe, "--out", tmp_path / "out", "--json"))
     assert reports["load"]["family"] == "generic"
     logits = reports["export"]["parity"]["outputs"]["logits"]
@@ -75,12 +112,22 @@ def test_families_registry_entry_is_complete(family, tmp_path):
     recipe = load_recipe(composed).recipe
     assert recipe.model.family == family and recipe.model.task == fam.task
     assert len(fam.mean) == len(fam.std) == 3 and fam.atol > 0 and 0.99 < fam.min_cosine <= 1
-    assert fam.task in ("image-classification", "object-detection", "semantic-segmentation", "feature-extraction")
+    assert fam.task in (
+        "image-classification",
+        "object-detection",
+        "semantic-segmentation",
+        "feature-extraction",
+    )
 
 
 def test_families_hf_offline_without_local_copy_names_the_id(cli, write_recipe, tmp_path):
-    recipe = write_recipe({"name": "offline", "validate": None,
-                           "model": {"source": "hf", "id": "nobody/no-such-model", "weights": "pretrained"}})
+    recipe = write_recipe(
+        {
+            "name": "offline",
+            "validate": None,
+            "model": {"source": "hf", "id": "nobody/no-such-model", "weights": "pretrained"},
+        }
+    )
     result = cli("build", recipe, "--out", tmp_path / "out")
     assert result.exit_code == 4
     assert "nobody/no-such-model" in result.output and "local directory" in result.output
@@ -91,13 +138,19 @@ def test_families_hf_checkpoint_that_does_not_match(cli, write_recipe, tmp_path)
     import torch
     from transformers import AutoModelForImageClassification, ResNetConfig
 
-    other = AutoModelForImageClassification.from_config(ResNetConfig(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
-                                                                      embedding_size=8, num_labels=10))
+    other = AutoModelForImageClassification.from_config(
+        ResNetConfig(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], embedding_size=8, num_labels=10)
+    )
     torch.save(other.state_dict(), tmp_path / "other.pt")
     from tests.conftest import tiny_model
 
-    recipe = write_recipe({"name": "mismatch", "validate": None,
-                           "model": {**tiny_model("resnet"), "weights": str(tmp_path / "other.pt")}})
+    recipe = write_recipe(
+        {
+            "name": "mismatch",
+            "validate": None,
+            "model": {**tiny_model("resnet"), "weights": str(tmp_path / "other.pt")},
+        }
+    )
     result = cli("build", recipe, "--out", tmp_path / "out")
     assert result.exit_code == 1
     assert "does not match the model" in result.output and "Traceback" not in result.output
@@ -106,8 +159,13 @@ def test_families_hf_checkpoint_that_does_not_match(cli, write_recipe, tmp_path)
 def test_families_family_model_with_another_task_uses_that_tasks_outputs(cli, write_recipe, tmp_path):
     from tests.conftest import tiny_model
 
-    recipe = write_recipe({"name": "vit-features", "validate": None,
-                           "model": {**tiny_model("vit"), "task": "feature-extraction"}})
+    recipe = write_recipe(
+        {
+            "name": "vit-features",
+            "validate": None,
+            "model": {**tiny_model("vit"), "task": "feature-extraction"},
+        }
+    )
     manifest, reports = _reports(cli("build", recipe, "--out", tmp_path / "out", "--json"))
     assert set(reports["export"]["parity"]["outputs"]) == {"last_hidden_state"}
     assert manifest["artifact"]["preprocess"]["mean"] == [0.5, 0.5, 0.5]  # still ViT's contract
@@ -115,11 +173,29 @@ def test_families_family_model_with_another_task_uses_that_tasks_outputs(cli, wr
 
 
 def test_families_deit_gets_imagenet_normalisation(cli, write_recipe, tmp_path):
-    recipe = write_recipe({"name": "deit", "validate": None, "model": {
-        "source": "hf", "id": "facebook/deit-tiny-patch16-224", "family": "vit", "weights": "random",
-        "config": {"model_type": "deit", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                   "intermediate_size": 64, "image_size": 64, "patch_size": 16, "num_labels": 10},
-        "input": {"shape": [1, 3, 64, 64]}}})
+    recipe = write_recipe(
+        {
+            "name": "deit",
+            "validate": None,
+            "model": {
+                "source": "hf",
+                "id": "facebook/deit-tiny-patch16-224",
+                "family": "vit",
+                "weights": "random",
+                "config": {
+                    "model_type": "deit",
+                    "hidden_size": 32,
+                    "num_hidden_layers": 1,
+                    "num_attention_heads": 2,
+                    "intermediate_size": 64,
+                    "image_size": 64,
+                    "patch_size": 16,
+                    "num_labels": 10,
+                },
+                "input": {"shape": [1, 3, 64, 64]},
+            },
+        }
+    )
     manifest, reports = _reports(cli("build", recipe, "--out", tmp_path / "out", "--json"))
     assert manifest["artifact"]["preprocess"]["mean"] == [0.485, 0.456, 0.406]
     assert reports["export"]["parity"]["worst_cosine"] >= 0.9999

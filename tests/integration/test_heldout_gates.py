@@ -17,8 +17,13 @@ from vopt.datasets.images import SAMPLES_DIR
 def _recipe(name: str, quantize: dict, validate: dict | None = None, model: dict | None = None) -> dict:
     q = {"calibration": {"samples": 8, "batch": 4}, **quantize}
     q["check"] = {"samples": 8, "benchmark": False, **quantize.get("check", {})}
-    return {"name": name, "model": model or tiny_model("resnet"), "quantize": q, "compile": {"target": "cpu"},
-            "validate": validate or {"samples": 2}}
+    return {
+        "name": name,
+        "model": model or tiny_model("resnet"),
+        "quantize": q,
+        "compile": {"target": "cpu"},
+        "validate": validate or {"samples": 2},
+    }
 
 
 def _manifest(out: Path, name: str) -> dict:
@@ -40,7 +45,9 @@ def test_check_on_calibration_images_is_a_plan_time_error(write_recipe, cli, tmp
         assert res.exit_code == 2, res.output
         assert "quantize.check.data: 2 of 2 check image(s) are in the calibration data" in res.output
         assert "my_photo.jpg" in res.output and "allow_overlap" in res.output
-    ok = write_recipe(_recipe("overlap-ok", {"check": {"data": str(check), "allow_overlap": True}}), "ok.yaml")
+    ok = write_recipe(
+        _recipe("overlap-ok", {"check": {"data": str(check), "allow_overlap": True}}), "ok.yaml"
+    )
     res = cli("build", ok, "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)
@@ -73,7 +80,11 @@ def test_too_few_images_cannot_pass_silently(write_recipe, cli, tmp_path):
     res = cli("build", strict, "--out", tmp_path / "out")
     assert res.exit_code == 3, res.output
     assert "top1_agreement" in res.output
-    (gate,) = [g for g in _quantize(_manifest(tmp_path / "out", "few-strict"))["gates"] if g["metric"] == "top1_agreement"]
+    (gate,) = [
+        g
+        for g in _quantize(_manifest(tmp_path / "out", "few-strict"))["gates"]
+        if g["metric"] == "top1_agreement"
+    ]
     assert gate["value"] >= 0.99 > gate["bound"] and not gate["passed"]  # measured 1.000, lower bound 0.68
 
 
@@ -88,7 +99,9 @@ def test_default_gates_catch_a_bad_artifact(write_recipe, cli, tmp_path):
 
 
 def _ppocr() -> Path | None:
-    spec = importlib.util.find_spec("rapidocr_onnxruntime")  # the package imports cv2: locate it without importing
+    spec = importlib.util.find_spec(
+        "rapidocr_onnxruntime"
+    )  # the package imports cv2: locate it without importing
     if spec is None or not spec.submodule_search_locations:
         return None
     path = Path(spec.submodule_search_locations[0]) / "models" / "ch_PP-OCRv4_det_infer.onnx"
@@ -101,28 +114,57 @@ def _text_images(folder: Path, n: int = 16) -> Path:
     from PIL import Image, ImageDraw, ImageFont
 
     rng = random.Random(0)
-    words = ["invoice", "total", "amount", "date", "street", "city", "station", "exit", "north", "platform", "open", "close", "coffee", "menu"]
+    words = [
+        "invoice",
+        "total",
+        "amount",
+        "date",
+        "street",
+        "city",
+        "station",
+        "exit",
+        "north",
+        "platform",
+        "open",
+        "close",
+        "coffee",
+        "menu",
+    ]
     folder.mkdir(parents=True)
     for i in range(n):
         img = Image.new("RGB", (160, 160), tuple(rng.randint(180, 255) for _ in range(3)))
         d = ImageDraw.Draw(img)
         for line in range(3):
             text = " ".join(rng.choice(words) for _ in range(2))
-            d.text((rng.randint(2, 30), 8 + line * 48), text, fill=(20, 20, 20), font=ImageFont.load_default(size=22))
+            d.text(
+                (rng.randint(2, 30), 8 + line * 48),
+                text,
+                fill=(20, 20, 20),
+                font=ImageFont.load_default(size=22),
+            )
         img.save(folder / f"t{i:02d}.png")
     return folder
 
 
-@pytest.mark.skipif(_ppocr() is None, reason="rapidocr-onnxruntime (the PP-OCRv4 det ONNX file) is not installed: "
-                    "pip install --no-deps rapidocr-onnxruntime==1.4.4")
+@pytest.mark.skipif(
+    _ppocr() is None,
+    reason="rapidocr-onnxruntime (the PP-OCRv4 det ONNX file) is not installed: "
+    "pip install --no-deps rapidocr-onnxruntime==1.4.4",
+)
 def test_ppocr_det_opset12_int8_is_upgraded_and_gated(write_recipe, cli, tmp_path):
     """PaddlePaddle's PP-OCRv4 text detector, opset 12. Per-channel QDQ used to fail with ORT's raw INVALID_GRAPH;
     now the model is upgraded to opset 13 first. On text it holds (centered cosine 0.95 measured); on photos
     without text the int8 probability map is all zeros (centered cosine 0.00) and the default gate fails it."""
-    model = {"source": "onnx", "path": str(_ppocr()), "task": "feature-extraction",
-             "input": {"shape": [1, 3, 160, 160], "name": "x"}}
+    model = {
+        "source": "onnx",
+        "path": str(_ppocr()),
+        "task": "feature-extraction",
+        "input": {"shape": [1, 3, 160, 160], "name": "x"},
+    }
     text = _text_images(tmp_path / "text")
-    ok = _recipe("ppocr-text", {"calibration": {"data": str(text), "samples": 8, "batch": 4}}, {"samples": 8}, model)
+    ok = _recipe(
+        "ppocr-text", {"calibration": {"data": str(text), "samples": 8, "batch": 4}}, {"samples": 8}, model
+    )
     res = cli("build", write_recipe(ok, "text.yaml"), "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     rep = _quantize(json.loads(res.stdout))
@@ -161,8 +203,12 @@ def tiny_attention_net() -> TinyAttentionNet:
 
 
 def test_generic_transformer_gets_transformer_defaults(write_recipe, cli, tmp_path):
-    model = {"source": "python", "arch": "tests.integration.test_heldout_gates:tiny_attention_net",
-             "weights": "random", "input": {"shape": [1, 3, 32, 32]}}
+    model = {
+        "source": "python",
+        "arch": "tests.integration.test_heldout_gates:tiny_attention_net",
+        "weights": "random",
+        "input": {"shape": [1, 3, 32, 32]},
+    }
     res = cli("build", write_recipe(_recipe("attn", {}, model=model)), "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)

@@ -11,8 +11,13 @@ from tests.conftest import tiny_model
 
 
 def _build(write_recipe, cli, tmp_path, compile_section, quantize=None):
-    recipe = {"name": f"opt-{compile_section['target']}", "model": tiny_model("resnet"), "compile": compile_section,
-              "export": {"parity_samples": 2}, "validate": {"samples": 4}}
+    recipe = {
+        "name": f"opt-{compile_section['target']}",
+        "model": tiny_model("resnet"),
+        "compile": compile_section,
+        "export": {"parity_samples": 2},
+        "validate": {"samples": 4},
+    }
     if quantize:
         recipe["quantize"] = quantize
     res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
@@ -23,8 +28,13 @@ def _build(write_recipe, cli, tmp_path, compile_section, quantize=None):
 @pytest.mark.slow
 def test_qnn_htp_options_reach_the_execution_provider(write_recipe, cli, tmp_path):
     pytest.importorskip("onnxruntime_qnn")
-    m = _build(write_recipe, cli, tmp_path, {"target": "qnn", "htp_performance_mode": "burst", "vtcm_mb": 8},
-               quantize={"calibration": {"samples": 8}, "check": {"samples": 4, "benchmark": False}})
+    m = _build(
+        write_recipe,
+        cli,
+        tmp_path,
+        {"target": "qnn", "htp_performance_mode": "burst", "vtcm_mb": 8},
+        quantize={"calibration": {"samples": 8}, "check": {"samples": 4, "benchmark": False}},
+    )
     opts = m["validation"]["runtime_info"]["provider_options"]
     assert opts["htp_performance_mode"] == "burst" and opts["vtcm_mb"] == "8"
     compile_report = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
@@ -34,13 +44,24 @@ def test_qnn_htp_options_reach_the_execution_provider(write_recipe, cli, tmp_pat
 
 
 def test_qnn_rejects_an_unknown_performance_mode_at_its_line(write_recipe, cli):
-    path = write_recipe({"name": "q", "model": tiny_model("resnet"),
-                         "compile": {"target": "qnn", "htp_performance_mode": "turbo"}})
+    path = write_recipe(
+        {
+            "name": "q",
+            "model": tiny_model("resnet"),
+            "compile": {"target": "qnn", "htp_performance_mode": "turbo"},
+        }
+    )
     res = cli("check", path)
     assert res.exit_code == 2 and "compile.htp_performance_mode" in res.output
     # The EP refuses fp16 precision mode without a SoC: said at plan time, not as a session failure.
-    path = write_recipe({"name": "q", "model": tiny_model("resnet"),
-                         "compile": {"target": "qnn", "enable_htp_fp16_precision": True}}, "fp16.yaml")
+    path = write_recipe(
+        {
+            "name": "q",
+            "model": tiny_model("resnet"),
+            "compile": {"target": "qnn", "enable_htp_fp16_precision": True},
+        },
+        "fp16.yaml",
+    )
     res = cli("check", path)
     assert res.exit_code == 2 and "enable_htp_fp16_precision needs soc_model" in res.output
 
@@ -64,9 +85,13 @@ def test_openvino_streams_and_model_cache(write_recipe, cli, tmp_path, _isolated
 def test_tensorrt_builder_settings_are_checked_and_recorded_without_a_gpu():
     from vopt.targets.tensorrt import SUPPORTED_MAJOR, TensorRtConfig, builder_settings
 
-    cfg = TensorRtConfig(target="tensorrt", builder_optimization_level=5, sparsity=True, version_compatible=True)
-    assert builder_settings(cfg) == {"builder_optimization_level": 5,
-                                     "extra_flags": ["SPARSE_WEIGHTS", "VERSION_COMPATIBLE"]}
+    cfg = TensorRtConfig(
+        target="tensorrt", builder_optimization_level=5, sparsity=True, version_compatible=True
+    )
+    assert builder_settings(cfg) == {
+        "builder_optimization_level": 5,
+        "extra_flags": ["SPARSE_WEIGHTS", "VERSION_COMPATIBLE"],
+    }
     assert builder_settings(TensorRtConfig(target="tensorrt")) == {"extra_flags": []}
     assert SUPPORTED_MAJOR == (10, 11)
     from pydantic import ValidationError

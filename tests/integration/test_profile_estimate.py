@@ -12,14 +12,23 @@ from tests.conftest import REPO, tiny_model
 
 
 def _build(write_recipe, cli, tmp_path, target: str, precision: str, profile: bool = False):
-    recipe = {"name": f"prof-{target}-{precision}", "model": tiny_model("resnet"),
-              "export": {"parity_samples": 2}, "compile": {"target": target}}
+    recipe = {
+        "name": f"prof-{target}-{precision}",
+        "model": tiny_model("resnet"),
+        "export": {"parity_samples": 2},
+        "compile": {"target": target},
+    }
     if precision == "int8":
-        recipe["quantize"] = {"precision": "int8", "calibration": {"samples": 8},
-                              "check": {"samples": 4, "benchmark": False}}
+        recipe["quantize"] = {
+            "precision": "int8",
+            "calibration": {"samples": 8},
+            "check": {"samples": 4, "benchmark": False},
+        }
     if profile:
         recipe["benchmark"] = {"iterations": 3, "warmup": 1, "baseline": False, "profile": True}
-    result = cli("build", write_recipe(recipe, f"{target}-{precision}.yaml"), "--out", tmp_path / "out", "--json")
+    result = cli(
+        "build", write_recipe(recipe, f"{target}-{precision}.yaml"), "--out", tmp_path / "out", "--json"
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout), tmp_path / "out" / recipe["name"]
 

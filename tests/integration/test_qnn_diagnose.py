@@ -17,21 +17,39 @@ from tests.conftest import REPO
 pytest.importorskip("onnxruntime_qnn")
 
 CONVNEXTV2 = {
-    "source": "hf", "id": "tiny-convnextv2", "family": "convnext", "weights": "random",
-    "config": {"model_type": "convnextv2", "hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1], "num_labels": 10,
-               "image_size": 64},
+    "source": "hf",
+    "id": "tiny-convnextv2",
+    "family": "convnext",
+    "weights": "random",
+    "config": {
+        "model_type": "convnextv2",
+        "hidden_sizes": [16, 32, 64, 128],
+        "depths": [1, 1, 1, 1],
+        "num_labels": 10,
+        "image_size": 64,
+    },
     "input": {"shape": [1, 3, 64, 64]},
 }
 
 
 def test_qnn_finalize_failure_names_the_grn_nodes_and_the_exclusion_builds(write_recipe, cli, tmp_path):
     quant = {"precision": "int8", "calibration": {"samples": 4}, "check": {"samples": 4, "benchmark": False}}
-    recipe = {"name": "cnv2-qnn", "model": CONVNEXTV2, "quantize": quant, "compile": {"target": "qnn"},
-              "validate": {"samples": 2}}
+    recipe = {
+        "name": "cnv2-qnn",
+        "model": CONVNEXTV2,
+        "quantize": quant,
+        "compile": {"target": "qnn"},
+        "validate": {"samples": 2},
+    }
     # A real process, so that what native libraries write to file descriptor 2 is seen too.
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "vopt", "build", str(write_recipe(recipe)), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vopt", "build", str(write_recipe(recipe)), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 1, proc.stderr
     out = proc.stderr
     assert "QNN HTP rejected the graph" in out and "QNN_COMMON_ERROR_MEM_ALLOC" in out

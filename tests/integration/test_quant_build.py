@@ -14,11 +14,18 @@ import yaml
 from tests.conftest import tiny_model
 
 
-def _recipe(family: str, target: str = "cpu", quantize: dict | None = None, validate: dict | None = None) -> dict:
+def _recipe(
+    family: str, target: str = "cpu", quantize: dict | None = None, validate: dict | None = None
+) -> dict:
     q = {"calibration": {"samples": 32}, "check": {"samples": 16, "rounds": 2}}
     q.update(quantize or {})
-    return {"name": f"q-{family}-{target}", "model": tiny_model(family), "quantize": q, "compile": {"target": target},
-            "validate": validate if validate is not None else {"samples": 8}}
+    return {
+        "name": f"q-{family}-{target}",
+        "model": tiny_model(family),
+        "quantize": q,
+        "compile": {"target": target},
+        "validate": validate if validate is not None else {"samples": 8},
+    }
 
 
 def _step(manifest: dict, stage: str) -> dict:
@@ -41,13 +48,20 @@ def _build(cli, recipe: Path, out: Path, *extra: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family, min_centered", [("resnet", 0.99), ("vit", 0.99)])
-def test_quant_cpu_int8_runs_on_ort_reports_metrics_and_is_reproducible(family, min_centered, write_recipe, cli, tmp_path):
+def test_quant_cpu_int8_runs_on_ort_reports_metrics_and_is_reproducible(
+    family, min_centered, write_recipe, cli, tmp_path
+):
     recipe = write_recipe(_recipe(family))
     m = _build(cli, recipe, tmp_path / "out")
     step = _step(m, "quantize")
     rep = step["report"]
     assert rep["scheme"] == "ort-qdq" and rep["precision"] == "int8"
-    assert rep["settings"] == {"activation_type": "uint8", "weight_type": "int8", "per_channel": True, "calibration_method": "minmax"}
+    assert rep["settings"] == {
+        "activation_type": "uint8",
+        "weight_type": "int8",
+        "per_channel": True,
+        "calibration_method": "minmax",
+    }
     worst = rep["check"]["worst"]
     # measured: resnet 0.9960 centered / 0.9977 raw; vit 0.9977 / 0.9986
     assert worst["centered_cosine"] >= min_centered
@@ -100,7 +114,10 @@ def test_quant_openvino_int8_nncf_runs_on_openvino(family, min_centered, write_r
     assert "openvino" in m["validation"]["runtime"]
     # the io spec is read back from the IR: static shapes, real output dims
     io = _cache_entry(step).artifact.io
-    assert io.inputs[0].shape == [1, 3, 64, 64] and io.outputs[0].shape == [1, tiny_model(family)["config"]["num_labels"]]
+    assert io.inputs[0].shape == [1, 3, 64, 64] and io.outputs[0].shape == [
+        1,
+        tiny_model(family)["config"]["num_labels"],
+    ]
 
 
 def test_quant_fp16_loads_and_runs_on_ort(write_recipe, cli, tmp_path):
@@ -139,7 +156,9 @@ def test_quant_scheme_overrides_make_their_types(scheme, precision, write_recipe
     inits = {i.name: i for i in model.graph.initializer}
     qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert qs
-    zps = [onnx.numpy_helper.to_array(inits[n.input[2]]) for n in qs if len(n.input) > 2 and n.input[2] in inits]
+    zps = [
+        onnx.numpy_helper.to_array(inits[n.input[2]]) for n in qs if len(n.input) > 2 and n.input[2] in inits
+    ]
     if scheme == "trt-qdq":  # symmetric s8 activations: every zero point is int8 0
         assert all(z.dtype == np.int8 and not z.any() for z in zps)
     else:  # QNN u16 activations through com.microsoft Q/DQ (opset < 21)
@@ -150,8 +169,13 @@ def test_quant_scheme_overrides_make_their_types(scheme, precision, write_recipe
 
 def test_quant_fallback_converges_and_write_back_reproduces(write_recipe, cli, tmp_path):
     # full int8 gives centered cosine 0.9960 on this model: the gate forces layers back to float
-    q = {"gates": {"centered_cosine": ">=0.9975"}, "auto_fallback": True, "max_float_fraction": 1.0, "fallback_step": 2,
-         "check": {"samples": 16, "benchmark": False}}
+    q = {
+        "gates": {"centered_cosine": ">=0.9975"},
+        "auto_fallback": True,
+        "max_float_fraction": 1.0,
+        "fallback_step": 2,
+        "check": {"samples": 16, "benchmark": False},
+    }
     recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 4}))
     m = _build(cli, recipe, tmp_path / "out", "--write-back")
     step = _step(m, "quantize")
@@ -161,7 +185,13 @@ def test_quant_fallback_converges_and_write_back_reproduces(write_recipe, cli, t
     assert fb["rounds"][0]["centered_cosine"] < 0.9975 <= fb["rounds"][-1]["centered_cosine"]
     assert rep["gates"][0]["passed"] and rep["gates"][0]["value"] >= 0.9975
     table = rep["sensitivity"]
-    assert len(table) == fb["quantized_layers"] and {"node", "op_type", "out_sqnr_db", "drop_db", "rank"} <= set(table[0])
+    assert len(table) == fb["quantized_layers"] and {
+        "node",
+        "op_type",
+        "out_sqnr_db",
+        "drop_db",
+        "rank",
+    } <= set(table[0])
     assert fb["kept_float"] == [r["node"] for r in table[: len(fb["kept_float"])]]  # worst first
     graph = onnx.load(str(_artifact(step))).graph
     dq = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
@@ -180,8 +210,13 @@ def test_quant_fallback_converges_and_write_back_reproduces(write_recipe, cli, t
 
 
 def test_quant_impossible_gate_exits_3_with_the_sensitivity_table(write_recipe, cli, tmp_path):
-    q = {"gates": {"centered_cosine": ">=0.99999"}, "auto_fallback": True, "max_float_fraction": 0.2, "fallback_step": 2,
-         "check": {"samples": 8, "benchmark": False}}
+    q = {
+        "gates": {"centered_cosine": ">=0.99999"},
+        "auto_fallback": True,
+        "max_float_fraction": 0.2,
+        "fallback_step": 2,
+        "check": {"samples": 8, "benchmark": False},
+    }
     recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 4}))
     res = cli("build", recipe, "--out", tmp_path / "out")
     assert res.exit_code == 3, res.output
@@ -227,7 +262,11 @@ def test_quant_calibration_300_images_bounded_memory(write_recipe, cli, tmp_path
 
 def test_quant_synthetic_calibration_is_marked(write_recipe, cli, tmp_path):
     # default gates off: synthetic ranges give centered cosine 0.85, which they fail (tests/integration/test_heldout_gates.py)
-    q = {"calibration": {"synthetic": True, "samples": 8}, "check": {"samples": 4, "benchmark": False}, "default_gates": False}
+    q = {
+        "calibration": {"synthetic": True, "samples": 8},
+        "check": {"samples": 4, "benchmark": False},
+        "default_gates": False,
+    }
     recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2, "default_gates": False}))
     m = _build(cli, recipe, tmp_path / "out")
     rep = _step(m, "quantize")["report"]
@@ -241,8 +280,11 @@ def test_quant_npz_calibration_changes_the_cache_key(write_recipe, cli, tmp_path
     npz = tmp_path / "calib.npz"
     np.savez(npz, a=rng.standard_normal((6, 3, 64, 64), dtype=np.float32))
     # random-noise tensors calibrate badly (centered cosine 0.86, below the default gate): the cache key is the subject
-    q = {"calibration": {"data": str(npz), "samples": 6, "batch": 4}, "check": {"samples": 4, "benchmark": False},
-         "default_gates": False}
+    q = {
+        "calibration": {"data": str(npz), "samples": 6, "batch": 4},
+        "check": {"samples": 4, "benchmark": False},
+        "default_gates": False,
+    }
     recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2, "default_gates": False}))
     m1 = _build(cli, recipe, tmp_path / "out")
     cal = _step(m1, "quantize")["report"]["calibration"]
@@ -256,7 +298,9 @@ def test_quant_npz_calibration_changes_the_cache_key(write_recipe, cli, tmp_path
 @pytest.mark.slow
 def test_quant_coreml_int8_weights_after_compile(write_recipe, cli, tmp_path):
     ct = pytest.importorskip("coremltools")
-    recipe = write_recipe(_recipe("resnet", "coreml", {"check": {"samples": 4, "benchmark": False}}, validate={"samples": 2}))
+    recipe = write_recipe(
+        _recipe("resnet", "coreml", {"check": {"samples": 4, "benchmark": False}}, validate={"samples": 2})
+    )
     m = _build(cli, recipe, tmp_path / "out")
     assert [s["stage"] for s in m["steps"]][:4] == ["load", "export", "compile", "quantize"]  # after compile
     step = _step(m, "quantize")
@@ -264,7 +308,12 @@ def test_quant_coreml_int8_weights_after_compile(write_recipe, cli, tmp_path):
     assert rep["scheme"] == "coreml-weights" and "int8" in rep["scheme_info"]["method"]
     assert rep["check"]["status"] == "not run"  # Core ML predicts only on macOS
     spec = ct.models.MLModel(str(_artifact(step)), skip_model_load=True).get_spec()
-    ops = [op.type for f in spec.mlProgram.functions.values() for b in f.block_specializations.values() for op in b.operations]
+    ops = [
+        op.type
+        for f in spec.mlProgram.functions.values()
+        for b in f.block_specializations.values()
+        for op in b.operations
+    ]
     assert sum(t.startswith("constexpr_") for t in ops) >= 5  # int8 weights dequantized at load time
     # the package and the manifest say what it now is, not the float precision compile wrote
     assert spec.description.metadata.userDefined["vopt.precision"] == "int8 weights"
@@ -272,8 +321,13 @@ def test_quant_coreml_int8_weights_after_compile(write_recipe, cli, tmp_path):
 
 
 def test_quant_fallback_measured_ranking(write_recipe, cli, tmp_path):
-    q = {"gates": {"centered_cosine": ">=0.997"}, "auto_fallback": True, "max_float_fraction": 0.6,
-         "options": {"rank_by": "measured"}, "check": {"samples": 16, "benchmark": False}}
+    q = {
+        "gates": {"centered_cosine": ">=0.997"},
+        "auto_fallback": True,
+        "max_float_fraction": 0.6,
+        "options": {"rank_by": "measured"},
+        "check": {"samples": 16, "benchmark": False},
+    }
     recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2}))
     rep = _step(_build(cli, recipe, tmp_path / "out"), "quantize")["report"]
     assert rep["fallback"]["converged"] and rep["gates"][0]["passed"]
@@ -302,8 +356,14 @@ def test_quant_openvino_fallback_ranks_on_a_qdq_proxy(write_recipe, cli, tmp_pat
     pytest.importorskip("nncf")
     # With the percentile range estimator NNCF int8 starts below the gate on this model (about 0.93 centered);
     # layers moved back to float lift it over
-    q = {"calibration": {"samples": 16, "method": "percentile"}, "gates": {"centered_cosine": ">=0.955"}, "auto_fallback": True,
-         "max_float_fraction": 0.5, "fallback_step": 2, "check": {"samples": 16, "benchmark": False}}
+    q = {
+        "calibration": {"samples": 16, "method": "percentile"},
+        "gates": {"centered_cosine": ">=0.955"},
+        "auto_fallback": True,
+        "max_float_fraction": 0.5,
+        "fallback_step": 2,
+        "check": {"samples": 16, "benchmark": False},
+    }
     recipe = write_recipe(_recipe("resnet", "openvino", q, validate={"samples": 2}))
     rep = _step(_build(cli, recipe, tmp_path / "out"), "quantize")["report"]
     fb = rep["fallback"]
@@ -315,8 +375,14 @@ def test_quant_openvino_fallback_ranks_on_a_qdq_proxy(write_recipe, cli, tmp_pat
 
 
 def test_quant_fallback_to_int16_and_write_back(write_recipe, cli, tmp_path):
-    q = {"gates": {"centered_cosine": ">=0.997"}, "auto_fallback": True, "max_float_fraction": 0.75, "fallback_step": 2,
-         "options": {"fallback_to": "int16"}, "check": {"samples": 16, "benchmark": False}}
+    q = {
+        "gates": {"centered_cosine": ">=0.997"},
+        "auto_fallback": True,
+        "max_float_fraction": 0.75,
+        "fallback_step": 2,
+        "options": {"fallback_to": "int16"},
+        "check": {"samples": 16, "benchmark": False},
+    }
     recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2}))
     m = _build(cli, recipe, tmp_path / "out", "--write-back")
     step = _step(m, "quantize")
@@ -324,8 +390,11 @@ def test_quant_fallback_to_int16_and_write_back(write_recipe, cli, tmp_path):
     assert fb["to"] == "int16" and fb["converged"] and fb["kept_int16"]  # measured: 12 of 24 layers
     model = onnx.load(str(_artifact(step)))
     inits = {i.name: i for i in model.graph.initializer}
-    zp_types = {onnx.numpy_helper.to_array(inits[n.input[2]]).dtype for n in model.graph.node
-                if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits}
+    zp_types = {
+        onnx.numpy_helper.to_array(inits[n.input[2]]).dtype
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits
+    }
     assert {np.dtype(np.uint8), np.dtype(np.uint16)} <= zp_types  # still quantized: some tensors at 16 bits
     written = yaml.safe_load(recipe.read_text())["quantize"]["options"]
     assert written["int16_nodes"] == fb["kept_int16"] and written["fallback_to"] == "int16"
@@ -340,14 +409,19 @@ def _cache_entry(step: dict):
 
 
 @pytest.mark.parametrize("family", ["yolos", "detr"])
-def test_quant_detection_int8_matches_detections_and_reports_box_agreement(family, write_recipe, cli, tmp_path):
+def test_quant_detection_int8_matches_detections_and_reports_box_agreement(
+    family, write_recipe, cli, tmp_path
+):
     from vopt.models.sources.onnx import onnx_io
     from vopt.quant.config import QuantizeConfig
     from vopt.stages.quantize import QuantizeStage
 
     # score_threshold 0.2: the random-weight heads score ~0.2-0.3, so there are real detections to match
-    q = {"calibration": {"samples": 8, "batch": 4}, "check": {"samples": 8, "benchmark": False},
-         "gates": {"box_agreement": ">=0.9"}}
+    q = {
+        "calibration": {"samples": 8, "batch": 4},
+        "check": {"samples": 8, "benchmark": False},
+        "gates": {"box_agreement": ">=0.9"},
+    }
     recipe = write_recipe(_recipe(family, quantize=q, validate={"samples": 4, "score_threshold": 0.2}))
     m = _build(cli, recipe, tmp_path / "out")
     step = _step(m, "quantize")
@@ -363,7 +437,10 @@ def test_quant_detection_int8_matches_detections_and_reports_box_agreement(famil
     # the io spec is the written model's: static batch 1 on the outputs too (the QDQ scheme pins the dims)
     entry = _cache_entry(step)
     assert entry.artifact.io == onnx_io(entry.artifact.path)
-    assert [t.shape for t in entry.artifact.io.outputs] == [[1, 10, 6], [1, 10, 4]]  # 10 queries, 5 classes + none
+    assert [t.shape for t in entry.artifact.io.outputs] == [
+        [1, 10, 6],
+        [1, 10, 4],
+    ]  # 10 queries, 5 classes + none
     # the fingerprint in the cache key is computed with the contract calibration used
     cfg = QuantizeConfig(**step["config"])
     assert cfg.preprocess == entry.artifact.preprocess.model_dump(mode="json")

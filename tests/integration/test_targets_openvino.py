@@ -162,4 +162,7 @@ def test_int8_speed_check_times_at_default_hints(write_recipe, cli, tmp_path):
     assert m["validation"]["runtime_info"]["inference_precision"] == "f32"
     assert m["artifact"]["meta"]["precision"] == "int8"
     # the hints the IR carries (rt_info runtime_options) for vopt's runners and for a user's compile_model
-    assert m["artifact"]["meta"]["runtime"] == {"name": "openvino", "settings": {"PERFORMANCE_HINT": "LATENCY"}}
+    assert m["artifact"]["meta"]["runtime"] == {
+        "name": "openvino",
+        "settings": {"PERFORMANCE_HINT": "LATENCY"},
+    }

@@ -11,10 +11,19 @@ from tests.conftest import tiny_model
 
 
 def _recipe(write_recipe, gate: str):
-    return write_recipe({"name": "tune-cpu", "model": tiny_model("resnet"), "compile": {"target": "cpu"},
-                         "quantize": {"precision": "int8", "calibration": {"samples": 8},
-                                      "check": {"samples": 4, "benchmark": False}},
-                         "validate": {"samples": 8, "gates": {"centered_cosine": gate}}})
+    return write_recipe(
+        {
+            "name": "tune-cpu",
+            "model": tiny_model("resnet"),
+            "compile": {"target": "cpu"},
+            "quantize": {
+                "precision": "int8",
+                "calibration": {"samples": 8},
+                "check": {"samples": 4, "benchmark": False},
+            },
+            "validate": {"samples": 8, "gates": {"centered_cosine": gate}},
+        }
+    )
 
 
 @pytest.mark.slow
@@ -27,12 +36,18 @@ def test_tune_builds_the_scheme_space_and_picks_a_passing_candidate(write_recipe
     assert names[0] == "as written" and len(names) == 5  # per-channel x range method, plus the recipe
     assert all(c["status"] == "built" and c["img_s"] > 0 for c in r["candidates"])
     # The recipe's own settings (per-channel, minmax) give the same bytes as that candidate: timed once.
-    twin = next(c for c in r["candidates"] if c["overrides"] == {"quantize.per_channel": True,
-                                                                 "quantize.calibration.method": "minmax"})
+    twin = next(
+        c
+        for c in r["candidates"]
+        if c["overrides"] == {"quantize.per_channel": True, "quantize.calibration.method": "minmax"}
+    )
     assert twin["same_artifact_as"] == "as written"
     best = r["best"]
-    assert best["status"] == "built" and best["img_s"] == max(c["img_s"] for c in r["candidates"]) \
+    assert (
+        best["status"] == "built"
+        and best["img_s"] == max(c["img_s"] for c in r["candidates"])
         or best["name"] == "as written"
+    )
     if best["overrides"]:
         tuned = yaml.safe_load((tmp_path / "recipe.tuned.yaml").read_text())
         assert tuned["extends"] == ["recipe.yaml"]

@@ -14,8 +14,20 @@ def _recipe(name, validate):
 
 
 def test_gates_pass_with_task_metrics(write_recipe, cli, tmp_path):
-    path = write_recipe(_recipe("gates-ok", {"samples": 6, "gates": {
-        "top1_agreement": ">=0.99", "top5_agreement": ">=0.99", "kl_divergence": "<1e-6", "centered_cosine": ">=0.999"}}))
+    path = write_recipe(
+        _recipe(
+            "gates-ok",
+            {
+                "samples": 6,
+                "gates": {
+                    "top1_agreement": ">=0.99",
+                    "top5_agreement": ">=0.99",
+                    "kl_divergence": "<1e-6",
+                    "centered_cosine": ">=0.999",
+                },
+            },
+        )
+    )
     res = cli("build", path, "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     v = json.loads(res.stdout)["validation"]
@@ -31,7 +43,9 @@ def test_gates_pass_with_task_metrics(write_recipe, cli, tmp_path):
 
 def test_failed_gate_exits_3_naming_metric_value_threshold(write_recipe, cli, tmp_path):
     # fp32 ORT vs PyTorch differs by ~1e-6, so SQNR is near 100-120 dB: 200 dB cannot pass.
-    path = write_recipe(_recipe("gates-fail", {"samples": 4, "gates": {"sqnr_db": ">=200", "top1_agreement": ">=0.99"}}))
+    path = write_recipe(
+        _recipe("gates-fail", {"samples": 4, "gates": {"sqnr_db": ">=200", "top1_agreement": ">=0.99"}})
+    )
     res = cli("build", path, "--out", tmp_path / "out")
     assert res.exit_code == 3, res.output
     assert "1 gate failed" in res.output
@@ -71,11 +85,20 @@ def test_model_loaded_from_onnx_is_validated_against_the_source_onnx(write_recip
     from tests.integration.test_bench_cli import tiny_onnx
 
     src = tiny_onnx(tmp_path / "src.onnx")
-    path = write_recipe({"name": "from-onnx", "model": {"source": "onnx", "path": str(src), "input": {"shape": [1, 3, 32, 32]}},
-                         "compile": {"target": "cpu"}, "validate": {"samples": 4, "gates": {"top1_agreement": ">=0.99"}}})
+    path = write_recipe(
+        {
+            "name": "from-onnx",
+            "model": {"source": "onnx", "path": str(src), "input": {"shape": [1, 3, 32, 32]}},
+            "compile": {"target": "cpu"},
+            "validate": {"samples": 4, "gates": {"top1_agreement": ">=0.99"}},
+        }
+    )
     res = cli("build", path, "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     v = json.loads(res.stdout)["validation"]
     assert v["status"] == "ok" and v["reference_runtime"] == "source ONNX on onnxruntime-cpu"
     assert v["task_metrics"]["top1_agreement"] == 1.0 and v["gates"][0]["passed"]
-    assert "compared with source ONNX on onnxruntime-cpu" in (tmp_path / "out" / "from-onnx" / "report.md").read_text()
+    assert (
+        "compared with source ONNX on onnxruntime-cpu"
+        in (tmp_path / "out" / "from-onnx" / "report.md").read_text()
+    )

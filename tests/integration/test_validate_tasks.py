@@ -20,14 +20,20 @@ from tests.conftest import tiny_model
 )
 def test_task_metrics_and_gates(family, gates, expect, write_recipe, cli, tmp_path):
     # Random-weight detectors score low: a low threshold gives real detections to match.
-    recipe = {"name": f"t-{family}", "model": tiny_model(family), "compile": {"target": "cpu"},
-              "validate": {"samples": 3, "score_threshold": 0.05, "gates": gates}}
+    recipe = {
+        "name": f"t-{family}",
+        "model": tiny_model(family),
+        "compile": {"target": "cpu"},
+        "validate": {"samples": 3, "score_threshold": 0.05, "gates": gates},
+    }
     res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     v = json.loads(res.stdout)["validation"]
     tm = v["task_metrics"]
     # the recipe's gates, then the task's defaults (vopt.validate.defaults) for the metrics it leaves ungated
-    assert all(g["passed"] for g in v["gates"]) and [g["metric"] for g in v["gates"] if not g.get("default")] == list(gates)
+    assert all(g["passed"] for g in v["gates"]) and [
+        g["metric"] for g in v["gates"] if not g.get("default")
+    ] == list(gates)
     for key, value in expect.items():
         assert tm[key] == value
     if family == "segformer":

@@ -18,12 +18,22 @@ from tests.conftest import REPO, tiny_model
 @pytest.mark.parametrize("outs", [["a", "a"], ["a", "a", "b", "c"]], ids=["2-same-out", "4-mixed-out"])
 def test_concurrent_builds_share_one_cache(tmp_path, outs):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"name": "tiny", "model": tiny_model("resnet"), "validate": {"samples": 2}}))
+    recipe.write_text(
+        yaml.safe_dump({"name": "tiny", "model": tiny_model("resnet"), "validate": {"samples": 2}})
+    )
     cache = tmp_path / "cache"
     env = {**os.environ, "VOPT_CACHE_DIR": str(cache)}
-    procs = [subprocess.Popen([sys.executable, "-m", "vopt", "build", str(recipe), "--out", str(tmp_path / o), "--json"],
-                              env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for o in outs]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "vopt", "build", str(recipe), "--out", str(tmp_path / o), "--json"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for o in outs
+    ]
     results = [(p, *p.communicate(timeout=300)) for p in procs]
     for p, _, stderr in results:
         assert p.returncode == 0, stderr

@@ -13,8 +13,14 @@ from tests.conftest import tiny_model
 
 
 def _recipe(write_recipe):
-    return write_recipe({"name": "tiny", "model": tiny_model("resnet"), "compile": {"target": "cpu"},
-                         "validate": {"samples": 4}})
+    return write_recipe(
+        {
+            "name": "tiny",
+            "model": tiny_model("resnet"),
+            "compile": {"target": "cpu"},
+            "validate": {"samples": 4},
+        }
+    )
 
 
 def _entry_of(cache: Path, manifest: dict, stage: str) -> Path:
@@ -44,7 +50,11 @@ def test_truncated_cached_artifact_is_rebuilt_not_shipped(cli, write_recipe, tmp
     assert any("discarded and rebuilt" in w for w in again["warnings"])
     built = out / "tiny" / again["artifact"]["file"]
     assert built.stat().st_size == size
-    assert hashlib.sha256(built.read_bytes()).hexdigest() == again["artifact"]["sha256"] == first["artifact"]["sha256"]
+    assert (
+        hashlib.sha256(built.read_bytes()).hexdigest()
+        == again["artifact"]["sha256"]
+        == first["artifact"]["sha256"]
+    )
     import onnxruntime as ort
 
     ort.InferenceSession(str(built), providers=["CPUExecutionProvider"])  # the shipped file loads

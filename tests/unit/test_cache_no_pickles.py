@@ -12,8 +12,12 @@ import pytest
 
 from tests.conftest import tiny_model
 
-RECIPE = {"name": "tiny", "model": tiny_model("resnet"), "quantize": {"precision": "int8", "calibration": {"samples": 4}},
-          "validate": {"samples": 2}}
+RECIPE = {
+    "name": "tiny",
+    "model": tiny_model("resnet"),
+    "quantize": {"precision": "int8", "calibration": {"samples": 4}},
+    "validate": {"samples": 2},
+}
 
 
 class _Payload:
@@ -85,9 +89,16 @@ def test_two_clean_builds_give_identical_bytes(cli, write_recipe, tmp_path, monk
         result = cli("build", recipe, "--out", tmp_path / f"out{i}", "--json")
         assert result.exit_code == 0, result.output
         entries = _entries(cache, json.loads(result.stdout))
-        payloads.append({stage: {str(f.relative_to(entries[stage])): hashlib.sha256(f.read_bytes()).hexdigest()
-                                 for f in sorted((entries[stage] / "payload").rglob("*")) if f.is_file()}
-                         for stage in ("load", "export", "quantize")})
+        payloads.append(
+            {
+                stage: {
+                    str(f.relative_to(entries[stage])): hashlib.sha256(f.read_bytes()).hexdigest()
+                    for f in sorted((entries[stage] / "payload").rglob("*"))
+                    if f.is_file()
+                }
+                for stage in ("load", "export", "quantize")
+            }
+        )
     for stage in ("load", "export", "quantize"):
         assert payloads[0][stage] == payloads[1][stage], stage
     assert list(payloads[0]["load"]) == ["payload/model.safetensors"]

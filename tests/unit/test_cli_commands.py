@@ -35,7 +35,18 @@ def test_recipes_lists_shipped_recipes(cli, monkeypatch):
 def test_schema_is_json_schema_with_every_section(cli, tmp_path):
     result = cli("schema")
     schema = json.loads(result.stdout)
-    for section in ("model", "preprocess", "fuse", "prune", "export", "quantize", "compile", "validate", "benchmark", "extends"):
+    for section in (
+        "model",
+        "preprocess",
+        "fuse",
+        "prune",
+        "export",
+        "quantize",
+        "compile",
+        "validate",
+        "benchmark",
+        "extends",
+    ):
         assert section in schema["properties"], section
     out = tmp_path / "s.json"
     assert cli("schema", "-o", out).exit_code == 0
@@ -66,7 +77,9 @@ def test_recipe_reference_doc_is_up_to_date():
     from vopt.recipe.reference import render_reference
 
     doc = (REPO / "docs" / "recipe-reference.md").read_text()
-    assert doc == render_reference(), "regenerate: .venv/bin/python -m vopt.recipe.reference > docs/recipe-reference.md"
+    assert doc == render_reference(), (
+        "regenerate: .venv/bin/python -m vopt.recipe.reference > docs/recipe-reference.md"
+    )
 
 
 def test_plan_passes_for_every_shipped_recipe(cli, monkeypatch):
@@ -75,7 +88,9 @@ def test_plan_passes_for_every_shipped_recipe(cli, monkeypatch):
         from vopt.datasets.images import SAMPLES_DIR
 
         monkeypatch.setenv("VOPT_IMAGENET", str(SAMPLES_DIR))
-    recipes = sorted(p for p in (REPO / "recipes").glob("*.yaml")) + [REPO / "recipes" / "examples" / "demo.yaml"]
+    recipes = sorted(p for p in (REPO / "recipes").glob("*.yaml")) + [
+        REPO / "recipes" / "examples" / "demo.yaml"
+    ]
     assert len(recipes) >= 7
     for path in recipes:
         result = cli("plan", path, "--json")
@@ -97,6 +112,13 @@ def test_compare_and_bench_on_a_non_build_dir_exit_2(cli, tmp_path):
 
 
 def test_a_scheme_the_target_cannot_compile_is_a_plan_time_error(cli, write_recipe):
-    recipe = write_recipe({"name": "x", "model": tiny_model("resnet"), "quantize": {"scheme": "nncf"}, "compile": {"target": "cpu"}})
+    recipe = write_recipe(
+        {
+            "name": "x",
+            "model": tiny_model("resnet"),
+            "quantize": {"scheme": "nncf"},
+            "compile": {"target": "cpu"},
+        }
+    )
     result = cli("plan", recipe)
     assert result.exit_code == 2 and "makes openvino-ir, but the cpu target compiles onnx" in result.stderr

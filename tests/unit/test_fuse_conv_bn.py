@@ -64,8 +64,15 @@ def test_fuse_efficientnet_pooler_swap_is_exact():
 
 
 def test_fuse_stage_channels_last_and_no_folding(cli, write_recipe, tmp_path):
-    recipe = write_recipe({"name": "cl", "model": tiny_model("mobilenet"), "validate": None,
-                           "fuse": {"conv_bn": False, "channels_last": True}, "export": {"parity_samples": 2}})
+    recipe = write_recipe(
+        {
+            "name": "cl",
+            "model": tiny_model("mobilenet"),
+            "validate": None,
+            "fuse": {"conv_bn": False, "channels_last": True},
+            "export": {"parity_samples": 2},
+        }
+    )
     result = cli("build", recipe, "--out", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.output
     reports = {s["stage"]: s["report"] for s in json.loads(result.stdout)["steps"]}

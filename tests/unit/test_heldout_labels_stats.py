@@ -50,8 +50,9 @@ def test_synset_file_names_with_classes_txt(tmp_path):
     """The imagenet-samples layout: `<synset>_<name>.JPEG` + `index<TAB>synset<TAB>name`."""
     _img(tmp_path / "n01443537_goldfish.png", 1)
     _img(tmp_path / "n01491361_tiger_shark.png", 2)
-    (tmp_path / "classes.txt").write_text("0\tn01440764\ttench\n1\tn01443537\tgoldfish\n2\tn01484850\twhite_shark\n"
-                                          "3\tn01491361\ttiger_shark\n")
+    (tmp_path / "classes.txt").write_text(
+        "0\tn01440764\ttench\n1\tn01443537\tgoldfish\n2\tn01484850\twhite_shark\n3\tn01491361\ttiger_shark\n"
+    )
     files = list_images(str(tmp_path))
     labels = find_labels(str(tmp_path), files)
     assert [labels.by_file[f] for f in files] == [1, 3] and labels.name(3) == "tiger_shark"
@@ -94,7 +95,10 @@ def test_check_images_that_are_calibration_images_are_a_recipe_error(tmp_path):
     files = [_img(calib_dir / f"c{i}.png", i * 9) for i in range(6)]
     _img(check_dir / "new.png", 200)
     shutil.copy(files[2], check_dir / "copy_of_c2.png")
-    with pytest.raises(RecipeError, match=r"quantize.check.data: 1 of 2 check image\(s\) are in the calibration data.*copy_of_c2"):
+    with pytest.raises(
+        RecipeError,
+        match=r"quantize.check.data: 1 of 2 check image\(s\) are in the calibration data.*copy_of_c2",
+    ):
         resolve(str(calib_dir), True, str(check_dir), 0.5, False, "quantize.check.data")
     h = resolve(str(calib_dir), True, str(check_dir), 0.5, True, "quantize.check.data")
     assert h.warnings and "allow_overlap" in h.warnings[0]
@@ -135,7 +139,9 @@ def test_label_metrics_drop_in_points():
 
 def test_default_gates_per_task_and_recipe_overrides():
     gates, defaults = gates_for("image-classification", {"top1_agreement": ">=0.5"})
-    assert gates == {"top1_agreement": ">=0.5", "centered_cosine": ">=0.9"} and defaults == {"centered_cosine"}
+    assert gates == {"top1_agreement": ">=0.5", "centered_cosine": ">=0.9"} and defaults == {
+        "centered_cosine"
+    }
     assert gates_for("object-detection", {})[0] == {"cosine": ">=0.95", "box_agreement": ">=0.8"}
     assert gates_for("image-classification", {}, random_weights=True)[0] == {"centered_cosine": ">=0.9"}
     assert gates_for("image-classification", {}, enabled=False) == ({}, set())
@@ -159,8 +165,12 @@ def _graph(ops: list[str], opset: int = 17) -> object:
         else:
             nodes.append(helper.make_node(op, [prev], [out]))
         prev = out
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
-                          [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [4, 4])])
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [4, 4])],
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
 
 
@@ -175,7 +185,11 @@ def test_attention_blocks_are_found_in_the_graph(tmp_path):
     assert attention_blocks(tmp_path / "attn.onnx") == 1 and attention_blocks(tmp_path / "cnn.onnx") == 0
     family = generic_family("image-classification")
     applied = with_transformer_defaults(family, tmp_path / "attn.onnx")
-    assert applied and family.is_transformer and {"Softmax", "LayerNormalization"} <= set(family.quant_exclude_ops)
+    assert (
+        applied
+        and family.is_transformer
+        and {"Softmax", "LayerNormalization"} <= set(family.quant_exclude_ops)
+    )
     assert not generic_family("image-classification").is_transformer  # the change is this instance's only
 
 

@@ -91,8 +91,16 @@ def test_opset_range_matches_the_installed_exporter():
 
 
 def test_valid_bounds_still_load(recipe):
-    loaded = load_recipe(recipe, ["validate.samples=100000", "export.opset=23", "export.dynamo=true",
-                                  "benchmark.threads=[1,2]", "model.input.dynamic={batch:[1,4,8]}"])
+    loaded = load_recipe(
+        recipe,
+        [
+            "validate.samples=100000",
+            "export.opset=23",
+            "export.dynamo=true",
+            "benchmark.threads=[1,2]",
+            "model.input.dynamic={batch:[1,4,8]}",
+        ],
+    )
     assert loaded.recipe.validate_.samples == 100000
 
 
@@ -125,7 +133,9 @@ def test_a_utf8_bom_is_fine(tmp_path):
 
 @pytest.mark.parametrize("value", ["9" * 5000, "[" + "9" * 4400 + "]"])
 def test_huge_integers_in_set_blame_the_flag(recipe, value):
-    with pytest.raises(RecipeError, match=r"^--set validate.samples=\.\.\.: integer with \d+ digits \(at most 4300\)"):
+    with pytest.raises(
+        RecipeError, match=r"^--set validate.samples=\.\.\.: integer with \d+ digits \(at most 4300\)"
+    ):
         load_recipe(recipe, [f"validate.samples={value}"])
 
 
@@ -165,15 +175,22 @@ def test_empty_file_problems_have_a_line(tmp_path):
     path = tmp_path / "empty.yaml"
     path.write_text("")
     lines = problems(path)
-    assert lines == ["empty.yaml:1: name: required key is missing", "empty.yaml:1: model: required key is missing"]
+    assert lines == [
+        "empty.yaml:1: name: required key is missing",
+        "empty.yaml:1: model: required key is missing",
+    ]
 
 
 def test_set_unknown_target_blames_the_flag_not_the_recipe_line(recipe):
     lines = problems(recipe, "compile.target=gpu")
-    assert len(lines) == 1 and lines[0].startswith("--set compile.target=gpu: compile.target: unknown target 'gpu'")
+    assert len(lines) == 1 and lines[0].startswith(
+        "--set compile.target=gpu: compile.target: unknown target 'gpu'"
+    )
 
 
 def test_union_members_give_one_line(recipe):
     lines = problems(recipe, "benchmark.threads=0")
-    assert lines == ["--set benchmark.threads=0: benchmark.threads: Input should be greater than or equal to 1; "
-                     "or input should be a valid list"]
+    assert lines == [
+        "--set benchmark.threads=0: benchmark.threads: Input should be greater than or equal to 1; "
+        "or input should be a valid list"
+    ]

@@ -20,24 +20,64 @@ from hypothesis import strategies as st  # noqa: E402
 
 BASE = {
     "name": "fuzz",
-    "model": {"source": "hf", "id": "tiny-resnet", "family": "resnet", "weights": "random",
-              "config": {"num_channels": 3, "embedding_size": 8, "hidden_sizes": [8], "depths": [1]},
-              "input": {"shape": [1, 3, 32, 32]}},
+    "model": {
+        "source": "hf",
+        "id": "tiny-resnet",
+        "family": "resnet",
+        "weights": "random",
+        "config": {"num_channels": 3, "embedding_size": 8, "hidden_sizes": [8], "depths": [1]},
+        "input": {"shape": [1, 3, 32, 32]},
+    },
     "compile": {"target": "cpu"},
 }
 
 # Key paths the fuzzer sets: every numeric field with a range, plus strings, paths and sections.
 PATHS = [
-    "model.input.shape", "model.input.shape.0", "model.input.dynamic", "model.input.dynamic.batch", "model.seed",
-    "model.source", "model.family", "model.task", "model.weights", "name",
-    "preprocess.resize", "preprocess.size", "preprocess.mean", "preprocess.std", "preprocess.scale",
-    "export.opset", "export.dynamo", "export.parity_samples",
-    "validate.samples", "validate.batch", "validate.seed", "validate.data", "validate.gates", "validate.score_threshold",
-    "quantize.precision", "quantize.calibration.samples", "quantize.calibration.batch", "quantize.calibration.data",
-    "quantize.calibration.percentile", "quantize.check.samples", "quantize.check.data", "quantize.check.rounds",
-    "quantize.gates", "quantize.max_float_fraction", "quantize.fallback_step", "quantize.require_speedup",
-    "benchmark.seconds", "benchmark.iterations", "benchmark.warmup", "benchmark.threads", "benchmark.batch_sizes",
-    "compile.target", "compile.threads", "compile.precision", "extends",
+    "model.input.shape",
+    "model.input.shape.0",
+    "model.input.dynamic",
+    "model.input.dynamic.batch",
+    "model.seed",
+    "model.source",
+    "model.family",
+    "model.task",
+    "model.weights",
+    "name",
+    "preprocess.resize",
+    "preprocess.size",
+    "preprocess.mean",
+    "preprocess.std",
+    "preprocess.scale",
+    "export.opset",
+    "export.dynamo",
+    "export.parity_samples",
+    "validate.samples",
+    "validate.batch",
+    "validate.seed",
+    "validate.data",
+    "validate.gates",
+    "validate.score_threshold",
+    "quantize.precision",
+    "quantize.calibration.samples",
+    "quantize.calibration.batch",
+    "quantize.calibration.data",
+    "quantize.calibration.percentile",
+    "quantize.check.samples",
+    "quantize.check.data",
+    "quantize.check.rounds",
+    "quantize.gates",
+    "quantize.max_float_fraction",
+    "quantize.fallback_step",
+    "quantize.require_speedup",
+    "benchmark.seconds",
+    "benchmark.iterations",
+    "benchmark.warmup",
+    "benchmark.threads",
+    "benchmark.batch_sizes",
+    "compile.target",
+    "compile.threads",
+    "compile.precision",
+    "extends",
 ]
 
 scalars = st.one_of(
@@ -48,21 +88,58 @@ scalars = st.one_of(
     st.booleans(),
     st.none(),
     st.text(max_size=12),
-    st.sampled_from(["", "/nonexistent/dir", ".", "~nosuchuser/x", "recipe.yaml", ">=0.9", "cpu", "gpu", "int8", "builtin:samples",
-                     "\x1b[31mred", "a\x00b", "x" * 300]),
+    st.sampled_from(
+        [
+            "",
+            "/nonexistent/dir",
+            ".",
+            "~nosuchuser/x",
+            "recipe.yaml",
+            ">=0.9",
+            "cpu",
+            "gpu",
+            "int8",
+            "builtin:samples",
+            "\x1b[31mred",
+            "a\x00b",
+            "x" * 300,
+        ]
+    ),
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=8,
 )
 # YAML text that is not a dumped Python value: huge ints, tags, anchors, control characters.
 yaml_texts = st.one_of(
     st.text(max_size=20),
-    st.sampled_from(["9" * 4301, "-" + "9" * 5000, "[" + "9" * 4400 + "]", "!!binary AAAA", "!!python/object:os.system",
-                     "&a [*a]", "{a: 1, a: 2}", "[1, 2", ".nan", "-.inf", "0x10", "0o17", "1_000", "2001-12-14",
-                     "!!set {a, b}", "'\x07'", "[[[[[[[[[[]]]]]]]]]]", "{gates: {cosine: '>=x'}}"]),
+    st.sampled_from(
+        [
+            "9" * 4301,
+            "-" + "9" * 5000,
+            "[" + "9" * 4400 + "]",
+            "!!binary AAAA",
+            "!!python/object:os.system",
+            "&a [*a]",
+            "{a: 1, a: 2}",
+            "[1, 2",
+            ".nan",
+            "-.inf",
+            "0x10",
+            "0o17",
+            "1_000",
+            "2001-12-14",
+            "!!set {a, b}",
+            "'\x07'",
+            "[[[[[[[[[[]]]]]]]]]]",
+            "{gates: {cosine: '>=x'}}",
+        ]
+    ),
 )
+
 
 def _dump(data) -> str:
     return yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), allow_unicode=True)
@@ -85,7 +162,9 @@ def _set(data: dict, dotted: str, value) -> dict:
 def _check_lines(message: str, lines: list[str]) -> None:
     """A recipe error: the head names the file (with a line, or a count of the problems listed under it) or
     the flag; every listed problem names its file:line or its `--set`."""
-    assert LOCATED.search(message) or (re.search(r"\d+ problems? ", message) and lines) or "--set" in message, message
+    assert (
+        LOCATED.search(message) or (re.search(r"\d+ problems? ", message) and lines) or "--set" in message
+    ), message
     for line in lines:
         assert LOCATED.search(line), (message, lines)
 
@@ -123,8 +202,13 @@ def _check_cli(cli, path: Path, *sets: str) -> None:
         _check_lines(problems[0], problems[1:])
 
 
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @pytest.fixture
@@ -167,8 +251,13 @@ def test_bad_bytes_check_cleanly(workdir, cut, junk):
 
 
 @settings(FUZZ, max_examples=300)
-@given(sets=st.lists(st.tuples(st.sampled_from([*PATHS, "", "a..b", "model.input.shape.9"]), yaml_texts),
-                     min_size=1, max_size=3))
+@given(
+    sets=st.lists(
+        st.tuples(st.sampled_from([*PATHS, "", "a..b", "model.input.shape.9"]), yaml_texts),
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_set_values_check_cleanly(workdir, sets):
     path = workdir / "recipe.yaml"
     path.write_text(_dump(BASE))
@@ -176,9 +265,11 @@ def test_set_values_check_cleanly(workdir, sets):
 
 
 @settings(FUZZ, max_examples=60)
-@given(edits=st.lists(st.tuples(st.sampled_from(PATHS), values), min_size=1, max_size=3),
-       sets=st.lists(st.tuples(st.sampled_from(PATHS), yaml_texts), max_size=2),
-       junk=st.one_of(st.none(), st.binary(min_size=1, max_size=3)))
+@given(
+    edits=st.lists(st.tuples(st.sampled_from(PATHS), values), min_size=1, max_size=3),
+    sets=st.lists(st.tuples(st.sampled_from(PATHS), yaml_texts), max_size=2),
+    junk=st.one_of(st.none(), st.binary(min_size=1, max_size=3)),
+)
 def test_the_cli_prints_clean_errors(cli, workdir, edits, sets, junk):
     """The same through `vopt check` itself: exit 0 or 2, no traceback, no terminal escapes."""
     data = copy.deepcopy(BASE)

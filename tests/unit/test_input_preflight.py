@@ -56,7 +56,11 @@ def test_bad_data_folders_fail_check_with_the_line(write_recipe, cli, tmp_path, 
     path = write_recipe(recipe)
     res = cli("check", path)
     assert res.exit_code == 2, res.output
-    key = {"validate": "validate.data", "calibration": "quantize.calibration.data", "check": "quantize.check.data"}[where]
+    key = {
+        "validate": "validate.data",
+        "calibration": "quantize.calibration.data",
+        "check": "quantize.check.data",
+    }[where]
     words = {"missing": "not found", "empty": "no images", "unreadable": "can be read"}[kind]
     line = next(ln for ln in res.output.splitlines() if key in ln)
     assert f"{path.name}:" in line and words in line, res.output
@@ -66,12 +70,19 @@ def test_unknown_gate_metric_for_the_task_fails_check_with_the_line(write_recipe
     path = write_recipe(_recipe(validate={"gates": {"box_agreement": ">=0.9", "logits.cosine": ">=0.9"}}))
     res = cli("check", path)
     assert res.exit_code == 2, res.output
-    assert "recipe.yaml:" in res.output and "validate.gates.box_agreement: no metric 'box_agreement'" in res.output
-    assert "image-classification" in res.output and "logits.cosine" not in res.output  # a per-output gate is fine
+    assert (
+        "recipe.yaml:" in res.output
+        and "validate.gates.box_agreement: no metric 'box_agreement'" in res.output
+    )
+    assert (
+        "image-classification" in res.output and "logits.cosine" not in res.output
+    )  # a per-output gate is fine
 
 
 def test_bad_calibration_folder_fails_build_before_any_step(write_recipe, cli, tmp_path, _isolated_cache):
-    path = write_recipe(_recipe(quantize={"precision": "int8", "calibration": {"data": str(tmp_path / "nope")}}))
+    path = write_recipe(
+        _recipe(quantize={"precision": "int8", "calibration": {"data": str(tmp_path / "nope")}})
+    )
     res = cli("build", path, "--out", tmp_path / "out")
     assert res.exit_code == 2, res.output
     assert "quantize.calibration.data: not found" in res.output and "recipe.yaml:" in res.output
@@ -117,13 +128,19 @@ def _png16(path: Path, arr: np.ndarray) -> None:
     raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
-PLAIN = Preprocess(size=[32, 32], resize=None, mean=[0, 0, 0], std=[1, 1, 1], scale=1.0, channel_order="RGB", layout="NHWC")
+PLAIN = Preprocess(
+    size=[32, 32], resize=None, mean=[0, 0, 0], std=[1, 1, 1], scale=1.0, channel_order="RGB", layout="NHWC"
+)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -159,7 +176,9 @@ def _corrupt(path: Path) -> None:
 
 
 def test_a_corrupt_jpeg_among_good_ones_is_skipped_and_named(tmp_path):
-    folder = images_dir(tmp_path, names=("coffee.jpg", "chelsea.jpg", "astronaut.jpg", "colorwheel.jpg", "camera.png"))
+    folder = images_dir(
+        tmp_path, names=("coffee.jpg", "chelsea.jpg", "astronaut.jpg", "colorwheel.jpg", "camera.png")
+    )
     _corrupt(folder / "broken.jpg")
     files = sorted(folder.iterdir())
     stats = ImageStats()
@@ -190,6 +209,8 @@ def test_validation_report_counts_distinct_images_and_augmented_crops(write_reci
     assert res.exit_code == 0, res.output
     v = json.loads(res.stdout)["validation"]
     assert v["distinct_images"] == 3 and v["skipped_images"].keys() == {"zz-broken.jpg"}
-    assert v["augmented_crops"] == 3 and v["samples"] == 6  # 8 picks of 4 files; the 2 of the broken one dropped
+    assert (
+        v["augmented_crops"] == 3 and v["samples"] == 6
+    )  # 8 picks of 4 files; the 2 of the broken one dropped
     out = _stderr(res)
     assert "augmented crops" in out and "zz-broken.jpg" in out

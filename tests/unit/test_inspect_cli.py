@@ -13,16 +13,26 @@ from onnx import TensorProto, helper, numpy_helper
 def _qdq_model(path):
     """A tiny QDQ MatMul with vopt metadata: int8 weights, fp32 scales."""
     w = numpy_helper.from_array(np.arange(32, dtype=np.int8).reshape(4, 8), "w_q")
-    inits = [w, numpy_helper.from_array(np.array(0.05, np.float32), "s"),
-             numpy_helper.from_array(np.array(0, np.int8), "zp"),
-             numpy_helper.from_array(np.array(0.02, np.float32), "sx"),
-             numpy_helper.from_array(np.array(128, np.uint8), "zx")]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
-             helper.make_node("DequantizeLinear", ["w_q", "s", "zp"], ["wd"]),
-             helper.make_node("MatMul", ["xd", "wd"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])], inits)
+    inits = [
+        w,
+        numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+        numpy_helper.from_array(np.array(0, np.int8), "zp"),
+        numpy_helper.from_array(np.array(0.02, np.float32), "sx"),
+        numpy_helper.from_array(np.array(128, np.uint8), "zx"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w_q", "s", "zp"], ["wd"]),
+        helper.make_node("MatMul", ["xd", "wd"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+        inits,
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     from vopt.targets.metadata import set_onnx_metadata
 
@@ -72,7 +82,10 @@ def test_doctor_is_truthful_here(cli):
     assert targets["openvino"]["state"] == "ready" and "CPU" in targets["openvino"]["hardware_detail"]
     assert targets["qnn"]["available"] and "simulator" in targets["qnn"]["hardware_detail"]
     if shutil.which("nvidia-smi") is None:
-        assert targets["tensorrt"]["state"] == "unavailable" and "NVIDIA" in targets["tensorrt"]["hardware_detail"]
+        assert (
+            targets["tensorrt"]["state"] == "unavailable"
+            and "NVIDIA" in targets["tensorrt"]["hardware_detail"]
+        )
     if platform.system() != "Darwin":
         assert targets["coreml"]["state"] == "build only" and "macOS" in targets["coreml"]["hardware_detail"]
     assert targets["tflite"]["state"] == "unavailable" and "vopt[tflite]" in targets["tflite"]["reason"]

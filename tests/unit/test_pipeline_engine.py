@@ -19,7 +19,12 @@ from vopt.recipe.resolve import load_recipe
 
 
 def tiny_recipe(**extra):
-    data = {"name": "tiny", "model": tiny_model("resnet"), "compile": {"target": "cpu"}, "validate": {"samples": 6}}
+    data = {
+        "name": "tiny",
+        "model": tiny_model("resnet"),
+        "compile": {"target": "cpu"},
+        "validate": {"samples": 6},
+    }
     data.update(extra)
     return data
 
@@ -43,7 +48,9 @@ def test_change_invalidates_exactly_downstream(write_recipe, cli, tmp_path):
     m = json.loads(cli("build", recipe, "--out", out, "--json", "--set", "validate.samples=5").stdout)
     assert stages_run(m) == ["validate"]
     # a preprocessing change: load writes the same bytes, but the contract differs, so every step re-runs
-    m = json.loads(cli("build", recipe, "--out", out, "--json", "--set", "preprocess.mean=[0.1, 0.2, 0.3]").stdout)
+    m = json.loads(
+        cli("build", recipe, "--out", out, "--json", "--set", "preprocess.mean=[0.1, 0.2, 0.3]").stdout
+    )
     assert stages_run(m) == ["load", "export", "compile", "validate"]
     assert m["artifact"]["preprocess"]["mean"] == [0.1, 0.2, 0.3]
     # back to the original: everything cached, same final artifact
@@ -63,7 +70,12 @@ def test_plan_reports_hits_and_misses(write_recipe, cli, tmp_path):
     loaded2 = load_recipe(recipe, ["compile.optimization=basic"])
     steps2, _ = make_plan(loaded2.recipe)
     planned = dry_run(steps2, target, Cache())
-    assert [(p.name, p.cached) for p in planned] == [("load", True), ("export", True), ("compile", False), ("validate", False)]
+    assert [(p.name, p.cached) for p in planned] == [
+        ("load", True),
+        ("export", True),
+        ("compile", False),
+        ("validate", False),
+    ]
     assert planned[3].key is None  # its input is not built yet
     result = cli("plan", recipe, "--json")
     assert result.exit_code == 0
@@ -92,12 +104,23 @@ def test_manifest_contents(write_recipe, cli, tmp_path):
     on_disk = json.loads((tmp_path / "out" / "tiny" / "manifest.json").read_text())
     assert on_disk["artifact"]["sha256"] == m["artifact"]["sha256"]
     assert m["status"] == "ok" and m["target"] == "cpu"
-    assert m["precision"] == m["artifact"]["meta"]["precision"] == "fp32"  # what compile labelled the artifact
+    assert (
+        m["precision"] == m["artifact"]["meta"]["precision"] == "fp32"
+    )  # what compile labelled the artifact
     assert m["recipe"]["resolved"]["model"]["family"] == "resnet"
     assert {"torch", "onnx", "onnxruntime", "vopt"} <= set(m["tools"])
     assert m["platform"]["python"]
     for step in m["steps"]:
-        assert {"stage", "key", "cached", "seconds", "input_sha256", "output_sha256", "config", "report"} <= set(step)
+        assert {
+            "stage",
+            "key",
+            "cached",
+            "seconds",
+            "input_sha256",
+            "output_sha256",
+            "config",
+            "report",
+        } <= set(step)
     chain = [s for s in m["steps"] if s["stage"] != "validate"]
     for prev, nxt in zip(chain, chain[1:], strict=False):
         assert nxt["input_sha256"] == prev["output_sha256"]  # lineage links up
@@ -175,8 +198,13 @@ def test_killed_mid_export_leaves_nothing_partial(write_recipe, tmp_path, sig):
     cache, out, marker = tmp_path / "cache", tmp_path / "out", tmp_path / "paused"
     env = {**os.environ, "VOPT_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "vopt", "build", str(recipe), "--out", str(out)]
-    proc = subprocess.Popen(cmd, env={**env, "VOPT_TEST_PAUSE_AT": f"export:{marker}"}, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd,
+        env={**env, "VOPT_TEST_PAUSE_AT": f"export:{marker}"},
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     _wait_for(marker, proc)
     proc.send_signal(sig)
     output = proc.communicate(timeout=120)[0].decode()
@@ -230,11 +258,20 @@ def _nothing_partial(cache: Path, out: Path) -> None:
 INT8 = {"quantize": {"precision": "int8", "calibration": {"samples": 4}}, "validate": {"samples": 2}}
 
 
-@pytest.mark.parametrize(("point", "sig"), [("load", signal.SIGINT), ("export", signal.SIGTERM),
-                                           ("quantize", signal.SIGINT), ("compile", signal.SIGTERM),
-                                           ("validate", signal.SIGINT), ("output", signal.SIGTERM)])
-def test_interrupt_at_every_step_exits_with_the_signal_and_resumes(write_recipe, cli, tmp_path, monkeypatch,
-                                                                   _isolated_cache, point, sig):
+@pytest.mark.parametrize(
+    ("point", "sig"),
+    [
+        ("load", signal.SIGINT),
+        ("export", signal.SIGTERM),
+        ("quantize", signal.SIGINT),
+        ("compile", signal.SIGTERM),
+        ("validate", signal.SIGINT),
+        ("output", signal.SIGTERM),
+    ],
+)
+def test_interrupt_at_every_step_exits_with_the_signal_and_resumes(
+    write_recipe, cli, tmp_path, monkeypatch, _isolated_cache, point, sig
+):
     recipe = write_recipe(tiny_recipe(**INT8))
     out = tmp_path / "out"
     result = _interrupted_build(cli, recipe, out, point, sig, tmp_path / "paused", monkeypatch)
@@ -254,8 +291,9 @@ def test_swallowed_interrupt_still_ends_the_build(write_recipe, cli, tmp_path, m
     cannot turn an interrupted build into a successful one."""
     recipe = write_recipe(tiny_recipe(validate=None))
     out = tmp_path / "out"
-    result = _interrupted_build(cli, recipe, out, "export", signal.SIGINT, tmp_path / "paused", monkeypatch,
-                                swallow=True)
+    result = _interrupted_build(
+        cli, recipe, out, "export", signal.SIGINT, tmp_path / "paused", monkeypatch, swallow=True
+    )
     assert result.exit_code == 130, result.output
     _nothing_partial(_isolated_cache, out)
     assert len(_entries(_isolated_cache)) == 1 and not (out / "tiny").exists()
@@ -296,7 +334,10 @@ def test_manifest_key_material_reproduces_the_key(write_recipe, cli, tmp_path):
     for s in m["steps"]:
         assert set(s["key_material"]) == {"vopt", "stage", "parent", "fingerprint", "tools"}
         assert step_key({**s["key_material"], "config": s["config"]}) == s["key"], s["stage"]
-    assert m["steps"][1]["key_material"]["parent"] is not None and "torch" in m["steps"][0]["key_material"]["tools"]
+    assert (
+        m["steps"][1]["key_material"]["parent"] is not None
+        and "torch" in m["steps"][0]["key_material"]["tools"]
+    )
 
 
 def test_staging_left_by_a_killed_build_is_removed(write_recipe, cli, tmp_path):

@@ -260,8 +260,7 @@ def test_quant_options_errors_point_at_their_line_in_check(write_recipe, cli):
     }
     assert (
         f"recipe.yaml:{at['preset']}: quantize.options.preset: "
-        "'fast' is not allowed; use performance or mixed"
-        in res.output
+        "'fast' is not allowed; use performance or mixed" in res.output
     )
     assert (
         f"recipe.yaml:{at['palettize_bits']}: quantize.options.palettize_bits: applies to scheme "

@@ -17,21 +17,39 @@ def _plan(cli, write_recipe, **extra):
     return [s["stage"] for s in data["steps"]], data["recipe"]
 
 
-@pytest.mark.parametrize(("level", "target", "stages", "precision"), [
-    ("O0", "cpu", ["load", "export", "compile", "validate"], None),
-    ("O1", "cpu", ["load", "fuse", "export", "compile", "validate"], None),
-    ("O2", "cpu", ["load", "fuse", "export", "quantize", "compile", "validate"], "int8"),
-    ("O2", "rocm", ["load", "fuse", "export", "quantize", "compile", "validate"], "fp16"),
-    ("O3", "openvino", ["load", "fuse", "export", "quantize", "compile", "validate"], "int8"),
-])
+@pytest.mark.parametrize(
+    ("level", "target", "stages", "precision"),
+    [
+        ("O0", "cpu", ["load", "export", "compile", "validate"], None),
+        ("O1", "cpu", ["load", "fuse", "export", "compile", "validate"], None),
+        ("O2", "cpu", ["load", "fuse", "export", "quantize", "compile", "validate"], "int8"),
+        ("O2", "rocm", ["load", "fuse", "export", "quantize", "compile", "validate"], "fp16"),
+        ("O3", "openvino", ["load", "fuse", "export", "quantize", "compile", "validate"], "int8"),
+    ],
+)
 def test_level_expands_to_explicit_steps(cli, write_recipe, level, target, stages, precision):
     steps, resolved = _plan(cli, write_recipe, level=level, compile={"target": target})
     assert steps == stages
     assert resolved["export"]["simplify"] is (level != "O0")
     if precision:
-        quantize = next(s for s in json.loads(cli("plan", write_recipe({"name": "lvl", "model": tiny_model("resnet"),
-                                                 "level": level, "compile": {"target": target}}), "--json").stdout)
-                        ["steps"] if s["stage"] == "quantize")
+        quantize = next(
+            s
+            for s in json.loads(
+                cli(
+                    "plan",
+                    write_recipe(
+                        {
+                            "name": "lvl",
+                            "model": tiny_model("resnet"),
+                            "level": level,
+                            "compile": {"target": target},
+                        }
+                    ),
+                    "--json",
+                ).stdout
+            )["steps"]
+            if s["stage"] == "quantize"
+        )
         assert quantize["config"]["precision"] == precision
         assert resolved["quantize"]["auto_fallback"] is (level == "O3")
 

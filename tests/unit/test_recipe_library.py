@@ -34,7 +34,8 @@ def test_check_passes_on_every_file_under_recipes(cli, monkeypatch):
     result = cli("check", *files)
     assert result.exit_code == 0, result.stderr
     assert result.stderr.count("(fragment -> ") == len(list((RECIPES / "families").glob("*.yaml"))) + len(
-        list((RECIPES / "targets").glob("*.yaml")))
+        list((RECIPES / "targets").glob("*.yaml"))
+    )
 
 
 def test_a_typo_in_a_fragment_names_the_fragment_file_and_line(cli, tmp_path):
@@ -78,8 +79,9 @@ def test_buildable_leaves_out_what_cannot_build_or_run_here(cli, monkeypatch):
 def test_recipes_doc_is_up_to_date():
     from vopt.cli.recipes_doc import render
 
-    assert (REPO / "docs" / "recipes.md").read_text() == render(), \
+    assert (REPO / "docs" / "recipes.md").read_text() == render(), (
         "regenerate: .venv/bin/python -m vopt.cli.recipes_doc > docs/recipes.md"
+    )
 
 
 def test_smoke_profile_uses_the_tiny_config_and_only_touches_sections_the_recipe_has():
@@ -93,7 +95,9 @@ def test_smoke_profile_uses_the_tiny_config_and_only_touches_sections_the_recipe
     assert recipe.model.config == tiny and recipe.model.input.shape == [1, 3, 64, 64]
     assert recipe.model.weights == "random" and recipe.validate_.samples == 4
     assert recipe.benchmark is None  # the recipe has none: the profile does not create one
-    quant = load_recipe(RECIPES / "resnet-openvino.yaml", profile_sets("smoke", RECIPES / "resnet-openvino.yaml")).recipe
+    quant = load_recipe(
+        RECIPES / "resnet-openvino.yaml", profile_sets("smoke", RECIPES / "resnet-openvino.yaml")
+    ).recipe
     assert quant.quantize.calibration.samples == 8 and quant.benchmark.iterations == 3
 
 
@@ -107,12 +111,22 @@ def test_matrix_github_has_runner_labels_per_target_and_cache_keys(cli, monkeypa
     assert set(jobs) == set(names)
     assert "gpu" in jobs["vit-cuda"]["runs-on"] and "nvidia" in jobs["vit-cuda"]["runs-on"]
     assert jobs["vit-mps"]["runs-on"][0].startswith("macos")
-    assert jobs["resnet-openvino"]["runs-on"] == ["ubuntu-latest"] and jobs["resnet-openvino"]["extra"] == "openvino"
+    assert (
+        jobs["resnet-openvino"]["runs-on"] == ["ubuntu-latest"]
+        and jobs["resnet-openvino"]["extra"] == "openvino"
+    )
     assert jobs["vit-webgpu"]["browser"] is True and jobs["resnet-qualcomm"]["browser"] is False
     for name, job in jobs.items():
         assert job["recipe"] == f"recipes/{name}.yaml" and job["cache-key"].startswith(job["cache-prefix"])
     # The key follows the recipe: another calibration size is another key.
-    other = cli("matrix", "recipes/resnet-openvino.yaml", "--set", "quantize.calibration.samples=16", "--format", "json")
+    other = cli(
+        "matrix",
+        "recipes/resnet-openvino.yaml",
+        "--set",
+        "quantize.calibration.samples=16",
+        "--format",
+        "json",
+    )
     assert json.loads(other.stdout)[0]["cache-key"] != jobs["resnet-openvino"]["cache-key"]
     custom = cli("matrix", "recipes/vit-cuda.yaml", "--runner", "cuda=self-hosted,a100", "--format", "json")
     assert json.loads(custom.stdout)[0]["runs-on"] == ["self-hosted", "a100"]
@@ -151,5 +165,7 @@ def test_ci_examples_pass_actionlint_and_the_ci_schemas(cli, monkeypatch, tmp_pa
     child.write_text(cli("matrix", *sorted(RECIPES.glob("*.yaml")), "--format", "gitlab").stdout)
     schema = _tool("check-jsonschema")
     for builtin, files in (("vendor.github-workflows", [github]), ("vendor.gitlab-ci", [gitlab, child])):
-        run = subprocess.run([schema, "--builtin-schema", builtin, *map(str, files)], capture_output=True, text=True)
+        run = subprocess.run(
+            [schema, "--builtin-schema", builtin, *map(str, files)], capture_output=True, text=True
+        )
         assert run.returncode == 0, run.stdout + run.stderr

@@ -37,7 +37,11 @@ def test_deep_merge_later_wins_and_lists_replace():
 def test_extends_merges_in_order_relative_to_recipe(tmp_path):
     write(tmp_path, "families/base.yaml", BASE)
     write(tmp_path, "targets/t.yaml", "export: {opset: 13}\ncompile: {target: cpu}\n")
-    top = write(tmp_path, "top.yaml", "extends: [families/base.yaml, targets/t.yaml]\nname: top\nexport: {simplify: false}\n")
+    top = write(
+        tmp_path,
+        "top.yaml",
+        "extends: [families/base.yaml, targets/t.yaml]\nname: top\nexport: {simplify: false}\n",
+    )
     loaded = load_recipe(top)
     r = loaded.recipe
     assert r.name == "top"
@@ -65,7 +69,9 @@ def test_extends_missing_file_names_the_line(tmp_path):
 
 def test_set_overrides_with_yaml_types(tmp_path):
     path = write(tmp_path, "r.yaml", BASE)
-    r = load_recipe(path, ["export.opset=13", "export.simplify=false", "model.input.shape=[2, 3, 32, 32]", "name=other"]).recipe
+    r = load_recipe(
+        path, ["export.opset=13", "export.simplify=false", "model.input.shape=[2, 3, 32, 32]", "name=other"]
+    ).recipe
     assert r.export.opset == 13 and r.export.simplify is False
     assert r.model.input.shape == [2, 3, 32, 32]
     assert r.name == "other"
@@ -94,7 +100,13 @@ def test_set_into_a_scalar_is_an_error(tmp_path):
 def test_env_interpolation(tmp_path, monkeypatch):
     monkeypatch.setenv("VOPT_TEST_ID", "org/from-env")
     monkeypatch.setenv("VOPT_TEST_OPSET", "13")
-    path = write(tmp_path, "r.yaml", BASE.replace("some/model", "${env:VOPT_TEST_ID}").replace("export: {opset: 17, simplify: true}", "export:\n  opset: ${env:VOPT_TEST_OPSET}"))
+    path = write(
+        tmp_path,
+        "r.yaml",
+        BASE.replace("some/model", "${env:VOPT_TEST_ID}").replace(
+            "export: {opset: 17, simplify: true}", "export:\n  opset: ${env:VOPT_TEST_OPSET}"
+        ),
+    )
     r = load_recipe(path).recipe
     assert r.model.id == "org/from-env"
     assert r.export.opset == 13  # a whole-value substitution keeps YAML typing
@@ -119,7 +131,9 @@ def test_typo_gives_file_line_and_suggestion(tmp_path):
 
 
 def test_every_problem_gets_its_own_line(tmp_path):
-    text = BASE.replace("opset: 17", "opset: seventeen").replace("family: resnet", "family: resnet\n  wieghts: x")
+    text = BASE.replace("opset: 17", "opset: seventeen").replace(
+        "family: resnet", "family: resnet\n  wieghts: x"
+    )
     path = write(tmp_path, "r.yaml", text)
     with pytest.raises(RecipeError) as exc:
         load_recipe(path)
@@ -141,7 +155,9 @@ def test_unknown_key_inside_target_section_suggests_that_targets_keys(tmp_path):
     path = write(tmp_path, "r.yaml", BASE + "compile:\n  target: cpu\n  optimisation: all\n")
     with pytest.raises(RecipeError) as exc:
         load_recipe(path)
-    assert exc.value.lines[0].endswith("r.yaml:11: compile.optimisation: unknown key (did you mean `optimization`?)")
+    assert exc.value.lines[0].endswith(
+        "r.yaml:11: compile.optimisation: unknown key (did you mean `optimization`?)"
+    )
 
 
 def test_missing_required_and_bad_yaml(tmp_path):
@@ -174,7 +190,10 @@ def test_duplicate_keys_are_errors(tmp_path):
 
 
 def test_gate_conditions_and_benchmark_sizes_are_checked_at_load(tmp_path):
-    text = BASE + "validate:\n  gates: {cosine: '~0.999'}\nbenchmark: {batch_sizes: [0]}\nquantize: {gates: {x: '>>1'}}\n"
+    text = (
+        BASE
+        + "validate:\n  gates: {cosine: '~0.999'}\nbenchmark: {batch_sizes: [0]}\nquantize: {gates: {x: '>>1'}}\n"
+    )
     path = write(tmp_path, "r.yaml", text)
     with pytest.raises(RecipeError) as exc:
         load_recipe(path)

@@ -8,10 +8,24 @@ from vopt.report.markdown import render_markdown
 
 
 def _manifest(**extra):
-    m = {"recipe": {"name": "m", "file": "r.yaml"}, "target": "cpu", "status": "ok", "vopt_version": "0.1.0",
-         "steps": [{"stage": "load", "cached": False, "seconds": 1.0, "output_bytes": 4_000_000, "report": {"summary": "x"}},
-                   {"stage": "compile", "cached": True, "seconds": 0.5, "output_bytes": 1_000_000, "report": {}}],
-         "artifact": {"file": "model.onnx", "size_bytes": 1_000_000}, "warnings": ["<b>careful</b>"]}
+    m = {
+        "recipe": {"name": "m", "file": "r.yaml"},
+        "target": "cpu",
+        "status": "ok",
+        "vopt_version": "0.1.0",
+        "steps": [
+            {
+                "stage": "load",
+                "cached": False,
+                "seconds": 1.0,
+                "output_bytes": 4_000_000,
+                "report": {"summary": "x"},
+            },
+            {"stage": "compile", "cached": True, "seconds": 0.5, "output_bytes": 1_000_000, "report": {}},
+        ],
+        "artifact": {"file": "model.onnx", "size_bytes": 1_000_000},
+        "warnings": ["<b>careful</b>"],
+    }
     m.update(extra)
     return m
 
@@ -27,18 +41,36 @@ def test_minimal_manifest_renders_without_plots(tmp_path):
 
 
 def test_sensitivity_table_any_shape():
-    rows = [{"layer": "conv1", "centered_cosine": 0.91}, {"layer": "fc", "centered_cosine": 0.99, "kept_float": True}]
-    md = render_markdown(_manifest(steps=[{"stage": "quantize", "cached": False, "seconds": 2.0,
-                                           "report": {"sensitivity": rows}}]))
+    rows = [
+        {"layer": "conv1", "centered_cosine": 0.91},
+        {"layer": "fc", "centered_cosine": 0.99, "kept_float": True},
+    ]
+    md = render_markdown(
+        _manifest(
+            steps=[{"stage": "quantize", "cached": False, "seconds": 2.0, "report": {"sensitivity": rows}}]
+        )
+    )
     assert "## Quantization sensitivity" in md
     assert "| layer | centered_cosine | kept_float |" in md and "| conv1 | 0.91 | - |" in md
-    mapping = render_html(_manifest(steps=[{"stage": "quantize", "cached": False, "seconds": 2.0,
-                                            "report": {"sensitivity": {"conv1": 0.5, "fc": 0.25}}}]))
+    mapping = render_html(
+        _manifest(
+            steps=[
+                {
+                    "stage": "quantize",
+                    "cached": False,
+                    "seconds": 2.0,
+                    "report": {"sensitivity": {"conv1": 0.5, "fc": 0.25}},
+                }
+            ]
+        )
+    )
     assert "Quantization sensitivity" in mapping and "conv1" in mapping
 
 
 def test_not_run_validation_and_agreement_plot(tmp_path):
-    not_run = _manifest(validation={"status": "not run", "reason": "no Apple device", "images": "builtin", "samples": 4})
+    not_run = _manifest(
+        validation={"status": "not run", "reason": "no Apple device", "images": "builtin", "samples": 4}
+    )
     assert "Not run: no Apple device." in render_markdown(not_run)
     m = _manifest(validation={"status": "ok", "task_metrics": {"top1_agreement": 0.875}, "metrics": {}})
     plots = make_plots(m)
@@ -47,10 +79,28 @@ def test_not_run_validation_and_agreement_plot(tmp_path):
 
 
 def test_thread_sweep_table_and_plot():
-    rows = [{"threads": t, "batch": b, "first_ms": 2.0, "p50_ms": b * t * 1.0, "p90_ms": b * t * 1.2, "p99_ms": b * t * 1.5,
-             "throughput_ips": 1000 / t, "iterations": 5} for t in (1, 2) for b in (1, 4)]
-    bench = {"status": "ok", "runtime": "onnxruntime-cpu", "thread_counts": [1, 2], "threads": 1, "results": rows,
-             "baselines": [{"batch": 1, "threads": 1, "speedup": 2.0}, {"batch": 1, "threads": 2, "speedup": 3.0}]}
+    rows = [
+        {
+            "threads": t,
+            "batch": b,
+            "first_ms": 2.0,
+            "p50_ms": b * t * 1.0,
+            "p90_ms": b * t * 1.2,
+            "p99_ms": b * t * 1.5,
+            "throughput_ips": 1000 / t,
+            "iterations": 5,
+        }
+        for t in (1, 2)
+        for b in (1, 4)
+    ]
+    bench = {
+        "status": "ok",
+        "runtime": "onnxruntime-cpu",
+        "thread_counts": [1, 2],
+        "threads": 1,
+        "results": rows,
+        "baselines": [{"batch": 1, "threads": 1, "speedup": 2.0}, {"batch": 1, "threads": 2, "speedup": 3.0}],
+    }
     m = _manifest(benchmark=bench)
     md = render_markdown(m, {"latency_vs_batch": "plots/latency_vs_batch.png"})
     assert "| threads | batch | first ms |" in md and "| 2 | 4 | 2 | 8 |" in md
@@ -61,7 +111,12 @@ def test_thread_sweep_table_and_plot():
 
 def test_an_odd_manifest_never_fails_the_build(tmp_path):
     # A benchmark row from some other tool: latencies as a list, not a number.
-    m = _manifest(benchmark={"status": "ok", "results": [{"batch": 1, "p50_ms": [1.0, 2.0]}, {"batch": 2, "p50_ms": {}}]})
+    m = _manifest(
+        benchmark={
+            "status": "ok",
+            "results": [{"batch": 1, "p50_ms": [1.0, 2.0]}, {"batch": 2, "p50_ms": {}}],
+        }
+    )
     write_reports(m, tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "plot latency_vs_batch not drawn" in md

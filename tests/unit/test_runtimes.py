@@ -13,7 +13,8 @@ def _linear_onnx(path, batch: int | str = "batch", meta: dict[str, str] | None =
     """y = x @ W for x [batch, 8]; returns W."""
     w = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])], "lin",
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "lin",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])],
         [numpy_helper.from_array(w, "W")],
@@ -70,7 +71,9 @@ def test_ort_runner_applies_the_level_the_artifact_records(tmp_path):
 
     from vopt.runtimes.ort import METADATA_KEY, recorded_settings, runner
 
-    _linear_onnx(tmp_path / "basic.onnx", meta={METADATA_KEY: json.dumps({"graph_optimization_level": "basic"})})
+    _linear_onnx(
+        tmp_path / "basic.onnx", meta={METADATA_KEY: json.dumps({"graph_optimization_level": "basic"})}
+    )
     _linear_onnx(tmp_path / "plain.onnx")
     assert recorded_settings(tmp_path / "basic.onnx") == {"graph_optimization_level": "basic"}
     assert recorded_settings(tmp_path / "plain.onnx") == {}
@@ -113,12 +116,29 @@ def test_a_straddling_interval_is_inconclusive_never_did_not_pay():
     from vopt.runtimes.base import Runner
 
     run = Runner(run=lambda f: f, runtime="onnxruntime-cpu")
-    tie = {"ratio": 1.02, "low": 0.95, "high": 1.09, "rounds": 160, "per_round": 3, "seconds": 8.0,
-           "stopped": "time budget", "verdict": "inconclusive", "baseline_p50_ms": 10.0, "candidate_p50_ms": 9.8}
+    tie = {
+        "ratio": 1.02,
+        "low": 0.95,
+        "high": 1.09,
+        "rounds": 160,
+        "per_round": 3,
+        "seconds": 8.0,
+        "stopped": "time budget",
+        "verdict": "inconclusive",
+        "baseline_p50_ms": 10.0,
+        "candidate_p50_ms": 9.8,
+    }
     r = speed_report(tie, run, run, 1, "int8")
     assert r["status"] == "inconclusive" and r["paid"] is None and r["speedup_ci95"] == [0.95, 1.09]
     assert "inconclusive" in r["verdict"] and "did not pay" not in r["verdict"]
-    slower = {**tie, "ratio": 0.7, "low": 0.65, "high": 0.75, "verdict": "slower", "stopped": "interval excludes 1"}
+    slower = {
+        **tie,
+        "ratio": 0.7,
+        "low": 0.65,
+        "high": 0.75,
+        "verdict": "slower",
+        "stopped": "interval excludes 1",
+    }
     r = speed_report(slower, run, run, 1, "int8")
     assert r["status"] == "ok" and r["paid"] is False
 
@@ -141,7 +161,9 @@ def test_runtimes_never_import_targets_and_speed_code_names_no_target():
     for rel in ("quant/speed.py", "quant/evaluate.py", "bench/source.py", "bench/timing.py"):
         tree = ast.parse((root / rel).read_text())
         # names in comparisons and dict keys (package names passed to imports and extras are fine)
-        used = [*(c for n in ast.walk(tree) if isinstance(n, ast.Compare) for c in [n.left, *n.comparators]),
-                *(k for n in ast.walk(tree) if isinstance(n, ast.Dict) for k in n.keys if k is not None)]
+        used = [
+            *(c for n in ast.walk(tree) if isinstance(n, ast.Compare) for c in [n.left, *n.comparators]),
+            *(k for n in ast.walk(tree) if isinstance(n, ast.Dict) for k in n.keys if k is not None),
+        ]
         names = {c.value for c in used if isinstance(c, ast.Constant)} & set(TARGETS)
         assert not names, f"{rel} compares or keys by target names: {sorted(names)}"

@@ -8,8 +8,14 @@ from tests.conftest import tiny_model
 
 
 def test_tiny_resnet_cpu_build_and_cache(write_recipe, cli, tmp_path):
-    recipe = write_recipe({"name": "tiny", "model": tiny_model("resnet"), "compile": {"target": "cpu"},
-                           "validate": {"samples": 8, "gates": {"cosine": ">=0.999"}}})
+    recipe = write_recipe(
+        {
+            "name": "tiny",
+            "model": tiny_model("resnet"),
+            "compile": {"target": "cpu"},
+            "validate": {"samples": 8, "gates": {"cosine": ">=0.999"}},
+        }
+    )
     out = tmp_path / "out"
     first = cli("build", recipe, "--out", out, "--json")
     assert first.exit_code == 0, first.output

@@ -43,14 +43,16 @@ def test_kl_divergence_known_value():
 
 # --- detection --------------------------------------------------------------------------------
 
-BOXES = np.array([[0.2, 0.2, 0.2, 0.2], [0.7, 0.3, 0.2, 0.3], [0.3, 0.7, 0.3, 0.2], [0.75, 0.75, 0.2, 0.2]])  # cxcywh
+BOXES = np.array(
+    [[0.2, 0.2, 0.2, 0.2], [0.7, 0.3, 0.2, 0.3], [0.3, 0.7, 0.3, 0.2], [0.75, 0.75, 0.2, 0.2]]
+)  # cxcywh
 
 
 def _detr_outputs(boxes: np.ndarray, labels: list[int], n_classes: int = 3, extra_queries: int = 2):
     """DETR-style outputs: a confident class per real query, no-object for padding queries."""
     q = len(boxes) + extra_queries
     logits = np.full((1, q, n_classes + 1), -5.0)
-    logits[0, len(boxes):, -1] = 5.0  # padding queries say no-object
+    logits[0, len(boxes) :, -1] = 5.0  # padding queries say no-object
     for i, c in enumerate(labels):
         logits[0, i, c] = 5.0
     pred = np.vstack([boxes, np.tile([[0.5, 0.5, 0.1, 0.1]], (extra_queries, 1))])[None]
@@ -158,7 +160,10 @@ def test_task_metrics_dispatch_and_headline():
     assert tm["top1_agreement"] == 1.0 and not notes
     tm, notes = task_metrics("object-detection", "detr", ref, ref, 0.5)
     assert tm == {} and "pred_boxes" in notes[0]
-    assert headline({"task_metrics": {"box_agreement": 0.75}, "metrics": {"logits": {"cosine": 0.9}}}) == ("box_agreement", 0.75)
+    assert headline({"task_metrics": {"box_agreement": 0.75}, "metrics": {"logits": {"cosine": 0.9}}}) == (
+        "box_agreement",
+        0.75,
+    )
     assert headline({"metrics": {"a": {"cosine": 0.9}, "b": {"cosine": 0.8}}}) == ("cosine", 0.8)
 
 
@@ -167,10 +172,25 @@ def test_gates_compare_strings():
     assert parse_condition("<1e-3") == ("<", 1e-3)
     with pytest.raises(RecipeError):
         parse_condition("about 0.9")
-    metrics = {"outputs": {"logits": {"cosine": 0.995, "max_abs_diff": 0.02}, "boxes": {"cosine": 0.98, "max_abs_diff": 0.1}},
-               "top1_agreement": 0.9}
-    res = {g["metric"]: g for g in evaluate(
-        {"cosine": ">=0.99", "logits.cosine": ">=0.99", "max_abs_diff": "<0.05", "top1_agreement": ">=0.9"}, metrics)}
+    metrics = {
+        "outputs": {
+            "logits": {"cosine": 0.995, "max_abs_diff": 0.02},
+            "boxes": {"cosine": 0.98, "max_abs_diff": 0.1},
+        },
+        "top1_agreement": 0.9,
+    }
+    res = {
+        g["metric"]: g
+        for g in evaluate(
+            {
+                "cosine": ">=0.99",
+                "logits.cosine": ">=0.99",
+                "max_abs_diff": "<0.05",
+                "top1_agreement": ">=0.9",
+            },
+            metrics,
+        )
+    }
     assert res["cosine"]["value"] == 0.98 and not res["cosine"]["passed"]  # worst output decides
     assert res["logits.cosine"]["passed"]
     assert res["max_abs_diff"]["value"] == 0.1 and not res["max_abs_diff"]["passed"]  # worst = largest

@@ -15,10 +15,15 @@ def _graph(op: str, opset: int = 17):
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node(op, ["r", "r"] if op == "Mod" else ["r"], ["y"])]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node(op, ["r", "r"] if op == "Mod" else ["r"], ["y"]),
+    ]
     if op == "Mod":
         nodes[1].attribute.append(helper.make_attribute("fmod", 1))
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", opset)])
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", opset)]
+    )
     onnx.checker.check_model(model)
     return model
 
@@ -26,8 +31,10 @@ def _graph(op: str, opset: int = 17):
 def test_web_op_table_parses_the_shipped_docs_format():
     from vopt.web.ops import parse_doc
 
-    table = parse_doc("| Operator | Opset | Comments |\n|:--:|:--:|--|\n"
-                      "| Add | ai.onnx(7-12,13,14+) |  |\n| GridSample | ai.onnx(16-19); com.ms.internal.nhwc(16-19) | |\n")
+    table = parse_doc(
+        "| Operator | Opset | Comments |\n|:--:|:--:|--|\n"
+        "| Add | ai.onnx(7-12,13,14+) |  |\n| GridSample | ai.onnx(16-19); com.ms.internal.nhwc(16-19) | |\n"
+    )
     assert table["ai.onnx"]["Add"] == [(7, 12), (13, 13), (14, None)]
     assert table["ai.onnx"]["GridSample"] == [(16, 19)]
     assert table["com.ms.internal.nhwc"]["GridSample"] == [(16, 19)]
@@ -71,7 +78,9 @@ def test_web_recipes_plan(cli, name):
 def test_web_recipe_rejects_a_precision_the_target_cannot_make(cli, write_recipe):
     from tests.conftest import tiny_model
 
-    recipe = write_recipe({"name": "x", "model": tiny_model("resnet"), "compile": {"target": "webnn", "precision": "int8"}})
+    recipe = write_recipe(
+        {"name": "x", "model": tiny_model("resnet"), "compile": {"target": "webnn", "precision": "int8"}}
+    )
     result = cli("check", recipe)
     assert result.exit_code == 2
     assert "compile.precision" in result.output
@@ -108,7 +117,9 @@ def test_browser_validation_is_keyed_by_the_browser_and_onnxruntime_web():
     from vopt.recipe.sections.validate import ValidateSection
     from vopt.stages.validate import ValidateConfig, ValidateStage
 
-    browser = ValidateStage.fingerprint(ValidateConfig(section=ValidateSection(runtime="browser"), compile={"target": "cpu"}))
+    browser = ValidateStage.fingerprint(
+        ValidateConfig(section=ValidateSection(runtime="browser"), compile={"target": "cpu"})
+    )
     web = ValidateStage.fingerprint(ValidateConfig(section=ValidateSection(), compile={"target": "webgpu"}))
     plain = ValidateStage.fingerprint(ValidateConfig(section=ValidateSection(), compile={"target": "cpu"}))
     assert "browser" in browser and "browser" in web and "browser" not in plain

@@ -23,7 +23,9 @@ class BenchSettings:
     warmup: int = 3
     iterations: int = 20
     seconds: float | None = None
-    threads: list[int | None] = field(default_factory=lambda: [None])  # the thread sweep; None: runtime default
+    threads: list[int | None] = field(
+        default_factory=lambda: [None]
+    )  # the thread sweep; None: runtime default
     baseline: bool = True
     rounds: int = 5  # interleaved rounds for the speedup
 
@@ -64,8 +66,10 @@ def run_benchmark(
         warnings.append(f"batch sizes {skipped} skipped: the artifact's batch axis is static ({batch_dim})")
     load = _load_average()
     if load is not None and load >= (os.cpu_count() or 1):
-        warnings.append(f"the machine is busy (load average {load:.1f} on {os.cpu_count()} CPUs): timings are noisy; "
-                        "the interleaved speedup holds better than absolute numbers")
+        warnings.append(
+            f"the machine is busy (load average {load:.1f} on {os.cpu_count()} CPUs): timings are noisy; "
+            "the interleaved speedup holds better than absolute numbers"
+        )
     reset_peak()
     rss_before = current_rss_mb()
     rows: list[dict[str, Any]] = []
@@ -82,14 +86,20 @@ def run_benchmark(
             with runner:
                 swept = _sweep(runner, input_name, images, batches, settings, threads, warnings, advance)
                 if not first:
-                    first = {"runtime": runner.runtime, "runtime_info": runner.info, "load_ms": load_ms,
-                             "cold_ms": swept[0]["first_ms"]}
+                    first = {
+                        "runtime": runner.runtime,
+                        "runtime_info": runner.info,
+                        "load_ms": load_ms,
+                        "cold_ms": swept[0]["first_ms"],
+                    }
                 rows += swept
                 if baseline:
                     if reference is None:
                         peak = peak_rss_mb()  # before torch and the reference model join the process
                         reference = load_reference()
-                    baselines.append(_speedup(runner, input_name, images, swept[0]["batch"], reference, settings, threads))
+                    baselines.append(
+                        _speedup(runner, input_name, images, swept[0]["batch"], reference, settings, threads)
+                    )
                     advance(1)
     peak = peak if peak is not None else peak_rss_mb()
     measured = sorted({r["batch"] for r in rows})
@@ -107,7 +117,11 @@ def run_benchmark(
         "peak_rss_mb": peak,
         "runtime_rss_mb": None if rss_before is None else max(0.0, peak - rss_before),
         "artifact_bytes": artifact_bytes,
-        "settings": {"warmup": settings.warmup, "iterations": settings.iterations, "seconds": settings.seconds},
+        "settings": {
+            "warmup": settings.warmup,
+            "iterations": settings.iterations,
+            "seconds": settings.seconds,
+        },
     }
     if baselines:
         result["baseline"] = baselines[0]
@@ -119,14 +133,26 @@ def run_benchmark(
     return result
 
 
-def _sweep(runner: Runner, input_name: str, images: np.ndarray, batches: list[int], settings: BenchSettings,
-           threads: int | None, warnings: list[str], advance: Callable[[int], None]) -> list[dict[str, Any]]:
+def _sweep(
+    runner: Runner,
+    input_name: str,
+    images: np.ndarray,
+    batches: list[int],
+    settings: BenchSettings,
+    threads: int | None,
+    warnings: list[str],
+    advance: Callable[[int], None],
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for b in batches:
         x = {input_name: tile(images, b)}
         try:
-            stats = time_calls(lambda x=x: runner(x), warmup=settings.warmup, iterations=settings.iterations,
-                               seconds=settings.seconds)
+            stats = time_calls(
+                lambda x=x: runner(x),
+                warmup=settings.warmup,
+                iterations=settings.iterations,
+                seconds=settings.seconds,
+            )
         except Exception as exc:  # noqa: BLE001 - one batch size the runtime refuses must not sink the sweep
             warnings.append(f"batch {b} failed on {runner.runtime}: {type(exc).__name__}: {str(exc)[:300]}")
             advance(1)
@@ -142,8 +168,10 @@ def _sweep(runner: Runner, input_name: str, images: np.ndarray, batches: list[in
 def _summary(r: dict[str, Any]) -> str:
     rows = r["results"]
     best = max(rows, key=lambda row: row["throughput_ips"])
-    text = f"{r['runtime']}: p50 {rows[0]['p50_ms']:.2f} ms at batch {rows[0]['batch']}, " \
-           f"{best['throughput_ips']:.1f} img/s at batch {best['batch']}"
+    text = (
+        f"{r['runtime']}: p50 {rows[0]['p50_ms']:.2f} ms at batch {rows[0]['batch']}, "
+        f"{best['throughput_ips']:.1f} img/s at batch {best['batch']}"
+    )
     if len(r["thread_counts"]) > 1:
         text += f" ({best['threads'] or 'default'} thread{'s' if best['threads'] != 1 else ''})"
     if "baseline" in r:
@@ -158,8 +186,15 @@ def _load_average() -> float | None:
         return None
 
 
-def _speedup(runner: Runner, input_name: str, images: np.ndarray, batch: int, reference: Any,
-             settings: BenchSettings, threads: int | None) -> dict[str, Any]:
+def _speedup(
+    runner: Runner,
+    input_name: str,
+    images: np.ndarray,
+    batch: int,
+    reference: Any,
+    settings: BenchSettings,
+    threads: int | None,
+) -> dict[str, Any]:
     """Artifact and PyTorch eager timed in alternating rounds on the same input, so machine noise
     hits both alike and the ratio holds."""
     import torch
@@ -170,13 +205,18 @@ def _speedup(runner: Runner, input_name: str, images: np.ndarray, batch: int, re
     if threads:
         torch.set_num_threads(threads)  # the same thread budget as the artifact
     try:
+
         def eager() -> Any:
             with torch.inference_mode():
                 return reference(tx)
 
         per_round = max(1, settings.iterations // settings.rounds)
-        t = interleaved({"artifact": lambda: runner({input_name: x}), "pytorch": eager},
-                        rounds=settings.rounds, per_round=per_round, warmup=max(1, min(settings.warmup, 3)))
+        t = interleaved(
+            {"artifact": lambda: runner({input_name: x}), "pytorch": eager},
+            rounds=settings.rounds,
+            per_round=per_round,
+            warmup=max(1, min(settings.warmup, 3)),
+        )
     finally:
         torch.set_num_threads(old_threads)
     return {

@@ -36,7 +36,9 @@ def resolve_source(path: Path, cache_dir: Path | None = None) -> BenchSource:
         return _from_openvino_ir(path)
     if not path.exists():
         raise RecipeError(f"{path}: no such file or directory")
-    raise RecipeError(f"{path}: give a build directory (with manifest.json), an .onnx file or an OpenVINO .xml")
+    raise RecipeError(
+        f"{path}: give a build directory (with manifest.json), an .onnx file or an OpenVINO .xml"
+    )
 
 
 def _from_build_dir(path: Path, cache_dir: Path | None) -> BenchSource:
@@ -64,7 +66,9 @@ def _cached_reference(m: dict[str, Any], artifact: Artifact, cache_dir: Path | N
     load = next((s for s in m.get("steps") or [] if s.get("stage") == "load"), None)
     entry = Cache(cache_dir).get(load["key"]) if load else None
     if entry is None or entry.artifact.format != "torch-module":
-        notes.append("no PyTorch model for this build in the cache: no speedup figure (rebuild, or pass --cache-dir)")
+        notes.append(
+            "no PyTorch model for this build in the cache: no speedup figure (rebuild, or pass --cache-dir)"
+        )
         return None
 
     def load_module_() -> Any:
@@ -106,13 +110,17 @@ def _from_openvino_ir(path: Path) -> BenchSource:
         raise missing_extra("openvino", "openvino") from None
     model = ov.Core().read_model(str(path))
     inp = model.inputs[0]
-    shape: list[int | str] = [d.get_length() if d.is_static else ("batch" if i == 0 else f"d{i}")
-                              for i, d in enumerate(inp.get_partial_shape())]
+    shape: list[int | str] = [
+        d.get_length() if d.is_static else ("batch" if i == 0 else f"d{i}")
+        for i, d in enumerate(inp.get_partial_shape())
+    ]
     meta = {}
     if model.has_rt_info(["vopt", "preprocess"]):
         meta["vopt.preprocess"] = model.get_rt_info(["vopt", "preprocess"]).astype(str)
-    io = IOSpec(inputs=[TensorSpec(name=inp.get_any_name(), shape=shape)],
-                outputs=[TensorSpec(name=o.get_any_name(), shape=[]) for o in model.outputs])
+    io = IOSpec(
+        inputs=[TensorSpec(name=inp.get_any_name(), shape=shape)],
+        outputs=[TensorSpec(name=o.get_any_name(), shape=[]) for o in model.outputs],
+    )
     artifact = Artifact(path=str(path), format="openvino-ir", io=io, preprocess=_preprocess(meta, shape))
     target = target_for_format("openvino-ir")
     src = BenchSource(artifact, target, {"target": target.name}, f"{path.name} on OpenVINO CPU")
@@ -133,10 +141,17 @@ def _from_onnx(path: Path) -> BenchSource:
     dims = inp.type.tensor_type.shape.dim
     shape: list[int | str] = [d.dim_value if d.dim_value else (d.dim_param or "batch") for d in dims]
     preprocess = _preprocess(meta, shape)
-    io = IOSpec(inputs=[TensorSpec(name=inp.name, shape=shape)],
-                outputs=[TensorSpec(name=o.name, shape=[]) for o in proto.graph.output])
-    artifact = Artifact(path=str(path), format="onnx", io=io, preprocess=preprocess,
-                        meta={"family": meta.get("vopt.family"), "task": meta.get("vopt.task")})
+    io = IOSpec(
+        inputs=[TensorSpec(name=inp.name, shape=shape)],
+        outputs=[TensorSpec(name=o.name, shape=[]) for o in proto.graph.output],
+    )
+    artifact = Artifact(
+        path=str(path),
+        format="onnx",
+        io=io,
+        preprocess=preprocess,
+        meta={"family": meta.get("vopt.family"), "task": meta.get("vopt.task")},
+    )
     target = target_for_format("onnx")
     src = BenchSource(artifact, target, {"target": target.name}, f"{path.name} on ONNX Runtime CPU")
     src.notes.append("a bare ONNX file has no PyTorch model: no speedup figure")

@@ -41,7 +41,9 @@ def time_calls(
     }
 
 
-def interleaved(calls: dict[str, Callable[[], Any]], *, rounds: int = 5, per_round: int = 5, warmup: int = 2) -> dict[str, dict[str, float]]:
+def interleaved(
+    calls: dict[str, Callable[[], Any]], *, rounds: int = 5, per_round: int = 5, warmup: int = 2
+) -> dict[str, dict[str, float]]:
     """Time several callables in alternating rounds, so a noisy machine hits all of them alike."""
     for call in calls.values():
         for _ in range(warmup):
@@ -54,7 +56,8 @@ def interleaved(calls: dict[str, Callable[[], Any]], *, rounds: int = 5, per_rou
                 call()
                 samples[name].append((time.perf_counter() - t) * 1e3)
     return {
-        name: {"p50_ms": float(np.median(v)), "mean_ms": float(np.mean(v)), "iterations": len(v)} for name, v in samples.items()
+        name: {"p50_ms": float(np.median(v)), "mean_ms": float(np.mean(v)), "iterations": len(v)}
+        for name, v in samples.items()
     }
 
 
@@ -65,8 +68,12 @@ def t_quantile(p: float, df: int) -> float:
     if df <= 0:
         return float("inf")
     z = NormalDist().inv_cdf(p)
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2) \
+    return (
+        z
+        + (z**3 + z) / (4 * df)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
         + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+    )
 
 
 def ratio_interval(log_ratios: list[float], alpha: float = 0.05) -> tuple[float, float, float]:
@@ -88,9 +95,16 @@ def looks(min_rounds: int, max_rounds: int) -> list[int]:
     return [*points, max_rounds]
 
 
-def compare_until_stable(baseline: Callable[[], Any], candidate: Callable[[], Any], *, min_rounds: int = 5,
-                         max_rounds: int = 160, budget_s: float = 8.0, per_round: int = 3,
-                         warmup: int = 3) -> dict[str, Any]:
+def compare_until_stable(
+    baseline: Callable[[], Any],
+    candidate: Callable[[], Any],
+    *,
+    min_rounds: int = 5,
+    max_rounds: int = 160,
+    budget_s: float = 8.0,
+    per_round: int = 3,
+    warmup: int = 3,
+) -> dict[str, Any]:
     """Speed ratio baseline-time / candidate-time (>1: the candidate is faster), timed in interleaved rounds until
     a 95% interval on the ratio excludes 1, or at `max_rounds` / `budget_s`. Each round takes the median of
     `per_round` calls of each (the order alternates between rounds); the interval is a t-interval on the mean
@@ -130,8 +144,15 @@ def compare_until_stable(baseline: Callable[[], Any], candidate: Callable[[], An
                 break
     ratio, lo, hi = ratio_interval(logs, alpha)
     return {
-        "ratio": ratio, "low": lo, "high": hi, "rounds": len(logs), "per_round": per_round, "alpha": alpha,
-        "baseline_p50_ms": float(np.median(base_ms)), "candidate_p50_ms": float(np.median(cand_ms)),
-        "seconds": time.perf_counter() - start, "stopped": stopped,
+        "ratio": ratio,
+        "low": lo,
+        "high": hi,
+        "rounds": len(logs),
+        "per_round": per_round,
+        "alpha": alpha,
+        "baseline_p50_ms": float(np.median(base_ms)),
+        "candidate_p50_ms": float(np.median(cand_ms)),
+        "seconds": time.perf_counter() - start,
+        "stopped": stopped,
         "verdict": "faster" if lo > 1.0 else "slower" if hi < 1.0 else "inconclusive",
     }

@@ -15,16 +15,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("vopt.cli.plan", "Show the resolved recipe and the steps that would run (runs nothing)."),
     "check": ("vopt.cli.check", "Validate recipes without building."),
     "recipes": ("vopt.cli.recipes", "List the recipes under recipes/."),
-    "matrix": ("vopt.cli.matrix", "Emit the CI job matrix (GitHub Actions, GitLab) for recipes, with runner labels."),
+    "matrix": (
+        "vopt.cli.matrix",
+        "Emit the CI job matrix (GitHub Actions, GitLab) for recipes, with runner labels.",
+    ),
     "doctor": ("vopt.cli.doctor", "Show every backend: installed, version, extra, hardware."),
     "schema": ("vopt.cli.schema", "Write the JSON Schema of a recipe."),
     "inspect": ("vopt.cli.inspect", "Describe an artifact: I/O, ops, precision mix, metadata."),
     "bench": ("vopt.cli.bench", "Benchmark an artifact or a build directory."),
     "compare": ("vopt.cli.compare", "Compare build directories side by side."),
-    "tune": ("vopt.cli.tune", "Try the settings a target allows; keep the fastest artifact that passes the gates."),
+    "tune": (
+        "vopt.cli.tune",
+        "Try the settings a target allows; keep the fastest artifact that passes the gates.",
+    ),
     "profile": ("vopt.cli.profile", "Per-op time breakdown of an artifact on its runtime's own profiler."),
-    "estimate": ("vopt.cli.estimate", "Estimate parameter and activation memory per batch size before building."),
-    "verify": ("vopt.cli.verify", "Run an artifact on a runtime, such as a browser, and compare it with a reference."),
+    "estimate": (
+        "vopt.cli.estimate",
+        "Estimate parameter and activation memory per batch size before building.",
+    ),
+    "verify": (
+        "vopt.cli.verify",
+        "Run an artifact on a runtime, such as a browser, and compare it with a reference.",
+    ),
 }
 
 
@@ -35,7 +47,9 @@ def _version(value: bool) -> None:
 
 
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """vopt: one recipe, verified deployment artifacts."""
 

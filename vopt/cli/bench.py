@@ -9,14 +9,32 @@ from vopt.cli.output import RichReporter, err, handles_errors, out, print_json
 
 @handles_errors
 def command(
-    path: Path = typer.Argument(..., help="A build directory (manifest.json) or an .onnx file (run on ORT CPU).", show_default=False),
-    batch_sizes: str = typer.Option("1", "--batch-sizes", "-b", help="Comma-separated, e.g. 1,4,8 (static-batch artifacts run only their own)."),
+    path: Path = typer.Argument(
+        ..., help="A build directory (manifest.json) or an .onnx file (run on ORT CPU).", show_default=False
+    ),
+    batch_sizes: str = typer.Option(
+        "1",
+        "--batch-sizes",
+        "-b",
+        help="Comma-separated, e.g. 1,4,8 (static-batch artifacts run only their own).",
+    ),
     warmup: int = typer.Option(3, "--warmup", min=0, help="Warm-up calls per batch size."),
     iterations: int = typer.Option(20, "--iterations", "-n", min=1, help="Timed calls per batch size."),
-    seconds: float | None = typer.Option(None, "--seconds", help="Time bound per batch size (overrides --iterations)."),
-    threads: str | None = typer.Option(None, "--threads", "-t", help="Intra-op threads, or a comma-separated sweep, e.g. 1,2 (runtime default when omitted)."),
-    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Time PyTorch eager interleaved, for the speedup."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache holding the build's PyTorch model (for the speedup)."),
+    seconds: float | None = typer.Option(
+        None, "--seconds", help="Time bound per batch size (overrides --iterations)."
+    ),
+    threads: str | None = typer.Option(
+        None,
+        "--threads",
+        "-t",
+        help="Intra-op threads, or a comma-separated sweep, e.g. 1,2 (runtime default when omitted).",
+    ),
+    baseline: bool = typer.Option(
+        True, "--baseline/--no-baseline", help="Time PyTorch eager interleaved, for the speedup."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Cache holding the build's PyTorch model (for the speedup)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -39,8 +57,13 @@ def command(
     images = load_batch(None, src.artifact.preprocess, min(8, max(sizes)))
     err.print(f"[bold]vopt bench[/] {src.describe}", highlight=False)
     result = run_benchmark(
-        make, src.artifact.io.inputs[0].name, src.artifact.io.inputs[0].shape[0], images, settings,
-        load_reference=src.load_reference if baseline else None, artifact_bytes=src.artifact_bytes(),
+        make,
+        src.artifact.io.inputs[0].name,
+        src.artifact.io.inputs[0].shape[0],
+        images,
+        settings,
+        load_reference=src.load_reference if baseline else None,
+        artifact_bytes=src.artifact_bytes(),
         reporter=RichReporter(),
     )
     notes += result.pop("warnings", [])
@@ -68,16 +91,40 @@ def _show(r: dict) -> None:
 
     from vopt.report.data import fmt_bytes
 
-    t = Table("threads", "batch", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "runs", box=None, header_style="bold")
+    t = Table(
+        "threads",
+        "batch",
+        "first ms",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "img/s",
+        "runs",
+        box=None,
+        header_style="bold",
+    )
     for row in r["results"]:
-        t.add_row(str(row["threads"] or "default"), str(row["batch"]), f"{row['first_ms']:.3f}", f"{row['p50_ms']:.3f}",
-                  f"{row['p90_ms']:.3f}", f"{row['p99_ms']:.3f}", f"{row['throughput_ips']:.1f}", str(row["iterations"]))
+        t.add_row(
+            str(row["threads"] or "default"),
+            str(row["batch"]),
+            f"{row['first_ms']:.3f}",
+            f"{row['p50_ms']:.3f}",
+            f"{row['p90_ms']:.3f}",
+            f"{row['p99_ms']:.3f}",
+            f"{row['throughput_ips']:.1f}",
+            str(row["iterations"]),
+        )
     out.print(t)
-    out.print(f"runtime {r['runtime']}, cold start {r['cold_ms']:.2f} ms "
-              f"(+ {r['load_ms']:.1f} ms session load), peak RSS {r['peak_rss_mb']:.0f} MB, artifact {fmt_bytes(r['artifact_bytes'])}",
-              highlight=False)
+    out.print(
+        f"runtime {r['runtime']}, cold start {r['cold_ms']:.2f} ms "
+        f"(+ {r['load_ms']:.1f} ms session load), peak RSS {r['peak_rss_mb']:.0f} MB, artifact {fmt_bytes(r['artifact_bytes'])}",
+        highlight=False,
+    )
     for base in r.get("baselines") or ([r["baseline"]] if r.get("baseline") else []):
-        out.print(f"PyTorch eager {base['pytorch_p50_ms']:.3f} ms vs {base['artifact_p50_ms']:.3f} ms at batch {base['batch']}, "
-                  f"{base['threads'] or 'default'} threads (interleaved): [bold]{base['speedup']:.2f}x[/]", highlight=False)
+        out.print(
+            f"PyTorch eager {base['pytorch_p50_ms']:.3f} ms vs {base['artifact_p50_ms']:.3f} ms at batch {base['batch']}, "
+            f"{base['threads'] or 'default'} threads (interleaved): [bold]{base['speedup']:.2f}x[/]",
+            highlight=False,
+        )
     for n in r.get("notes", []):
         err.print(f"[yellow]note:[/] {n}", highlight=False)

@@ -11,24 +11,42 @@ from vopt.cli.output import RichReporter, err, handles_errors, print_json
 @handles_errors
 def command(
     recipes: list[Path] = typer.Argument(..., help="Recipe YAML file(s).", show_default=False),
-    out: Path = typer.Option(Path("build"), "--out", "-o", help="Output root; each build goes to OUT/<name>/."),
+    out: Path = typer.Option(
+        Path("build"), "--out", "-o", help="Output root; each build goes to OUT/<name>/."
+    ),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value: key.path=value (YAML-typed)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Re-run every step (results still refresh the cache)."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache directory (default: $VOPT_CACHE_DIR or ~/.cache/vopt)."),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Re-run every step (results still refresh the cache)."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Cache directory (default: $VOPT_CACHE_DIR or ~/.cache/vopt)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest(s) as JSON on stdout."),
-    write_back: bool = typer.Option(False, "--write-back", help="Write the quantization fallback's exclusions into the recipe."),
-    timings: bool = typer.Option(False, "--timings", help="Print where the time went: per step, and inside each step."),
+    write_back: bool = typer.Option(
+        False, "--write-back", help="Write the quantization fallback's exclusions into the recipe."
+    ),
+    timings: bool = typer.Option(
+        False, "--timings", help="Print where the time went: per step, and inside each step."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Build up to N recipes at once, one process each."),
-    profile: str | None = typer.Option(None, "--profile", help="smoke: the family's tiny config, random weights, few images."),
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", min=1, help="Build up to N recipes at once, one process each."
+    ),
+    profile: str | None = typer.Option(
+        None, "--profile", help="smoke: the family's tiny config, random weights, few images."
+    ),
 ) -> None:
     from vopt.pipeline.interrupt import handle_signals
 
     with handle_signals():  # SIGINT / SIGTERM: exit 130 / 143, nothing partial left
-        _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug, jobs, profile)
+        _build_all(
+            recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug, jobs, profile
+        )
 
 
-def _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug, jobs, profile) -> None:
+def _build_all(
+    recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug, jobs, profile
+) -> None:
     from vopt.cli.timings import TimingReporter
     from vopt.errors import GateFailed
     from vopt.pipeline.cache import Cache
@@ -36,7 +54,9 @@ def _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, ti
     from vopt.recipe.resolve import load_recipe
 
     sets_of = {r: _profile_sets(profile, r) + list(set_) for r in recipes}
-    loaded_all = [load_recipe(r, sets_of[r]) for r in recipes]  # all recipes are checked before any work starts
+    loaded_all = [
+        load_recipe(r, sets_of[r]) for r in recipes
+    ]  # all recipes are checked before any work starts
     from vopt.pipeline.plan import make_plan
     from vopt.pipeline.preflight import check_inputs, check_out_dir
 
@@ -58,7 +78,9 @@ def _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, ti
         except GateFailed as exc:
             failed = exc
             manifests.append(_manifest_of(out / loaded.recipe.name))
-            err.print(f"[red]gate failed[/] build dir: {escape(str(out / loaded.recipe.name))}", highlight=False)
+            err.print(
+                f"[red]gate failed[/] build dir: {escape(str(out / loaded.recipe.name))}", highlight=False
+            )
             continue
         manifests.append(result.manifest)
         if write_back:
@@ -66,7 +88,9 @@ def _build_all(recipes, out, set_, no_cache, cache_dir, json_out, write_back, ti
 
             changed = do_write_back(loaded, result.manifest)
             if changed:
-                err.print(f"  wrote {escape(str(changed))} back into {escape(str(loaded.path))}", highlight=False)
+                err.print(
+                    f"  wrote {escape(str(changed))} back into {escape(str(loaded.path))}", highlight=False
+                )
         _summary(result)
         if timings:
             for line in reporter.lines():
@@ -95,19 +119,27 @@ def _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json
     if dupes:
         from vopt.errors import RecipeError
 
-        raise RecipeError(f"-j: recipes share a build name ({', '.join(dupes)}): they would write the same {out}/<name>/")
+        raise RecipeError(
+            f"-j: recipes share a build name ({', '.join(dupes)}): they would write the same {out}/<name>/"
+        )
     err.print(f"[bold]vopt build[/] {len(recipes)} recipes, {jobs} at a time", highlight=False)
 
     def done(result) -> None:
         state = "[green]ok[/]" if result.code == 0 else f"[red]exit {result.code}[/]"
-        err.print(f"[bold]--- {escape(str(result.recipe))}[/] {state} ({result.seconds:.1f}s)", highlight=False)
+        err.print(
+            f"[bold]--- {escape(str(result.recipe))}[/] {state} ({result.seconds:.1f}s)", highlight=False
+        )
         err.print(escape(result.output.rstrip()), highlight=False, soft_wrap=True)
 
     commands = [(r, child_command(r, out, sets_of[r], no_cache, cache_dir, debug)) for r in recipes]
     results = run_parallel(commands, jobs, done)
     failed = [r for r in results if r.code != 0]
-    err.print(f"{len(results) - len(failed)}/{len(results)} built" +
-              (f"; failed: {', '.join(str(r.recipe) for r in failed)}" if failed else ""), highlight=False, soft_wrap=True)
+    err.print(
+        f"{len(results) - len(failed)}/{len(results)} built"
+        + (f"; failed: {', '.join(str(r.recipe) for r in failed)}" if failed else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
     if json_out:
         print_json([_manifest_of(out / n) for n in names])
     if failed:
@@ -134,8 +166,13 @@ def _summary(result) -> None:
         soft_wrap=True,
     )
     # Warnings of cached steps were printed when those steps ran; say them again, or a cached build hides them.
-    again = [f"{s['stage']}: {w}" for s in m["steps"] if s["cached"] for w in s["report"].get("warnings", [])
-             if "weights: random" not in w]  # the RANDOM note below says it once
+    again = [
+        f"{s['stage']}: {w}"
+        for s in m["steps"]
+        if s["cached"]
+        for w in s["report"].get("warnings", [])
+        if "weights: random" not in w
+    ]  # the RANDOM note below says it once
     for w in [w for w in m.get("warnings", []) if "RANDOM" in w] + again:
         err.print(f"[yellow]note:[/] {escape(w)}", highlight=False, soft_wrap=True)
     where = f"  manifest: {result.out_dir / 'manifest.json'}   report: {result.out_dir / 'report.html'}"

@@ -26,10 +26,17 @@ def command(
         try:
             fragment = is_fragment(path)  # families/*.yaml, targets/*.yaml: checked composed with a stub
             loaded = load_fragment(path, set_) if fragment else load_recipe(path, set_)
-            check_inputs(loaded)  # data folders, gate metrics (with the recipe line), before the plan reads them
-            make_plan(loaded.recipe)  # stage-level settings (e.g. a scheme the target cannot take) fail here too
+            check_inputs(
+                loaded
+            )  # data folders, gate metrics (with the recipe line), before the plan reads them
+            make_plan(
+                loaded.recipe
+            )  # stage-level settings (e.g. a scheme the target cannot take) fail here too
             what = "fragment" if fragment else loaded.recipe.name
-            err.print(f"[green]ok[/] {escape(str(path))} ({what} -> {loaded.recipe.compile.target})", highlight=False)
+            err.print(
+                f"[green]ok[/] {escape(str(path))} ({what} -> {loaded.recipe.compile.target})",
+                highlight=False,
+            )
         except RecipeError as exc:
             problems.append(exc.message)
             where = "" if str(path) in exc.message else f"{escape(str(path))}: "

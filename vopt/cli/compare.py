@@ -9,9 +9,13 @@ from vopt.cli.output import handles_errors, out, print_json
 
 @handles_errors
 def command(
-    build_dirs: list[Path] = typer.Argument(..., help="Build directories (each holds a manifest.json).", show_default=False),
+    build_dirs: list[Path] = typer.Argument(
+        ..., help="Build directories (each holds a manifest.json).", show_default=False
+    ),
     format_: str = typer.Option("table", "--format", "-f", help="table | markdown | json"),
-    plot: Path | None = typer.Option(None, "--plot", help="Also write a size-vs-agreement PNG with one point per build."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Also write a size-vs-agreement PNG with one point per build."
+    ),
 ) -> None:
     from vopt.errors import RecipeError
     from vopt.pipeline.manifest import read_manifest
@@ -43,8 +47,11 @@ def _plot(rows: list[dict], path: Path) -> None:
     from vopt.errors import RecipeError
     from vopt.report.plots import size_vs_agreement
 
-    points = [(f"{r['build']} ({r['precision']})", float(r["size_bytes"]), r["agreement"])
-              for r in rows if r["size_bytes"] and r["agreement"] is not None]
+    points = [
+        (f"{r['build']} ({r['precision']})", float(r["size_bytes"]), r["agreement"])
+        for r in rows
+        if r["size_bytes"] and r["agreement"] is not None
+    ]
     metrics = sorted({r["agreement_metric"] for r in rows if r["agreement_metric"]})
     if not points:
         raise RecipeError("--plot: no build has both a size and a validation agreement")

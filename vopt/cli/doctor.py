@@ -25,7 +25,9 @@ def command(json_out: bool = typer.Option(False, "--json", help="Print as JSON."
             version = importlib.metadata.version(dist) if installed else None
         except importlib.metadata.PackageNotFoundError:
             version = None
-        backends.append({"module": module, "installed": installed, "version": version, "extra": extra, "what": what})
+        backends.append(
+            {"module": module, "installed": installed, "version": version, "extra": extra, "what": what}
+        )
     targets = []
     for name in TARGETS:
         target = get_target(name)
@@ -34,9 +36,21 @@ def command(json_out: bool = typer.Option(False, "--json", help="Print as JSON."
         try:
             hw_ok, hw_why = target.hardware()
         except Exception as exc:  # a half-installed backend must not take doctor down
-            hw_ok, hw_why = False, f"hardware probe failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-        targets.append({"target": name, "state": _state(ok, hw_ok), "available": ok, "reason": why,
-                         "hardware": hw_ok, "hardware_detail": hw_why, "extra": target.extra})
+            hw_ok, hw_why = (
+                False,
+                f"hardware probe failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
+            )
+        targets.append(
+            {
+                "target": name,
+                "state": _state(ok, hw_ok),
+                "available": ok,
+                "reason": why,
+                "hardware": hw_ok,
+                "hardware_detail": hw_why,
+                "extra": target.extra,
+            }
+        )
     if json_out:
         print_json({"backends": backends, "targets": targets})
         return
@@ -46,14 +60,26 @@ def command(json_out: bool = typer.Option(False, "--json", help="Print as JSON."
     t = Table("backend", "installed", "version", "install with", "for", box=None, header_style="bold")
     for b in backends:
         hint = "core" if b["extra"] == "core" else f"pip install 'vopt[{b['extra']}]'"
-        t.add_row(b["module"], "[green]yes[/]" if b["installed"] else "[red]no[/]", b["version"] or "-", escape(hint), b["what"])
+        t.add_row(
+            b["module"],
+            "[green]yes[/]" if b["installed"] else "[red]no[/]",
+            b["version"] or "-",
+            escape(hint),
+            b["what"],
+        )
     out.print(t)
     out.print()
     colors = {"ready": "green", "build only": "yellow", "unavailable": "red"}
     t2 = Table("target", "state", "can build here", "device / runtime here", box=None, header_style="bold")
     for tg in targets:
-        t2.add_row(tg["target"], f"[{colors[tg['state']]}]{tg['state']}[/]",
-                   "yes" if tg["available"] else escape(tg["reason"]), escape(tg["hardware_detail"]))
+        t2.add_row(
+            tg["target"],
+            f"[{colors[tg['state']]}]{tg['state']}[/]",
+            "yes" if tg["available"] else escape(tg["reason"]),
+            escape(tg["hardware_detail"]),
+        )
     out.print(t2)
-    out.print("[dim]ready: builds and runs on the target's device (or its simulator) here; build only: the artifact "
-              "is built and checked, but its device is not here[/]")
+    out.print(
+        "[dim]ready: builds and runs on the target's device (or its simulator) here; build only: the artifact "
+        "is built and checked, but its device is not here[/]"
+    )

@@ -12,13 +12,13 @@ from vopt.cli.fragments import FRAGMENT_DIRS
 # Measured with `vopt build --profile smoke` (tiny configs) on onnxruntime-web 1.30 / coremltools 9.
 LIMITED: dict[str, str] = {
     "detr-webgpu": "builds. 4 nodes (`And` x2, `ConstantOfShape` x2, from the padding mask of DETR's positional "
-                   "embedding) are not in the WebGPU EP's op table, so onnxruntime-web runs them on wasm and splits the "
-                   "graph; the build warns with the op list (set `compile.fail_on_fallback: true` to make it an error). "
-                   "fp16 on WebGPU is verified only where the adapter has shader-f16 (not SwiftShader).",
+    "embedding) are not in the WebGPU EP's op table, so onnxruntime-web runs them on wasm and splits the "
+    "graph; the build warns with the op list (set `compile.fail_on_fallback: true` to make it an error). "
+    "fp16 on WebGPU is verified only where the adapter has shader-f16 (not SwiftShader).",
     "detr-webnn": "builds: with static shapes every node is in the WebNN EP's table. Linux Chromium has no WebNN "
-                  "context, so the artifact is executed on wasm with the same static shapes, never on WebNN itself.",
+    "context, so the artifact is executed on wasm with the same static shapes, never on WebNN itself.",
     "detr-mps": "fails at compile: coremltools 9 has no converter for `new_ones` (DETR's positional embedding), "
-                "\"Unsupported fx node new_ones\"; `vopt build` exits 1 and names the op.",
+    '"Unsupported fx node new_ones"; `vopt build` exits 1 and names the op.',
 }
 # Limited pairs that do not build: `make smoke` leaves them out.
 FAILS = ("detr-mps",)
@@ -78,11 +78,20 @@ def scan(root: Path) -> list[Entry]:
         if r.compile.target not in targets:
             targets[r.compile.target] = runtime_here(target)
         status, why = targets[r.compile.target]
-        rows.append(Entry(
-            file=str(path), name=r.name, family=r.model.family or "auto", platform=_platform(loaded),
-            target=r.compile.target, precision=precision_of(r, target), runtime=status, reason=why,
-            description=_first_comment(path), limited=LIMITED.get(r.name),
-        ))
+        rows.append(
+            Entry(
+                file=str(path),
+                name=r.name,
+                family=r.model.family or "auto",
+                platform=_platform(loaded),
+                target=r.compile.target,
+                precision=precision_of(r, target),
+                runtime=status,
+                reason=why,
+                description=_first_comment(path),
+                limited=LIMITED.get(r.name),
+            )
+        )
     return rows
 
 

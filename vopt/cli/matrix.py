@@ -36,30 +36,44 @@ def jobs(recipes: list[Path], sets: list[str], cache_dir: Path | None) -> list[d
         loaded = load_recipe(path, sets)
         steps, target = make_plan(loaded.recipe)
         planned = dry_run(steps, target, cache)
-        material = json.dumps({"recipe": loaded.resolved(), "keys": [p.key for p in planned]}, sort_keys=True, default=str)
+        material = json.dumps(
+            {"recipe": loaded.resolved(), "keys": [p.key for p in planned]}, sort_keys=True, default=str
+        )
         digest = hashlib.sha256(material.encode()).hexdigest()[:16]
         name = loaded.recipe.name
-        out.append({
-            "name": name,
-            "recipe": Path(path).as_posix(),
-            "target": target.name,
-            "platform": _platform(loaded),
-            "extra": target.extra,
-            "browser": target.browser,
-            "cache-key": f"vopt-{name}-{digest}",
-            "cache-prefix": f"vopt-{name}-",
-        })
+        out.append(
+            {
+                "name": name,
+                "recipe": Path(path).as_posix(),
+                "target": target.name,
+                "platform": _platform(loaded),
+                "extra": target.extra,
+                "browser": target.browser,
+                "cache-key": f"vopt-{name}-{digest}",
+                "cache-prefix": f"vopt-{name}-",
+            }
+        )
     return out
 
 
 @handles_errors
 def command(
     recipes: list[Path] = typer.Argument(..., help="Recipe YAML file(s).", show_default=False),
-    fmt: str = typer.Option("github", "--format", "-f", help="github (a strategy.matrix JSON), gitlab (a child "
-                            "pipeline YAML) or json."),
-    runner: list[str] = typer.Option([], "--runner", help="TARGET=label[,label...]: runner labels/tags for a target."),
-    set_: list[str] = typer.Option([], "--set", help="Override a recipe value in every recipe: key.path=value."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache directory the plan keys are computed against."),
+    fmt: str = typer.Option(
+        "github",
+        "--format",
+        "-f",
+        help="github (a strategy.matrix JSON), gitlab (a child pipeline YAML) or json.",
+    ),
+    runner: list[str] = typer.Option(
+        [], "--runner", help="TARGET=label[,label...]: runner labels/tags for a target."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a recipe value in every recipe: key.path=value."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Cache directory the plan keys are computed against."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     from vopt.errors import RecipeError
@@ -96,7 +110,10 @@ def gitlab_pipeline(found: list[dict[str, Any]], overrides: dict[str, list[str]]
 
     doc: dict[str, Any] = {
         "default": {"image": "python:3.11"},
-        "variables": {"VOPT_CACHE_DIR": "$CI_PROJECT_DIR/.vopt-cache", "PIP_CACHE_DIR": "$CI_PROJECT_DIR/.pip-cache"},
+        "variables": {
+            "VOPT_CACHE_DIR": "$CI_PROJECT_DIR/.vopt-cache",
+            "PIP_CACHE_DIR": "$CI_PROJECT_DIR/.pip-cache",
+        },
         "stages": ["build"],
     }
     for job in found:
@@ -106,8 +123,10 @@ def gitlab_pipeline(found: list[dict[str, Any]], overrides: dict[str, list[str]]
         script = [install]
         if job["browser"]:
             script.insert(0, "make browser-deps")
-        script += [f"vopt build {job['recipe']} --out build",
-                   f"vopt compare build/{job['name']} --format markdown > build/{job['name']}/summary.md"]
+        script += [
+            f"vopt build {job['recipe']} --out build",
+            f"vopt compare build/{job['name']} --format markdown > build/{job['name']}/summary.md",
+        ]
         spec: dict[str, Any] = {
             "stage": "build",
             "tags": list(job["tags"]),
@@ -117,6 +136,7 @@ def gitlab_pipeline(found: list[dict[str, Any]], overrides: dict[str, list[str]]
             "artifacts": {"when": "always", "paths": [f"build/{job['name']}/"], "expire_in": "30 days"},
         }
         doc[f"build:{job['name']}"] = spec
+
     class NoAliases(yaml.SafeDumper):
         def ignore_aliases(self, data: Any) -> bool:
             return True

@@ -71,15 +71,23 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             print_error(exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            err.print("[yellow]interrupted[/]: nothing partial was kept; the next run resumes from finished steps")
+            err.print(
+                "[yellow]interrupted[/]: nothing partial was kept; the next run resumes from finished steps"
+            )
             raise typer.Exit(getattr(exc, "exit_code", 130)) from None  # 130 SIGINT, 143 SIGTERM
         except Exception as exc:
             if debug:
                 raise
             from rich.markup import escape
 
-            err.print(f"[bold red]error:[/] internal error: {type(exc).__name__}: {escape(plain(str(exc)))}", soft_wrap=True)
-            err.print("  rerun with VOPT_DEBUG=1 (or --debug on build, plan and check) for the traceback", markup=False)
+            err.print(
+                f"[bold red]error:[/] internal error: {type(exc).__name__}: {escape(plain(str(exc)))}",
+                soft_wrap=True,
+            )
+            err.print(
+                "  rerun with VOPT_DEBUG=1 (or --debug on build, plan and check) for the traceback",
+                markup=False,
+            )
             raise typer.Exit(1) from None
 
     return wrapper
@@ -108,8 +116,13 @@ class RichReporter(Reporter):
         )
 
         self._progress = Progress(
-            SpinnerColumn(), TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=self.console, transient=True,
+            SpinnerColumn(),
+            TextColumn("  {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
         )
         self._progress.start()
         self._progress.add_task(f"{name} ...", total=None)

@@ -22,7 +22,9 @@ class ChildResult:
     seconds: float
 
 
-def child_command(recipe: Path, out: Path, sets: list[str], no_cache: bool, cache_dir: Path | None, debug: bool) -> list[str]:
+def child_command(
+    recipe: Path, out: Path, sets: list[str], no_cache: bool, cache_dir: Path | None, debug: bool
+) -> list[str]:
     cmd = [sys.executable, "-m", "vopt", "build", str(recipe), "--out", str(out)]
     for expr in sets:
         cmd += ["--set", expr]

@@ -32,7 +32,9 @@ def command(
             {
                 "recipe": loaded.resolved(),
                 "target": {"name": target.name, "available": ok, "reason": why},
-                "steps": [{"stage": p.name, "cached": p.cached, "key": p.key, "config": p.config} for p in planned],
+                "steps": [
+                    {"stage": p.name, "cached": p.cached, "key": p.key, "config": p.config} for p in planned
+                ],
             }
         )
         return
@@ -42,4 +44,6 @@ def command(
     out.print("# steps", highlight=False)
     for i, p in enumerate(planned, 1):
         state = "hit " if p.cached else ("miss" if p.key else "miss (input not built yet)")
-        out.print(f"{i}. {p.name:<10} {state}" + (f"  {p.key[:12]}" if p.key else ""), markup=False, highlight=False)
+        out.print(
+            f"{i}. {p.name:<10} {state}" + (f"  {p.key[:12]}" if p.key else ""), markup=False, highlight=False
+        )

@@ -38,8 +38,18 @@ def _smoke(data: dict[str, Any]) -> list[str]:
         sets.append("validate.samples=4")
     quantize = data.get("quantize")
     if isinstance(quantize, dict):
-        sets += ["quantize.calibration.samples=8", "quantize.calibration.batch=4", "quantize.check.samples=4",
-                 "quantize.check.sensitivity_samples=4", "quantize.check.benchmark=false"]
+        sets += [
+            "quantize.calibration.samples=8",
+            "quantize.calibration.batch=4",
+            "quantize.check.samples=4",
+            "quantize.check.sensitivity_samples=4",
+            "quantize.check.benchmark=false",
+        ]
     if data.get("benchmark") is not None:
-        sets += ["benchmark.batch_sizes=[1]", "benchmark.warmup=1", "benchmark.iterations=3", "benchmark.baseline=false"]
+        sets += [
+            "benchmark.batch_sizes=[1]",
+            "benchmark.warmup=1",
+            "benchmark.iterations=3",
+            "benchmark.baseline=false",
+        ]
     return sets

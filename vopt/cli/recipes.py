@@ -11,7 +11,9 @@ from vopt.cli.output import handles_errors, out, print_json
 def command(
     root: Path = typer.Argument(Path("recipes"), help="Folder to list."),
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
-    buildable: bool = typer.Option(False, "--buildable", help="Only print the files of recipes that build and run here."),
+    buildable: bool = typer.Option(
+        False, "--buildable", help="Only print the files of recipes that build and run here."
+    ),
 ) -> None:
     from vopt.cli import library
 
@@ -25,7 +27,9 @@ def command(
         return
     from rich.table import Table
 
-    table = Table("recipe", "family", "platform", "target", "precision", "runtime here", box=None, header_style="bold")
+    table = Table(
+        "recipe", "family", "platform", "target", "precision", "runtime here", box=None, header_style="bold"
+    )
     for row in rows:
         if not row.ok:
             table.add_row(row.file, "-", "-", "-", "[red]invalid[/]", "-")

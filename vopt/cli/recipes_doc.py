@@ -10,6 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
+
 def render(root: Path | None = None) -> str:
     from vopt.cli import library
 
@@ -40,14 +41,29 @@ def render(root: Path | None = None) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        desc = r.description.replace(" With network access, set `model.weights: pretrained`.", "").replace("|", "\\|")
-        lines.append(f"| [`{r.name}`](../{Path(r.file).relative_to(root.parent).as_posix()}) | {r.family} | {r.platform} | "
-                     f"{r.target} | {r.precision} | {desc} |")
-    lines += ["", "## Platforms", "", "| platform | artifact and runtime | CI runner (`vopt matrix`) |", "|---|---|---|"]
+        desc = r.description.replace(" With network access, set `model.weights: pretrained`.", "").replace(
+            "|", "\\|"
+        )
+        lines.append(
+            f"| [`{r.name}`](../{Path(r.file).relative_to(root.parent).as_posix()}) | {r.family} | {r.platform} | "
+            f"{r.target} | {r.precision} | {desc} |"
+        )
+    lines += [
+        "",
+        "## Platforms",
+        "",
+        "| platform | artifact and runtime | CI runner (`vopt matrix`) |",
+        "|---|---|---|",
+    ]
     for name, target, what in _platforms(root):
         lines.append(f"| `{name}` | {what} | {', '.join(target.ci_runners['github'])} |")
-    lines += ["", "## Limited pairs", "",
-              "The seed guides mark some pairs \"Limited\". Each one either builds, or stops with the reason below.", ""]
+    lines += [
+        "",
+        "## Limited pairs",
+        "",
+        'The seed guides mark some pairs "Limited". Each one either builds, or stops with the reason below.',
+        "",
+    ]
     limited = [r for r in rows if r.limited]
     for r in limited:
         lines.append(f"- **`{r.name}`**: {r.limited}")
@@ -55,14 +71,20 @@ def render(root: Path | None = None) -> str:
         lines.append("- none")
     families = sorted({r.family for r in rows})
     fragments = sorted(p.stem for p in (root / "families").glob("*.yaml"))
-    lines += ["", "## Fragments", "",
-              f"Family fragments ({len(fragments)}): " + ", ".join(f"`{f}`" for f in fragments) + ".",
-              f"Families with composed recipes: {', '.join(families)}.",
-              "Platform fragments: " + ", ".join(f"`{p.stem}`" for p in sorted((root / "targets").glob("*.yaml"))) + ".",
-              "`vopt check recipes/families/x.yaml` checks a fragment composed over a stub (a name, and a model for a",
-              "platform fragment), so a typo in a fragment is caught with its own file and line.", ""]
+    lines += [
+        "",
+        "## Fragments",
+        "",
+        f"Family fragments ({len(fragments)}): " + ", ".join(f"`{f}`" for f in fragments) + ".",
+        f"Families with composed recipes: {', '.join(families)}.",
+        "Platform fragments: "
+        + ", ".join(f"`{p.stem}`" for p in sorted((root / "targets").glob("*.yaml")))
+        + ".",
+        "`vopt check recipes/families/x.yaml` checks a fragment composed over a stub (a name, and a model for a",
+        "platform fragment), so a typo in a fragment is caught with its own file and line.",
+        "",
+    ]
     return "\n".join(lines)
-
 
 
 def _platforms(root: Path) -> list[tuple[str, object, str]]:
@@ -77,10 +99,13 @@ def _platforms(root: Path) -> list[tuple[str, object, str]]:
     found = []
     for path in sorted((root / "targets").glob("*.yaml")):
         target = get_target(load_fragment(path, []).recipe.compile.target)
-        text = " ".join(ln.lstrip("# ").strip() for ln in path.read_text().splitlines()[:3] if ln.startswith("#"))
+        text = " ".join(
+            ln.lstrip("# ").strip() for ln in path.read_text().splitlines()[:3] if ln.startswith("#")
+        )
         first = re.split(r": |\. ", text, maxsplit=1)[0] if text else target.description
         found.append((path.stem, target, first))
     return found
+
 
 if __name__ == "__main__":
     sys.stdout.write(render())

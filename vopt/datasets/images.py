@@ -62,14 +62,18 @@ class ImageStats:
         """`what` names the use, e.g. 'validate'."""
         notes = []
         if self.augmented:
-            notes.append(f"{what}: {self.samples} samples from {self.distinct} distinct image"
-                         f"{'s' if self.distinct != 1 else ''}: {self.augmented} are augmented crops (seeded random "
-                         "crop and flip) of those; add images for an independent sample")
+            notes.append(
+                f"{what}: {self.samples} samples from {self.distinct} distinct image"
+                f"{'s' if self.distinct != 1 else ''}: {self.augmented} are augmented crops (seeded random "
+                "crop and flip) of those; add images for an independent sample"
+            )
         if self.skipped:
             names = ", ".join(f"{n} ({why})" for n, why in list(self.skipped.items())[:5])
             more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
-            notes.append(f"{what}: skipped {len(self.skipped)} unreadable image{'s' if len(self.skipped) > 1 else ''}: "
-                         f"{names}{more}")
+            notes.append(
+                f"{what}: skipped {len(self.skipped)} unreadable image{'s' if len(self.skipped) > 1 else ''}: "
+                f"{names}{more}"
+            )
         return notes
 
 
@@ -136,7 +140,9 @@ def preprocess_pil(img, preprocess: Preprocess) -> np.ndarray:
     h, w = preprocess.size
     if preprocess.resize:
         scale = preprocess.resize / min(img.size)
-        img = img.resize((max(w, round(img.size[0] * scale)), max(h, round(img.size[1] * scale))), Image.BILINEAR)
+        img = img.resize(
+            (max(w, round(img.size[0] * scale)), max(h, round(img.size[1] * scale))), Image.BILINEAR
+        )
         left = (img.size[0] - w) // 2
         top = (img.size[1] - h) // 2
         img = img.crop((left, top, left + w, top + h))
@@ -164,7 +170,11 @@ def sample_files(files: list[Path], samples: int, seed: int) -> list[Path]:
 
 
 def iter_batches(
-    files: list[Path], preprocess: Preprocess, batch: int, *, augment_seed: int | None = None,
+    files: list[Path],
+    preprocess: Preprocess,
+    batch: int,
+    *,
+    augment_seed: int | None = None,
     stats: ImageStats | None = None,
 ) -> Iterator[np.ndarray]:
     """Stream batches: memory is bounded by the batch, not the data set.
@@ -203,8 +213,10 @@ def iter_batches(
 
 def _too_many_unreadable(bad: dict[Path, str], distinct: int) -> None:
     names = "; ".join(f"{p} ({why})" for p, why in list(bad.items())[:5])
-    raise RecipeError(f"{len(bad)} of {distinct} image files cannot be read (at most "
-                      f"{MAX_UNREADABLE_FRACTION:.0%} may be skipped): {names}")
+    raise RecipeError(
+        f"{len(bad)} of {distinct} image files cannot be read (at most "
+        f"{MAX_UNREADABLE_FRACTION:.0%} may be skipped): {names}"
+    )
 
 
 def _augmented(path: Path, preprocess: Preprocess, rng: np.random.Generator) -> np.ndarray:
@@ -221,7 +233,9 @@ def _augmented(path: Path, preprocess: Preprocess, rng: np.random.Generator) -> 
     return preprocess_pil(img, preprocess)
 
 
-def load_batch(data: str | list[str] | None, preprocess: Preprocess, samples: int, seed: int = 0) -> np.ndarray:
+def load_batch(
+    data: str | list[str] | None, preprocess: Preprocess, samples: int, seed: int = 0
+) -> np.ndarray:
     files = sample_files(list_images(data), samples, seed)
     batches = list(iter_batches(files, preprocess, batch=max(1, samples), augment_seed=seed))
     if not batches:

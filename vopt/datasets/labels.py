@@ -40,8 +40,9 @@ class Labels:
         return self.classes[index] if 0 <= index < len(self.classes) else str(index)
 
 
-def find_labels(data: str | list[str] | None, files: list[Path], labels_file: str | None = None,
-                key: str = "labels") -> Labels | None:
+def find_labels(
+    data: str | list[str] | None, files: list[Path], labels_file: str | None = None, key: str = "labels"
+) -> Labels | None:
     """Labels for `files` (images under the `data` folders), or None when the data has none we recognize.
     `labels_file` names a file-to-index mapping explicitly ("none" turns labels off)."""
     if data is None or labels_file == "none":
@@ -62,7 +63,9 @@ def find_labels(data: str | list[str] | None, files: list[Path], labels_file: st
         classes = classes or found.classes
     if not by_file:
         if labels_file:
-            raise RecipeError(f"{key}: {labels_file} labels none of the images under {', '.join(map(str, roots))}")
+            raise RecipeError(
+                f"{key}: {labels_file} labels none of the images under {', '.join(map(str, roots))}"
+            )
         return None
     return Labels(by_file, "; ".join(sources), classes)
 
@@ -100,7 +103,11 @@ def _labels_for_root(root: Path, files: list[Path], labels_file: str | None, key
                 if candidate in index:
                     by_file[f] = index[candidate]
                     break
-        how = "class folders" if any(len(f.relative_to(root).parts) > 1 for f in by_file) else "synset prefix of the file name"
+        how = (
+            "class folders"
+            if any(len(f.relative_to(root).parts) > 1 for f in by_file)
+            else "synset prefix of the file name"
+        )
         return Labels(by_file, f"{class_file.name} in {root} ({how})", classes)
     dirs = sorted({f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) == 2})
     if len(dirs) >= 2 and all(len(f.relative_to(root).parts) == 2 for f in files):
@@ -119,7 +126,9 @@ def read_class_list(path: Path) -> tuple[list[str], dict[str, int]]:
         cols = line.split("\t") if "\t" in line else line.split(None, 1)
         if len(cols) >= 2 and cols[0].isdigit():  # index<TAB>synset<TAB>name, or index name
             idx, keys = int(cols[0]), cols[1:]
-        elif len(cols) >= 2 and re.fullmatch(r"n\d{8}", cols[0]):  # synset_words.txt: "n01440764 tench, Tinca tinca"
+        elif len(cols) >= 2 and re.fullmatch(
+            r"n\d{8}", cols[0]
+        ):  # synset_words.txt: "n01440764 tench, Tinca tinca"
             idx, keys = i, cols
         else:
             idx, keys = i, [line]
@@ -151,5 +160,7 @@ def read_labels_file(path: Path, class_index: dict[str, int], key: str) -> dict[
         elif n == 1:
             continue  # a header line such as "file,label"
         else:
-            raise RecipeError(f"{path}:{n}: {key}: class '{label}' is neither an index nor a class in the class list")
+            raise RecipeError(
+                f"{path}:{n}: {key}: class '{label}' is neither an index nor a class in the class list"
+            )
     return table

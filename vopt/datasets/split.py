@@ -67,12 +67,22 @@ class HeldOut:
     warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
-        return {"how": self.how, "split": self.split, "check_images": len(self.check),
-                "calibration_images": None if self.calibration is None else len(self.calibration)}
+        return {
+            "how": self.how,
+            "split": self.split,
+            "check_images": len(self.check),
+            "calibration_images": None if self.calibration is None else len(self.calibration),
+        }
 
 
-def resolve(calib_data: str | list[str] | None, calib_images: bool, check_data: str | list[str] | None,
-            holdout: float, allow_overlap: bool, key: str) -> HeldOut:
+def resolve(
+    calib_data: str | list[str] | None,
+    calib_images: bool,
+    check_data: str | list[str] | None,
+    holdout: float,
+    allow_overlap: bool,
+    key: str,
+) -> HeldOut:
     """The calibration candidates and the check images for one quantize step (or validate: `key` says which
     recipe key the check data came from). `check_data` None means: the held-out part of the calibration data."""
     from vopt.datasets.images import list_images
@@ -82,32 +92,62 @@ def resolve(calib_data: str | list[str] | None, calib_images: bool, check_data: 
     all_calib = list_images(calib_data)
     if check_data is None or same_source(calib_data, check_data):
         if allow_overlap:
-            return HeldOut(all_calib, list_images(check_data if check_data is not None else calib_data),
-                           "IN-SAMPLE: the check reads the calibration images (allow_overlap: true)",
-                           warnings=[f"{key}: the check measures on the calibration images (allow_overlap: true): "
-                                     "its numbers are optimistic"])
+            return HeldOut(
+                all_calib,
+                list_images(check_data if check_data is not None else calib_data),
+                "IN-SAMPLE: the check reads the calibration images (allow_overlap: true)",
+                warnings=[
+                    f"{key}: the check measures on the calibration images (allow_overlap: true): "
+                    "its numbers are optimistic"
+                ],
+            )
         calib, check = split_by_hash(all_calib, holdout)
         if not calib or not check:
-            raise RecipeError(f"{key}: {len(all_calib)} image(s) cannot be split into calibration and check parts "
-                              f"(holdout {holdout}): give the check its own images, or more images")
-        split = {"by": "sha256 of the file content", "holdout": holdout, "calibration": len(calib), "check": len(check)}
-        return HeldOut(calib, check, f"one folder split by content hash: {len(calib)} for calibration, "
-                       f"{len(check)} held out for the check (holdout {holdout})", split)
+            raise RecipeError(
+                f"{key}: {len(all_calib)} image(s) cannot be split into calibration and check parts "
+                f"(holdout {holdout}): give the check its own images, or more images"
+            )
+        split = {
+            "by": "sha256 of the file content",
+            "holdout": holdout,
+            "calibration": len(calib),
+            "check": len(check),
+        }
+        return HeldOut(
+            calib,
+            check,
+            f"one folder split by content hash: {len(calib)} for calibration, "
+            f"{len(check)} held out for the check (holdout {holdout})",
+            split,
+        )
     check = list_images(check_data)
     dup = overlap(all_calib, check)  # the whole calibration data, not only this seed's sample of it
     if dup:
         names = ", ".join(f"{o.name} = {c.name}" for c, o in dup[:4]) + (" ..." if len(dup) > 4 else "")
-        msg = (f"{key}: {len({o for _, o in dup})} of {len(set(check))} check image(s) are in the calibration data "
-               f"(same content): {names}")
+        msg = (
+            f"{key}: {len({o for _, o in dup})} of {len(set(check))} check image(s) are in the calibration data "
+            f"(same content): {names}"
+        )
         if not allow_overlap:
-            raise RecipeError(msg + "; use held-out images, or set allow_overlap: true to measure in-sample anyway")
-        return HeldOut(all_calib, check, "OVERLAPS calibration (allow_overlap: true)", warnings=[msg + " (allow_overlap: true)"])
-    return HeldOut(all_calib, check, "its own images, none of them calibration images (checked by content hash)")
+            raise RecipeError(
+                msg + "; use held-out images, or set allow_overlap: true to measure in-sample anyway"
+            )
+        return HeldOut(
+            all_calib,
+            check,
+            "OVERLAPS calibration (allow_overlap: true)",
+            warnings=[msg + " (allow_overlap: true)"],
+        )
+    return HeldOut(
+        all_calib, check, "its own images, none of them calibration images (checked by content hash)"
+    )
 
 
 def manifest_list(files: list[Path], limit: int = 2000) -> list[dict[str, str]]:
     """Names and content hashes of the images a step used, for the manifest."""
-    return [{"file": f.name, "sha256": content_hash(f)} for f in sorted(set(files), key=lambda p: p.name)[:limit]]
+    return [
+        {"file": f.name, "sha256": content_hash(f)} for f in sorted(set(files), key=lambda p: p.name)[:limit]
+    ]
 
 
 def paths(heldout: dict | None, part: str) -> list[Path] | None:

@@ -13,18 +13,35 @@ def raw_contract(contract: Preprocess, camera_size: list[int] | None) -> Preproc
     """What the caller still does outside the graph: without a camera size, the resize and crop (to the model's
     input size); with one, only delivering frames of that size. Everything numeric is in the graph."""
     # A camera frame is the photo at the camera's size, centre-cropped to its aspect ratio (not stretched).
-    return Preprocess(size=list(camera_size or contract.size), resize=min(camera_size) if camera_size else contract.resize,
-                      mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0], scale=1.0, channel_order="RGB", layout="NHWC",
-                      dtype="uint8")
+    return Preprocess(
+        size=list(camera_size or contract.size),
+        resize=min(camera_size) if camera_size else contract.resize,
+        mean=[0.0, 0.0, 0.0],
+        std=[1.0, 1.0, 1.0],
+        scale=1.0,
+        channel_order="RGB",
+        layout="NHWC",
+        dtype="uint8",
+    )
 
 
 def embedded_steps(contract: Preprocess, camera_size: list[int] | None) -> dict[str, Any]:
     """What the graph does, for the artifact's metadata (`vopt.embedded_preprocessing`)."""
-    steps: dict[str, Any] = {"input": "uint8 NHWC RGB", "scale": contract.scale, "mean": contract.mean,
-                             "std": contract.std, "channel_order": contract.channel_order, "layout": contract.layout}
+    steps: dict[str, Any] = {
+        "input": "uint8 NHWC RGB",
+        "scale": contract.scale,
+        "mean": contract.mean,
+        "std": contract.std,
+        "channel_order": contract.channel_order,
+        "layout": contract.layout,
+    }
     if camera_size:
-        steps.update(camera_size=list(camera_size), resize=contract.resize, crop=list(contract.size),
-                     interpolation="bilinear (no antialias)")
+        steps.update(
+            camera_size=list(camera_size),
+            resize=contract.resize,
+            crop=list(contract.size),
+            interpolation="bilinear (no antialias)",
+        )
     return steps
 
 

@@ -12,9 +12,17 @@ import numpy as np
 OUTPUTS = ("boxes", "scores", "labels")
 
 
-def settings(scoring: str, input_hw: list[int], max_detections: int, score_threshold: float) -> dict[str, Any]:
-    return {"scoring": scoring, "input_hw": list(input_hw), "max_detections": max_detections,
-            "score_threshold": score_threshold, "outputs": list(OUTPUTS), "boxes": "xyxy, input pixels"}
+def settings(
+    scoring: str, input_hw: list[int], max_detections: int, score_threshold: float
+) -> dict[str, Any]:
+    return {
+        "scoring": scoring,
+        "input_hw": list(input_hw),
+        "max_detections": max_detections,
+        "score_threshold": score_threshold,
+        "outputs": list(OUTPUTS),
+        "boxes": "xyxy, input pixels",
+    }
 
 
 def wrap(model: Any, cfg: dict[str, Any]) -> Any:
@@ -41,7 +49,11 @@ def wrap(model: Any, cfg: dict[str, Any]) -> Any:
             cx, cy, bw, bh = boxes.unbind(-1)
             xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1) * self.scale
             keep = scores >= threshold
-            return (xyxy * keep.unsqueeze(-1), scores * keep, torch.where(keep, labels, torch.full_like(labels, -1)))
+            return (
+                xyxy * keep.unsqueeze(-1),
+                scores * keep,
+                torch.where(keep, labels, torch.full_like(labels, -1)),
+            )
 
     return _PostProcessed().eval()
 
@@ -64,5 +76,8 @@ def apply(outputs: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.n
     cx, cy, bw, bh = np.moveaxis(boxes, -1, 0)
     xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1) * np.array([w, h, w, h])
     keep = scores >= cfg["score_threshold"]
-    return {"boxes": (xyxy * keep[..., None]).astype(np.float32), "scores": (scores * keep).astype(np.float32),
-            "labels": np.where(keep, labels, -1).astype(np.int64)}
+    return {
+        "boxes": (xyxy * keep[..., None]).astype(np.float32),
+        "scores": (scores * keep).astype(np.float32),
+        "labels": np.where(keep, labels, -1).astype(np.int64),
+    }

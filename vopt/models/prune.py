@@ -16,7 +16,9 @@ def matching(model: Any, globs: list[str] | tuple[str, ...]) -> list[tuple[str, 
     """Modules whose dotted name matches a glob; a match takes its whole subtree."""
     out = []
     for name, mod in model.named_modules():
-        if name and any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(name.split(".")[-1], g) for g in globs):
+        if name and any(
+            fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(name.split(".")[-1], g) for g in globs
+        ):
             out.append((name, mod))
     return out
 
@@ -29,8 +31,9 @@ def output_layers(model: Any, call: Any, example: Any) -> list[str]:
     handles = []
     for name, mod in model.named_modules():
         if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
-            handles.append(mod.register_forward_hook(
-                lambda m, i, o, name=name: produced.__setitem__(id(o), (name, o))))
+            handles.append(
+                mod.register_forward_hook(lambda m, i, o, name=name: produced.__setitem__(id(o), (name, o)))
+            )
     try:
         with torch.no_grad():
             outs = call(example)
@@ -62,16 +65,28 @@ def attention_modules(model: Any) -> list[tuple[Any, tuple[Any, Any, Any], str]]
     return found
 
 
-SCOPES = {"full": "all channels", "backbone+mlp": "CNN backbone channels and MLP hidden width",
-          "mlp": "MLP hidden width only"}
+SCOPES = {
+    "full": "all channels",
+    "backbone+mlp": "CNN backbone channels and MLP hidden width",
+    "mlp": "MLP hidden width only",
+}
 
 
 class PruneFailed(Exception):
     """torch-pruning could not prune this model consistently (the model may be half-edited: reload it)."""
 
 
-def structured(model: Any, call: Any, example: Any, *, ratio: float, ignore: list[str], prune_heads: bool,
-               global_pruning: bool, scope: str = "full") -> dict[str, Any]:
+def structured(
+    model: Any,
+    call: Any,
+    example: Any,
+    *,
+    ratio: float,
+    ignore: list[str],
+    prune_heads: bool,
+    global_pruning: bool,
+    scope: str = "full",
+) -> dict[str, Any]:
     """Prune channels/heads. The narrower scopes are fallbacks for transformers whose residual width is tied
     to things torch-pruning cannot see (computed position embeddings, relative position tables, layer scales):
     `backbone+mlp` prunes convolutions inside a CNN backbone and MLP hidden widths; `mlp` only the latter."""
@@ -90,12 +105,17 @@ def structured(model: Any, call: Any, example: Any, *, ratio: float, ignore: lis
     ignored = [modules[n] for n in ignored_names]
     attn = attention_modules(model) if scope == "full" else []
     if scope != "full":
+
         def keep(name: str, m: Any) -> bool:
             if isinstance(m, torch.nn.Linear):
                 return m.out_features > m.in_features  # an MLP expansion: its width is internal
             return scope == "backbone+mlp" and ".backbone." in f".{name}."
 
-        ignored += [m for n, m in modules.items() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and not keep(n, m)]
+        ignored += [
+            m
+            for n, m in modules.items()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and not keep(n, m)
+        ]
         if not any(isinstance(m, torch.nn.Conv2d) and keep(n, m) for n, m in modules.items()):
             scope = "mlp"  # no CNN backbone here: say what was really pruned
     num_heads = {layer: getattr(mod, attr) for mod, qkv, attr in attn for layer in qkv}
@@ -104,11 +124,19 @@ def structured(model: Any, call: Any, example: Any, *, ratio: float, ignore: lis
     macs0, params0 = tp.utils.count_ops_and_params(wrapper, example)
     try:
         pruner = tp.pruner.MetaPruner(
-            wrapper, example, importance=tp.importance.GroupMagnitudeImportance(p=2), pruning_ratio=ratio,
-            ignored_layers=ignored, global_pruning=global_pruning, num_heads=num_heads,
-            prune_num_heads=prune_heads and bool(num_heads), prune_head_dims=not prune_heads,
+            wrapper,
+            example,
+            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            pruning_ratio=ratio,
+            ignored_layers=ignored,
+            global_pruning=global_pruning,
+            num_heads=num_heads,
+            prune_num_heads=prune_heads and bool(num_heads),
+            prune_head_dims=not prune_heads,
             head_pruning_ratio=ratio if prune_heads else 0.0,
-            output_transform=lambda out: sum(t.float().sum() for t in (out if isinstance(out, tuple) else (out,))),
+            output_transform=lambda out: sum(
+                t.float().sum() for t in (out if isinstance(out, tuple) else (out,))
+            ),
         )
         pruner.step()
     except BuildError:
@@ -133,11 +161,19 @@ def structured(model: Any, call: Any, example: Any, *, ratio: float, ignore: lis
     macs1, params1 = tp.utils.count_ops_and_params(wrapper, example)
     heads_after = sum(getattr(mod, attr) for mod, _, attr in attn)
     return {
-        "method": "structured", "ratio": ratio, "importance": "group magnitude (L2)",
-        "params_before": int(params0), "params_after": int(params1), "params_reduction": params0 / max(params1, 1),
-        "macs_before": int(macs0), "macs_after": int(macs1), "macs_reduction": macs0 / max(macs1, 1),
-        "macs_input_shape": list(example.shape), "ignored_layers": ignored_names,
-        "attention_heads_before": heads_before, "attention_heads_after": heads_after,
+        "method": "structured",
+        "ratio": ratio,
+        "importance": "group magnitude (L2)",
+        "params_before": int(params0),
+        "params_after": int(params1),
+        "params_reduction": params0 / max(params1, 1),
+        "macs_before": int(macs0),
+        "macs_after": int(macs1),
+        "macs_reduction": macs0 / max(macs1, 1),
+        "macs_input_shape": list(example.shape),
+        "ignored_layers": ignored_names,
+        "attention_heads_before": heads_before,
+        "attention_heads_after": heads_after,
         "scope": SCOPES[scope] + (", attention heads" if attn else ""),
     }
 
@@ -152,8 +188,11 @@ def unstructured(model: Any, *, ratio: float, ignore: list[str], global_pruning:
     from torch.nn.utils import prune
 
     skip = {id(m) for _, m in matching(model, ignore)}
-    params = [(m, "weight") for m in model.modules()
-              if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and id(m) not in skip]
+    params = [
+        (m, "weight")
+        for m in model.modules()
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and id(m) not in skip
+    ]
     if global_pruning:
         prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=ratio)
     else:
@@ -165,10 +204,14 @@ def unstructured(model: Any, *, ratio: float, ignore: list[str], global_pruning:
     zeros = sum(int((m.weight == 0).sum()) for m, _ in params)
     n_params = sum(p.numel() for p in model.parameters())
     return {
-        "method": "unstructured", "ratio": ratio, "layers": len(params), "weights_zeroed": zeros,
-        "sparsity": zeros / max(total, 1), "params_before": n_params, "params_after": n_params,
+        "method": "unstructured",
+        "ratio": ratio,
+        "layers": len(params),
+        "weights_zeroed": zeros,
+        "sparsity": zeros / max(total, 1),
+        "params_before": n_params,
+        "params_after": n_params,
         "params_reduction": 1.0,
         "note": "unstructured sparsity gives NO speedup and no size reduction without sparse kernels: "
-                "the exported ONNX is dense, same size and latency",
+        "the exported ONNX is dense, same size and latency",
     }
-

@@ -55,8 +55,11 @@ def load_module(artifact: Artifact) -> Any:
         return torch.export.load(artifact.path).module()
     if kind == store.FORMAT and isinstance(artifact.meta.get("module_ref"), dict):
         return store.load(artifact.path, artifact.meta["module_ref"])
-    raise BuildError(f"refusing to load {Path(artifact.path).name}: module format '{kind}' is not one vopt "
-                     "stores (a pickled module is never loaded from the cache)", stage="load")
+    raise BuildError(
+        f"refusing to load {Path(artifact.path).name}: module format '{kind}' is not one vopt "
+        "stores (a pickled module is never loaded from the cache)",
+        stage="load",
+    )
 
 
 def is_graph_only(artifact: Artifact) -> bool:
@@ -72,8 +75,11 @@ def save_module(model: Any, path: Path | str, reference: dict[str, Any] | None) 
         torch.jit.save(model, str(path))
         return {"module_format": "torchscript"}
     if reference is None:
-        raise BuildError("this model source gives no architecture reference, so its module cannot be cached "
-                         "without a pickle", stage="load")
+        raise BuildError(
+            "this model source gives no architecture reference, so its module cannot be cached "
+            "without a pickle",
+            stage="load",
+        )
     store.save(model, path)
     return {"module_format": store.FORMAT, "module_ref": reference}
 

@@ -36,8 +36,9 @@ def load(path: Path | str, reference: dict[str, Any]) -> Any:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = " ".join(str(exc).strip().splitlines()[:3])[:400]
-        raise BuildError(f"the cached weights {Path(path).name} do not fit the rebuilt architecture: {first}",
-                         stage="load") from None
+        raise BuildError(
+            f"the cached weights {Path(path).name} do not fit the rebuilt architecture: {first}", stage="load"
+        ) from None
     if reference.get("channels_last"):
         model.to(memory_format=torch.channels_last)
     return model.eval()
@@ -48,13 +49,19 @@ def build(ref: dict[str, Any]) -> Any:
     from vopt.models.families.base import family_for, get_family
 
     kind = ref["kind"]
-    family = get_family(ref["family"]) if ref.get("family") not in (None, "generic") else \
-        family_for(None, ref.get("task"))
+    family = (
+        get_family(ref["family"])
+        if ref.get("family") not in (None, "generic")
+        else family_for(None, ref.get("task"))
+    )
     if kind == "hf":
         import transformers
         from transformers import CONFIG_MAPPING
 
-        config_cls = getattr(transformers, ref.get("config_class", ""), None) or CONFIG_MAPPING[ref["config"]["model_type"]]
+        config_cls = (
+            getattr(transformers, ref.get("config_class", ""), None)
+            or CONFIG_MAPPING[ref["config"]["model_type"]]
+        )
         config = config_cls.from_dict(ref["config"])
         cls = getattr(transformers, ref["class"])
         from vopt.models.sources.hf import _from_config
@@ -79,8 +86,11 @@ def build(ref: dict[str, Any]) -> Any:
         from vopt.models.sources.factory import granted_trust
 
         if not granted_trust():  # the reference itself cannot grant trust: only the recipe being built can
-            raise BuildError(f"the cached model was built from the pickled module {ref['path']}, which loads "
-                             "only with `trust: true` in the recipe", stage="load")
+            raise BuildError(
+                f"the cached model was built from the pickled module {ref['path']}, which loads "
+                "only with `trust: true` in the recipe",
+                stage="load",
+            )
         model = torch.load(ref["path"], map_location="cpu", weights_only=False)
     else:
         raise BuildError(f"the cached model has an unknown architecture reference '{kind}'", stage="load")
@@ -100,23 +110,32 @@ def diff(before: Any, after: Any) -> dict[str, Any] | None:
     for name, mod in new_modules.items():
         old = old_modules.get(name)
         if old is None:
-            raise BuildError(f"cannot store the edited model: module '{name}' ({type(mod).__name__}) is new",
-                             stage="store")
+            raise BuildError(
+                f"cannot store the edited model: module '{name}' ({type(mod).__name__}) is new", stage="store"
+            )
         if type(mod) is not type(old):
             if isinstance(mod, torch.nn.Identity):
                 identity.append(name)
                 continue
-            raise BuildError(f"cannot store the edited model: module '{name}' changed from {type(old).__name__} "
-                             f"to {type(mod).__name__}", stage="store")
-        changed = {k: v for k, v in vars(mod).items() if not k.startswith("_") and k != "training"
-                   and _plain(v) and vars(old).get(k) != v}
+            raise BuildError(
+                f"cannot store the edited model: module '{name}' changed from {type(old).__name__} "
+                f"to {type(mod).__name__}",
+                stage="store",
+            )
+        changed = {
+            k: v
+            for k, v in vars(mod).items()
+            if not k.startswith("_") and k != "training" and _plain(v) and vars(old).get(k) != v
+        }
         if changed:
             attrs[name] = json.loads(json.dumps(changed))
     old_state = before.state_dict()
     params = {n for n, _ in after.named_parameters()}
-    tensors = {n: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."), "param": n in params}
-               for n, t in after.state_dict().items()
-               if n not in old_state or tuple(old_state[n].shape) != tuple(t.shape) or old_state[n].dtype != t.dtype}
+    tensors = {
+        n: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."), "param": n in params}
+        for n, t in after.state_dict().items()
+        if n not in old_state or tuple(old_state[n].shape) != tuple(t.shape) or old_state[n].dtype != t.dtype
+    }
     if not (identity or attrs or tensors):
         return None
     return {"identity": identity, "tensors": tensors, "attrs": attrs}
@@ -148,7 +167,9 @@ def _plain(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and all(isinstance(v, (bool, int, float, str)) for v in value)
 
 
-def edited(reference: dict[str, Any], before: Any, after: Any, *, channels_last: bool = False) -> dict[str, Any]:
+def edited(
+    reference: dict[str, Any], before: Any, after: Any, *, channels_last: bool = False
+) -> dict[str, Any]:
     """The reference of `after`, a structurally edited copy of the module `before` was rebuilt from."""
     change = diff(before, after)
     out = {**reference, "edits": [*reference.get("edits", []), *([change] if change else [])]}

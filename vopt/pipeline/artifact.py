@@ -69,7 +69,9 @@ class Artifact(BaseModel):
         data.update(path=str(path), format=format or self.format, sha256="", **changes)
         data["meta"] = {**self.meta, **changes.get("meta", {})}
         if data["format"] != "torch-module":
-            data["meta"].pop("module_ref", None)  # how to rebuild a torch module; not a property of an ONNX file
+            data["meta"].pop(
+                "module_ref", None
+            )  # how to rebuild a torch module; not a property of an ONNX file
         return Artifact.model_validate(data)
 
     def size_bytes(self) -> int:
@@ -81,9 +83,14 @@ class Artifact(BaseModel):
         import json
 
         contract = json.dumps(
-            {"io": self.io.model_dump(mode="json"), "preprocess": self.preprocess.model_dump(mode="json"),
-             "meta": self.meta, "format": self.format},
-            sort_keys=True, default=str,
+            {
+                "io": self.io.model_dump(mode="json"),
+                "preprocess": self.preprocess.model_dump(mode="json"),
+                "meta": self.meta,
+                "format": self.format,
+            },
+            sort_keys=True,
+            default=str,
         )
         return hashlib.sha256(f"{self.sha256}|{contract}".encode()).hexdigest()
 

@@ -99,23 +99,41 @@ class Cache:
         (path / "payload").mkdir(parents=True)
         return path
 
-    def commit(self, key: str, workdir: Path, artifact: Artifact, report: dict[str, Any], duration_s: float) -> Artifact:
+    def commit(
+        self, key: str, workdir: Path, artifact: Artifact, report: dict[str, Any], duration_s: float
+    ) -> Artifact:
         """Move the workdir into place. Paths inside it are stored relative to the entry."""
         data = artifact.model_dump(mode="json")
         inside = _relative_to(Path(artifact.path), workdir)
         if inside is not None:
             data["path"] = f"@entry/{inside}"
-        files = {str(p.relative_to(workdir)): {"sha256": hash_file(p), "size": p.stat().st_size}
-                 for p in sorted(workdir.rglob("*")) if p.is_file()}
-        (workdir / ENTRY_FILE).write_text(json.dumps(
-            {"format": ENTRY_FORMAT, "key": key, "artifact": data, "files": files, "report": report,
-             "duration_s": duration_s}, indent=1, default=str))
+        files = {
+            str(p.relative_to(workdir)): {"sha256": hash_file(p), "size": p.stat().st_size}
+            for p in sorted(workdir.rglob("*"))
+            if p.is_file()
+        }
+        (workdir / ENTRY_FILE).write_text(
+            json.dumps(
+                {
+                    "format": ENTRY_FORMAT,
+                    "key": key,
+                    "artifact": data,
+                    "files": files,
+                    "report": report,
+                    "duration_s": duration_s,
+                },
+                indent=1,
+                default=str,
+            )
+        )
         final = self._dir(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         atomic_replace_dir(workdir, final)  # replaces an entry on --no-cache
         entry = self.get(key)
         if entry is None:
-            raise BadEntry(f"the entry {key[:12]} did not verify right after it was written: {self.warnings[-1:]}")
+            raise BadEntry(
+                f"the entry {key[:12]} did not verify right after it was written: {self.warnings[-1:]}"
+            )
         return entry.artifact
 
     def discard(self, workdir: Path) -> None:
@@ -150,10 +168,14 @@ def _read_entry(key: str, entry_dir: Path) -> CacheEntry:
     for rel, rec in files.items():
         path = entry_dir / rel
         # Hashing is cheap next to a model build (a ResNet-18-sized 47 MB entry: 0.08-0.3 s): always do it.
-        if not isinstance(rec, dict) or path.stat().st_size != rec.get("size") or hash_file(path) != rec.get("sha256"):
+        if (
+            not isinstance(rec, dict)
+            or path.stat().st_size != rec.get("size")
+            or hash_file(path) != rec.get("sha256")
+        ):
             raise BadEntry(f"{rel} does not match its recorded size and sha256 (truncated or modified)")
     if art["path"].startswith("@entry/"):
-        art["path"] = str(entry_dir / art["path"][len("@entry/"):])
+        art["path"] = str(entry_dir / art["path"][len("@entry/") :])
     try:
         artifact = Artifact.model_validate(art)
     except ValueError as exc:
@@ -161,7 +183,9 @@ def _read_entry(key: str, entry_dir: Path) -> CacheEntry:
     if not Path(artifact.path).exists():
         raise BadEntry(f"the artifact file {Path(artifact.path).name} is missing")
     if artifact.format == "torch-module" and artifact.meta.get("module_format") not in SAFE_MODULE_FORMATS:
-        raise BadEntry(f"it holds a '{artifact.meta.get('module_format')}' module; the cache holds no pickles")
+        raise BadEntry(
+            f"it holds a '{artifact.meta.get('module_format')}' module; the cache holds no pickles"
+        )
     for rel in files:
         with (entry_dir / rel).open("rb") as f:
             head = f.read(2)
@@ -175,8 +199,12 @@ def _read_entry(key: str, entry_dir: Path) -> CacheEntry:
             raise BadEntry("the artifact does not match its recorded sha256")
     report = data.get("report", {})
     duration = data.get("duration_s", 0.0)
-    return CacheEntry(key, artifact, report if isinstance(report, dict) else {},
-                      float(duration) if isinstance(duration, (int, float)) else 0.0)
+    return CacheEntry(
+        key,
+        artifact,
+        report if isinstance(report, dict) else {},
+        float(duration) if isinstance(duration, (int, float)) else 0.0,
+    )
 
 
 def atomic_replace_dir(staging: Path, final: Path) -> None:
@@ -191,8 +219,11 @@ def atomic_replace_dir(staging: Path, final: Path) -> None:
             os.rename(staging, final)
             return
         except OSError as exc:
-            if not final.exists() and not isinstance(exc, (IsADirectoryError, FileExistsError)) \
-                    and exc.errno not in (39, 66):  # ENOTEMPTY on Linux / macOS
+            if (
+                not final.exists()
+                and not isinstance(exc, (IsADirectoryError, FileExistsError))
+                and exc.errno not in (39, 66)
+            ):  # ENOTEMPTY on Linux / macOS
                 raise
         trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
         with contextlib.suppress(FileNotFoundError):  # another process moved it away first

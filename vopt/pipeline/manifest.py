@@ -33,36 +33,42 @@ def make_manifest(loaded, target, records, artifact: Artifact | None, failures) 
     reports = {r.stage: r.report for r in records}
     warnings = []
     if artifact is not None and artifact.meta.get("random_weights"):
-        warnings.append("the model has RANDOM weights (weights: random): its outputs are meaningless for a "
-                        "task")
+        warnings.append(
+            "the model has RANDOM weights (weights: random): its outputs are meaningless for a task"
+        )
     for r in records:
         warnings.extend(f"{r.stage}: {w}" for w in r.report.get("warnings", []))
     gate_failed = failures or any(r.report.get("status") == "gate_failed" for r in records)
-    return json_safe({
-        "vopt_version": versions()["vopt"],
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": "gate_failed" if gate_failed else "ok",
-        "recipe": {
-            "name": loaded.recipe.name,
-            "file": str(loaded.path) if loaded.path else None,
-            "files": [str(p) for p in loaded.raw.files],
-            "resolved": loaded.resolved(),
-        },
-        "target": target.name,
-        # What the artifact is, as its own metadata says (the compile step works it out once).
-        "precision": artifact.meta.get("precision") if artifact is not None else None,
-        "platform": platform_info(),
-        "tools": versions(),
-        "steps": [asdict(r) for r in records],
-        "artifact": _artifact_entry(artifact),
-        "validation": reports.get("validate"),
-        "benchmark": reports.get("benchmark"),
-        "gate_failures": failures,
-        "warnings": warnings,
-        # `model.trust: true` lets code run (arch: from any module, unpickling a checkpoint): say so.
-        "trust_granted": [{"stage": r.stage, **r.report["trust_granted"]} for r in records
-                          if isinstance(r.report.get("trust_granted"), dict)],
-    })
+    return json_safe(
+        {
+            "vopt_version": versions()["vopt"],
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "status": "gate_failed" if gate_failed else "ok",
+            "recipe": {
+                "name": loaded.recipe.name,
+                "file": str(loaded.path) if loaded.path else None,
+                "files": [str(p) for p in loaded.raw.files],
+                "resolved": loaded.resolved(),
+            },
+            "target": target.name,
+            # What the artifact is, as its own metadata says (the compile step works it out once).
+            "precision": artifact.meta.get("precision") if artifact is not None else None,
+            "platform": platform_info(),
+            "tools": versions(),
+            "steps": [asdict(r) for r in records],
+            "artifact": _artifact_entry(artifact),
+            "validation": reports.get("validate"),
+            "benchmark": reports.get("benchmark"),
+            "gate_failures": failures,
+            "warnings": warnings,
+            # `model.trust: true` lets code run (arch: from any module, unpickling a checkpoint): say so.
+            "trust_granted": [
+                {"stage": r.stage, **r.report["trust_granted"]}
+                for r in records
+                if isinstance(r.report.get("trust_granted"), dict)
+            ],
+        }
+    )
 
 
 def json_safe(obj: Any) -> Any:

@@ -21,8 +21,15 @@ HEADER_PROBES = 256
 PARITY_METRICS = ("max_abs_diff", "cosine", "sqnr_db", "centered_cosine", "input_variation")
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "image-classification": ("top1_agreement", "top5_agreement", "kl_divergence"),
-    "object-detection": ("box_agreement", "box_recall", "box_precision", "box_mean_iou", "reference_detections",
-                         "artifact_detections", "matched_detections"),
+    "object-detection": (
+        "box_agreement",
+        "box_recall",
+        "box_precision",
+        "box_mean_iou",
+        "reference_detections",
+        "artifact_detections",
+        "matched_detections",
+    ),
     "semantic-segmentation": ("miou", "pixel_agreement", "classes"),
     "feature-extraction": (),
 }
@@ -75,12 +82,16 @@ def _gate_problems(gates: dict[str, str], loc: tuple[str, ...], task: str | None
         if name not in known:
             what = f"the {task} task" if task else "any task"
             key = ".".join((*loc, metric))
-            out.append(f"{raw.where((*loc, metric))}: {key}: no metric '{name}' is measured for {what}"
-                       f"{did_you_mean(name, known)}; known: {', '.join(known)}")
+            out.append(
+                f"{raw.where((*loc, metric))}: {key}: no metric '{name}' is measured for {what}"
+                f"{did_you_mean(name, known)}; known: {', '.join(known)}"
+            )
     return out
 
 
-def _data_problems(data: str | list[str] | None, loc: tuple[str, ...], raw: Any, *, tensors_ok: bool = False) -> list[str]:
+def _data_problems(
+    data: str | list[str] | None, loc: tuple[str, ...], raw: Any, *, tensors_ok: bool = False
+) -> list[str]:
     if data is None:
         return []  # the built-in samples
     from vopt.datasets.images import BUILTIN, IMAGE_SUFFIXES
@@ -105,7 +116,9 @@ def _data_problems(data: str | list[str] | None, loc: tuple[str, ...], raw: Any,
                 out.append(f"{where}: {key}: tensor file not found: {src}")
             continue
         if not path.exists():
-            out.append(f"{where}: {key}: not found: {src} (relative paths are from the working directory, {Path.cwd()})")
+            out.append(
+                f"{where}: {key}: not found: {src} (relative paths are from the working directory, {Path.cwd()})"
+            )
             continue
         if path.is_file():
             if path.suffix.lower() not in IMAGE_SUFFIXES or not readable_image(path):
@@ -116,8 +129,10 @@ def _data_problems(data: str | list[str] | None, loc: tuple[str, ...], raw: Any,
             out.append(f"{where}: {key}: no images (jpg, png, webp, bmp) under {src}")
         elif not any(readable_image(f) for f in files[:HEADER_PROBES]):
             shown = min(len(files), HEADER_PROBES)
-            out.append(f"{where}: {key}: none of the first {shown} image files under {src} can be read "
-                       f"(e.g. {files[0].name})")
+            out.append(
+                f"{where}: {key}: none of the first {shown} image files under {src} can be read "
+                f"(e.g. {files[0].name})"
+            )
     return out
 
 

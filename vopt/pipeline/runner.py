@@ -60,8 +60,9 @@ def build(
     from vopt.models.sources.factory import build_policy
 
     with build_policy(loaded.path.parent if loaded.path else None, recipe.model.trust):
-        return _build(loaded, recipe, out_root, cache or Cache(), reporter or QuietReporter(), use_cache, debug,
-                      t_start)
+        return _build(
+            loaded, recipe, out_root, cache or Cache(), reporter or QuietReporter(), use_cache, debug, t_start
+        )
 
 
 def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start) -> BuildResult:
@@ -89,8 +90,9 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
                     entry = cache.get(key) if use_cache else None
                     discarded = _report_discarded(cache, reporter)
                     if entry is None:
-                        result, report, seconds = _run_step(step, artifact, key, recipe, target, cache, reporter,
-                                                            artifacts, reports, debug)
+                        result, report, seconds = _run_step(
+                            step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug
+                        )
                         cached = False
                     else:
                         result, report, seconds, cached = entry.artifact, entry.report, entry.duration_s, True
@@ -103,10 +105,28 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
                 # A stage's own gate (e.g. quantize with auto_fallback) failed: record why in a manifest-only
                 # build directory, so no stale artifact or manifest from an earlier build is left to mislead.
                 reporter.stage_end(step.name, cached=False, seconds=0.0, detail="gate failed")
-                report = {"status": "gate_failed", "error": exc.message, "lines": exc.lines, "gates": exc.failures}
-                records.append(StepRecord(step.name, key, False, 0.0, parent_sha, None, step.config.model_dump(mode="json"),
-                                          report, key_material=material))
-                _write_failed(loaded, target, records, out_root, [{**f, "stage": step.name} for f in exc.failures])
+                report = {
+                    "status": "gate_failed",
+                    "error": exc.message,
+                    "lines": exc.lines,
+                    "gates": exc.failures,
+                }
+                records.append(
+                    StepRecord(
+                        step.name,
+                        key,
+                        False,
+                        0.0,
+                        parent_sha,
+                        None,
+                        step.config.model_dump(mode="json"),
+                        report,
+                        key_material=material,
+                    )
+                )
+                _write_failed(
+                    loaded, target, records, out_root, [{**f, "stage": step.name} for f in exc.failures]
+                )
                 raise
         reporter.stage_end(step.name, cached=cached, seconds=seconds, detail=_summary(report))
         records.append(
@@ -139,11 +159,15 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
     result_obj = BuildResult(out_dir, manifest, artifact, failures, elapsed)
     if failures:
         lines = [f"{f['metric']} = {f['value']:.6g}, needs {f['condition']} ({f['stage']})" for f in failures]
-        raise GateFailed(f"{len(failures)} gate{'s' if len(failures) > 1 else ''} failed", lines=lines, failures=failures)
+        raise GateFailed(
+            f"{len(failures)} gate{'s' if len(failures) > 1 else ''} failed", lines=lines, failures=failures
+        )
     return result_obj
 
 
-def _write_failed(loaded: LoadedRecipe, target: Any, records: list[StepRecord], out_root: Path | str, failures: list) -> None:
+def _write_failed(
+    loaded: LoadedRecipe, target: Any, records: list[StepRecord], out_root: Path | str, failures: list
+) -> None:
     from vopt.pipeline.manifest import make_manifest, write_build_dir
 
     manifest = make_manifest(loaded, target, records, None, failures)
@@ -160,7 +184,9 @@ def preflight(steps: list, target: Any) -> None:
     for step in steps:
         for module, extra in step.stage.requirements(step.config, target):
             if importlib.util.find_spec(module) is None:
-                raise BackendUnavailable(f"the {step.name} step needs '{module}': pip install 'vopt[{extra}]'")
+                raise BackendUnavailable(
+                    f"the {step.name} step needs '{module}': pip install 'vopt[{extra}]'"
+                )
 
 
 def _report_discarded(cache: Cache, reporter: Reporter) -> list[str]:
@@ -191,7 +217,10 @@ def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, r
         if step.transforms:
             result.sha256 = sha256_path(result.file)
             lineage = list(artifact.lineage) if artifact else []
-            result.lineage = [*lineage, LineageEntry(stage=step.name, key=key, parent_sha256=artifact.sha256 if artifact else None)]
+            result.lineage = [
+                *lineage,
+                LineageEntry(stage=step.name, key=key, parent_sha256=artifact.sha256 if artifact else None),
+            ]
         else:
             result = artifact
         ctx.report.setdefault("seconds", round(seconds, 4))
@@ -224,5 +253,14 @@ def platform_info() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    names = ["torch", "transformers", "onnx", "onnxruntime", "openvino", "nncf", "onnxruntime-qnn", "coremltools"]
+    names = [
+        "torch",
+        "transformers",
+        "onnx",
+        "onnxruntime",
+        "openvino",
+        "nncf",
+        "onnxruntime-qnn",
+        "coremltools",
+    ]
     return {"vopt": vopt.__version__, **{k: v for k, v in tool_versions(names).items() if v != "absent"}}

@@ -14,8 +14,15 @@ from vopt.profiling.result import OpTime, Profile, precision_from_kernel
 _SKIP = ("Parameter", "Result", "Constant")
 
 
-def profile_ir(path: str | Path, feeds: dict[str, np.ndarray], *, runs: int = 10, warmup: int = 2,
-               threads: int | None = None, hint: str | None = None) -> Profile:
+def profile_ir(
+    path: str | Path,
+    feeds: dict[str, np.ndarray],
+    *,
+    runs: int = 10,
+    warmup: int = 2,
+    threads: int | None = None,
+    hint: str | None = None,
+) -> Profile:
     """`hint` is the INFERENCE_PRECISION_HINT (None: the plugin's default, bf16 on CPUs with avx512_bf16)."""
     import openvino as ov
 
@@ -44,10 +51,22 @@ def profile_ir(path: str | Path, feeds: dict[str, np.ndarray], *, runs: int = 10
             sums[info.node_name] += info.real_time.total_seconds() * 1000
             last[info.node_name] = info
     total_ms = (time.perf_counter() - t0) * 1000 / runs
-    ops = [OpTime(node=name, op_type=last[name].node_type, ms=ms / runs,
-                  precision=precision_from_kernel(last[name].exec_type), device="CPU", kernel=last[name].exec_type)
-           for name, ms in sums.items()]
+    ops = [
+        OpTime(
+            node=name,
+            op_type=last[name].node_type,
+            ms=ms / runs,
+            precision=precision_from_kernel(last[name].exec_type),
+            device="CPU",
+            kernel=last[name].exec_type,
+        )
+        for name, ms in sums.items()
+    ]
     used = compiled.get_property("INFERENCE_PRECISION_HINT")
     hint_used = used.get_type_name() if hasattr(used, "get_type_name") else str(used)
-    return Profile(runtime=f"openvino {ov.__version__} (CPU, inference precision {hint_used})", runs=runs, ops=ops,
-                   total_ms=total_ms)
+    return Profile(
+        runtime=f"openvino {ov.__version__} (CPU, inference precision {hint_used})",
+        runs=runs,
+        ops=ops,
+        total_ms=total_ms,
+    )

@@ -14,13 +14,22 @@ import numpy as np
 from vopt.profiling.result import OpTime, Profile, precision_from_types
 
 
-def profile_onnx(path: str | Path, feeds: dict[str, np.ndarray], *, runs: int = 10, warmup: int = 2,
-                 threads: int | None = None, level: str = "all") -> Profile:
+def profile_onnx(
+    path: str | Path,
+    feeds: dict[str, np.ndarray],
+    *,
+    runs: int = 10,
+    warmup: int = 2,
+    threads: int | None = None,
+    level: str = "all",
+) -> Profile:
     import onnxruntime as ort
 
-    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    levels = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
     with tempfile.TemporaryDirectory(prefix="vopt-prof-") as tmp:
         so = ort.SessionOptions()
         so.graph_optimization_level = levels[level]
@@ -39,8 +48,12 @@ def profile_onnx(path: str | Path, feeds: dict[str, np.ndarray], *, runs: int = 
         total_ms = (time.perf_counter() - t0) * 1000 / runs
         trace = Path(sess.end_profiling())
         events = json.loads(trace.read_text())
-    return Profile(runtime=f"onnxruntime {ort.__version__} (CPU, graph optimization {level})", runs=runs,
-                   ops=_node_times(events, warmup + runs, runs), total_ms=total_ms)
+    return Profile(
+        runtime=f"onnxruntime {ort.__version__} (CPU, graph optimization {level})",
+        runs=runs,
+        ops=_node_times(events, warmup + runs, runs),
+        total_ms=total_ms,
+    )
 
 
 def _cast(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -61,6 +74,13 @@ def _node_times(events: list[dict], calls: int, timed: int) -> list[OpTime]:
         in_types = [next(iter(t)) for t in args.get("input_type_shape", []) if t]
         op_type = args.get("op_name", "?")
         ms = sum(e.get("dur", 0) for e in timed_evs) / 1000 / max(len(timed_evs), 1)
-        ops.append(OpTime(node=node, op_type=op_type, ms=ms, precision=precision_from_types(op_type, in_types),
-                          device=args.get("provider", "?")))
+        ops.append(
+            OpTime(
+                node=node,
+                op_type=op_type,
+                ms=ms,
+                precision=precision_from_types(op_type, in_types),
+                device=args.get("provider", "?"),
+            )
+        )
     return ops

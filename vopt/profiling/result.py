@@ -36,9 +36,16 @@ class Profile:
             g["count"] += 1
             g["precisions"].add(op.precision)
         op_total = sum(op.ms for op in self.ops) or 1.0
-        rows = [{"op_type": k, "ms": round(v["ms"], 4), "count": v["count"],
-                 "percent": round(100 * v["ms"] / op_total, 2), "precisions": sorted(v["precisions"])}
-                for k, v in groups.items()]
+        rows = [
+            {
+                "op_type": k,
+                "ms": round(v["ms"], 4),
+                "count": v["count"],
+                "percent": round(100 * v["ms"] / op_total, 2),
+                "precisions": sorted(v["precisions"]),
+            }
+            for k, v in groups.items()
+        ]
         return sorted(rows, key=lambda r: -r["ms"])
 
     def precision_mix(self) -> dict[str, dict[str, float]]:
@@ -48,8 +55,10 @@ class Profile:
         for op in self.ops:
             mix[op.precision]["ops"] += 1
             mix[op.precision]["ms"] += op.ms
-        return {k: {"ops": int(v["ops"]), "ms": round(v["ms"], 4), "percent": round(100 * v["ms"] / op_total, 2)}
-                for k, v in sorted(mix.items(), key=lambda kv: -kv[1]["ms"])}
+        return {
+            k: {"ops": int(v["ops"]), "ms": round(v["ms"], 4), "percent": round(100 * v["ms"] / op_total, 2)}
+            for k, v in sorted(mix.items(), key=lambda kv: -kv[1]["ms"])
+        }
 
     def devices(self) -> dict[str, int]:
         counts: dict[str, int] = defaultdict(int)
@@ -62,10 +71,15 @@ class Profile:
 
     def to_dict(self, top: int = 20) -> dict[str, Any]:
         return {
-            "runtime": self.runtime, "runs": self.runs, "total_ms": round(self.total_ms, 4),
-            "op_ms": round(sum(op.ms for op in self.ops), 4), "ops": len(self.ops),
+            "runtime": self.runtime,
+            "runs": self.runs,
+            "total_ms": round(self.total_ms, 4),
+            "op_ms": round(sum(op.ms for op in self.ops), 4),
+            "ops": len(self.ops),
             "top": [asdict(o) | {"ms": round(o.ms, 4)} for o in self.top(top)],
-            "by_op_type": self.by_op_type(), "precision_mix": self.precision_mix(), "devices": self.devices(),
+            "by_op_type": self.by_op_type(),
+            "precision_mix": self.precision_mix(),
+            "devices": self.devices(),
             "notes": self.notes,
         }
 
@@ -75,8 +89,15 @@ def precision_from_kernel(kernel: str) -> str:
     k = kernel.upper()
     if any(k.endswith(m) or f"_{m}_" in k for m in _INT_MARKERS):
         return "int8"
-    for marker, name in (("BF16", "bf16"), ("FP16", "fp16"), ("F16", "fp16"), ("FP32", "fp32"), ("F32", "fp32"),
-                         ("I32", "int32"), ("I64", "int64")):
+    for marker, name in (
+        ("BF16", "bf16"),
+        ("FP16", "fp16"),
+        ("F16", "fp16"),
+        ("FP32", "fp32"),
+        ("F32", "fp32"),
+        ("I32", "int32"),
+        ("I64", "int64"),
+    ):
         if k.endswith(marker) or f"_{marker}_" in k:
             return name
     return "other"

@@ -12,20 +12,35 @@ from vopt.profiling.result import Profile
 PROFILERS = {"onnx": "vopt.profiling.ort:profile_onnx", "openvino-ir": "vopt.profiling.openvino:profile_ir"}
 
 
-def profile_artifact(artifact: Any, feeds: dict[str, Any], *, runs: int, threads: int | None,
-                     settings: dict[str, Any] | None = None) -> Profile:
+def profile_artifact(
+    artifact: Any,
+    feeds: dict[str, Any],
+    *,
+    runs: int,
+    threads: int | None,
+    settings: dict[str, Any] | None = None,
+) -> Profile:
     from vopt.registry import load_object
 
     spec = PROFILERS.get(artifact.format)
     if spec is None:
-        raise BackendUnavailable(f"no profiler for {artifact.format} artifacts here (vopt profile reads ONNX Runtime's "
-                                 f"profiler and OpenVINO's PERF_COUNT)")
+        raise BackendUnavailable(
+            f"no profiler for {artifact.format} artifacts here (vopt profile reads ONNX Runtime's "
+            f"profiler and OpenVINO's PERF_COUNT)"
+        )
     return load_object(spec)(artifact.path, feeds, runs=runs, threads=threads, **(settings or {}))
 
 
-def profile_path(path: Path, *, runs: int = 10, threads: int | None = None, batch: int = 1,
-                 reference: bool = False, cache_dir: Path | None = None,
-                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def profile_path(
+    path: Path,
+    *,
+    runs: int = 10,
+    threads: int | None = None,
+    batch: int = 1,
+    reference: bool = False,
+    cache_dir: Path | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The artifact's profile, and with `reference` the PyTorch model's, on the same real images."""
     from vopt.bench.harness import tile
     from vopt.bench.source import resolve_source
@@ -37,10 +52,13 @@ def profile_path(path: Path, *, runs: int = 10, threads: int | None = None, batc
     if isinstance(inp.shape[0], int):
         batch = inp.shape[0]  # a static batch axis allows only its own size
     images = tile(load_batch(None, art.preprocess, min(8, batch)), batch)
-    result: dict[str, Any] = {"artifact": str(art.path), "format": art.format, "batch": batch,
-                              "profile": profile_artifact(art, {inp.name: images}, runs=runs, threads=threads,
-                                                          settings=settings),
-                              "notes": list(src.notes)}
+    result: dict[str, Any] = {
+        "artifact": str(art.path),
+        "format": art.format,
+        "batch": batch,
+        "profile": profile_artifact(art, {inp.name: images}, runs=runs, threads=threads, settings=settings),
+        "notes": list(src.notes),
+    }
     if reference:
         if src.load_reference is None:
             result["notes"].append("no PyTorch model for this artifact: no reference profile")

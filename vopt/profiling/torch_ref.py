@@ -32,7 +32,15 @@ def profile_torch(module: Any, x: np.ndarray, *, runs: int = 5, warmup: int = 1)
     for ev in prof.key_averages():
         if ev.key.startswith("aten::"):
             sums[ev.key] += ev.self_cpu_time_total / 1000 / runs
-    ops = [OpTime(node=k, op_type=k.removeprefix("aten::"), ms=v, precision="fp32", device="torch-cpu")
-           for k, v in sums.items() if v > 0.0005]
-    return Profile(runtime=f"torch {torch.__version__} eager (CPU)", runs=runs, ops=ops, total_ms=total_ms,
-                   notes=["PyTorch eager has no node names: rows are aten ops, grouped by kind (self CPU time)"])
+    ops = [
+        OpTime(node=k, op_type=k.removeprefix("aten::"), ms=v, precision="fp32", device="torch-cpu")
+        for k, v in sums.items()
+        if v > 0.0005
+    ]
+    return Profile(
+        runtime=f"torch {torch.__version__} eager (CPU)",
+        runs=runs,
+        ops=ops,
+        total_ms=total_ms,
+        notes=["PyTorch eager has no node names: rows are aten ops, grouped by kind (self CPU time)"],
+    )

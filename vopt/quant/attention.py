@@ -10,8 +10,25 @@ from typing import Any
 
 TRANSFORMER_EXCLUDE_OPS = ("Softmax", "LayerNormalization")
 # Ops that sit between the score MatMul, the Softmax and the value MatMul in exported attention.
-_PASS = {"Div", "Mul", "Add", "Sub", "Where", "Cast", "Reshape", "Transpose", "Dropout", "Identity", "Sqrt",
-         "Expand", "Unsqueeze", "Squeeze", "Slice", "Concat", "Gather"}
+_PASS = {
+    "Div",
+    "Mul",
+    "Add",
+    "Sub",
+    "Where",
+    "Cast",
+    "Reshape",
+    "Transpose",
+    "Dropout",
+    "Identity",
+    "Sqrt",
+    "Expand",
+    "Unsqueeze",
+    "Squeeze",
+    "Slice",
+    "Concat",
+    "Gather",
+}
 
 
 def attention_blocks(path: Path, hops: int = 4) -> int:
@@ -56,6 +73,12 @@ def with_transformer_defaults(family: Any, model: Path) -> dict[str, Any] | None
     if not blocks:
         return None
     family.is_transformer = True  # instance attributes: this build's family only
-    family.quant_exclude_ops = tuple(sorted({*getattr(family, "quant_exclude_ops", ()), *TRANSFORMER_EXCLUDE_OPS}))
-    return {"attention_blocks": blocks, "is_transformer": True, "quant_exclude_ops": list(family.quant_exclude_ops),
-            "why": "MatMul -> Softmax -> MatMul found in the graph: transformer defaults, as the vit family has"}
+    family.quant_exclude_ops = tuple(
+        sorted({*getattr(family, "quant_exclude_ops", ()), *TRANSFORMER_EXCLUDE_OPS})
+    )
+    return {
+        "attention_blocks": blocks,
+        "is_transformer": True,
+        "quant_exclude_ops": list(family.quant_exclude_ops),
+        "why": "MatMul -> Softmax -> MatMul found in the graph: transformer defaults, as the vit family has",
+    }

@@ -34,8 +34,13 @@ def data_kind(section: CalibrationSection) -> str:
 class CalibrationSet:
     """One calibration data set. `batches()` can be called more than once and yields the same data each time."""
 
-    def __init__(self, section: CalibrationSection, preprocess: Preprocess, input_shape: list[int],
-                 candidates: list[Path] | None = None):
+    def __init__(
+        self,
+        section: CalibrationSection,
+        preprocess: Preprocess,
+        input_shape: list[int],
+        candidates: list[Path] | None = None,
+    ):
         self.section = section
         self.candidates = candidates  # the images it may use (the calibration part of a split folder)
         self.preprocess = preprocess
@@ -44,7 +49,9 @@ class CalibrationSet:
         self._files: list[Path] | None = None
         from vopt.datasets.images import ImageStats
 
-        self.stats = ImageStats()  # images only: distinct, augmented and skipped files (filled as they stream)
+        self.stats = (
+            ImageStats()
+        )  # images only: distinct, augmented and skipped files (filled as they stream)
 
     # -- what it is ---------------------------------------------------------------------------
     def files(self) -> list[Path]:
@@ -74,7 +81,13 @@ class CalibrationSet:
 
     def fingerprint(self) -> str:
         s = self.section
-        extra = {"kind": self.kind, "samples": s.samples, "seed": s.seed, "batch": s.batch, "shape": self.input_shape}
+        extra = {
+            "kind": self.kind,
+            "samples": s.samples,
+            "seed": s.seed,
+            "batch": s.batch,
+            "shape": self.input_shape,
+        }
         if self.kind == "images":
             from vopt.datasets.images import fingerprint
 
@@ -107,7 +120,9 @@ class CalibrationSet:
             from vopt.datasets.images import iter_batches
 
             files = self.files()[:total]
-            yield from iter_batches(files, self.preprocess, batch, augment_seed=self.section.seed, stats=self.stats)
+            yield from iter_batches(
+                files, self.preprocess, batch, augment_seed=self.section.seed, stats=self.stats
+            )
 
     def _tensor_arrays(self) -> Iterator[np.ndarray]:
         for f in self.files():
@@ -156,8 +171,14 @@ def split_static(batches: Iterator[np.ndarray], static_batch: int | None) -> Ite
 class OrtReader:
     """An onnxruntime CalibrationDataReader over a CalibrationSet, streaming and counting samples."""
 
-    def __init__(self, calib: CalibrationSet, input_name: str, static_batch: int | None,
-                 advance: Callable[[int], None] | None = None, limit: int | None = None):
+    def __init__(
+        self,
+        calib: CalibrationSet,
+        input_name: str,
+        static_batch: int | None,
+        advance: Callable[[int], None] | None = None,
+        limit: int | None = None,
+    ):
         self.calib, self.input_name, self.static_batch = calib, input_name, static_batch
         self.advance = advance or (lambda n=1: None)
         self.limit = limit

@@ -25,7 +25,9 @@ class QuantizeConfig(BaseModel):
     require_speedup: float | None
     check: CheckSection
     options: dict[str, Any]
-    preprocess: dict[str, Any]  # the artifact's preprocessing contract (family + recipe): calibration reads images through it
+    preprocess: dict[
+        str, Any
+    ]  # the artifact's preprocessing contract (family + recipe): calibration reads images through it
     input_shape: list[int]
     compile: dict[str, Any]  # the target's settings, for its runner in the speed check
     score_threshold: float = 0.5  # validate.score_threshold: box agreement of detection models

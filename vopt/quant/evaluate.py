@@ -11,8 +11,9 @@ from vopt.pipeline.artifact import Preprocess
 from vopt.recipe.sections.quantize import CheckSection
 
 
-def eval_images(check: CheckSection, preprocess: Preprocess, stats: Any = None,
-                files: list[Path] | None = None) -> np.ndarray:
+def eval_images(
+    check: CheckSection, preprocess: Preprocess, stats: Any = None, files: list[Path] | None = None
+) -> np.ndarray:
     """The check's images: `files` are the ones sampled from its held-out set (vopt.quant.heldout); `stats`
     (vopt.datasets.images.ImageStats) gets what was used and skipped."""
     from vopt.datasets.images import iter_batches, list_images, sample_files
@@ -33,7 +34,9 @@ def ort_outputs(path: Path, images: np.ndarray, threads: int | None = None) -> d
     return out
 
 
-def outputs_of(path: Path, fmt: str, images: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray] | None:
+def outputs_of(
+    path: Path, fmt: str, images: np.ndarray, threads: int | None = None
+) -> dict[str, np.ndarray] | None:
     """Run an artifact here at full precision; None when no runtime for its format exists on this machine."""
     from vopt.runtimes.base import Unavailable, run_images
     from vopt.runtimes.formats import open_artifact
@@ -51,12 +54,16 @@ def top1_agreement(ref: np.ndarray, out: np.ndarray) -> float | None:
     return float(np.mean(np.argmax(ref, axis=-1) == np.argmax(out, axis=-1)))
 
 
-def compare(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def compare(
+    ref: dict[str, np.ndarray], out: dict[str, np.ndarray], skip: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Per-output parity. Outputs in `skip` are per-query detection outputs (top-k order is not stable):
     they are compared as matched detections, as export parity and validate do."""
     from vopt.validate.reference import compare_outputs
 
-    outputs = compare_outputs(ref, {k: np.asarray(v, np.float32) for k, v in out.items()}, skip=skip)["outputs"]
+    outputs = compare_outputs(ref, {k: np.asarray(v, np.float32) for k, v in out.items()}, skip=skip)[
+        "outputs"
+    ]
     for name, m in outputs.items():
         if name in skip:
             continue  # argmax over a query's classes says little: box agreement is the task metric

@@ -19,6 +19,10 @@ def convert_to_fp16(
     ops = sorted({*DEFAULT_OP_BLOCK_LIST, *EXTRA_OP_BLOCK, *op_block})
     nodes = sorted(set(node_block))
     converted = convert_float_to_float16(
-        proto, keep_io_types=keep_io_types, op_block_list=ops, node_block_list=nodes or None, disable_shape_infer=False
+        proto,
+        keep_io_types=keep_io_types,
+        op_block_list=ops,
+        node_block_list=nodes or None,
+        disable_shape_infer=False,
     )
     return converted, ops

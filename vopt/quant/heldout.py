@@ -31,8 +31,14 @@ def for_quantize(q: Any, calibrates: bool) -> dict[str, Any]:
     from vopt.quant.calibration import data_kind
 
     c = q.calibration
-    h = resolve(c.data, calibrates and data_kind(c) == "images", q.check.data, q.check.holdout,
-                q.check.allow_overlap, "quantize.check.data")
+    h = resolve(
+        c.data,
+        calibrates and data_kind(c) == "images",
+        q.check.data,
+        q.check.holdout,
+        q.check.allow_overlap,
+        "quantize.check.data",
+    )
     return {"heldout": _fields(h)}
 
 
@@ -44,13 +50,17 @@ def for_validate(recipe: Any) -> dict[str, Any] | None:
         return None
     c = recipe.quantize.calibration
     check_data = c.data if v.data is None else v.data
-    h = resolve(c.data, True, check_data, recipe.quantize.check.holdout, v.allow_overlap,
-                "validate.data")
+    h = resolve(c.data, True, check_data, recipe.quantize.check.holdout, v.allow_overlap, "validate.data")
     if v.data is None:
         h.how = "no validate.data: the calibration data's held-out part, " + h.how
     return _fields(h)
 
 
 def _fields(h: HeldOut) -> dict[str, Any]:
-    return {"calibration": None if h.calibration is None else [str(p) for p in h.calibration],
-            "check": [str(p) for p in h.check], "how": h.how, "split": h.split, "warnings": h.warnings}
+    return {
+        "calibration": None if h.calibration is None else [str(p) for p in h.calibration],
+        "check": [str(p) for p in h.check],
+        "how": h.how,
+        "split": h.split,
+        "warnings": h.warnings,
+    }

@@ -53,7 +53,9 @@ class PeakRss:
         while not self._stop.wait(self.interval_s):
             self._sampled = max(self._sampled, _status_kb("VmRSS") or 0)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
@@ -67,7 +69,9 @@ class PeakRss:
         return self.peak_mb - self.start_mb
 
     def report(self) -> dict[str, float | str]:
-        return {"peak_rss_mb": round(self.peak_mb, 1), "start_rss_mb": round(self.start_mb, 1),
-                "growth_mb": round(self.growth_mb, 1), "rss_method": self.method}
-
-
+        return {
+            "peak_rss_mb": round(self.peak_mb, 1),
+            "start_rss_mb": round(self.start_mb, 1),
+            "growth_mb": round(self.growth_mb, 1),
+            "rss_method": self.method,
+        }

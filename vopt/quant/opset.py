@@ -32,8 +32,10 @@ def upgrade_opset(src: Path, dst: Path, minimum: int = QDQ_MIN_OPSET) -> tuple[i
         onnx.checker.check_model(converted)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise BuildError(f"the model is opset {old}; QDQ quantization needs opset >= {minimum} and onnx's version "
-                         f"converter failed: {first} (re-export the model at opset {minimum} or newer)",
-                         stage="quantize") from None
+        raise BuildError(
+            f"the model is opset {old}; QDQ quantization needs opset >= {minimum} and onnx's version "
+            f"converter failed: {first} (re-export the model at opset {minimum} or newer)",
+            stage="quantize",
+        ) from None
     onnx.save(converted, str(dst))
     return old, minimum

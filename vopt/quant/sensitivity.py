@@ -31,13 +31,22 @@ def _session(path: Path):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # reference Q/DQ semantics, no fusion
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )  # reference Q/DQ semantics, no fusion
     so.log_severity_level = 3
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def rank_layers(float_model: Path, quant_model: Path, candidates: list[str], calib: CalibrationSet,
-                samples: int, work: Path, rank_by: str = "drop") -> list[dict[str, Any]]:
+def rank_layers(
+    float_model: Path,
+    quant_model: Path,
+    candidates: list[str],
+    calib: CalibrationSet,
+    samples: int,
+    work: Path,
+    rank_by: str = "drop",
+) -> list[dict[str, Any]]:
     import onnx
 
     fgraph = onnx.load(str(float_model), load_external_data=False).graph
@@ -88,9 +97,20 @@ def rank_layers(float_model: Path, quant_model: Path, candidates: list[str], cal
     table = []
     for name, (fo_, qo_, fi, qi) in pairs.items():
         out_db, in_db = sqnr(fo_, qo_), sqnr(fi, qi)
-        drop = (in_db - out_db) if math.isfinite(in_db) and math.isfinite(out_db) else (0.0 if out_db == math.inf else 99.0)
-        table.append({"node": name, "op_type": qnodes[name].op_type, "out_sqnr_db": _r(out_db), "in_sqnr_db": _r(in_db),
-                      "drop_db": _r(drop)})
+        drop = (
+            (in_db - out_db)
+            if math.isfinite(in_db) and math.isfinite(out_db)
+            else (0.0 if out_db == math.inf else 99.0)
+        )
+        table.append(
+            {
+                "node": name,
+                "op_type": qnodes[name].op_type,
+                "out_sqnr_db": _r(out_db),
+                "in_sqnr_db": _r(in_db),
+                "drop_db": _r(drop),
+            }
+        )
     if rank_by == "sqnr":  # lowest SQNR first: where the error has piled up
         table.sort(key=lambda r: (r["out_sqnr_db"], -r["drop_db"], r["node"]))
     else:  # most SQNR lost inside the layer first
@@ -104,12 +124,18 @@ def _r(x: float) -> float | None:
     return round(x, 3) if math.isfinite(x) else (None if math.isnan(x) else (999.0 if x > 0 else -999.0))
 
 
-def table_lines(table: list[dict[str, Any]], kept: list[str], to: str = "float", limit: int = 15) -> list[str]:
+def table_lines(
+    table: list[dict[str, Any]], kept: list[str], to: str = "float", limit: int = 15
+) -> list[str]:
     """The sensitivity table as text lines, for errors and the CLI."""
     lines = [f"{'rank':>4}  {'drop dB':>8}  {'out SQNR dB':>11}  {'op':<10} node"]
     for row in table[:limit]:
         mark = f"  (kept {to})" if row["node"] in kept else ""
-        lines.append(f"{row['rank']:>4}  {row['drop_db']:>8.2f}  {row['out_sqnr_db']:>11.2f}  {row['op_type']:<10} {row['node']}{mark}")
+        lines.append(
+            f"{row['rank']:>4}  {row['drop_db']:>8.2f}  {row['out_sqnr_db']:>11.2f}  {row['op_type']:<10} {row['node']}{mark}"
+        )
     if len(table) > limit:
-        lines.append(f"… {len(table) - limit} more layers in the manifest (steps[quantize].report.sensitivity)")
+        lines.append(
+            f"… {len(table) - limit} more layers in the manifest (steps[quantize].report.sensitivity)"
+        )
     return lines

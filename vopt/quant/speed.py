@@ -29,21 +29,34 @@ def speed_runner(target: Any, cfg: Any, artifact: Artifact, runtime_format: str)
 
     try:
         if runtime_name(runtime_format) == target.runtime_name:
-            return open_artifact(artifact.path, runtime_format, settings=cfg.model_dump() if cfg is not None else None)
+            return open_artifact(
+                artifact.path, runtime_format, settings=cfg.model_dump() if cfg is not None else None
+            )
         return target.runner(artifact, cfg)
     except Exception as exc:  # noqa: BLE001 - a runtime that cannot take this artifact is a 'not measured'
         return Unavailable(f"{target.name} runner failed: {_first_line(exc)}")
 
 
-def compare_speed(float_art: Artifact, quant_art: Artifact, ctx: Any, images: np.ndarray, batch: int,
-                  rounds: int, *, compile_settings: dict[str, Any], budget_s: float = BUDGET_S) -> dict[str, Any]:
+def compare_speed(
+    float_art: Artifact,
+    quant_art: Artifact,
+    ctx: Any,
+    images: np.ndarray,
+    batch: int,
+    rounds: int,
+    *,
+    compile_settings: dict[str, Any],
+    budget_s: float = BUDGET_S,
+) -> dict[str, Any]:
     """`rounds`: the fewest interleaved rounds before a verdict; timing goes on until the interval is decided."""
     from vopt.bench.timing import compare_until_stable
 
     if ctx.target.emulated:
         return {"status": "not measured", "reason": ctx.target.emulated}
     try:
-        cfg = ctx.target.Config.model_validate(compile_settings)  # the quantize step's own config carries them
+        cfg = ctx.target.Config.model_validate(
+            compile_settings
+        )  # the quantize step's own config carries them
     except Exception as exc:  # noqa: BLE001 - a compile section that does not fit is a 'not measured'
         return {"status": "not measured", "reason": f"{ctx.target.name} settings: {_first_line(exc)}"}
     rf = speed_runner(ctx.target, cfg, float_art, quant_art.format)
@@ -57,13 +70,22 @@ def compare_speed(float_art: Artifact, quant_art: Artifact, ctx: Any, images: np
             feed = pad_to(images[:batch], batch)
             name = quant_art.io.inputs[0].name if quant_art.io.inputs else "pixel_values"
             feeds = {name: np.ascontiguousarray(feed)}
-            t = compare_until_stable(lambda: rf(feeds), lambda: rq(feeds), min_rounds=rounds, max_rounds=MAX_ROUNDS,
-                                     budget_s=budget_s)
+            t = compare_until_stable(
+                lambda: rf(feeds),
+                lambda: rq(feeds),
+                min_rounds=rounds,
+                max_rounds=MAX_ROUNDS,
+                budget_s=budget_s,
+            )
     return speed_report(t, rf, rq, batch, precision_of(quant_art))
 
 
 def precision_of(artifact: Artifact) -> str:
-    return str(((artifact.meta or {}).get("quantized") or {}).get("precision") or artifact.meta.get("precision") or "int8")
+    return str(
+        ((artifact.meta or {}).get("quantized") or {}).get("precision")
+        or artifact.meta.get("precision")
+        or "int8"
+    )
 
 
 def speed_report(t: dict[str, Any], rf: Runner, rq: Runner, batch: int, precision: str) -> dict[str, Any]:
@@ -87,15 +109,23 @@ def speed_report(t: dict[str, Any], rf: Runner, rq: Runner, batch: int, precisio
         "rounds": t["rounds"],
         "stopped": t["stopped"],
         "method": f"interleaved rounds of {t['per_round']} calls each (median per round), until a 95% t-interval on "
-                  f"the log speed ratio (Bonferroni over the looks at doubling round counts) excludes 1, or the "
-                  f"time budget: {t['rounds']} rounds in {t['seconds']:.1f} s, stopped at {t['stopped']}",
+        f"the log speed ratio (Bonferroni over the looks at doubling round counts) excludes 1, or the "
+        f"time budget: {t['rounds']} rounds in {t['seconds']:.1f} s, stopped at {t['stopped']}",
         # OpenVINO: the INFERENCE_PRECISION_HINT asked for ("default": none) and the precision the plugin ran.
-        **({"precision_hint": rq.info["precision_hint"], "inference_precision": rq.info["inference_precision"]}
-           if "precision_hint" in rq.info else {}),
+        **(
+            {
+                "precision_hint": rq.info["precision_hint"],
+                "inference_precision": rq.info["inference_precision"],
+            }
+            if "precision_hint" in rq.info
+            else {}
+        ),
     }
     if result["status"] == "inconclusive":
-        result["reason"] = (f"{label} vs float is inconclusive: {t['ratio']:.2f}x, 95% interval "
-                            f"{interval[0]:.2f}-{interval[1]:.2f}x straddles 1 after {t['rounds']} rounds "
-                            f"({t['stopped']}) on {rq.runtime}")
+        result["reason"] = (
+            f"{label} vs float is inconclusive: {t['ratio']:.2f}x, 95% interval "
+            f"{interval[0]:.2f}-{interval[1]:.2f}x straddles 1 after {t['rounds']} rounds "
+            f"({t['stopped']}) on {rq.runtime}"
+        )
         result["verdict"] = result["reason"]
     return result

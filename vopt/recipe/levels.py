@@ -41,8 +41,10 @@ def expand_level(data: dict[str, Any], locations: dict[tuple, str], where: str) 
     if level is None:
         return data
     if level not in LEVELS:
-        raise RecipeError(f"{locations.get(('level',), where)}: level: '{level}' is not a level; use one of "
-                          + ", ".join(f"{k} ({v})" for k, v in DESCRIPTIONS.items()))
+        raise RecipeError(
+            f"{locations.get(('level',), where)}: level: '{level}' is not a level; use one of "
+            + ", ".join(f"{k} ({v})" for k, v in DESCRIPTIONS.items())
+        )
     target = (data.get("compile") or {}).get("target", "cpu")
     if target not in TARGETS:
         return data  # the recipe's validation names the unknown target

@@ -40,7 +40,11 @@ def _locations(node: yaml.Node, file: str, prefix: Path_, out: dict[Path_, str])
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) else key_node.value
+            key = (
+                yaml.safe_load(yaml.serialize(key_node))
+                if not isinstance(key_node, yaml.ScalarNode)
+                else key_node.value
+            )
             path = (*prefix, key)
             if key in seen:  # YAML would silently keep the last one
                 dotted = ".".join(str(p) for p in path)
@@ -66,7 +70,10 @@ MAX_INT_DIGITS = 4300
 # Aliases make a small file expand into a huge tree ("billion laughs"); no real recipe has this many nodes.
 MAX_NODES = 100_000
 _BOMS = {
-    b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16",
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
 }
 
 
@@ -81,7 +88,6 @@ class _Loader(yaml.SafeLoader):  # the pure-Python loader: libyaml parses some f
             raise yaml.constructor.ConstructorError(
                 None, None, f"integer with {digits} digits (at most {MAX_INT_DIGITS})", node.start_mark
             ) from None
-
 
     def construct_plain_string(self, node: yaml.Node) -> str:
         return str(self.construct_scalar(node))
@@ -115,7 +121,9 @@ def decode_recipe(data: bytes, where: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         bad = data[exc.start : exc.start + 1].hex()
-        raise RecipeError(f"{where}:{_line_of(data, exc.start)}: not UTF-8 (byte 0x{bad}); save the recipe as UTF-8") from None
+        raise RecipeError(
+            f"{where}:{_line_of(data, exc.start)}: not UTF-8 (byte 0x{bad}); save the recipe as UTF-8"
+        ) from None
 
 
 def yaml_value(text: str, where: str = "value") -> Any:
@@ -224,7 +232,9 @@ def _load_with_extends(path: Path, stack: tuple[Path, ...]) -> RawRecipe:
     if isinstance(extends, str):
         extends = [extends]
     if not isinstance(extends, list) or not all(isinstance(e, str) for e in extends):
-        raise RecipeError(f"{locs.get(('extends',), display_path(path))}: extends: must be a list of recipe file paths")
+        raise RecipeError(
+            f"{locs.get(('extends',), display_path(path))}: extends: must be a list of recipe file paths"
+        )
     merged_data: dict[str, Any] = {}
     merged_locs: dict[Path_, str] = {}
     files: list[Path] = []

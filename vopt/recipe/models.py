@@ -27,26 +27,39 @@ CompileSection = _compile_union()
 
 
 class Recipe(Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Build name; output goes to build/<name>/.")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Build name; output goes to build/<name>/."
+    )
     description: str | None = None
     level: Literal["O0", "O1", "O2", "O3"] | None = Field(
-        default=None, description="Optimization preset that fills unset keys: O0 export only, O1 + fusion and "
-        "simplification, O2 + the target's reduced precision, O3 + accuracy-aware fallback. `vopt plan` shows them.")
+        default=None,
+        description="Optimization preset that fills unset keys: O0 export only, O1 + fusion and "
+        "simplification, O2 + the target's reduced precision, O3 + accuracy-aware fallback. `vopt plan` shows them.",
+    )
     model: ModelSection = Field(description="Where the model comes from and its example input.")
     preprocess: PreprocessSection = Field(
-        default_factory=PreprocessSection, description="The preprocessing contract; the family's defaults fill the gaps."
+        default_factory=PreprocessSection,
+        description="The preprocessing contract; the family's defaults fill the gaps.",
     )
     fuse: FuseSection | None = Field(default=None, description="Conv+BN folding; omit to skip.")
     prune: PruneSection | None = Field(default=None, description="Structural pruning; omit to skip.")
-    export: ExportSection = Field(default_factory=ExportSection, description="ONNX export and its parity check.")
-    quantize: QuantizeSection | None = Field(default=None, description="Quantization with calibration; omit for float.")
+    export: ExportSection = Field(
+        default_factory=ExportSection, description="ONNX export and its parity check."
+    )
+    quantize: QuantizeSection | None = Field(
+        default=None, description="Quantization with calibration; omit for float."
+    )
     compile: CompileSection = Field(  # type: ignore[valid-type]
         default_factory=lambda: load_object(TARGETS["cpu"]).Config(target="cpu"),
         description="The target and its settings (default: cpu).",
     )
     validate_: ValidateSection | None = Field(
-        default_factory=ValidateSection, alias="validate", description="Parity with PyTorch on real images; null to skip."
+        default_factory=ValidateSection,
+        alias="validate",
+        description="Parity with PyTorch on real images; null to skip.",
     )
-    benchmark: BenchmarkSection | None = Field(default=None, description="Latency and throughput; omit to skip.")
+    benchmark: BenchmarkSection | None = Field(
+        default=None, description="Latency and throughput; omit to skip."
+    )
 
     model_config = {**Section.model_config, "populate_by_name": True}

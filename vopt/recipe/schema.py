@@ -10,5 +10,9 @@ def recipe_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "vopt recipe"
     props = schema.setdefault("properties", {})
-    props["extends"] = {"type": "array", "items": {"type": "string"}, "description": "Recipe files merged first, in order."}
+    props["extends"] = {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Recipe files merged first, in order.",
+    }
     return schema

@@ -16,10 +16,12 @@ def make_plots(manifest: dict[str, Any], errors: list[str] | None = None) -> dic
     metric, points = data.agreement_points(manifest)
     makers = {
         "latency_vs_batch": lambda: latency_vs_batch(data.bench_rows(manifest), f"{name} on {runtime}"),
-        "size_vs_agreement": lambda: size_vs_agreement(points, metric,
-                                                       f"{name}: size vs {metric.replace('_', ' ')}"),
-        "op_time": lambda: op_time((manifest.get("benchmark") or {}).get("profile"),
-                                   f"{name}: time per op type"),
+        "size_vs_agreement": lambda: size_vs_agreement(
+            points, metric, f"{name}: size vs {metric.replace('_', ' ')}"
+        ),
+        "op_time": lambda: op_time(
+            (manifest.get("benchmark") or {}).get("profile"), f"{name}: time per op type"
+        ),
     }
     images: dict[str, bytes] = {}
     for key, make in makers.items():

@@ -16,22 +16,24 @@ def compare_rows(manifests: list[tuple[str, dict[str, Any]]]) -> list[dict[str, 
         p50, ips, best_batch = d.p50_at_smallest_batch(m)
         head = d.agreement(m)
         bench = m.get("benchmark") or {}
-        rows.append({
-            "build": (m.get("recipe") or {}).get("name", where),
-            "dir": where,
-            "target": m.get("target"),
-            "precision": d.precision(m),
-            "size_bytes": (m.get("artifact") or {}).get("size_bytes"),
-            "p50_ms": p50,
-            "p50_batch": min((r.get("batch", 1) for r in d.bench_rows(m)), default=None),
-            "throughput_ips": ips,
-            "throughput_batch": best_batch,
-            "agreement_metric": head[0] if head else None,
-            "agreement": head[1] if head else None,
-            "speedup_vs_pytorch": (bench.get("baseline") or {}).get("speedup"),
-            "runtime": bench.get("runtime") or (m.get("validation") or {}).get("runtime"),
-            "status": m.get("status"),
-        })
+        rows.append(
+            {
+                "build": (m.get("recipe") or {}).get("name", where),
+                "dir": where,
+                "target": m.get("target"),
+                "precision": d.precision(m),
+                "size_bytes": (m.get("artifact") or {}).get("size_bytes"),
+                "p50_ms": p50,
+                "p50_batch": min((r.get("batch", 1) for r in d.bench_rows(m)), default=None),
+                "throughput_ips": ips,
+                "throughput_batch": best_batch,
+                "agreement_metric": head[0] if head else None,
+                "agreement": head[1] if head else None,
+                "speedup_vs_pytorch": (bench.get("baseline") or {}).get("speedup"),
+                "runtime": bench.get("runtime") or (m.get("validation") or {}).get("runtime"),
+                "status": m.get("status"),
+            }
+        )
     return rows
 
 
@@ -43,7 +45,8 @@ def display_cells(row: dict[str, Any]) -> list[str]:
         str(row["precision"]),
         d.fmt_bytes(row["size_bytes"]),
         _p50(row),
-        f"{row['throughput_ips']:.1f} (b{row['throughput_batch']})" if row["throughput_ips"] is not None
+        f"{row['throughput_ips']:.1f} (b{row['throughput_batch']})"
+        if row["throughput_ips"] is not None
         else "-",
         agree,
         f"{row['speedup_vs_pytorch']:.2f}x" if row["speedup_vs_pytorch"] else "-",

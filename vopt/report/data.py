@@ -38,13 +38,15 @@ def stage_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for s in manifest.get("steps") or []:
         rep = s.get("report") or {}
-        rows.append({
-            "stage": s.get("stage"),
-            "cached": bool(s.get("cached")),
-            "seconds": s.get("seconds"),
-            "size": s.get("output_bytes"),
-            "summary": rep.get("summary", ""),
-        })
+        rows.append(
+            {
+                "stage": s.get("stage"),
+                "cached": bool(s.get("cached")),
+                "seconds": s.get("seconds"),
+                "size": s.get("output_bytes"),
+                "summary": rep.get("summary", ""),
+            }
+        )
     return rows
 
 

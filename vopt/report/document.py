@@ -193,7 +193,9 @@ def _gate_table(gates: list[dict[str, Any]]) -> Table:
             result += f" (needs about {g['needs_images']} images to resolve)"
         if g.get("default"):
             result += " (default gate)"
-        t.rows.append([g.get("metric", "?"), d.fmt_num(g.get("value")), str(g.get("condition", "")), interval, result])
+        t.rows.append(
+            [g.get("metric", "?"), d.fmt_num(g.get("value")), str(g.get("condition", "")), interval, result]
+        )
         t.marks[i] = "pass" if g.get("passed") else "fail"
     return t
 
@@ -218,8 +220,10 @@ def _quantize_check(m: dict[str, Any]) -> Section | None:
     if check.get("status") != "ok":
         return None
     sec = Section("Quantize check")
-    sec.blocks.append(f"The quantized model against the float model on {check.get('images', '?')} held-out images "
-                      f"({check.get('runtime', '?')}).")
+    sec.blocks.append(
+        f"The quantized model against the float model on {check.get('images', '?')} held-out images "
+        f"({check.get('runtime', '?')})."
+    )
     sec.blocks += _evidence({**check, "data": rep.get("data")})
     if rep.get("gates"):
         sec.blocks.append(_gate_table(rep["gates"]))
@@ -289,17 +293,46 @@ def _profile(m: dict[str, Any], plots: dict[str, str]) -> Section | None:
     if p.get("status") != "ok":
         sec.blocks.append(f"Profile not run: {p.get('reason')}.")
         return sec
-    mix = ", ".join(f"{k} {v['percent']:.1f}% of op time ({v['ops']} ops)" for k, v in p["precision_mix"].items())
-    sec.blocks.append(f"Per-op times from `{p['runtime']}` at batch {p.get('batch', 1)}, mean of {p['runs']} runs: "
-                      f"{d.fmt_num(p['op_ms'], 4)} ms in {p['ops']} ops ({d.fmt_num(p['total_ms'], 4)} ms per "
-                      f"inference around them). Compute precision: {mix}. Devices: "
-                      + ", ".join(f"{k} ({v} ops)" for k, v in p["devices"].items()) + ".")
-    sec.blocks.append(Table(["op type", "ms", "% of op time", "nodes", "precision"],
-                            [[r["op_type"], d.fmt_num(r["ms"], 4), f"{r['percent']:.1f}", str(r["count"]),
-                              ", ".join(r["precisions"])] for r in p["by_op_type"][:PROFILE_ROWS]]))
-    sec.blocks.append(Table(["slowest nodes", "op", "ms", "precision", "kernel or device"],
-                            [[o["node"], o["op_type"], d.fmt_num(o["ms"], 4), o["precision"],
-                              o.get("kernel") or o["device"]] for o in p["top"]]))
+    mix = ", ".join(
+        f"{k} {v['percent']:.1f}% of op time ({v['ops']} ops)" for k, v in p["precision_mix"].items()
+    )
+    sec.blocks.append(
+        f"Per-op times from `{p['runtime']}` at batch {p.get('batch', 1)}, mean of {p['runs']} runs: "
+        f"{d.fmt_num(p['op_ms'], 4)} ms in {p['ops']} ops ({d.fmt_num(p['total_ms'], 4)} ms per "
+        f"inference around them). Compute precision: {mix}. Devices: "
+        + ", ".join(f"{k} ({v} ops)" for k, v in p["devices"].items())
+        + "."
+    )
+    sec.blocks.append(
+        Table(
+            ["op type", "ms", "% of op time", "nodes", "precision"],
+            [
+                [
+                    r["op_type"],
+                    d.fmt_num(r["ms"], 4),
+                    f"{r['percent']:.1f}",
+                    str(r["count"]),
+                    ", ".join(r["precisions"]),
+                ]
+                for r in p["by_op_type"][:PROFILE_ROWS]
+            ],
+        )
+    )
+    sec.blocks.append(
+        Table(
+            ["slowest nodes", "op", "ms", "precision", "kernel or device"],
+            [
+                [
+                    o["node"],
+                    o["op_type"],
+                    d.fmt_num(o["ms"], 4),
+                    o["precision"],
+                    o.get("kernel") or o["device"],
+                ]
+                for o in p["top"]
+            ],
+        )
+    )
     if "op_time" in plots:
         sec.blocks.append(("plot", "op_time"))
     return sec

@@ -42,10 +42,22 @@ def latency_vs_batch(rows: list[dict[str, Any]], title: str) -> bytes | None:
         color = colors[i % len(colors)]
         ax.plot(b, [r["p50_ms"] for r in sub], "o-", color=color, label=f"p50 latency{suffix}")
         if all("p90_ms" in r for r in sub):
-            ax.fill_between(b, [r["p50_ms"] for r in sub], [r["p90_ms"] for r in sub], color=color,
-                            alpha=0.12, label="p50 to p90" if i == 0 else None)
-        ax2.plot(b, [r.get("throughput_ips", 0) for r in sub], "s--",
-                 color=SECOND if len(counts) == 1 else color, alpha=0.9, label=f"throughput{suffix}")
+            ax.fill_between(
+                b,
+                [r["p50_ms"] for r in sub],
+                [r["p90_ms"] for r in sub],
+                color=color,
+                alpha=0.12,
+                label="p50 to p90" if i == 0 else None,
+            )
+        ax2.plot(
+            b,
+            [r.get("throughput_ips", 0) for r in sub],
+            "s--",
+            color=SECOND if len(counts) == 1 else color,
+            alpha=0.9,
+            label=f"throughput{suffix}",
+        )
     ax.set_xlabel("batch size")
     ax.set_ylabel("latency per batch (ms)")
     ax.set_xticks(sorted({r["batch"] for r in rows}))
@@ -68,8 +80,13 @@ def size_vs_agreement(points: list[tuple[str, float, float]], metric: str, title
         color = "#888888" if label.startswith("original") else (ACCENT if i % 2 else SECOND)
         ax.scatter([size / 1e6], [value], s=60, color=color, zorder=3, alpha=0.85)
         # Alternate label sides: same-size artifacts (fp32 export vs original) would overprint.
-        ax.annotate(label, (size / 1e6, value), textcoords="offset points",
-                    xytext=(7, 7 if i % 2 == 0 else -13), fontsize=8)
+        ax.annotate(
+            label,
+            (size / 1e6, value),
+            textcoords="offset points",
+            xytext=(7, 7 if i % 2 == 0 else -13),
+            fontsize=8,
+        )
     ax.set_xlabel("artifact size (MB)")
     ax.set_ylabel(metric.replace("_", " "))
     lo = min(v for _, _, v in points)
@@ -89,8 +106,14 @@ def _threads(n: int | None) -> str:
     return "default threads" if not n else f"{n} thread" + ("s" if n != 1 else "")
 
 
-_PRECISION_COLORS = {"int8": ACCENT, "int16": "#5b8fd1", "fp16": "#3a9a5b", "bf16": "#8a4fbf", "fp32": SECOND,
-                     "convert": "#999999"}
+_PRECISION_COLORS = {
+    "int8": ACCENT,
+    "int16": "#5b8fd1",
+    "fp16": "#3a9a5b",
+    "bf16": "#8a4fbf",
+    "fp32": SECOND,
+    "convert": "#999999",
+}
 
 
 def op_time(profile: dict[str, Any] | None, title: str, rows: int = 12) -> bytes | None:

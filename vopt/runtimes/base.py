@@ -75,8 +75,12 @@ def static_chunks(batch: np.ndarray, static_batch: int | None) -> Iterator[tuple
         yield pad_to(chunk, static_batch), len(chunk)
 
 
-def run_batches(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], input_name: str,
-                batches: list[np.ndarray], static_batch: int | None = None) -> dict[str, np.ndarray]:
+def run_batches(
+    run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    input_name: str,
+    batches: list[np.ndarray],
+    static_batch: int | None = None,
+) -> dict[str, np.ndarray]:
     """Run every batch (split and padded to the artifact's static batch size if it has one), concatenated per output."""
     import numpy as np
 
@@ -91,4 +95,6 @@ def run_batches(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], i
 
 def run_images(runner: Runner, images: np.ndarray) -> dict[str, np.ndarray]:
     """All `images` through a runner that names its input and static batch in `info` (the ORT and OpenVINO ones)."""
-    return run_batches(runner, runner.info["input_name"], [images], static_batch=runner.info.get("static_batch"))
+    return run_batches(
+        runner, runner.info["input_name"], [images], static_batch=runner.info.get("static_batch")
+    )

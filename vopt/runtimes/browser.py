@@ -31,8 +31,13 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 ORT_DIST = WEB_DIR / "node_modules" / "onnxruntime-web" / "dist"
 CHROMIUM = os.environ.get("VOPT_CHROMIUM", "/usr/bin/chromium")
 FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     # Headless Linux has no WebGPU adapter without this; with it Dawn offers SwiftShader (Vulkan on CPU).
     "--enable-unsafe-webgpu",
     # Exposes navigator.ml, so the probe can say whether WebNN gives a context here (Linux: it does not).
@@ -40,10 +45,22 @@ FLAGS = [
 ]
 EPS = ("webgpu", "wasm", "webnn")
 # numpy dtype <-> onnxruntime-web tensor type
-_TYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32,
-          "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
-_CONTENT = {".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm",
-            ".map": "application/json"}
+_TYPES = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "int64": np.int64,
+    "int32": np.int32,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "bool": np.bool_,
+}
+_CONTENT = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".wasm": "application/wasm",
+    ".map": "application/json",
+}
 
 
 def missing() -> str | None:
@@ -102,7 +119,7 @@ class _Server:
                 if not self.path.startswith("/out/"):
                     self._headers(404, "text/plain", 0)
                     return
-                server.uploads[self.path[len("/out/"):]] = data
+                server.uploads[self.path[len("/out/") :]] = data
                 self._headers(204, "text/plain", 0)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -121,7 +138,7 @@ class _Server:
         if path == "/runner.js":
             return WEB_DIR / "runner.js", _CONTENT[".js"]
         if path.startswith("/ort/"):
-            name = path[len("/ort/"):]
+            name = path[len("/ort/") :]
             file = ORT_DIST / name
             if "/" in name or ".." in name or not file.is_file():
                 return None, ""
@@ -129,7 +146,7 @@ class _Server:
         if path == "/favicon.ico":
             return b"", "image/x-icon"
         if path.startswith("/blob/"):
-            return self.blobs.get(path[len("/blob/"):]), "application/octet-stream"
+            return self.blobs.get(path[len("/blob/") :]), "application/octet-stream"
         return None, ""
 
     def publish(self, data: Path | bytes) -> str:
@@ -152,10 +169,20 @@ class BrowserSession:
         self._tmp = Path(tempfile.mkdtemp(prefix="vopt-browser-"))
         self._log = (self._tmp / "driver.log").open("w+")
         self.server = _Server()
-        cfg = {"executable": CHROMIUM, "url": f"{self.server.url}/", "userDataDir": str(self._tmp / "profile"), "args": FLAGS}
+        cfg = {
+            "executable": CHROMIUM,
+            "url": f"{self.server.url}/",
+            "userDataDir": str(self._tmp / "profile"),
+            "args": FLAGS,
+        }
         self.proc = subprocess.Popen(
-            ["node", str(WEB_DIR / "driver.js"), json.dumps(cfg)], cwd=WEB_DIR, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1,
+            ["node", str(WEB_DIR / "driver.js"), json.dumps(cfg)],
+            cwd=WEB_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            bufsize=1,
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -163,7 +190,9 @@ class BrowserSession:
         ready = self._read(120.0)
         if not ready.get("ready"):
             self.close()
-            raise BackendUnavailable(f"headless Chromium did not start: {ready.get('error', 'no reply')}{self._log_tail()}")
+            raise BackendUnavailable(
+                f"headless Chromium did not start: {ready.get('error', 'no reply')}{self._log_tail()}"
+            )
         self._probe: dict[str, Any] | None = None
 
     def _pump(self) -> None:
@@ -178,9 +207,13 @@ class BrowserSession:
             try:
                 line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
-                raise BuildError(f"the browser did not answer within {timeout:.0f} s{self._log_tail()}", stage="browser") from None
+                raise BuildError(
+                    f"the browser did not answer within {timeout:.0f} s{self._log_tail()}", stage="browser"
+                ) from None
             if line is None:
-                raise BuildError(f"the browser driver exited (code {self.proc.poll()}){self._log_tail()}", stage="browser")
+                raise BuildError(
+                    f"the browser driver exited (code {self.proc.poll()}){self._log_tail()}", stage="browser"
+                )
             line = line.strip()
             if line.startswith("{"):
                 return json.loads(line)
@@ -210,25 +243,49 @@ class BrowserSession:
             self._probe = self.call("voptProbe")
         return self._probe
 
-    def load(self, path: str | Path, ep: str, free_dims: dict[str, int] | None = None,
-             options: dict[str, Any] | None = None) -> dict[str, Any]:
+    def load(
+        self,
+        path: str | Path,
+        ep: str,
+        free_dims: dict[str, int] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """`options`: the artifact's recorded session settings for this EP (enableGraphCapture, preferredLayout)."""
         key = uuid.uuid4().hex
         url = self.server.publish(Path(path))
-        info = self.call("voptLoad", {"key": key, "url": url, "ep": ep, "freeDimensionOverrides": free_dims or {},
-                                      "sessionOptions": options or {}})
+        info = self.call(
+            "voptLoad",
+            {
+                "key": key,
+                "url": url,
+                "ep": ep,
+                "freeDimensionOverrides": free_dims or {},
+                "sessionOptions": options or {},
+            },
+        )
         info["key"] = key
         return info
 
-    def run(self, key: str, feeds: dict[str, np.ndarray], types: dict[str, str]) -> tuple[dict[str, np.ndarray], float]:
+    def run(
+        self, key: str, feeds: dict[str, np.ndarray], types: dict[str, str]
+    ) -> tuple[dict[str, np.ndarray], float]:
         """Run one session; returns the outputs (float16 widened to float32) and the run time in ms."""
         specs = []
         for name, value in feeds.items():
             kind = types.get(name, "float32")
             arr = np.ascontiguousarray(value, dtype=_TYPES[kind])
-            specs.append({"name": name, "url": self.server.publish(arr.tobytes()), "dims": list(arr.shape), "type": kind})
+            specs.append(
+                {
+                    "name": name,
+                    "url": self.server.publish(arr.tobytes()),
+                    "dims": list(arr.shape),
+                    "type": kind,
+                }
+            )
         upload = uuid.uuid4().hex
-        result = self.call("voptRun", {"key": key, "feeds": specs, "upload": f"{self.server.url}/out/{upload}"})
+        result = self.call(
+            "voptRun", {"key": key, "feeds": specs, "upload": f"{self.server.url}/out/{upload}"}
+        )
         for spec in specs:
             self.server.blobs.pop(spec["url"].rsplit("/", 1)[-1], None)
         outputs = {}
@@ -309,7 +366,8 @@ def model_info(path: str | Path) -> dict[str, Any]:
     proto = onnx.load(str(path), load_external_data=False)
     meta = {p.key: p.value for p in proto.metadata_props}
     fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer) or any(
-        v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 for v in [*proto.graph.input, *proto.graph.output]
+        v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+        for v in [*proto.graph.input, *proto.graph.output]
     )
     return {
         "fp16": fp16,
@@ -328,7 +386,9 @@ def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None
         options = {k: v for k, v in recorded.items() if k != "ep"} if recorded.get("ep") == ep else {}
         loaded = sess.load(path, ep, info["free_dims"], options)
     except RuntimeError as exc:
-        raise BuildError(f"onnxruntime-web ({ep}) could not create a session: {exc}", stage="validate") from exc
+        raise BuildError(
+            f"onnxruntime-web ({ep}) could not create a session: {exc}", stage="validate"
+        ) from exc
     times: list[float] = []
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -340,15 +400,26 @@ def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None
         return out
 
     probe = sess.probe()
-    meta = {"ep": ep, "placement": _placement_summary(loaded.get("placement") or {}, ep), "onnxruntime_web": probe["ort"].get("web"), "browser": probe["userAgent"].split("HeadlessChrome/")[-1].split(" ")[0],
-            "threads": probe["threads"], "load_ms": round(loaded["load_ms"], 2), "run_ms": times,
-            "session_options": options}
+    meta = {
+        "ep": ep,
+        "placement": _placement_summary(loaded.get("placement") or {}, ep),
+        "onnxruntime_web": probe["ort"].get("web"),
+        "browser": probe["userAgent"].split("HeadlessChrome/")[-1].split(" ")[0],
+        "threads": probe["threads"],
+        "load_ms": round(loaded["load_ms"], 2),
+        "run_ms": times,
+        "session_options": options,
+    }
     if ep == "webgpu":
         meta["adapter"] = probe["webgpu"].get("info")
     return Runner(run=run, runtime=f"browser-{ep}", info=meta, on_close=lambda: sess.release(loaded["key"]))
 
 
-_EP_NAMES = {"webgpu": "WebGpuExecutionProvider", "webnn": "WebNNExecutionProvider", "wasm": "CPUExecutionProvider"}
+_EP_NAMES = {
+    "webgpu": "WebGpuExecutionProvider",
+    "webnn": "WebNNExecutionProvider",
+    "wasm": "CPUExecutionProvider",
+}
 
 
 def _placement_summary(placed: dict[str, dict[str, int]], ep: str) -> dict[str, Any]:
@@ -356,8 +427,13 @@ def _placement_summary(placed: dict[str, dict[str, int]], ep: str) -> dict[str, 
     if not placed:  # ORT logs placements only when more than one EP is in play
         return {"nodes_off_ep": 0, "by_ep": {_EP_NAMES[ep]: "all"}}
     wanted = _EP_NAMES[ep]
-    off = {f"{op}": n for name, ops in placed.items() if name != wanted for op, n in ops.items()
-           if not op.startswith("Memcpy")}
+    off = {
+        f"{op}": n
+        for name, ops in placed.items()
+        if name != wanted
+        for op, n in ops.items()
+        if not op.startswith("Memcpy")
+    }
     return {"nodes_off_ep": sum(off.values()), "ops_off_ep": off, "by_ep": placed}
 
 
@@ -369,9 +445,15 @@ def ep_status(probe: dict[str, Any], ep: str, fp16: bool) -> tuple[str, str]:
             return "unavailable", f"no WebGPU adapter in this browser ({gpu.get('reason')})"
         if fp16 and "shader-f16" not in gpu.get("features", []):
             arch = (gpu.get("info") or {}).get("architecture") or "this adapter"
-            return "unverifiable", f"fp16 model not verifiable on this adapter: the WebGPU adapter ({arch}) has no shader-f16"
+            return (
+                "unverifiable",
+                f"fp16 model not verifiable on this adapter: the WebGPU adapter ({arch}) has no shader-f16",
+            )
     if ep == "webnn" and not probe["webnn"].get("context"):
-        return "unavailable", f"no WebNN context in this browser ({probe['webnn'].get('reason')}); checked on wasm instead"
+        return (
+            "unavailable",
+            f"no WebNN context in this browser ({probe['webnn'].get('reason')}); checked on wasm instead",
+        )
     return "ok", ""
 
 
@@ -380,7 +462,11 @@ def timing(times: list[float]) -> dict[str, float]:
     if not times:
         return {}
     rest = times[1:] or times
-    return {"first_run_ms": round(times[0], 3), "median_run_ms": round(float(np.median(rest)), 3), "runs": len(times)}
+    return {
+        "first_run_ms": round(times[0], 3),
+        "median_run_ms": round(float(np.median(rest)), 3),
+        "runs": len(times),
+    }
 
 
 def cold_start(timing_: dict[str, Any]) -> float:
@@ -388,8 +474,14 @@ def cold_start(timing_: dict[str, Any]) -> float:
     return round(timing_["load_ms"] + timing_["first_run_ms"], 3)
 
 
-def run_eps(path: str | Path, batches: list[np.ndarray], input_name: str, eps: tuple[str, ...] = EPS,
-            static_batch: int | None = None, session: BrowserSession | None = None) -> dict[str, dict[str, Any]]:
+def run_eps(
+    path: str | Path,
+    batches: list[np.ndarray],
+    input_name: str,
+    eps: tuple[str, ...] = EPS,
+    static_batch: int | None = None,
+    session: BrowserSession | None = None,
+) -> dict[str, dict[str, Any]]:
     """Run the artifact on each EP the browser offers; outputs per EP, or the reason it did not run."""
     from vopt.runtimes.base import run_batches
 
@@ -416,6 +508,5 @@ def run_eps(path: str | Path, batches: list[np.ndarray], input_name: str, eps: t
         info = {k: v for k, v in run.info.items() if k != "run_ms"}
         timed = {"load_ms": info.pop("load_ms"), **timing(run.info["run_ms"])}
         timed["cold_start_ms"] = cold_start(timed)
-        results[ep] = {"status": "ok", "outputs": outputs, "timing": timed,
-                       "runtime_info": info}
+        results[ep] = {"status": "ok", "outputs": outputs, "timing": timed, "runtime_info": info}
     return results

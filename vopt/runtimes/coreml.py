@@ -19,4 +19,6 @@ def runner(path: str | Path, *, compute_units: str = "ALL") -> Runner:
         result = model.predict({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()})
         return {name: np.asarray(result[name], dtype=np.float32) for name in outputs}
 
-    return Runner(run=run, runtime="coreml", info={"coremltools": ct.__version__, "compute_units": compute_units})
+    return Runner(
+        run=run, runtime="coreml", info={"coremltools": ct.__version__, "compute_units": compute_units}
+    )

@@ -40,8 +40,14 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def bisect_failure(model_path: str | Path, loads: Callable[[Path], None], *, workdir: str | Path | None = None,
-                   max_tries: int = 40, max_seconds: float = 300.0) -> Diagnosis | None:
+def bisect_failure(
+    model_path: str | Path,
+    loads: Callable[[Path], None],
+    *,
+    workdir: str | Path | None = None,
+    max_tries: int = 40,
+    max_seconds: float = 300.0,
+) -> Diagnosis | None:
     """`loads(path)` raises when the runtime rejects the model at `path`. Returns the smallest window of nodes
     found that fails alone, or None when no sub-graph reproduces the failure (it needs the whole graph)."""
     import onnx
@@ -116,7 +122,9 @@ def bisect_failure(model_path: str | Path, loads: Callable[[Path], None], *, wor
         else:
             b = mid - 1
     culprit = [n for n in nodes[a:hi] if n.op_type not in QDQ_OPS]
-    return Diagnosis([n.name or n.output[0] for n in culprit], [n.op_type for n in culprit], window_error, tries)
+    return Diagnosis(
+        [n.name or n.output[0] for n in culprit], [n.op_type for n in culprit], window_error, tries
+    )
 
 
 def _fill_qdq_types(model: Any) -> None:
@@ -129,7 +137,9 @@ def _fill_qdq_types(model: Any) -> None:
     inferred = onnx.shape_inference.infer_shapes(model)
     known = {v.name: v for v in (*inferred.graph.value_info, *model.graph.input, *model.graph.output)}
     inits = {i.name: i for i in model.graph.initializer}
-    consts = {n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant" and n.attribute}
+    consts = {
+        n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant" and n.attribute
+    }
     for node in model.graph.node:
         if node.op_type not in QDQ_OPS or node.output[0] in known or node.input[0] not in known:
             continue
@@ -142,8 +152,12 @@ def _fill_qdq_types(model: Any) -> None:
             elem = tensor.data_type if tensor is not None else onnx.TensorProto.UINT8
         dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in src.shape.dim]
         known[node.output[0]] = onnx.helper.make_tensor_value_info(node.output[0], elem, dims)
-    extra = [v for name, v in known.items() if name not in {i.name for i in model.graph.input}
-             and name not in {o.name for o in model.graph.output}]
+    extra = [
+        v
+        for name, v in known.items()
+        if name not in {i.name for i in model.graph.input}
+        and name not in {o.name for o in model.graph.output}
+    ]
     model.graph.value_info.extend(extra)
 
 
@@ -178,8 +192,16 @@ def log_path(name: str) -> Path:
     return default_cache_dir() / "logs" / f"{name}.log"
 
 
-def rejected_graph_error(runtime: str, model_path: Path, exc: BaseException, loads: Callable[[Path], None], *,
-                         stage: str = "compile", log: Path | None = None, workdir: Path | None = None) -> Any:
+def rejected_graph_error(
+    runtime: str,
+    model_path: Path,
+    exc: BaseException,
+    loads: Callable[[Path], None],
+    *,
+    stage: str = "compile",
+    log: Path | None = None,
+    workdir: Path | None = None,
+) -> Any:
     """The BuildError for a runtime that rejected the whole graph: the runtime's first line, the nodes that
     cause it (bisected), and the exclusion that keeps them in float so the rest compiles."""
     from vopt.errors import BuildError
@@ -191,8 +213,10 @@ def rejected_graph_error(runtime: str, model_path: Path, exc: BaseException, loa
     hint = None
     if found is not None and not found.nodes:
         found = None  # even an empty window fails: the session setup is at fault, not a node
-        lines.append("the runtime fails before any node is placed: a session or provider option is rejected"
-                     + (f" ({_native_error(log)})" if log and _native_error(log) else ""))
+        lines.append(
+            "the runtime fails before any node is placed: a session or provider option is rejected"
+            + (f" ({_native_error(log)})" if log and _native_error(log) else "")
+        )
     elif found is None:
         lines.append("no part of the graph fails alone: the whole graph is needed to reproduce it")
     else:
@@ -202,12 +226,18 @@ def rejected_graph_error(runtime: str, model_path: Path, exc: BaseException, loa
         # alone (ConvNeXtV2: the Gelu before each GRN). The construct is the rest, and that is what to exclude.
         construct = found.nodes[1:] if len(found.nodes) > 1 else found.nodes
         if len(found.nodes) > 1:
-            lines.append(f"{found.nodes[0]} ({found.op_types[0]}) computes their input; the rest is the construct")
+            lines.append(
+                f"{found.nodes[0]} ({found.op_types[0]}) computes their input; the rest is the construct"
+            )
         globs = exclusion_globs(construct, model_path)
-        lines.append("the same construct in the graph: " + ", ".join(f"{g} ({n} nodes)" for g, n in globs.items()))
+        lines.append(
+            "the same construct in the graph: " + ", ".join(f"{g} ({n} nodes)" for g, n in globs.items())
+        )
         names = ", ".join(f'"{g}"' for g in globs)
-        hint = (f"keep them in float and rebuild (QNN HTP then compiles the float nodes apart from the quantized "
-                f"ones): quantize: {{exclude: {{nodes: [{names}]}}}}")
+        hint = (
+            f"keep them in float and rebuild (QNN HTP then compiles the float nodes apart from the quantized "
+            f"ones): quantize: {{exclude: {{nodes: [{names}]}}}}"
+        )
     if log:
         lines.append(f"native log: {log}")
     return BuildError(f"{runtime} rejected the graph: {first}", stage=stage, lines=lines, hint=hint)

@@ -34,8 +34,14 @@ def runtime_module(fmt: str) -> ModuleType | None:
     return importlib.import_module(entry[0])
 
 
-def open_artifact(path: str | Path, fmt: str, *, settings: dict[str, Any] | None = None, threads: int | None = None,
-                  accurate: bool = False) -> Runner | Unavailable:
+def open_artifact(
+    path: str | Path,
+    fmt: str,
+    *,
+    settings: dict[str, Any] | None = None,
+    threads: int | None = None,
+    accurate: bool = False,
+) -> Runner | Unavailable:
     """A runner for the artifact on its format's runtime. `accurate`: full precision for output checks;
     otherwise as deployed (the settings the artifact records, or `settings` from a target's compile section)."""
     entry = RUNTIMES.get(fmt)

@@ -22,13 +22,21 @@ def signature(path: str | Path) -> tuple[list[dict], list[dict]]:
 
     def ordered(details: dict) -> list[dict]:
         names = sorted(details, key=_position)
-        return [{"name": n, "shape": [int(d) for d in details[n]["shape"]], "dtype": np.dtype(details[n]["dtype"]).name}
-                for n in names]
+        return [
+            {
+                "name": n,
+                "shape": [int(d) for d in details[n]["shape"]],
+                "dtype": np.dtype(details[n]["dtype"]).name,
+            }
+            for n in names
+        ]
 
     return ordered(inputs), ordered(outputs)
 
 
-def runner(path: str | Path, input_names: list[str], output_names: list[str], *, threads: int | None = 2) -> Runner:
+def runner(
+    path: str | Path, input_names: list[str], output_names: list[str], *, threads: int | None = 2
+) -> Runner:
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path), num_threads=threads or 2)
@@ -40,20 +48,34 @@ def runner(path: str | Path, input_names: list[str], output_names: list[str], *,
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if len(input_names) == 1 and input_names[0] not in feeds and len(feeds) == 1:
-            feeds = {input_names[0]: next(iter(feeds.values()))}  # one input: the caller's name for it is fine
+            feeds = {
+                input_names[0]: next(iter(feeds.values()))
+            }  # one input: the caller's name for it is fine
         arrays = [np.ascontiguousarray(feeds[n], dtype=np.float32) for n in input_names]
         n = arrays[0].shape[0]
         # The converted graph has the example's fixed batch; larger batches run as a loop of that batch.
-        chunks = [sig(**{k: _quantize(a[i:i + batch], in_details[k]) for k, a in zip(ins, arrays, strict=True)})
-                  for i in range(0, n, batch)]
-        return {name: np.concatenate([_dequantize(c[o], out_details[o]) for c in chunks])
-                for name, o in zip(output_names, outs, strict=False)}
+        chunks = [
+            sig(**{k: _quantize(a[i : i + batch], in_details[k]) for k, a in zip(ins, arrays, strict=True)})
+            for i in range(0, n, batch)
+        ]
+        return {
+            name: np.concatenate([_dequantize(c[o], out_details[o]) for c in chunks])
+            for name, o in zip(output_names, outs, strict=False)
+        }
 
     import importlib.metadata as md
 
-    return Runner(run=run, runtime="litert-cpu",
-                  info={"ai-edge-litert": md.version("ai-edge-litert"), "threads": threads or 2, "batch": batch,
-                        "input_name": input_names[0], "static_batch": batch})
+    return Runner(
+        run=run,
+        runtime="litert-cpu",
+        info={
+            "ai-edge-litert": md.version("ai-edge-litert"),
+            "threads": threads or 2,
+            "batch": batch,
+            "input_name": input_names[0],
+            "static_batch": batch,
+        },
+    )
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -82,13 +104,18 @@ def _position(name: str) -> int:
 RUNTIME_NAME = "litert"
 
 
-def open_artifact(path: str | Path, *, settings: dict | None = None, threads: int | None = None,
-                  accurate: bool = False) -> Runner:
+def open_artifact(
+    path: str | Path, *, settings: dict | None = None, threads: int | None = None, accurate: bool = False
+) -> Runner:
     """The format table's entry: outputs named by position (output_0, ...) as the signature orders them;
     LiteRT has no precision hint, so `accurate` changes nothing."""
     ins, outs = signature(path)
-    return runner(path, [i["name"] for i in ins], [f"output_{i}" for i in range(len(outs))],
-                  threads=threads or (settings or {}).get("threads") or 2)
+    return runner(
+        path,
+        [i["name"] for i in ins],
+        [f"output_{i}" for i in range(len(outs))],
+        threads=threads or (settings or {}).get("threads") or 2,
+    )
 
 
 @contextlib.contextmanager

@@ -71,8 +71,11 @@ def recorded_settings(path: str | Path) -> dict[str, str]:
 def _runtime_options(model: Any) -> dict[str, str]:
     if not model.has_rt_info(["runtime_options"]):
         return {}
-    return {k: model.get_rt_info(["runtime_options", k]).astype(str) for k in RECORDED
-            if model.has_rt_info(["runtime_options", k])}
+    return {
+        k: model.get_rt_info(["runtime_options", k]).astype(str)
+        for k in RECORDED
+        if model.has_rt_info(["runtime_options", k])
+    }
 
 
 def record_settings(model: Any, settings: dict[str, Any]) -> None:
@@ -82,9 +85,18 @@ def record_settings(model: Any, settings: dict[str, Any]) -> None:
             model.set_rt_info(str(value), ["runtime_options", key])
 
 
-def runner(path: str | Path, *, device: str = "CPU", precision: str | None = None, hint: str | None = None,
-           threads: int | None = None, performance_hint: str | None = None, deployment: bool = False,
-           streams: int | None = None, cache_dir: str | None = None) -> Runner:
+def runner(
+    path: str | Path,
+    *,
+    device: str = "CPU",
+    precision: str | None = None,
+    hint: str | None = None,
+    threads: int | None = None,
+    performance_hint: str | None = None,
+    deployment: bool = False,
+    streams: int | None = None,
+    cache_dir: str | None = None,
+) -> Runner:
     """`deployment`: the IR's recorded hints and, for the precision, the plugin's own choice (what a deployment
     runs); otherwise INFERENCE_PRECISION_HINT f32 (bf16 when precision is bf16), for accuracy checks."""
     import openvino as ov
@@ -93,10 +105,16 @@ def runner(path: str | Path, *, device: str = "CPU", precision: str | None = Non
     model = core.read_model(str(model_file(path)))
     recorded = _runtime_options(model) if deployment else {}
     if deployment:
-        used_hint = hint or recorded.get("INFERENCE_PRECISION_HINT") or PRECISION_HINTS.get(precision or "", DEFAULT_HINT)
+        used_hint = (
+            hint
+            or recorded.get("INFERENCE_PRECISION_HINT")
+            or PRECISION_HINTS.get(precision or "", DEFAULT_HINT)
+        )
     else:
         used_hint = inference_hint(precision, hint)
-    threads = threads or (int(recorded["INFERENCE_NUM_THREADS"]) if "INFERENCE_NUM_THREADS" in recorded else None)
+    threads = threads or (
+        int(recorded["INFERENCE_NUM_THREADS"]) if "INFERENCE_NUM_THREADS" in recorded else None
+    )
     performance_hint = performance_hint or recorded.get("PERFORMANCE_HINT")
     config: dict[str, Any] = {}
     if device.split(":")[0] in ("CPU", "AUTO", "GPU") and used_hint != DEFAULT_HINT:
@@ -143,8 +161,13 @@ def runner(path: str | Path, *, device: str = "CPU", precision: str | None = Non
     return Runner(run=run, runtime=label, info=info)
 
 
-def open_artifact(path: str | Path, *, settings: dict[str, Any] | None = None, threads: int | None = None,
-                  accurate: bool = False) -> Runner:
+def open_artifact(
+    path: str | Path,
+    *,
+    settings: dict[str, Any] | None = None,
+    threads: int | None = None,
+    accurate: bool = False,
+) -> Runner:
     """The format table's entry. `settings`: the compile section of a target that runs on OpenVINO (device,
     inference_precision, performance_hint, threads, precision); a device not present here falls back to CPU."""
     import openvino as ov
@@ -155,8 +178,15 @@ def open_artifact(path: str | Path, *, settings: dict[str, Any] | None = None, t
         device = "CPU"  # timed where OpenVINO is; the runtime label names the device
     if accurate:
         return runner(path, device=device, hint="f32", threads=threads or s.get("threads"))
-    return runner(path, device=device, precision=s.get("precision"), hint=s.get("inference_precision"),
-                  threads=threads or s.get("threads"), performance_hint=s.get("performance_hint"), deployment=True)
+    return runner(
+        path,
+        device=device,
+        precision=s.get("precision"),
+        hint=s.get("inference_precision"),
+        threads=threads or s.get("threads"),
+        performance_hint=s.get("performance_hint"),
+        deployment=True,
+    )
 
 
 def _name(port: Any, index: int) -> str:

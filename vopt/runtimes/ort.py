@@ -16,8 +16,12 @@ from vopt.runtimes.base import Runner
 
 RUNTIME_NAME = "onnxruntime"
 METADATA_KEY = "vopt.runtime.onnxruntime"
-LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-          "all": "ORT_ENABLE_ALL"}
+LEVELS = {
+    "disabled": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 def recorded_settings(path: str | Path) -> dict[str, Any]:
@@ -46,8 +50,14 @@ def session_options(settings: dict[str, Any] | None = None, threads: int | None 
     return so
 
 
-def session(path: str | Path, *, threads: int | None = None, providers: list[str] | None = None, options: Any = None,
-            settings: dict[str, Any] | None = None):
+def session(
+    path: str | Path,
+    *,
+    threads: int | None = None,
+    providers: list[str] | None = None,
+    options: Any = None,
+    settings: dict[str, Any] | None = None,
+):
     """An InferenceSession with the artifact's recorded settings (or `settings` when given)."""
     import onnxruntime as ort
 
@@ -57,8 +67,14 @@ def session(path: str | Path, *, threads: int | None = None, providers: list[str
     return ort.InferenceSession(str(path), sess_options=so, providers=providers or ["CPUExecutionProvider"])
 
 
-def runner(path: str | Path, *, threads: int | None = None, label: str = "onnxruntime-cpu",
-           settings: dict[str, Any] | None = None, providers: list[str] | None = None) -> Runner:
+def runner(
+    path: str | Path,
+    *,
+    threads: int | None = None,
+    label: str = "onnxruntime-cpu",
+    settings: dict[str, Any] | None = None,
+    providers: list[str] | None = None,
+) -> Runner:
     import onnxruntime as ort
 
     applied = recorded_settings(path) if settings is None else settings
@@ -67,13 +83,23 @@ def runner(path: str | Path, *, threads: int | None = None, label: str = "onnxru
     in_types = {i.name: i.type for i in sess.get_inputs()}
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        cast = {k: v.astype(np.float16) if in_types.get(k) == "tensor(float16)" else v for k, v in feeds.items()}
+        cast = {
+            k: v.astype(np.float16) if in_types.get(k) == "tensor(float16)" else v for k, v in feeds.items()
+        }
         outs = sess.run(names, cast)
-        return {n: np.asarray(o, dtype=np.float32) if o.dtype == np.float16 else o for n, o in zip(names, outs, strict=True)}
+        return {
+            n: np.asarray(o, dtype=np.float32) if o.dtype == np.float16 else o
+            for n, o in zip(names, outs, strict=True)
+        }
 
     first = sess.get_inputs()[0]
-    info = {"onnxruntime": ort.__version__, "providers": sess.get_providers(), "settings": applied,
-            "input_name": first.name, "static_batch": first.shape[0] if isinstance(first.shape[0], int) else None}
+    info = {
+        "onnxruntime": ort.__version__,
+        "providers": sess.get_providers(),
+        "settings": applied,
+        "input_name": first.name,
+        "static_batch": first.shape[0] if isinstance(first.shape[0], int) else None,
+    }
     return Runner(run=run, runtime=label, info=info)
 
 
@@ -85,8 +111,13 @@ def static_batch(path: str | Path) -> int | None:
     return int(dim.dim_value) if dim.dim_value else None
 
 
-def open_artifact(path: str | Path, *, settings: dict[str, Any] | None = None, threads: int | None = None,
-                  accurate: bool = False) -> Runner:
+def open_artifact(
+    path: str | Path,
+    *,
+    settings: dict[str, Any] | None = None,
+    threads: int | None = None,
+    accurate: bool = False,
+) -> Runner:
     """The format table's entry: ONNX on the CPU EP. `settings`: the compile section of a target that runs on
     onnxruntime (its `threads`, and `session_optimization`, the level a session should run the file at); the
     level the artifact records applies when the section names none."""

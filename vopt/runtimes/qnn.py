@@ -31,7 +31,9 @@ def ep_devices() -> list[Any]:
     return [d for d in ort.get_ep_devices() if d.ep_name == oq.get_ep_name()]
 
 
-def provider_options(soc_model: str | None = None, htp_arch: int | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+def provider_options(
+    soc_model: str | None = None, htp_arch: int | None = None, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     import onnxruntime_qnn as oq
 
     opts = {"backend_path": oq.get_qnn_htp_path()}
@@ -43,9 +45,15 @@ def provider_options(soc_model: str | None = None, htp_arch: int | None = None, 
     return opts
 
 
-def session_options(*, disable_cpu_fallback: bool = False, soc_model: str | None = None, htp_arch: int | None = None,
-                    config: dict[str, str] | None = None, profile_prefix: str | None = None,
-                    htp: dict[str, str] | None = None) -> Any:
+def session_options(
+    *,
+    disable_cpu_fallback: bool = False,
+    soc_model: str | None = None,
+    htp_arch: int | None = None,
+    config: dict[str, str] | None = None,
+    profile_prefix: str | None = None,
+    htp: dict[str, str] | None = None,
+) -> Any:
     """`htp`: further QNN EP provider options (htp_performance_mode, vtcm_mb, enable_htp_fp16_precision)."""
     import onnxruntime as ort
 
@@ -71,16 +79,34 @@ def session(path: str | Path, **kw: Any) -> Any:
     return ort.InferenceSession(str(path), sess_options=session_options(**kw))
 
 
-def write_context_model(path: str | Path, out: str | Path, *, soc_model: str | None, htp_arch: int | None,
-                        embed: bool = True, htp: dict[str, str] | None = None) -> None:
+def write_context_model(
+    path: str | Path,
+    out: str | Path,
+    *,
+    soc_model: str | None,
+    htp_arch: int | None,
+    embed: bool = True,
+    htp: dict[str, str] | None = None,
+) -> None:
     """Compile the QDQ model into a QNN context binary wrapped in an EPContext ONNX model."""
-    config = {"ep.context_enable": "1", "ep.context_file_path": str(out), "ep.context_embed_mode": "1" if embed else "0"}
+    config = {
+        "ep.context_enable": "1",
+        "ep.context_file_path": str(out),
+        "ep.context_embed_mode": "1" if embed else "0",
+    }
     session(path, soc_model=soc_model, htp_arch=htp_arch, config=config, htp=htp)
 
 
 def zero_feeds(sess: Any) -> dict[str, np.ndarray]:
-    dtypes = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
-              "tensor(int8)": np.int8, "tensor(uint16)": np.uint16, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+    dtypes = {
+        "tensor(float)": np.float32,
+        "tensor(float16)": np.float16,
+        "tensor(uint8)": np.uint8,
+        "tensor(int8)": np.int8,
+        "tensor(uint16)": np.uint16,
+        "tensor(int64)": np.int64,
+        "tensor(int32)": np.int32,
+    }
     feeds = {}
     for i in sess.get_inputs():
         shape = [d if isinstance(d, int) else 1 for d in i.shape]
@@ -88,9 +114,15 @@ def zero_feeds(sess: Any) -> dict[str, np.ndarray]:
     return feeds
 
 
-def placement(path: str | Path, *, disable_cpu_fallback: bool = False, soc_model: str | None = None,
-              htp_arch: int | None = None, workdir: str | Path | None = None,
-              htp: dict[str, str] | None = None) -> dict[str, Any]:
+def placement(
+    path: str | Path,
+    *,
+    disable_cpu_fallback: bool = False,
+    soc_model: str | None = None,
+    htp_arch: int | None = None,
+    workdir: str | Path | None = None,
+    htp: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Where the nodes ran: one profiled run, counting kernels per EP. The QNN EP shows up as fused
     partitions; nodes it did not take appear one by one on the CPU EP."""
     import tempfile
@@ -101,11 +133,21 @@ def placement(path: str | Path, *, disable_cpu_fallback: bool = False, soc_model
     graph_nodes = len(graph.node)
     # Quantizing a graph input / dequantizing a graph output may stay on CPU even with the fallback disabled.
     ins, outs = {i.name for i in graph.input}, {o.name for o in graph.output}
-    boundary = {n.name for n in graph.node if (n.op_type == "QuantizeLinear" and n.input[0] in ins)
-                or (n.op_type == "DequantizeLinear" and n.output[0] in outs)}
+    boundary = {
+        n.name
+        for n in graph.node
+        if (n.op_type == "QuantizeLinear" and n.input[0] in ins)
+        or (n.op_type == "DequantizeLinear" and n.output[0] in outs)
+    }
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        sess = session(path, disable_cpu_fallback=disable_cpu_fallback, soc_model=soc_model, htp_arch=htp_arch,
-                       profile_prefix=os.path.join(tmp, "qnn"), htp=htp)
+        sess = session(
+            path,
+            disable_cpu_fallback=disable_cpu_fallback,
+            soc_model=soc_model,
+            htp_arch=htp_arch,
+            profile_prefix=os.path.join(tmp, "qnn"),
+            htp=htp,
+        )
         sess.run(None, zero_feeds(sess))
         events = json.loads(Path(sess.end_profiling()).read_text())
     kernels = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
@@ -125,17 +167,28 @@ def placement(path: str | Path, *, disable_cpu_fallback: bool = False, soc_model
     }
 
 
-def runner(path: str | Path, *, disable_cpu_fallback: bool = False, soc_model: str | None = None,
-           htp_arch: int | None = None, htp: dict[str, str] | None = None) -> Runner:
+def runner(
+    path: str | Path,
+    *,
+    disable_cpu_fallback: bool = False,
+    soc_model: str | None = None,
+    htp_arch: int | None = None,
+    htp: dict[str, str] | None = None,
+) -> Runner:
     import onnxruntime as ort
     import onnxruntime_qnn as oq
 
-    sess = session(path, disable_cpu_fallback=disable_cpu_fallback, soc_model=soc_model, htp_arch=htp_arch, htp=htp)
+    sess = session(
+        path, disable_cpu_fallback=disable_cpu_fallback, soc_model=soc_model, htp_arch=htp_arch, htp=htp
+    )
     names = [o.name for o in sess.get_outputs()]
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = sess.run(names, feeds)
-        return {n: np.asarray(o, dtype=np.float32) if o.dtype == np.float16 else o for n, o in zip(names, outs, strict=True)}
+        return {
+            n: np.asarray(o, dtype=np.float32) if o.dtype == np.float16 else o
+            for n, o in zip(names, outs, strict=True)
+        }
 
     info = {
         "onnxruntime": ort.__version__,
@@ -143,10 +196,13 @@ def runner(path: str | Path, *, disable_cpu_fallback: bool = False, soc_model: s
         "backend": "QNN HTP (x86 simulator)" if os.uname().machine in ("x86_64", "AMD64") else "QNN HTP",
         "backend_path": oq.get_qnn_htp_path(),
         "disable_cpu_fallback": disable_cpu_fallback,
-        "provider_options": {k: v for k, v in provider_options(soc_model, htp_arch, htp).items() if k != "backend_path"},
+        "provider_options": {
+            k: v for k, v in provider_options(soc_model, htp_arch, htp).items() if k != "backend_path"
+        },
         "timing_note": "the x86 HTP simulator emulates the NPU: its latency says nothing about the device's",
-        "placement": placement(path, disable_cpu_fallback=disable_cpu_fallback, soc_model=soc_model, htp_arch=htp_arch,
-                               htp=htp),
+        "placement": placement(
+            path, disable_cpu_fallback=disable_cpu_fallback, soc_model=soc_model, htp_arch=htp_arch, htp=htp
+        ),
     }
     return Runner(run=run, runtime="qnn-htp", info=info)
 

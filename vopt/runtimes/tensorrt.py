@@ -53,8 +53,14 @@ def readiness(path: str | Path, profiles: dict[str, list[list[int]]] | None = No
     findings: list[Finding] = []
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or not MIN_OPSET <= opset <= MAX_OPSET:
-        findings.append(Finding("error", "opset", f"opset {opset}: TensorRT 10 parses opsets {MIN_OPSET}-{MAX_OPSET}; "
-                                "re-export with `export: {opset: 17}`"))
+        findings.append(
+            Finding(
+                "error",
+                "opset",
+                f"opset {opset}: TensorRT 10 parses opsets {MIN_OPSET}-{MAX_OPSET}; "
+                "re-export with `export: {opset: 17}`",
+            )
+        )
     findings += _check_ops(proto)
     findings += _check_qdq(proto)
     findings += _check_int64(proto)
@@ -77,8 +83,16 @@ def _check_ops(proto: Any) -> list[Finding]:
         if n.domain not in ("", "ai.onnx") or n.op_type not in SUPPORTED_OPS:
             key = f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
             bad.setdefault(key, []).append(n.name)
-    return [Finding("error", "op", f"{op} ({len(names)} node(s)) is not supported by TensorRT's ONNX parser "
-                    "(needs a plugin or a different export)", names[:5]) for op, names in bad.items()]
+    return [
+        Finding(
+            "error",
+            "op",
+            f"{op} ({len(names)} node(s)) is not supported by TensorRT's ONNX parser "
+            "(needs a plugin or a different export)",
+            names[:5],
+        )
+        for op, names in bad.items()
+    ]
 
 
 def _check_qdq(proto: Any) -> list[Finding]:
@@ -87,7 +101,9 @@ def _check_qdq(proto: Any) -> list[Finding]:
     from onnx import numpy_helper
 
     inits = {i.name: i for i in proto.graph.initializer}
-    consts = {n.output[0]: n.attribute[0].t for n in proto.graph.node if n.op_type == "Constant" and n.attribute}
+    consts = {
+        n.output[0]: n.attribute[0].t for n in proto.graph.node if n.op_type == "Constant" and n.attribute
+    }
     asym, unsigned, odd_types = [], [], set()
     for n in proto.graph.node:
         if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
@@ -109,11 +125,24 @@ def _check_qdq(proto: Any) -> list[Finding]:
             asym.append(n.name)
     out = []
     if unsigned:
-        out.append(Finding("error", "qdq", f"{len(unsigned)} Q/DQ node(s) use {', '.join(sorted(odd_types))}: TensorRT takes "
-                           "int8 (or fp8/int4) Q/DQ only; quantize with the tensorrt scheme (s8 symmetric)", unsigned[:5]))
+        out.append(
+            Finding(
+                "error",
+                "qdq",
+                f"{len(unsigned)} Q/DQ node(s) use {', '.join(sorted(odd_types))}: TensorRT takes "
+                "int8 (or fp8/int4) Q/DQ only; quantize with the tensorrt scheme (s8 symmetric)",
+                unsigned[:5],
+            )
+        )
     if asym:
-        out.append(Finding("error", "qdq", f"{len(asym)} Q/DQ node(s) have a non-zero zero point: TensorRT needs symmetric "
-                           "quantization", asym[:5]))
+        out.append(
+            Finding(
+                "error",
+                "qdq",
+                f"{len(asym)} Q/DQ node(s) have a non-zero zero point: TensorRT needs symmetric quantization",
+                asym[:5],
+            )
+        )
     return out
 
 
@@ -123,10 +152,21 @@ def _check_int64(proto: Any) -> list[Finding]:
     from onnx import numpy_helper
 
     out = []
-    io64 = [v.name for v in [*proto.graph.input, *proto.graph.output] if v.type.tensor_type.elem_type == onnx.TensorProto.INT64]
+    io64 = [
+        v.name
+        for v in [*proto.graph.input, *proto.graph.output]
+        if v.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    ]
     if io64:
-        out.append(Finding("error", "int64", f"int64 graph input/output {', '.join(io64)}: TensorRT bindings need int32; "
-                           "cast at the model boundary", io64))
+        out.append(
+            Finding(
+                "error",
+                "int64",
+                f"int64 graph input/output {', '.join(io64)}: TensorRT bindings need int32; "
+                "cast at the model boundary",
+                io64,
+            )
+        )
     big = []
     for init in proto.graph.initializer:
         if init.data_type == onnx.TensorProto.INT64 and 0 < np.prod(init.dims or [1]) <= 1 << 16:
@@ -134,8 +174,15 @@ def _check_int64(proto: Any) -> list[Finding]:
             if arr.size and (arr.max() > INT32_MAX or arr.min() < -INT32_MAX - 1):
                 big.append(init.name)
     if big:
-        out.append(Finding("warning", "int64", f"{len(big)} int64 constant(s) outside int32 range (e.g. INT64_MAX slice ends): "
-                           "TensorRT clamps them to int32", big[:5]))
+        out.append(
+            Finding(
+                "warning",
+                "int64",
+                f"{len(big)} int64 constant(s) outside int32 range (e.g. INT64_MAX slice ends): "
+                "TensorRT clamps them to int32",
+                big[:5],
+            )
+        )
     return out
 
 
@@ -148,18 +195,32 @@ def _check_shapes(proto: Any, profiles: dict[str, list[list[int]]]) -> list[Find
         dims = value.type.tensor_type.shape.dim
         dynamic = [i for i, d in enumerate(dims) if not d.dim_value]
         if dynamic and value.name not in profiles:
-            out.append(Finding("error", "shape", f"input {value.name} has dynamic dims {dynamic} but no optimization profile: "
-                               "set `model.input.dynamic` (e.g. {batch: [1, 8, 32]})"))
+            out.append(
+                Finding(
+                    "error",
+                    "shape",
+                    f"input {value.name} has dynamic dims {dynamic} but no optimization profile: "
+                    "set `model.input.dynamic` (e.g. {batch: [1, 8, 32]})",
+                )
+            )
         elif dynamic:
             lo, _, hi = profiles[value.name]
             if len(lo) != len(dims):
-                out.append(Finding("error", "shape", f"profile for {value.name} has rank {len(lo)}, the input has {len(dims)}"))
+                out.append(
+                    Finding(
+                        "error",
+                        "shape",
+                        f"profile for {value.name} has rank {len(lo)}, the input has {len(dims)}",
+                    )
+                )
             elif any(dims[i].dim_value and not lo[i] == hi[i] == dims[i].dim_value for i in range(len(dims))):
                 out.append(Finding("error", "shape", f"profile for {value.name} changes a static dim"))
     return out
 
 
-def profiles_from_dynamic(input_name: str, shape: list[int], dynamic: dict[str, list[int]] | None) -> dict[str, list[list[int]]]:
+def profiles_from_dynamic(
+    input_name: str, shape: list[int], dynamic: dict[str, list[int]] | None
+) -> dict[str, list[list[int]]]:
     """[min, opt, max] shapes per input from the recipe's `model.input.dynamic` ({batch|height|width: [min, opt, max]})."""
     if not dynamic:
         return {}
@@ -177,8 +238,17 @@ def gpu_compute_capability() -> str | None:
     if not smi:
         return None
     try:
-        text = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
-                              text=True, timeout=20, check=True).stdout.strip().splitlines()
+        text = (
+            subprocess.run(
+                [smi, "--query-gpu=compute_cap", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()
+        )
     except (subprocess.SubprocessError, OSError):
         return None
     return f"sm{text[0].replace('.', '')}" if text and text[0] else None
@@ -189,15 +259,24 @@ def engine_name(trt_version: str, compute_capability: str) -> str:
     return f"model.trt{trt_version}.{compute_capability}.engine"
 
 
-def build_engine(onnx_path: str | Path, engine_path: str | Path, *, flags: list[str], workspace_gb: float,
-                 profiles: dict[str, list[list[int]]], timing_cache: Path | None,
-                 builder: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    *,
+    flags: list[str],
+    workspace_gb: float,
+    profiles: dict[str, list[list[int]]],
+    timing_cache: Path | None,
+    builder: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """`builder`: vopt.targets.tensorrt.builder_settings (optimization level, extra BuilderFlags)."""
     import tensorrt as trt
 
     major = int(trt.__version__.split(".")[0])
     if major < 10:
-        raise RuntimeError(f"TensorRT {trt.__version__}: vopt builds engines with TensorRT 10 or 11 (explicit Q/DQ)")
+        raise RuntimeError(
+            f"TensorRT {trt.__version__}: vopt builds engines with TensorRT 10 or 11 (explicit Q/DQ)"
+        )
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -237,7 +316,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, flags: list[
         tmp = timing_cache.with_suffix(".tmp")
         tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
         tmp.replace(timing_cache)
-    return {"tensorrt": trt.__version__, "layers": network.num_layers, "timing_cache": str(timing_cache) if timing_cache else None}
+    return {
+        "tensorrt": trt.__version__,
+        "layers": network.num_layers,
+        "timing_cache": str(timing_cache) if timing_cache else None,
+    }
 
 
 def runner(engine_path: str | Path) -> Any:
@@ -275,4 +358,8 @@ def runner(engine_path: str | Path) -> Any:
         stream.synchronize()
         return {k: v.float().cpu().numpy() for k, v in result.items()}
 
-    return Runner(run=run, runtime="tensorrt", info={"tensorrt": trt.__version__, "device": torch.cuda.get_device_name()})
+    return Runner(
+        run=run,
+        runtime="tensorrt",
+        info={"tensorrt": trt.__version__, "device": torch.cuda.get_device_name()},
+    )

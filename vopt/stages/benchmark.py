@@ -41,8 +41,12 @@ class BenchmarkStage(Stage):
 
         from vopt.machine import cpu_model
 
-        return {"machine": platform.machine(), "cpu": cpu_model(), "cpus": os.cpu_count(),
-                "node": platform.node()}
+        return {
+            "machine": platform.machine(),
+            "cpu": cpu_model(),
+            "cpus": os.cpu_count(),
+            "node": platform.node(),
+        }
 
     def run(self, artifact: Artifact, config: BenchmarkConfig, ctx) -> Artifact:
         from vopt.bench.harness import BenchSettings, run_benchmark
@@ -54,8 +58,9 @@ class BenchmarkStage(Stage):
         make, threads, note = runner_factory(ctx.target, artifact, config.compile, sec.threads)
         if note:
             ctx.warn(note)
-        settings = BenchSettings(sec.batch_sizes, sec.warmup, sec.iterations, sec.seconds, threads,
-                                 sec.baseline)
+        settings = BenchSettings(
+            sec.batch_sizes, sec.warmup, sec.iterations, sec.seconds, threads, sec.baseline
+        )
         images = load_batch(None, artifact.preprocess, min(8, max(sec.batch_sizes)))
         try:
             report = run_benchmark(
@@ -76,7 +81,9 @@ class BenchmarkStage(Stage):
             ctx.warn(w)
         ctx.report.update(status="ok", **report)
         if getattr(ctx.target, "compares_cpu_runtimes", False) and artifact.format == "onnx":
-            ctx.report["runtime_advice"] = _runtime_advice(artifact, images, threads[0] if threads else None, ctx)
+            ctx.report["runtime_advice"] = _runtime_advice(
+                artifact, images, threads[0] if threads else None, ctx
+            )
         if sec.profile:
             ctx.report["profile"] = _profile(artifact, images, threads[0] if threads else None, ctx)
         return artifact
@@ -91,13 +98,22 @@ def _runtime_advice(artifact: Artifact, images: Any, threads: int | None, ctx: A
     batch = inp.shape[0] if isinstance(inp.shape[0], int) else 1
     # The model before the target's runtime-specific rewrite (ORT's fused QLinear*/com.microsoft ops are
     # not ONNX that OpenVINO reads): the quantize step's QDQ file, else the export.
-    portable = next((ctx.artifacts[s] for s in ("quantize", "export") if s in ctx.artifacts
-                     and ctx.artifacts[s].format == "onnx"), artifact)
+    portable = next(
+        (
+            ctx.artifacts[s]
+            for s in ("quantize", "export")
+            if s in ctx.artifacts and ctx.artifacts[s].format == "onnx"
+        ),
+        artifact,
+    )
     try:
         with ctx.reporter.bar("is another CPU runtime faster?", None):
             result = openvino_vs_ort(portable.path, {inp.name: tile(images, batch)}, threads=threads)
     except Exception as exc:  # noqa: BLE001 - advice must never cost a finished build
-        return {"status": "not run", "reason": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"}
+        return {
+            "status": "not run",
+            "reason": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}",
+        }
     result["file"] = Path(portable.path).name
     if result.get("advice"):
         ctx.warn(result["advice"])
@@ -140,4 +156,3 @@ def _reference(ctx: Any, artifact: Artifact):
         return module
 
     return load
-

@@ -78,10 +78,17 @@ class ExportStage(Stage):
             from vopt.validate.detection import scoring_for
 
             if family.task != "object-detection":
-                raise BuildError(f"export.postprocess: family '{family.name}' is not a detector ({family.task}); "
-                                 "post-processing applies to DETR, RT-DETR and YOLOS", stage="export")
-            post = postprocess.settings(scoring_for(family), list(artifact.preprocess.size), config.max_detections,
-                                        config.score_threshold)
+                raise BuildError(
+                    f"export.postprocess: family '{family.name}' is not a detector ({family.task}); "
+                    "post-processing applies to DETR, RT-DETR and YOLOS",
+                    stage="export",
+                )
+            post = postprocess.settings(
+                scoring_for(family),
+                list(artifact.preprocess.size),
+                config.max_detections,
+                config.score_threshold,
+            )
             wrapped = postprocess.wrap(wrapped, post)
             outputs = list(postprocess.OUTPUTS)
         if config.embed_preprocessing:
@@ -90,8 +97,13 @@ class ExportStage(Stage):
             contract = raw_contract(artifact.preprocess, config.camera_size)
             wrapped = embed(wrapped, artifact.preprocess, config.camera_size)
             h, w = contract.size
-            example = torch.randint(0, 256, (config.input_shape[0], h, w, 3), dtype=torch.uint8,
-                                    generator=torch.Generator().manual_seed(0))
+            example = torch.randint(
+                0,
+                256,
+                (config.input_shape[0], h, w, 3),
+                dtype=torch.uint8,
+                generator=torch.Generator().manual_seed(0),
+            )
         path = ctx.out("model.onnx")
         dyn_axes = self._dynamic_axes(config, outputs, None if post else family.output_axes)
         with ctx.reporter.bar("export: tracing and writing ONNX", None):
@@ -133,7 +145,9 @@ class ExportStage(Stage):
 
             # The contract moves into the graph: the artifact now says "raw pixels", so nothing normalizes twice.
             changes["preprocess"] = contract.model_dump()
-            changes["meta"]["embedded_preprocessing"] = embedded_steps(artifact.preprocess, config.camera_size)
+            changes["meta"]["embedded_preprocessing"] = embedded_steps(
+                artifact.preprocess, config.camera_size
+            )
         out = artifact.derive(path, format="onnx", **changes)
         if config.parity and config.camera_size:
             # The graph's resize is not PIL's: parity is with the same preprocessing in PyTorch, on the same frames.
@@ -238,23 +252,40 @@ class ExportStage(Stage):
         images = load_batch(None, artifact.preprocess, config.parity_samples)
         with torch.no_grad():
             outs = wrapped(torch.from_numpy(images))
-        names = artifact.meta["postprocess"]["outputs"] if artifact.meta.get("postprocess") else family.outputs
-        ref = {n: t.float().numpy() if t.is_floating_point() else t.numpy() for n, t in zip(names, outs, strict=True)}
+        names = (
+            artifact.meta["postprocess"]["outputs"] if artifact.meta.get("postprocess") else family.outputs
+        )
+        ref = {
+            n: t.float().numpy() if t.is_floating_point() else t.numpy()
+            for n, t in zip(names, outs, strict=True)
+        }
         got = run_batches(runner(artifact.path), artifact.io.inputs[0].name, [images])
         skip = (*family.unordered_outputs, *ref)
         result = compare_outputs(ref, {k: np.asarray(v) for k, v in got.items()}, skip=skip)
-        result.update(images=describe(None), samples=len(images), reference="PyTorch with the same in-graph "
-                      "preprocessing, on the same camera-size frames")
+        result.update(
+            images=describe(None),
+            samples=len(images),
+            reference="PyTorch with the same in-graph preprocessing, on the same camera-size frames",
+        )
         ctx.report["parity"] = result
         self._check_parity(result, family)
 
-    def _parity(self, model, family, artifact: Artifact, config: ExportConfig, ctx, reference_preprocess=None) -> None:
+    def _parity(
+        self, model, family, artifact: Artifact, config: ExportConfig, ctx, reference_preprocess=None
+    ) -> None:
         """PyTorch on the float pipeline vs ONNX Runtime on the artifact's own input (raw pixels when the
         preprocessing is embedded), the same real images."""
         from vopt.validate.reference import compare_with_torch
 
-        result = compare_with_torch(model, family, artifact, samples=config.parity_samples, data=None, ctx=ctx,
-                                    reference_preprocess=reference_preprocess)
+        result = compare_with_torch(
+            model,
+            family,
+            artifact,
+            samples=config.parity_samples,
+            data=None,
+            ctx=ctx,
+            reference_preprocess=reference_preprocess,
+        )
         ctx.report["parity"] = result
         self._check_parity(result, family, ctx)
 
@@ -264,8 +295,10 @@ class ExportStage(Stage):
         failing = [name for name, m in result["outputs"].items() if m["cosine"] < family.min_cosine]
         loose = [name for name, m in result["outputs"].items() if m["max_abs_diff"] > family.atol]
         if loose and ctx is not None:
-            ctx.warn(f"max abs diff above the {family.name} tolerance {family.atol:g} on {', '.join(loose)} "
-                     "(cosine still within bounds)")
+            ctx.warn(
+                f"max abs diff above the {family.name} tolerance {family.atol:g} on {', '.join(loose)} "
+                "(cosine still within bounds)"
+            )
         if failing:
             detail = ", ".join(
                 f"{n}: cosine {result['outputs'][n]['cosine']:.6f}, "

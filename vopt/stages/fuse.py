@@ -29,8 +29,11 @@ class FuseStage(Stage):
     def configure(cls, recipe: Any, target: Any) -> FuseConfig | None:
         if recipe.fuse is None or recipe.model.source == "onnx":
             return None
-        return FuseConfig(conv_bn=recipe.fuse.conv_bn, channels_last=recipe.fuse.channels_last,
-                          input_shape=recipe.model.input.shape)
+        return FuseConfig(
+            conv_bn=recipe.fuse.conv_bn,
+            channels_last=recipe.fuse.channels_last,
+            input_shape=recipe.model.input.shape,
+        )
 
     def run(self, artifact: Artifact, config: FuseConfig, ctx) -> Artifact:
         import torch
@@ -56,16 +59,22 @@ class FuseStage(Stage):
                 found = find_conv_bn_pairs(model, images, wrapped)
             fold(model, found.fused)
             fused = found.fused
-            ctx.report.update(conv_bn_fused=len(fused), pairs=[f"{c} + {b}" for c, b in fused],
-                              batchnorm_left=found.unfused_bn)
+            ctx.report.update(
+                conv_bn_fused=len(fused),
+                pairs=[f"{c} + {b}" for c, b in fused],
+                batchnorm_left=found.unfused_bn,
+            )
         with torch.no_grad():
             after = wrapped(images)
         worst = min(cosine(b.numpy(), a.detach().numpy()) for b, a in zip(before, after, strict=True))
         diff = max(max_abs_diff(b.numpy(), a.detach().numpy()) for b, a in zip(before, after, strict=True))
         ctx.report.update(check={"cosine": worst, "max_abs_diff": diff, "images": 2})
         if worst < MIN_COSINE:
-            raise BuildError(f"folding changed the model's outputs (cosine {worst:.6f}, max abs {diff:.3g}); "
-                             "set fuse.conv_bn: false", stage="fuse")
+            raise BuildError(
+                f"folding changed the model's outputs (cosine {worst:.6f}, max abs {diff:.3g}); "
+                "set fuse.conv_bn: false",
+                stage="fuse",
+            )
         summary = f"{len(fused)} conv+bn folded" if config.conv_bn else "conv+bn folding off"
         if config.channels_last:
             summary += ", " + self._channels_last(model, wrapped, images, ctx)
@@ -94,9 +103,12 @@ class FuseStage(Stage):
         keep = t_cl < t_first
         if not keep:
             model.to(memory_format=torch.contiguous_format)
-        ctx.report["channels_last"] = {"applied": keep, "eager_ms_nchw": t_first,
-                                       "eager_ms_channels_last": t_cl,
-                                       "note": "PyTorch eager only; ONNX export is layout-agnostic"}
+        ctx.report["channels_last"] = {
+            "applied": keep,
+            "eager_ms_nchw": t_first,
+            "eager_ms_channels_last": t_cl,
+            "note": "PyTorch eager only; ONNX export is layout-agnostic",
+        }
         return f"channels_last {'kept' if keep else 'dropped'} ({t_first:.1f} -> {t_cl:.1f} ms eager)"
 
 

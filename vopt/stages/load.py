@@ -28,8 +28,9 @@ class LoadStage(Stage):
 
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> LoadConfig:
-        return LoadConfig(model=recipe.model, preprocess=recipe.preprocess,
-                          dynamic_batch=recipe.export.dynamic_batch)
+        return LoadConfig(
+            model=recipe.model, preprocess=recipe.preprocess, dynamic_batch=recipe.export.dynamic_batch
+        )
 
     @classmethod
     def fingerprint(cls, config: LoadConfig) -> dict[str, Any]:
@@ -40,7 +41,9 @@ class LoadStage(Stage):
 
         spec = config.model
         source = get_source(spec.source)
-        with contextlib.redirect_stdout(sys.stderr):  # a factory that prints must not corrupt `--json` on stdout
+        with contextlib.redirect_stdout(
+            sys.stderr
+        ):  # a factory that prints must not corrupt `--json` on stdout
             loaded = source.load(spec)
         preprocess = resolve_preprocess(config.preprocess, spec.input.shape, loaded.family)
         batch: int | str = "batch" if spec.input.dynamic or config.dynamic_batch else spec.input.shape[0]
@@ -82,8 +85,11 @@ class LoadStage(Stage):
             from vopt.models.sources.factory import trust_needed
 
             why = trust_needed(spec.arch.partition(":")[0]) if spec.arch else None
-            ctx.report["trust_granted"] = {"arch": spec.arch, "path": spec.path,
-                                           "needed_for": why or "nothing: trust was granted but not needed"}
+            ctx.report["trust_granted"] = {
+                "arch": spec.arch,
+                "path": spec.path,
+                "needed_for": why or "nothing: trust was granted but not needed",
+            }
         n_params = sum(p.numel() for p in loaded.module.parameters())
         ctx.report.update(params=n_params, family=loaded.family.name, task=loaded.task, notes=loaded.notes)
         ctx.report["summary"] = f"{loaded.family.name} {loaded.task}, {n_params / 1e6:.2f}M params" + (

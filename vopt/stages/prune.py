@@ -30,11 +30,19 @@ class PruneStage(Stage):
         if recipe.prune is None or recipe.model.source == "onnx":
             return None
         if recipe.model.source in ("torchscript", "exported"):
-            raise RecipeError(f"prune: {recipe.model.source} models are fixed graphs and cannot be pruned; "
-                              "prune the eager model (source: python or torch) instead")
+            raise RecipeError(
+                f"prune: {recipe.model.source} models are fixed graphs and cannot be pruned; "
+                "prune the eager model (source: python or torch) instead"
+            )
         p = recipe.prune
-        return PruneConfig(method=p.method, ratio=p.ratio, ignore=p.ignore, prune_heads=p.prune_heads,
-                           global_pruning=p.global_pruning, input_shape=[1, *recipe.model.input.shape[1:]])
+        return PruneConfig(
+            method=p.method,
+            ratio=p.ratio,
+            ignore=p.ignore,
+            prune_heads=p.prune_heads,
+            global_pruning=p.global_pruning,
+            input_shape=[1, *recipe.model.input.shape[1:]],
+        )
 
     def run(self, artifact: Artifact, config: PruneConfig, ctx) -> Artifact:
         import torch
@@ -47,17 +55,24 @@ class PruneStage(Stage):
         ignore = [*family.prune_ignore, *config.ignore]
         if config.method == "structured":
             example = torch.randn(*config.input_shape, generator=torch.Generator().manual_seed(0))
-            kw = {"ratio": config.ratio, "ignore": ignore, "prune_heads": config.prune_heads,
-                  "global_pruning": config.global_pruning}
+            kw = {
+                "ratio": config.ratio,
+                "ignore": ignore,
+                "prune_heads": config.prune_heads,
+                "global_pruning": config.global_pruning,
+            }
             with ctx.reporter.bar(f"prune: structured, ratio {config.ratio}", None):
                 model, report = self._structured(model, artifact, family, example, kw, ctx)
-            summary = (f"{report['scope']}: params {report['params_before'] / 1e6:.2f}M -> "
-                       f"{report['params_after'] / 1e6:.2f}M "
-                       f"({report['params_reduction']:.2f}x), MACs {report['macs_before'] / 1e9:.3g}G -> "
-                       f"{report['macs_after'] / 1e9:.3g}G ({report['macs_reduction']:.2f}x)")
+            summary = (
+                f"{report['scope']}: params {report['params_before'] / 1e6:.2f}M -> "
+                f"{report['params_after'] / 1e6:.2f}M "
+                f"({report['params_reduction']:.2f}x), MACs {report['macs_before'] / 1e9:.3g}G -> "
+                f"{report['macs_after'] / 1e9:.3g}G ({report['macs_reduction']:.2f}x)"
+            )
         else:
-            report = unstructured(model, ratio=config.ratio, ignore=ignore,
-                                  global_pruning=config.global_pruning)
+            report = unstructured(
+                model, ratio=config.ratio, ignore=ignore, global_pruning=config.global_pruning
+            )
             ctx.warn(report["note"])
             summary = f"{report['sparsity']:.0%} of weights zeroed in {report['layers']} layers (no speedup)"
         ctx.report.update(report)
@@ -66,10 +81,14 @@ class PruneStage(Stage):
 
         path = ctx.out("model.safetensors")
         ref = artifact.meta["module_ref"]
-        saved = save_module(model, path, store.edited(ref, load_module(artifact), model,
-                                                      channels_last=bool(ref.get("channels_last"))))
-        return artifact.derive(path, meta={"pruned": {k: report[k] for k in ("method", "ratio", "params_after")},
-                                           **saved})
+        saved = save_module(
+            model,
+            path,
+            store.edited(ref, load_module(artifact), model, channels_last=bool(ref.get("channels_last"))),
+        )
+        return artifact.derive(
+            path, meta={"pruned": {k: report[k] for k in ("method", "ratio", "params_after")}, **saved}
+        )
 
     @staticmethod
     def _structured(model, artifact, family, example, kw, ctx) -> tuple[Any, dict[str, Any]]:
@@ -94,8 +113,11 @@ class PruneStage(Stage):
                 ctx.warn(f"full structural pruning failed ({failures[0]}); pruned {report['scope']}")
                 report["fallback"] = failures
             return model, report
-        raise BuildError(f"structural pruning failed ({'; '.join(failures)}); list the failing modules in "
-                         "prune.ignore, or drop prune:", stage="prune")
+        raise BuildError(
+            f"structural pruning failed ({'; '.join(failures)}); list the failing modules in "
+            "prune.ignore, or drop prune:",
+            stage="prune",
+        )
 
 
 def _fold_frozen_bn(model: Any, call: Any, example: Any) -> int:
@@ -106,7 +128,10 @@ def _fold_frozen_bn(model: Any, call: Any, example: Any) -> int:
     from vopt.models.fuse import find_conv_bn_pairs, fold
 
     with torch.no_grad():
-        pairs = [(c, b) for c, b in find_conv_bn_pairs(model, example, call).fused
-                 if type(dict(model.named_modules())[b]).__name__.endswith("FrozenBatchNorm2d")]
+        pairs = [
+            (c, b)
+            for c, b in find_conv_bn_pairs(model, example, call).fused
+            if type(dict(model.named_modules())[b]).__name__.endswith("FrozenBatchNorm2d")
+        ]
     fold(model, pairs)
     return len(pairs)

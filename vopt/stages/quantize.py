@@ -37,16 +37,28 @@ class QuantizeStage(Stage):
 
         heldout = for_quantize(q, bool(scheme.calibrates))  # overlap is a recipe error, at plan time
         return QuantizeConfig(
-            target=target.name, scheme=scheme.name, precision=precision,
+            target=target.name,
+            scheme=scheme.name,
+            precision=precision,
             per_channel=types.per_channel if q.per_channel is None else q.per_channel,
-            activation_type=q.activation_type or types.activation, weight_type=q.weight_type or types.weight,
-            calibration=q.calibration, exclude=q.exclude, gates=q.gates, auto_fallback=q.auto_fallback,
-            max_float_fraction=q.max_float_fraction, fallback_step=q.fallback_step,
-            require_speedup=q.require_speedup, check=q.check, options=q.options,
-            preprocess=_contract(recipe), input_shape=list(recipe.model.input.shape),
+            activation_type=q.activation_type or types.activation,
+            weight_type=q.weight_type or types.weight,
+            calibration=q.calibration,
+            exclude=q.exclude,
+            gates=q.gates,
+            auto_fallback=q.auto_fallback,
+            max_float_fraction=q.max_float_fraction,
+            fallback_step=q.fallback_step,
+            require_speedup=q.require_speedup,
+            check=q.check,
+            options=q.options,
+            preprocess=_contract(recipe),
+            input_shape=list(recipe.model.input.shape),
             compile=recipe.compile.model_dump(mode="json"),
             score_threshold=recipe.validate_.score_threshold if recipe.validate_ is not None else 0.5,
-            gate_mode=q.gate_mode, default_gates=q.default_gates, **heldout,
+            gate_mode=q.gate_mode,
+            default_gates=q.default_gates,
+            **heldout,
         )
 
     @classmethod
@@ -65,8 +77,11 @@ class QuantizeStage(Stage):
         from vopt.quant.calibration import CalibrationSet
 
         pre = Preprocess(**config.preprocess)
-        calib = CalibrationSet(config.calibration, pre, config.input_shape,
-                               paths(config.heldout, "calibration")) if _calibrates(config) else None
+        calib = (
+            CalibrationSet(config.calibration, pre, config.input_shape, paths(config.heldout, "calibration"))
+            if _calibrates(config)
+            else None
+        )
         check = paths(config.heldout, "check") or list_images(config.check.data)
         return {
             "calibration": calib.fingerprint() if calib else None,
@@ -85,8 +100,10 @@ class QuantizeStage(Stage):
 
         scheme_cls = get_scheme(config.scheme)
         if artifact.format not in scheme_cls.input_formats:
-            raise BuildError(f"scheme '{config.scheme}' takes {', '.join(scheme_cls.input_formats)}, got {artifact.format}",
-                             stage="quantize")
+            raise BuildError(
+                f"scheme '{config.scheme}' takes {', '.join(scheme_cls.input_formats)}, got {artifact.format}",
+                stage="quantize",
+            )
         from vopt.quant.schemes.base import quiet_logs
 
         family = family_of(artifact)
@@ -96,11 +113,15 @@ class QuantizeStage(Stage):
             config = config.model_copy(update={"input_shape": [config.input_shape[0], *dims]})
         from vopt.quant.attention import with_transformer_defaults
 
-        detected = with_transformer_defaults(family, Path(artifact.path))  # generic-path LeViT, MobileViT, BEiT
+        detected = with_transformer_defaults(
+            family, Path(artifact.path)
+        )  # generic-path LeViT, MobileViT, BEiT
         if detected:
             ctx.report["transformer_defaults"] = detected
-            ctx.reporter.info(f"quantize: {detected['attention_blocks']} attention block(s) in the graph: transformer "
-                              f"defaults ({', '.join(detected['quant_exclude_ops'])} kept in float)")
+            ctx.reporter.info(
+                f"quantize: {detected['attention_blocks']} attention block(s) in the graph: transformer "
+                f"defaults ({', '.join(detected['quant_exclude_ops'])} kept in float)"
+            )
         # Calibrators and NNCF print to stdout, which `--json` owns: the whole step runs with stdout on stderr.
         with tempfile.TemporaryDirectory(prefix="vopt-quant-") as tmp, quiet_logs():
             return _Run(artifact, config, ctx, scheme_cls(config, Path(tmp), family), family).go()
@@ -140,9 +161,17 @@ class _Run:
         from vopt.quant.memory import PeakRss
 
         cfg, ctx, scheme = self.cfg, self.ctx, self.scheme
-        self.report.update(scheme=cfg.scheme, precision=cfg.precision, target=cfg.target,
-                           settings={"activation_type": cfg.activation_type, "weight_type": cfg.weight_type,
-                                     "per_channel": cfg.per_channel, "calibration_method": cfg.calibration.method})
+        self.report.update(
+            scheme=cfg.scheme,
+            precision=cfg.precision,
+            target=cfg.target,
+            settings={
+                "activation_type": cfg.activation_type,
+                "weight_type": cfg.weight_type,
+                "per_channel": cfg.per_channel,
+                "calibration_method": cfg.calibration.method,
+            },
+        )
         model = scheme.prepare(Path(self.artifact.path))
         from vopt.datasets.split import paths
 
@@ -152,16 +181,24 @@ class _Run:
             with ctx.reporter.bar(f"calibrate ({calib.kind})", calib.count()) as advance, PeakRss() as mem:
                 seen = scheme.calibrate(model, calib, advance)
             self.report["calibration"] = {
-                "data": calib.describe(), "kind": calib.kind, "synthetic": calib.kind == "synthetic",
-                "samples": seen or calib.count(), "batch": cfg.calibration.batch, "seed": cfg.calibration.seed,
-                "method": cfg.calibration.method, "fingerprint": calib.fingerprint(), **mem.report(),
+                "data": calib.describe(),
+                "kind": calib.kind,
+                "synthetic": calib.kind == "synthetic",
+                "samples": seen or calib.count(),
+                "batch": cfg.calibration.batch,
+                "seed": cfg.calibration.seed,
+                "method": cfg.calibration.method,
+                "fingerprint": calib.fingerprint(),
+                **mem.report(),
             }
             if calib.kind == "images":  # distinct images, augmented crops, skipped files
                 self.report["calibration"].update(calib.stats.report())
                 for note in calib.stats.warnings("quantize calibration"):
                     ctx.warn(note)
             if calib.kind == "synthetic":
-                ctx.warn("calibrated on SYNTHETIC random tensors (calibration.synthetic: true): ranges may not match real inputs")
+                ctx.warn(
+                    "calibrated on SYNTHETIC random tensors (calibration.synthetic: true): ranges may not match real inputs"
+                )
         out = ctx.out(scheme.output_name())
         with ctx.reporter.bar(f"quantize ({cfg.scheme}, {cfg.precision})", None):
             result = scheme.quantize(model, [], out)
@@ -171,8 +208,10 @@ class _Run:
             if scheme.ranks_layers:
                 result, kept, checked = self.fallback(model, result, calib, checked)
             else:
-                ctx.warn(f"auto_fallback: scheme '{cfg.scheme}' cannot rank layers (the QDQ schemes and nncf can); "
-                         "gates checked as is")
+                ctx.warn(
+                    f"auto_fallback: scheme '{cfg.scheme}' cannot rank layers (the QDQ schemes and nncf can); "
+                    "gates checked as is"
+                )
         for w in scheme.warnings:
             ctx.warn(w)
         self._evidence_notes(calib)
@@ -180,7 +219,9 @@ class _Run:
         if result != out:
             _move(result, out)
         meta: dict = {"quantized": {"scheme": cfg.scheme, "precision": cfg.precision, "kept_float": kept}}
-        if ctx.target.quantize_after_compile:  # compile already labelled the artifact with its float precision
+        if (
+            ctx.target.quantize_after_compile
+        ):  # compile already labelled the artifact with its float precision
             meta["precision"] = cfg.precision
         quant = self.artifact.derive(out, format=scheme.output_format, io=self._io(out), meta=meta)
         self._metadata(out, quant, kept)
@@ -209,11 +250,16 @@ class _Run:
                 self.ctx.warn(f"quantize gates not checked: no runtime for {fmt} here")
             return None
         if self.ref is None:  # the float model on its own runtime (ONNX on ORT; a compiled .tflite on LiteRT)
-            self.ref = (ort_outputs(Path(self.artifact.path), self.images) if self.artifact.format == "onnx"
-                        else outputs_of(Path(self.artifact.path), self.artifact.format, self.images))
+            self.ref = (
+                ort_outputs(Path(self.artifact.path), self.images)
+                if self.artifact.format == "onnx"
+                else outputs_of(Path(self.artifact.path), self.artifact.format, self.images)
+            )
             if self.ref is None:
-                self.report["check"] = {"status": "not run",
-                                        "reason": f"no runtime for the float {self.artifact.format} here"}
+                self.report["check"] = {
+                    "status": "not run",
+                    "reason": f"no runtime for the float {self.artifact.format} here",
+                }
                 return None
         metrics = compare(self.ref, out, skip=tuple(self.family.unordered_outputs))
         tm = self._task_metrics(out)
@@ -223,22 +269,35 @@ class _Run:
         task = self.artifact.meta.get("task")
         extra, intervals = evidence(task, self.ref, out, self._check_files(), self._labels())
         tm = {**tm, **extra}
-        all_gates, defaults = gates_for(task, self.cfg.gates, self.cfg.default_gates,
-                                         bool(self.artifact.meta.get("random_weights")))
-        if tm.get("reference_detections") == 0:  # vacuous box agreement (random weights): no default gate on it
+        all_gates, defaults = gates_for(
+            task, self.cfg.gates, self.cfg.default_gates, bool(self.artifact.meta.get("random_weights"))
+        )
+        if (
+            tm.get("reference_detections") == 0
+        ):  # vacuous box agreement (random weights): no default gate on it
             all_gates = {k: v for k, v in all_gates.items() if not (k == "box_agreement" and k in defaults)}
-        gates = evaluate(all_gates, {"outputs": metrics["outputs"], **tm, "intervals": intervals},
-                         self.cfg.gate_mode, defaults)
+        gates = evaluate(
+            all_gates,
+            {"outputs": metrics["outputs"], **tm, "intervals": intervals},
+            self.cfg.gate_mode,
+            defaults,
+        )
         from vopt.runtimes.formats import runtime_name
 
         labels = {"onnx": "onnxruntime-cpu", "openvino-ir": "openvino-cpu (f32 hint)"}  # by artifact format
         ref_fmt = self.artifact.format
-        result = {"status": "ok", "images": len(self.images),
-                  "reference": "float ONNX on onnxruntime-cpu" if ref_fmt == "onnx"
-                  else f"float {ref_fmt} on {runtime_name(ref_fmt)}",
-                  "runtime": labels.get(fmt, str(runtime_name(fmt))),
-                  "metrics": metrics["outputs"], "worst": headline(metrics), "gates": gates,
-                  **getattr(self, "image_stats", {})}
+        result = {
+            "status": "ok",
+            "images": len(self.images),
+            "reference": "float ONNX on onnxruntime-cpu"
+            if ref_fmt == "onnx"
+            else f"float {ref_fmt} on {runtime_name(ref_fmt)}",
+            "runtime": labels.get(fmt, str(runtime_name(fmt))),
+            "metrics": metrics["outputs"],
+            "worst": headline(metrics),
+            "gates": gates,
+            **getattr(self, "image_stats", {}),
+        }
         if tm:
             result["task_metrics"] = tm
         if intervals:
@@ -262,7 +321,9 @@ class _Run:
             from vopt.datasets.labels import find_labels
 
             data = self.cfg.check.data if self.cfg.check.data is not None else self.cfg.calibration.data
-            self.labels = find_labels(data, self._check_files(), self.cfg.check.labels, "quantize.check.labels")
+            self.labels = find_labels(
+                data, self._check_files(), self.cfg.check.labels, "quantize.check.labels"
+            )
         return self.labels
 
     def _evidence_notes(self, calib: Any) -> None:
@@ -292,8 +353,14 @@ class _Run:
             check["accuracy"] = accuracy_line(tm, check["intervals"])
         if self.artifact.meta.get("random_weights"):
             check["note"] = RANDOM_NOTE
-        for note in gate_notes([g for g in check.get("gates", []) if not (g.get("default") and "needs_images" in g and
-                                                                          not g.get("straddles"))], "quantize"):
+        for note in gate_notes(
+            [
+                g
+                for g in check.get("gates", [])
+                if not (g.get("default") and "needs_images" in g and not g.get("straddles"))
+            ],
+            "quantize",
+        ):
             self.ctx.warn(note)
 
     def _task_metrics(self, out: dict[str, Any]) -> dict[str, Any]:
@@ -316,8 +383,9 @@ class _Run:
 
         cfg, scheme, ctx = self.cfg, self.scheme, self.ctx
         with ctx.reporter.bar("rank layer sensitivity", None):
-            candidates, table = scheme.rank(model, first, calib, cfg.check.sensitivity_samples,
-                                            str(cfg.options.get("rank_by", "drop")))
+            candidates, table = scheme.rank(
+                model, first, calib, cfg.check.sensitivity_samples, str(cfg.options.get("rank_by", "drop"))
+            )
         if cfg.options.get("rank_by") == "measured":
             table = self._measured(model, table)
         budget = math.floor(cfg.max_float_fraction * len(candidates))
@@ -331,12 +399,19 @@ class _Run:
             if not nxt or len(kept) + len(nxt) > budget:
                 self._fallback_report(table, kept, candidates, budget, history, converged=False, to=to)
                 failing = [g for g in checked["gates"] if not g["passed"]]
-                lines = [f"{g['metric']} = {g['value']:.6g}, needs {g['condition']} (quantize)" for g in failing]
-                lines.append(f"fallback spent its budget: {len(kept)} of {len(candidates)} quantized layers kept in {to} "
-                             f"(max_float_fraction {cfg.max_float_fraction}); sensitivity, worst first:")
+                lines = [
+                    f"{g['metric']} = {g['value']:.6g}, needs {g['condition']} (quantize)" for g in failing
+                ]
+                lines.append(
+                    f"fallback spent its budget: {len(kept)} of {len(candidates)} quantized layers kept in {to} "
+                    f"(max_float_fraction {cfg.max_float_fraction}); sensitivity, worst first:"
+                )
                 lines += table_lines(table, kept, to)
-                raise GateFailed("quantize gate failed after auto_fallback", lines=lines,
-                                 failures=[{**g, "stage": "quantize"} for g in failing])
+                raise GateFailed(
+                    "quantize gate failed after auto_fallback",
+                    lines=lines,
+                    failures=[{**g, "stage": "quantize"} for g in failing],
+                )
             kept = [*kept, *nxt]
             with ctx.reporter.bar(f"fallback: {len(kept)} layer(s) in {to}", None):
                 result = scheme.quantize(model, kept, scheme.work / f"fallback_{len(kept)}.onnx")
@@ -373,11 +448,18 @@ class _Run:
         (checked when the recipe loads)."""
         return str(getattr(self.scheme.options, "fallback_to", "float"))
 
-    def _fallback_report(self, table, kept, candidates, budget, history, converged: bool, to: str = "float") -> None:
+    def _fallback_report(
+        self, table, kept, candidates, budget, history, converged: bool, to: str = "float"
+    ) -> None:
         self.report["sensitivity"] = [{**row, f"kept_{to}": row["node"] in kept} for row in table]
         self.report["fallback"] = {
-            "converged": converged, "to": to, f"kept_{to}": kept, "quantized_layers": len(candidates), "budget_layers": budget,
-            "float_fraction": round(len(kept) / len(candidates), 4) if candidates else 0.0, "rounds": history,
+            "converged": converged,
+            "to": to,
+            f"kept_{to}": kept,
+            "quantized_layers": len(candidates),
+            "budget_layers": budget,
+            "float_fraction": round(len(kept) / len(candidates), 4) if candidates else 0.0,
+            "rounds": history,
             "ranking": "drop_db: SQNR lost between a layer's input and output (float vs quantized activations, calibration data)",
         }
 
@@ -389,15 +471,24 @@ class _Run:
             return
         # The float side in its own format: the prepared ONNX, or the compiled float artifact (quantize after compile).
         onnx_float = float_model.suffix == ".onnx"
-        float_art = self.artifact.derive(float_model if onnx_float else self.artifact.path,
-                                         format="onnx" if onnx_float else self.artifact.format)
+        float_art = self.artifact.derive(
+            float_model if onnx_float else self.artifact.path,
+            format="onnx" if onnx_float else self.artifact.format,
+        )
         if self.images is None:
             from vopt.quant.evaluate import eval_images
 
             self.images = eval_images(cfg.check, self.pre, self._check_files())
         with self.ctx.reporter.bar("speed: quantized vs float", None):
-            sp = compare_speed(float_art, quant, self.ctx, self.images, cfg.input_shape[0], cfg.check.rounds,
-                               compile_settings=cfg.compile)
+            sp = compare_speed(
+                float_art,
+                quant,
+                self.ctx,
+                self.images,
+                cfg.input_shape[0],
+                cfg.check.rounds,
+                compile_settings=cfg.compile,
+            )
         self.report["speed"] = sp
         if sp["status"] != "ok":
             if cfg.require_speedup:
@@ -405,16 +496,23 @@ class _Run:
             return
         label = cfg.precision.upper()
         if not sp["paid"]:
-            sp["verdict"] = (f"{label} did not pay: {sp['quantized_img_s']} img/s vs {sp['float_img_s']} img/s float "
-                             f"on {sp['runtime']} ({sp['speedup']:.2f}x)")
+            sp["verdict"] = (
+                f"{label} did not pay: {sp['quantized_img_s']} img/s vs {sp['float_img_s']} img/s float "
+                f"on {sp['runtime']} ({sp['speedup']:.2f}x)"
+            )
             self.ctx.warn(sp["verdict"])
         else:
             sp["verdict"] = f"{label} is {sp['speedup']:.2f}x faster than float on {sp['runtime']}"
         if cfg.require_speedup is not None:
-            self.report.setdefault("gates", []).append({
-                "metric": "speedup", "value": sp["speedup"], "condition": f">={cfg.require_speedup}",
-                "threshold": cfg.require_speedup, "passed": sp["speedup"] >= cfg.require_speedup,
-            })
+            self.report.setdefault("gates", []).append(
+                {
+                    "metric": "speedup",
+                    "value": sp["speedup"],
+                    "condition": f">={cfg.require_speedup}",
+                    "threshold": cfg.require_speedup,
+                    "passed": sp["speedup"] >= cfg.require_speedup,
+                }
+            )
 
     # -- helpers ------------------------------------------------------------------------------
     def _io(self, out: Path) -> dict[str, Any]:
@@ -460,10 +558,15 @@ class _Run:
         if check.get("status") == "ok":
             w = check.get("worst") or {}
             if "cosine" in w:
-                parts.append(f"cosine {w['cosine']:.4f}" + (f", centered {w['centered_cosine']:.4f}" if "centered_cosine" in w else ""))
+                parts.append(
+                    f"cosine {w['cosine']:.4f}"
+                    + (f", centered {w['centered_cosine']:.4f}" if "centered_cosine" in w else "")
+                )
             tm = check.get("task_metrics") or {}
             if "box_agreement" in tm:
-                parts.append(f"box agreement {tm['box_agreement']:.3f} ({tm['reference_detections']} detections)")
+                parts.append(
+                    f"box agreement {tm['box_agreement']:.3f} ({tm['reference_detections']} detections)"
+                )
             iv = check.get("intervals") or {}
             if "top1_agreement" in tm and "top1_agreement" in iv:
                 from vopt.validate.stats import format_rate
@@ -472,8 +575,10 @@ class _Run:
                 parts.append(f"top-1 agreement {format_rate(tm['top1_agreement'], a['n'], a['ci95'])}")
             if "top1_drop" in tm:
                 d = iv["top1_drop"]["ci95"]
-                parts.append(f"top-1 {100 * tm['reference_top1_accuracy']:.1f}% -> {100 * tm['top1_accuracy']:.1f}% "
-                             f"(drop {tm['top1_drop']:+.1f} pt, 95% CI {d[0]:+.1f}..{d[1]:+.1f})")
+                parts.append(
+                    f"top-1 {100 * tm['reference_top1_accuracy']:.1f}% -> {100 * tm['top1_accuracy']:.1f}% "
+                    f"(drop {tm['top1_drop']:+.1f} pt, 95% CI {d[0]:+.1f}..{d[1]:+.1f})"
+                )
         if kept:
             parts.append(f"{len(kept)} layer(s) kept {self.report.get('fallback', {}).get('to', 'float')}")
         sp = r.get("speed", {})
@@ -505,9 +610,17 @@ def _ov_io(path: Path, before: Any) -> Any:
         result = []
         for i, port in enumerate(ports):
             old = names[kind][i] if i < len(names[kind]) else []
-            shape = [d.get_length() if d.is_static else (old[j] if j < len(old) and isinstance(old[j], str) else "dynamic")
-                     for j, d in enumerate(port.get_partial_shape())]
-            result.append(TensorSpec(name=port.get_any_name(), shape=shape, dtype=port.get_element_type().to_dtype().name))
+            shape = [
+                d.get_length()
+                if d.is_static
+                else (old[j] if j < len(old) and isinstance(old[j], str) else "dynamic")
+                for j, d in enumerate(port.get_partial_shape())
+            ]
+            result.append(
+                TensorSpec(
+                    name=port.get_any_name(), shape=shape, dtype=port.get_element_type().to_dtype().name
+                )
+            )
         return result
 
     return IOSpec(inputs=specs(model.inputs, "inputs"), outputs=specs(model.outputs, "outputs"))

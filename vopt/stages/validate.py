@@ -32,10 +32,17 @@ class ValidateStage(Stage):
         from vopt.quant.heldout import for_validate
 
         q = recipe.quantize
-        label_data = recipe.validate_.data if recipe.validate_.data is not None else (
-            q.calibration.data if q is not None else None)
-        return ValidateConfig(section=recipe.validate_, compile=recipe.compile, heldout=for_validate(recipe),
-                              label_data=label_data)
+        label_data = (
+            recipe.validate_.data
+            if recipe.validate_.data is not None
+            else (q.calibration.data if q is not None else None)
+        )
+        return ValidateConfig(
+            section=recipe.validate_,
+            compile=recipe.compile,
+            heldout=for_validate(recipe),
+            label_data=label_data,
+        )
 
     @classmethod
     def fingerprint(cls, config: ValidateConfig) -> dict[str, Any]:
@@ -43,7 +50,11 @@ class ValidateStage(Stage):
         from vopt.datasets.split import paths
         from vopt.registry import get_target
 
-        key = {"data": fingerprint(paths(config.heldout, "check") or list_images(config.section.data), Preprocess())}
+        key = {
+            "data": fingerprint(
+                paths(config.heldout, "check") or list_images(config.section.data), Preprocess()
+            )
+        }
         if config.section.runtime == "browser" or get_target(config.compile.target).browser:
             key["browser"] = _browser_identity()
         return key
@@ -55,8 +66,11 @@ class ValidateStage(Stage):
     def run(self, artifact: Artifact, config: ValidateConfig, ctx) -> Artifact:
         from vopt.validate.run import validate_artifact
 
-        ctx.report.update(validate_artifact(artifact, config.section, config.compile, ctx, config.heldout,
-                                            label_data=config.label_data))
+        ctx.report.update(
+            validate_artifact(
+                artifact, config.section, config.compile, ctx, config.heldout, label_data=config.label_data
+            )
+        )
         return artifact
 
 

@@ -58,8 +58,10 @@ class Target:
     has_onnx_check: ClassVar[bool] = False
     # The CI runner labels a build of this target needs (`vopt matrix`): GitHub `runs-on`, GitLab `tags`. GPU and
     # Apple targets need runners with that hardware; the rest build and validate on a plain Linux x86 runner.
-    ci_runners: ClassVar[dict[str, tuple[str, ...]]] = {"github": ("ubuntu-latest",),
-                                                        "gitlab": ("saas-linux-medium-amd64",)}
+    ci_runners: ClassVar[dict[str, tuple[str, ...]]] = {
+        "github": ("ubuntu-latest",),
+        "gitlab": ("saas-linux-medium-amd64",),
+    }
     # ONNX on this machine's CPU: the benchmark also times the artifact on OpenVINO and advises when faster.
     compares_cpu_runtimes: ClassVar[bool] = False
 
@@ -95,8 +97,11 @@ class Target:
         if artifact.format not in self.input_formats:
             from vopt.errors import BuildError
 
-            raise BuildError(f"the {self.name} target compiles {' or '.join(self.input_formats)}, "
-                             f"not {artifact.format} ({artifact.file.name})", stage="compile")
+            raise BuildError(
+                f"the {self.name} target compiles {' or '.join(self.input_formats)}, "
+                f"not {artifact.format} ({artifact.file.name})",
+                stage="compile",
+            )
 
     def precision(self, cfg: CompileBase) -> str:
         return cfg.precision or self.default_precision

@@ -60,9 +60,11 @@ class CoreMlTarget(Target):
 
         precision = self.precision(recipe.compile)
         if precision not in COMPUTE and not _quantized(recipe):
-            raise RecipeError(f"compile.precision: coreml computes in fp16 or fp32, not {precision}; for "
-                              f"{precision} weights add a `quantize:` section (coreml-weights, after "
-                              "compile)")
+            raise RecipeError(
+                f"compile.precision: coreml computes in fp16 or fp32, not {precision}; for "
+                f"{precision} weights add a `quantize:` section (coreml-weights, after "
+                "compile)"
+            )
 
     def compile(self, artifact: Artifact, cfg: CoreMlConfig, ctx) -> Artifact:
         self.check_format(artifact)
@@ -101,8 +103,9 @@ class CoreMlTarget(Target):
                 skip_model_load=True,
             )
         except Exception as exc:
-            raise BuildError(f"coremltools could not convert {family.name} ({how}): {_describe(exc)}",
-                             stage="compile") from exc
+            raise BuildError(
+                f"coremltools could not convert {family.name} ({how}): {_describe(exc)}", stage="compile"
+            ) from exc
         meta = artifact_metadata(source, ctx.build_name, self.name, precision)
         mlmodel.user_defined_metadata.update(meta)
         mlmodel.short_description = f"{ctx.build_name} (vopt {meta['vopt.version']})"
@@ -110,19 +113,27 @@ class CoreMlTarget(Target):
         mlmodel.save(str(path))
         check = read_back(path, expect_inputs=[name], expect_outputs=list(family.outputs))
         if check["problems"]:
-            raise BuildError("the saved .mlpackage does not match the model: " + "; ".join(check["problems"]),
-                             stage="compile")
-        ctx.report.update(converter=how, spec=check, compute_units=cfg.compute_units,
-                          minimum_deployment_target=cfg.minimum_deployment_target,
-                          summary=f"mlprogram via {how}, {compute} compute, {check['ops']} ops, "
-                          f"target {cfg.minimum_deployment_target}")
+            raise BuildError(
+                "the saved .mlpackage does not match the model: " + "; ".join(check["problems"]),
+                stage="compile",
+            )
+        ctx.report.update(
+            converter=how,
+            spec=check,
+            compute_units=cfg.compute_units,
+            minimum_deployment_target=cfg.minimum_deployment_target,
+            summary=f"mlprogram via {how}, {compute} compute, {check['ops']} ops, "
+            f"target {cfg.minimum_deployment_target}",
+        )
         # I/O as the package has it (fixed shapes), not the ONNX export's dynamic batch.
         return source.derive(path, format="coreml-mlpackage", io=check["io"], meta={"precision": precision})
 
     def runner(self, artifact: Artifact, cfg: CoreMlConfig) -> Runner | Unavailable:
         if platform.system() != "Darwin":
-            return Unavailable("Core ML prediction needs macOS (coremltools raises 'Model prediction is only "
-                               "supported on macOS'); the .mlpackage was converted and its spec checked")
+            return Unavailable(
+                "Core ML prediction needs macOS (coremltools raises 'Model prediction is only "
+                "supported on macOS'); the .mlpackage was converted and its spec checked"
+            )
         if importlib.util.find_spec("coremltools") is None:
             return Unavailable("coremltools is not installed: pip install 'vopt[coreml]'")
         from vopt.runtimes.coreml import runner
@@ -152,8 +163,10 @@ def _torch_source(ctx) -> Artifact:
         art = ctx.artifacts.get(name)
         if art is not None and art.format == "torch-module":
             return art
-    raise BuildError("coreml converts from the PyTorch module, but this build has none (model loaded from "
-                     "ONNX?)", stage="compile")
+    raise BuildError(
+        "coreml converts from the PyTorch module, but this build has none (model loaded from ONNX?)",
+        stage="compile",
+    )
 
 
 def _capture(module, example, converter: str, family: str):
@@ -167,8 +180,9 @@ def _capture(module, example, converter: str, family: str):
             return program, "torch.export"
         except Exception as exc:
             if converter == "export":
-                raise BuildError(f"torch.export failed for {family}: {_describe(exc)}",
-                                 stage="compile") from exc
+                raise BuildError(
+                    f"torch.export failed for {family}: {_describe(exc)}", stage="compile"
+                ) from exc
             errors.append(f"torch.export: {_describe(exc)}")
     try:
         with torch.no_grad():
@@ -196,10 +210,17 @@ def read_back(path, expect_inputs: list[str] | None = None, expect_outputs: list
     desc = spec.description
     inputs = {i.name: list(i.type.multiArrayType.shape) for i in desc.input}
     outputs = [o.name for o in desc.output]
-    io = {side: [{"name": f.name, "shape": [int(d) for d in f.type.multiArrayType.shape],
-                  "dtype": _ML_DTYPES.get(f.type.multiArrayType.dataType, "float32")}
-                 for f in feats]
-          for side, feats in (("inputs", desc.input), ("outputs", desc.output))}
+    io = {
+        side: [
+            {
+                "name": f.name,
+                "shape": [int(d) for d in f.type.multiArrayType.shape],
+                "dtype": _ML_DTYPES.get(f.type.multiArrayType.dataType, "float32"),
+            }
+            for f in feats
+        ]
+        for side, feats in (("inputs", desc.input), ("outputs", desc.output))
+    }
     meta = dict(desc.metadata.userDefined)
     problems = []
     if expect_inputs is not None and sorted(inputs) != sorted(expect_inputs):
@@ -213,8 +234,15 @@ def read_back(path, expect_inputs: list[str] | None = None, expect_outputs: list
         for fn in spec.mlProgram.functions.values():
             for block in fn.block_specializations.values():
                 ops += len(block.operations)
-    return {"spec_version": spec.specificationVersion, "inputs": inputs, "outputs": outputs, "ops": ops,
-            "metadata": meta, "problems": problems, "io": io}
+    return {
+        "spec_version": spec.specificationVersion,
+        "inputs": inputs,
+        "outputs": outputs,
+        "ops": ops,
+        "metadata": meta,
+        "problems": problems,
+        "io": io,
+    }
 
 
 # Core ML ArrayFeatureType.ArrayDataType values.

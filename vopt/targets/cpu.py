@@ -17,11 +17,14 @@ class CpuConfig(CompileBase):
         default="extended", description="ORT graph optimization level baked into the artifact."
     )
     session_optimization: Literal["basic", "extended", "all"] = Field(
-        default="all", description="ORT graph optimization level a session runs the artifact at (recorded in its "
+        default="all",
+        description="ORT graph optimization level a session runs the artifact at (recorded in its "
         "metadata; `all` adds the layout transforms, e.g. NHWC QLinearConv, that cannot be saved into the file).",
     )
     ort_format: bool = Field(default=False, description="Also write the .ort flatbuffer format.")
-    threads: int | None = Field(default=None, ge=1, le=1024, description="intra-op threads for validation and benchmarks.")
+    threads: int | None = Field(
+        default=None, ge=1, le=1024, description="intra-op threads for validation and benchmarks."
+    )
 
 
 class CpuTarget(Target):
@@ -75,8 +78,13 @@ class CpuTarget(Target):
         proto = onnx.load(str(path))
         precision = effective_precision(artifact, self.precision(cfg), built=qdq_precision(proto))
         runtime = {"graph_optimization_level": LEVELS[cfg.session_optimization]}  # ORT's own enum name
-        set_onnx_metadata(proto, {**artifact_metadata(artifact, ctx.build_name, self.name, precision),
-                                  METADATA_KEY: json.dumps(runtime)})
+        set_onnx_metadata(
+            proto,
+            {
+                **artifact_metadata(artifact, ctx.build_name, self.name, precision),
+                METADATA_KEY: json.dumps(runtime),
+            },
+        )
         onnx.save(proto, str(path))
         if cfg.ort_format:
             so2 = ort.SessionOptions()
@@ -86,15 +94,22 @@ class CpuTarget(Target):
         quantized_ops = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul")
         qdq = sum(1 for n in proto.graph.node if n.op_type in quantized_ops)
         ctx.report["summary"] = f"ORT {cfg.optimization} optimizations, {len(proto.graph.node)} nodes" + (
-            f" ({qdq} quantized)" if qdq else "")
+            f" ({qdq} quantized)" if qdq else ""
+        )
         ctx.report["nodes"] = len(proto.graph.node)
         # The .ort file travels with the ONNX into the build directory.
         companions = ["model.ort"] if cfg.ort_format else []
-        return artifact.derive(path, format="onnx", meta={"companions": companions, "precision": precision,
-                                                          "runtime": {"name": self.runtime_name, "settings": runtime}})
+        return artifact.derive(
+            path,
+            format="onnx",
+            meta={
+                "companions": companions,
+                "precision": precision,
+                "runtime": {"name": self.runtime_name, "settings": runtime},
+            },
+        )
 
     def runner(self, artifact: Artifact, cfg: CpuConfig) -> Runner | Unavailable:
         from vopt.runtimes.ort import runner
 
         return runner(artifact.path, threads=cfg.threads)
-

@@ -33,10 +33,17 @@ class OpenVinoConfig(CompileBase):
         default=None, description="OpenVINO PERFORMANCE_HINT."
     )
     threads: int | None = Field(default=None, ge=1, le=1024, description="INFERENCE_NUM_THREADS on CPU.")
-    streams: int | None = Field(default=None, ge=1, le=256, description="NUM_STREAMS: parallel inference "
-                                "streams (the performance hint's choice when omitted).")
-    model_cache: bool = Field(default=False, description="CACHE_DIR under vopt's cache: OpenVINO stores the "
-                              "compiled model there, so the next load (first inference) skips compilation.")
+    streams: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="NUM_STREAMS: parallel inference streams (the performance hint's choice when omitted).",
+    )
+    model_cache: bool = Field(
+        default=False,
+        description="CACHE_DIR under vopt's cache: OpenVINO stores the "
+        "compiled model there, so the next load (first inference) skips compilation.",
+    )
 
 
 class OpenVinoTarget(Target):
@@ -70,8 +77,9 @@ class OpenVinoTarget(Target):
 
     def compile(self, artifact: Artifact, cfg: OpenVinoConfig, ctx) -> Artifact:
         if importlib.util.find_spec("openvino") is None:
-            raise BackendUnavailable("the openvino target needs the 'openvino' package: "
-                                     "pip install 'vopt[openvino]'")
+            raise BackendUnavailable(
+                "the openvino target needs the 'openvino' package: pip install 'vopt[openvino]'"
+            )
         import openvino as ov
 
         from vopt.runtimes.openvino import model_file, record_settings
@@ -102,15 +110,25 @@ class OpenVinoTarget(Target):
         out_dir.mkdir(parents=True, exist_ok=True)
         ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=compress)
         if setting == "int8" and not fq:
-            ctx.warn("precision int8 but the IR has no FakeQuantize ops: add a `quantize:` section (NNCF) "
-                     "for int8")
+            ctx.warn(
+                "precision int8 but the IR has no FakeQuantize ops: add a `quantize:` section (NNCF) for int8"
+            )
         ctx.report.update(
-            source=source, ops=len(ops), fake_quantize=fq, compress_to_fp16=compress, device=cfg.device,
-            summary=f"IR from {source}, {len(ops)} ops" + (f", {fq} FakeQuantize" if fq else "")
+            source=source,
+            ops=len(ops),
+            fake_quantize=fq,
+            compress_to_fp16=compress,
+            device=cfg.device,
+            summary=f"IR from {source}, {len(ops)} ops"
+            + (f", {fq} FakeQuantize" if fq else "")
             + (", fp16 weights" if compress else ""),
         )
-        return artifact.derive(out_dir, format="openvino-ir", io=_io_spec(model, artifact),
-                               meta={"precision": precision, "runtime": {"name": self.runtime_name, "settings": runtime}})
+        return artifact.derive(
+            out_dir,
+            format="openvino-ir",
+            io=_io_spec(model, artifact),
+            meta={"precision": precision, "runtime": {"name": self.runtime_name, "settings": runtime}},
+        )
 
     def runner(self, artifact: Artifact, cfg: OpenVinoConfig) -> Runner | Unavailable:
         if importlib.util.find_spec("openvino") is None:
@@ -122,10 +140,16 @@ class OpenVinoTarget(Target):
             return Unavailable(f"OpenVINO device {cfg.device} is not present here (have: {have})")
         from vopt.runtimes.openvino import runner
 
-        return runner(artifact.path, device=cfg.device, precision=self.precision(cfg),
-                      hint=cfg.inference_precision, threads=cfg.threads,
-                      performance_hint=cfg.performance_hint, streams=cfg.streams,
-                      cache_dir=_model_cache_dir() if cfg.model_cache else None)
+        return runner(
+            artifact.path,
+            device=cfg.device,
+            precision=self.precision(cfg),
+            hint=cfg.inference_precision,
+            threads=cfg.threads,
+            performance_hint=cfg.performance_hint,
+            streams=cfg.streams,
+            cache_dir=_model_cache_dir() if cfg.model_cache else None,
+        )
 
 
 def _model_cache_dir() -> str:
@@ -155,8 +179,10 @@ def _io_spec(model, artifact: Artifact) -> dict:
     io = artifact.io.model_copy(deep=True)
 
     def dims(port) -> list[int | str]:
-        return [d.get_length() if d.is_static else "batch" if i == 0 else f"d{i}"
-                for i, d in enumerate(port.get_partial_shape())]
+        return [
+            d.get_length() if d.is_static else "batch" if i == 0 else f"d{i}"
+            for i, d in enumerate(port.get_partial_shape())
+        ]
 
     for specs, ports in ((io.inputs, model.inputs), (io.outputs, model.outputs)):
         by_name = {n: p for p in ports for n in p.get_names()}

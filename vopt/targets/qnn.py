@@ -21,7 +21,9 @@ class QnnConfig(CompileBase):
         default=None,
         description="Qualcomm SoC id for the context binary (QNN `soc_model`, e.g. '60' for SM8650).",
     )
-    htp_arch: int | None = Field(default=None, ge=1, le=1000, description="HTP architecture version (e.g. 73, 75).")
+    htp_arch: int | None = Field(
+        default=None, ge=1, le=1000, description="HTP architecture version (e.g. 73, 75)."
+    )
     context_binary: bool = Field(
         default=False,
         description="Also precompile a QNN context binary into an EPContext model (implied by soc_model).",
@@ -33,16 +35,32 @@ class QnnConfig(CompileBase):
         default=False,
         description="Gate: fail unless the QNN EP takes every node (session.disable_cpu_ep_fallback).",
     )
-    htp_performance_mode: Literal["burst", "balanced", "default", "high_performance", "high_power_saver",
-                                  "low_balanced", "low_power_saver", "power_saver", "extreme_power_saver",
-                                  "sustained_high_performance"] | None = Field(
-        default=None, description="QNN EP htp_performance_mode: the NPU's power/performance vote (burst for "
-        "latency, power_saver for battery); the EP's default when omitted.")
-    vtcm_mb: int | None = Field(default=None, ge=1, le=256, description="QNN EP vtcm_mb: HTP tightly coupled memory "
-                                "to reserve (MB).")
+    htp_performance_mode: (
+        Literal[
+            "burst",
+            "balanced",
+            "default",
+            "high_performance",
+            "high_power_saver",
+            "low_balanced",
+            "low_power_saver",
+            "power_saver",
+            "extreme_power_saver",
+            "sustained_high_performance",
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="QNN EP htp_performance_mode: the NPU's power/performance vote (burst for "
+        "latency, power_saver for battery); the EP's default when omitted.",
+    )
+    vtcm_mb: int | None = Field(
+        default=None, ge=1, le=256, description="QNN EP vtcm_mb: HTP tightly coupled memory to reserve (MB)."
+    )
     enable_htp_fp16_precision: bool | None = Field(
-        default=None, description="QNN EP enable_htp_fp16_precision: run float ops in fp16 on the HTP "
-        "(needs soc_model).")
+        default=None,
+        description="QNN EP enable_htp_fp16_precision: run float ops in fp16 on the HTP (needs soc_model).",
+    )
 
     @model_validator(mode="after")
     def _check_fp16(self) -> QnnConfig:
@@ -51,8 +69,10 @@ class QnnConfig(CompileBase):
 
 def _fp16_needs_soc(cfg: QnnConfig) -> QnnConfig:
     if cfg.enable_htp_fp16_precision and not cfg.soc_model:
-        raise ValueError("enable_htp_fp16_precision needs soc_model (the QNN EP refuses fp16 precision mode "
-                         "without a target SoC)")
+        raise ValueError(
+            "enable_htp_fp16_precision needs soc_model (the QNN EP refuses fp16 precision mode "
+            "without a target SoC)"
+        )
     return cfg
 
 
@@ -102,8 +122,9 @@ class QnnTarget(Target):
 
     def compile(self, artifact: Artifact, cfg: QnnConfig, ctx) -> Artifact:
         if importlib.util.find_spec("onnxruntime_qnn") is None:
-            raise BackendUnavailable("the qnn target needs the 'onnxruntime-qnn' package: "
-                                     "pip install 'vopt[qnn]'")
+            raise BackendUnavailable(
+                "the qnn target needs the 'onnxruntime-qnn' package: pip install 'vopt[qnn]'"
+            )
         import onnx
 
         from vopt.runtimes.qnn import write_context_model
@@ -121,7 +142,9 @@ class QnnTarget(Target):
         if setting in ("int8", "int16") and not qdq["quantize_nodes"]:
             raise BuildError(
                 f"precision {setting} needs a QDQ model, but the input has no QuantizeLinear nodes: "
-                "add a `quantize:` section (the qnn scheme makes u8/u16 QDQ)", stage="compile")
+                "add a `quantize:` section (the qnn scheme makes u8/u16 QDQ)",
+                stage="compile",
+            )
         fixed = _fix_dynamic_dims(proto, ctx.model_input.shape)
         if fixed:
             ctx.warn(f"fixed dynamic dims for HTP: {', '.join(fixed)}")
@@ -142,17 +165,28 @@ class QnnTarget(Target):
             ctx_dir.mkdir(parents=True, exist_ok=True)
             ctx_path = ctx_dir / "model_ctx.onnx"
             try:
-                write_context_model(path, ctx_path, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch,
-                                    embed=cfg.embed_context, htp=htp_options(cfg))
+                write_context_model(
+                    path,
+                    ctx_path,
+                    soc_model=cfg.soc_model,
+                    htp_arch=cfg.htp_arch,
+                    embed=cfg.embed_context,
+                    htp=htp_options(cfg),
+                )
             except Exception as exc:
-                raise BuildError(f"QNN context binary generation failed: {_first_line(exc)}",
-                                 stage="compile") from exc
+                raise BuildError(
+                    f"QNN context binary generation failed: {_first_line(exc)}", stage="compile"
+                ) from exc
             ctx_proto = onnx.load(str(ctx_path))
-            set_onnx_metadata(ctx_proto, {**meta, "vopt.qnn.soc_model": str(cfg.soc_model),
-                                          "vopt.qnn.htp_arch": str(cfg.htp_arch)})
+            set_onnx_metadata(
+                ctx_proto,
+                {**meta, "vopt.qnn.soc_model": str(cfg.soc_model), "vopt.qnn.htp_arch": str(cfg.htp_arch)},
+            )
             onnx.save(ctx_proto, str(ctx_path))
-            ctx.report["context_model"] = {"nodes": [n.op_type for n in ctx_proto.graph.node],
-                                           "soc_model": cfg.soc_model}
+            ctx.report["context_model"] = {
+                "nodes": [n.op_type for n in ctx_proto.graph.node],
+                "soc_model": cfg.soc_model,
+            }
             result = artifact.derive(ctx_path, format="qnn-context", meta={"precision": precision})
             if not cfg.embed_context:
                 result = artifact.derive(ctx_dir, format="qnn-context", meta={"precision": precision})
@@ -172,10 +206,17 @@ class QnnTarget(Target):
         from vopt.runtimes.diagnose import log_path, native_output_to, rejected_graph_error
         from vopt.runtimes.qnn import placement, session
 
-        kw = {"soc_model": cfg.soc_model, "htp_arch": cfg.htp_arch, "workdir": ctx.workdir, "htp": htp_options(cfg)}
+        kw = {
+            "soc_model": cfg.soc_model,
+            "htp_arch": cfg.htp_arch,
+            "workdir": ctx.workdir,
+            "htp": htp_options(cfg),
+        }
         log = log_path(f"{ctx.build_name}-qnn")
 
-        def rejected(exc: Exception) -> BuildError:  # bisects to the nodes QNN rejects (vopt/runtimes/diagnose.py)
+        def rejected(
+            exc: Exception,
+        ) -> BuildError:  # bisects to the nodes QNN rejects (vopt/runtimes/diagnose.py)
             loads = lambda p: session(p, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch, htp=kw["htp"])  # noqa: E731
             return rejected_graph_error("QNN HTP", path, exc, loads, log=log, workdir=ctx.workdir)
 
@@ -192,8 +233,11 @@ class QnnTarget(Target):
         except Exception as exc:
             raise rejected(exc) from exc
         ops = ", ".join(f"{k} x{v}" for k, v in where["cpu_ops"].items()) or _first_line(first)[:200]
-        raise BuildError(f"disable_cpu_fallback: {where['cpu_nodes']} node(s) would fall back to CPU "
-                         f"instead of QNN HTP ({ops})", stage="compile") from first
+        raise BuildError(
+            f"disable_cpu_fallback: {where['cpu_nodes']} node(s) would fall back to CPU "
+            f"instead of QNN HTP ({ops})",
+            stage="compile",
+        ) from first
 
     def runner(self, artifact: Artifact, cfg: QnnConfig) -> Runner | Unavailable:
         ok, why = self.available()
@@ -201,8 +245,13 @@ class QnnTarget(Target):
             return Unavailable(why)
         from vopt.runtimes.qnn import runner
 
-        return runner(_onnx_file(artifact), disable_cpu_fallback=cfg.disable_cpu_fallback,
-                      soc_model=cfg.soc_model, htp_arch=cfg.htp_arch, htp=htp_options(cfg))
+        return runner(
+            _onnx_file(artifact),
+            disable_cpu_fallback=cfg.disable_cpu_fallback,
+            soc_model=cfg.soc_model,
+            htp_arch=cfg.htp_arch,
+            htp=htp_options(cfg),
+        )
 
 
 def _first_line(exc: Exception) -> str:

@@ -79,14 +79,18 @@ class RocmTarget(Target):
         qdq = qdq_precision(proto)
         if qdq and setting == "fp16":
             # fp16 conversion would turn the Q/DQ scales into fp16, which DequantizeLinear rejects.
-            ctx.warn(f"the input is already {qdq} QDQ (from the quantize stage): kept as it is, not "
-                     "converted to fp16")
+            ctx.warn(
+                f"the input is already {qdq} QDQ (from the quantize stage): kept as it is, not "
+                "converted to fp16"
+            )
         if setting == "fp16" and not already and not qdq:
             from vopt.quant.fp16 import convert_to_fp16
 
             try:
                 proto, _ = convert_to_fp16(
-                    proto, keep_io_types=cfg.keep_io_types, op_block=cfg.op_block_list,
+                    proto,
+                    keep_io_types=cfg.keep_io_types,
+                    op_block=cfg.op_block_list,
                     node_block=cfg.node_block_list,
                 )
             except Exception as exc:
@@ -97,11 +101,18 @@ class RocmTarget(Target):
         path = ctx.out("model.onnx")
         onnx.save(proto, str(path))
         fp16 = _float16_tensors(proto)
-        io_types = sorted({onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
-                           for v in [*proto.graph.input, *proto.graph.output]})
-        ctx.report.update(fp16_initializers=fp16, io_types=io_types, provider=cfg.provider,
-                          summary=f"{precision}, {fp16} fp16 initializers, I/O {'/'.join(io_types)}, "
-                          f"for {cfg.provider}")
+        io_types = sorted(
+            {
+                onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
+                for v in [*proto.graph.input, *proto.graph.output]
+            }
+        )
+        ctx.report.update(
+            fp16_initializers=fp16,
+            io_types=io_types,
+            provider=cfg.provider,
+            summary=f"{precision}, {fp16} fp16 initializers, I/O {'/'.join(io_types)}, for {cfg.provider}",
+        )
         return artifact.derive(path, format="onnx", meta={"precision": precision})
 
     def runner(self, artifact: Artifact, cfg: RocmConfig) -> Runner | Unavailable:
@@ -114,8 +125,11 @@ class RocmTarget(Target):
             provider = "MIGraphXExecutionProvider" if cfg.provider == "migraphx" else "ROCMExecutionProvider"
             sess = session(artifact.path, providers=[provider, "CPUExecutionProvider"])
             names = [o.name for o in sess.get_outputs()]
-            return Runner(run=lambda feeds: dict(zip(names, sess.run(names, feeds), strict=True)),
-                          runtime=f"onnxruntime-{cfg.provider}", info={"providers": sess.get_providers()})
+            return Runner(
+                run=lambda feeds: dict(zip(names, sess.run(names, feeds), strict=True)),
+                runtime=f"onnxruntime-{cfg.provider}",
+                info={"providers": sess.get_providers()},
+            )
         run = runner(artifact.path, label="onnxruntime-cpu")
         run.info["note"] = "no AMD GPU here: the fp16 artifact ran on ORT's CPU EP"
         return run

@@ -18,9 +18,11 @@ from vopt.targets.base import CompileBase, Target
 
 TrtPrecision = Literal["fp32", "fp16", "bf16", "int8"]
 
-NO_TENSORRT = ("the 'tensorrt' package is not installed; its real wheel comes from NVIDIA's index "
-               "(pypi.nvidia.com) and needs an NVIDIA GPU with a driver: pip install 'vopt[tensorrt]' on "
-               "such a machine")
+NO_TENSORRT = (
+    "the 'tensorrt' package is not installed; its real wheel comes from NVIDIA's index "
+    "(pypi.nvidia.com) and needs an NVIDIA GPU with a driver: pip install 'vopt[tensorrt]' on "
+    "such a machine"
+)
 
 
 class TensorRtConfig(CompileBase):
@@ -29,24 +31,36 @@ class TensorRtConfig(CompileBase):
         default=None,
         description="Builder precision flags, e.g. [fp16, int8]; int8 uses the Q/DQ from the quantize stage.",
     )
-    workspace_gb: float = Field(default=4.0, gt=0, le=1024, description="Builder workspace memory limit in GiB.")
+    workspace_gb: float = Field(
+        default=4.0, gt=0, le=1024, description="Builder workspace memory limit in GiB."
+    )
     timing_cache: str | None = Field(
         default=None,
         description="Persistent timing cache file; default: <vopt cache>/tensorrt/timing-<trt>-<sm>.cache.",
     )
     profiles: dict[str, list[list[int]]] | None = Field(
-        default=None, description="Explicit optimization profiles {input: [min, opt, max] shapes}; "
-        "default: derived from model.input.dynamic."
+        default=None,
+        description="Explicit optimization profiles {input: [min, opt, max] shapes}; "
+        "default: derived from model.input.dynamic.",
     )
     strict: bool = Field(default=True, description="Fail the build when the readiness check finds errors.")
     builder_optimization_level: int | None = Field(
-        default=None, ge=0, le=5, description="TensorRT builder optimization level 0-5 (3 is TensorRT's "
-        "default; 5 searches longest for the fastest tactics).")
-    sparsity: bool = Field(default=False, description="Let TensorRT use 2:4 structured-sparse kernels "
-                           "(BuilderFlag.SPARSE_WEIGHTS) where weights allow.")
+        default=None,
+        ge=0,
+        le=5,
+        description="TensorRT builder optimization level 0-5 (3 is TensorRT's "
+        "default; 5 searches longest for the fastest tactics).",
+    )
+    sparsity: bool = Field(
+        default=False,
+        description="Let TensorRT use 2:4 structured-sparse kernels "
+        "(BuilderFlag.SPARSE_WEIGHTS) where weights allow.",
+    )
     version_compatible: bool = Field(
-        default=False, description="Build a version-compatible engine (BuilderFlag.VERSION_COMPATIBLE) that "
-        "later TensorRT releases of the same major version can still load.")
+        default=False,
+        description="Build a version-compatible engine (BuilderFlag.VERSION_COMPATIBLE) that "
+        "later TensorRT releases of the same major version can still load.",
+    )
 
 
 # TensorRT versions vopt's engine path supports: explicit Q/DQ only (TensorRT 10 deprecated and 11 removes
@@ -100,8 +114,9 @@ class TensorRtTarget(Target):
 
         cc = gpu_compute_capability()
         if cc is None:
-            return False, ("no NVIDIA GPU (nvidia-smi not found or reports none): engines cannot be built or "
-                           "run here")
+            return False, (
+                "no NVIDIA GPU (nvidia-smi not found or reports none): engines cannot be built or run here"
+            )
         return True, f"NVIDIA GPU, compute capability {cc}"
 
     def precision(self, cfg: TensorRtConfig) -> str:
@@ -137,9 +152,15 @@ class TensorRtTarget(Target):
         flags = self.flags(cfg)
         has_qdq = "QuantizeLinear" in report["op_types"]
         if "int8" in flags and not has_qdq:
-            report["findings"].append({"level": "warning", "check": "qdq", "nodes": None, "message":
-                                       "int8 flag without Q/DQ nodes: TensorRT 10 has no implicit "
-                                       "calibration here; add a `quantize:` section (trt-qdq scheme)"})
+            report["findings"].append(
+                {
+                    "level": "warning",
+                    "check": "qdq",
+                    "nodes": None,
+                    "message": "int8 flag without Q/DQ nodes: TensorRT 10 has no implicit "
+                    "calibration here; add a `quantize:` section (trt-qdq scheme)",
+                }
+            )
             report["warnings"] += 1
         if has_qdq and "int8" not in flags:
             flags.append("int8")
@@ -159,8 +180,11 @@ class TensorRtTarget(Target):
             if f["level"] == "warning":
                 ctx.warn(f"tensorrt readiness: {f['message']}")
         if errors and cfg.strict:
-            raise BuildError(f"the ONNX is not ready for TensorRT ({len(errors)} problem(s))",
-                             stage="compile", lines=[f"{f['check']}: {f['message']}" for f in errors])
+            raise BuildError(
+                f"the ONNX is not ready for TensorRT ({len(errors)} problem(s))",
+                stage="compile",
+                lines=[f"{f['check']}: {f['message']}" for f in errors],
+            )
         if importlib.util.find_spec("tensorrt") is None:
             raise BackendUnavailable(f"readiness check passed; engine build skipped: {NO_TENSORRT}")
         cc = gpu_compute_capability()
@@ -176,18 +200,25 @@ class TensorRtTarget(Target):
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / engine_name(trt.__version__, cc)
         try:
-            built = build_engine(artifact.path, path, flags=report["flags"], workspace_gb=cfg.workspace_gb,
-                                 profiles=report["profiles"], timing_cache=cache, builder=report["builder"])
+            built = build_engine(
+                artifact.path,
+                path,
+                flags=report["flags"],
+                workspace_gb=cfg.workspace_gb,
+                profiles=report["profiles"],
+                timing_cache=cache,
+                builder=report["builder"],
+            )
         except Exception as exc:
             first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             raise BuildError(f"TensorRT engine build failed: {first}", stage="compile") from exc
         meta = self.metadata(artifact, report["flags"], ctx.build_name)
         (out_dir / "vopt_metadata.json").write_text(json.dumps(meta, indent=1))
         flags = "+".join(report["flags"])
-        ctx.report.update(built, compute_capability=cc,
-                          summary=f"TensorRT {trt.__version__} engine for {cc}, flags {flags}")
-        return artifact.derive(out_dir, format="tensorrt-engine",
-                               meta={"precision": meta["vopt.precision"]})
+        ctx.report.update(
+            built, compute_capability=cc, summary=f"TensorRT {trt.__version__} engine for {cc}, flags {flags}"
+        )
+        return artifact.derive(out_dir, format="tensorrt-engine", meta={"precision": meta["vopt.precision"]})
 
     def metadata(self, artifact: Artifact, flags: list[str], recipe_name: str) -> dict[str, str]:
         """Engines have no metadata slot: this goes into vopt_metadata.json beside the engine. The precision

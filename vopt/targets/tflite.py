@@ -22,8 +22,9 @@ PRECISIONS = ("fp32", "int8")
 class TfliteConfig(CompileBase):
     target: Literal["tflite"] = "tflite"
     precision: Literal["fp32", "int8"] | None = Field(  # type: ignore[assignment]
-        default=None, description="fp32 (default). int8 is made by the quantize stage after conversion "
-        "(scheme litert-int8, ai-edge-quantizer): write quantize: {precision: int8}."
+        default=None,
+        description="fp32 (default). int8 is made by the quantize stage after conversion "
+        "(scheme litert-int8, ai-edge-quantizer): write quantize: {precision: int8}.",
     )
     threads: int | None = Field(default=2, description="Interpreter threads for validation and benchmarks.")
 
@@ -71,17 +72,25 @@ class TfliteTarget(Target):
         try:
             convert(wrapped, example, float_path)
         except Exception as exc:
-            raise BuildError(f"litert-torch could not convert {family.name}: {describe_failure(exc)}", stage="compile") from exc
+            raise BuildError(
+                f"litert-torch could not convert {family.name}: {describe_failure(exc)}", stage="compile"
+            ) from exc
         path = float_path.rename(ctx.out("model.tflite"))
         from vopt.runtimes.litert import signature
 
         ins, outs = signature(path)
         ops = op_histogram(path)
-        io = {"inputs": [{**d, "name": ctx.model_input.name} for d in ins],
-              "outputs": [{**d, "name": n} for d, n in zip(outs, family.outputs, strict=False)]}
+        io = {
+            "inputs": [{**d, "name": ctx.model_input.name} for d in ins],
+            "outputs": [{**d, "name": n} for d, n in zip(outs, family.outputs, strict=False)],
+        }
         precision = effective_precision(source, "fp32", built="fp32")
-        ctx.report.update(converter="litert-torch", ops=dict(ops), op_count=sum(ops.values()),
-                          summary=f"litert-torch fp32, {sum(ops.values())} ops ({len(ops)} kinds)")
+        ctx.report.update(
+            converter="litert-torch",
+            ops=dict(ops),
+            op_count=sum(ops.values()),
+            summary=f"litert-torch fp32, {sum(ops.values())} ops ({len(ops)} kinds)",
+        )
         return source.derive(path, format="tflite", io=io, meta={"precision": precision})
 
     def runner(self, artifact: Artifact, cfg: TfliteConfig) -> Runner | Unavailable:
@@ -89,8 +98,12 @@ class TfliteTarget(Target):
             return Unavailable("ai-edge-litert is not installed: pip install 'vopt[tflite]'")
         from vopt.runtimes.litert import runner
 
-        return runner(artifact.path, [t.name for t in artifact.io.inputs], [t.name for t in artifact.io.outputs],
-                      threads=getattr(cfg, "threads", 2))
+        return runner(
+            artifact.path,
+            [t.name for t in artifact.io.inputs],
+            [t.name for t in artifact.io.outputs],
+            threads=getattr(cfg, "threads", 2),
+        )
 
 
 def convert(module, example, path) -> None:
@@ -115,7 +128,9 @@ def describe_failure(exc: Exception) -> str:
     if not op:
         return _describe(exc)
     where = re.search(r"(\w+\.py):(\d+)", text)
-    return f"op {op.group(1)} cannot be lowered to TFLite" + (f" (from {where.group(1)}:{where.group(2)})" if where else "")
+    return f"op {op.group(1)} cannot be lowered to TFLite" + (
+        f" (from {where.group(1)}:{where.group(2)})" if where else ""
+    )
 
 
 def op_histogram(path) -> Counter:

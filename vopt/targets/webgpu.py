@@ -33,10 +33,13 @@ class WebGpuConfig(CompileBase):
         default=False, description="Fail when an op is not in the WebGPU EP's table."
     )
     graph_capture: bool = Field(
-        default=False, description="onnxruntime-web enableGraphCapture: record the GPU commands once and replay "
-        "them (static shapes, every node on WebGPU); recorded in the artifact, applied by vopt's runner.")
+        default=False,
+        description="onnxruntime-web enableGraphCapture: record the GPU commands once and replay "
+        "them (static shapes, every node on WebGPU); recorded in the artifact, applied by vopt's runner.",
+    )
     preferred_layout: Literal["NCHW", "NHWC"] | None = Field(
-        default=None, description="WebGPU EP preferredLayout (NHWC is the EP's default for convolutions).")
+        default=None, description="WebGPU EP preferredLayout (NHWC is the EP's default for convolutions)."
+    )
 
 
 class WebGpuTarget(Target):
@@ -67,10 +70,16 @@ class WebGpuTarget(Target):
         from vopt.web.compile import WebCompile, compile_web
 
         job = WebCompile(
-            target=self.name, ep="webgpu", ep_label="WebGPU", precision=self.precision(cfg),
+            target=self.name,
+            ep="webgpu",
+            ep_label="WebGPU",
+            precision=self.precision(cfg),
             static_shapes=cfg.static_shapes,
-            keep_io_types=cfg.keep_io_types, fp16_block_ops=cfg.fp16_block_ops, max_size_mb=cfg.max_size_mb,
-            fail_on_fallback=cfg.fail_on_fallback, session_options=_session_options(cfg),
+            keep_io_types=cfg.keep_io_types,
+            fp16_block_ops=cfg.fp16_block_ops,
+            max_size_mb=cfg.max_size_mb,
+            fail_on_fallback=cfg.fail_on_fallback,
+            session_options=_session_options(cfg),
         )
         return compile_web(artifact, job, ctx)
 

@@ -44,8 +44,9 @@ class WebNnTarget(Target):
     int8_scheme = "ort-qdq"
     static_shapes = True  # read by the export stage: no dynamic axes
     description = "onnxruntime-web WebNN EP (static shapes; checked on wasm in headless Chromium)"
-    browser_note = ("WebNN artifact: checked on wasm with the same static shapes (no WebNN context in "
-                    "Chromium on Linux)")
+    browser_note = (
+        "WebNN artifact: checked on wasm with the same static shapes (no WebNN context in Chromium on Linux)"
+    )
 
     def tool_versions(self) -> list[str]:
         return ["onnxruntime", "onnxsim"]  # web compile folds shapes with onnxsim
@@ -62,8 +63,14 @@ class WebNnTarget(Target):
         from vopt.web.compile import WebCompile, compile_web
 
         job = WebCompile(
-            target=self.name, ep="webnn", ep_label="WebNN", precision=self.precision(cfg), static_shapes=True,
-            keep_io_types=cfg.keep_io_types, fp16_block_ops=cfg.fp16_block_ops, max_size_mb=cfg.max_size_mb,
+            target=self.name,
+            ep="webnn",
+            ep_label="WebNN",
+            precision=self.precision(cfg),
+            static_shapes=True,
+            keep_io_types=cfg.keep_io_types,
+            fp16_block_ops=cfg.fp16_block_ops,
+            max_size_mb=cfg.max_size_mb,
             fail_on_fallback=cfg.fail_on_fallback,
         )
         return compile_web(artifact, job, ctx)

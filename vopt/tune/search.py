@@ -55,7 +55,9 @@ def candidates(recipe: Any, target: Any) -> list[Candidate]:
         key = repr(sorted(merged.items()))
         if merged and key not in seen:
             seen.add(key)
-            found.append(Candidate(", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in merged.items()), merged))
+            found.append(
+                Candidate(", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in merged.items()), merged)
+            )
     return found
 
 
@@ -72,8 +74,16 @@ def _scheme_class(name: str, load_object: Any) -> Any:
     return load_object(table[name])
 
 
-def run_tuning(recipe_path: Path, sets: list[str], out_root: Path, *, cache: Any, reporter: Any,
-               budget_s: float, rounds: int) -> dict[str, Any]:
+def run_tuning(
+    recipe_path: Path,
+    sets: list[str],
+    out_root: Path,
+    *,
+    cache: Any,
+    reporter: Any,
+    budget_s: float,
+    rounds: int,
+) -> dict[str, Any]:
     from vopt.recipe.resolve import load_recipe
     from vopt.registry import get_target
 
@@ -105,12 +115,19 @@ def run_tuning(recipe_path: Path, sets: list[str], out_root: Path, *, cache: Any
     ranked = sorted(passing, key=(lambda c: -(c.img_s or 0)) if timed else _by_fidelity)
     best = ranked[0] if ranked else None
     baseline = cands[0]
-    if timed and best is not None and baseline in passing and best is not baseline \
-            and best.img_s < MIN_GAIN * (baseline.img_s or 0):
+    if (
+        timed
+        and best is not None
+        and baseline in passing
+        and best is not baseline
+        and best.img_s < MIN_GAIN * (baseline.img_s or 0)
+    ):
         best.reason = f"fastest, but within {MIN_GAIN - 1:.0%} of the recipe as written: kept as written"
         best = baseline
     return {
-        "recipe": base.recipe.name, "target": target.name, "budget_s": budget_s,
+        "recipe": base.recipe.name,
+        "target": target.name,
+        "budget_s": budget_s,
         "seconds": round(time.perf_counter() - t0, 2),
         "candidates": [_row(c, baseline) for c in cands],
         "best": _row(best, baseline) if best else None,
@@ -145,8 +162,9 @@ def _fidelity(manifest: dict[str, Any]) -> dict[str, Any]:
     v = manifest.get("validation") or {}
     out: dict[str, Any] = {}
     for name, value in (v.get("task_metrics") or {}).items():
-        if name in ("top1_agreement", "top5_agreement", "box_agreement", "miou", "top1_drop") and \
-                isinstance(value, (int, float)):
+        if name in ("top1_agreement", "top5_agreement", "box_agreement", "miou", "top1_drop") and isinstance(
+            value, (int, float)
+        ):
             out[name] = round(float(value), 6)
     cc = [m.get("centered_cosine") for m in (v.get("metrics") or {}).values() if isinstance(m, dict)]
     cc = [x for x in cc if isinstance(x, (int, float))]
@@ -183,7 +201,7 @@ def _time(passing: list[Candidate], target: Any, rounds: int) -> None:
         batch = inp.shape[0] if isinstance(inp.shape[0], int) else 1
         images = load_batch(None, src.artifact.preprocess, batch)
         feeds = {inp.name: np.ascontiguousarray(images[:batch])}
-        calls[c.name] = (lambda r=run, f=feeds: r(f))
+        calls[c.name] = lambda r=run, f=feeds: r(f)
         c.fidelity["batch"] = batch
     try:
         stats = interleaved(calls, rounds=rounds, per_round=5, warmup=3)
@@ -224,8 +242,10 @@ def write_tuned_recipe(recipe_path: Path, best: dict[str, Any]) -> Path | None:
             node = node.setdefault(p, {})
         node[leaf] = value
     out = recipe_path.with_name(recipe_path.stem + ".tuned.yaml")
-    header = (f"# Written by `vopt tune {recipe_path.name}`: the fastest candidate that passed the gates "
-              f"({best.get('img_s')} img/s, {best.get('vs_as_written', '?')}x the recipe as written).\n")
+    header = (
+        f"# Written by `vopt tune {recipe_path.name}`: the fastest candidate that passed the gates "
+        f"({best.get('img_s')} img/s, {best.get('vs_as_written', '?')}x the recipe as written).\n"
+    )
     body = yaml.safe_dump({"extends": [recipe_path.name], "name": None, **data}, sort_keys=False)
     body = body.replace("name: null\n", "")
     tmp = out.with_suffix(".tmp")

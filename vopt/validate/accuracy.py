@@ -36,11 +36,15 @@ def agreement_intervals(ref: np.ndarray, out: np.ndarray, n: int) -> dict[str, d
     r, o = _2d(ref), _2d(out)
     same = r.argmax(1) == o.argmax(1)
     in5 = topk_hits(o, r.argmax(1), 5)
-    return {name: {"n": n, "ci95": _ci(float(hits.mean()) * n, n)} for name, hits in
-            (("top1_agreement", same), ("top5_agreement", in5))}
+    return {
+        name: {"n": n, "ci95": _ci(float(hits.mean()) * n, n)}
+        for name, hits in (("top1_agreement", same), ("top5_agreement", in5))
+    }
 
 
-def label_metrics(ref: np.ndarray, out: np.ndarray, labels: list[int], n: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def label_metrics(
+    ref: np.ndarray, out: np.ndarray, labels: list[int], n: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Top-1/top-5 accuracy of the reference and the artifact, the drop in points, and their intervals.
     `n` (distinct images) sizes the intervals when some images were repeated with random crops."""
     y = np.asarray(labels)
@@ -57,8 +61,13 @@ def label_metrics(ref: np.ndarray, out: np.ndarray, labels: list[int], n: int | 
         iv[f"top{k}_accuracy"] = {"n": n, "ci95": _ci(float(o_hit.sum()) * scale, n)}
         lost, gained = int((r_hit & ~o_hit).sum()), int((~r_hit & o_hit).sum())
         lo, hi = paired_difference(round(lost * scale), round(gained * scale), n)
-        iv[f"top{k}_drop"] = {"n": n, "ci95": [round(100 * lo, 4), round(100 * hi, 4)], "unit": "points",
-                              "lost": lost, "gained": gained}
+        iv[f"top{k}_drop"] = {
+            "n": n,
+            "ci95": [round(100 * lo, 4), round(100 * hi, 4)],
+            "unit": "points",
+            "lost": lost,
+            "gained": gained,
+        }
     m["labelled_images"] = len(y)
     return m, iv
 
@@ -68,17 +77,22 @@ def accuracy_line(m: dict[str, Any], iv: dict[str, Any]) -> str:
     parts = []
     for k in (1, 5):
         d = iv[f"top{k}_drop"]["ci95"]
-        parts.append(f"top-{k} {100 * m[f'reference_top{k}_accuracy']:.1f}% -> {100 * m[f'top{k}_accuracy']:.1f}% "
-                     f"(drop {m[f'top{k}_drop']:+.1f} pt, 95% CI {d[0]:+.1f}..{d[1]:+.1f})")
+        parts.append(
+            f"top-{k} {100 * m[f'reference_top{k}_accuracy']:.1f}% -> {100 * m[f'top{k}_accuracy']:.1f}% "
+            f"(drop {m[f'top{k}_drop']:+.1f} pt, 95% CI {d[0]:+.1f}..{d[1]:+.1f})"
+        )
     return "; ".join(parts) + f", n={iv['top1_drop']['n']}"
 
 
-RANDOM_NOTE = ("RANDOM weights: agreement with the reference on random weights is not evidence of accuracy "
-               "(near-tied scores flip or agree by chance); use pretrained weights and labelled images for that")
+RANDOM_NOTE = (
+    "RANDOM weights: agreement with the reference on random weights is not evidence of accuracy "
+    "(near-tied scores flip or agree by chance); use pretrained weights and labelled images for that"
+)
 
 
-def evidence(task: str | None, ref: dict[str, np.ndarray], out: dict[str, np.ndarray], files: list[Any],
-             labels: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def evidence(
+    task: str | None, ref: dict[str, np.ndarray], out: dict[str, np.ndarray], files: list[Any], labels: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Classification extras for gates and reports: accuracy against labels (when every image has one) and
     the intervals of every rate. (metrics, intervals); both empty for other tasks."""
     if task not in (None, "image-classification"):

@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 
 
-def validate_in_browser(artifact: Any, images: np.ndarray, ref: dict[str, np.ndarray], section: Any, family: Any) -> dict[str, Any]:
+def validate_in_browser(
+    artifact: Any, images: np.ndarray, ref: dict[str, np.ndarray], section: Any, family: Any
+) -> dict[str, Any]:
     """`validate: {runtime: browser}`: per-EP max abs diff, cosine and timing, and per-EP gates."""
     from vopt.runtimes.browser import require, run_eps
     from vopt.validate.gates import evaluate
@@ -23,9 +25,14 @@ def validate_in_browser(artifact: Any, images: np.ndarray, ref: dict[str, np.nda
         entry = {k: v for k, v in res.items() if k != "outputs"}
         if res["status"] == "ok":
             metrics = compare_outputs(ref, res["outputs"], skip=family.unordered_outputs)
-            entry.update(metrics=metrics["outputs"], worst_cosine=metrics["worst_cosine"],
-                         worst_max_abs_diff=metrics["worst_max_abs_diff"])
-            tm, _ = task_metrics(artifact.meta.get("task"), family, ref, res["outputs"], section.score_threshold)
+            entry.update(
+                metrics=metrics["outputs"],
+                worst_cosine=metrics["worst_cosine"],
+                worst_max_abs_diff=metrics["worst_max_abs_diff"],
+            )
+            tm, _ = task_metrics(
+                artifact.meta.get("task"), family, ref, res["outputs"], section.score_threshold
+            )
             entry["task_metrics"] = tm
             for gate in evaluate(section.gates, {"outputs": metrics["outputs"], **tm}):
                 report["gates"].append({**gate, "metric": f"{ep}/{gate['metric']}"})
@@ -38,4 +45,6 @@ def _ep_summary(ep: str, entry: dict[str, Any]) -> str:
     if entry["status"] != "ok":
         return f"{ep} {entry['status']}"
     off = entry["runtime_info"]["placement"]["nodes_off_ep"]
-    return f"{ep} cosine {entry['worst_cosine']:.6f}" + (f" ({off} nodes placed on CPU by ORT)" if off and ep != "wasm" else "")
+    return f"{ep} cosine {entry['worst_cosine']:.6f}" + (
+        f" ({off} nodes placed on CPU by ORT)" if off and ep != "wasm" else ""
+    )

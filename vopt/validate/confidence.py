@@ -41,13 +41,22 @@ def gate_notes(gates: list[dict[str, Any]], where: str) -> list[str]:
         lo, hi = g["ci95"]
         unit = " pt" if g["metric"].endswith("_drop") else ""
         if g.get("straddles"):
-            verdict = "FAILS under gate_mode lower_bound" if g.get("mode") == "lower_bound" else \
-                "passes on its estimate only" if g["passed"] else "fails on its estimate"
-            notes.append(f"{where} gate {g['metric']} {g['condition']}: measured {g['value']:.4g}{unit} but the 95% "
-                         f"interval {lo:.4g}-{hi:.4g}{unit} (n={g['n']}) straddles the threshold: {verdict}; "
-                         "more images would decide it (gate_mode: lower_bound fails instead)")
+            verdict = (
+                "FAILS under gate_mode lower_bound"
+                if g.get("mode") == "lower_bound"
+                else "passes on its estimate only"
+                if g["passed"]
+                else "fails on its estimate"
+            )
+            notes.append(
+                f"{where} gate {g['metric']} {g['condition']}: measured {g['value']:.4g}{unit} but the 95% "
+                f"interval {lo:.4g}-{hi:.4g}{unit} (n={g['n']}) straddles the threshold: {verdict}; "
+                "more images would decide it (gate_mode: lower_bound fails instead)"
+            )
         if "needs_images" in g:
-            notes.append(f"{where} gate {g['metric']} {g['condition']}: {g['n']} image(s) cannot resolve this threshold: "
-                         f"telling {g['threshold']:g} from {1 - 2 * (1 - g['threshold']):g} needs about "
-                         f"{g['needs_images']} images")
+            notes.append(
+                f"{where} gate {g['metric']} {g['condition']}: {g['n']} image(s) cannot resolve this threshold: "
+                f"telling {g['threshold']:g} from {1 - 2 * (1 - g['threshold']):g} needs about "
+                f"{g['needs_images']} images"
+            )
     return notes

@@ -23,8 +23,9 @@ GENERIC = {"centered_cosine": ">=0.9"}
 CHANCE_METRICS = ("top1_agreement",)
 
 
-def gates_for(task: str | None, recipe_gates: dict[str, str], enabled: bool = True,
-              random_weights: bool = False) -> tuple[dict[str, str], set[str]]:
+def gates_for(
+    task: str | None, recipe_gates: dict[str, str], enabled: bool = True, random_weights: bool = False
+) -> tuple[dict[str, str], set[str]]:
     """(all gates, the names that are defaults): recipe gates first, then the task defaults they leave."""
     defaults = dict(DEFAULT_GATES.get(task or "image-classification", GENERIC)) if enabled else {}
     if random_weights:

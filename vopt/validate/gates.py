@@ -38,8 +38,12 @@ def lookup(metric: str, metrics: dict[str, Any]) -> float | None:
     return worst(metric, values) if values else None
 
 
-def evaluate(gates: dict[str, str], metrics: dict[str, Any], mode: str = "estimate",
-             optional: frozenset[str] | set[str] = frozenset()) -> list[dict[str, Any]]:
+def evaluate(
+    gates: dict[str, str],
+    metrics: dict[str, Any],
+    mode: str = "estimate",
+    optional: frozenset[str] | set[str] = frozenset(),
+) -> list[dict[str, Any]]:
     """Check each gate. Rates that carry an interval (`metrics["intervals"][metric]`: n and ci95) say whether
     the interval straddles the threshold; `mode: lower_bound` passes only when the pessimistic end of the
     interval passes. Gates in `optional` (the task defaults) are skipped when their metric was not measured."""
@@ -52,10 +56,17 @@ def evaluate(gates: dict[str, str], metrics: dict[str, Any], mode: str = "estima
         if value is None:
             if metric in optional:
                 continue
-            known = sorted({k for m in metrics.get("outputs", {}).values() for k in m} | set(metrics) - {"intervals"})
+            known = sorted(
+                {k for m in metrics.get("outputs", {}).values() for k in m} | set(metrics) - {"intervals"}
+            )
             raise RecipeError(f"gates.{metric}: no such metric was measured; measured: {', '.join(known)}")
-        result = {"metric": metric, "value": value, "condition": cond, "threshold": threshold,
-                  "passed": bool(_OPS[op](value, threshold))}
+        result = {
+            "metric": metric,
+            "value": value,
+            "condition": cond,
+            "threshold": threshold,
+            "passed": bool(_OPS[op](value, threshold)),
+        }
         if metric in optional:
             result["default"] = True
         results.append(annotate(result, op, (metrics.get("intervals") or {}).get(metric), mode))

@@ -24,8 +24,9 @@ def torch_outputs(model: Any, family: Any, images: np.ndarray, batch: int = 8) -
     return {k: np.concatenate(v) for k, v in collected.items()}
 
 
-def compare_outputs(ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
-                    skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def compare_outputs(
+    ref: dict[str, np.ndarray], out: dict[str, np.ndarray], skip: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Per-output parity. Outputs in `skip` are per-query detection outputs whose order is not stable (top-k):
     they are compared as matched detections (each reference query paired with its nearest artifact query)."""
     out, moved = align_queries(ref, out, skip)
@@ -63,8 +64,11 @@ def align_queries(
 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Reorder the artifact's queries ([batch, queries, ...] outputs) to pair one-to-one with the reference's.
     All `names` share the query axis, so they are matched jointly (e.g. class logits with boxes)."""
-    group = [n for n in names
-             if n in ref and n in out and np.ndim(ref[n]) >= 2 and np.shape(ref[n]) == np.shape(out[n])]
+    group = [
+        n
+        for n in names
+        if n in ref and n in out and np.ndim(ref[n]) >= 2 and np.shape(ref[n]) == np.shape(out[n])
+    ]
     if not group or len({np.shape(ref[n])[:2] for n in group}) != 1:
         return out, {}
     batch, queries = np.shape(ref[group[0]])[:2]
@@ -106,8 +110,16 @@ def _assign(cost: np.ndarray) -> np.ndarray:
         return perm
 
 
-def compare_with_torch(model: Any, family: Any, artifact: Any, *, samples: int, data: Any, ctx: Any,
-                       reference_preprocess: Any = None) -> dict[str, Any]:
+def compare_with_torch(
+    model: Any,
+    family: Any,
+    artifact: Any,
+    *,
+    samples: int,
+    data: Any,
+    ctx: Any,
+    reference_preprocess: Any = None,
+) -> dict[str, Any]:
     """Export parity: ONNX Runtime on the artifact vs PyTorch on the same real images (each through its own
     contract: raw pixels for an artifact with embedded preprocessing, the float pipeline for PyTorch)."""
     from vopt.datasets.images import describe, load_batch

@@ -14,9 +14,14 @@ from vopt.validate.reference import compare_outputs, postprocessed, torch_output
 from vopt.validate.tasks import task_metrics
 
 
-def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg: Any,
-                      ctx: Any, heldout: dict[str, Any] | None = None,
-                      label_data: str | list[str] | None = None) -> dict[str, Any]:
+def validate_artifact(
+    artifact: Artifact,
+    section: ValidateSection,
+    compile_cfg: Any,
+    ctx: Any,
+    heldout: dict[str, Any] | None = None,
+    label_data: str | list[str] | None = None,
+) -> dict[str, Any]:
     """`compile_cfg` is the target's typed Config (the recipe's `compile:` section): its runner's settings.
     `heldout`: the images validate may use, held out from calibration (vopt.quant.heldout)."""
     from vopt.datasets.images import ImageStats, describe, iter_batches, list_images, sample_files
@@ -53,8 +58,17 @@ def validate_artifact(artifact: Artifact, section: ValidateSection, compile_cfg:
         return _compare(run, artifact, section, ctx, family, images, report, files, label_data)
 
 
-def _compare(run: Runner, artifact: Artifact, section: ValidateSection, ctx: Any, family: Any, images: np.ndarray,
-             report: dict[str, Any], files: list[Any], label_data: Any = None) -> dict[str, Any]:
+def _compare(
+    run: Runner,
+    artifact: Artifact,
+    section: ValidateSection,
+    ctx: Any,
+    family: Any,
+    images: np.ndarray,
+    report: dict[str, Any],
+    files: list[Any],
+    label_data: Any = None,
+) -> dict[str, Any]:
     from vopt.datasets.images import iter_batches
     from vopt.models.resolve import load_module
     from vopt.runtimes.base import run_batches
@@ -67,8 +81,13 @@ def _compare(run: Runner, artifact: Artifact, section: ValidateSection, ctx: Any
             ctx.warn(f"gates not checked ({', '.join(section.gates)}): no reference model")
         return report
     # Each side reads the images through its own contract (raw pixels for embedded preprocessing).
-    ref_images = images if reference_artifact.preprocess == artifact.preprocess else np.concatenate(
-        list(iter_batches(files, reference_artifact.preprocess, batch=8, augment_seed=section.seed)))
+    ref_images = (
+        images
+        if reference_artifact.preprocess == artifact.preprocess
+        else np.concatenate(
+            list(iter_batches(files, reference_artifact.preprocess, batch=8, augment_seed=section.seed))
+        )
+    )
     if reference_artifact.format == "torch-module":
         ref = torch_outputs(load_module(reference_artifact), family, ref_images)
     else:  # the model came in as ONNX: the source file on ONNX Runtime CPU is the reference
@@ -76,12 +95,17 @@ def _compare(run: Runner, artifact: Artifact, section: ValidateSection, ctx: Any
 
         ref_static = reference_artifact.io.inputs[0].shape[0]
         with ort_runner(reference_artifact.path) as ref_run:
-            ref = run_batches(ref_run, reference_artifact.io.inputs[0].name, [ref_images],
-                              static_batch=ref_static if isinstance(ref_static, int) else None)
+            ref = run_batches(
+                ref_run,
+                reference_artifact.io.inputs[0].name,
+                [ref_images],
+                static_batch=ref_static if isinstance(ref_static, int) else None,
+            )
         report["reference_runtime"] = "source ONNX on onnxruntime-cpu"
     static = artifact.io.inputs[0].shape[0] if isinstance(artifact.io.inputs[0].shape[0], int) else None
     batches = [images[i : i + section.batch] for i in range(0, len(images), section.batch)]
     with ctx.reporter.bar(f"validate on {run.runtime}", len(batches)) as advance:
+
         def counted(feeds):
             out = run(feeds)
             advance(1)
@@ -91,8 +115,13 @@ def _compare(run: Runner, artifact: Artifact, section: ValidateSection, ctx: Any
     ref = postprocessed(ref, artifact)
     metrics = compare_outputs(ref, out, skip=unordered(family, artifact))
     spread = _output_spread(ref)
-    report.update(status="ok", runtime=run.runtime, runtime_info=run.info, metrics=metrics["outputs"],
-                  reference=section.reference)
+    report.update(
+        status="ok",
+        runtime=run.runtime,
+        runtime_info=run.info,
+        metrics=metrics["outputs"],
+        reference=section.reference,
+    )
     report["reference_spread"] = spread
     tm, notes = task_metrics(artifact.meta.get("task"), family, ref, out, section.score_threshold)
     report["task_metrics"] = tm
@@ -115,15 +144,27 @@ def _record_data(report: dict[str, Any], files: list[Any], heldout: dict[str, An
     """Which images validate used (names + content hashes), and how they were held out from calibration."""
     from vopt.datasets.split import manifest_list
 
-    report["data"] = {"how": heldout["how"] if heldout else "no image calibration in this build: nothing to hold out",
-                      "split": heldout.get("split") if heldout else None, "validate_images": manifest_list(files)}
+    report["data"] = {
+        "how": heldout["how"] if heldout else "no image calibration in this build: nothing to hold out",
+        "split": heldout.get("split") if heldout else None,
+        "validate_images": manifest_list(files),
+    }
     for w in (heldout or {}).get("warnings", []):
         ctx.warn(w)
 
 
-def _gates(report: dict[str, Any], section: ValidateSection, artifact: Artifact, ref: dict[str, np.ndarray],
-           out: dict[str, np.ndarray], files: list[Any], tm: dict[str, Any], metrics: dict[str, Any], ctx: Any,
-           label_data: Any = None) -> list:
+def _gates(
+    report: dict[str, Any],
+    section: ValidateSection,
+    artifact: Artifact,
+    ref: dict[str, np.ndarray],
+    out: dict[str, np.ndarray],
+    files: list[Any],
+    tm: dict[str, Any],
+    metrics: dict[str, Any],
+    ctx: Any,
+    label_data: Any = None,
+) -> list:
     """The recipe's gates and the task's defaults, with accuracy against labels and 95% intervals of every rate."""
     from vopt.datasets.labels import find_labels
     from vopt.validate.accuracy import RANDOM_NOTE, accuracy_line, evidence
@@ -142,12 +183,17 @@ def _gates(report: dict[str, Any], section: ValidateSection, artifact: Artifact,
         report["accuracy"] = accuracy_line(tm, intervals)
     if artifact.meta.get("random_weights"):
         report["note"] = RANDOM_NOTE
-    all_gates, defaults = gates_for(task, section.gates, section.default_gates,
-                                         bool(artifact.meta.get("random_weights")))
+    all_gates, defaults = gates_for(
+        task, section.gates, section.default_gates, bool(artifact.meta.get("random_weights"))
+    )
     if tm.get("reference_detections") == 0:
         all_gates = {k: v for k, v in all_gates.items() if not (k == "box_agreement" and k in defaults)}
-    gates = evaluate(all_gates, {"outputs": metrics["outputs"], **tm, "intervals": intervals}, section.gate_mode, defaults)
-    for note in gate_notes([g for g in gates if not (g.get("default") and not g.get("straddles"))], "validate"):
+    gates = evaluate(
+        all_gates, {"outputs": metrics["outputs"], **tm, "intervals": intervals}, section.gate_mode, defaults
+    )
+    for note in gate_notes(
+        [g for g in gates if not (g.get("default") and not g.get("straddles"))], "validate"
+    ):
         ctx.warn(note)
     return gates
 

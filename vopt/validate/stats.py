@@ -58,8 +58,12 @@ def needed_samples(threshold: float, z: float = Z95, limit: int = 1_000_000) -> 
 def rate(successes: int, n: int) -> dict[str, float | int]:
     """A rate as reports carry it: value, count, and the 95% Wilson interval."""
     lo, hi = wilson(successes, n)
-    return {"value": successes / n if n else float("nan"), "successes": int(successes), "n": int(n),
-            "ci95": [round(lo, 6), round(hi, 6)]}
+    return {
+        "value": successes / n if n else float("nan"),
+        "successes": int(successes),
+        "n": int(n),
+        "ci95": [round(lo, 6), round(hi, 6)],
+    }
 
 
 def format_rate(value: float, n: int, ci: list[float] | tuple[float, float], percent: bool = False) -> str:

@@ -11,7 +11,10 @@ HEADLINE = ("top1_agreement", "box_agreement", "miou", "centered_cosine", "cosin
 
 
 def task_metrics(
-    task: str | None, family: Any, ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
+    task: str | None,
+    family: Any,
+    ref: dict[str, np.ndarray],
+    out: dict[str, np.ndarray],
     score_threshold: float,
 ) -> tuple[dict[str, Any], list[str]]:
     """Top-level metrics for gates (e.g. `top1_agreement`), and notes on what could not be measured."""
@@ -21,11 +24,16 @@ def task_metrics(
             from vopt.validate.detection import box_agreement
             from vopt.validate.detection import postprocessed_detections as detections
 
-            m = {**box_agreement(detections(ref, score_threshold), detections(out, score_threshold)),
-                 "score_threshold": score_threshold, "scoring": "in-graph post-processing"}
+            m = {
+                **box_agreement(detections(ref, score_threshold), detections(out, score_threshold)),
+                "score_threshold": score_threshold,
+                "scoring": "in-graph post-processing",
+            }
             if not m["reference_detections"]:
-                notes.append(f"no reference detection scored >= {score_threshold}: box agreement is vacuous "
-                             "(random weights?); lower validate.score_threshold")
+                notes.append(
+                    f"no reference detection scored >= {score_threshold}: box agreement is vacuous "
+                    "(random weights?); lower validate.score_threshold"
+                )
             return m, notes
         if "logits" in ref and "pred_boxes" in ref and "logits" in out and "pred_boxes" in out:
             from vopt.validate.detection import detection_metrics
@@ -69,8 +77,9 @@ def headline(validation: dict[str, Any] | None) -> tuple[str, float] | None:
             return name, float(task[name])
     outputs = validation.get("metrics") or {}
     for name in HEADLINE:
-        values = [m[name] for m in outputs.values()
-                  if isinstance(m, dict) and isinstance(m.get(name), (int, float))]
+        values = [
+            m[name] for m in outputs.values() if isinstance(m, dict) and isinstance(m.get(name), (int, float))
+        ]
         if values:
             return name, float(min(values))
     return None

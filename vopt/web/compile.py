@@ -36,9 +36,10 @@ def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
     from vopt.web.ops import check_model
 
     if artifact.format != "onnx":
-        raise BuildError(f"the {job.target} target compiles onnx, not {artifact.format} "
-                         f"({artifact.file.name})",
-                         stage="compile")
+        raise BuildError(
+            f"the {job.target} target compiles onnx, not {artifact.format} ({artifact.file.name})",
+            stage="compile",
+        )
     proto = onnx.load(artifact.path)  # pulls in any external data: the browser gets one file
     free_dims = _fix_shapes(proto, ctx.model_input.shape) if job.static_shapes else {}
     if job.static_shapes and not free_dims:
@@ -49,11 +50,13 @@ def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
     precision = effective_precision(artifact, job.precision, built=built)
     ops = check_model(proto, job.ep)
     meta = artifact_metadata(artifact, ctx.build_name, job.target, precision)
-    meta.update({
-        "vopt.web.ep": job.ep,
-        "vopt.web.freeDimensionOverrides": json.dumps(free_dims),
-        "vopt.web.fallback_ops": json.dumps(ops["fallback_ops"]),
-    })
+    meta.update(
+        {
+            "vopt.web.ep": job.ep,
+            "vopt.web.freeDimensionOverrides": json.dumps(free_dims),
+            "vopt.web.fallback_ops": json.dumps(ops["fallback_ops"]),
+        }
+    )
     if job.session_options:
         meta["vopt.web.session_options"] = json.dumps({"ep": job.ep, **job.session_options})
     set_onnx_metadata(proto, meta)
@@ -61,28 +64,37 @@ def compile_web(artifact: Artifact, job: WebCompile, ctx: Any) -> Artifact:
     data = proto.SerializeToString()  # raises for > 2 GiB: external data cannot be fetched as one file
     size_mb = len(data) / 2**20
     if size_mb > job.max_size_mb:
-        raise BuildError(f"the model is {size_mb:.0f} MB, over max_size_mb={job.max_size_mb:.0f}: "
-                         "too big for one browser fetch",
-                         stage="compile")
+        raise BuildError(
+            f"the model is {size_mb:.0f} MB, over max_size_mb={job.max_size_mb:.0f}: "
+            "too big for one browser fetch",
+            stage="compile",
+        )
     path.write_bytes(data)
 
     ep_name = job.ep_label
     if ops["fallback_ops"]:
         listed = ", ".join(f"{op} x{n}" for op, n in ops["fallback_ops"].items())
-        message = (f"{ops['fallback_nodes']} of {ops['nodes']} nodes are not in the {ep_name} EP's op table "
-                   f"and would run on wasm/CPU: {listed}")
+        message = (
+            f"{ops['fallback_nodes']} of {ops['nodes']} nodes are not in the {ep_name} EP's op table "
+            f"and would run on wasm/CPU: {listed}"
+        )
         if job.fail_on_fallback:
             raise BuildError(message + " (fail_on_fallback: true)", stage="compile")
         ctx.warn(message)
     ctx.report.update(
-        ops=ops, precision=precision, free_dimension_overrides=free_dims, size_mb=round(size_mb, 3),
-        static_shapes=job.static_shapes, nodes=len(proto.graph.node),
+        ops=ops,
+        precision=precision,
+        free_dimension_overrides=free_dims,
+        size_mb=round(size_mb, 3),
+        static_shapes=job.static_shapes,
+        nodes=len(proto.graph.node),
     )
     placement = "all ops in the table"
     if ops["fallback_ops"]:
         placement = f"{ops['fallback_nodes']} nodes fall back to wasm"
-    ctx.report["summary"] = (f"{precision_note}, {len(proto.graph.node)} nodes, {ep_name} EP: {placement}, "
-                             f"{size_mb:.2f} MB")
+    ctx.report["summary"] = (
+        f"{precision_note}, {len(proto.graph.node)} nodes, {ep_name} EP: {placement}, {size_mb:.2f} MB"
+    )
     io = artifact.io.model_copy(deep=True)
     io.inputs = [TensorSpec(name=i.name, shape=_shape(i), dtype=_dtype(i)) for i in _graph_inputs(proto)]
     io.outputs = [TensorSpec(name=o.name, shape=_shape(o), dtype=_dtype(o)) for o in proto.graph.output]
@@ -124,8 +136,11 @@ def _fold_shapes(proto: Any) -> None:
 def _named_axes(spec: Any) -> dict[str, int]:
     names = {0: "batch", 2: "height", 3: "width"}
     wanted = {"batch"} | set(spec.dynamic or {})
-    return {name: int(spec.shape[axis]) for axis, name in names.items()
-            if name in wanted and axis < len(spec.shape)}
+    return {
+        name: int(spec.shape[axis])
+        for axis, name in names.items()
+        if name in wanted and axis < len(spec.shape)
+    }
 
 
 def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) -> tuple[str, str]:
@@ -138,8 +153,10 @@ def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) 
     qdq = qdq_precision(proto)
     if job.precision == "fp32":
         if onnx.TensorProto.FLOAT16 in types or qdq:
-            ctx.warn("precision fp32, but the input model already has fp16 or quantized weights "
-                     "(from the quantize stage)")
+            ctx.warn(
+                "precision fp32, but the input model already has fp16 or quantized weights "
+                "(from the quantize stage)"
+            )
             return (qdq or "fp16"), f"{qdq or 'fp16'} (from the quantize stage)"
         return "fp32", "fp32"
     if job.precision == "fp16":
@@ -156,10 +173,14 @@ def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) 
     if job.precision == "int8" and qdq:
         return qdq, f"{qdq} QDQ (from the quantize stage)"
     if job.precision == "int8":  # the plan asks for a quantize: section first; this is for direct callers
-        raise BuildError(f"precision int8 on {job.target} is made by the quantize stage: add "
-                         "`quantize: {precision: int8}` to the recipe", stage="compile")
-    raise BuildError(f"precision {job.precision} is not supported by the {job.target} target",
-                     stage="compile")
+        raise BuildError(
+            f"precision int8 on {job.target} is made by the quantize stage: add "
+            "`quantize: {precision: int8}` to the recipe",
+            stage="compile",
+        )
+    raise BuildError(
+        f"precision {job.precision} is not supported by the {job.target} target", stage="compile"
+    )
 
 
 def _graph_inputs(proto: Any) -> list[Any]:

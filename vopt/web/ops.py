@@ -88,10 +88,10 @@ def regenerate() -> dict[str, Any]:
     }
     lines = [f'{{"source": {json.dumps(data["source"])}, "eps": {{']
     for i, (ep, table) in enumerate(data["eps"].items()):
-        lines.append(f' {json.dumps(ep)}: {{')
+        lines.append(f" {json.dumps(ep)}: {{")
         for j, (domain, ops) in enumerate(table.items()):
-            lines.append(f'  {json.dumps(domain)}: {{')
-            rows = [f'   {json.dumps(op)}: {json.dumps(ranges)}' for op, ranges in sorted(ops.items())]
+            lines.append(f"  {json.dumps(domain)}: {{")
+            rows = [f"   {json.dumps(op)}: {json.dumps(ranges)}" for op, ranges in sorted(ops.items())]
             lines.append(",\n".join(rows))
             lines.append("  }" + ("," if j < len(table) - 1 else ""))
         lines.append(" }" + ("," if i < len(data["eps"]) - 1 else ""))
@@ -102,4 +102,7 @@ def regenerate() -> dict[str, Any]:
 
 if __name__ == "__main__":
     d = regenerate()
-    print(f"wrote {TABLE}: " + ", ".join(f"{ep} {sum(len(v) for v in t.values())} ops" for ep, t in d["eps"].items()))
+    print(
+        f"wrote {TABLE}: "
+        + ", ".join(f"{ep} {sum(len(v) for v in t.values())} ops" for ep, t in d["eps"].items())
+    )

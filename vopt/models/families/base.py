@@ -56,7 +56,9 @@ class Family:
         size = size or [self.image_size, self.image_size]
         # Keep the family's resize/crop ratio (e.g. 256/224) at whatever input size the recipe uses.
         resize = round(min(size) * self.resize / self.image_size) if self.resize else None
-        return Preprocess(size=size, mean=self.mean, std=self.std, resize=resize, channel_order=self.channel_order)
+        return Preprocess(
+            size=size, mean=self.mean, std=self.std, resize=resize, channel_order=self.channel_order
+        )
 
     def adapt_config(self, config: Any) -> Any:
         """The config the model class takes, from the one a checkpoint ships (e.g. CLIP's vision half)."""
@@ -122,7 +124,9 @@ def get_family(name: str) -> Family:
 
     fams = all_families()
     if name not in fams:
-        raise RecipeError(f"unknown family '{name}'{did_you_mean(name, fams)}; known: {', '.join(sorted(fams))}")
+        raise RecipeError(
+            f"unknown family '{name}'{did_you_mean(name, fams)}; known: {', '.join(sorted(fams))}"
+        )
     return fams[name]()
 
 

@@ -20,8 +20,15 @@ class ClipVision(Family):
     is_transformer = True
     prune_ignore = ("visual_projection*",)
     quant_exclude_ops = ("Softmax", "LayerNormalization")
-    tiny_config = {"hidden_size": 32, "intermediate_size": 64, "projection_dim": 16, "num_hidden_layers": 2,
-                   "num_attention_heads": 2, "image_size": 64, "patch_size": 16}
+    tiny_config = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "projection_dim": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 64,
+        "patch_size": 16,
+    }
 
     def adapt_config(self, config: Any) -> Any:
         # A full CLIP checkpoint (model_type "clip") carries the vision tower's config inside.

@@ -11,5 +11,10 @@ class ConvNext(Family):
     resize = 256  # crop_pct 0.875
     prune_ignore = ("classifier*",)
     quant_exclude_ops = ("LayerNormalization",)
-    tiny_config = {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1], "num_labels": 10, "image_size": 64,
-                   "layer_scale_init_value": 1.0}
+    tiny_config = {
+        "hidden_sizes": [16, 32, 64, 128],
+        "depths": [1, 1, 1, 1],
+        "num_labels": 10,
+        "image_size": 64,
+        "layer_scale_init_value": 1.0,
+    }

@@ -16,8 +16,13 @@ class EfficientNet(Family):
     resize = 256
     prune_ignore = ("classifier*",)
     quant_exclude_ops = ("Sigmoid",)  # squeeze-excitation gates lose the most in int8
-    tiny_config = {"width_coefficient": 0.25, "depth_coefficient": 0.25, "hidden_dim": 320, "image_size": 64,
-                   "num_labels": 10}
+    tiny_config = {
+        "width_coefficient": 0.25,
+        "depth_coefficient": 0.25,
+        "hidden_dim": 320,
+        "image_size": 64,
+        "num_labels": 10,
+    }
 
     def prepare(self, model: Any) -> Any:
         from torch import nn
@@ -26,8 +31,10 @@ class EfficientNet(Family):
             for child_name, child in list(module.named_children()):
                 if isinstance(child, nn.AvgPool2d) and child.ceil_mode and _kernel(child) >= 64:
                     setattr(module, child_name, nn.AdaptiveAvgPool2d(1))
-                    self.applied.append(f"{name + '.' if name else ''}{child_name}: AvgPool2d(kernel_size="
-                                        f"{child.kernel_size}, ceil_mode=True) -> AdaptiveAvgPool2d(1)")
+                    self.applied.append(
+                        f"{name + '.' if name else ''}{child_name}: AvgPool2d(kernel_size="
+                        f"{child.kernel_size}, ceil_mode=True) -> AdaptiveAvgPool2d(1)"
+                    )
         return model
 
 

@@ -10,4 +10,10 @@ class ResNet(Family):
     task = "image-classification"
     resize = 256
     prune_ignore = ("classifier*",)
-    tiny_config = {"embedding_size": 16, "hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1], "num_labels": 10, "image_size": 64}
+    tiny_config = {
+        "embedding_size": 16,
+        "hidden_sizes": [16, 32, 64, 128],
+        "depths": [1, 1, 1, 1],
+        "num_labels": 10,
+        "image_size": 64,
+    }

@@ -14,5 +14,12 @@ class Swin(Family):
     is_transformer = True
     prune_ignore = ("classifier*",)
     quant_exclude_ops = ("Softmax", "LayerNormalization")
-    tiny_config = {"image_size": 64, "patch_size": 4, "embed_dim": 16, "depths": [1, 1], "num_heads": [2, 2],
-                   "window_size": 4, "num_labels": 10}
+    tiny_config = {
+        "image_size": 64,
+        "patch_size": 4,
+        "embed_dim": 16,
+        "depths": [1, 1],
+        "num_heads": [2, 2],
+        "window_size": 4,
+        "num_labels": 10,
+    }

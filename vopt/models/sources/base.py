@@ -76,7 +76,11 @@ def load_state_dict(path: Path, *, what: str = "model.weights") -> dict[str, Any
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle refusals, truncated zips, foreign formats
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        hint = " (it holds pickled objects: a full module needs `trust: true`)" if "weights_only" in str(exc) else ""
+        hint = (
+            " (it holds pickled objects: a full module needs `trust: true`)"
+            if "weights_only" in str(exc)
+            else ""
+        )
         raise BuildError(f"cannot read checkpoint {path}{hint}: {first}", stage="load") from None
     for key in ("state_dict", "model_state_dict", "model", "module"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -85,5 +89,5 @@ def load_state_dict(path: Path, *, what: str = "model.weights") -> dict[str, Any
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise BuildError(f"checkpoint {path} is not a state_dict of tensors", stage="load")
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state

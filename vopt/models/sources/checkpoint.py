@@ -21,15 +21,22 @@ class CheckpointSource(Source):
         import torch
 
         if not spec.path:
-            raise RecipeError("model.path: the torch source needs a checkpoint file (.pt, .pth, .bin, .safetensors)")
+            raise RecipeError(
+                "model.path: the torch source needs a checkpoint file (.pt, .pth, .bin, .safetensors)"
+            )
         path = Path(spec.path).expanduser()
         if not path.is_file():
             raise RecipeError(f"model.path: checkpoint not found: {path}")
         if spec.arch:
             model = build_module(spec.arch, spec.kwargs, trust=spec.trust)
             load_weights(model, path, what="model.path")
-            return finish(model, spec, random=False, notes=[f"{spec.arch} + state_dict {path.name}"],
-                          build={"kind": "factory", "arch": spec.arch, "kwargs": spec.kwargs})
+            return finish(
+                model,
+                spec,
+                random=False,
+                notes=[f"{spec.arch} + state_dict {path.name}"],
+                build={"kind": "factory", "arch": spec.arch, "kwargs": spec.kwargs},
+            )
         if not spec.trust:
             raise RecipeError(
                 "model.arch: a state_dict checkpoint needs `arch: module:factory`; a checkpoint holding a full "
@@ -38,9 +45,19 @@ class CheckpointSource(Source):
         try:
             model = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:
-            raise BuildError(f"cannot unpickle {path}: {type(exc).__name__}: {str(exc)[:300]}", stage="load") from None
+            raise BuildError(
+                f"cannot unpickle {path}: {type(exc).__name__}: {str(exc)[:300]}", stage="load"
+            ) from None
         if not isinstance(model, torch.nn.Module):
-            raise BuildError(f"{path} holds a {type(model).__name__}, not a module: give `arch: module:factory` "
-                             "to load it as a state_dict", stage="load")
-        return finish(model, spec, random=False, notes=[f"full module from {path.name} (trust: true)"],
-                      build={"kind": "trusted-file", "path": str(path.resolve())})
+            raise BuildError(
+                f"{path} holds a {type(model).__name__}, not a module: give `arch: module:factory` "
+                "to load it as a state_dict",
+                stage="load",
+            )
+        return finish(
+            model,
+            spec,
+            random=False,
+            notes=[f"full module from {path.name} (trust: true)"],
+            build={"kind": "trusted-file", "path": str(path.resolve())},
+        )

@@ -13,5 +13,6 @@ class ExportedSource(Source):
         import torch
 
         path = _file(spec, "torch.export program (.pt2)")
-        return load_fixed_graph(spec, path, "torch.export program", "exported",
-                                lambda: torch.export.load(str(path)).module())
+        return load_fixed_graph(
+            spec, path, "torch.export program", "exported", lambda: torch.export.load(str(path)).module()
+        )

@@ -18,10 +18,35 @@ from typing import Any
 from vopt.errors import BuildError, RecipeError
 
 # Third-party modules whose callables run commands or code; refused like the standard library.
-SHELL_LIKE = frozenset({"sh", "plumbum", "invoke", "fabric", "pexpect", "ptyprocess", "sarge", "envoy",
-                        "delegator", "executor", "shellingham", "psutil", "cffi", "dill", "cloudpickle",
-                        "joblib", "IPython", "pip", "setuptools", "pkg_resources", "_pytest", "pytest",
-                        "torch.utils.cpp_extension", "torch.hub", "torch.package"})
+SHELL_LIKE = frozenset(
+    {
+        "sh",
+        "plumbum",
+        "invoke",
+        "fabric",
+        "pexpect",
+        "ptyprocess",
+        "sarge",
+        "envoy",
+        "delegator",
+        "executor",
+        "shellingham",
+        "psutil",
+        "cffi",
+        "dill",
+        "cloudpickle",
+        "joblib",
+        "IPython",
+        "pip",
+        "setuptools",
+        "pkg_resources",
+        "_pytest",
+        "pytest",
+        "torch.utils.cpp_extension",
+        "torch.hub",
+        "torch.package",
+    }
+)
 
 _recipe_dirs: list[Path] = []  # set by the engine for the build in progress
 _trusted: list[bool] = []
@@ -76,8 +101,10 @@ def trust_needed(module_name: str) -> str | None:
     roots = [Path(os.getcwd()).resolve(), *_recipe_dirs]
     if any(where.is_relative_to(r) for r in roots) or _installed(top, where):
         return None
-    return (f"'{module_name}' comes from {where.parent}, which is neither the recipe's directory nor an "
-            "installed package")
+    return (
+        f"'{module_name}' comes from {where.parent}, which is neither the recipe's directory nor an "
+        "installed package"
+    )
 
 
 def _installed(top: str, where: Path) -> bool:
@@ -92,14 +119,18 @@ def _installed(top: str, where: Path) -> bool:
 
 def import_factory(spec: str | None, key: str = "model.arch", *, trust: bool = False) -> Any:
     if not spec:
-        raise RecipeError(f"{key}: required: a `module:factory` that builds the model, e.g. mypkg.nets:build_net")
+        raise RecipeError(
+            f"{key}: required: a `module:factory` that builds the model, e.g. mypkg.nets:build_net"
+        )
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise RecipeError(f"{key}: expected `module:factory`, got '{spec}'")
     why = trust_needed(module_name)
     if why and not trust:
-        raise RecipeError(f"{key}: refused '{spec}': {why}; a factory must come from the recipe's directory or "
-                          "an installed model package (set `model.trust: true` to allow it anyway)")
+        raise RecipeError(
+            f"{key}: refused '{spec}': {why}; a factory must come from the recipe's directory or "
+            "an installed model package (set `model.trust: true` to allow it anyway)"
+        )
     _search_path()
     try:
         module = importlib.import_module(module_name)
@@ -107,19 +138,25 @@ def import_factory(spec: str | None, key: str = "model.arch", *, trust: bool = F
             module = importlib.reload(module)  # pick up edits made since an earlier build in this process
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise RecipeError(f"{key}: cannot import module '{module_name}' (no module named '{exc.name}'; "
-                              "is it on PYTHONPATH or in the working directory?)") from None
+            raise RecipeError(
+                f"{key}: cannot import module '{module_name}' (no module named '{exc.name}'; "
+                "is it on PYTHONPATH or in the working directory?)"
+            ) from None
         raise BuildError(f"{key}: importing '{module_name}' failed: {exc}", stage="load") from None
     except Exception as exc:
-        raise BuildError(f"{key}: importing '{module_name}' failed: {type(exc).__name__}: {exc}", stage="load") from None
+        raise BuildError(
+            f"{key}: importing '{module_name}' failed: {type(exc).__name__}: {exc}", stage="load"
+        ) from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
             from vopt.recipe.suggest import did_you_mean
 
-            raise RecipeError(f"{key}: module '{module_name}' has no '{attr}'{did_you_mean(part, names)}; "
-                              f"callables there: {', '.join(names[:12]) or 'none'}")
+            raise RecipeError(
+                f"{key}: module '{module_name}' has no '{attr}'{did_you_mean(part, names)}; "
+                f"callables there: {', '.join(names[:12]) or 'none'}"
+            )
         obj = getattr(obj, part)
     if not callable(obj):
         raise RecipeError(f"{key}: '{spec}' is not callable")
@@ -131,7 +168,9 @@ def _is_user_code(module: Any) -> bool:
     return bool(path) and not str(path).startswith((sys.prefix, sys.base_prefix))
 
 
-def build_module(spec: str | None, kwargs: dict[str, Any], key: str = "model.arch", *, trust: bool = False) -> Any:
+def build_module(
+    spec: str | None, kwargs: dict[str, Any], key: str = "model.arch", *, trust: bool = False
+) -> Any:
     import torch
 
     factory = import_factory(spec, key, trust=trust)

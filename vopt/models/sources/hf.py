@@ -39,11 +39,15 @@ def build_config(model_type: str, overrides: dict[str, Any]) -> Any:
     from transformers import CONFIG_MAPPING
 
     if model_type not in CONFIG_MAPPING:
-        raise RecipeError(f"model.config.model_type: transformers {_tf_version()} has no model type '{model_type}'")
+        raise RecipeError(
+            f"model.config.model_type: transformers {_tf_version()} has no model type '{model_type}'"
+        )
     try:
         return CONFIG_MAPPING[model_type](**overrides)
     except (TypeError, ValueError, KeyError) as exc:
-        raise RecipeError(f"model.config: transformers rejects the overrides for '{model_type}': {exc}") from None
+        raise RecipeError(
+            f"model.config: transformers rejects the overrides for '{model_type}': {exc}"
+        ) from None
 
 
 def apply_overrides(config: Any, overrides: dict[str, Any]) -> None:
@@ -78,7 +82,11 @@ class HfSource(Source):
         where = str(local) if local.exists() else spec.id
         overrides = dict(spec.config)
         family: Family | None = get_family(spec.family) if spec.family else None
-        if spec.weights != "pretrained" and not local.exists() and (family is not None or "model_type" in overrides):
+        if (
+            spec.weights != "pretrained"
+            and not local.exists()
+            and (family is not None or "model_type" in overrides)
+        ):
             # Random weights or a local checkpoint need only the architecture: build the config offline.
             model_type = overrides.pop("model_type", None) or family.model_types[0]  # type: ignore[union-attr]
             config = build_config(model_type, overrides)
@@ -103,7 +111,9 @@ class HfSource(Source):
             if random:
                 model = _from_config(model_cls, config)
             elif spec.weights == "pretrained":
-                model = model_cls.from_pretrained(where, config=config, revision=spec.revision, attn_implementation="eager")
+                model = model_cls.from_pretrained(
+                    where, config=config, revision=spec.revision, attn_implementation="eager"
+                )
             else:
                 model = _from_config(model_cls, config)
                 self._load_weights(model, Path(spec.weights).expanduser())
@@ -111,7 +121,9 @@ class HfSource(Source):
             raise self._offline_error(spec) from None
         except ValueError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise BuildError(f"transformers cannot build a {task} model for '{spec.id}': {first}", stage="load") from None
+            raise BuildError(
+                f"transformers cannot build a {task} model for '{spec.id}': {first}", stage="load"
+            ) from None
         model.eval()
         if random:
             from vopt.models.init import sane_random_init
@@ -120,14 +132,30 @@ class HfSource(Source):
         model = family.prepare(model)
         labels = spec.labels
         id2label = getattr(config, "id2label", None)
-        if labels is None and id2label and task in ("image-classification", "object-detection", "semantic-segmentation"):
+        if (
+            labels is None
+            and id2label
+            and task in ("image-classification", "object-detection", "semantic-segmentation")
+        ):
             labels = [id2label[i] for i in sorted(id2label)]
         notes = [f"{config.model_type} -> family {family.name}, {model_cls.__name__}", *family.applied]
-        reference = {"kind": "hf", "config": json.loads(model.config.to_json_string(use_diff=False)),
-                     "config_class": type(model.config).__name__, "class": model_cls.__name__,
-                     "family": family.name, "task": task}
-        return LoadedModel(model, family, task, labels=labels, random_weights=random, notes=notes,
-                           reference={"build": reference})
+        reference = {
+            "kind": "hf",
+            "config": json.loads(model.config.to_json_string(use_diff=False)),
+            "config_class": type(model.config).__name__,
+            "class": model_cls.__name__,
+            "family": family.name,
+            "task": task,
+        }
+        return LoadedModel(
+            model,
+            family,
+            task,
+            labels=labels,
+            random_weights=random,
+            notes=notes,
+            reference={"build": reference},
+        )
 
     @staticmethod
     def _model_class(family: Family, task: str) -> Any:

@@ -10,8 +10,10 @@ from vopt.errors import BackendUnavailable, RecipeError
 from vopt.models.sources.base import LoadedModel, Source
 from vopt.models.sources.plain import finish, load_weights
 
-CUDA_NOTE = ("torchvision from PyPI is CUDA-linked and fails to import on CPU-only machines; install the CPU "
-             "build from the PyTorch index, or use the hf source")
+CUDA_NOTE = (
+    "torchvision from PyPI is CUDA-linked and fails to import on CPU-only machines; install the CPU "
+    "build from the PyTorch index, or use the hf source"
+)
 
 
 def import_hub(name: str) -> Any:
@@ -21,10 +23,14 @@ def import_hub(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        raise BackendUnavailable(f"the {name} source needs '{exc.name}', which is not installed ({CUDA_NOTE})") from None
+        raise BackendUnavailable(
+            f"the {name} source needs '{exc.name}', which is not installed ({CUDA_NOTE})"
+        ) from None
     except Exception as exc:  # a broken torchvision raises RuntimeError at import
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise BackendUnavailable(f"{name} does not import here ({type(exc).__name__}: {first}): {CUDA_NOTE}") from None
+        raise BackendUnavailable(
+            f"{name} does not import here ({type(exc).__name__}: {first}): {CUDA_NOTE}"
+        ) from None
 
 
 def unavailable_reason(name: str) -> str | None:
@@ -45,8 +51,13 @@ class TimmSource(Source):
         model = timm.create_model(spec.id, pretrained=spec.weights == "pretrained", **spec.kwargs)
         if spec.weights not in ("pretrained", "random"):
             load_weights(model, spec.weights)
-        loaded = finish(model, spec, random=spec.weights == "random", notes=[f"timm {spec.id}"],
-                        build={"kind": "timm", "id": spec.id, "kwargs": spec.kwargs})
+        loaded = finish(
+            model,
+            spec,
+            random=spec.weights == "random",
+            notes=[f"timm {spec.id}"],
+            build={"kind": "timm", "id": spec.id, "kwargs": spec.kwargs},
+        )
         cfg = timm.data.resolve_data_config({}, model=model)
         loaded.family.mean, loaded.family.std = list(cfg["mean"]), list(cfg["std"])  # type: ignore[misc]
         return loaded
@@ -63,5 +74,10 @@ class TorchvisionSource(Source):
         model = tv.models.get_model(spec.id, weights=weights, **spec.kwargs)
         if spec.weights not in ("pretrained", "random"):
             load_weights(model, spec.weights)
-        return finish(model, spec, random=spec.weights == "random", notes=[f"torchvision {spec.id}"],
-                      build={"kind": "torchvision", "id": spec.id, "kwargs": spec.kwargs})
+        return finish(
+            model,
+            spec,
+            random=spec.weights == "random",
+            notes=[f"torchvision {spec.id}"],
+            build={"kind": "torchvision", "id": spec.id, "kwargs": spec.kwargs},
+        )

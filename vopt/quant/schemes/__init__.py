@@ -108,8 +108,13 @@ def recipe_problems(recipe: Any, target: Any | None = None) -> list[tuple[tuple[
         # A target with an int8_scheme does not quantize in its compile step: int8 is the quantize stage's.
         wanted = target.precision(recipe.compile)
         if target.int8_scheme and wanted in INTEGER:
-            return [(("compile", "precision"), f"{wanted} on {target.name} is made by the quantize stage: add "
-                     f"`quantize: {{precision: {wanted}}}` (calibration.samples sets how many images)")]
+            return [
+                (
+                    ("compile", "precision"),
+                    f"{wanted} on {target.name} is made by the quantize stage: add "
+                    f"`quantize: {{precision: {wanted}}}` (calibration.samples sets how many images)",
+                )
+            ]
         return []
     if q.precision == "fp32":
         return []

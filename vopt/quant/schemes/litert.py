@@ -37,7 +37,10 @@ class LitertInt8Scheme(Scheme):
             for i in range(0, images.shape[0] - batch + 1, batch):
                 self._feeds.append({name: images[i : i + batch].astype("float32")})
             advance(images.shape[0])
-        self.info["calibration"] = {"method": "minmax (ai-edge-quantizer static_wi8_ai8)", "feeds": len(self._feeds)}
+        self.info["calibration"] = {
+            "method": "minmax (ai-edge-quantizer static_wi8_ai8)",
+            "feeds": len(self._feeds),
+        }
         return len(self._feeds) * batch
 
     def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
@@ -50,8 +53,11 @@ class LitertInt8Scheme(Scheme):
             with stdout_to_stderr():
                 result = qt.calibrate({"serving_default": self._feeds}, num_threads=2)
                 qt.quantize(result, enable_progress_bar=False, enable_progress_report=False).export_model(
-                    str(out), overwrite=True)
+                    str(out), overwrite=True
+                )
         except Exception as exc:
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise BuildError(f"ai-edge-quantizer could not quantize to int8: {first}", stage="quantize") from exc
+            raise BuildError(
+                f"ai-edge-quantizer could not quantize to int8: {first}", stage="quantize"
+            ) from exc
         return out

@@ -56,8 +56,10 @@ class NncfOptions(RankingOptions):
 class NncfScheme(Scheme):
     name = "nncf"
     # `vopt tune`: NNCF's presets (symmetric vs asymmetric activations) and its range estimators.
-    tune_space = (({"quantize.options.preset": "performance"}, {"quantize.options.preset": "mixed"}),
-                  ({"quantize.calibration.method": "minmax"}, {"quantize.calibration.method": "percentile"}))
+    tune_space = (
+        ({"quantize.options.preset": "performance"}, {"quantize.options.preset": "mixed"}),
+        ({"quantize.calibration.method": "minmax"}, {"quantize.calibration.method": "percentile"}),
+    )
     output_format = "openvino-ir"
     requires = (("openvino", "openvino", "openvino"), ("nncf", "nncf", "openvino"))
     ranks_layers = True

@@ -96,8 +96,10 @@ class OrtQdqScheme(Scheme):
     Options = OrtQdqOptions
     # `vopt tune`: per-channel vs per-tensor weights, min-max vs percentile ranges (u8 activations / s8 weights
     # stay: s8 activations and u8 weights run 3-4x slower on x86, FIELD measurements in docs/benchmarks.md).
-    tune_space = (({"quantize.per_channel": True}, {"quantize.per_channel": False}),
-                  ({"quantize.calibration.method": "minmax"}, {"quantize.calibration.method": "percentile"}))
+    tune_space = (
+        ({"quantize.per_channel": True}, {"quantize.per_channel": False}),
+        ({"quantize.calibration.method": "minmax"}, {"quantize.calibration.method": "percentile"}),
+    )
     symmetric: ClassVar[bool] = False
     # None = every op ORT's QDQ quantizer knows.
     op_types: ClassVar[list[str] | None] = None
@@ -108,11 +110,15 @@ class OrtQdqScheme(Scheme):
         from vopt.quant.opset import upgrade_opset
 
         model = src
-        upgraded = upgrade_opset(src, self.work / "float_opset.onnx")  # Q/DQ per-channel `axis` needs opset 13
+        upgraded = upgrade_opset(
+            src, self.work / "float_opset.onnx"
+        )  # Q/DQ per-channel `axis` needs opset 13
         if upgraded:
             self.info["opset_upgrade"] = f"{upgraded[0]} -> {upgraded[1]} (onnx.version_converter)"
-            self.warnings.append(f"the model is opset {upgraded[0]}; upgraded to {upgraded[1]} for QDQ "
-                                 "(per-channel DequantizeLinear needs opset 13)")
+            self.warnings.append(
+                f"the model is opset {upgraded[0]}; upgraded to {upgraded[1]} for QDQ "
+                "(per-channel DequantizeLinear needs opset 13)"
+            )
             src = model = self.work / "float_opset.onnx"
         if self.options.static_shapes:
             static = self.work / "float_static.onnx"

@@ -8,30 +8,48 @@ from vopt.recipe.sections.limits import LEGACY_OPSET_MAX, MAX_SAMPLES, OPSET_MAX
 
 class ExportSection(Section):
     opset: int | None = Field(
-        default=None, ge=OPSET_MIN, le=OPSET_MAX,
+        default=None,
+        ge=OPSET_MIN,
+        le=OPSET_MAX,
         description=f"ONNX opset ({OPSET_MIN}-{LEGACY_OPSET_MAX}; up to {OPSET_MAX} with dynamo); the target's default when omitted.",
     )
-    dynamo: bool = Field(default=False, description="Use the torch.export-based exporter instead of the legacy one.")
+    dynamo: bool = Field(
+        default=False, description="Use the torch.export-based exporter instead of the legacy one."
+    )
     dynamic_batch: bool = Field(default=True, description="Export with a dynamic batch axis.")
     simplify: bool = Field(default=True, description="Simplify with onnxsim, falling back to onnxslim.")
     parity: bool = Field(default=True, description="Check ONNX Runtime against PyTorch on real images.")
     parity_samples: int = Field(default=4, ge=1, le=MAX_SAMPLES)
     embed_preprocessing: bool = Field(
-        default=False, description="Put the preprocessing into the graph: the artifact takes raw uint8 NHWC RGB "
-        "images, and its metadata says the contract is embedded.")
+        default=False,
+        description="Put the preprocessing into the graph: the artifact takes raw uint8 NHWC RGB "
+        "images, and its metadata says the contract is embedded.",
+    )
     camera_size: list[int] | None = Field(
-        default=None, min_length=2, max_length=2, description="With embed_preprocessing: the fixed frame size "
-        "[height, width] the device delivers; the graph then also resizes and centre-crops.")
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="With embed_preprocessing: the fixed frame size "
+        "[height, width] the device delivers; the graph then also resizes and centre-crops.",
+    )
     postprocess: bool = Field(
-        default=False, description="Detection families: decode boxes (xyxy, input pixels), score and keep the top "
-        "max_detections in the graph; outputs boxes, scores, labels.")
+        default=False,
+        description="Detection families: decode boxes (xyxy, input pixels), score and keep the top "
+        "max_detections in the graph; outputs boxes, scores, labels.",
+    )
     max_detections: int = Field(default=100, ge=1, le=10000, description="With postprocess: detections kept.")
-    score_threshold: float = Field(default=0.0, ge=0.0, le=1.0, description="With postprocess: lower scores are "
-                                   "zeroed (label -1) in the graph.")
+    score_threshold: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="With postprocess: lower scores are zeroed (label -1) in the graph.",
+    )
 
     @model_validator(mode="after")
     def _exporter_opset(self) -> ExportSection:
         if self.opset is not None and not self.dynamo and self.opset > LEGACY_OPSET_MAX:
-            raise ValueError(f"opset {self.opset}: the legacy exporter writes opsets {OPSET_MIN}-{LEGACY_OPSET_MAX}; "
-                             f"set dynamo: true for up to {OPSET_MAX}")
+            raise ValueError(
+                f"opset {self.opset}: the legacy exporter writes opsets {OPSET_MIN}-{LEGACY_OPSET_MAX}; "
+                f"set dynamo: true for up to {OPSET_MAX}"
+            )
         return self

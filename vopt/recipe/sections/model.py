@@ -13,7 +13,10 @@ Task = Literal["image-classification", "object-detection", "semantic-segmentatio
 
 class InputSpec(Section):
     shape: list[Dim] = Field(
-        default=[1, 3, 224, 224], min_length=4, max_length=4, description="Example input shape, NCHW: 4 positive ints."
+        default=[1, 3, 224, 224],
+        min_length=4,
+        max_length=4,
+        description="Example input shape, NCHW: 4 positive ints.",
     )
     name: str = Field(default="pixel_values", description="Name of the model input.")
     dynamic: dict[Literal["batch", "height", "width"], list[Dim]] | None = Field(
@@ -41,16 +44,24 @@ class InputSpec(Section):
 
 
 class ModelSection(Section):
-    source: str = Field(description="hf | torch | python | torchscript | exported | onnx | timm | torchvision")
+    source: str = Field(
+        description="hf | torch | python | torchscript | exported | onnx | timm | torchvision"
+    )
     id: str | None = Field(default=None, description="Hub id or local directory (hf, timm, torchvision).")
-    path: str | None = Field(default=None, description="File for torch checkpoints, TorchScript, .pt2 or ONNX.")
+    path: str | None = Field(
+        default=None, description="File for torch checkpoints, TorchScript, .pt2 or ONNX."
+    )
     arch: str | None = Field(default=None, description="`module:factory` that builds the architecture.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory.")
     task: Task | None = Field(default=None, description="Task; inferred from the model when omitted.")
-    family: str | None = Field(default=None, description="Family name; inferred from the model config when omitted.")
+    family: str | None = Field(
+        default=None, description="Family name; inferred from the model config when omitted."
+    )
     weights: str = Field(default="pretrained", description="pretrained | random | path/to/checkpoint")
     revision: str | None = None
-    config: dict[str, Any] = Field(default_factory=dict, description="Config overrides (hf), e.g. for tiny variants.")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Config overrides (hf), e.g. for tiny variants."
+    )
     trust: bool = Field(default=False, description="Allow unpickling full modules from checkpoints.")
     seed: Seed = Field(default=0, description="Seed for random weights.")
     labels: list[str] | None = Field(default=None, description="Class names, embedded in artifact metadata.")
@@ -77,7 +88,9 @@ class ModelSection(Section):
 
         known = sorted(all_families())
         if value not in known:
-            msg = (f"unknown family '{value}'{did_you_mean(value, known)}; known: {', '.join(known)} "
-                   "(leave `family:` out to use the generic path by task)")
+            msg = (
+                f"unknown family '{value}'{did_you_mean(value, known)}; known: {', '.join(known)} "
+                "(leave `family:` out to use the generic path by task)"
+            )
             raise PydanticCustomError("unknown_family", msg)
         return value

@@ -16,10 +16,16 @@ class PreprocessSection(Section):
     Fields left out take the family's defaults."""
 
     size: list[Dim] | None = Field(
-        default=None, min_length=2, max_length=2, description="Output [height, width]; defaults to the input shape."
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="Output [height, width]; defaults to the input shape.",
     )
     resize: int | None = Field(
-        default=None, ge=1, le=MAX_RESIZE, description="Resize the shorter side to this before the center crop."
+        default=None,
+        ge=1,
+        le=MAX_RESIZE,
+        description="Resize the shorter side to this before the center crop.",
     )
     mean: list[_Mean] | None = Field(default=None, min_length=1, max_length=4)
     std: list[_Std] | None = Field(default=None, min_length=1, max_length=4)

@@ -36,10 +36,15 @@ class CalibrationSection(Section):
     batch: int = Field(
         default=8, ge=1, description="Images per calibration batch; memory is bounded by this."
     )
-    samples: int = Field(default=64, ge=1, le=MAX_SAMPLES,
-                         description="Calibration samples; repeated images get seeded random crops.")
-    batch: int = Field(default=8, ge=1, le=MAX_BATCH,
-                       description="Images per calibration batch; memory is bounded by this.")
+    samples: int = Field(
+        default=64,
+        ge=1,
+        le=MAX_SAMPLES,
+        description="Calibration samples; repeated images get seeded random crops.",
+    )
+    batch: int = Field(
+        default=8, ge=1, le=MAX_BATCH, description="Images per calibration batch; memory is bounded by this."
+    )
     seed: Seed = 0
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
     percentile: float = Field(default=99.999, gt=0, le=100, description="For method: percentile.")
@@ -60,7 +65,10 @@ class CheckSection(Section):
         default=None, description="Validation images; the built-in samples when omitted."
     )
     samples: int = Field(
-        default=16, ge=2, le=MAX_SAMPLES, description="Validation images for the gates (2+ for centered cosine)."
+        default=16,
+        ge=2,
+        le=MAX_SAMPLES,
+        description="Validation images for the gates (2+ for centered cosine).",
     )
     seed: Seed = Field(default=1, description="Differs from calibration's seed, so gates see other crops.")
     sensitivity_samples: int = Field(
@@ -71,13 +79,23 @@ class CheckSection(Section):
     )
     rounds: int = Field(default=5, ge=1, le=1000, description="Interleaved benchmark rounds.")
     holdout: float = Field(
-        default=0.5, gt=0.0, lt=1.0, description="When the check reads the calibration folder (or has no data "
-        "of its own): the fraction of it held out for the check, split by content hash.")
-    allow_overlap: bool = Field(default=False, description="Measure on calibration images anyway (warned); "
-                                "otherwise an overlap by content hash is a recipe error.")
-    labels: str | None = Field(default=None, description="File mapping image names to class indices; found "
-                               "automatically (labels.csv, classes.txt, ImageFolder) when omitted; 'none' turns "
-                               "labels off.")
+        default=0.5,
+        gt=0.0,
+        lt=1.0,
+        description="When the check reads the calibration folder (or has no data "
+        "of its own): the fraction of it held out for the check, split by content hash.",
+    )
+    allow_overlap: bool = Field(
+        default=False,
+        description="Measure on calibration images anyway (warned); "
+        "otherwise an overlap by content hash is a recipe error.",
+    )
+    labels: str | None = Field(
+        default=None,
+        description="File mapping image names to class indices; found "
+        "automatically (labels.csv, classes.txt, ImageFolder) when omitted; 'none' turns "
+        "labels off.",
+    )
 
 
 class QuantizeSection(Section):
@@ -106,7 +124,9 @@ class QuantizeSection(Section):
     max_float_fraction: float = Field(
         default=0.25, ge=0.0, le=1.0, description="Most quantizable layers the fallback may keep in float."
     )
-    fallback_step: int = Field(default=1, ge=1, le=MAX_SAMPLES, description="Layers moved back to float per fallback round.")
+    fallback_step: int = Field(
+        default=1, ge=1, le=MAX_SAMPLES, description="Layers moved back to float per fallback round."
+    )
     require_speedup: float | None = Field(
         default=None, gt=0, le=1000, description="Fail unless quantized/float throughput >= this."
     )
@@ -116,7 +136,12 @@ class QuantizeSection(Section):
         description="The scheme's own settings, checked against its Options (see below).",
     )
     gate_mode: Literal["estimate", "lower_bound"] = Field(
-        default="estimate", description="estimate: the measured rate decides and a 95% interval straddling the "
-        "threshold is warned; lower_bound: the pessimistic end of the interval must pass.")
-    default_gates: bool = Field(default=True, description="Add the task's default gates (e.g. centered_cosine "
-                                ">= 0.9, top1_agreement >= 0.8) for metrics the recipe does not gate.")
+        default="estimate",
+        description="estimate: the measured rate decides and a 95% interval straddling the "
+        "threshold is warned; lower_bound: the pessimistic end of the interval must pass.",
+    )
+    default_gates: bool = Field(
+        default=True,
+        description="Add the task's default gates (e.g. centered_cosine "
+        ">= 0.9, top1_agreement >= 0.8) for metrics the recipe does not gate.",
+    )
