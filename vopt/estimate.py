@@ -46,7 +46,8 @@ def estimate_torch(module: Any, input_shape: list[int], precision: str = "fp32")
     width = _BYTES.get(precision, 4)
     params = sum(p.numel() for p in module.parameters())
     peak = total = layers = 0
-    # One pass at batch 1; float activations scale with the activation precision (fp16 halves them, int8 quarters).
+    # One pass at batch 1; float activations scale with the activation precision (fp16 halves them, int8
+    # quarters).
     act_width = width / 4
 
     def bytes_of(x: Any) -> int:

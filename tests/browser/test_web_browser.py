@@ -111,7 +111,8 @@ def test_web_fp32_runs_on_webgpu_and_wasm_and_matches_torch(builds, family):
     assert not compute & set(placement.get("ops_off_ep", {})), placement
     if family == "resnet":
         assert placement["nodes_off_ep"] == 0, placement
-    else:  # ORT keeps the dynamic-batch shape arithmetic (Gather/Concat/Unsqueeze on shapes) on CPU on purpose
+    # ORT keeps the dynamic-batch shape arithmetic (Gather/Concat/Unsqueeze on shapes) on CPU on purpose
+    else:
         assert set(placement["ops_off_ep"]) <= {
             "Gather",
             "Slice",

@@ -1,4 +1,5 @@
-"""`vopt build A B -j 2`: two builder processes on one shared cache directory, then a rerun that is all cache hits."""
+"""`vopt build A B -j 2`: two builder processes on one shared cache directory, then a rerun that is all cache
+hits."""
 
 from __future__ import annotations
 

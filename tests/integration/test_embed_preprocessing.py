@@ -92,7 +92,8 @@ def test_embedded_with_camera_size_resizes_in_the_graph(write_recipe, cli, tmp_p
     export = next(s for s in m["steps"] if s["stage"] == "export")["report"]
     assert export["parity"]["worst_cosine"] > 0.9999 and "same in-graph" in export["parity"]["reference"]
     # Validation still compares with the float pipeline on the photo; the in-graph bilinear resize (no
-    # antialias, from the camera frame) is not PIL's, so a tiny random network moves (it is reported, not hidden).
+    # antialias, from the camera frame) is not PIL's, so a tiny random network moves (it is reported, not
+    # hidden).
     assert m["validation"]["status"] == "ok" and 0 < m["validation"]["metrics"]["logits"]["cosine"] <= 1
 
 

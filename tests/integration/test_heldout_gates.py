@@ -152,9 +152,11 @@ def _text_images(folder: Path, n: int = 16) -> Path:
     "pip install --no-deps rapidocr-onnxruntime==1.4.4",
 )
 def test_ppocr_det_opset12_int8_is_upgraded_and_gated(write_recipe, cli, tmp_path):
-    """PaddlePaddle's PP-OCRv4 text detector, opset 12. Per-channel QDQ used to fail with ORT's raw INVALID_GRAPH;
+    """PaddlePaddle's PP-OCRv4 text detector, opset 12. Per-channel QDQ used to fail with ORT's raw
+    INVALID_GRAPH;
     now the model is upgraded to opset 13 first. On text it holds (centered cosine 0.95 measured); on photos
-    without text the int8 probability map is all zeros (centered cosine 0.00) and the default gate fails it."""
+    without text the int8 probability map is all zeros (centered cosine 0.00) and the default gate fails
+    it."""
     model = {
         "source": "onnx",
         "path": str(_ppocr()),

@@ -27,7 +27,8 @@ def _build(cli, write_recipe, tmp_path, model, prune, parity_samples=2):
 
 @pytest.mark.slow
 def test_prune_resnet50_config_half_ratio_cuts_params_3x_and_exports(cli, write_recipe, tmp_path):
-    # Full ResNet-50 architecture (transformers' ResNetConfig defaults), random weights, 64 px to keep export quick.
+    # Full ResNet-50 architecture (transformers' ResNetConfig defaults), random weights, 64 px to keep export
+    # quick.
     model = {
         "source": "hf",
         "id": "resnet-50-arch",
@@ -91,7 +92,8 @@ def test_prune_unstructured_reports_no_speedup(cli, write_recipe, tmp_path):
 
 
 def test_prune_falls_back_to_mlp_widths_where_full_pruning_breaks(cli, write_recipe, tmp_path):
-    # Swin's residual width is tied to its relative-position tables: full pruning breaks it, MLP-only does not.
+    # Swin's residual width is tied to its relative-position tables: full pruning breaks it, MLP-only does
+    # not.
     reports = _build(cli, write_recipe, tmp_path, tiny_model("swin"), {"ratio": 0.5})
     p = reports["prune"]
     assert p["scope"] == "MLP hidden width only" and p["fallback"]

@@ -1,4 +1,5 @@
-"""quantize stage end to end: tiny ResNet/ViT with sane random weights, calibrated on the shipped real images."""
+"""quantize stage end to end: tiny ResNet/ViT with sane random weights, calibrated on the shipped real
+images."""
 
 from __future__ import annotations
 
@@ -261,7 +262,8 @@ def test_quant_calibration_300_images_bounded_memory(write_recipe, cli, tmp_path
 
 
 def test_quant_synthetic_calibration_is_marked(write_recipe, cli, tmp_path):
-    # default gates off: synthetic ranges give centered cosine 0.85, which they fail (tests/integration/test_heldout_gates.py)
+    # default gates off: synthetic ranges give centered cosine 0.85, which they fail
+    # (tests/integration/test_heldout_gates.py)
     q = {
         "calibration": {"synthetic": True, "samples": 8},
         "check": {"samples": 4, "benchmark": False},
@@ -279,7 +281,8 @@ def test_quant_npz_calibration_changes_the_cache_key(write_recipe, cli, tmp_path
     rng = np.random.default_rng(0)
     npz = tmp_path / "calib.npz"
     np.savez(npz, a=rng.standard_normal((6, 3, 64, 64), dtype=np.float32))
-    # random-noise tensors calibrate badly (centered cosine 0.86, below the default gate): the cache key is the subject
+    # random-noise tensors calibrate badly (centered cosine 0.86, below the default gate): the cache key is
+    # the subject
     q = {
         "calibration": {"data": str(npz), "samples": 6, "batch": 4},
         "check": {"samples": 4, "benchmark": False},

@@ -52,7 +52,8 @@ def test_efficientnet_lite0_int8_cpu_reports_drop_and_agreement_on_held_out_phot
     m = json.loads(res.stdout)
     rep = next(s for s in m["steps"] if s["stage"] == "quantize")["report"]
     check, data = rep["check"], rep["data"]
-    # held out by construction: the folder was split by content hash, and no check image is a calibration image
+    # held out by construction: the folder was split by content hash, and no check image is a calibration
+    # image
     assert data["split"]["holdout"] == 0.5 and data["split"]["calibration"] + data["split"]["check"] == 500
     assert not {d["sha256"] for d in data["check_images"]} & {d["sha256"] for d in data["calibration_images"]}
     assert len(data["check_images"]) == 100 and "synset prefix" in data["labels"]

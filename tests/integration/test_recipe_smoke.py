@@ -1,4 +1,5 @@
-"""Shipped recipes under `--profile smoke` (tiny configs): the pairs whose gates need the right output names."""
+"""Shipped recipes under `--profile smoke` (tiny configs): the pairs whose gates need the right output
+names."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from tests.conftest import REPO
 
 
 def test_detr_openvino_smoke_measures_box_agreement(cli, tmp_path, monkeypatch):
-    """OpenVINO's compiled DETR output also answers to the exporter's '/model/bbox_predictor/...' name; the runner
+    """OpenVINO's compiled DETR output also answers to the exporter's '/model/bbox_predictor/...' name; the
+    runner
     must return it as pred_boxes, or the family's box_agreement gate has nothing to measure (exit 2)."""
     monkeypatch.chdir(REPO)
     result = cli(

@@ -1,4 +1,5 @@
-"""Builds with a benchmark section write report.md + report.html + PNG plots; `vopt compare` reads two builds."""
+"""Builds with a benchmark section write report.md + report.html + PNG plots; `vopt compare` reads two
+builds."""
 
 from __future__ import annotations
 

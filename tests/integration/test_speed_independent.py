@@ -70,7 +70,8 @@ def test_openvino_throughput_matches_benchmark_app(cli, tmp_path):
         pytest.skip("benchmark_app (ships with the openvino wheel) is not on PATH")
     xml = tmp_path / "ir" / "model.xml"
     ov.save_model(ov.convert_model(str(conv_stack_onnx(tmp_path / "convs.onnx"))), str(xml))
-    # One synchronous request, one stream, one thread, f32: what vopt's runner does for a bare IR at --threads 1.
+    # One synchronous request, one stream, one thread, f32: what vopt's runner does for a bare IR at --threads
+    # 1.
     cmd = [
         tool,
         "-m",

@@ -1,4 +1,5 @@
-"""vopt tune: candidates from the scheme's tuning space, each a verified build; the fastest passing one wins."""
+"""vopt tune: candidates from the scheme's tuning space, each a verified build; the fastest passing one
+wins."""
 
 from __future__ import annotations
 

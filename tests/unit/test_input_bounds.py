@@ -104,7 +104,8 @@ def test_valid_bounds_still_load(recipe):
     assert loaded.recipe.validate_.samples == 100000
 
 
-# -- bad bytes ---------------------------------------------------------------------------------------------------
+# -- bad bytes
+# ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("content", "line", "words"),
     [
@@ -163,7 +164,8 @@ def test_deep_nesting_is_a_recipe_error(tmp_path):
         load_recipe(path)
 
 
-# -- late or vague errors in loading -----------------------------------------------------------------------------
+# -- late or vague errors in loading
+# -----------------------------------------------------------------------------
 def test_extends_cycle_names_the_line(tmp_path):
     (tmp_path / "a.yaml").write_text("extends: [b.yaml]\nname: a\n")
     (tmp_path / "b.yaml").write_text("name: b\nextends:\n  - a.yaml\n")

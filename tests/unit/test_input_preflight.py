@@ -39,7 +39,8 @@ def images_dir(tmp_path: Path, names=("coffee.jpg", "chelsea.jpg", "astronaut.jp
     return folder
 
 
-# -- plan time: data folders and gate metrics --------------------------------------------------------------------
+# -- plan time: data folders and gate metrics
+# --------------------------------------------------------------------
 @pytest.mark.parametrize("where", ["validate", "calibration", "check"])
 @pytest.mark.parametrize("kind", ["missing", "empty", "unreadable"])
 def test_bad_data_folders_fail_check_with_the_line(write_recipe, cli, tmp_path, where, kind):
@@ -120,7 +121,8 @@ def test_error_messages_carry_no_terminal_escapes(tmp_path, cli):
     assert plain("\x1b[1;31mFAIL\x1b[m: x\x07") == "FAIL: x\\x07"
 
 
-# -- images -------------------------------------------------------------------------------------------------------
+# -- images
+# -------------------------------------------------------------------------------------------------------
 def _png16(path: Path, arr: np.ndarray) -> None:
     """A 16-bit PNG written by hand (Pillow writes only 16-bit grayscale, imageio no 16-bit RGB)."""
     h, w = arr.shape[:2]

@@ -83,7 +83,8 @@ def test_plan_reports_hits_and_misses(write_recipe, cli, tmp_path):
 
 
 def test_each_step_key_covers_what_the_step_reads(write_recipe):
-    """load writes the input spec's batch dim from export.dynamic_batch: it is in load's config, so its key."""
+    """load writes the input spec's batch dim from export.dynamic_batch: it is in load's config, so its
+    key."""
     from vopt.pipeline.plan import key_for
 
     recipe = write_recipe(tiny_recipe())
@@ -341,7 +342,8 @@ def test_manifest_key_material_reproduces_the_key(write_recipe, cli, tmp_path):
 
 
 def test_staging_left_by_a_killed_build_is_removed(write_recipe, cli, tmp_path):
-    """SIGKILL while the build directory is written leaves build/.<name>.tmp-<pid>-*; the next build removes it."""
+    """SIGKILL while the build directory is written leaves build/.<name>.tmp-<pid>-*; the next build removes
+    it."""
     from vopt.pipeline.cache import _alive
 
     dead = next(pid for pid in range(4_000_000, 4_100_000) if not _alive(pid))

@@ -153,7 +153,8 @@ def test_quant_write_back_uses_the_manifest(tmp_path):
 
 
 def test_quant_missing_scheme_package_is_named_before_any_step(monkeypatch):
-    """Checked by the build's preflight (exit 4, naming the extra), not by check/plan, which validate the recipe."""
+    """Checked by the build's preflight (exit 4, naming the extra), not by check/plan, which validate the
+    recipe."""
     import importlib.util
 
     from vopt.errors import BackendUnavailable

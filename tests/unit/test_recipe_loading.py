@@ -191,8 +191,8 @@ def test_duplicate_keys_are_errors(tmp_path):
 
 def test_gate_conditions_and_benchmark_sizes_are_checked_at_load(tmp_path):
     text = (
-        BASE
-        + "validate:\n  gates: {cosine: '~0.999'}\nbenchmark: {batch_sizes: [0]}\nquantize: {gates: {x: '>>1'}}\n"
+        BASE + "validate:\n  gates: {cosine: '~0.999'}\nbenchmark: {batch_sizes: [0]}\nquantize: {gates: {x: "
+        "'>>1'}}\n"
     )
     path = write(tmp_path, "r.yaml", text)
     with pytest.raises(RecipeError) as exc:

@@ -60,7 +60,8 @@ def _from_build_dir(path: Path, cache_dir: Path | None) -> BenchSource:
 
 
 def _cached_reference(m: dict[str, Any], artifact: Artifact, cache_dir: Path | None, notes: list[str]):
-    """The build's PyTorch model, if its load step is still in the cache (the build dir holds only the artifact)."""
+    """The build's PyTorch model, if its load step is still in the cache (the build dir holds only the
+    artifact)."""
     from vopt.pipeline.cache import Cache
 
     load = next((s for s in m.get("steps") or [] if s.get("stage") == "load"), None)
@@ -131,7 +132,8 @@ def _from_openvino_ir(path: Path) -> BenchSource:
 
 
 def _from_onnx(path: Path) -> BenchSource:
-    """Read the I/O and vopt metadata from the protobuf (no weights, no session: the benchmark opens its own)."""
+    """Read the I/O and vopt metadata from the protobuf (no weights, no session: the benchmark opens its
+    own)."""
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)

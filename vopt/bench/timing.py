@@ -77,7 +77,8 @@ def t_quantile(p: float, df: int) -> float:
 
 
 def ratio_interval(log_ratios: list[float], alpha: float = 0.05) -> tuple[float, float, float]:
-    """(ratio, low, high): the geometric-mean ratio and its (1 - alpha) t-interval, from per-round log ratios."""
+    """(ratio, low, high): the geometric-mean ratio and its (1 - alpha) t-interval, from per-round log
+    ratios."""
     arr = np.asarray(log_ratios, dtype=np.float64)
     mean = float(arr.mean())
     if len(arr) < 2:
@@ -105,7 +106,8 @@ def compare_until_stable(
     per_round: int = 3,
     warmup: int = 3,
 ) -> dict[str, Any]:
-    """Speed ratio baseline-time / candidate-time (>1: the candidate is faster), timed in interleaved rounds until
+    """Speed ratio baseline-time / candidate-time (>1: the candidate is faster), timed in interleaved rounds
+    until
     a 95% interval on the ratio excludes 1, or at `max_rounds` / `budget_s`. Each round takes the median of
     `per_round` calls of each (the order alternates between rounds); the interval is a t-interval on the mean
     per-round log ratio, so load that slows both alike moves neither the ratio nor its width much.

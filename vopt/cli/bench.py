@@ -117,12 +117,14 @@ def _show(r: dict) -> None:
     out.print(t)
     out.print(
         f"runtime {r['runtime']}, cold start {r['cold_ms']:.2f} ms "
-        f"(+ {r['load_ms']:.1f} ms session load), peak RSS {r['peak_rss_mb']:.0f} MB, artifact {fmt_bytes(r['artifact_bytes'])}",
+        f"(+ {r['load_ms']:.1f} ms session load), peak RSS {r['peak_rss_mb']:.0f} MB, artifact "
+        f"{fmt_bytes(r['artifact_bytes'])}",
         highlight=False,
     )
     for base in r.get("baselines") or ([r["baseline"]] if r.get("baseline") else []):
         out.print(
-            f"PyTorch eager {base['pytorch_p50_ms']:.3f} ms vs {base['artifact_p50_ms']:.3f} ms at batch {base['batch']}, "
+            f"PyTorch eager {base['pytorch_p50_ms']:.3f} ms vs {base['artifact_p50_ms']:.3f} ms at batch "
+            f"{base['batch']}, "
             f"{base['threads'] or 'default'} threads (interleaved): [bold]{base['speedup']:.2f}x[/]",
             highlight=False,
         )

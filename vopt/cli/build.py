@@ -111,7 +111,8 @@ def _profile_sets(profile: str | None, recipe: Path) -> list[str]:
 
 
 def _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json_out, debug, jobs) -> None:
-    """One child process per recipe (vopt.cli.parallel); exit code: the first failing recipe's, in the order given."""
+    """One child process per recipe (vopt.cli.parallel); exit code: the first failing recipe's, in the order
+    given."""
     from vopt.cli.parallel import child_command, run_parallel
 
     names = [lr.recipe.name for lr in loaded_all]
@@ -161,11 +162,13 @@ def _summary(result) -> None:
     art = m.get("artifact") or {}
     err.print(
         f"[green]built[/] {escape(str(result.out_dir))}/{escape(art.get('file', ''))}  "
-        f"({art.get('size_bytes', 0) / 1e6:.2f} MB, {cached}/{len(m['steps'])} steps cached, {result.vopt_seconds:.2f}s)",
+        f"({art.get('size_bytes', 0) / 1e6:.2f} MB, {cached}/{len(m['steps'])} steps cached, "
+        f"{result.vopt_seconds:.2f}s)",
         highlight=False,
         soft_wrap=True,
     )
-    # Warnings of cached steps were printed when those steps ran; say them again, or a cached build hides them.
+    # Warnings of cached steps were printed when those steps ran; say them again, or a cached build hides
+    # them.
     again = [
         f"{s['stage']}: {w}"
         for s in m["steps"]

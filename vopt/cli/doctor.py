@@ -80,6 +80,7 @@ def command(json_out: bool = typer.Option(False, "--json", help="Print as JSON."
         )
     out.print(t2)
     out.print(
-        "[dim]ready: builds and runs on the target's device (or its simulator) here; build only: the artifact "
+        "[dim]ready: builds and runs on the target's device (or its simulator) here; build only: the "
+        "artifact "
         "is built and checked, but its device is not here[/]"
     )

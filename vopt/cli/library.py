@@ -1,4 +1,5 @@
-"""The recipe library under recipes/: composed recipes (not the fragments), with family, platform, precision and
+"""The recipe library under recipes/: composed recipes (not the fragments), with family, platform, precision
+and
 whether the target can build and run here. `vopt recipes` prints it; docs/recipes.md is generated from it."""
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from vopt.cli.fragments import FRAGMENT_DIRS
 # Pairs the seed guides mark "Limited", and the precise reason a build stops (docs/recipes.md states them).
 # Measured with `vopt build --profile smoke` (tiny configs) on onnxruntime-web 1.30 / coremltools 9.
 LIMITED: dict[str, str] = {
-    "detr-webgpu": "builds. 4 nodes (`And` x2, `ConstantOfShape` x2, from the padding mask of DETR's positional "
-    "embedding) are not in the WebGPU EP's op table, so onnxruntime-web runs them on wasm and splits the "
-    "graph; the build warns with the op list (set `compile.fail_on_fallback: true` to make it an error). "
+    "detr-webgpu": "builds. 4 nodes (`And` x2, `ConstantOfShape` x2, from the padding mask of DETR's "
+    "positional embedding) are not in the WebGPU EP's op table, so onnxruntime-web runs them on wasm and "
+    "splits the graph; the build warns with the op list (set `compile.fail_on_fallback: true` to make it "
+    "an error). "
     "fp16 on WebGPU is verified only where the adapter has shader-f16 (not SwiftShader).",
-    "detr-webnn": "builds: with static shapes every node is in the WebNN EP's table. Linux Chromium has no WebNN "
-    "context, so the artifact is executed on wasm with the same static shapes, never on WebNN itself.",
-    "detr-mps": "fails at compile: coremltools 9 has no converter for `new_ones` (DETR's positional embedding), "
-    '"Unsupported fx node new_ones"; `vopt build` exits 1 and names the op.',
+    "detr-webnn": "builds: with static shapes every node is in the WebNN EP's table. Linux Chromium has no "
+    "WebNN context, so the artifact is executed on wasm with the same static shapes, never on WebNN itself.",
+    "detr-mps": "fails at compile: coremltools 9 has no converter for `new_ones` (DETR's positional "
+    'embedding), "Unsupported fx node new_ones"; `vopt build` exits 1 and names the op.',
 }
 # Limited pairs that do not build: `make smoke` leaves them out.
 FAILS = ("detr-mps",)

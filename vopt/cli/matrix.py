@@ -1,5 +1,7 @@
-"""`vopt matrix RECIPES... --format github|gitlab|json`: the CI job matrix, one job per recipe, with the runner each
-target needs. vopt scales past one machine on the CI engine users already run, not on a scheduler of its own."""
+"""`vopt matrix RECIPES... --format github|gitlab|json`: the CI job matrix, one job per recipe, with the
+runner each
+target needs. vopt scales past one machine on the CI engine users already run, not on a scheduler of its
+own."""
 
 from __future__ import annotations
 
@@ -117,9 +119,10 @@ def gitlab_pipeline(found: list[dict[str, Any]], overrides: dict[str, list[str]]
         "stages": ["build"],
     }
     for job in found:
-        install = f'pip install -c constraints.txt torch==2.13.0 && pip install -c constraints.txt -e ".[{job["extra"]},simplify]"'
-        if job["extra"] == "core":
-            install = 'pip install -c constraints.txt torch==2.13.0 && pip install -c constraints.txt -e ".[simplify]"'
+        extras = "simplify" if job["extra"] == "core" else f"{job['extra']},simplify"
+        install = (
+            f'pip install -c constraints.txt torch==2.13.0 && pip install -c constraints.txt -e ".[{extras}]"'
+        )
         script = [install]
         if job["browser"]:
             script.insert(0, "make browser-deps")

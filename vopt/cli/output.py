@@ -28,7 +28,8 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-# Terminal escapes (ORT's coloured log text inside an exception, or a recipe value) and other control characters:
+# Terminal escapes (ORT's coloured log text inside an exception, or a recipe value) and other control
+# characters:
 # an error message is plain text, on a terminal and in a CI log alike.
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

@@ -1,5 +1,7 @@
-"""`vopt build --profile smoke`: the same recipe with the family's tiny config, random weights and a few images.
-It proves a recipe builds end to end on its target in seconds; the numbers it reports say nothing about the real
+"""`vopt build --profile smoke`: the same recipe with the family's tiny config, random weights and a few
+images.
+It proves a recipe builds end to end on its target in seconds; the numbers it reports say nothing about the
+real
 model. The overrides are plain `--set`s, so `vopt plan --set ...` shows exactly what a profile changes."""
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ PROFILES = ("smoke",)
 
 
 def profile_sets(name: str, recipe: Path) -> list[str]:
-    """The --set overrides a profile applies to this recipe (sections it lacks are left out, never created)."""
+    """The --set overrides a profile applies to this recipe (sections it lacks are left out, never
+    created)."""
     from vopt.errors import RecipeError
     from vopt.recipe.load import load_raw
 

@@ -45,7 +45,8 @@ class TimingReporter(RichReporter):
                 self.steps[-1].phases.append((description, t0, time.perf_counter()))
 
     def lines(self) -> list[str]:
-        """One line per step, then its phases; time between phases is shown as 'other' (setup, checks, I/O)."""
+        """One line per step, then its phases; time between phases is shown as 'other' (setup, checks,
+        I/O)."""
         total = sum(s.seconds for s in self.steps if not s.cached) or 1e-9
         out = [f"{'step':<34} {'seconds':>8} {'share':>6}"]
         for s in self.steps:

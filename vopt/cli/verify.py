@@ -25,7 +25,8 @@ def command(
         "--reference",
         "-r",
         help="Reference: a recipe .yaml or build directory (PyTorch), or a .onnx (ONNX Runtime, Python). "
-        "Default: the artifact's build directory when it has one, else ONNX Runtime (Python) on the artifact itself.",
+        "Default: the artifact's build directory when it has one, else ONNX Runtime (Python) on the artifact "
+        "itself.",
     ),
     data: str | None = typer.Option(
         None, "--data", help="Image folder; the built-in real samples when omitted."

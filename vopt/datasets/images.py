@@ -40,7 +40,8 @@ class ImageStats:
     _picks: int = field(default=0, repr=False)
 
     def record(self, path: Path, *, augmented: bool) -> None:
-        """One sample read. A second pass over the same stream (calibration reads it more than once) adds nothing."""
+        """One sample read. A second pass over the same stream (calibration reads it more than once) adds
+        nothing."""
         self._picks += 1
         if path not in self._seen:
             self._seen.add(path)
@@ -71,7 +72,8 @@ class ImageStats:
             names = ", ".join(f"{n} ({why})" for n, why in list(self.skipped.items())[:5])
             more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
             notes.append(
-                f"{what}: skipped {len(self.skipped)} unreadable image{'s' if len(self.skipped) > 1 else ''}: "
+                f"{what}: skipped {len(self.skipped)} unreadable "
+                f"image{'s' if len(self.skipped) > 1 else ''}: "
                 f"{names}{more}"
             )
         return notes
@@ -119,7 +121,8 @@ def open_rgb(path: Path):
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)  # a phone photo stored sideways is upright here
             if img.mode.startswith("I;16") or img.mode == "I":
-                # 16-bit grayscale: Pillow's convert("RGB") clips at 255 (a white image); scale 0..65535 to 0..255.
+                # 16-bit grayscale: Pillow's convert("RGB") clips at 255 (a white image); scale 0..65535 to
+                # 0..255.
                 arr = np.asarray(img, dtype=np.float64) / 257.0
                 img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
             rgb = img.convert("RGB")  # grayscale and RGBA become 3-channel RGB

@@ -1,8 +1,10 @@
 """Ground-truth class labels when the image data has them. Three common layouts are recognized:
 
-- a labels file next to the images (`labels.csv`, `labels.tsv` or `labels.txt`, or the file named by the recipe's
+- a labels file next to the images (`labels.csv`, `labels.tsv` or `labels.txt`, or the file named by the
+recipe's
   `labels:` key): one `file_name,class_index` (comma, tab or space) per line; a header line is skipped;
-- a class list (`classes.txt`, `synsets.txt` or `synset_words.txt`): one class per line, as `index<TAB>synset<TAB>name`,
+- a class list (`classes.txt`, `synsets.txt` or `synset_words.txt`): one class per line, as
+`index<TAB>synset<TAB>name`,
   `synset name ...` or just `name` (index = line number). An image's class is the folder it is in
   (`<class>/xxx.jpg`) or the synset before the first `_` of its name (`n01443537_goldfish.JPEG`);
 - an ImageFolder tree without a class list: `<class>/xxx.jpg`, class index = the sorted order of the folders.

@@ -84,7 +84,8 @@ def resolve(
     key: str,
 ) -> HeldOut:
     """The calibration candidates and the check images for one quantize step (or validate: `key` says which
-    recipe key the check data came from). `check_data` None means: the held-out part of the calibration data."""
+    recipe key the check data came from). `check_data` None means: the held-out part of the calibration
+    data."""
     from vopt.datasets.images import list_images
 
     if not calib_images:  # synthetic or tensor calibration: no image can overlap
@@ -125,7 +126,8 @@ def resolve(
     if dup:
         names = ", ".join(f"{o.name} = {c.name}" for c, o in dup[:4]) + (" ..." if len(dup) > 4 else "")
         msg = (
-            f"{key}: {len({o for _, o in dup})} of {len(set(check))} check image(s) are in the calibration data "
+            f"{key}: {len({o for _, o in dup})} of {len(set(check))} check image(s) are in the calibration "
+            "data "
             f"(same content): {names}"
         )
         if not allow_overlap:

@@ -97,7 +97,8 @@ def structured(
     except ImportError:
         raise missing_extra("torch-pruning", "prune", "structural pruning") from None
 
-    # torch-pruning follows the autograd graph: frozen layers (DETR freezes its backbone's stem) would be invisible.
+    # torch-pruning follows the autograd graph: frozen layers (DETR freezes its backbone's stem) would be
+    # invisible.
     for param in model.parameters():
         param.requires_grad_(True)
     ignored_names = sorted({n for n, _ in matching(model, ignore)} | set(output_layers(model, call, example)))

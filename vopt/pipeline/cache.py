@@ -60,7 +60,8 @@ class Cache:
         return self.root / key[:2] / key
 
     def get(self, key: str) -> CacheEntry | None:
-        """The entry, re-verified against the hashes it recorded; a damaged entry is discarded and reported."""
+        """The entry, re-verified against the hashes it recorded; a damaged entry is discarded and
+        reported."""
         entry_dir = self._dir(key)
         if not (entry_dir / ENTRY_FILE).is_file():
             return None
@@ -82,7 +83,8 @@ class Cache:
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        """An exclusive per-key lock across processes: a second build of the same step waits, then reuses it."""
+        """An exclusive per-key lock across processes: a second build of the same step waits, then reuses
+        it."""
         from filelock import FileLock
 
         self.lock_root.mkdir(parents=True, exist_ok=True)

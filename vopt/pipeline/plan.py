@@ -51,7 +51,8 @@ def make_plan(recipe: Any) -> tuple[list[Step], Any]:
 
 
 def _check_handoffs(steps: list[Step], target: Any) -> None:
-    """A quantization scheme whose output the target cannot compile is a recipe error, found before any work."""
+    """A quantization scheme whose output the target cannot compile is a recipe error, found before any
+    work."""
     from vopt.errors import RecipeError
     from vopt.registry import get_scheme
 

@@ -117,7 +117,8 @@ def _data_problems(
             continue
         if not path.exists():
             out.append(
-                f"{where}: {key}: not found: {src} (relative paths are from the working directory, {Path.cwd()})"
+                f"{where}: {key}: not found: {src} (relative paths are from the working directory, "
+                f"{Path.cwd()})"
             )
             continue
         if path.is_file():

@@ -1,4 +1,5 @@
-"""OpenVINO's performance counters (PERF_COUNT): per-layer time and the kernel, hence the precision, it ran."""
+"""OpenVINO's performance counters (PERF_COUNT): per-layer time and the kernel, hence the precision, it
+ran."""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ class Recipe(Section):
     level: Literal["O0", "O1", "O2", "O3"] | None = Field(
         default=None,
         description="Optimization preset that fills unset keys: O0 export only, O1 + fusion and "
-        "simplification, O2 + the target's reduced precision, O3 + accuracy-aware fallback. `vopt plan` shows them.",
+        "simplification, O2 + the target's reduced precision, O3 + accuracy-aware fallback. `vopt plan` "
+        "shows them.",
     )
     model: ModelSection = Field(description="Where the model comes from and its example input.")
     preprocess: PreprocessSection = Field(

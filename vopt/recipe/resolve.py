@@ -89,7 +89,8 @@ _UNION_LABEL = re.compile(r"^(int|float|str|bool|list|dict|constrained-\w+|funct
 
 
 def _without_union_labels(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], bool]:
-    """Pydantic names the union member it tried (`list[constrained-int]`) in the location; the YAML has no such key."""
+    """Pydantic names the union member it tried (`list[constrained-int]`) in the location; the YAML has no
+    such key."""
     out: list[Any] = []
     node = data
     labelled = False
@@ -104,7 +105,8 @@ def _without_union_labels(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, .
 
 
 def _errors(exc: ValidationError, data: Any) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """Each error with a YAML location; of the attempts at one union, only those that got deepest into the value."""
+    """Each error with a YAML location; of the attempts at one union, only those that got deepest into the
+    value."""
     found = []
     for err in exc.errors():
         loc, labelled = _without_union_labels(tuple(err["loc"]), data)

@@ -57,7 +57,8 @@ class Unavailable:
 
 
 def pad_to(chunk: np.ndarray, batch: int) -> np.ndarray:
-    """`chunk` grown to `batch` rows by repeating its last row (a static-batch artifact takes no other size)."""
+    """`chunk` grown to `batch` rows by repeating its last row (a static-batch artifact takes no other
+    size)."""
     import numpy as np
 
     if len(chunk) >= batch:
@@ -66,7 +67,8 @@ def pad_to(chunk: np.ndarray, batch: int) -> np.ndarray:
 
 
 def static_chunks(batch: np.ndarray, static_batch: int | None) -> Iterator[tuple[np.ndarray, int]]:
-    """(chunk padded to the static batch, real rows in it) for each piece of `batch`; the batch as is without one."""
+    """(chunk padded to the static batch, real rows in it) for each piece of `batch`; the batch as is without
+    one."""
     if not static_batch:
         yield batch, len(batch)
         return
@@ -81,7 +83,8 @@ def run_batches(
     batches: list[np.ndarray],
     static_batch: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run every batch (split and padded to the artifact's static batch size if it has one), concatenated per output."""
+    """Run every batch (split and padded to the artifact's static batch size if it has one), concatenated per
+    output."""
     import numpy as np
 
     collected: dict[str, list[np.ndarray]] = {}
@@ -94,7 +97,8 @@ def run_batches(
 
 
 def run_images(runner: Runner, images: np.ndarray) -> dict[str, np.ndarray]:
-    """All `images` through a runner that names its input and static batch in `info` (the ORT and OpenVINO ones)."""
+    """All `images` through a runner that names its input and static batch in `info` (the ORT and OpenVINO
+    ones)."""
     return run_batches(
         runner, runner.info["input_name"], [images], static_batch=runner.info.get("static_batch")
     )

@@ -66,7 +66,10 @@ _CONTENT = {
 def missing() -> str | None:
     """Why the browser runner cannot start here, as one line that says how to install it; None if it can."""
     if not Path(CHROMIUM).exists():
-        return f"headless Chromium not found at {CHROMIUM}: apt-get install chromium (or run `make browser-deps`)"
+        return (
+            f"headless Chromium not found at {CHROMIUM}: apt-get install chromium "
+            "(or run `make browser-deps`)"
+        )
     if shutil.which("node") is None:
         return "Node.js not found: apt-get install nodejs npm (or run `make browser-deps`)"
     for pkg in ("onnxruntime-web", "playwright-core"):
@@ -250,7 +253,8 @@ class BrowserSession:
         free_dims: dict[str, int] | None = None,
         options: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """`options`: the artifact's recorded session settings for this EP (enableGraphCapture, preferredLayout)."""
+        """`options`: the artifact's recorded session settings for this EP (enableGraphCapture,
+        preferredLayout)."""
         key = uuid.uuid4().hex
         url = self.server.publish(Path(path))
         info = self.call(
@@ -378,7 +382,8 @@ def model_info(path: str | Path) -> dict[str, Any]:
 
 
 def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None = None) -> Runner:
-    """A Runner for the artifact on one onnxruntime-web EP in headless Chromium (the shared browser by default)."""
+    """A Runner for the artifact on one onnxruntime-web EP in headless Chromium (the shared browser by
+    default)."""
     sess = session or shared_session()
     info = model_info(path)
     try:

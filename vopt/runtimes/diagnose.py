@@ -186,7 +186,8 @@ def native_output_to(log: Path) -> Iterator[Path]:
 
 
 def log_path(name: str) -> Path:
-    """Where a build's native log lines go: <cache>/logs/<name>.log (the build directory may not exist yet)."""
+    """Where a build's native log lines go: <cache>/logs/<name>.log (the build directory may not exist
+    yet)."""
     from vopt.pipeline.cache import default_cache_dir
 
     return default_cache_dir() / "logs" / f"{name}.log"
@@ -222,8 +223,10 @@ def rejected_graph_error(
     else:
         lines.append(found.describe())
         lines.append(f"those nodes alone fail with: {found.error}")
-        # The window starts with the node that computes the construct's input: without it the rest does not fail
-        # alone (ConvNeXtV2: the Gelu before each GRN). The construct is the rest, and that is what to exclude.
+        # The window starts with the node that computes the construct's input: without it the rest does not
+        # fail
+        # alone (ConvNeXtV2: the Gelu before each GRN). The construct is the rest, and that is what to
+        # exclude.
         construct = found.nodes[1:] if len(found.nodes) > 1 else found.nodes
         if len(found.nodes) > 1:
             lines.append(

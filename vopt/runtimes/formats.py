@@ -43,7 +43,8 @@ def open_artifact(
     accurate: bool = False,
 ) -> Runner | Unavailable:
     """A runner for the artifact on its format's runtime. `accurate`: full precision for output checks;
-    otherwise as deployed (the settings the artifact records, or `settings` from a target's compile section)."""
+    otherwise as deployed (the settings the artifact records, or `settings` from a target's compile
+    section)."""
     entry = RUNTIMES.get(fmt)
     if entry is None:
         return Unavailable(f"no runtime for {fmt} artifacts on this machine")

@@ -120,7 +120,8 @@ def open_artifact(
 
 @contextlib.contextmanager
 def stdout_to_stderr():
-    """litert-torch and the quantizer print progress on stdout (Python and C++): keep `--json` stdout clean."""
+    """litert-torch and the quantizer print progress on stdout (Python and C++): keep `--json` stdout
+    clean."""
     import os
     import sys
 

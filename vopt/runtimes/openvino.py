@@ -34,7 +34,8 @@ def model_file(path: str | Path) -> Path:
     return p
 
 
-# Leave INFERENCE_PRECISION_HINT unset: the plugin's own choice (bf16 on CPUs with avx512_bf16), what a deployment runs.
+# Leave INFERENCE_PRECISION_HINT unset: the plugin's own choice (bf16 on CPUs with avx512_bf16), what a
+# deployment runs.
 DEFAULT_HINT = "default"
 
 
@@ -58,7 +59,8 @@ def exec_graph_summary(compiled: Any) -> dict[str, Any]:
 
 
 def recorded_settings(path: str | Path) -> dict[str, str]:
-    """The runtime properties an IR carries in rt_info `runtime_options` ({} for an ONNX file or a plain IR)."""
+    """The runtime properties an IR carries in rt_info `runtime_options` ({} for an ONNX file or a plain
+    IR)."""
     import openvino as ov
 
     file = model_file(path)
@@ -97,7 +99,8 @@ def runner(
     streams: int | None = None,
     cache_dir: str | None = None,
 ) -> Runner:
-    """`deployment`: the IR's recorded hints and, for the precision, the plugin's own choice (what a deployment
+    """`deployment`: the IR's recorded hints and, for the precision, the plugin's own choice (what a
+    deployment
     runs); otherwise INFERENCE_PRECISION_HINT f32 (bf16 when precision is bf16), for accuracy checks."""
     import openvino as ov
 
@@ -169,7 +172,8 @@ def open_artifact(
     accurate: bool = False,
 ) -> Runner:
     """The format table's entry. `settings`: the compile section of a target that runs on OpenVINO (device,
-    inference_precision, performance_hint, threads, precision); a device not present here falls back to CPU."""
+    inference_precision, performance_hint, threads, precision); a device not present here falls back to
+    CPU."""
     import openvino as ov
 
     s = settings or {}

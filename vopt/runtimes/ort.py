@@ -1,6 +1,7 @@
 """ONNX Runtime sessions and runners.
 
-The graph optimization level is a session setting, not part of the file: ORT_ENABLE_ALL's NHWC layout transform
+The graph optimization level is a session setting, not part of the file: ORT_ENABLE_ALL's NHWC layout
+transform
 for QLinearConv happens only when a session is created. A vopt artifact records the level it was measured at
 in its metadata (`vopt.runtime.onnxruntime`), and `runner()` applies it when it loads the file."""
 

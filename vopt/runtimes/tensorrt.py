@@ -16,19 +16,21 @@ if TYPE_CHECKING:  # numpy only inside functions: the compile cache key imports 
 # The opset range TensorRT 10's ONNX parser accepts.
 MIN_OPSET, MAX_OPSET = 9, 20
 
-# ONNX ops TensorRT 10's parser imports (onnx-tensorrt docs/operators.md, TRT 10.x). Anything else needs a plugin.
+# ONNX ops TensorRT 10's parser imports (onnx-tensorrt docs/operators.md, TRT 10.x). Anything else needs a
+# plugin.
 _OPS = """
-Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast CastLike Ceil Celu
-Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace DequantizeLinear Div Dropout
-Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements GatherND Gelu Gemm GlobalAveragePool
-GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GridSample GroupNormalization GRU HardSigmoid HardSwish Hardmax
-Identity If ImageScaler InstanceNormalization IsInf IsNaN LayerNormalization LeakyRelu Less LessOrEqual Log
-LogSoftmax Loop LRN LSTM LpNormalization LpPool MatMul Max MaxPool Mean Min Mish Mod Mul Neg NonMaxSuppression
-NonZero Not OneHot Or Pad ParametricSoftplus Pow PRelu QuantizeLinear RandomNormal RandomNormalLike RandomUniform
-RandomUniformLike Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin
-ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequence RNN RoiAlign Round ScaledTanh Scan Scatter
-ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth
-Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
+Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast CastLike Ceil
+Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace DequantizeLinear
+Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements GatherND Gelu Gemm
+GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GridSample GroupNormalization GRU
+HardSigmoid HardSwish Hardmax Identity If ImageScaler InstanceNormalization IsInf IsNaN LayerNormalization
+LeakyRelu Less LessOrEqual Log LogSoftmax Loop LRN LSTM LpNormalization LpPool MatMul Max MaxPool Mean Min
+Mish Mod Mul Neg NonMaxSuppression NonZero Not OneHot Or Pad ParametricSoftplus Pow PRelu QuantizeLinear
+RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range Reciprocal ReduceL1 ReduceL2
+ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu
+Reshape Resize ReverseSequence RNN RoiAlign Round ScaledTanh Scan Scatter ScatterElements ScatterND Selu
+Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub
+Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
 """
 SUPPORTED_OPS = frozenset(_OPS.split())
 
@@ -221,7 +223,8 @@ def _check_shapes(proto: Any, profiles: dict[str, list[list[int]]]) -> list[Find
 def profiles_from_dynamic(
     input_name: str, shape: list[int], dynamic: dict[str, list[int]] | None
 ) -> dict[str, list[list[int]]]:
-    """[min, opt, max] shapes per input from the recipe's `model.input.dynamic` ({batch|height|width: [min, opt, max]})."""
+    """[min, opt, max] shapes per input from the recipe's `model.input.dynamic` ({batch|height|width: [min,
+    opt, max]})."""
     if not dynamic:
         return {}
     axes = {"batch": 0, "height": 2, "width": 3}
@@ -255,7 +258,8 @@ def gpu_compute_capability() -> str | None:
 
 
 def engine_name(trt_version: str, compute_capability: str) -> str:
-    """Engines only run on the TensorRT version and GPU architecture they were built for: the name says which."""
+    """Engines only run on the TensorRT version and GPU architecture they were built for: the name says
+    which."""
     return f"model.trt{trt_version}.{compute_capability}.engine"
 
 

@@ -143,14 +143,16 @@ class ExportStage(Stage):
         if config.embed_preprocessing:
             from vopt.models.embed import embedded_steps
 
-            # The contract moves into the graph: the artifact now says "raw pixels", so nothing normalizes twice.
+            # The contract moves into the graph: the artifact now says "raw pixels", so nothing normalizes
+            # twice.
             changes["preprocess"] = contract.model_dump()
             changes["meta"]["embedded_preprocessing"] = embedded_steps(
                 artifact.preprocess, config.camera_size
             )
         out = artifact.derive(path, format="onnx", **changes)
         if config.parity and config.camera_size:
-            # The graph's resize is not PIL's: parity is with the same preprocessing in PyTorch, on the same frames.
+            # The graph's resize is not PIL's: parity is with the same preprocessing in PyTorch, on the same
+            # frames.
             self._parity_same_input(wrapped, family, out, config, ctx)
         elif config.parity:
             self._parity(model, family, out, config, ctx, reference_preprocess=artifact.preprocess)

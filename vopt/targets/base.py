@@ -56,7 +56,8 @@ class Target:
     browser_note: ClassVar[str | None] = None
     # `vopt inspect --check <target>` runs check_onnx() on an ONNX file before any build.
     has_onnx_check: ClassVar[bool] = False
-    # The CI runner labels a build of this target needs (`vopt matrix`): GitHub `runs-on`, GitLab `tags`. GPU and
+    # The CI runner labels a build of this target needs (`vopt matrix`): GitHub `runs-on`, GitLab `tags`. GPU
+    # and
     # Apple targets need runners with that hardware; the rest build and validate on a plain Linux x86 runner.
     ci_runners: ClassVar[dict[str, tuple[str, ...]]] = {
         "github": ("ubuntu-latest",),

@@ -19,7 +19,8 @@ class CpuConfig(CompileBase):
     session_optimization: Literal["basic", "extended", "all"] = Field(
         default="all",
         description="ORT graph optimization level a session runs the artifact at (recorded in its "
-        "metadata; `all` adds the layout transforms, e.g. NHWC QLinearConv, that cannot be saved into the file).",
+        "metadata; `all` adds the layout transforms, e.g. NHWC QLinearConv, that cannot be saved into the "
+        "file).",
     )
     ort_format: bool = Field(default=False, description="Also write the .ort flatbuffer format.")
     threads: int | None = Field(

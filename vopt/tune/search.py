@@ -176,7 +176,8 @@ def _fidelity(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def _time(passing: list[Candidate], target: Any, rounds: int) -> None:
-    """All passing artifacts in one interleaved run on the target's runtime, so machine noise hits them alike."""
+    """All passing artifacts in one interleaved run on the target's runtime, so machine noise hits them
+    alike."""
     import numpy as np
 
     from vopt.bench.source import resolve_source
@@ -229,7 +230,8 @@ def _row(c: Candidate, baseline: Candidate) -> dict[str, Any]:
 
 
 def write_tuned_recipe(recipe_path: Path, best: dict[str, Any]) -> Path | None:
-    """`<recipe>.tuned.yaml`: extends the recipe and sets the winning keys (the recipe itself is not edited)."""
+    """`<recipe>.tuned.yaml`: extends the recipe and sets the winning keys (the recipe itself is not
+    edited)."""
     import yaml
 
     if not best or not best["overrides"]:

@@ -1,4 +1,5 @@
-"""`validate: {runtime: browser}`: the artifact on each onnxruntime-web EP in headless Chromium, against the reference."""
+"""`validate: {runtime: browser}`: the artifact on each onnxruntime-web EP in headless Chromium, against the
+reference."""
 
 from __future__ import annotations
 

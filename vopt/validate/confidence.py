@@ -55,7 +55,8 @@ def gate_notes(gates: list[dict[str, Any]], where: str) -> list[str]:
             )
         if "needs_images" in g:
             notes.append(
-                f"{where} gate {g['metric']} {g['condition']}: {g['n']} image(s) cannot resolve this threshold: "
+                f"{where} gate {g['metric']} {g['condition']}: {g['n']} image(s) cannot resolve this "
+                "threshold: "
                 f"telling {g['threshold']:g} from {1 - 2 * (1 - g['threshold']):g} needs about "
                 f"{g['needs_images']} images"
             )

@@ -46,7 +46,8 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """Check each gate. Rates that carry an interval (`metrics["intervals"][metric]`: n and ci95) say whether
     the interval straddles the threshold; `mode: lower_bound` passes only when the pessimistic end of the
-    interval passes. Gates in `optional` (the task defaults) are skipped when their metric was not measured."""
+    interval passes. Gates in `optional` (the task defaults) are skipped when their metric was not
+    measured."""
     from vopt.validate.confidence import annotate
 
     results = []

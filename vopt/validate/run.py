@@ -165,7 +165,8 @@ def _gates(
     ctx: Any,
     label_data: Any = None,
 ) -> list:
-    """The recipe's gates and the task's defaults, with accuracy against labels and 95% intervals of every rate."""
+    """The recipe's gates and the task's defaults, with accuracy against labels and 95% intervals of every
+    rate."""
     from vopt.datasets.labels import find_labels
     from vopt.validate.accuracy import RANDOM_NOTE, accuracy_line, evidence
     from vopt.validate.confidence import gate_notes

@@ -1,4 +1,5 @@
-"""Swin: windowed attention. The dynamo exporter needs eager attention (SDPA fails), which vopt always loads."""
+"""Swin: windowed attention. The dynamo exporter needs eager attention (SDPA fails), which vopt always
+loads."""
 
 from __future__ import annotations
 

@@ -39,7 +39,8 @@ class CheckpointSource(Source):
             )
         if not spec.trust:
             raise RecipeError(
-                "model.arch: a state_dict checkpoint needs `arch: module:factory`; a checkpoint holding a full "
+                "model.arch: a state_dict checkpoint needs `arch: module:factory`; a checkpoint holding a "
+                "full "
                 "pickled module loads only with `trust: true` (unpickling runs code from the file)"
             )
         try:

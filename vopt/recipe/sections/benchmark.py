@@ -19,7 +19,8 @@ class BenchmarkSection(Section):
     )
     threads: Threads | list[Threads] | None = Field(
         default=None,
-        description="Intra-op threads for the runtime and PyTorch; a list sweeps them. Runtime default when omitted.",
+        description="Intra-op threads for the runtime and PyTorch; a list sweeps them. Runtime default when "
+        "omitted.",
     )
     baseline: bool = Field(default=True, description="Also time PyTorch eager, interleaved, for the speedup.")
     profile: bool = Field(

@@ -11,7 +11,8 @@ class ExportSection(Section):
         default=None,
         ge=OPSET_MIN,
         le=OPSET_MAX,
-        description=f"ONNX opset ({OPSET_MIN}-{LEGACY_OPSET_MAX}; up to {OPSET_MAX} with dynamo); the target's default when omitted.",
+        description=f"ONNX opset ({OPSET_MIN}-{LEGACY_OPSET_MAX}; up to {OPSET_MAX} with dynamo); the "
+        "target's default when omitted.",
     )
     dynamo: bool = Field(
         default=False, description="Use the torch.export-based exporter instead of the legacy one."

@@ -21,7 +21,8 @@ class InputSpec(Section):
     name: str = Field(default="pixel_values", description="Name of the model input.")
     dynamic: dict[Literal["batch", "height", "width"], list[Dim]] | None = Field(
         default=None,
-        description="Dynamic axes with [min, opt, max], e.g. {batch: [1, 8, 32]}. Names: batch, height, width.",
+        description="Dynamic axes with [min, opt, max], e.g. {batch: [1, 8, 32]}. Names: batch, height, "
+        "width.",
     )
 
     @field_validator("shape")
