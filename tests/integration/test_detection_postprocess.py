@@ -1,6 +1,5 @@
 """export.postprocess: DETR, RT-DETR and YOLOS decode, score and keep top-k in the graph (boxes, scores,
-labels),
-checked by box agreement against PyTorch plus the same post-processing in numpy."""
+labels), checked by box agreement against PyTorch plus the same post-processing in numpy."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Runtime settings travel with the artifact: recorded in the file and the manifest, applied by vopt's
-runners,
-and the README's loading lines (run here verbatim) load the artifact the same way."""
+runners, and the README's loading lines (run here verbatim) load the artifact the same way."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""The tflite target end to end: litert-torch converts, ai-edge-litert runs, vopt compares with PyTorch.
-Runs in the tflite environment (`make test-tflite`: litert-torch cannot share the main venv); skipped
-elsewhere."""
+"""The tflite target end to end: litert-torch converts, ai-edge-litert runs, vopt compares with PyTorch. Runs
+in the tflite environment (`make test-tflite`: litert-torch cannot share the main venv); skipped elsewhere."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """The recipe library: fragments, composed recipes, `vopt recipes`, the generated docs page, profiles, `vopt
-matrix`
-and the CI examples."""
+matrix` and the CI examples."""
 
 from __future__ import annotations
 

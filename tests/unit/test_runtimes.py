@@ -145,8 +145,7 @@ def test_a_straddling_interval_is_inconclusive_never_did_not_pay():
 
 def test_runtimes_never_import_targets_and_speed_code_names_no_target():
     """The layer rule (targets import runtimes, never the reverse), and no target-name dispatch in the code
-    that
-    times or checks artifacts: it asks the target's attributes or the artifact's format."""
+    that times or checks artifacts: it asks the target's attributes or the artifact's format."""
     import ast
     from pathlib import Path
 

@@ -107,8 +107,8 @@ def compare_until_stable(
     warmup: int = 3,
 ) -> dict[str, Any]:
     """Speed ratio baseline-time / candidate-time (>1: the candidate is faster), timed in interleaved rounds
-    until
-    a 95% interval on the ratio excludes 1, or at `max_rounds` / `budget_s`. Each round takes the median of
+    until a 95% interval on the ratio excludes 1, or at `max_rounds` / `budget_s`. Each round takes the median
+    of
     `per_round` calls of each (the order alternates between rounds); the interval is a t-interval on the mean
     per-round log ratio, so load that slows both alike moves neither the ratio nor its width much.
 

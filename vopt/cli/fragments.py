@@ -1,7 +1,6 @@
 """Fragments (recipes/families/*.yaml, recipes/targets/*.yaml) are meant for `extends:` and are not recipes on
-their
-own. To check one, compose it with a stub that fills what it leaves out (a name, and a model for a target
-fragment)."""
+their own. To check one, compose it with a stub that fills what it leaves out (a name, and a model for a
+target fragment)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The recipe library under recipes/: composed recipes (not the fragments), with family, platform, precision
-and
-whether the target can build and run here. `vopt recipes` prints it; docs/recipes.md is generated from it."""
+and whether the target can build and run here. `vopt recipes` prints it; docs/recipes.md is generated from
+it."""
 
 from __future__ import annotations
 

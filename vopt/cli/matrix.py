@@ -1,7 +1,6 @@
 """`vopt matrix RECIPES... --format github|gitlab|json`: the CI job matrix, one job per recipe, with the
-runner each
-target needs. vopt scales past one machine on the CI engine users already run, not on a scheduler of its
-own."""
+runner each target needs. vopt scales past one machine on the CI engine users already run, not on a scheduler
+of its own."""
 
 from __future__ import annotations
 

@@ -29,8 +29,7 @@ def print_json(data: Any) -> None:
 
 
 # Terminal escapes (ORT's coloured log text inside an exception, or a recipe value) and other control
-# characters:
-# an error message is plain text, on a terminal and in a CI log alike.
+# characters: an error message is plain text, on a terminal and in a CI log alike.
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 

@@ -2,11 +2,9 @@
 machine.
 
 Children share the step cache. Each build's output is printed in one piece when it ends, so parallel logs do
-not
-interleave. Distinct recipes write distinct build directories; two children that reach the same cache key (the
-same
-model loaded by two recipes) both commit it by atomic rename, and the second one's rename loses to the
-first."""
+not interleave. Distinct recipes write distinct build directories; two children that reach the same cache key
+(the same model loaded by two recipes) both commit it by atomic rename, and the second one's rename loses to
+the first."""
 
 from __future__ import annotations
 
@@ -43,8 +41,7 @@ def child_command(
 
 def run_parallel(commands: list[tuple[Path, list[str]]], jobs: int, on_done) -> list[ChildResult]:
     """Run the commands, `jobs` at a time; `on_done(result)` is called (in the caller's thread order of
-    completion)
-    as each finishes. Results come back in the order given."""
+    completion) as each finishes. Results come back in the order given."""
 
     def one(item: tuple[Path, list[str]]) -> ChildResult:
         recipe, cmd = item

@@ -1,8 +1,7 @@
 """`vopt build --profile smoke`: the same recipe with the family's tiny config, random weights and a few
-images.
-It proves a recipe builds end to end on its target in seconds; the numbers it reports say nothing about the
-real
-model. The overrides are plain `--set`s, so `vopt plan --set ...` shows exactly what a profile changes."""
+images. It proves a recipe builds end to end on its target in seconds; the numbers it reports say nothing
+about the real model. The overrides are plain `--set`s, so `vopt plan --set ...` shows exactly what a profile
+changes."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Preprocessing inside the exported graph (`export.embed_preprocessing`): the artifact takes raw uint8 NHWC
-RGB
-pixels, as a camera, a browser canvas or a mobile app provides them, and does cast, optional resize and centre
-crop, channel order, layout and mean/std itself, so nothing on the device normalizes (or forgets to)."""
+RGB pixels, as a camera, a browser canvas or a mobile app provides them, and does cast, optional resize and
+centre crop, channel order, layout and mean/std itself, so nothing on the device normalizes (or forgets
+to)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from vopt.pipeline.artifact import Preprocess
 
 def raw_contract(contract: Preprocess, camera_size: list[int] | None) -> Preprocess:
     """What the caller still does outside the graph: without a camera size, the resize and crop (to the
-    model's
-    input size); with one, only delivering frames of that size. Everything numeric is in the graph."""
+    model's input size); with one, only delivering frames of that size. Everything numeric is in the graph."""
     # A camera frame is the photo at the camera's size, centre-cropped to its aspect ratio (not stretched).
     return Preprocess(
         size=list(camera_size or contract.size),

@@ -1,8 +1,7 @@
 """Detection post-processing in the graph (`export.postprocess`): DETR-style `logits` + `pred_boxes` become
 `boxes` (xyxy in input pixels), `scores` and `labels` for the top-k queries, with scores below the threshold
 zeroed (label -1). The same steps in numpy (`apply`) post-process the PyTorch reference, so validation
-compares
-like with like."""
+compares like with like."""
 
 from __future__ import annotations
 

@@ -224,8 +224,7 @@ def rejected_graph_error(
         lines.append(found.describe())
         lines.append(f"those nodes alone fail with: {found.error}")
         # The window starts with the node that computes the construct's input: without it the rest does not
-        # fail
-        # alone (ConvNeXtV2: the Gelu before each GRN). The construct is the rest, and that is what to
+        # fail alone (ConvNeXtV2: the Gelu before each GRN). The construct is the rest, and that is what to
         # exclude.
         construct = found.nodes[1:] if len(found.nodes) > 1 else found.nodes
         if len(found.nodes) > 1:

@@ -100,8 +100,8 @@ def runner(
     cache_dir: str | None = None,
 ) -> Runner:
     """`deployment`: the IR's recorded hints and, for the precision, the plugin's own choice (what a
-    deployment
-    runs); otherwise INFERENCE_PRECISION_HINT f32 (bf16 when precision is bf16), for accuracy checks."""
+    deployment runs); otherwise INFERENCE_PRECISION_HINT f32 (bf16 when precision is bf16), for accuracy
+    checks."""
     import openvino as ov
 
     core = ov.Core()

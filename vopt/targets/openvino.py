@@ -161,8 +161,8 @@ def _model_cache_dir() -> str:
 
 
 def deployment_settings(cfg: OpenVinoConfig, precision: str) -> dict[str, str]:
-    """The properties a deployment should compile the IR with (recorded in its rt_info `runtime_options`):
-    the recipe's hints; INFERENCE_PRECISION_HINT only when asked for (else the plugin's own choice, bf16 on
+    """The properties a deployment should compile the IR with (recorded in its rt_info `runtime_options`): the
+    recipe's hints; INFERENCE_PRECISION_HINT only when asked for (else the plugin's own choice, bf16 on
     AMX)."""
     hint = cfg.inference_precision or ("bf16" if precision == "bf16" else None)
     settings = {"PERFORMANCE_HINT": cfg.performance_hint or "LATENCY"}

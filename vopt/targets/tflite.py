@@ -1,11 +1,8 @@
 """tflite: a LiteRT flatbuffer converted from the build's torch module by litert-torch (torch.export, then
-lowered to
-TFLite ops), in fp32 or int8 (static int8 weights and activations by ai-edge-quantizer, calibrated on vopt's
-images).
-It runs on ai-edge-litert's Interpreter (XNNPACK on CPU). litert-torch needs ml_dtypes 0.7 and an older
-pydantic
-than vopt's main environment, so the extra lives in its own venv (constraints-tflite.txt, `make
-test-tflite`)."""
+lowered to TFLite ops), in fp32 or int8 (static int8 weights and activations by ai-edge-quantizer, calibrated
+on vopt's images). It runs on ai-edge-litert's Interpreter (XNNPACK on CPU). litert-torch needs ml_dtypes 0.7
+and an older pydantic than vopt's main environment, so the extra lives in its own venv
+(constraints-tflite.txt, `make test-tflite`)."""
 
 from __future__ import annotations
 
@@ -122,8 +119,7 @@ def convert(module, example, path) -> None:
 
 def describe_failure(exc: Exception) -> str:
     """The op that stopped the converter, then where: MLIR says "failed to legalize operation 'tfl.pow'" and
-    names
-    the model source line; torch.export names an aten op."""
+    names the model source line; torch.export names an aten op."""
     import re
 
     from vopt.targets.coreml import _describe

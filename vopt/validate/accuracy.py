@@ -2,8 +2,7 @@
 
 Rates are fractions of images, so each comes with its count and a 95% Wilson interval (vopt.validate.stats).
 `top1_drop` is in percentage points (reference top-1 accuracy minus the artifact's); its interval is the
-paired
-one, from the images that one of the two got right and the other wrong."""
+paired one, from the images that one of the two got right and the other wrong."""
 
 from __future__ import annotations
 
