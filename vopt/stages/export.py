@@ -248,7 +248,8 @@ class ExportStage(Stage):
         import torch
 
         from vopt.datasets.images import describe, load_batch
-        from vopt.runtimes.ort import run_batches, runner
+        from vopt.runtimes.base import run_batches
+        from vopt.runtimes.ort import runner
         from vopt.validate.reference import compare_outputs
 
         images = load_batch(None, artifact.preprocess, config.parity_samples)
