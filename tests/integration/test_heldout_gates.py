@@ -66,16 +66,21 @@ def test_one_folder_is_split_and_the_manifest_lists_the_images(write_recipe, cli
     assert rep["check"]["note"].startswith("RANDOM weights")  # agreement on random weights is not evidence
 
 
+NEEDS_FOR_07 = 11  # vopt.validate.stats.needed_samples(0.7): telling 0.7 from 0.4
+
+
 def test_too_few_images_cannot_pass_silently(write_recipe, cli, tmp_path):
-    """8 check images and top1_agreement >= 0.99: the estimate passes with a warning that says how many images
-    the threshold needs; gate_mode lower_bound fails (exit 3), naming the metric."""
-    q = {"gates": {"top1_agreement": ">=0.99"}}
+    """8 check images and top1_agreement >= 0.7: the estimate passes with a warning that says how many images
+    the threshold needs; gate_mode lower_bound fails (exit 3), naming the metric. (Random weights: measured
+    8/8 on a VNNI machine, 6/8 on one without; the Wilson lower bound of either is below 0.7.)"""
+    q = {"gates": {"top1_agreement": ">=0.7"}}
     res = cli("build", write_recipe(_recipe("few", q)), "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)
     (gate,) = [g for g in _quantize(m)["gates"] if g["metric"] == "top1_agreement"]
-    assert gate["n"] == 8 and gate["ci95"][0] < 0.99 and gate["needs_images"] == 753
-    assert any("8 image(s) cannot resolve this threshold" in w and "753 images" in w for w in m["warnings"])
+    assert gate["n"] == 8 and gate["ci95"][0] < 0.7 and gate["needs_images"] == NEEDS_FOR_07
+    warned = f"{NEEDS_FOR_07} images"
+    assert any("8 image(s) cannot resolve this threshold" in w and warned in w for w in m["warnings"])
     strict = write_recipe(_recipe("few-strict", {**q, "gate_mode": "lower_bound"}), "strict.yaml")
     res = cli("build", strict, "--out", tmp_path / "out")
     assert res.exit_code == 3, res.output
@@ -85,7 +90,7 @@ def test_too_few_images_cannot_pass_silently(write_recipe, cli, tmp_path):
         for g in _quantize(_manifest(tmp_path / "out", "few-strict"))["gates"]
         if g["metric"] == "top1_agreement"
     ]
-    assert gate["value"] >= 0.99 > gate["bound"] and not gate["passed"]  # measured 1.000, lower bound 0.68
+    assert gate["value"] >= 0.7 > gate["bound"] and not gate["passed"]
 
 
 def test_default_gates_catch_a_bad_artifact(write_recipe, cli, tmp_path):
@@ -153,10 +158,9 @@ def _text_images(folder: Path, n: int = 16) -> Path:
 )
 def test_ppocr_det_opset12_int8_is_upgraded_and_gated(write_recipe, cli, tmp_path):
     """PaddlePaddle's PP-OCRv4 text detector, opset 12. Per-channel QDQ used to fail with ORT's raw
-    INVALID_GRAPH;
-    now the model is upgraded to opset 13 first. On text it holds (centered cosine 0.95 measured); on photos
-    without text the int8 probability map is all zeros (centered cosine 0.00) and the default gate fails
-    it."""
+    INVALID_GRAPH; now the model is upgraded to opset 13 first. On text it holds (centered cosine 0.95
+    measured); on photos without text the int8 probability map is all zeros (centered cosine 0.00) and the
+    default gate fails it."""
     model = {
         "source": "onnx",
         "path": str(_ppocr()),

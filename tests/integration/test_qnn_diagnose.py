@@ -33,13 +33,19 @@ CONVNEXTV2 = {
 
 
 def test_qnn_finalize_failure_names_the_grn_nodes_and_the_exclusion_builds(write_recipe, cli, tmp_path):
-    quant = {"precision": "int8", "calibration": {"samples": 4}, "check": {"samples": 4, "benchmark": False}}
+    # Random weights and 4 images: the default gates would judge noise; this test is about the diagnosis.
+    quant = {
+        "precision": "int8",
+        "calibration": {"samples": 4},
+        "check": {"samples": 4, "benchmark": False},
+        "default_gates": False,
+    }
     recipe = {
         "name": "cnv2-qnn",
         "model": CONVNEXTV2,
         "quantize": quant,
         "compile": {"target": "qnn"},
-        "validate": {"samples": 2},
+        "validate": {"samples": 2, "default_gates": False},
     }
     # A real process, so that what native libraries write to file descriptor 2 is seen too.
     env = {**os.environ, "PYTHONPATH": str(REPO)}

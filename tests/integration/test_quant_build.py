@@ -48,7 +48,7 @@ def _build(cli, recipe: Path, out: Path, *extra: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family, min_centered", [("resnet", 0.99), ("vit", 0.99)])
+@pytest.mark.parametrize("family, min_centered", [("resnet", 0.99), ("vit", 0.985)])
 def test_quant_cpu_int8_runs_on_ort_reports_metrics_and_is_reproducible(
     family, min_centered, write_recipe, cli, tmp_path
 ):
@@ -64,7 +64,8 @@ def test_quant_cpu_int8_runs_on_ort_reports_metrics_and_is_reproducible(
         "calibration_method": "minmax",
     }
     worst = rep["check"]["worst"]
-    # measured: resnet 0.9960 centered / 0.9977 raw; vit 0.9977 / 0.9986
+    # measured: resnet 0.9960 centered / 0.9977 raw; vit 0.9977 / 0.9986 (0.9898 with 7-bit weights, which the
+    # cpu target uses on a CPU without VNNI)
     assert worst["centered_cosine"] >= min_centered
     assert worst["cosine"] >= worst["centered_cosine"]
     assert "sqnr_db" in worst and "top1_agreement" in worst
@@ -94,7 +95,7 @@ def test_quant_cpu_int8_runs_on_ort_reports_metrics_and_is_reproducible(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family, min_centered", [("resnet", 0.97), ("vit", 0.99)])
+@pytest.mark.parametrize("family, min_centered", [("resnet", 0.97), ("vit", 0.975)])
 def test_quant_openvino_int8_nncf_runs_on_openvino(family, min_centered, write_recipe, cli, tmp_path):
     pytest.importorskip("nncf")
     recipe = write_recipe(_recipe(family, "openvino", {"calibration": {"samples": 16}}))
@@ -108,7 +109,7 @@ def test_quant_openvino_int8_nncf_runs_on_openvino(family, min_centered, write_r
     assert (ir / "model.xml").is_file() and (ir / "model.bin").is_file()
     assert rep["check"]["runtime"].startswith("openvino")
     # measured with calibration.method minmax -> NNCF's MINMAX range estimator: resnet 0.985 centered (NNCF's
-    # default mean-of-minmax estimator clips and gave 0.934), vit 0.998
+    # default mean-of-minmax estimator clips and gave 0.934), vit 0.998 (0.982 on an AMD EPYC without VNNI)
     assert rep["check"]["worst"]["centered_cosine"] >= min_centered
     assert rep["check"]["worst"]["cosine"] >= rep["check"]["worst"]["centered_cosine"]
     assert m["artifact"]["format"] == "openvino-ir"
@@ -328,7 +329,8 @@ def test_quant_fallback_measured_ranking(write_recipe, cli, tmp_path):
         "gates": {"centered_cosine": ">=0.997"},
         "auto_fallback": True,
         "max_float_fraction": 0.6,
-        "options": {"rank_by": "measured"},
+        # 8-bit weights on every machine (the gate was set for them; see reduce_range in docs/quantization.md)
+        "options": {"rank_by": "measured", "reduce_range": False},
         "check": {"samples": 16, "benchmark": False},
     }
     recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2}))
@@ -383,7 +385,7 @@ def test_quant_fallback_to_int16_and_write_back(write_recipe, cli, tmp_path):
         "auto_fallback": True,
         "max_float_fraction": 0.75,
         "fallback_step": 2,
-        "options": {"fallback_to": "int16"},
+        "options": {"fallback_to": "int16", "reduce_range": False},
         "check": {"samples": 16, "benchmark": False},
     }
     recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2}))

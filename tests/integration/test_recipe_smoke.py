@@ -10,8 +10,8 @@ from tests.conftest import REPO
 
 def test_detr_openvino_smoke_measures_box_agreement(cli, tmp_path, monkeypatch):
     """OpenVINO's compiled DETR output also answers to the exporter's '/model/bbox_predictor/...' name; the
-    runner
-    must return it as pred_boxes, or the family's box_agreement gate has nothing to measure (exit 2)."""
+    runner must return it as pred_boxes, or the family's box_agreement gate has nothing to measure (exit
+    2)."""
     monkeypatch.chdir(REPO)
     result = cli(
         "build",
@@ -29,4 +29,5 @@ def test_detr_openvino_smoke_measures_box_agreement(cli, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     validate = next(s for s in json.loads(result.stdout)["steps"] if s["stage"] == "validate")["report"]
     assert set(validate["metrics"]) == {"logits", "pred_boxes"}
-    assert [g["metric"] for g in validate["gates"]] == ["box_agreement"] and validate["gates"][0]["passed"]
+    (box,) = [g for g in validate["gates"] if g["metric"] == "box_agreement"]  # beside the task's defaults
+    assert box["passed"]

@@ -133,6 +133,7 @@ def test_web_int8_goes_through_the_quantize_stage(cli, write_recipe, tmp_path):
         "precision": "int8",
         "calibration": {"samples": 4},
         "check": {"samples": 2, "benchmark": False},
+        "default_gates": False,  # the path is under test here; 4 calibration images judge nothing
     }
     result = _build(cli, write_recipe, tmp_path, {"target": "webgpu", "precision": "int8"}, quantize=quantize)
     assert result.exit_code == 0, result.output

@@ -1,9 +1,8 @@
 """ONNX Runtime sessions and runners.
 
 The graph optimization level is a session setting, not part of the file: ORT_ENABLE_ALL's NHWC layout
-transform
-for QLinearConv happens only when a session is created. A vopt artifact records the level it was measured at
-in its metadata (`vopt.runtime.onnxruntime`), and `runner()` applies it when it loads the file."""
+transform for QLinearConv happens only when a session is created. A vopt artifact records the level it was
+measured at in its metadata (`vopt.runtime.onnxruntime`), and `runner()` applies it when it loads the file."""
 
 from __future__ import annotations
 
@@ -121,8 +120,10 @@ def open_artifact(
 ) -> Runner:
     """The format table's entry: ONNX on the CPU EP. `settings`: the compile section of a target that runs on
     onnxruntime (its `threads`, and `session_optimization`, the level a session should run the file at); the
-    level the artifact records applies when the section names none."""
+    level the artifact records applies when the section names none. `accurate` (output checks) runs Q/DQ as
+    written, in float (ORT_ENABLE_BASIC does not fuse them): what a QDQ file means on any runtime, not what
+    this machine's int8 kernels compute (which saturate on x86 CPUs without VNNI)."""
     s = settings or {}
-    level = s.get("session_optimization")
+    level = s.get("session_optimization") or ("basic" if accurate else None)
     chosen = {"graph_optimization_level": level} if level else None
     return runner(path, threads=threads or s.get("threads"), settings=chosen)

@@ -47,6 +47,9 @@ class Target:
     # Why timings on this machine would not reflect the device (the runtime here only emulates it, e.g. a
     # simulator or a browser on wasm); None when the runtime here is the real one.
     emulated: ClassVar[str | None] = None
+    # The int8 artifact runs on ONNX Runtime's x86 CPU kernels, whose u8 x s8 products saturate on CPUs
+    # without VNNI: the ort-qdq scheme then quantizes weights to 7 bits (its `reduce_range` option).
+    ort_cpu_int8: ClassVar[bool] = False
     # Export without dynamic axes: the device compiles fixed shapes.
     static_shapes: ClassVar[bool] = False
     # The artifact runs in a browser (onnxruntime-web): it is verified in headless Chromium, and that
@@ -57,8 +60,8 @@ class Target:
     # `vopt inspect --check <target>` runs check_onnx() on an ONNX file before any build.
     has_onnx_check: ClassVar[bool] = False
     # The CI runner labels a build of this target needs (`vopt matrix`): GitHub `runs-on`, GitLab `tags`. GPU
-    # and
-    # Apple targets need runners with that hardware; the rest build and validate on a plain Linux x86 runner.
+    # and Apple targets need runners with that hardware; the rest build and validate on a plain Linux x86
+    # runner.
     ci_runners: ClassVar[dict[str, tuple[str, ...]]] = {
         "github": ("ubuntu-latest",),
         "gitlab": ("saas-linux-medium-amd64",),

@@ -31,6 +31,7 @@ class CpuConfig(CompileBase):
 class CpuTarget(Target):
     name = "cpu"
     runtime_name = "onnxruntime"
+    ort_cpu_int8 = True
     Config = CpuConfig
     requires = ("onnxruntime",)
     default_opset = 17
