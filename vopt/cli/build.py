@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -36,9 +37,11 @@ def command(
         None, "--profile", help="smoke: the family's tiny config, random weights, few images."
     ),
 ) -> None:
+    from vopt.cli.output import stdout_for_json_only
     from vopt.pipeline.interrupt import handle_signals
 
-    with handle_signals():  # SIGINT / SIGTERM: exit 130 / 143, nothing partial left
+    # SIGINT / SIGTERM: exit 130 / 143, nothing partial left
+    with handle_signals(), stdout_for_json_only() if json_out else contextlib.nullcontext():
         _build_all(
             recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug, jobs, profile
         )

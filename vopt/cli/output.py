@@ -21,11 +21,28 @@ err = Console(stderr=True, highlight=False)
 out = Console(highlight=False, soft_wrap=True)
 
 
+_json_stream: Any = None
+
+
+@contextlib.contextmanager
+def stdout_for_json_only() -> Iterator[None]:
+    """While a command runs, what libraries print (model loaders print 'Loaded pretrained weights ...') goes
+    to stderr, so that `--json` leaves nothing but the JSON on stdout."""
+    global _json_stream
+    _json_stream = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _json_stream = None
+
+
 def print_json(data: Any) -> None:
     from vopt.pipeline.manifest import json_safe
 
-    sys.stdout.write(json.dumps(json_safe(data), indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    stream = _json_stream or sys.stdout
+    stream.write(json.dumps(json_safe(data), indent=2, default=str) + "\n")
+    stream.flush()
 
 
 # Terminal escapes (ORT's coloured log text inside an exception, or a recipe value) and other control

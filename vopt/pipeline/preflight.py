@@ -20,7 +20,16 @@ HEADER_PROBES = 256
 # vopt.validate.reference.compare_outputs), and those each task adds (vopt.validate.tasks.task_metrics).
 PARITY_METRICS = ("max_abs_diff", "cosine", "sqnr_db", "centered_cosine", "input_variation")
 TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "image-classification": ("top1_agreement", "top5_agreement", "kl_divergence"),
+    # and, when the data has labels (vopt.validate.accuracy), accuracy and its drop in points
+    "image-classification": (
+        "top1_agreement",
+        "top5_agreement",
+        "kl_divergence",
+        "top1_accuracy",
+        "top5_accuracy",
+        "top1_drop",
+        "top5_drop",
+    ),
     "object-detection": (
         "box_agreement",
         "box_recall",
