@@ -35,6 +35,12 @@ def test_scheme_declares_its_facts(name):
         allowed = RankingOptions.model_fields["fallback_to"].annotation.__args__
         assert set(s.fallback_precisions) <= set(allowed)
     s.Options()  # every option has a default: a recipe may leave `options:` out
+    # quantize.search: a ranking scheme's layers are probed on its own QDQ graph or on its QDQ proxy, and the
+    # alternatives it declares are values of its own options
+    if s.ranks_layers:
+        assert s.qdq_output or s.qdq_proxy is not Scheme.qdq_proxy
+    for alt in s.search_settings:
+        s.Options.model_validate(alt)
 
 
 def test_at_most_one_scheme_owns_a_precision():

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from vopt.recipe.sections.quantize import CalibrationSection, CheckSection, ExcludeSection
+from vopt.recipe.sections.quantize import CalibrationSection, CheckSection, ExcludeSection, SearchSection
 
 
 class QuantizeConfig(BaseModel):
@@ -30,6 +30,7 @@ class QuantizeConfig(BaseModel):
     ]  # the artifact's preprocessing contract (family + recipe): calibration reads images through it
     input_shape: list[int]
     compile: dict[str, Any]  # the target's settings, for its runner in the speed check
+    search: SearchSection | None = None  # quantize.search: the accuracy-aware search
     score_threshold: float = 0.5  # validate.score_threshold: box agreement of detection models
     gate_mode: str = "estimate"
     default_gates: bool = True

@@ -132,10 +132,138 @@ def table_lines(
     for row in table[:limit]:
         mark = f"  (kept {to})" if row["node"] in kept else ""
         lines.append(
-            f"{row['rank']:>4}  {row['drop_db']:>8.2f}  {row['out_sqnr_db']:>11.2f}  {row['op_type']:<10} {row['node']}{mark}"
+            f"{row['rank']:>4}  {row['drop_db']:>8.2f}  {row['out_sqnr_db']:>11.2f}  {row['op_type']:<10} "
+            f"{row['node']}{mark}"
         )
     if len(table) > limit:
         lines.append(
             f"… {len(table) - limit} more layers in the manifest (steps[quantize].report.sensitivity)"
         )
     return lines
+
+
+class IslandProbe:
+    """Run a QDQ model with some layers made float by editing the graph, not by re-quantizing: each of the
+    layer's dequantized inputs is wired back to its float source (activations: the tensor before its
+    QuantizeLinear; weights and biases: the float model's initializer). Its consumers stay quantized. A probe
+    costs one session on a few images, where a re-quantization costs seconds: what makes a per-layer
+    sensitivity pass affordable. quantize.search writes its final float islands by the same edit
+    (`model_bytes`) and checks that artifact with the step's gates."""
+
+    def __init__(self, qdq_model: Path, float_model: Path, threads: int | None = None):
+        import onnx
+        from onnx import numpy_helper
+
+        self.base = onnx.load(str(qdq_model))
+        self.floats = {
+            i.name: numpy_helper.to_array(i) for i in onnx.load(str(float_model)).graph.initializer
+        }
+        self.threads = threads
+        graph = self.base.graph
+        self.producer = {o: n for n in graph.node for o in n.output}
+        self.inits = {i.name for i in graph.initializer}
+        self.input_name = graph.input[0].name
+        dim = graph.input[0].type.tensor_type.shape.dim[0]
+        self.static = int(dim.dim_value) if dim.dim_value else None
+        self._small: dict[str, np.ndarray] = {}  # Q scales and zero points
+        self._clips: dict[str, Any] = {}
+
+    def _float_source(self, tensor: str, graph: Any, added: dict[str, str]) -> str | None:
+        """The float tensor a DequantizeLinear output stands for, or None when it is not one."""
+        from onnx import numpy_helper
+
+        dq = self.producer.get(tensor)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return None
+        src = dq.input[0]
+        if src in self.inits:  # a quantized weight or bias: ORT names it '<float name>_quantized'
+            name = src[: -len("_quantized")] if src.endswith("_quantized") else None
+            if name is None or name not in self.floats:
+                return None
+            if name not in added:  # (a bias's DequantizeLinear output keeps the float name: use another)
+                added[name] = f"{name}__vopt_float"
+                graph.initializer.append(
+                    numpy_helper.from_array(self.floats[name].astype(np.float32, copy=False), added[name])
+                )
+            return added[name]
+        q = self.producer.get(src)
+        if q is None or q.op_type != "QuantizeLinear":
+            return None
+        # The quantizer folds a ReLU/Clip into its Q range (the Clip node is gone): keep that clamp, drop
+        # only the rounding. The range is what the quantized tensor could hold:
+        # [(qmin - zp), (qmax - zp)] * scale.
+        if src not in added:
+            scale = self._init(q.input[1]).astype(np.float64)
+            zp = self._init(q.input[2]) if len(q.input) > 2 and q.input[2] else np.zeros((), np.uint8)
+            info = np.iinfo(zp.dtype)
+            lo = np.float32((info.min - zp.astype(np.float64)) * scale)
+            hi = np.float32((info.max - zp.astype(np.float64)) * scale)
+            name = f"{src}__vopt_float"
+            graph.initializer.extend(
+                [
+                    numpy_helper.from_array(np.asarray(lo, np.float32).reshape(()), name + "_lo"),
+                    numpy_helper.from_array(np.asarray(hi, np.float32).reshape(()), name + "_hi"),
+                ]
+            )
+            from onnx import helper
+
+            added[src] = name
+            self._clips[name] = helper.make_node(
+                "Clip", [q.input[0], name + "_lo", name + "_hi"], [name], name=name
+            )
+        return added[src]
+
+    def _init(self, name: str) -> np.ndarray:
+        from onnx import numpy_helper
+
+        if name not in self._small:
+            self._small[name] = next(
+                numpy_helper.to_array(i) for i in self.base.graph.initializer if i.name == name
+            )
+        return self._small[name]
+
+    def model_bytes(self, float_nodes: list[str]) -> bytes:
+        import onnx
+
+        model = onnx.ModelProto()
+        model.CopyFrom(self.base)
+        graph = model.graph
+        wanted = set(float_nodes)
+        added: dict[str, str] = {}
+        # new Clip nodes, placed before their first reader (topological order)
+        before: dict[int, list[Any]] = {}
+        for pos, node in enumerate(graph.node):
+            if node.name not in wanted:
+                continue
+            for i, tensor in enumerate(node.input):
+                self._clips = {}
+                src = self._float_source(tensor, graph, added)
+                before.setdefault(pos, []).extend(self._clips.values())
+                if src is not None:
+                    node.input[i] = src
+        if any(before.values()):
+            nodes = []
+            for pos, node in enumerate(graph.node):
+                nodes.extend(before.get(pos, []))
+                nodes.append(node)
+            del graph.node[:]
+            graph.node.extend(nodes)
+        return model.SerializeToString()
+
+    def outputs(self, float_nodes: list[str], images: np.ndarray, output: str | None = None) -> np.ndarray:
+        """One output (`output`, else the first) of the edited model on `images`, one static batch at a
+        time."""
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if self.threads:
+            so.intra_op_num_threads = self.threads
+        sess = ort.InferenceSession(self.model_bytes(float_nodes), so, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        name = output if output in names else names[0]
+        step = self.static or len(images)
+        out = []
+        for batch in split_static(iter([images]), step):
+            out.append(sess.run([name], {self.input_name: batch})[0])
+        return np.concatenate(out)[: len(images)]

@@ -1,5 +1,6 @@
 """`vopt build --write-back`: put the quantization fallback's float layers into the recipe's
-`quantize.exclude.nodes`, editing only that spot of the file (comments and layout elsewhere stay)."""
+`quantize.exclude.nodes` (and what quantize.search chose: int16 layers, calibration method, scheme options),
+editing only those spots of the file (comments and layout elsewhere stay)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,44 @@ def kept_float(manifest: dict[str, Any], to: str = "float") -> list[str]:
     return []
 
 
+def search_settings(manifest: dict[str, Any]) -> dict[tuple[str, ...], Any]:
+    """The settings quantize.search changed, by recipe key path: the calibration method, and the scheme's own
+    options (e.g. nncf's bias_correction) under quantize.options."""
+    for step in manifest.get("steps", []):
+        if step.get("stage") == "quantize":
+            changed = (step.get("report") or {}).get("search", {}).get("changed_settings") or {}
+            return {
+                (("quantize", "calibration", "method") if k == "method" else ("quantize", "options", k)): v
+                for k, v in changed.items()
+            }
+    return {}
+
+
 def write_back(loaded: Any, manifest: dict[str, Any]) -> str | None:
     """Returns what was written (for the CLI), or None when there is nothing to write."""
-    kept, keys = kept_float(manifest), KEYS
-    if not kept:  # options.fallback_to: int16 -> quantize.options.int16_nodes
-        kept, keys = kept_float(manifest, "int16"), INT16_KEYS
+    settings = search_settings(manifest)
+    said = [_write_layers(loaded, manifest, kind) for kind in ("float", "int16")]
+    path: Path | None = loaded.path
+    for keys, value in settings.items() if path is not None else ():
+        text = Path(path).read_text()
+        updated = set_nodes(text, value, keys, "quantize.search")
+        got: Any = yaml.safe_load(updated) or {}
+        for key in keys:
+            got = (got or {}).get(key) if isinstance(got, dict) else None
+        if got != value:
+            raise RuntimeError(f"write-back produced an unexpected recipe ({'.'.join(keys)} = {got!r})")
+        tmp = Path(path).with_name(f".{Path(path).name}.write-back")
+        tmp.write_text(updated)
+        tmp.replace(path)
+        said.append(f"{'.'.join(keys)} = {value}")
+    said = [s for s in said if s]
+    return "; ".join(said) if said else None
+
+
+def _write_layers(loaded: Any, manifest: dict[str, Any], to: str) -> str | None:
+    # float layers -> quantize.exclude.nodes; int16 layers (options.fallback_to: int16, or the search's)
+    # -> quantize.options.int16_nodes
+    kept, keys = kept_float(manifest, to), (KEYS if to == "float" else INT16_KEYS)
     path: Path | None = loaded.path
     if not kept or path is None:
         return None
@@ -40,7 +74,7 @@ def write_back(loaded: Any, manifest: dict[str, Any]) -> str | None:
         return None
     nodes = existing + new  # the full list: a list set in this file replaces an inherited one
     text = Path(path).read_text()
-    updated = set_nodes(text, nodes, keys)
+    updated = set_nodes(text, nodes, keys, _source(manifest))
     got: Any = yaml.safe_load(updated) or {}
     for key in keys:
         got = (got or {}).get(key) if isinstance(got, dict) else None
@@ -53,11 +87,21 @@ def write_back(loaded: Any, manifest: dict[str, Any]) -> str | None:
     return f"{'.'.join(keys)} (+{len(new)} layer{'s' if len(new) != 1 else ''} {where})"
 
 
-def set_nodes(text: str, nodes: list[str], keys: tuple[str, ...] = KEYS) -> str:
+def _source(manifest: dict[str, Any]) -> str:
+    """What chose the layers: quantize.search or auto_fallback (for the comment written beside them)."""
+    for step in manifest.get("steps", []):
+        if step.get("stage") == "quantize" and (step.get("report") or {}).get("search"):
+            return "quantize.search"
+    return "quantize auto_fallback"
+
+
+def set_nodes(
+    text: str, nodes: Any, keys: tuple[str, ...] = KEYS, source: str = "quantize auto_fallback"
+) -> str:
     """Set quantize.exclude.nodes (or another key path) in YAML text, touching as little of it as possible."""
     root = yaml.compose(text)
     if root is None or not isinstance(root, yaml.MappingNode):
-        return text.rstrip("\n") + "\n" + _block(keys, nodes, 0)
+        return text.rstrip("\n") + "\n" + _block(keys, nodes, 0, source)
     node: yaml.Node = root
     depth = 0
     for key in keys:
@@ -80,7 +124,7 @@ def set_nodes(text: str, nodes: list[str], keys: tuple[str, ...] = KEYS) -> str:
         cur[keys[-1]] = nodes
         return _replace(text, node, json.dumps(data))
     if node is root:
-        return text.rstrip("\n") + "\n" + _block(keys[depth:], nodes, 0)
+        return text.rstrip("\n") + "\n" + _block(keys[depth:], nodes, 0, source)
     indent = node.value[0][0].start_mark.column if node.value else 2
     # Insert after the line where the mapping's last value ends (a block node's own end mark is at the
     # next token, past any comments in between).
@@ -92,7 +136,7 @@ def set_nodes(text: str, nodes: list[str], keys: tuple[str, ...] = KEYS) -> str:
     newline = text.find("\n", last.end_mark.index - 1 if last.end_mark.index else 0)
     insert_at = len(text) if newline < 0 else newline + 1
     prefix = "" if insert_at == 0 or text[insert_at - 1] == "\n" else "\n"
-    return text[:insert_at] + prefix + _block(keys[depth:], nodes, indent) + text[insert_at:]
+    return text[:insert_at] + prefix + _block(keys[depth:], nodes, indent, source) + text[insert_at:]
 
 
 def _child(node: yaml.Node, key: str) -> yaml.Node | None:
@@ -111,11 +155,15 @@ def _nest(keys: tuple[str, ...], nodes: list[str]) -> Any:
     return out
 
 
-def _block(keys: tuple[str, ...], nodes: list[str], indent: int) -> str:
+def _block(keys: tuple[str, ...], nodes: Any, indent: int, source: str) -> str:
     lines = []
     for i, key in enumerate(keys):
         pad = " " * (indent + 2 * i)
-        note = "  # written by vopt build --write-back (quantize auto_fallback)" if i == len(keys) - 1 else ""
+        last = i == len(keys) - 1
+        note = f"  # written by vopt build --write-back ({source})" if last else ""
+        if last and not isinstance(nodes, list):  # a scalar setting (the search's calibration method)
+            lines.append(f"{pad}{key}: {json.dumps(nodes)}{note}")
+            return "\n".join(lines) + "\n"
         lines.append(f"{pad}{key}:{note}")
     pad = " " * (indent + 2 * len(keys))
     lines += [f"{pad}- {json.dumps(n)}" for n in nodes]

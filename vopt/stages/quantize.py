@@ -52,6 +52,7 @@ class QuantizeStage(Stage):
             require_speedup=q.require_speedup,
             check=q.check,
             options=q.options,
+            search=q.search,
             preprocess=_contract(recipe),
             input_shape=list(recipe.model.input.shape),
             compile=recipe.compile.model_dump(mode="json"),
@@ -150,6 +151,7 @@ class _Run:
         self.ref: dict[str, Any] | None = None
         self.images = None
         self.ctx_notes: set[str] = set()
+        self.kept_int16: list[str] = []  # the search's layers with 16-bit activations
         # The contract the cache key's data fingerprint was computed with; the artifact's own when they differ
         # (an hf model without `family:` is only known after load), since that is what the model expects.
         planned = Preprocess(**config.preprocess)
@@ -204,14 +206,17 @@ class _Run:
             result = scheme.quantize(model, [], out)
         kept: list[str] = []
         checked = self.check(result)
-        if checked is not None and not _passed(checked["gates"]) and cfg.auto_fallback:
-            if scheme.ranks_layers:
-                result, kept, checked = self.fallback(model, result, calib, checked)
-            else:
+        failed = checked is not None and not _passed(checked["gates"])
+        if failed and (cfg.search is not None or cfg.auto_fallback):
+            if not scheme.ranks_layers:
                 ctx.warn(
-                    f"auto_fallback: scheme '{cfg.scheme}' cannot rank layers (the QDQ schemes and nncf can); "
-                    "gates checked as is"
+                    f"{'quantize.search' if cfg.search is not None else 'auto_fallback'}: scheme "
+                    f"'{cfg.scheme}' cannot rank layers (the QDQ schemes and nncf can); gates checked as is"
                 )
+            elif cfg.search is not None:  # the accuracy-aware search, in place of auto_fallback
+                result, kept, checked = self.search(model, result, calib, checked)
+            else:
+                result, kept, checked = self.fallback(model, result, calib, checked)
         for w in scheme.warnings:
             ctx.warn(w)
         self._evidence_notes(calib)
@@ -420,6 +425,13 @@ class _Run:
         self._fallback_report(table, kept, candidates, budget, history, converged=True, to=to)
         return result, kept, checked
 
+    def search(self, model: Path, first: Path, calib: Any, checked: dict[str, Any]):
+        """quantize.search (vopt/quant/search.py): the fewest changes that hold the gates, within budget_s."""
+        from vopt.quant.search import run_search
+
+        result, kept, checked, self.kept_int16 = run_search(self, model, first, calib, checked)
+        return result, kept, checked
+
     def _measured(self, model: Path, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rank by what keeping each layer alone in float does to the first gate's metric (one re-quantization
         per layer, from the cached ranges): slower than the SQNR ranking, but it measures the real effect."""
@@ -538,10 +550,11 @@ class _Run:
         meta["vopt.quantize.scheme"] = self.cfg.scheme
         # Everything kept in float, whether the recipe or the fallback chose it: a written-back recipe
         # then rebuilds the same bytes.
-        wide = self._fallback_to() == "int16" if kept else False
+        wide = self._fallback_to() == "int16" if kept and self.cfg.search is None else False
         float_nodes = {*([] if wide else kept), *self.cfg.exclude.nodes}
         meta["vopt.quantize.float_nodes"] = json.dumps(sorted(float_nodes))
-        int16 = sorted({*(kept if wide else []), *getattr(self.scheme.options, "int16_nodes", [])})
+        recipe_int16 = getattr(self.scheme.options, "int16_nodes", [])
+        int16 = sorted({*(kept if wide else []), *self.kept_int16, *recipe_int16})
         if int16:
             meta["vopt.quantize.int16_nodes"] = json.dumps(int16)
         cal = self.report.get("calibration", {})
@@ -581,6 +594,11 @@ class _Run:
                 )
         if kept:
             parts.append(f"{len(kept)} layer(s) kept {self.report.get('fallback', {}).get('to', 'float')}")
+        if self.kept_int16:
+            parts.append(f"{len(self.kept_int16)} layer(s) with 16-bit activations")
+        changed = self.report.get("search", {}).get("changed_settings")
+        if changed:
+            parts.append("search: " + ", ".join(f"{k} {v}" for k, v in changed.items()))
         sp = r.get("speed", {})
         if sp.get("status") == "ok":
             parts.append(f"{sp['speedup']:.2f}x vs float" + ("" if sp["paid"] else " (did NOT pay)"))

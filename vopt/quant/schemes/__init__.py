@@ -122,4 +122,14 @@ def recipe_problems(recipe: Any, target: Any | None = None) -> list[tuple[tuple[
         scheme, _ = choose(q, target)
     except RecipeError:
         return []
-    return [(("quantize", "options", *loc), msg) for loc, msg in option_problems(scheme, q.options)]
+    problems = [(("quantize", "options", *loc), msg) for loc, msg in option_problems(scheme, q.options)]
+    wide = [t for t in (q.search.to if q.search is not None else []) if t not in scheme.fallback_precisions]
+    if wide and scheme.ranks_layers:
+        problems.append(
+            (
+                ("quantize", "search", "to"),
+                f"{', '.join(wide)} is not available for scheme '{scheme.name}' (its layers can become "
+                f"{' or '.join(scheme.fallback_precisions)})",
+            )
+        )
+    return problems

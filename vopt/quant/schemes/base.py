@@ -64,6 +64,12 @@ class Scheme:
     # What the fallback may move a layer to (`options.fallback_to`); empty when it cannot rank layers.
     fallback_precisions: ClassVar[tuple[str, ...]] = ()
     tools: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime")
+    # quantize.search: other values of the scheme's own options it may try on a gate miss, besides the
+    # calibration methods (each a dict of Options fields).
+    search_settings: ClassVar[tuple[dict[str, Any], ...]] = ()
+    # Its output is an ONNX QDQ graph that the search's float-island probe edits directly; a scheme that
+    # ranks layers without one gives an ORT QDQ proxy of the same model instead (`qdq_proxy`).
+    qdq_output: ClassVar[bool] = False
     # The typed `quantize.options`, validated when the recipe loads.
     Options: ClassVar[type[SchemeOptions]] = SchemeOptions
 
@@ -115,6 +121,21 @@ class Scheme:
         return candidates, rank_layers(
             model, quantized, candidates, calib, samples, self.work, rank_by=rank_by
         )
+
+    def qdq_proxy(
+        self, model: Path, calib: CalibrationSet, advance: Callable[[int], None] | None = None
+    ) -> tuple[Scheme, Path]:
+        """An ORT QDQ scheme calibrated on the same data, and its prepared float model: what layers are ranked
+        on when this scheme's own output is not a QDQ graph (schemes with ranks_layers and not qdq_output)."""
+        raise NotImplementedError(f"scheme '{self.name}' has no QDQ proxy to rank layers on")
+
+    def saved_calibration(self) -> Any:
+        """What `calibrate` collected, for `restore_calibration` (the search switches calibration methods
+        without calibrating again). None when there is nothing to keep."""
+        return None
+
+    def restore_calibration(self, saved: Any) -> None:
+        """Make `saved` (from `saved_calibration`) the ranges `quantize` uses."""
 
     def output_name(self) -> str:
         return "model.onnx"

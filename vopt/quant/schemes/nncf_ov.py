@@ -51,6 +51,9 @@ class NncfOptions(RankingOptions):
     preset: Literal["performance", "mixed"] | None = Field(
         default=None, description="NNCF preset; mixed for transformer families, performance otherwise."
     )
+    bias_correction: Literal["fast", "full"] = Field(
+        default="fast", description="NNCF's fast BiasCorrection (its default) or the full one."
+    )
 
 
 class NncfScheme(Scheme):
@@ -66,6 +69,7 @@ class NncfScheme(Scheme):
     fallback_precisions = ("float",)
     Options = NncfOptions
     tools = ("openvino", "nncf")
+    search_settings = ({"bias_correction": "full"},)  # quantize.search tries it besides the range methods
 
     def prepare(self, src: Path) -> Path:
         return src
@@ -103,7 +107,7 @@ class NncfScheme(Scheme):
                 subset_size=self._calib.count(),
                 model_type=nncf.ModelType.TRANSFORMER if transformer else None,
                 preset=self._preset(transformer),
-                fast_bias_correction=True,
+                fast_bias_correction=self.options.bias_correction == "fast",
                 advanced_parameters=self._advanced(),
                 **kwargs,
             )
@@ -130,7 +134,9 @@ class NncfScheme(Scheme):
             # NNCF's histogram search is its nearest to entropy
             "entropy": RangeEstimatorParametersSet.HISTOGRAM,
         }
-        self.info["calibration_method"] = f"NNCF range estimator for '{method}' + fast bias correction"
+        self.info["calibration_method"] = (
+            f"NNCF range estimator for '{method}' + {self.options.bias_correction} bias correction"
+        )
         return AdvancedQuantizationParameters(activations_range_estimator_params=estimators[method])
 
     def _preset(self, transformer: bool):
@@ -146,8 +152,19 @@ class NncfScheme(Scheme):
         """NNCF's IR has no per-layer Q/DQ to compare, so rank on an ORT QDQ proxy of the same ONNX model
         (u8/s8 per-channel, same calibration data). Layer names are the ONNX node names; they map onto
         OpenVINO ops by friendly name (a Conv with bias becomes '<name>/WithoutBiases' + '<name>')."""
-        from vopt.quant.schemes.ort_qdq import OrtQdqScheme
         from vopt.quant.sensitivity import rank_layers
+
+        proxy, float_model = self.qdq_proxy(model, calib)
+        qdq = proxy.quantize(float_model, [], proxy.work / "proxy_qdq.onnx")
+        candidates = proxy.candidates(qdq)
+        table = rank_layers(float_model, qdq, candidates, calib, samples, proxy.work, rank_by=rank_by)
+        return candidates, table
+
+    def qdq_proxy(
+        self, model: Path, calib: CalibrationSet, advance: Callable[[int], None] | None = None
+    ) -> tuple[Scheme, Path]:
+        """The ORT QDQ scheme (u8/s8 per-channel) on the same ONNX model and calibration data, calibrated."""
+        from vopt.quant.schemes.ort_qdq import OrtQdqScheme
 
         proxy_work = self.work / "proxy"
         proxy_work.mkdir(exist_ok=True)
@@ -162,12 +179,9 @@ class NncfScheme(Scheme):
         )
         proxy = OrtQdqScheme(cfg, proxy_work, self.family)
         float_model = proxy.prepare(model)
-        proxy.calibrate(float_model, calib, lambda n=1: None)
-        qdq = proxy.quantize(float_model, [], proxy_work / "proxy_qdq.onnx")
-        candidates = proxy.candidates(qdq)
-        table = rank_layers(float_model, qdq, candidates, calib, samples, proxy_work, rank_by=rank_by)
+        proxy.calibrate(float_model, calib, advance or (lambda n=1: None))
         self.info["ranking"] = "on an ORT QDQ proxy of the ONNX model (u8/s8 per-channel)"
-        return candidates, table
+        return proxy, float_model
 
     def _ignored_scope(self, ov_model, exclude_nodes: list[str]):
         import fnmatch

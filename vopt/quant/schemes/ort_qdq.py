@@ -116,6 +116,7 @@ class OrtQdqScheme(Scheme):
     types = {"int8": QuantTypes("uint8", "int8"), "int16": QuantTypes("uint16", "int8")}
     ranks_layers = True
     fallback_precisions = ("float", "int16")
+    qdq_output = True
     Options = OrtQdqOptions
     # `vopt tune`: per-channel vs per-tensor weights, min-max vs percentile ranges (u8 activations / s8 weights
     # stay: s8 activations and u8 weights run 3-4x slower on x86, FIELD measurements in docs/benchmarks.md).
@@ -199,6 +200,22 @@ class OrtQdqScheme(Scheme):
     def ranges_file(self) -> Path:
         return self.work / "calibration_ranges.json"
 
+    def saved_calibration(self) -> Path | None:
+        import shutil
+
+        if not self.ranges_file.exists():  # not calibrated yet
+            return None
+        self._saved = getattr(self, "_saved", 0) + 1
+        saved = self.work / f"calibration_ranges_{self._saved}.json"
+        shutil.copyfile(self.ranges_file, saved)
+        return saved
+
+    def restore_calibration(self, saved: Any) -> None:
+        import shutil
+
+        if saved is not None:
+            shutil.copyfile(saved, self.ranges_file)
+
     # -- quantization -------------------------------------------------------------------------
     def extra_options(self) -> dict[str, Any]:
         return {}
@@ -215,13 +232,16 @@ class OrtQdqScheme(Scheme):
 
         return get_target(self.cfg.target).ort_cpu_int8 and host_lacks_vnni()
 
-    def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
+    def quantize(
+        self, model: Path, exclude_nodes: list[str], out: Path, int16_nodes: list[str] | None = None
+    ) -> Path:
         from onnxruntime.quantization import QuantFormat, quantize_static
 
         op_types = self.op_types_to_quantize(model)
         extra = self.extra_options()
-        # options.fallback_to: int16 keeps the fallback's layers quantized, with 16-bit activations.
-        wide = list(getattr(self.options, "int16_nodes", []))
+        # options.fallback_to: int16 keeps the fallback's layers quantized, with 16-bit activations; the
+        # search passes its int16 layers next to its float ones.
+        wide = sorted({*getattr(self.options, "int16_nodes", []), *(int16_nodes or [])})
         if self.options.fallback_to == "int16":
             wide, exclude_nodes = sorted({*wide, *exclude_nodes}), []
         if wide:

@@ -5,10 +5,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, WithJsonSchema
 
 from vopt.recipe.sections.base import Gates, Section
-from vopt.recipe.sections.limits import MAX_BATCH, MAX_SAMPLES, Seed
+from vopt.recipe.sections.limits import MAX_BATCH, MAX_SAMPLES, MAX_SECONDS, Seed
 from vopt.registry import SCHEMES
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int16", "int4"]
+Method = Literal["minmax", "entropy", "percentile"]  # calibration range methods
 
 
 def _registered(name: str) -> str:
@@ -46,7 +47,7 @@ class CalibrationSection(Section):
         default=8, ge=1, le=MAX_BATCH, description="Images per calibration batch; memory is bounded by this."
     )
     seed: Seed = 0
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    method: Method = "minmax"
     percentile: float = Field(default=99.999, gt=0, le=100, description="For method: percentile.")
     synthetic: bool = Field(
         default=False, description="Random tensors instead of images; marked in every report."
@@ -98,6 +99,40 @@ class CheckSection(Section):
     )
 
 
+class SearchSection(Section):
+    """The accuracy-aware search (vopt/quant/search.py): on a gate miss, try other calibration settings, rank
+    layers by what changing each alone does to the output on the check's held-out images, and keep the fewest
+    changes that hold the gate."""
+
+    budget_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="Wall-time budget; the best plan so far is kept when it runs out.",
+    )
+    methods: list[Method] = Field(
+        default_factory=lambda: ["minmax", "percentile", "entropy"],
+        description="Calibration range methods to try (the recipe's own first).",
+    )
+    scheme_settings: bool = Field(
+        default=True,
+        description="Also try the scheme's own alternative settings (its `search_settings`; "
+        "nncf: full bias correction).",
+    )
+    to: list[Literal["float", "int16"]] = Field(
+        default_factory=lambda: ["float"],
+        min_length=1,
+        description="What a sensitive layer may become: float, or int16 activations (schemes "
+        "that fall back to int16: ort-qdq, trt-qdq).",
+    )
+    focus_images: int = Field(
+        default=24,
+        ge=0,
+        le=MAX_SAMPLES,
+        description="Closest-call check images ranked besides those that flip.",
+    )
+
+
 class QuantizeSection(Section):
     precision: Precision | None = Field(
         default=None, description="The scheme's precision when omitted (int8 for most)."
@@ -144,4 +179,7 @@ class QuantizeSection(Section):
         default=True,
         description="Add the task's default gates (e.g. centered_cosine "
         ">= 0.9, top1_agreement >= 0.8) for metrics the recipe does not gate.",
+    )
+    search: SearchSection | None = Field(
+        default=None, description="Accuracy-aware search on a gate miss (instead of auto_fallback)."
     )

@@ -1,0 +1,87 @@
+"""quantize.search through `vopt build`: the stage's hook, its report and --write-back (tiny random
+ResNet)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import onnx
+import yaml
+
+from tests.conftest import tiny_model
+
+
+def test_search_holds_the_gate_reports_and_writes_back(write_recipe, cli, tmp_path):
+    # plain int8 measured centered cosine 0.9902 on this model's check images: the gate needs layers in float
+    q = {
+        "calibration": {"samples": 32},
+        "gates": {"centered_cosine": ">=0.9975"},
+        "max_float_fraction": 1.0,
+        "check": {"samples": 16, "rounds": 2},
+        "search": {"methods": ["minmax"], "budget_s": 300, "focus_images": 8},
+    }
+    recipe = write_recipe(
+        {"name": "s", "model": tiny_model("resnet"), "quantize": q, "compile": {"target": "cpu"}}
+    )
+    res = cli("build", recipe, "--out", tmp_path / "out", "--json", "--write-back")
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)
+    rep = next(s for s in m["steps"] if s["stage"] == "quantize")["report"]
+    s = rep["search"]
+    assert s["converged"] and s["value_before"] < 0.9975 <= s["value_after"]
+    assert rep["gates"][0]["passed"] and round(rep["gates"][0]["value"], 6) == s["value_after"]
+    kept = rep["fallback"]["kept_float"]
+    assert kept and s["changes"] == len(kept) and len(kept) < rep["fallback"]["quantized_layers"]
+    assert {"node", "to", "kl_gain", "flips_fixed", "rank"} <= set(rep["sensitivity"][0])
+    assert s["speed_vs_all_int8"]["status"] == "ok" and s["speed_vs_all_int8"]["ratio"] > 0
+    assert any(t["why"] == "prefix" for t in s["trials"])
+    # measured on the check's held-out images: the calibration folder's other part, never its own images
+    data = rep["data"]
+    assert data["split"] and data["check_images"] and data["calibration_images"]
+    assert not {d["sha256"] for d in data["check_images"]} & {d["sha256"] for d in data["calibration_images"]}
+    assert s["check_images"] == rep["check"]["images"]
+    # the artifact is the searched one: its float islands are the search's layers
+    model = onnx.load(str(tmp_path / "out" / "s" / "model.onnx"), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["vopt.quantize.float_nodes"]) == sorted(kept)
+    written = yaml.safe_load(recipe.read_text())["quantize"]["exclude"]["nodes"]
+    assert written == kept
+    assert "written by vopt build --write-back (quantize.search)" in recipe.read_text()
+
+
+def test_search_on_nncf_tries_its_scheme_settings_first(write_recipe, cli, tmp_path):
+    import pytest
+
+    from vopt.registry import get_scheme
+
+    if not all(importlib.util.find_spec(m) for m, _, _ in get_scheme("nncf").requires):
+        pytest.skip("nncf needs openvino and nncf, not installed here")
+    # measured on this model's check images: plain int8 0.9879, with full bias correction 0.9951
+    q = {
+        "calibration": {"samples": 16},
+        "gates": {"centered_cosine": ">=0.995"},
+        "max_float_fraction": 1.0,
+        "check": {"samples": 16, "benchmark": False},
+        "search": {"methods": ["minmax"], "budget_s": 300, "focus_images": 8},
+    }
+    recipe = write_recipe(
+        {"name": "n", "model": tiny_model("resnet"), "quantize": q, "compile": {"target": "openvino"}}
+    )
+    res = cli("build", recipe, "--out", tmp_path / "out", "--json", "--write-back")
+    assert res.exit_code == 0, res.output
+    rep = next(s for s in json.loads(res.stdout)["steps"] if s["stage"] == "quantize")["report"]
+    s = rep["search"]
+    assert s["converged"] and s["value_before"] < 0.995 <= s["value_after"]
+    # NncfScheme.search_settings: full bias correction, tried first after the recipe's own settings, held the
+    # gate with no layer changes
+    assert [t.get("bias_correction") for t in s["settings_tried"]] == [None, "full"]
+    assert s["changed_settings"] == {"bias_correction": "full"} and s["changes"] == 0
+    assert "full bias correction" in rep["scheme_info"]["calibration_method"]
+    # the layers it could have changed come from the ORT QDQ proxy (NNCF's IR has no Q/DQ per layer)
+    assert "ORT QDQ proxy" in rep["scheme_info"]["ranking"] and rep["fallback"]["quantized_layers"] > 0
+    assert yaml.safe_load(recipe.read_text())["quantize"]["options"] == {"bias_correction": "full"}
+    assert (
+        'bias_correction: "full"  # written by vopt build --write-back (quantize.search)'
+        in recipe.read_text()
+    )

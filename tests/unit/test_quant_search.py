@@ -1,0 +1,203 @@
+"""The search's ranking and greedy logic, on a model of a quantized network whose numbers are known:
+each layer adds a known error to the logits, and keeping it in float removes that error."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vopt.quant.search import Hooks, Outcome, Plan, Search, focus, kl_per_image, score
+
+
+def _world(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(60, 10)) * 3
+    # 12 layers; 'L3' and 'L7' carry almost all the error (L3 on the closest calls), the rest a little noise
+    errors = {f"L{i}": rng.normal(size=ref.shape) * 0.01 for i in range(12)}
+    errors["L3"] = rng.normal(size=ref.shape) * 1.5
+    errors["L7"] = rng.normal(size=ref.shape) * 1.0
+    return ref, errors
+
+
+def _hooks(ref, errors, calls):
+    def out(plan: Plan, idx):
+        floats = set(plan.nodes("float"))
+        return ref[idx] + sum(e[idx] for n, e in errors.items() if n not in floats)
+
+    def check(plan: Plan) -> Outcome:
+        calls.append(plan)
+        o = out(plan, np.arange(len(ref)))
+        agree = float(np.mean(o.argmax(1) == ref.argmax(1)))
+        return Outcome(agree >= 0.99, agree)
+
+    return Hooks(probe=out, check=check)
+
+
+def test_focus_takes_the_flips_and_the_closest_calls():
+    ref = np.array([[3.0, 0.0], [1.0, 0.9], [0.0, 2.0], [2.0, 1.5]])
+    out = np.array([[0.0, 3.0], [1.0, 0.9], [0.0, 2.0], [2.0, 1.5]])  # image 0 flips
+    assert list(focus(ref, out, extra=1)) == [0, 1]  # + the smallest margin (0.1)
+    assert list(focus(ref, out, extra=2)) == [0, 1, 3]
+    assert score(ref, ref)[0] == 0 and score(ref, out)[0] == 1
+    assert kl_per_image(ref, ref).max() < 1e-9 and kl_per_image(ref, out)[0] > 1
+
+
+def test_search_ranks_by_output_effect_and_keeps_the_fewest_layers():
+    ref, errors = _world()
+    calls: list[Plan] = []
+    hooks = _hooks(ref, errors, calls)
+    base = hooks.check(Plan())
+    assert not base.passed
+    res = Search(hooks, ref, sorted(errors), settings=[{"method": "minmax"}, {"method": "entropy"}]).run(base)
+    assert res.converged and res.outcome.value >= 0.99
+    kept = set(res.plan.nodes("float"))
+    # the two layers that carry the error are ranked first and are all the search keeps in float
+    assert {r["node"] for r in res.table[:2]} == {"L3", "L7"}
+    assert kept <= {"L3", "L7"} and kept
+    assert res.table[0]["flips_fixed"] > 0
+    # one settings trial, then prefixes and pruning: far fewer full checks than layers x 2
+    assert len(calls) - 1 < 12
+    assert res.settings_tried[0] == {"method": "minmax", "value": round(base.value, 6), "passed": False}
+
+
+def test_search_stops_at_its_budget_with_the_best_plan_so_far():
+    ref, errors = _world()
+    ticks = iter(range(0, 10_000, 10))
+    hooks = _hooks(ref, errors, [])
+    base = hooks.check(Plan())
+    res = Search(hooks, ref, sorted(errors), budget_s=100, clock=lambda: next(ticks)).run(base)
+    # the ranking stopped at 60% of the budget (a few layers probed, not all 12), the greedy used the rest
+    assert 0 < len(res.table) < 12 and not res.converged
+    assert res.elapsed_s <= 110 and res.outcome.value >= base.value
+
+
+def test_a_passing_setting_needs_no_layer_changes():
+    ref, errors = _world()
+
+    def check(plan: Plan) -> Outcome:
+        ok = dict(plan.settings).get("method") == "percentile"
+        return Outcome(ok, 1.0 if ok else 0.9)
+
+    hooks = Hooks(probe=lambda plan, idx: ref[idx], check=check)
+    res = Search(
+        hooks,
+        ref,
+        sorted(errors),
+        settings=[{"method": "minmax"}, {"method": "percentile"}, {"method": "entropy"}],
+    ).run(check(Plan()))
+    assert res.converged and res.plan.layers == () and dict(res.plan.settings) == {"method": "percentile"}
+    assert [s["method"] for s in res.settings_tried] == ["minmax", "percentile"]  # stopped at the first pass
+
+
+def test_write_back_writes_the_searched_layers_and_settings(tmp_path):
+    import yaml
+
+    from tests.conftest import tiny_model
+    from vopt.recipe.resolve import load_recipe
+    from vopt.recipe.write_back import write_back
+
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "# my recipe\n"
+        + yaml.safe_dump(
+            {"name": "w", "model": tiny_model("resnet"), "quantize": {"calibration": {"samples": 8}}}
+        )
+    )
+    manifest = {
+        "steps": [
+            {
+                "stage": "quantize",
+                "report": {
+                    "fallback": {"kept_float": ["/a/Conv"], "kept_int16": ["/b/Conv"]},
+                    "search": {"changed_settings": {"method": "entropy", "bias_correction": "full"}},
+                },
+            }
+        ]
+    }
+    said = write_back(load_recipe(path), manifest)
+    assert said == (
+        "quantize.exclude.nodes (+1 layer kept in float); quantize.options.int16_nodes "
+        "(+1 layer with 16-bit activations); quantize.calibration.method = entropy; "
+        "quantize.options.bias_correction = full"
+    )
+    q = yaml.safe_load(path.read_text())["quantize"]
+    assert q["exclude"]["nodes"] == ["/a/Conv"]
+    assert q["options"] == {"int16_nodes": ["/b/Conv"], "bias_correction": "full"}
+    assert q["calibration"] == {"samples": 8, "method": "entropy"}
+    assert path.read_text().startswith("# my recipe\n")
+
+
+def _stage_search(tmp_path, scheme_name: str, options: dict, methods: list[str]):
+    """A StageSearch on a stand-in quantize step: what it asks the scheme plugin, without running it."""
+    from types import SimpleNamespace
+
+    from vopt.quant.config import QuantizeConfig
+    from vopt.quant.search import StageSearch
+    from vopt.recipe.sections.quantize import CalibrationSection, CheckSection, ExcludeSection, SearchSection
+    from vopt.registry import get_scheme
+
+    cfg = QuantizeConfig(
+        target="cpu",
+        scheme=scheme_name,
+        precision="int8",
+        per_channel=True,
+        activation_type="uint8",
+        weight_type="int8",
+        calibration=CalibrationSection(),
+        exclude=ExcludeSection(),
+        gates={"top1_agreement": ">=0.99"},
+        auto_fallback=False,
+        max_float_fraction=0.25,
+        fallback_step=1,
+        require_speedup=None,
+        check=CheckSection(),
+        options=options,
+        preprocess={},
+        input_shape=[1, 3, 8, 8],
+        compile={},
+        search=SearchSection(methods=methods),
+    )
+    scheme = get_scheme(scheme_name)(cfg, tmp_path, None)
+    images = np.zeros((4, 3, 8, 8), np.float32)
+    run = SimpleNamespace(cfg=cfg, scheme=scheme, images=images, ref={"logits": np.zeros((4, 10))})
+    return StageSearch(run, tmp_path / "float.onnx", tmp_path / "int8", None, "top1_agreement")
+
+
+def test_the_settings_tried_come_from_the_scheme_plugin(tmp_path):
+    from vopt.quant.search import Plan
+
+    nncf = _stage_search(tmp_path, "nncf", {}, ["minmax", "percentile"])
+    assert nncf.images is nncf.run.images  # the quantize check's own (held-out) images
+    assert nncf.settings() == [
+        {"method": "minmax"},
+        {"method": "minmax", "bias_correction": "full"},  # NncfScheme.search_settings
+        {"method": "percentile"},
+    ]
+    plan = Plan((("bias_correction", "full"), ("method", "minmax")))
+    assert nncf.changed(plan) == {"bias_correction": "full"}
+    # the recipe already asks for full bias correction: nothing else to try
+    full = _stage_search(tmp_path, "nncf", {"bias_correction": "full"}, ["minmax"])
+    assert full.settings() == [{"method": "minmax"}]
+    ort = _stage_search(tmp_path, "ort-qdq", {}, ["entropy", "minmax"])
+    assert ort.settings() == [{"method": "minmax"}, {"method": "entropy"}]
+    assert ort.changed(Plan((("method", "entropy"),))) == {"method": "entropy"}
+
+
+def test_int16_layers_are_a_recipe_error_where_the_scheme_has_none(tmp_path):
+    import pytest
+    import yaml
+
+    from tests.conftest import tiny_model
+    from vopt.errors import RecipeError
+    from vopt.recipe.resolve import load_recipe
+
+    def recipe(scheme: str):
+        path = tmp_path / f"{scheme}.yaml"
+        q = {"scheme": scheme, "gates": {"top1_agreement": ">=0.99"}, "search": {"to": ["float", "int16"]}}
+        path.write_text(yaml.safe_dump({"name": "i", "model": tiny_model("resnet"), "quantize": q}))
+        return path
+
+    load_recipe(recipe("ort-qdq"))  # ort-qdq falls back to int16
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe("qnn-qdq"))
+    text = "\n".join(info.value.lines or [info.value.message])
+    assert "quantize.search.to: int16 is not available for scheme 'qnn-qdq'" in text, text
