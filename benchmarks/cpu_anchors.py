@@ -5,8 +5,10 @@
 1. Ceilings: fp32 / bf16 / int8 GEMM throughput (GMAC/s) through ONNX Runtime (MatMul, MatMulInteger u8 x s8),
    OpenVINO (MatMul at f32 and bf16 hints, and a QDQ MatMul that OpenVINO runs in int8) and PyTorch.
 2. vopt's artifacts, built through recipes (`recipes/families/*.yaml` + `recipes/targets/cpu.yaml` with int8
-   quantize, and `recipes/targets/openvino-int8.yaml`), for ResNet-50 and ViT-B/16 with RANDOM but sane weights
-   (vopt's random init: kaiming convs, recomputed BatchNorm statistics): speed only, fidelity vs fp32 as a sanity
+   quantize, and `recipes/targets/openvino-int8.yaml`), for ResNet-50 and ViT-B/16 with RANDOM but sane
+   weights
+   (vopt's random init: kaiming convs, recomputed BatchNorm statistics): speed only, fidelity vs fp32 as a
+   sanity
    check (random weights make top-1 meaningless).
 3. Anchors on the same exported ONNX and the same calibration images: PyTorch eager, ORT fp32, a naive
    `quantize_static` (defaults, the exported dynamic-batch model, no pre-processing), OpenVINO with default
@@ -321,7 +323,8 @@ def run_model(model: str, work: Path, args: argparse.Namespace, ceiling: dict[st
         )
     lines += [
         "",
-        f"Wall time: vopt cpu int8 build {t_cpu:.0f} s, vopt openvino int8 build {t_ov:.0f} s (cold: load, export "
+        f"Wall time: vopt cpu int8 build {t_cpu:.0f} s, vopt openvino int8 build {t_ov:.0f} s (cold: load, "
+        "export "
         f"with parity, calibration, quantization); naive quantize_static {t_qs:.0f} s, default nncf.quantize "
         f"{t_nncf:.0f} s.",
         "",
@@ -352,7 +355,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vopt-anchors-"))
     load = os.getloadavg()[0]
     print(
-        f"# cpu_anchors {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {cpu_model()}, {os.cpu_count()} CPUs, "
+        f"# cpu_anchors {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {cpu_model()}, "
+        f"{os.cpu_count()} CPUs, "
         f"load average {load:.1f} at start{' (--quick)' if args.quick else ''}\n"
     )
     ceiling = ceilings(work, args.threads, args.gemm, args.rounds, args.per_round)

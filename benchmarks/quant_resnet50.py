@@ -153,7 +153,8 @@ def main() -> None:
         {k: (lambda f=f: f(x1)) for k, (_, f) in rows.items()}, rounds=args.rounds, per_round=5, warmup=3
     )
     print(
-        f"\nResNet-50 (random sane weights), batch 1, {args.threads} threads, {args.calib} calibration images, "
+        f"\nResNet-50 (random sane weights), batch 1, {args.threads} threads, {args.calib} calibration "
+        "images, "
         f"{args.eval} validation images; median of {args.rounds} interleaved rounds x 5 calls\n"
     )
     print("| model | runtime | img/s | top-1 agreement | cosine | centered cosine |")
@@ -162,7 +163,8 @@ def main() -> None:
         out = np.concatenate([f(eval_imgs[i : i + 1]) for i in range(len(eval_imgs))])
         ips = 1000.0 / timings[k]["p50_ms"]
         print(
-            f"| {k} | {rt} | {ips:.1f} | {top1_agreement(ref, out):.3f} | {cosine(ref, out):.5f} | {centered_cosine(ref, out):.4f} |"
+            f"| {k} | {rt} | {ips:.1f} | {top1_agreement(ref, out):.3f} | {cosine(ref, out):.5f} | "
+            f"{centered_cosine(ref, out):.4f} |"
         )
     print(
         f"\nwall time: vopt cpu build {t_cpu:.0f}s (load+export+quantize), vopt openvino build {t_ov:.0f}s, "

@@ -32,7 +32,8 @@ def data_kind(section: CalibrationSection) -> str:
 
 
 class CalibrationSet:
-    """One calibration data set. `batches()` can be called more than once and yields the same data each time."""
+    """One calibration data set. `batches()` can be called more than once and yields the same data each
+    time."""
 
     def __init__(
         self,
@@ -139,7 +140,8 @@ class CalibrationSet:
         for arr in self._tensor_arrays():
             if list(arr.shape[1:]) != self.input_shape[1:]:
                 raise RecipeError(
-                    f"quantize.calibration.data: tensors of shape {list(arr.shape)} do not fit the model input "
+                    f"quantize.calibration.data: tensors of shape {list(arr.shape)} do not fit the model "
+                    "input "
                     f"{self.input_shape} (expected [N, {', '.join(map(str, self.input_shape[1:]))}])"
                 )
             for i in range(len(arr)):

@@ -1,12 +1,14 @@
 """The one fp16 conversion (webgpu, rocm, and the quantize stage's fp16 scheme): onnxruntime's float16
-converter with fp32 I/O. onnxconverter-common's output failed to load in ORT for DETR, RT-DETR, Swin, DINOv2."""
+converter with fp32 I/O. onnxconverter-common's output failed to load in ORT for DETR, RT-DETR, Swin,
+DINOv2."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-# Ops whose fp16 versions overflow or lose too much (float-max constants, big reductions), on top of ORT's list.
+# Ops whose fp16 versions overflow or lose too much (float-max constants, big reductions), on top of ORT's
+# list.
 EXTRA_OP_BLOCK = ("Range", "TopK", "NonMaxSuppression", "RandomNormalLike", "RandomUniformLike")
 
 

@@ -27,7 +27,8 @@ def calibrates_on_images(recipe: Any) -> bool:
 
 
 def for_quantize(q: Any, calibrates: bool) -> dict[str, Any]:
-    """The QuantizeConfig fields: calibration candidates and check images (their paths go into the cache key)."""
+    """The QuantizeConfig fields: calibration candidates and check images (their paths go into the cache
+    key)."""
     from vopt.quant.calibration import data_kind
 
     c = q.calibration

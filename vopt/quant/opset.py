@@ -20,7 +20,8 @@ def default_opset(path: Path) -> int:
 
 
 def upgrade_opset(src: Path, dst: Path, minimum: int = QDQ_MIN_OPSET) -> tuple[int, int] | None:
-    """Write `src` converted to opset `minimum` at `dst` when it is older; (old, new), or None if not needed."""
+    """Write `src` converted to opset `minimum` at `dst` when it is older; (old, new), or None if not
+    needed."""
     import onnx
     from onnx import version_converter
 

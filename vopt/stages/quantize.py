@@ -102,13 +102,15 @@ class QuantizeStage(Stage):
         scheme_cls = get_scheme(config.scheme)
         if artifact.format not in scheme_cls.input_formats:
             raise BuildError(
-                f"scheme '{config.scheme}' takes {', '.join(scheme_cls.input_formats)}, got {artifact.format}",
+                f"scheme '{config.scheme}' takes {', '.join(scheme_cls.input_formats)}, got "
+                f"{artifact.format}",
                 stage="quantize",
             )
         from vopt.quant.schemes.base import quiet_logs
 
         family = family_of(artifact)
-        # The exported model's own input (e.g. uint8 NHWC when the preprocessing is embedded), at the recipe's batch.
+        # The exported model's own input (e.g. uint8 NHWC when the preprocessing is embedded), at the recipe's
+        # batch.
         dims = artifact.io.inputs[0].shape[1:] if artifact.io.inputs else []
         if dims and all(isinstance(d, int) for d in dims) and list(dims) != config.input_shape[1:]:
             config = config.model_copy(update={"input_shape": [config.input_shape[0], *dims]})
@@ -123,7 +125,8 @@ class QuantizeStage(Stage):
                 f"quantize: {detected['attention_blocks']} attention block(s) in the graph: transformer "
                 f"defaults ({', '.join(detected['quant_exclude_ops'])} kept in float)"
             )
-        # Calibrators and NNCF print to stdout, which `--json` owns: the whole step runs with stdout on stderr.
+        # Calibrators and NNCF print to stdout, which `--json` owns: the whole step runs with stdout on
+        # stderr.
         with tempfile.TemporaryDirectory(prefix="vopt-quant-") as tmp, quiet_logs():
             return _Run(artifact, config, ctx, scheme_cls(config, Path(tmp), family), family).go()
 
@@ -199,7 +202,8 @@ class _Run:
                     ctx.warn(note)
             if calib.kind == "synthetic":
                 ctx.warn(
-                    "calibrated on SYNTHETIC random tensors (calibration.synthetic: true): ranges may not match real inputs"
+                    "calibrated on SYNTHETIC random tensors (calibration.synthetic: true): ranges may not "
+                    "match real inputs"
                 )
         out = ctx.out(scheme.output_name())
         with ctx.reporter.bar(f"quantize ({cfg.scheme}, {cfg.precision})", None):
@@ -312,7 +316,8 @@ class _Run:
         return result
 
     def _check_files(self) -> list[Path]:
-        """The check's images: sampled from its held-out set, never calibration images (vopt.quant.heldout)."""
+        """The check's images: sampled from its held-out set, never calibration images
+        (vopt.quant.heldout)."""
         if getattr(self, "check_files", None) is None:
             from vopt.datasets.images import list_images, sample_files
             from vopt.datasets.split import paths
@@ -332,7 +337,8 @@ class _Run:
         return self.labels
 
     def _evidence_notes(self, calib: Any) -> None:
-        """What the check measured on, and what its numbers can and cannot say: the report and the build output."""
+        """What the check measured on, and what its numbers can and cannot say: the report and the build
+        output."""
         from vopt.datasets.split import manifest_list
         from vopt.validate.accuracy import RANDOM_NOTE, accuracy_line
         from vopt.validate.confidence import gate_notes
@@ -369,7 +375,8 @@ class _Run:
             self.ctx.warn(note)
 
     def _task_metrics(self, out: dict[str, Any]) -> dict[str, Any]:
-        """Detection: matched-box agreement (query order means nothing), as validate measures it; classification:
+        """Detection: matched-box agreement (query order means nothing), as validate measures it;
+        classification:
         top-1/top-5 agreement and KL."""
         task = self.artifact.meta.get("task")
         if task not in ("object-detection", "image-classification", None):
@@ -408,7 +415,8 @@ class _Run:
                     f"{g['metric']} = {g['value']:.6g}, needs {g['condition']} (quantize)" for g in failing
                 ]
                 lines.append(
-                    f"fallback spent its budget: {len(kept)} of {len(candidates)} quantized layers kept in {to} "
+                    f"fallback spent its budget: {len(kept)} of {len(candidates)} quantized layers kept in "
+                    f"{to} "
                     f"(max_float_fraction {cfg.max_float_fraction}); sensitivity, worst first:"
                 )
                 lines += table_lines(table, kept, to)
@@ -472,7 +480,8 @@ class _Run:
             "budget_layers": budget,
             "float_fraction": round(len(kept) / len(candidates), 4) if candidates else 0.0,
             "rounds": history,
-            "ranking": "drop_db: SQNR lost between a layer's input and output (float vs quantized activations, calibration data)",
+            "ranking": "drop_db: SQNR lost between a layer's input and output "
+            "(float vs quantized activations, calibration data)",
         }
 
     def speed(self, float_model: Path, quant: Artifact) -> None:
@@ -481,7 +490,8 @@ class _Run:
         cfg = self.cfg
         if not cfg.check.benchmark:
             return
-        # The float side in its own format: the prepared ONNX, or the compiled float artifact (quantize after compile).
+        # The float side in its own format: the prepared ONNX, or the compiled float artifact (quantize after
+        # compile).
         onnx_float = float_model.suffix == ".onnx"
         float_art = self.artifact.derive(
             float_model if onnx_float else self.artifact.path,

@@ -118,8 +118,9 @@ class OrtQdqScheme(Scheme):
     fallback_precisions = ("float", "int16")
     qdq_output = True
     Options = OrtQdqOptions
-    # `vopt tune`: per-channel vs per-tensor weights, min-max vs percentile ranges (u8 activations / s8 weights
-    # stay: s8 activations and u8 weights run 3-4x slower on x86, FIELD measurements in docs/benchmarks.md).
+    # `vopt tune`: per-channel vs per-tensor weights, min-max vs percentile ranges (u8 activations / s8
+    # weights stay: s8 activations and u8 weights run 3-4x slower on x86, FIELD measurements in
+    # docs/benchmarks.md).
     tune_space = (
         ({"quantize.per_channel": True}, {"quantize.per_channel": False}),
         ({"quantize.calibration.method": "minmax"}, {"quantize.calibration.method": "percentile"}),
