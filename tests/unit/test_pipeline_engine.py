@@ -305,10 +305,10 @@ def test_swallowed_interrupt_still_ends_the_build(write_recipe, cli, tmp_path, m
     assert len(_entries(_isolated_cache)) == 1 and not (out / "tiny").exists()
 
 
-def test_interrupt_mid_export_six_times(write_recipe, cli, tmp_path, monkeypatch, _isolated_cache):
+def test_interrupt_mid_export_twenty_times(write_recipe, cli, tmp_path, monkeypatch, _isolated_cache):
     recipe = write_recipe(tiny_recipe(validate=None))
     out = tmp_path / "out"
-    for i in range(6):
+    for i in range(20):
         sig = (signal.SIGINT, signal.SIGTERM)[i % 2]
         result = _interrupted_build(cli, recipe, out, "export", sig, tmp_path / "paused", monkeypatch)
         assert result.exit_code == 128 + sig, f"run {i}: {result.output}"
