@@ -1,0 +1,98 @@
+"""Adding a family is one module and one registry line (docs/families.md, "Adding a family"): a toy RegNet
+family from a module outside vopt, added to FAMILY_MODULES, is found by its transformers model_type, and its
+facts (preprocessing, tiny config) reach the build. In a child process, so the registry is edited before vopt
+loads its families, as for a family shipped in vopt."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import yaml
+
+from tests.conftest import REPO
+
+TOY = textwrap.dedent('''
+    """regnet: transformers' RegNetForImageClassification (a CNN the generic path would otherwise take)."""
+
+    from vopt.models.families.base import HALF, Family, register_family
+
+
+    @register_family
+    class RegNet(Family):
+        name = "regnet"
+        model_types = ("regnet",)
+        task = "image-classification"
+        mean = HALF
+        std = HALF
+        resize = 256
+        prune_ignore = ("classifier*",)
+        tiny_config = {"embedding_size": 16, "hidden_sizes": [16, 32], "depths": [1, 1], "groups_width": 8,
+                       "num_labels": 10}
+''')
+
+DRIVER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from vopt import registry
+    registry.FAMILY_MODULES = (*registry.FAMILY_MODULES, "toy_family")  # the one registry line
+    from vopt.cli.app import main
+    sys.argv = ["vopt", *sys.argv[2:]]
+    main()
+""")
+
+
+def test_a_toy_family_plugin_is_found_by_model_type_and_builds(tmp_path):
+    (tmp_path / "toy_family.py").write_text(TOY)
+    tiny = {
+        "embedding_size": 16,
+        "hidden_sizes": [16, 32],
+        "depths": [1, 1],
+        "groups_width": 8,
+        "num_labels": 10,
+    }
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "toy",
+                # no `family:`: the config's model_type finds the new family
+                "model": {
+                    "source": "hf",
+                    "id": "tiny-regnet",
+                    "weights": "random",
+                    "config": {"model_type": "regnet", **tiny},
+                    "input": {"shape": [1, 3, 64, 64]},
+                },
+                "validate": {"samples": 4},
+            }
+        )
+    )
+    env = {**os.environ, "VOPT_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            DRIVER,
+            str(tmp_path),
+            "build",
+            str(recipe),
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    manifest = json.loads(build.stdout)
+    load = next(s for s in manifest["steps"] if s["stage"] == "load")["report"]
+    assert "regnet" in load["summary"], load["summary"]  # the toy family, not the generic path
+    assert manifest["artifact"]["preprocess"]["mean"] == [0.5, 0.5, 0.5]  # its facts reach the artifact
+    assert manifest["validation"]["metrics"]["logits"]["cosine"] > 0.9999
