@@ -6,14 +6,11 @@ loads its families, as for a family shipped in vopt."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import yaml
 
-from tests.conftest import REPO
+from tests.contract.plugin_driver import vopt_with
 
 TOY = textwrap.dedent('''
     """regnet: transformers' RegNetForImageClassification (a CNN the generic path would otherwise take)."""
@@ -34,15 +31,7 @@ TOY = textwrap.dedent('''
                        "num_labels": 10}
 ''')
 
-DRIVER = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, sys.argv[1])
-    from vopt import registry
-    registry.FAMILY_MODULES = (*registry.FAMILY_MODULES, "toy_family")  # the one registry line
-    from vopt.cli.app import main
-    sys.argv = ["vopt", *sys.argv[2:]]
-    main()
-""")
+REGISTRY_LINE = 'registry.FAMILY_MODULES = (*registry.FAMILY_MODULES, "toy_family")'
 
 
 def test_a_toy_family_plugin_is_found_by_model_type_and_builds(tmp_path):
@@ -71,25 +60,7 @@ def test_a_toy_family_plugin_is_found_by_model_type_and_builds(tmp_path):
             }
         )
     )
-    env = {**os.environ, "VOPT_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
-    build = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            DRIVER,
-            str(tmp_path),
-            "build",
-            str(recipe),
-            "--out",
-            str(tmp_path / "out"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=300,
-    )
+    build = vopt_with(tmp_path, REGISTRY_LINE, "build", recipe, "--out", tmp_path / "out", "--json")
     assert build.returncode == 0, build.stderr
     manifest = json.loads(build.stdout)
     load = next(s for s in manifest["steps"] if s["stage"] == "load")["report"]

@@ -7,14 +7,12 @@ vopt.recipe.models is first imported, as it would be for a target shipped in vop
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import yaml
 
-from tests.conftest import REPO, tiny_model
+from tests.conftest import tiny_model
+from tests.contract.plugin_driver import vopt_with
 
 TOY = textwrap.dedent('''
     """toy-ort: the exported ONNX as it is, with vopt's metadata, run on ONNX Runtime CPU."""
@@ -59,15 +57,7 @@ TOY = textwrap.dedent('''
             return runner(artifact.path, label="onnxruntime-cpu")
 ''')
 
-DRIVER = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, sys.argv[1])
-    from vopt import registry
-    registry.TARGETS["toy-ort"] = "toy_target:ToyOrtTarget"  # the one registry line
-    from vopt.cli.app import main
-    sys.argv = ["vopt", *sys.argv[2:]]
-    main()
-""")
+REGISTRY_LINE = 'registry.TARGETS["toy-ort"] = "toy_target:ToyOrtTarget"'
 
 
 def test_a_toy_target_plugin_plans_builds_and_validates(tmp_path):
@@ -83,26 +73,16 @@ def test_a_toy_target_plugin_plans_builds_and_validates(tmp_path):
             }
         )
     )
-    env_cmd = [sys.executable, "-c", DRIVER, str(tmp_path)]
-    cache = {"VOPT_CACHE_DIR": str(tmp_path / "cache")}
-    env = {**os.environ, **cache, "PYTHONPATH": str(REPO)}
-    plan = subprocess.run([*env_cmd, "plan", str(recipe)], capture_output=True, text=True, env=env, cwd=REPO)
+    plan = vopt_with(tmp_path, REGISTRY_LINE, "plan", recipe)
     assert plan.returncode == 0, plan.stderr
     assert "toy-ort" in plan.stdout + plan.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text(recipe.read_text().replace("note: hello", "nope: 1"))
-    checked = subprocess.run([*env_cmd, "check", str(bad)], capture_output=True, text=True, env=env, cwd=REPO)
+    checked = vopt_with(tmp_path, REGISTRY_LINE, "check", bad)
     assert (
         checked.returncode == 2 and "compile.nope" in checked.stdout + checked.stderr
     )  # its Config, file:line
-    build = subprocess.run(
-        [*env_cmd, "build", str(recipe), "--out", str(tmp_path / "out"), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=300,
-    )
+    build = vopt_with(tmp_path, REGISTRY_LINE, "build", recipe, "--out", tmp_path / "out", "--json")
     assert build.returncode == 0, build.stderr
     manifest = json.loads(build.stdout)
     compile_step = next(s for s in manifest["steps"] if s["stage"] == "compile")

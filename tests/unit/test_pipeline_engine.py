@@ -199,17 +199,8 @@ def test_killed_mid_export_leaves_nothing_partial(write_recipe, tmp_path, sig):
     cache, out, marker = tmp_path / "cache", tmp_path / "out", tmp_path / "paused"
     env = {**os.environ, "VOPT_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "vopt", "build", str(recipe), "--out", str(out)]
-    proc = subprocess.Popen(
-        cmd,
-        env={**env, "VOPT_TEST_PAUSE_AT": f"export:{marker}"},
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    _wait_for(marker, proc)
-    proc.send_signal(sig)
-    output = proc.communicate(timeout=120)[0].decode()
-    assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}[sig], output
+    returncode, output = _signal_at_pause(cmd, {**env, "VOPT_TEST_PAUSE_AT": f"export:{marker}"}, marker, sig)
+    assert returncode == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}[sig], output
     assert len(_entries(cache)) == 1  # only the finished load step
     assert not out.exists() or not list(out.iterdir())
     tmp = list((cache / "tmp").iterdir())
@@ -232,25 +223,28 @@ def _wait_for(marker: Path, proc: subprocess.Popen | None = None, limit: float =
         time.sleep(0.01)
 
 
-def _interrupted_build(cli, recipe, out, point, sig, marker, monkeypatch, swallow=False):
-    """A real `vopt build` process, paused at `point`, then sent `sig` (process-directed, as a terminal or a
-    CI runner sends it). Not in process: a signal to a long-lived pytest worker reaches whatever earlier tests
-    left in it, and twice ended the worker instead of the build."""
+def _signal_at_pause(cmd: list[str], env: dict[str, str], marker: Path, sig: int) -> tuple[int, str]:
+    """Start a real `vopt build`, wait until its VOPT_TEST_PAUSE_AT hook writes `marker`, send `sig`
+    (process-directed, as a terminal or a CI runner sends it) and return its exit code and output."""
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _wait_for(marker, proc)
+    proc.send_signal(sig)
+    output = proc.communicate(timeout=120)[0].decode()
+    return proc.returncode, output
+
+
+def _interrupted_build(recipe, out, point, sig, marker, swallow=False):
+    """A real `vopt build`, paused at `point`, then sent `sig`. Not in process: a signal to a long-lived
+    pytest worker reaches whatever earlier tests left in it, and twice ended the worker instead of the
+    build."""
     from types import SimpleNamespace
 
     marker.unlink(missing_ok=True)
     spec = f"{point}:{marker}" + (":swallow" if swallow else "")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vopt", "build", str(recipe), "--out", str(out), "--json"],
-        env={**os.environ, "VOPT_TEST_PAUSE_AT": spec, "PYTHONUNBUFFERED": "1"},
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    _wait_for(marker, proc)
-    proc.send_signal(sig)
-    output = proc.communicate(timeout=120)[0].decode()
-    return SimpleNamespace(exit_code=proc.returncode, output=output)
+    cmd = [sys.executable, "-m", "vopt", "build", str(recipe), "--out", str(out), "--json"]
+    env = {**os.environ, "VOPT_TEST_PAUSE_AT": spec, "PYTHONUNBUFFERED": "1"}
+    code, output = _signal_at_pause(cmd, env, marker, sig)
+    return SimpleNamespace(exit_code=code, output=output)
 
 
 def _nothing_partial(cache: Path, out: Path) -> None:
@@ -280,7 +274,7 @@ def test_interrupt_at_every_step_exits_with_the_signal_and_resumes(
 ):
     recipe = write_recipe(tiny_recipe(**INT8))
     out = tmp_path / "out"
-    result = _interrupted_build(cli, recipe, out, point, sig, tmp_path / "paused", monkeypatch)
+    result = _interrupted_build(recipe, out, point, sig, tmp_path / "paused")
     assert result.exit_code == 128 + sig, result.output
     assert "interrupted" in result.output
     _nothing_partial(_isolated_cache, out)
@@ -297,9 +291,7 @@ def test_swallowed_interrupt_still_ends_the_build(write_recipe, cli, tmp_path, m
     cannot turn an interrupted build into a successful one."""
     recipe = write_recipe(tiny_recipe(validate=None))
     out = tmp_path / "out"
-    result = _interrupted_build(
-        cli, recipe, out, "export", signal.SIGINT, tmp_path / "paused", monkeypatch, swallow=True
-    )
+    result = _interrupted_build(recipe, out, "export", signal.SIGINT, tmp_path / "paused", swallow=True)
     assert result.exit_code == 130, result.output
     _nothing_partial(_isolated_cache, out)
     assert len(_entries(_isolated_cache)) == 1 and not (out / "tiny").exists()
@@ -310,7 +302,7 @@ def test_interrupt_mid_export_twenty_times(write_recipe, cli, tmp_path, monkeypa
     out = tmp_path / "out"
     for i in range(20):
         sig = (signal.SIGINT, signal.SIGTERM)[i % 2]
-        result = _interrupted_build(cli, recipe, out, "export", sig, tmp_path / "paused", monkeypatch)
+        result = _interrupted_build(recipe, out, "export", sig, tmp_path / "paused")
         assert result.exit_code == 128 + sig, f"run {i}: {result.output}"
         _nothing_partial(_isolated_cache, out)
         assert len(_entries(_isolated_cache)) == 1  # the load step, reused every time

@@ -4,6 +4,7 @@ the fallback loop re-quantizes without re-calibrating."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -91,6 +92,7 @@ class OrtQdqOptions(QdqOptions):
     )
 
 
+@functools.cache  # the CPU does not change within a process; the fallback loop asks on every round
 def host_lacks_vnni() -> bool:
     """An x86 CPU whose flags show no VNNI (avx512_vnni, avx_vnni or amx_int8): ORT's u8s8 kernels then use
     16-bit intermediate sums, which saturate. Measured on an AMD EPYC without VNNI: QDQ worst-image cosine
