@@ -54,22 +54,10 @@ def handle_signals() -> Iterator[None]:
         _pending, _installed = None, False
 
 
-def _reassert() -> None:
-    """Put the handlers back if a native library replaced them (seen in long-lived test workers: a SIGINT then
-    ended the process without running ours). Cheap: one sigaction per signal."""
-    import threading
-
-    if _installed and threading.current_thread() is threading.main_thread():
-        for s in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(s, _handler)
-
-
 def check() -> None:
-    """Raise if a signal arrived, even if the exception it raised was swallowed on the way; between steps,
-    make sure the handlers are still ours."""
+    """Raise if a signal arrived, even if the exception it raised was swallowed on the way."""
     if _pending is not None:
         raise Interrupted(_pending)
-    _reassert()
 
 
 def test_pause(point: str, workdir: Path) -> None:
@@ -86,7 +74,6 @@ def test_pause(point: str, workdir: Path) -> None:
     if where != point or not marker:
         return
     (workdir / "partial.tmp").write_bytes(b"\0" * 4096)
-    _reassert()
     Path(marker).write_text(str(os.getpid()))
     deadline = time.monotonic() + 120
     try:
