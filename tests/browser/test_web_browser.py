@@ -242,3 +242,56 @@ def test_web_session_options_travel_with_the_artifact_and_reach_the_webgpu_ep(bu
 
     meta = {p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props}
     assert json.loads(meta["vopt.web.session_options"]) == {"ep": "webgpu", "preferredLayout": "NCHW"}
+
+
+def _one_op_model(path: Path, op: str, *, domain: str = "", ir_version: int = 8, second_input: bool = False):
+    import onnx
+    from onnx import TensorProto, helper
+
+    inputs = ["r", "r"] if second_input else ["r"]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="/pre/Relu"),
+        helper.make_node(op, inputs, ["y"], name=f"/blk/{op}", domain=domain),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = ir_version
+    onnx.save(model, str(path))
+    return path
+
+
+def test_web_session_refusal_of_the_whole_model_is_not_blamed_on_a_node(tmp_path):
+    """onnxruntime-web refuses a newer IR version than it knows: vopt's diagnosis (a settings-only probe in
+    the same browser) says the model is refused, and names no node."""
+    from vopt.errors import BuildError
+    from vopt.runtimes.browser import runner
+
+    path = _one_op_model(tmp_path / "ir14.onnx", "Relu", ir_version=14)
+    with pytest.raises(BuildError) as err:
+        runner(path, ep="wasm")
+    assert "onnxruntime-web (wasm) rejected the graph" in str(err.value)
+    assert "Unsupported model IR version: 14" in str(err.value)
+    assert "/mnt/" not in str(err.value)  # the wasm build machine's source path is dropped
+    assert any("refuses the model before any node is placed" in line for line in err.value.lines)
+
+
+def test_web_run_failure_names_the_node_and_its_op(tmp_path):
+    """A kernel that fails at run time is named with its op type (com.microsoft.CDist wants 2-D inputs)."""
+    from vopt.errors import BuildError
+    from vopt.runtimes.browser import runner
+
+    path = _one_op_model(tmp_path / "cdist.onnx", "CDist", domain="com.microsoft", second_input=True)
+    run = runner(path, ep="wasm")
+    try:
+        with pytest.raises(BuildError) as err:
+            run.run({"x": np.ones((1, 3, 8, 8), np.float32)})
+    finally:
+        run.close()
+    assert "onnxruntime-web (wasm) failed to run" in str(err.value)
+    assert err.value.lines == ["in node /blk/CDist (com.microsoft.CDist)"]

@@ -381,6 +381,40 @@ def model_info(path: str | Path) -> dict[str, Any]:
     }
 
 
+def _short(exc: BaseException) -> str:
+    """onnxruntime-web's message without the build machine's source path that prefixes it."""
+    import re
+
+    return re.sub(r"/\S+/onnxruntime/(\S+:\d+)", r"\1", str(exc)).strip()[:400]
+
+
+def _rejected(
+    sess: BrowserSession, path: str | Path, ep: str, free_dims, options, exc: Exception
+) -> BuildError:
+    """The session could not be created: name the nodes (quoted in the message, else bisected with
+    sessions on sub-graphs in the same browser; vopt/runtimes/diagnose.py)."""
+    from vopt.runtimes.diagnose import rejected_graph_error
+
+    def loads(sub: Path) -> None:
+        try:
+            made = sess.load(sub, ep, free_dims, options)
+        except RuntimeError as err:
+            raise RuntimeError(_short(err)) from err
+        sess.release(made["key"])
+
+    return rejected_graph_error(
+        f"onnxruntime-web ({ep})",
+        Path(path),
+        RuntimeError(_short(exc)),
+        loads,
+        stage="validate",
+        hint_for=lambda names: (
+            "if they are quantized, keep them in float (quantize: {exclude: {nodes: [" + names + "]}}); "
+            "otherwise change the model so that it exports without them"
+        ),
+    )
+
+
 def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None = None) -> Runner:
     """A Runner for the artifact on one onnxruntime-web EP in headless Chromium (the shared browser by
     default)."""
@@ -391,16 +425,21 @@ def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None
         options = {k: v for k, v in recorded.items() if k != "ep"} if recorded.get("ep") == ep else {}
         loaded = sess.load(path, ep, info["free_dims"], options)
     except RuntimeError as exc:
-        raise BuildError(
-            f"onnxruntime-web ({ep}) could not create a session: {exc}", stage="validate"
-        ) from exc
+        raise _rejected(sess, path, ep, info["free_dims"], options, exc) from exc
     times: list[float] = []
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             out, ms = sess.run(loaded["key"], feeds, info["types"])
         except RuntimeError as exc:
-            raise BuildError(f"onnxruntime-web ({ep}) failed to run: {exc}", stage="validate") from exc
+            from vopt.runtimes.diagnose import named_in_error
+
+            named = named_in_error(str(exc), path)
+            raise BuildError(
+                f"onnxruntime-web ({ep}) failed to run: {_short(exc)}",
+                stage="validate",
+                lines=[f"in node {n} ({t})" for n, t in named[:8]],
+            ) from exc
         times.append(ms)
         return out
 

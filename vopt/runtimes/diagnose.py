@@ -1,10 +1,16 @@
-"""When a runtime rejects a whole graph (QNN finalize, OpenVINO compile), find the nodes that cause it.
+"""When a runtime rejects a whole graph (QNN finalize, OpenVINO convert/compile, the browser), name the nodes.
 
-The runtime's message rarely names a node (`QNN_COMMON_ERROR_MEM_ALLOC` at graph finalization). Bisection
-does: a prefix of the graph in topological order is cut out with onnx.utils.Extractor and offered to the
-runtime; the shortest failing prefix ends at the culprit, and the shortest failing window ending there is
-the construct (e.g. ConvNeXtV2's GRN: ReduceL2, ReduceMean, Add, Div). Each try builds one session on a
-subgraph, so about 2*log2(nodes) tries in all."""
+Two routes, cheapest first:
+- **The message names them.** A converter lists the op types it has no rule for (OpenVINO: "No conversion
+  rule found for operations: Bernoulli-17, com.microsoft.Inverse"), and ONNX Runtime quotes the node
+  ("node with name 'x'", "Name:'x'"). Those are matched against the graph (`named_in_error`).
+
+- **Bisection**, when the message names nothing (`QNN_COMMON_ERROR_MEM_ALLOC` at graph finalization).
+  First the model's settings alone (one Identity node) are offered: when they fail, no node is to blame.
+  Then prefixes of the graph in topological order, cut out with onnx.utils.Extractor; the shortest
+  failing prefix ends at the culprit, and the shortest failing window ending there is the construct (e.g.
+  ConvNeXtV2's GRN: ReduceL2, ReduceMean, Add, Div). Each try builds one session on a sub-graph, so about
+  2*log2(nodes) tries in all."""
 
 from __future__ import annotations
 
@@ -100,6 +106,16 @@ def bisect_failure(
                 return _first_line(exc)
         return None
 
+    # 0. the model's settings alone (IR version, opsets, session options), on a graph with one Identity: when
+    # that fails too, no node is to blame, and an empty window says so
+    tries += 1
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        probe = Path(tmp) / "settings.onnx"
+        onnx.save(_settings_only(model, graph_inputs[0]), str(probe))
+        try:
+            loads(probe)
+        except Exception as exc:  # noqa: BLE001 - the runtime's rejection is the signal
+            return Diagnosis([], [], _first_line(exc), tries)
     # 1. the shortest failing prefix [0, hi)
     lo, hi = 0, len(nodes)
     while hi - lo > 1 and tries < max_tries and time.monotonic() < deadline:
@@ -125,6 +141,24 @@ def bisect_failure(
     return Diagnosis(
         [n.name or n.output[0] for n in culprit], [n.op_type for n in culprit], window_error, tries
     )
+
+
+def _settings_only(model: Any, name: str) -> Any:
+    """The model's IR version and opsets around a graph that only passes its first input through."""
+    import onnx
+
+    source = next(i for i in model.graph.input if i.name == name)
+    out = onnx.ValueInfoProto()
+    out.CopyFrom(source)
+    out.name = f"{name}_passed"
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.Clear()
+    probe.graph.name = "settings_probe"
+    probe.graph.input.append(source)
+    probe.graph.output.append(out)
+    probe.graph.node.append(onnx.helper.make_node("Identity", [name], [out.name], name="settings_probe"))
+    return probe
 
 
 def _fill_qdq_types(model: Any) -> None:
@@ -193,21 +227,68 @@ def log_path(name: str) -> Path:
     return default_cache_dir() / "logs" / f"{name}.log"
 
 
+def float_islands_hint(runtime: str) -> Callable[[str], str]:
+    """The hint for a quantizing target: keep the construct in float, so the runtime compiles it apart."""
+    return lambda names: (
+        f"keep them in float and rebuild ({runtime} then compiles the float nodes apart from the quantized "
+        f"ones): quantize: {{exclude: {{nodes: [{names}]}}}}"
+    )
+
+
+def named_in_error(message: str, model_path: str | Path) -> list[tuple[str, str]]:
+    """(node name, op type) for the nodes a runtime's message names: the op types a converter has no rule for,
+    or nodes quoted by name. Empty when the message names nothing in this graph."""
+    import re
+
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+
+    def kind(node: Any) -> str:
+        return f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+
+    found: dict[str, str] = {}
+    listed = re.search(r"conversion rule found for operations?:\s*([^\n]+)", message)
+    if listed:
+        # "Bernoulli-17, com.microsoft.Inverse": op types, with the opset a version suffix
+        types = {re.sub(r"-\d+$", "", t.strip()) for t in listed.group(1).split(",") if t.strip()}
+        found.update((n.name or n.output[0], kind(n)) for n in graph.node if kind(n) in types)
+    quoted = set(re.findall(r"(?:node with name|[Nn]ame:)\s*'([^']+)'", message))
+    found.update((n.name, kind(n)) for n in graph.node if n.name and n.name in quoted)
+    return list(found.items())
+
+
 def rejected_graph_error(
     runtime: str,
     model_path: Path,
     exc: BaseException,
-    loads: Callable[[Path], None],
+    loads: Callable[[Path], None] | None,
     *,
     stage: str = "compile",
     log: Path | None = None,
     workdir: Path | None = None,
+    hint_for: Callable[[str], str] | None = None,
+    named_hint: str | None = None,
 ) -> Any:
-    """The BuildError for a runtime that rejected the whole graph: the runtime's first line, the nodes that
-    cause it (bisected), and the exclusion that keeps them in float so the rest compiles."""
+    """The BuildError for a runtime that rejected the whole graph: the runtime's most telling line, the nodes
+    that cause it (named by the message, else bisected through `loads`), and `hint_for(globs)`: by default
+    the exclusion that keeps them in float so the rest compiles. `named_hint` is the hint when the message
+    itself named the nodes (an op the runtime cannot take at all: no float island helps)."""
     from vopt.errors import BuildError
 
-    first = _first_line(exc)
+    first = _telling_line(exc)
+    named = named_in_error(str(exc), model_path)
+    if named or loads is None:
+        lines = [_describe(named) if named else "the message names no node of this graph"]
+        if named:
+            globs = exclusion_globs([n for n, _ in named], model_path)
+            lines.append(
+                "the same nodes in the graph: " + ", ".join(f"{g} ({n} nodes)" for g, n in globs.items())
+            )
+        if log:
+            lines.append(f"native log: {log}")
+        return BuildError(f"{runtime} rejected the graph: {first}", stage=stage, lines=lines, hint=named_hint)
+    hint_for = hint_for or float_islands_hint(runtime)
     with native_output_to(log) if log else contextlib.nullcontext():
         found = bisect_failure(model_path, loads, workdir=workdir)
     lines: list[str] = []
@@ -215,8 +296,8 @@ def rejected_graph_error(
     if found is not None and not found.nodes:
         found = None  # even an empty window fails: the session setup is at fault, not a node
         lines.append(
-            "the runtime fails before any node is placed: a session or provider option is rejected"
-            + (f" ({_native_error(log)})" if log and _native_error(log) else "")
+            "the runtime refuses the model before any node is placed: the model's IR version or opset, or a "
+            "session or provider option" + (f" ({_native_error(log)})" if log and _native_error(log) else "")
         )
     elif found is None:
         lines.append("no part of the graph fails alone: the whole graph is needed to reproduce it")
@@ -235,14 +316,26 @@ def rejected_graph_error(
         lines.append(
             "the same construct in the graph: " + ", ".join(f"{g} ({n} nodes)" for g, n in globs.items())
         )
-        names = ", ".join(f'"{g}"' for g in globs)
-        hint = (
-            f"keep them in float and rebuild (QNN HTP then compiles the float nodes apart from the quantized "
-            f"ones): quantize: {{exclude: {{nodes: [{names}]}}}}"
-        )
+        hint = hint_for(", ".join(f'"{g}"' for g in globs))
     if log:
         lines.append(f"native log: {log}")
     return BuildError(f"{runtime} rejected the graph: {first}", stage=stage, lines=lines, hint=hint)
+
+
+def _describe(named: list[tuple[str, str]]) -> str:
+    shown = ", ".join(f"{n} ({t})" for n, t in named[:8])
+    more = f" and {len(named) - 8} more" if len(named) > 8 else ""
+    return f"{len(named)} node(s) cause it: {shown}{more}"
+
+
+def _telling_line(exc: BaseException) -> str:
+    """The line of a multi-line runtime message that says what failed (OpenVINO's first line is the C++
+    check that fired; the summary comes later)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for line in lines:
+        if "conversion rule" in line or "node with name" in line or "Name:'" in line:
+            return line.lstrip("- ")[:300]
+    return _first_line(exc)
 
 
 def exclusion_globs(nodes: list[str], model_path: Path) -> dict[str, int]:

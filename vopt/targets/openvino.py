@@ -4,6 +4,7 @@ here)."""
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -94,7 +95,7 @@ class OpenVinoTarget(Target):
             try:
                 model = ov.convert_model(artifact.path)
             except Exception as exc:
-                raise BuildError(f"ov.convert_model failed: {_first_line(exc)}", stage="compile") from exc
+                raise _rejected(artifact.path, exc, ctx) from exc
             source = "onnx"
         ops = [op.get_type_name() for op in model.get_ordered_ops()]
         fq = sum(1 for o in ops if o == "FakeQuantize")
@@ -193,10 +194,22 @@ def _io_spec(model, artifact: Artifact) -> dict:
     return io.model_dump()
 
 
-def _first_line(exc: Exception) -> str:
-    """The line that names the op ("No conversion rule found for operations: acme.Frobnicate"), else the
-    first."""
-    lines = [ln.strip(" -") for ln in str(exc).strip().splitlines() if ln.strip()]
-    named = [ln for ln in lines if "operation" in ln.lower() or "OpConversionFailure" in ln]
-    pick = named[-1] if named else (lines[0] if lines else type(exc).__name__)
-    return pick[:300]
+def _rejected(path: str | Path, exc: Exception, ctx) -> BuildError:
+    """ov.convert_model refused the ONNX file: name the nodes (its message lists the op types it has no rule
+    for; otherwise bisect through convert_model), and say what to do (vopt/runtimes/diagnose.py)."""
+    import openvino as ov
+
+    from vopt.runtimes.diagnose import float_islands_hint, rejected_graph_error
+
+    return rejected_graph_error(
+        "OpenVINO",
+        Path(path),
+        exc,
+        lambda sub: ov.convert_model(str(sub)),
+        workdir=ctx.workdir,
+        hint_for=float_islands_hint("OpenVINO"),
+        named_hint=(
+            "OpenVINO has no conversion for these ops: build this model for the `cpu` target (ONNX Runtime "
+            "runs them), or change the model so that it exports without them"
+        ),
+    )
