@@ -1,8 +1,9 @@
 """EfficientNet-Lite0 (Google's weights) on held-out labelled ImageNet photos: what int8 costs on `cpu`
 (ONNX Runtime) and `openvino`, for the common tools' defaults, NNCF's accuracy-controlled quantization, and
-vopt with and without `quantize.search`.
+vopt with and without `quantize.search`; and on `tflite` (LiteRT), vopt's fp32 and int8 artifacts.
 
     PYTHONPATH=$PWD python benchmarks/real_model.py [--only cpu|openvino] [--work DIR] [--budget 900]
+    PYTHONPATH=$PWD .venv-tflite/bin/python benchmarks/real_model.py --only tflite   # make test-tflite's venv
 
 The 500 photos split by a hash of the name: 128 calibration, 150 check (what vopt's gates and NNCF's
 validation function see), 222 held out (what the table reports). Every path calibrates on the same 128
@@ -64,6 +65,13 @@ def ov_run(path: Path, hint: str | None = None):
     model = core.read_model(str(path / "model.xml") if path.is_dir() else str(path))
     req = core.compile_model(model, "CPU", cfg).create_infer_request()
     return lambda x: np.array(req.infer({0: x})[0])
+
+
+def litert_run(path: Path):
+    from vopt.runtimes.litert import runner
+
+    r = runner(path, ["input"], ["logits"], threads=THREADS)
+    return lambda x: r.run({"input": x})["logits"]
 
 
 def torch_run():
@@ -167,11 +175,12 @@ def vopt_build(
     search: bool,
     budget: float,
     methods: list[str] | None = None,
+    precision: str = "int8",
 ) -> tuple[Path, float, dict]:
     import yaml
 
-    name = f"effl0-{target}-{'search' if search else 'default'}"
-    q: dict[str, Any] = {
+    name = f"effl0-{target}-{precision}-{'search' if search else 'default'}"
+    q: dict[str, Any] | None = {
         "precision": "int8",
         "calibration": {"data": str(parts["calibration"]), "samples": M.SPLIT["calibration"]},
         "check": {"data": str(parts["check"]), "samples": M.SPLIT["check"], "benchmark": False},
@@ -179,6 +188,8 @@ def vopt_build(
     if search:
         q["gates"] = {"top1_agreement": ">=0.995"}
         q["search"] = {"budget_s": budget, **({"methods": methods} if methods else {})}
+    if precision != "int8":
+        q = None
     recipe = {
         "name": name,
         "model": {
@@ -190,7 +201,7 @@ def vopt_build(
         "preprocess": {k: M.PREPROCESS[k] for k in ("resize", "mean", "std", "scale")},
         "export": {"opset": 17},
         "quantize": q,
-        "compile": {"target": target},
+        "compile": {"target": target, **({"precision": "fp32"} if target == "tflite" else {})},
     }
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
@@ -209,11 +220,8 @@ def vopt_build(
         print(res.stderr[-3000:], file=sys.stderr)
     manifest = json.loads(res.stdout) if res.stdout.strip().startswith("{") else {}
     step = next((s for s in manifest.get("steps", []) if s.get("stage") == "quantize"), {})
-    art = (
-        next(iter(sorted(out.rglob("model.xml"))), None)
-        if target == "openvino"
-        else next(iter(sorted(p for p in out.rglob("*.onnx"))), None)
-    )
+    suffix = {"openvino": "model.xml", "tflite": "*.tflite"}.get(target, "*.onnx")
+    art = next(iter(sorted(out.rglob(suffix))), None)
     if art is not None and art.name == "model.xml":
         art = art.parent
     return art, wall, {"rc": res.returncode, "report": step.get("report", {})}
@@ -248,7 +256,7 @@ def speed(runs: dict[str, Any], base: str) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["cpu", "openvino"])
+    ap.add_argument("--only", choices=["cpu", "openvino", "tflite"])
     ap.add_argument("--work", type=Path)
     ap.add_argument("--budget", type=float, default=900)
     ap.add_argument("--methods", nargs="*", help="calibration methods the search tries (default: all three)")
@@ -271,12 +279,12 @@ def main() -> None:
     rows: list[dict[str, Any]] = [
         {**measure("PyTorch fp32", t_run, data), "wall_s": None, "runtime": "torch"}
     ]
-    from onnxruntime.quantization import quant_pre_process
-
-    float_pre = work / "effl0_pre.onnx"
-    if not float_pre.exists():
-        quant_pre_process(str(onnx_path), str(float_pre))
     targets = [args.only] if args.only else ["cpu", "openvino"]
+    float_pre = work / "effl0_pre.onnx"
+    if "cpu" in targets and not float_pre.exists():
+        from onnxruntime.quantization import quant_pre_process
+
+        quant_pre_process(str(onnx_path), str(float_pre))
     for target in targets:
         built: dict[str, tuple[Path, float | None, dict]] = {}
         if target == "cpu":
@@ -288,6 +296,10 @@ def main() -> None:
                 t = time.monotonic()
                 p = ort_static(float_pre, work / f"qs_{int(pc)}.onnx", calib, pc)
                 built[label] = (p, time.monotonic() - t, {})
+        elif target == "tflite":
+            # LiteRT's own fp32 conversion (litert-torch, through vopt) is the baseline; no search for LiteRT
+            art, wall, info = vopt_build(work, parts, target, False, args.budget, precision="fp32")
+            built["LiteRT fp32 (litert-torch)"] = (art, wall, info)
         else:
             built["OpenVINO fp32 (f32 hint)"] = (onnx_path, None, {})
             t = time.monotonic()
@@ -302,7 +314,7 @@ def main() -> None:
                 time.monotonic() - t,
                 {},
             )
-        for search in (False, True):
+        for search in (False, True) if target != "tflite" else (False,):
             art, wall, info = vopt_build(work, parts, target, search, args.budget, args.methods)
             label = f"vopt {target} int8" + (
                 " + quantize.search (gate top1_agreement >= 0.995)" if search else " (default)"
@@ -317,6 +329,8 @@ def main() -> None:
         for label, (p, _, _) in built.items():
             if target == "cpu":
                 runs[label] = ort_run(p)
+            elif target == "tflite":
+                runs[label] = litert_run(p)
             else:
                 runs[label] = ov_run(p, "f32" if "fp32" in label else None)
         base = next(iter(runs))

