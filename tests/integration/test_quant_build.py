@@ -105,6 +105,10 @@ def test_quant_openvino_int8_nncf_runs_on_openvino(family, min_centered, write_r
     assert rep["scheme"] == "nncf"
     assert rep["scheme_info"]["model_type"] == ("TRANSFORMER" if family == "vit" else "default")
     assert rep["scheme_info"]["fake_quantize_ops"] > 0
+    from vopt.quant.schemes.ort_qdq import host_lacks_vnni
+
+    # 7-bit weights in every layer where the CPU plugin's int8 products would saturate
+    assert rep["scheme_info"]["overflow_fix"] == ("enable" if host_lacks_vnni() else "first_layer")
     ir = _artifact(step)
     assert (ir / "model.xml").is_file() and (ir / "model.bin").is_file()
     assert rep["check"]["runtime"].startswith("openvino")

@@ -54,6 +54,12 @@ class NncfOptions(RankingOptions):
     bias_correction: Literal["fast", "full"] = Field(
         default="fast", description="NNCF's fast BiasCorrection (its default) or the full one."
     )
+    overflow_fix: Literal["enable", "first_layer", "disable"] | None = Field(
+        default=None,
+        description="NNCF's 7-bit weights against the saturating u8 x s8 products of x86 CPUs without VNNI "
+        "(all layers, the first only: NNCF's default, or none). Unset: enable on such a CPU, else NNCF's "
+        "default.",
+    )
 
 
 class NncfScheme(Scheme):
@@ -137,7 +143,21 @@ class NncfScheme(Scheme):
         self.info["calibration_method"] = (
             f"NNCF range estimator for '{method}' + {self.options.bias_correction} bias correction"
         )
-        return AdvancedQuantizationParameters(activations_range_estimator_params=estimators[method])
+        return AdvancedQuantizationParameters(
+            activations_range_estimator_params=estimators[method], overflow_fix=self._overflow_fix()
+        )
+
+    def _overflow_fix(self):
+        """On an x86 CPU without VNNI the CPU plugin's int8 kernels saturate like ONNX Runtime's: measured on
+        EfficientNet-Lite0 (AMD EPYC, 222 held-out photos), NNCF's default (first layer only) kept top-1
+        agreement at 0.914, all layers at 0.950, at the same speed."""
+        from nncf.quantization.advanced_parameters import OverflowFix
+
+        from vopt.quant.schemes.ort_qdq import host_lacks_vnni
+
+        chosen = self.options.overflow_fix or ("enable" if host_lacks_vnni() else "first_layer")
+        self.info["overflow_fix"] = chosen
+        return OverflowFix({"first_layer": "first_layer_only"}.get(chosen, chosen))
 
     def _preset(self, transformer: bool):
         import nncf
