@@ -295,3 +295,27 @@ def test_web_run_failure_names_the_node_and_its_op(tmp_path):
         run.close()
     assert "onnxruntime-web (wasm) failed to run" in str(err.value)
     assert err.value.lines == ["in node /blk/CDist (com.microsoft.CDist)"]
+
+
+def test_web_profile_reads_onnxruntime_web_kernel_times_in_the_build_and_the_cli(builds, cli):
+    """`benchmark.profile` on a webgpu build, and `vopt profile` on its directory, read onnxruntime-web's own
+    profiler (its wasm build prints the events to the page console) and show the table and the chart."""
+    recipe = {
+        **_browser_recipe("resnet", "fp32"),
+        "benchmark": {"batch_sizes": [1], "iterations": 3, "warmup": 1, "baseline": False, "profile": True},
+    }
+    manifest, out = builds("web-resnet-profile", recipe)
+    p = manifest["benchmark"]["profile"]
+    assert p["status"] == "ok", p
+    assert p["runtime"].startswith("onnxruntime-web") and "wasm" in p["runtime"]
+    assert p["ops"] > 5 and any(r["op_type"] == "Conv" for r in p["by_op_type"])
+    assert sum(r["ms"] for r in p["by_op_type"]) == pytest.approx(p["op_ms"], rel=0.02)
+    assert p["op_ms"] > 0
+    report = (out / "report.md").read_text()
+    assert "## Where the time goes" in report and "onnxruntime-web" in report
+    assert (out / "plots" / "op_time.png").stat().st_size > 1000
+
+    result = cli("profile", out, "--runs", "3", "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)["profile"]
+    assert shown["runtime"].startswith("onnxruntime-web") and shown["ops"] == p["ops"]

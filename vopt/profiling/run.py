@@ -10,6 +10,19 @@ from vopt.profiling.result import Profile
 
 # Artifact format -> the profiler that reads that runtime's own counters.
 PROFILERS = {"onnx": "vopt.profiling.ort:profile_onnx", "openvino-ir": "vopt.profiling.openvino:profile_ir"}
+# An ONNX artifact compiled for the browser (webgpu, webnn targets) is profiled where it runs: onnxruntime-web.
+WEB_PROFILER = "vopt.profiling.browser:profile_web"
+
+
+def _for_the_browser(path: str | Path) -> bool:
+    """The webgpu/webnn targets record their EP in the model's metadata (vopt.web.ep)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - an unreadable file is the ORT profiler's to report
+        return False
+    return any(p.key == "vopt.web.ep" for p in proto.metadata_props)
 
 
 def profile_artifact(
@@ -23,10 +36,12 @@ def profile_artifact(
     from vopt.registry import load_object
 
     spec = PROFILERS.get(artifact.format)
+    if artifact.format == "onnx" and _for_the_browser(artifact.path):
+        spec = WEB_PROFILER
     if spec is None:
         raise BackendUnavailable(
             f"no profiler for {artifact.format} artifacts here (vopt profile reads ONNX Runtime's "
-            f"profiler and OpenVINO's PERF_COUNT)"
+            f"profiler, onnxruntime-web's in headless Chromium, and OpenVINO's PERF_COUNT)"
         )
     return load_object(spec)(artifact.path, feeds, runs=runs, threads=threads, **(settings or {}))
 

@@ -13,9 +13,19 @@ const sessions = new Map();
 // While a session is created with verbose logging, keep ORT's node-placement lines (which EP runs
 // which node, after ORT's graph optimizations) and drop the rest of its verbose chatter.
 let capture = null;
+// While a session profiles, the wasm build of ORT prints its profiler's JSON events to the console (it has no
+// file system to write them to): they are collected here instead of printed.
+let profiled = null;
 for (const level of ["log", "info", "warn", "error", "debug"]) {
   const original = console[level].bind(console);
   console[level] = (...args) => {
+    if (profiled) {
+      const text = args.map(String).join(" ");
+      if (text.includes('"cat"')) {
+        profiled.push(text);
+        return;
+      }
+    }
     if (capture) {
       const text = args.map(String).join(" ");
       if (text.includes("VerifyEachNodeIsAssignedToAnEp")) capture.push(text);
@@ -108,9 +118,7 @@ window.voptLoad = async function ({ key, url, ep, freeDimensionOverrides, sessio
   return { inputs: session.inputNames, outputs: session.outputNames, load_ms: performance.now() - t0, placement };
 };
 
-window.voptRun = async function ({ key, feeds, upload }) {
-  const session = sessions.get(key);
-  if (!session) throw new Error(`no session '${key}'`);
+async function fetchInputs(feeds) {
   const inputs = {};
   for (const f of feeds) {
     const buf = await (await fetch(f.url)).arrayBuffer();
@@ -118,6 +126,40 @@ window.voptRun = async function ({ key, feeds, upload }) {
     if (!Arr) throw new Error(`unsupported input type ${f.type}`);
     inputs[f.name] = new ort.Tensor(f.type, new Arr(buf), f.dims);
   }
+  return inputs;
+}
+
+// One profiled session: `warmup` + `runs` inferences, then ORT's profiler events (kernel times per node).
+window.voptProfile = async function ({ url, ep, freeDimensionOverrides, sessionOptions, feeds, runs, warmup }) {
+  const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+  const extra = sessionOptions || {};
+  const provider = extra.preferredLayout ? { name: ep, preferredLayout: extra.preferredLayout } : ep;
+  const options = { executionProviders: [provider], graphOptimizationLevel: "all", enableProfiling: true };
+  if (extra.enableGraphCapture) options.enableGraphCapture = true;
+  if (freeDimensionOverrides && Object.keys(freeDimensionOverrides).length) {
+    options.freeDimensionOverrides = freeDimensionOverrides;
+  }
+  profiled = [];
+  let session;
+  try {
+    session = await ort.InferenceSession.create(bytes, options);
+    const inputs = await fetchInputs(feeds);
+    for (let i = 0; i < warmup; i++) await session.run(inputs);
+    const t0 = performance.now();
+    for (let i = 0; i < runs; i++) await session.run(inputs);
+    const totalMs = (performance.now() - t0) / runs;
+    session.endProfiling();
+    return { events: profiled.slice(), total_ms: totalMs };
+  } finally {
+    profiled = null;
+    if (session) await session.release();
+  }
+};
+
+window.voptRun = async function ({ key, feeds, upload }) {
+  const session = sessions.get(key);
+  if (!session) throw new Error(`no session '${key}'`);
+  const inputs = await fetchInputs(feeds);
   const t0 = performance.now();
   const results = await session.run(inputs);
   const runMs = performance.now() - t0;
