@@ -41,7 +41,9 @@ def profile_web(
     except RuntimeError as exc:
         from vopt.errors import BuildError
 
-        raise BuildError(f"onnxruntime-web ({ep}) could not profile the model: {exc}", stage="profile") from exc
+        raise BuildError(
+            f"onnxruntime-web ({ep}) could not profile the model: {exc}", stage="profile"
+        ) from exc
     events = parse_events(got["events"])
     probe = sess.probe()
     notes = []
@@ -50,7 +52,10 @@ def profile_web(
     if not any(e.get("cat") == "Node" for e in events):
         notes.append("onnxruntime-web printed no kernel events")
     return Profile(
-        runtime=f"onnxruntime-web {probe['ort'].get('web')} ({ep}, {probe['threads']} thread(s), headless Chromium)",
+        runtime=(
+            f"onnxruntime-web {probe['ort'].get('web')} ({ep}, {probe['threads']} thread(s), "
+            "headless Chromium)"
+        ),
         runs=runs,
         ops=_node_times(events, warmup + runs, runs),
         total_ms=float(got["total_ms"]),

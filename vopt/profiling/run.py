@@ -10,7 +10,8 @@ from vopt.profiling.result import Profile
 
 # Artifact format -> the profiler that reads that runtime's own counters.
 PROFILERS = {"onnx": "vopt.profiling.ort:profile_onnx", "openvino-ir": "vopt.profiling.openvino:profile_ir"}
-# An ONNX artifact compiled for the browser (webgpu, webnn targets) is profiled where it runs: onnxruntime-web.
+# An ONNX artifact compiled for the browser (webgpu, webnn targets) is profiled where it runs:
+# onnxruntime-web.
 WEB_PROFILER = "vopt.profiling.browser:profile_web"
 
 

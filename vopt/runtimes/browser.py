@@ -297,7 +297,8 @@ class BrowserSession:
         free_dims: dict[str, int] | None = None,
         options: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A profiled session in the page: {'events': ORT's profiler lines, 'total_ms': mean per inference}."""
+        """A profiled session in the page: {'events': ORT's profiler lines, 'total_ms': mean per
+        inference}."""
         specs = self._publish_feeds(feeds, types)
         try:
             return self.call(
