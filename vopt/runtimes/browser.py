@@ -489,6 +489,8 @@ def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None
         "load_ms": round(loaded["load_ms"], 2),
         "run_ms": times,
         "session_options": options,
+        # "gpu-buffer" under WebGPU graph capture: the inputs are written into GPU buffers the capture replays
+        "input_location": loaded.get("input_location", "cpu"),
     }
     if ep == "webgpu":
         meta["adapter"] = probe["webgpu"].get("info")

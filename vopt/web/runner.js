@@ -9,6 +9,7 @@ ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(navigator.hardware
 ort.env.logLevel = "error";
 
 const sessions = new Map();
+const gpuFed = new Set(); // sessions whose inputs must be GPU buffers (WebGPU graph capture)
 
 // While a session is created with verbose logging, keep ORT's node-placement lines (which EP runs
 // which node, after ORT's graph optimizations) and drop the rest of its verbose chatter.
@@ -115,7 +116,16 @@ window.voptLoad = async function ({ key, url, ep, freeDimensionOverrides, sessio
     capture = null;
   }
   sessions.set(key, session);
-  return { inputs: session.inputNames, outputs: session.outputNames, load_ms: performance.now() - t0, placement };
+  // Graph capture replays recorded GPU commands: onnxruntime-web then takes inputs only as GPU buffers on its
+  // own device, and returns outputs as GPU buffers.
+  if (extra.enableGraphCapture && ep === "webgpu") gpuFed.add(key);
+  return {
+    inputs: session.inputNames,
+    outputs: session.outputNames,
+    load_ms: performance.now() - t0,
+    placement,
+    input_location: gpuFed.has(key) ? "gpu-buffer" : "cpu",
+  };
 };
 
 async function fetchInputs(feeds) {
@@ -127,6 +137,27 @@ async function fetchInputs(feeds) {
     inputs[f.name] = new ort.Tensor(f.type, new Arr(buf), f.dims);
   }
   return inputs;
+}
+
+// Graph capture records the buffers of the first run and replays on them: every run writes its inputs into
+// the same GPU buffers (made once per session), rather than handing over new ones.
+const gpuInputs = new Map(); // session key -> {name: ort.Tensor on a GPU buffer}
+async function toGpu(key, inputs) {
+  const device = await ort.env.webgpu.device;
+  const held = gpuInputs.get(key) || {};
+  for (const [name, t] of Object.entries(inputs)) {
+    const bytes = t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength);
+    if (!held[name]) {
+      const gpu = device.createBuffer({
+        size: Math.ceil(bytes.byteLength / 16) * 16,
+        usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC | GPUBufferUsage.STORAGE,
+      });
+      held[name] = ort.Tensor.fromGpuBuffer(gpu, { dataType: t.type, dims: t.dims, dispose: () => gpu.destroy() });
+    }
+    device.queue.writeBuffer(held[name].gpuBuffer, 0, bytes);
+  }
+  gpuInputs.set(key, held);
+  return held;
 }
 
 // One profiled session: `warmup` + `runs` inferences, then ORT's profiler events (kernel times per node).
@@ -159,7 +190,8 @@ window.voptProfile = async function ({ url, ep, freeDimensionOverrides, sessionO
 window.voptRun = async function ({ key, feeds, upload }) {
   const session = sessions.get(key);
   if (!session) throw new Error(`no session '${key}'`);
-  const inputs = await fetchInputs(feeds);
+  let inputs = await fetchInputs(feeds);
+  if (gpuFed.has(key)) inputs = await toGpu(key, inputs);
   const t0 = performance.now();
   const results = await session.run(inputs);
   const runMs = performance.now() - t0;
@@ -171,6 +203,7 @@ window.voptRun = async function ({ key, feeds, upload }) {
     const res = await fetch(`${upload}/${encodeURIComponent(name)}`, { method: "POST", body });
     if (!res.ok) throw new Error(`upload of output ${name} failed: ${res.status}`);
     outputs.push({ name, dims: Array.from(t.dims), type: t.type });
+    if (t.location === "gpu-buffer" && !gpuFed.has(key)) t.dispose();
   }
   return { outputs, run_ms: runMs };
 };
@@ -179,7 +212,10 @@ window.voptRelease = async function ({ key }) {
   const session = sessions.get(key);
   if (session) {
     sessions.delete(key);
+    gpuFed.delete(key);
     await session.release();
+    for (const t of Object.values(gpuInputs.get(key) || {})) t.dispose();
+    gpuInputs.delete(key);
   }
   return true;
 };
