@@ -123,12 +123,15 @@ def test_openvino_conversion_failure_names_the_op(tmp_path):
     onnx.save(proto, tmp_path / "bad.onnx")
 
     target = get_target("openvino")
-    with pytest.raises(BuildError, match=r"\[compile\] ov.convert_model failed: .*acme.Frobnicate"):
+    with pytest.raises(
+        BuildError, match=r"\[compile\] OpenVINO rejected the graph: .*conversion rule .*acme.Frobnicate"
+    ) as err:
         target.compile(
             Artifact(path=str(tmp_path / "bad.onnx"), format="onnx"),
             target.Config(),
             Context(target=target, workdir=tmp_path, build_name="bad"),
         )
+    assert err.value.lines[0] == "1 node(s) cause it: y (acme.Frobnicate)"  # unnamed: named by its output
 
 
 @pytest.mark.slow

@@ -1,0 +1,119 @@
+"""What detection post-processing in the graph costs, per target that runs here: a tiny DETR built twice by
+`vopt build`, with `export.postprocess: true` (boxes, scores, labels from the graph) and without (logits and
+pred_boxes, then the same steps in numpy: vopt.models.postprocess.apply). Both are timed in one interleaved
+run per runtime, batch 1, on real images.
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/postprocess_cost.py [--work DIR]
+
+Random weights: the timings are what the post-processing costs, not a detector's accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TARGETS = ("cpu", "openvino", "webgpu")  # webgpu artifacts run on onnxruntime-web's wasm EP here
+MAX_DETECTIONS = 100
+
+
+def build(work: Path, target: str, postprocess: bool) -> dict[str, Any]:
+    import yaml
+
+    from tests.conftest import tiny_model
+
+    name = f"detr-{target}-{'post' if postprocess else 'raw'}"
+    recipe = {
+        "name": name,
+        "model": tiny_model("detr"),
+        "export": {"postprocess": postprocess, "max_detections": MAX_DETECTIONS},
+        "compile": {"target": target},
+        "validate": {"samples": 4, "default_gates": False},
+    }
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VOPT_CACHE_DIR": str(work / "cache")}
+    res = subprocess.run(
+        [sys.executable, "-m", "vopt", "build", str(path), "--out", str(work / "out"), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    if res.returncode:
+        sys.exit(f"{name}: vopt build exit {res.returncode}\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout)
+
+
+def runner(manifest: dict[str, Any], target: str):
+    """(run(x) -> outputs dict, close) on the runtime the target's artifacts run on here (the build's own
+    compile settings; 2 threads where the target has a thread setting)."""
+    from vopt.bench.targets import runner_factory
+    from vopt.pipeline.artifact import Artifact
+    from vopt.registry import get_target
+
+    art = Artifact(**manifest["artifact"])
+    make, _, _ = runner_factory(get_target(target), art, {"target": target}, 2)
+    r = make(2)
+    name = art.io.inputs[0].name
+    return (lambda x: r.run({name: x})), r.close
+
+
+def main() -> None:
+    from vopt.bench.timing import interleaved
+    from vopt.datasets.images import load_batch
+    from vopt.models.postprocess import apply
+    from vopt.pipeline.artifact import Preprocess
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path)
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="vopt-post-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for target in TARGETS:
+        post, raw = build(work, target, True), build(work, target, False)
+        cfg = post["artifact"]["meta"]["postprocess"]
+        x = load_batch(None, Preprocess(**post["artifact"]["preprocess"]), 1)
+        run_post, close_post = runner(post, target)
+        run_raw, close_raw = runner(raw, target)
+        try:
+            calls = {
+                "in the graph": lambda: run_post(x),
+                "model + numpy": lambda: apply(run_raw(x), cfg),
+                "model alone": lambda: run_raw(x),
+            }
+            t = interleaved(calls, rounds=7, per_round=10, warmup=3)
+        finally:
+            close_post()
+            close_raw()
+        ms = {k: v["p50_ms"] for k, v in t.items()}
+        row = {
+            "target": target,
+            "runtime": post["validation"]["runtime"],
+            "box_agreement": post["validation"]["task_metrics"].get("box_agreement"),
+            **{f"{k} ms": round(v, 3) for k, v in ms.items()},
+            "in-graph cost ms": round(ms["in the graph"] - ms["model alone"], 3),
+            "numpy cost ms": round(ms["model + numpy"] - ms["model alone"], 3),
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    keys = list(rows[0])
+    print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join(str(r[k]) for k in keys) + " |")
+    (work / "postprocess_cost.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
