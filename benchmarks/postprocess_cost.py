@@ -18,8 +18,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -33,9 +31,11 @@ def build(work: Path, target: str, postprocess: bool) -> dict[str, Any]:
     from tests.conftest import tiny_model
 
     name = f"detr-{target}-{'post' if postprocess else 'raw'}"
+    model = tiny_model("detr")
+    model["config"] = {**model["config"], "num_queries": 100}  # DETR's own query count: 100 detections
     recipe = {
         "name": name,
-        "model": tiny_model("detr"),
+        "model": model,
         "export": {"postprocess": postprocess, "max_detections": MAX_DETECTIONS},
         "compile": {"target": target},
         "validate": {"samples": 4, "default_gates": False},
@@ -55,24 +55,34 @@ def build(work: Path, target: str, postprocess: bool) -> dict[str, Any]:
     return json.loads(res.stdout)
 
 
-def runner(manifest: dict[str, Any], target: str):
+def runner(build_dir: Path, target: str):
     """(run(x) -> outputs dict, close) on the runtime the target's artifacts run on here (the build's own
-    compile settings; 2 threads where the target has a thread setting)."""
+    artifact; 2 threads where the target has a thread setting)."""
+    from vopt.bench.source import resolve_source
     from vopt.bench.targets import runner_factory
-    from vopt.pipeline.artifact import Artifact
     from vopt.registry import get_target
 
-    art = Artifact(**manifest["artifact"])
+    art = resolve_source(build_dir).artifact
     make, _, _ = runner_factory(get_target(target), art, {"target": target}, 2)
     r = make(2)
     name = art.io.inputs[0].name
     return (lambda x: r.run({name: x})), r.close
 
 
-def main() -> None:
+def timings(run_post, run_raw, x, cfg) -> dict[str, float]:
     from vopt.bench.timing import interleaved
-    from vopt.datasets.images import load_batch
     from vopt.models.postprocess import apply
+
+    calls = {
+        "in the graph": lambda: run_post(x),
+        "model + numpy": lambda: apply(run_raw(x), cfg),
+        "model alone": lambda: run_raw(x),
+    }
+    return {k: v["p50_ms"] for k, v in interleaved(calls, rounds=7, per_round=10, warmup=3).items()}
+
+
+def main() -> None:
+    from vopt.datasets.images import load_batch
     from vopt.pipeline.artifact import Preprocess
 
     ap = argparse.ArgumentParser()
@@ -85,19 +95,13 @@ def main() -> None:
         post, raw = build(work, target, True), build(work, target, False)
         cfg = post["artifact"]["meta"]["postprocess"]
         x = load_batch(None, Preprocess(**post["artifact"]["preprocess"]), 1)
-        run_post, close_post = runner(post, target)
-        run_raw, close_raw = runner(raw, target)
+        run_post, close_post = runner(work / "out" / post["recipe"]["name"], target)
+        run_raw, close_raw = runner(work / "out" / raw["recipe"]["name"], target)
         try:
-            calls = {
-                "in the graph": lambda: run_post(x),
-                "model + numpy": lambda: apply(run_raw(x), cfg),
-                "model alone": lambda: run_raw(x),
-            }
-            t = interleaved(calls, rounds=7, per_round=10, warmup=3)
+            ms = timings(run_post, run_raw, x, cfg)
         finally:
             close_post()
             close_raw()
-        ms = {k: v["p50_ms"] for k, v in t.items()}
         row = {
             "target": target,
             "runtime": post["validation"]["runtime"],

@@ -334,3 +334,31 @@ def test_web_graph_capture_replays_on_gpu_buffers_and_matches_torch(builds):
     assert webgpu["runtime_info"]["placement"]["nodes_off_ep"] == 0  # capture needs every node on WebGPU
     wasm = manifest["validation"]["browser"]["eps"]["wasm"]
     assert wasm["runtime_info"]["input_location"] == "cpu" and wasm["runtime_info"]["session_options"] == {}
+
+
+def test_web_postprocessed_detr_matches_pytorch_plus_numpy(builds):
+    """DETR with its post-processing in the graph (boxes, scores, labels; int64 labels) in onnxruntime-web."""
+    recipe = {
+        "model": tiny_model("detr"),
+        "export": {"postprocess": True, "max_detections": 20, "parity_samples": 2},
+        "compile": {"target": "webgpu", "precision": "fp32"},
+        "validate": {"samples": 3, "score_threshold": 0.05, "gates": {"box_agreement": ">=0.99"}},
+    }
+    manifest, _ = builds("web-detr-post", recipe)
+    assert manifest["validation"]["runtime"] == "browser-wasm"
+    assert [o["name"] for o in manifest["artifact"]["io"]["outputs"]] == ["boxes", "scores", "labels"]
+    tm = manifest["validation"]["task_metrics"]
+    assert tm["scoring"] == "in-graph post-processing"
+    assert tm["reference_detections"] > 0 and tm["box_agreement"] >= 0.99, tm
+
+
+def test_web_embedded_preprocessing_takes_raw_uint8_pixels_and_matches_the_float_pipeline(builds):
+    """`export.embed_preprocessing` for the browser: the page feeds uint8 NHWC pixels (what a canvas gives),
+    on WebGPU and wasm, and both match PyTorch on the float pipeline."""
+    recipe = _browser_recipe("resnet", "fp32", gates={"cosine": ">=0.9999"})
+    recipe["export"] = {"embed_preprocessing": True}
+    manifest, _ = builds("web-embedded", recipe)
+    inp = manifest["artifact"]["io"]["inputs"][0]
+    assert inp["dtype"] == "uint8" and inp["shape"][1:] == [64, 64, 3]
+    for ep in ("webgpu", "wasm"):
+        _assert_matches_torch(manifest, ep)

@@ -58,3 +58,24 @@ def test_postprocess_on_a_classifier_names_the_stage(write_recipe, cli, tmp_path
     }
     res = cli("build", write_recipe(recipe), "--out", tmp_path / "out")
     assert res.exit_code == 1 and "export.postprocess" in res.output and "not a detector" in res.output
+
+
+@pytest.mark.slow
+def test_postprocessed_detr_on_openvino_matches_pytorch_plus_numpy(write_recipe, cli, tmp_path):
+    """The same in-graph post-processing (TopK, Gather, the box decode) on OpenVINO's CPU plugin."""
+    pytest.importorskip("openvino")
+    recipe = {
+        "name": "post-detr-ov",
+        "model": tiny_model("detr"),
+        "compile": {"target": "openvino"},
+        "export": {"postprocess": True, "max_detections": 20, "parity_samples": 2},
+        "validate": {"samples": 3, "score_threshold": 0.05, "gates": {"box_agreement": ">=0.99"}},
+    }
+    res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)
+    assert m["validation"]["runtime"] == "openvino-cpu"
+    assert [o["name"] for o in m["artifact"]["io"]["outputs"]] == ["boxes", "scores", "labels"]
+    tm = m["validation"]["task_metrics"]
+    assert tm["scoring"] == "in-graph post-processing"
+    assert tm["reference_detections"] > 0 and tm["box_agreement"] >= 0.99, tm
