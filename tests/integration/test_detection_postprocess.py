@@ -79,3 +79,31 @@ def test_postprocessed_detr_on_openvino_matches_pytorch_plus_numpy(write_recipe,
     tm = m["validation"]["task_metrics"]
     assert tm["scoring"] == "in-graph post-processing"
     assert tm["reference_detections"] > 0 and tm["box_agreement"] >= 0.99, tm
+
+
+@pytest.mark.slow
+def test_postprocessed_detr_int8_on_the_qnn_simulator(write_recipe, cli, tmp_path):
+    """The post-processing graph quantized for the HTP (u8 QDQ) and run on the QNN simulator: the boxes still
+    agree with PyTorch plus numpy post-processing (int8, so the gate is 0.9, not fp32's 0.99)."""
+    pytest.importorskip("onnxruntime_qnn")
+    recipe = {
+        "name": "post-detr-qnn",
+        "model": tiny_model("detr"),
+        "compile": {"target": "qnn"},
+        "export": {"postprocess": True, "max_detections": 20, "parity_samples": 2},
+        "quantize": {
+            "calibration": {"samples": 8},
+            "check": {"samples": 4, "benchmark": False},
+            "default_gates": False,
+        },
+        "validate": {"samples": 3, "score_threshold": 0.05, "gates": {"box_agreement": ">=0.9"}},
+    }
+    res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)
+    assert m["validation"]["runtime"] == "qnn-htp"
+    assert [o["name"] for o in m["artifact"]["io"]["outputs"]] == ["boxes", "scores", "labels"]
+    tm = m["validation"]["task_metrics"]
+    assert tm["reference_detections"] > 0 and tm["box_agreement"] >= 0.9, tm
+    compile_report = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
+    assert "QNN took" in compile_report["summary"]
