@@ -60,50 +60,44 @@ def test_postprocess_on_a_classifier_names_the_stage(write_recipe, cli, tmp_path
     assert res.exit_code == 1 and "export.postprocess" in res.output and "not a detector" in res.output
 
 
+INT8_FOR_QNN = {
+    "calibration": {"samples": 8},
+    "check": {"samples": 4, "benchmark": False},
+    "default_gates": False,
+}
+
+
 @pytest.mark.slow
-def test_postprocessed_detr_on_openvino_matches_pytorch_plus_numpy(write_recipe, cli, tmp_path):
-    """The same in-graph post-processing (TopK, Gather, the box decode) on OpenVINO's CPU plugin."""
-    pytest.importorskip("openvino")
+@pytest.mark.parametrize(
+    ("target", "package", "runtime", "quantize", "min_agreement"),
+    [
+        # the same in-graph steps (TopK, Gather, the box decode) on OpenVINO's CPU plugin, at fp32
+        ("openvino", "openvino", "openvino-cpu", None, 0.99),
+        # quantized for the HTP (u8 QDQ) on the QNN simulator: int8, so 0.9 rather than fp32's 0.99
+        ("qnn", "onnxruntime_qnn", "qnn-htp", INT8_FOR_QNN, 0.9),
+    ],
+)
+def test_postprocessed_detr_on_other_runtimes_matches_pytorch_plus_numpy(
+    target, package, runtime, quantize, min_agreement, write_recipe, cli, tmp_path
+):
+    pytest.importorskip(package)
     recipe = {
-        "name": "post-detr-ov",
+        "name": f"post-detr-{target}",
         "model": tiny_model("detr"),
-        "compile": {"target": "openvino"},
+        "compile": {"target": target},
         "export": {"postprocess": True, "max_detections": 20, "parity_samples": 2},
-        "validate": {"samples": 3, "score_threshold": 0.05, "gates": {"box_agreement": ">=0.99"}},
+        **({"quantize": quantize} if quantize else {}),
+        "validate": {
+            "samples": 3,
+            "score_threshold": 0.05,
+            "gates": {"box_agreement": f">={min_agreement}"},
+        },
     }
     res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)
-    assert m["validation"]["runtime"] == "openvino-cpu"
+    assert m["validation"]["runtime"] == runtime
     assert [o["name"] for o in m["artifact"]["io"]["outputs"]] == ["boxes", "scores", "labels"]
     tm = m["validation"]["task_metrics"]
     assert tm["scoring"] == "in-graph post-processing"
-    assert tm["reference_detections"] > 0 and tm["box_agreement"] >= 0.99, tm
-
-
-@pytest.mark.slow
-def test_postprocessed_detr_int8_on_the_qnn_simulator(write_recipe, cli, tmp_path):
-    """The post-processing graph quantized for the HTP (u8 QDQ) and run on the QNN simulator: the boxes still
-    agree with PyTorch plus numpy post-processing (int8, so the gate is 0.9, not fp32's 0.99)."""
-    pytest.importorskip("onnxruntime_qnn")
-    recipe = {
-        "name": "post-detr-qnn",
-        "model": tiny_model("detr"),
-        "compile": {"target": "qnn"},
-        "export": {"postprocess": True, "max_detections": 20, "parity_samples": 2},
-        "quantize": {
-            "calibration": {"samples": 8},
-            "check": {"samples": 4, "benchmark": False},
-            "default_gates": False,
-        },
-        "validate": {"samples": 3, "score_threshold": 0.05, "gates": {"box_agreement": ">=0.9"}},
-    }
-    res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
-    assert res.exit_code == 0, res.output
-    m = json.loads(res.stdout)
-    assert m["validation"]["runtime"] == "qnn-htp"
-    assert [o["name"] for o in m["artifact"]["io"]["outputs"]] == ["boxes", "scores", "labels"]
-    tm = m["validation"]["task_metrics"]
-    assert tm["reference_detections"] > 0 and tm["box_agreement"] >= 0.9, tm
-    compile_report = next(s for s in m["steps"] if s["stage"] == "compile")["report"]
-    assert "QNN took" in compile_report["summary"]
+    assert tm["reference_detections"] > 0 and tm["box_agreement"] >= min_agreement, tm

@@ -96,17 +96,24 @@ window.voptProbe = async function () {
   };
 };
 
+// onnxruntime-web session options: the EP (with the artifact's recorded layout), its graph capture and the
+// free-dimension overrides, plus what the caller adds (verbose logs for placement, profiling).
+function ortOptions(ep, extra, freeDimensionOverrides, more) {
+  const provider = extra.preferredLayout ? { name: ep, preferredLayout: extra.preferredLayout } : ep;
+  const options = { executionProviders: [provider], graphOptimizationLevel: "all", ...more };
+  if (extra.enableGraphCapture) options.enableGraphCapture = true;
+  if (freeDimensionOverrides && Object.keys(freeDimensionOverrides).length) {
+    options.freeDimensionOverrides = freeDimensionOverrides;
+  }
+  return options;
+}
+
 window.voptLoad = async function ({ key, url, ep, freeDimensionOverrides, sessionOptions }) {
   const t0 = performance.now();
   const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
   // Verbose session logs are how ORT tells which EP took each node; they are captured, not printed.
   const extra = sessionOptions || {};
-  const provider = extra.preferredLayout ? { name: ep, preferredLayout: extra.preferredLayout } : ep;
-  const options = { executionProviders: [provider], graphOptimizationLevel: "all", logSeverityLevel: 0, logVerbosityLevel: 0 };
-  if (extra.enableGraphCapture) options.enableGraphCapture = true;
-  if (freeDimensionOverrides && Object.keys(freeDimensionOverrides).length) {
-    options.freeDimensionOverrides = freeDimensionOverrides;
-  }
+  const options = ortOptions(ep, extra, freeDimensionOverrides, { logSeverityLevel: 0, logVerbosityLevel: 0 });
   capture = [];
   let session;
   try {
@@ -163,13 +170,7 @@ async function toGpu(key, inputs) {
 // One profiled session: `warmup` + `runs` inferences, then ORT's profiler events (kernel times per node).
 window.voptProfile = async function ({ url, ep, freeDimensionOverrides, sessionOptions, feeds, runs, warmup }) {
   const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
-  const extra = sessionOptions || {};
-  const provider = extra.preferredLayout ? { name: ep, preferredLayout: extra.preferredLayout } : ep;
-  const options = { executionProviders: [provider], graphOptimizationLevel: "all", enableProfiling: true };
-  if (extra.enableGraphCapture) options.enableGraphCapture = true;
-  if (freeDimensionOverrides && Object.keys(freeDimensionOverrides).length) {
-    options.freeDimensionOverrides = freeDimensionOverrides;
-  }
+  const options = ortOptions(ep, sessionOptions || {}, freeDimensionOverrides, { enableProfiling: true });
   profiled = [];
   let session;
   try {
