@@ -21,12 +21,10 @@ def profile_web(
     threads: int | None = None,
     ep: str = "wasm",
 ) -> Profile:
-    from vopt.runtimes.browser import model_info, shared_session
+    from vopt.runtimes.browser import ep_options, model_info, shared_session
 
     sess = shared_session()
     info = model_info(path)
-    recorded = info["session_options"]
-    options = {k: v for k, v in recorded.items() if k != "ep"} if recorded.get("ep") == ep else {}
     try:
         got = sess.profile(
             path,
@@ -36,7 +34,7 @@ def profile_web(
             runs=runs,
             warmup=warmup,
             free_dims=info["free_dims"],
-            options=options,
+            options=ep_options(info, ep),
         )
     except RuntimeError as exc:
         from vopt.errors import BuildError

@@ -21,12 +21,11 @@ def _first_line(exc: Exception) -> str:
 
 def speed_runner(target: Any, cfg: Any, artifact: Artifact, runtime_format: str) -> Runner | Unavailable:
     """The artifact as deployed. When the target runs on the runtime vopt's format table gives
-    `runtime_format`
-    (the quantized artifact's format: an OpenVINO IR on openvino, an ONNX on onnxruntime), that runtime opens
-    it with the compile section's settings and the artifact's recorded hints, not the target's accuracy-check
-    runner (which pins f32 on OpenVINO: a speedup over an f32 baseline no deployment runs would be the wrong
-    answer). The float ONNX goes through the same runtime as its quantized twin, so both sides are timed
-    alike."""
+    `runtime_format` (the quantized artifact's format: an OpenVINO IR on openvino, an ONNX on onnxruntime),
+    that runtime opens it with the compile section's settings and the artifact's recorded hints, not the
+    target's accuracy-check runner (which pins f32 on OpenVINO: a speedup over an f32 baseline no deployment
+    runs would be the wrong answer). The float ONNX goes through the same runtime as its quantized twin, so
+    both sides are timed alike."""
     from vopt.runtimes.formats import open_artifact, runtime_name
 
     try:
@@ -113,8 +112,7 @@ def speed_report(t: dict[str, Any], rf: Runner, rq: Runner, batch: int, precisio
         "stopped": t["stopped"],
         "method": f"interleaved rounds of {t['per_round']} calls each (median per round), until a 95% "
         "t-interval on the log speed ratio (Bonferroni over the looks at doubling round counts) excludes 1, "
-        "or the "
-        f"time budget: {t['rounds']} rounds in {t['seconds']:.1f} s, stopped at {t['stopped']}",
+        f"or the time budget: {t['rounds']} rounds in {t['seconds']:.1f} s, stopped at {t['stopped']}",
         # OpenVINO: the INFERENCE_PRECISION_HINT asked for ("default": none) and the precision the plugin ran.
         **(
             {

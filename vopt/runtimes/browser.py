@@ -417,6 +417,13 @@ def model_info(path: str | Path) -> dict[str, Any]:
     }
 
 
+def ep_options(info: dict[str, Any], ep: str) -> dict[str, Any]:
+    """The artifact's recorded session settings (model_info), for the EP it was compiled for only: wasm has
+    no graph capture or layout option."""
+    recorded = info["session_options"]
+    return {k: v for k, v in recorded.items() if k != "ep"} if recorded.get("ep") == ep else {}
+
+
 def _short(exc: BaseException) -> str:
     """onnxruntime-web's message without the build machine's source path that prefixes it."""
     import re
@@ -457,8 +464,7 @@ def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None
     sess = session or shared_session()
     info = model_info(path)
     try:
-        recorded = info["session_options"]
-        options = {k: v for k, v in recorded.items() if k != "ep"} if recorded.get("ep") == ep else {}
+        options = ep_options(info, ep)
         loaded = sess.load(path, ep, info["free_dims"], options)
     except RuntimeError as exc:
         raise _rejected(sess, path, ep, info["free_dims"], options, exc) from exc

@@ -36,9 +36,7 @@ class Diagnosis:
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        shown = ", ".join(f"{n} ({t})" for n, t in list(zip(self.nodes, self.op_types, strict=True))[:8])
-        more = f" and {len(self.nodes) - 8} more" if len(self.nodes) > 8 else ""
-        return f"{len(self.nodes)} node(s) cause it: {shown}{more}"
+        return _describe(list(zip(self.nodes, self.op_types, strict=True)))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -262,7 +260,7 @@ def rejected_graph_error(
     runtime: str,
     model_path: Path,
     exc: BaseException,
-    loads: Callable[[Path], None] | None,
+    loads: Callable[[Path], None],
     *,
     stage: str = "compile",
     log: Path | None = None,
@@ -278,13 +276,12 @@ def rejected_graph_error(
 
     first = _telling_line(exc)
     named = named_in_error(str(exc), model_path)
-    if named or loads is None:
-        lines = [_describe(named) if named else "the message names no node of this graph"]
-        if named:
-            globs = exclusion_globs([n for n, _ in named], model_path)
-            lines.append(
-                "the same nodes in the graph: " + ", ".join(f"{g} ({n} nodes)" for g, n in globs.items())
-            )
+    if named:
+        globs = exclusion_globs([n for n, _ in named], model_path)
+        lines = [
+            _describe(named),
+            "the same nodes in the graph: " + ", ".join(f"{g} ({n} nodes)" for g, n in globs.items()),
+        ]
         if log:
             lines.append(f"native log: {log}")
         return BuildError(f"{runtime} rejected the graph: {first}", stage=stage, lines=lines, hint=named_hint)

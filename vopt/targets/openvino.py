@@ -199,7 +199,7 @@ def _rejected(path: str | Path, exc: Exception, ctx) -> BuildError:
     for; otherwise bisect through convert_model), and say what to do (vopt/runtimes/diagnose.py)."""
     import openvino as ov
 
-    from vopt.runtimes.diagnose import float_islands_hint, rejected_graph_error
+    from vopt.runtimes.diagnose import rejected_graph_error
 
     return rejected_graph_error(
         "OpenVINO",
@@ -207,7 +207,6 @@ def _rejected(path: str | Path, exc: Exception, ctx) -> BuildError:
         exc,
         lambda sub: ov.convert_model(str(sub)),
         workdir=ctx.workdir,
-        hint_for=float_islands_hint("OpenVINO"),
         named_hint=(
             "OpenVINO has no conversion for these ops: build this model for the `cpu` target (ONNX Runtime "
             "runs them), or change the model so that it exports without them"
