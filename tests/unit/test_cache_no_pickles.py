@@ -103,3 +103,35 @@ def test_two_clean_builds_give_identical_bytes(cli, write_recipe, tmp_path, monk
         assert payloads[0][stage] == payloads[1][stage], stage
     assert list(payloads[0]["load"]) == ["payload/model.safetensors"]
     assert any(name.endswith(".onnx") for name in payloads[0]["quantize"])
+
+
+def test_a_rebuilt_module_is_its_own_copy_with_the_files_weights(tmp_path):
+    """Later steps rebuild a transformers architecture from a kept template (a deep copy, not a second
+    weight init). Each load must still be independent, take every weight from the file, and keep the
+    buffers the architecture computes itself (Swin's relative position index)."""
+    import torch
+
+    from vopt.models import store
+    from vopt.recipe.models import Recipe
+    from vopt.registry import get_source
+
+    recipe = Recipe.model_validate({"name": "u", "model": tiny_model("swin")})
+    loaded = get_source("hf").load(recipe.model)
+    store.save(loaded.module, tmp_path / "a.safetensors")
+    x = torch.randn(1, 3, *recipe.model.input.shape[2:])
+    with torch.no_grad():
+        want = loaded.module(pixel_values=x).logits
+    first = store.load(tmp_path / "a.safetensors", loaded.reference)
+    with torch.no_grad():
+        next(first.parameters()).mul_(0.0)  # a step that edits its copy in place
+    second = store.load(tmp_path / "a.safetensors", loaded.reference)
+    assert second is not first
+    with torch.no_grad():
+        got = second(pixel_values=x).logits
+    torch.testing.assert_close(got, want)
+    index = "relative_position_index"
+    for (name, buf), (_, expect) in zip(
+        second.named_buffers(), loaded.module.named_buffers(), strict=True
+    ):
+        if name.endswith(index):
+            assert torch.equal(buf, expect), name

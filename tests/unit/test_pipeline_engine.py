@@ -97,6 +97,34 @@ def test_each_step_key_covers_what_the_step_reads(write_recipe):
     assert keys["true"] != keys["false"]
 
 
+@pytest.mark.parametrize(
+    "target, option", [("cpu", "reduce_range"), ("openvino", "overflow_fix")], ids=["ort-qdq", "nncf"]
+)
+def test_the_quantize_key_covers_the_host_cpu_fact_its_defaults_read(
+    target, option, write_recipe, monkeypatch
+):
+    """On a CPU without VNNI, int8 defaults change (7-bit weights), so a cache shared with a VNNI machine
+    must not serve one machine's artifact to the other: the fact is in the quantize step's key, unless
+    the recipe sets the option itself."""
+    from vopt.pipeline.plan import key_for
+    from vopt.quant.schemes import ort_qdq
+
+    recipe = write_recipe(tiny_recipe(compile={"target": target}, quantize={"precision": "int8"}))
+    keys = {}
+    for saturates in (True, False):
+        monkeypatch.setattr(ort_qdq, "host_lacks_vnni", lambda s=saturates: s)
+        steps, plan_target = make_plan(load_recipe(recipe).recipe)
+        quant = next(s for s in steps if s.name == "quantize")
+        assert quant.config.host == {"int8_saturates": saturates}
+        keys[saturates] = key_for(quant, "parent", plan_target)
+        value = "true" if option == "reduce_range" else "enable"
+        pinned = next(
+            s for s in make_plan(load_recipe(recipe, [f"quantize.options.{option}={value}"]).recipe)[0]
+            if s.name == "quantize"
+        )
+        assert pinned.config.host == {}
+    assert keys[True] != keys[False]
+
 def test_manifest_contents(write_recipe, cli, tmp_path):
     recipe = write_recipe(tiny_recipe(validate={"samples": 6, "gates": {"cosine": ">=0.999"}}))
     result = cli("build", recipe, "--out", tmp_path / "out", "--json")

@@ -32,7 +32,7 @@ def _manifest(**extra):
 
 def test_minimal_manifest_renders_without_plots(tmp_path):
     m = _manifest()
-    assert make_plots(m) == {}
+    assert make_plots(m) == ({}, {})
     write_reports(m, tmp_path)
     assert not (tmp_path / "plots").exists()
     html = (tmp_path / "report.html").read_text()
@@ -73,7 +73,7 @@ def test_not_run_validation_and_agreement_plot(tmp_path):
     )
     assert "Not run: no Apple device." in render_markdown(not_run)
     m = _manifest(validation={"status": "ok", "task_metrics": {"top1_agreement": 0.875}, "metrics": {}})
-    plots = make_plots(m)
+    plots, _ = make_plots(m)
     assert set(plots) == {"size_vs_agreement"} and len(plots["size_vs_agreement"]) > 5000
     assert "top1 agreement: **0.8750**" in render_markdown(m)
 
@@ -105,7 +105,7 @@ def test_thread_sweep_table_and_plot():
     md = render_markdown(m, {"latency_vs_batch": "plots/latency_vs_batch.png"})
     assert "| threads | batch | first ms |" in md and "| 2 | 4 | 2 | 8 |" in md
     assert "batch 1, 1 thread, timed" in md and "batch 1, 2 threads, timed" in md and "**3.00x**" in md
-    assert len(make_plots(m)["latency_vs_batch"]) > 5000
+    assert len(make_plots(m)[0]["latency_vs_batch"]) > 5000
     assert "p50 latency: **1.00 ms**" in md  # the first thread setting's smallest batch
 
 
@@ -122,3 +122,28 @@ def test_an_odd_manifest_never_fails_the_build(tmp_path):
     assert "plot latency_vs_batch not drawn" in md
     assert "## Stages" in md and "## Benchmark" in md  # the rest of the report is still there
     assert (tmp_path / "report.html").is_file()
+
+
+def test_an_unchanged_rebuild_reuses_its_plots_and_a_change_redraws_them(tmp_path, monkeypatch):
+    """The plots of the build dir being replaced are reused when their data is the same, so an unchanged
+    rebuild draws nothing; changed data is drawn again."""
+    import vopt.report.plots as plots
+
+    m = _manifest(validation={"status": "ok", "task_metrics": {"top1_agreement": 0.875}, "metrics": {}})
+    first = tmp_path / "first"
+    first.mkdir()
+    write_reports(m, first)
+    drawn = (first / "plots" / "size_vs_agreement.png").read_bytes()
+    calls = []
+    real = plots.size_vs_agreement
+    monkeypatch.setattr(plots, "size_vs_agreement", lambda *a: calls.append(a) or real(*a))
+    again = tmp_path / "again"
+    again.mkdir()
+    write_reports(m, again, previous=first)
+    assert calls == [] and (again / "plots" / "size_vs_agreement.png").read_bytes() == drawn
+    assert "data:image/png;base64," in (again / "report.html").read_text()
+    changed = _manifest(validation={"status": "ok", "task_metrics": {"top1_agreement": 0.5}, "metrics": {}})
+    third = tmp_path / "third"
+    third.mkdir()
+    write_reports(changed, third, previous=again)
+    assert len(calls) == 1 and (third / "plots" / "size_vs_agreement.png").read_bytes() != drawn

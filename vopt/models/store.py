@@ -6,7 +6,9 @@ never a silently different model. safetensors files are byte-reproducible: same 
 
 from __future__ import annotations
 
+import copy
 import json
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +46,29 @@ def load(path: Path | str, reference: dict[str, Any]) -> Any:
     return model.eval()
 
 
+# transformers architectures this process already built, by reference. One build loads the same architecture
+# in several steps (fuse twice, export, validate, benchmark), and each transformers build re-runs the model's
+# weight init: 0.7 s for ResNet-50 here, and more for larger models; a deep copy takes a tenth of that. Only
+# hf references: factory and pickled modules are the user's code and are built each time, under the trust
+# their own recipe grants.
+_TEMPLATES: OrderedDict[str, Any] = OrderedDict()
+_TEMPLATES_KEPT = 2
+
+
 def build(ref: dict[str, Any]) -> Any:
     """The architecture, with throwaway initial weights (load() overwrites every one)."""
+    if ref["kind"] != "hf":
+        return _build(ref)
+    key = json.dumps(ref, sort_keys=True, default=str)
+    if key not in _TEMPLATES:
+        _TEMPLATES[key] = _build(ref)
+        while len(_TEMPLATES) > _TEMPLATES_KEPT:
+            _TEMPLATES.popitem(last=False)
+    _TEMPLATES.move_to_end(key)
+    return copy.deepcopy(_TEMPLATES[key])
+
+
+def _build(ref: dict[str, Any]) -> Any:
     from vopt.models.families.base import family_for, get_family
 
     kind = ref["kind"]

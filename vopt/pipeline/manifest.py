@@ -119,7 +119,7 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
         (staging / MANIFEST).write_text(text + "\n")
         from vopt.report import write_reports
 
-        write_reports(manifest, staging)
+        write_reports(manifest, staging, previous=final)
         from vopt.pipeline import interrupt
 
         interrupt.test_pause("output", staging)

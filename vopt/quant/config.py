@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from vopt.recipe.sections.quantize import CalibrationSection, CheckSection, ExcludeSection, SearchSection
 
@@ -36,3 +36,5 @@ class QuantizeConfig(BaseModel):
     default_gates: bool = True
     # The images calibration may use and the check's held-out images (vopt.quant.heldout), as paths.
     heldout: dict[str, Any] | None = None
+    # Build-machine facts the scheme's defaults read (Scheme.host_facts): part of the cache key.
+    host: dict[str, Any] = Field(default_factory=dict)

@@ -59,6 +59,7 @@ class QuantizeStage(Stage):
             score_threshold=recipe.validate_.score_threshold if recipe.validate_ is not None else 0.5,
             gate_mode=q.gate_mode,
             default_gates=q.default_gates,
+            host=scheme.host_facts(q.options, target),
             **heldout,
         )
 

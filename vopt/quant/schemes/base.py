@@ -86,6 +86,13 @@ class Scheme:
         return cls.types.get(precision, QuantTypes())
 
     @classmethod
+    def host_facts(cls, options: dict[str, Any], target: Any) -> dict[str, Any]:
+        """Facts about the build machine that this scheme's defaults depend on, resolved at plan time. They go
+        into the quantize step's config, and so into its cache key: a cache shared by two CPUs must not serve
+        one CPU's choice to the other."""
+        return {}
+
+    @classmethod
     def check_requirements(cls) -> None:
         """Name a missing package before any work starts (plan time), not after load and export."""
         import importlib.util

@@ -77,6 +77,12 @@ class NncfScheme(Scheme):
     tools = ("openvino", "nncf")
     search_settings = ({"bias_correction": "full"},)  # quantize.search tries it besides the range methods
 
+    @classmethod
+    def host_facts(cls, options: dict[str, Any], target: Any) -> dict[str, Any]:
+        from vopt.quant.schemes.ort_qdq import host_lacks_vnni
+
+        return {} if options.get("overflow_fix") is not None else {"int8_saturates": host_lacks_vnni()}
+
     def prepare(self, src: Path) -> Path:
         return src
 
@@ -153,9 +159,9 @@ class NncfScheme(Scheme):
         agreement at 0.914, all layers at 0.950, at the same speed."""
         from nncf.quantization.advanced_parameters import OverflowFix
 
-        from vopt.quant.schemes.ort_qdq import host_lacks_vnni
-
-        chosen = self.options.overflow_fix or ("enable" if host_lacks_vnni() else "first_layer")
+        chosen = self.options.overflow_fix or (
+            "enable" if self.cfg.host.get("int8_saturates") else "first_layer"
+        )
         self.info["overflow_fix"] = chosen
         return OverflowFix({"first_layer": "first_layer_only"}.get(chosen, chosen))
 

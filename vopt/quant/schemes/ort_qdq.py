@@ -227,13 +227,20 @@ class OrtQdqScheme(Scheme):
         names = onnx_node_names(model)
         return sorted(set(match_nodes(names, self.excluded_globs())) | set(exclude_nodes))
 
+    @classmethod
+    def host_facts(cls, options: dict[str, Any], target: Any) -> dict[str, Any]:
+        if options.get("reduce_range") is not None or not target.ort_cpu_int8:
+            return {}
+        return {"int8_saturates": host_lacks_vnni()}
+
     def reduce_range(self) -> bool:
         chosen = getattr(self.options, "reduce_range", None)
         if chosen is not None:
             return chosen
         from vopt.registry import get_target
 
-        return get_target(self.cfg.target).ort_cpu_int8 and host_lacks_vnni()
+        # the target's fact too: the NNCF scheme's ORT proxy shares the host facts but not the CPU kernels
+        return get_target(self.cfg.target).ort_cpu_int8 and bool(self.cfg.host.get("int8_saturates"))
 
     def quantize(
         self, model: Path, exclude_nodes: list[str], out: Path, int16_nodes: list[str] | None = None
