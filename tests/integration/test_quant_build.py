@@ -82,6 +82,10 @@ def test_quant_cpu_int8_runs_on_ort_reports_metrics_and_is_reproducible(
         assert any("did not pay" in w for w in m["warnings"])
     elif speed["paid"] is None:
         assert not any("did not pay" in w for w in m["warnings"])
+        # undecided is said in the summary with its interval, and warned about when slower on the estimate
+        said = f"{speed['speedup']:.2f}x vs float (inconclusive: 95% CI {low:.2f}-{high:.2f}x)"
+        assert said in rep["summary"]
+        assert any("may not pay" in w for w in m["warnings"]) == (speed["speedup"] < 1)
     # the quantized model really is QDQ int8 with a static batch, and the final artifact ran on ORT
     graph = onnx.load(str(_artifact(step))).graph
     assert sum(n.op_type == "DequantizeLinear" for n in graph.node) > 10

@@ -37,7 +37,9 @@ def make_manifest(loaded, target, records, artifact: Artifact | None, failures) 
             "the model has RANDOM weights (weights: random): its outputs are meaningless for a task"
         )
     for r in records:
-        warnings.extend(f"{r.stage}: {w}" for w in r.report.get("warnings", []))
+        # a warning that already names its stage ("validate: 32 samples ...") is not prefixed twice
+        for w in r.report.get("warnings", []):
+            warnings.append(w if w.startswith(r.stage) else f"{r.stage}: {w}")
     gate_failed = failures or any(r.report.get("status") == "gate_failed" for r in records)
     return json_safe(
         {

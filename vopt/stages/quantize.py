@@ -516,6 +516,9 @@ class _Run:
         if sp["status"] != "ok":
             if cfg.require_speedup:
                 self.ctx.warn(f"require_speedup not checked: {sp['reason']}")
+            elif sp["status"] == "inconclusive" and sp["speedup"] < 1:
+                # undecided, but slower on the estimate: say so rather than leave it in the manifest only
+                self.ctx.warn(f"{cfg.precision.upper()} may not pay: {sp['reason']}")
             return
         label = cfg.precision.upper()
         if not sp["paid"]:
@@ -613,6 +616,9 @@ class _Run:
         sp = r.get("speed", {})
         if sp.get("status") == "ok":
             parts.append(f"{sp['speedup']:.2f}x vs float" + ("" if sp["paid"] else " (did NOT pay)"))
+        elif sp.get("status") == "inconclusive":
+            low, high = sp["speedup_ci95"]
+            parts.append(f"{sp['speedup']:.2f}x vs float (inconclusive: 95% CI {low:.2f}-{high:.2f}x)")
         if r.get("calibration", {}).get("synthetic"):
             parts.append("SYNTHETIC calibration")
         r["summary"] = ", ".join(parts)
