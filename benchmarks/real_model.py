@@ -177,6 +177,8 @@ def vopt_build(
     methods: list[str] | None = None,
     precision: str = "int8",
     gate: float = 0.99,
+    gate_drop: float | None = None,
+    max_float: float | None = None,
 ) -> tuple[Path, float, dict]:
     import yaml
 
@@ -187,8 +189,14 @@ def vopt_build(
         "check": {"data": str(parts["check"]), "samples": M.SPLIT["check"], "benchmark": False},
     }
     if search:
-        q["gates"] = {"top1_agreement": f">={gate}"}
+        # NNCF's accuracy control's criterion (a top-1 drop in points on the labelled check photos), or
+        # agreement with fp32
+        q["gates"] = (
+            {"top1_drop": f"<={gate_drop}"} if gate_drop is not None else {"top1_agreement": f">={gate}"}
+        )
         q["search"] = {"budget_s": budget, **({"methods": methods} if methods else {})}
+        if max_float is not None:
+            q["max_float_fraction"] = max_float
     if precision != "int8":
         q = None
     recipe = {
@@ -263,6 +271,12 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", help="calibration methods the search tries (default: all three)")
     ap.add_argument("--gate", type=float, default=0.99, help="the search's top1_agreement gate on the check")
     ap.add_argument("--vopt-only", action="store_true", help="skip the other tools' rows (fp32 stays)")
+    ap.add_argument(
+        "--gate-drop",
+        type=float,
+        help="gate the search on top1_drop <= this (points), as NNCF's control does",
+    )
+    ap.add_argument("--max-float", type=float, help="quantize.max_float_fraction for the search")
     args = ap.parse_args()
     why = M.why_unavailable()
     if why:
@@ -321,11 +335,22 @@ def main() -> None:
             )
         for search in (False, True) if target != "tflite" else (False,):
             art, wall, info = vopt_build(
-                work, parts, target, search, args.budget, args.methods, gate=args.gate
+                work,
+                parts,
+                target,
+                search,
+                args.budget,
+                args.methods,
+                gate=args.gate,
+                gate_drop=args.gate_drop,
+                max_float=args.max_float,
             )
-            label = f"vopt {target} int8" + (
-                f" + quantize.search (gate top1_agreement >= {args.gate})" if search else " (default)"
+            gate = (
+                f"top1_drop <= {args.gate_drop}"
+                if args.gate_drop is not None
+                else f"top1_agreement >= {args.gate}"
             )
+            label = f"vopt {target} int8" + (f" + quantize.search (gate {gate})" if search else " (default)")
             if art is not None:
                 built[label] = (art, wall, info)
             else:
