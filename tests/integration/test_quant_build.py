@@ -3,6 +3,7 @@ images."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -128,6 +129,22 @@ def test_quant_openvino_int8_nncf_runs_on_openvino(family, min_centered, write_r
         1,
         tiny_model(family)["config"]["num_labels"],
     ]
+
+
+def test_nncf_smooth_quant_alpha_reaches_the_transformer_ir(write_recipe, cli, tmp_path):
+    """quantize.options.smooth_quant sets SmoothQuant's alpha on a transformer family ('off' drops the
+    step): the weights NNCF writes differ, and the report says which alpha was used."""
+    pytest.importorskip("nncf")
+    weights = {}
+    for alpha in ("off", 0.5):
+        q = {"calibration": {"samples": 8}, "check": {"samples": 4, "benchmark": False}}
+        q["options"] = {"smooth_quant": alpha, "overflow_fix": "first_layer"}
+        recipe = write_recipe({**_recipe("vit", "openvino", q, {"samples": 2}), "name": f"sq-{alpha}"})
+        step = _step(_build(cli, recipe, tmp_path / "out"), "quantize")
+        info = step["report"]["scheme_info"]
+        assert info["smooth_quant"] == ("off" if alpha == "off" else {"matmul_alpha": 0.5})
+        weights[alpha] = hashlib.sha256((_artifact(step) / "model.bin").read_bytes()).hexdigest()
+    assert weights["off"] != weights[0.5]
 
 
 def test_quant_fp16_loads_and_runs_on_ort(write_recipe, cli, tmp_path):

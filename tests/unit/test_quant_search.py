@@ -126,7 +126,7 @@ def test_write_back_writes_the_searched_layers_and_settings(tmp_path):
     assert path.read_text().startswith("# my recipe\n")
 
 
-def _stage_search(tmp_path, scheme_name: str, options: dict, methods: list[str]):
+def _stage_search(tmp_path, scheme_name: str, options: dict, methods: list[str], family=None):
     """A StageSearch on a stand-in quantize step: what it asks the scheme plugin, without running it."""
     from types import SimpleNamespace
 
@@ -156,7 +156,7 @@ def _stage_search(tmp_path, scheme_name: str, options: dict, methods: list[str])
         compile={},
         search=SearchSection(methods=methods),
     )
-    scheme = get_scheme(scheme_name)(cfg, tmp_path, None)
+    scheme = get_scheme(scheme_name)(cfg, tmp_path, family)
     images = np.zeros((4, 3, 8, 8), np.float32)
     run = SimpleNamespace(cfg=cfg, scheme=scheme, images=images, ref={"logits": np.zeros((4, 10))})
     return StageSearch(run, tmp_path / "float.onnx", tmp_path / "int8", None, "top1_agreement")
@@ -177,6 +177,11 @@ def test_the_settings_tried_come_from_the_scheme_plugin(tmp_path):
     # the recipe already asks for full bias correction: nothing else to try
     full = _stage_search(tmp_path, "nncf", {"bias_correction": "full"}, ["minmax"])
     assert full.settings() == [{"method": "minmax"}]
+    # a transformer family also gets SmoothQuant's alpha tried (NNCF has that step for transformers only)
+    from vopt.models.families import get_family
+
+    vit = _stage_search(tmp_path, "nncf", {"bias_correction": "full"}, ["minmax"], get_family("vit"))
+    assert vit.settings() == [{"method": "minmax"}, {"method": "minmax", "smooth_quant": 0.5}]
     ort = _stage_search(tmp_path, "ort-qdq", {}, ["entropy", "minmax"])
     assert ort.settings() == [{"method": "minmax"}, {"method": "entropy"}]
     assert ort.changed(Plan((("method", "entropy"),))) == {"method": "entropy"}

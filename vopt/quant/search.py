@@ -355,7 +355,8 @@ class StageSearch:
         out = [{"method": own}]
         if self.section.scheme_settings:
             for alt in self.scheme.search_settings:
-                if any(getattr(self.own_options, k, v) != v for k, v in alt.items()):
+                differs = any(getattr(self.own_options, k, v) != v for k, v in alt.items())
+                if differs and self.scheme.applies(alt):
                     out.append({"method": own, **alt})
         out += [{"method": m} for m in self.section.methods if m != own]
         return out

@@ -81,6 +81,11 @@ class Scheme:
         self.info: dict[str, Any] = {}
         self.warnings: list[str] = []
 
+    def applies(self, setting: dict[str, Any]) -> bool:
+        """Whether one of `search_settings` can change anything for this model (the search skips it if
+        not)."""
+        return True
+
     @classmethod
     def default_types(cls, precision: str) -> QuantTypes:
         return cls.types.get(precision, QuantTypes())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -54,6 +54,11 @@ class NncfOptions(RankingOptions):
     bias_correction: Literal["fast", "full"] = Field(
         default="fast", description="NNCF's fast BiasCorrection (its default) or the full one."
     )
+    smooth_quant: Annotated[float, Field(ge=0, le=1)] | Literal["off"] | None = Field(
+        default=None,
+        description="SmoothQuant's alpha for the MatMuls of transformer families, where NNCF applies it (its "
+        "default 0.95); 'off' turns it off. Other families have no SmoothQuant step.",
+    )
     overflow_fix: Literal["enable", "first_layer", "disable"] | None = Field(
         default=None,
         description="NNCF's 7-bit weights against the saturating u8 x s8 products of x86 CPUs without VNNI "
@@ -75,13 +80,20 @@ class NncfScheme(Scheme):
     fallback_precisions = ("float",)
     Options = NncfOptions
     tools = ("openvino", "nncf")
-    search_settings = ({"bias_correction": "full"},)  # quantize.search tries it besides the range methods
+    # quantize.search tries these besides the range methods (SmoothQuant only where it applies: `applies`)
+    search_settings = ({"bias_correction": "full"}, {"smooth_quant": 0.5})
 
     @classmethod
     def host_facts(cls, options: dict[str, Any], target: Any) -> dict[str, Any]:
         from vopt.quant.schemes.ort_qdq import host_lacks_vnni
 
         return {} if options.get("overflow_fix") is not None else {"int8_saturates": host_lacks_vnni()}
+
+    def applies(self, setting: dict[str, Any]) -> bool:
+        return "smooth_quant" not in setting or self._transformer()
+
+    def _transformer(self) -> bool:
+        return bool(getattr(self.family, "is_transformer", False))
 
     def prepare(self, src: Path) -> Path:
         return src
@@ -107,7 +119,7 @@ class NncfScheme(Scheme):
                 {ov_model.inputs[0].get_any_name(): shape}
             )  # static shapes: what NNCF and the CPU plugin like
         dataset = nncf.Dataset(_Items(self._calib, shape[0], self._advance))
-        transformer = bool(getattr(self.family, "is_transformer", False))
+        transformer = self._transformer()
         kwargs = {}
         ignored = self._ignored_scope(ov_model, exclude_nodes)
         if ignored is not None:
@@ -120,7 +132,7 @@ class NncfScheme(Scheme):
                 model_type=nncf.ModelType.TRANSFORMER if transformer else None,
                 preset=self._preset(transformer),
                 fast_bias_correction=self.options.bias_correction == "fast",
-                advanced_parameters=self._advanced(),
+                advanced_parameters=self._advanced(transformer),
                 **kwargs,
             )
         out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +145,7 @@ class NncfScheme(Scheme):
         )
         return out
 
-    def _advanced(self):
+    def _advanced(self, transformer: bool):
         """calibration.method picks NNCF's activation range estimator. NNCF's own default averages per-sample
         min/max, which clips: on a tiny ResNet it gave centered cosine 0.934 where true min/max gave 0.984."""
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
@@ -149,8 +161,20 @@ class NncfScheme(Scheme):
         self.info["calibration_method"] = (
             f"NNCF range estimator for '{method}' + {self.options.bias_correction} bias correction"
         )
+        extra = {}
+        if transformer:  # NNCF runs SmoothQuant for ModelType.TRANSFORMER only
+            alpha = self.options.smooth_quant
+            if alpha is not None:
+                from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
+
+                extra["smooth_quant_alphas"] = AdvancedSmoothQuantParameters(
+                    matmul=-1 if alpha == "off" else float(alpha)
+                )
+            self.info["smooth_quant"] = "off" if alpha == "off" else {"matmul_alpha": alpha or 0.95}
         return AdvancedQuantizationParameters(
-            activations_range_estimator_params=estimators[method], overflow_fix=self._overflow_fix()
+            activations_range_estimator_params=estimators[method],
+            overflow_fix=self._overflow_fix(),
+            **extra,
         )
 
     def _overflow_fix(self):
