@@ -60,7 +60,7 @@ def split(root: Path, dst: Path) -> dict[str, Path]:
     for part, files in cuts.items():
         folder = dst / part
         folder.mkdir(parents=True, exist_ok=True)
-        # classes.txt maps the synset prefixes to class indices: with it, vopt reads the labels (top1_drop gates)
+        # classes.txt maps synset prefixes to class indices: with it, vopt reads the labels (top1_drop gates)
         for n in [*files, "classes.txt"]:
             link = folder / n
             if not link.exists():
