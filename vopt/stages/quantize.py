@@ -485,6 +485,15 @@ class _Run:
             "(float vs quantized activations, calibration data)",
         }
 
+    def _why_slow(self) -> str:
+        """The build machine's reason, when it has one: int8 kernels without VNNI gain little over fp32."""
+        if not self.cfg.host.get("int8_saturates"):
+            return ""
+        why = "; this CPU has no VNNI, so its int8 kernels gain little over fp32"
+        if self.cfg.target == "openvino":  # measured: docs/benchmarks.md, cpu_anchors on an AMD EPYC
+            why += " (on such a CPU, ViT-B/16 int8 ran 1.8x faster on the `cpu` target than on `openvino`)"
+        return why
+
     def speed(self, float_model: Path, quant: Artifact) -> None:
         from vopt.quant.speed import compare_speed
 
@@ -518,7 +527,7 @@ class _Run:
                 self.ctx.warn(f"require_speedup not checked: {sp['reason']}")
             elif sp["status"] == "inconclusive" and sp["speedup"] < 1:
                 # undecided, but slower on the estimate: say so rather than leave it in the manifest only
-                self.ctx.warn(f"{cfg.precision.upper()} may not pay: {sp['reason']}")
+                self.ctx.warn(f"{cfg.precision.upper()} may not pay: {sp['reason']}{self._why_slow()}")
             return
         label = cfg.precision.upper()
         if not sp["paid"]:
@@ -526,7 +535,7 @@ class _Run:
                 f"{label} did not pay: {sp['quantized_img_s']} img/s vs {sp['float_img_s']} img/s float "
                 f"on {sp['runtime']} ({sp['speedup']:.2f}x)"
             )
-            self.ctx.warn(sp["verdict"])
+            self.ctx.warn(sp["verdict"] + self._why_slow())
         else:
             sp["verdict"] = f"{label} is {sp['speedup']:.2f}x faster than float on {sp['runtime']}"
         if cfg.require_speedup is not None:
