@@ -135,6 +135,35 @@ def test_quant_openvino_int8_nncf_runs_on_openvino(family, min_centered, write_r
     ]
 
 
+def test_nncf_matmuls_float_keeps_every_matmul_out_of_int8(write_recipe, cli, tmp_path):
+    """quantize.options.matmuls: float (a `vopt tune` dimension: OpenVINO's int8 FullyConnected is slower
+    than f32 on CPUs without VNNI) leaves no MatMul fed by a FakeQuantize; the default quantizes them."""
+    pytest.importorskip("nncf")
+    import openvino as ov
+
+    fed = {}
+    for matmuls in ("int8", "float"):
+        q = {"calibration": {"samples": 8}, "check": {"samples": 4, "benchmark": False}}
+        q["options"] = {"matmuls": matmuls, "overflow_fix": "first_layer"}
+        recipe = write_recipe({**_recipe("vit", "openvino", q, {"samples": 2}), "name": f"mm-{matmuls}"})
+        step = _step(_build(cli, recipe, tmp_path / "out"), "quantize")
+        assert step["report"]["scheme_info"]["matmuls"] == matmuls
+        ir = ov.Core().read_model(str(_artifact(step) / "model.xml"))
+        matmul_ops = [op for op in ir.get_ops() if op.get_type_name() == "MatMul"]
+        fed[matmuls] = sum(
+            any(_producer_through_converts(i) == "FakeQuantize" for i in op.inputs()) for op in matmul_ops
+        )
+    assert fed["int8"] > 0 and fed["float"] == 0
+
+
+def _producer_through_converts(port) -> str:
+    """The op type feeding an input, past the Convert/Reshape/Transpose ops NNCF puts after a FakeQuantize."""
+    node = port.get_source_output().get_node()
+    while node.get_type_name() in ("Convert", "Reshape", "Transpose") and node.inputs():
+        node = node.input(0).get_source_output().get_node()
+    return node.get_type_name()
+
+
 def test_nncf_smooth_quant_alpha_reaches_the_transformer_ir(write_recipe, cli, tmp_path):
     """quantize.options.smooth_quant sets SmoothQuant's alpha on a transformer family ('off' drops the
     step): the weights NNCF writes differ, and the report says which alpha was used."""
