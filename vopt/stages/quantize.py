@@ -489,10 +489,12 @@ class _Run:
         """The build machine's reason, when it has one: int8 kernels without VNNI gain little over fp32."""
         if not self.cfg.host.get("int8_saturates"):
             return ""
-        why = "; this CPU has no VNNI, so its int8 kernels gain little over fp32"
-        if self.cfg.target == "openvino":  # measured: docs/benchmarks.md, cpu_anchors on an AMD EPYC
-            why += " (on such a CPU, ViT-B/16 int8 ran 1.8x faster on the `cpu` target than on `openvino`)"
-        return why
+        # measured in docs/benchmarks.md (cpu_anchors on an AMD EPYC): there, ViT-B/16 int8 ran 1.8x faster
+        # on the cpu target than on openvino, whose int8 FullyConnected is slower than f32
+        return (
+            "; this CPU has no VNNI, so its int8 kernels gain little over fp32, and some run slower "
+            "(docs/benchmarks.md compares the targets on such a CPU)"
+        )
 
     def speed(self, float_model: Path, quant: Artifact) -> None:
         from vopt.quant.speed import compare_speed
