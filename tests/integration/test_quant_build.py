@@ -180,6 +180,38 @@ def test_nncf_smooth_quant_alpha_reaches_the_transformer_ir(write_recipe, cli, t
     assert weights["off"] != weights[0.5]
 
 
+@pytest.mark.parametrize("saturates", [True, False], ids=["no-vnni", "vnni"])
+def test_a_slow_int8_verdict_names_the_cpu_reason_only_on_a_cpu_without_vnni(
+    saturates, write_recipe, cli, tmp_path, monkeypatch
+):
+    """The speed measurement is replaced by a fixed 'did not pay' one (a real tiny model's verdict varies
+    between runs); the host CPU fact comes from the plan, as in a real build."""
+    from vopt.quant import speed
+    from vopt.quant.schemes import ort_qdq
+
+    monkeypatch.setattr(ort_qdq, "host_lacks_vnni", lambda: saturates)
+    slower = {
+        "status": "ok",
+        "paid": False,
+        "speedup": 0.8,
+        "speedup_ci95": [0.7, 0.9],
+        "quantized_img_s": 80.0,
+        "float_img_s": 100.0,
+        "runtime": "onnxruntime-cpu",
+        "float_runtime": "onnxruntime-cpu",
+    }
+    monkeypatch.setattr(speed, "compare_speed", lambda *a, **k: dict(slower))
+    q = {"calibration": {"samples": 8}}
+    recipe = write_recipe(_recipe("resnet", quantize=q, validate={"samples": 2}))
+    m = _build(cli, recipe, tmp_path / "out")
+    step = _step(m, "quantize")
+    assert step["config"]["host"] == {"int8_saturates": saturates}
+    assert step["report"]["scheme_info"]["reduce_range"] is saturates
+    (warning,) = [w for w in m["warnings"] if "did not pay" in w]
+    assert "80.0 img/s vs 100.0 img/s" in warning
+    assert ("this CPU has no VNNI" in warning) is saturates
+
+
 def test_quant_fp16_loads_and_runs_on_ort(write_recipe, cli, tmp_path):
     recipe = write_recipe(_recipe("vit", quantize={"precision": "fp16"}))
     m = _build(cli, recipe, tmp_path / "out")
