@@ -223,6 +223,7 @@ class NncfScheme(Scheme):
     ) -> tuple[Scheme, Path]:
         """The ORT QDQ scheme (u8/s8 per-channel) on the same ONNX model and calibration data, calibrated."""
         from vopt.quant.schemes.ort_qdq import OrtQdqScheme
+        from vopt.registry import get_target
 
         proxy_work = self.work / "proxy"
         proxy_work.mkdir(exist_ok=True)
@@ -233,6 +234,8 @@ class NncfScheme(Scheme):
                 "weight_type": "int8",
                 "per_channel": True,
                 "options": options,
+                # the proxy's own host facts, not NNCF's: ORT's CPU int8 kernels are not what this target runs
+                "host": OrtQdqScheme.host_facts(options, get_target(self.cfg.target)),
             }
         )
         proxy = OrtQdqScheme(cfg, proxy_work, self.family)

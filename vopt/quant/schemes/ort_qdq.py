@@ -237,10 +237,7 @@ class OrtQdqScheme(Scheme):
         chosen = getattr(self.options, "reduce_range", None)
         if chosen is not None:
             return chosen
-        from vopt.registry import get_target
-
-        # the target's fact too: the NNCF scheme's ORT proxy shares the host facts but not the CPU kernels
-        return get_target(self.cfg.target).ort_cpu_int8 and bool(self.cfg.host.get("int8_saturates"))
+        return bool(self.cfg.host.get("int8_saturates"))  # host_facts: only where ORT's CPU int8 kernels run
 
     def quantize(
         self, model: Path, exclude_nodes: list[str], out: Path, int16_nodes: list[str] | None = None
