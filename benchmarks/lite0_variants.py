@@ -1,0 +1,169 @@
+"""Which NNCF settings move EfficientNet-Lite0's int8 top-1 agreement on OpenVINO (issue 11's question: can
+any of them reach 99%?). Each variant quantizes the same float ONNX model on the same 128 calibration photos
+and runs on the CPU plugin; agreement is top-1 against PyTorch fp32 on the 150 check and 222 held-out photos
+of benchmarks/real_model.py's split.
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/lite0_variants.py [--only NAME ...] [--finetune-epochs 4]
+
+Speed is one sequential run per model (batch 1, 2 threads, 100 calls after 10 warm-up): indicative only;
+benchmarks/real_model.py's interleaved rounds are the figures to trust. The float model here is a plain
+`torch.onnx.export` of the module, without vopt's fuse step, so the default row is close to vopt's default
+artifact, not identical to it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import _models as M  # noqa: E402
+
+THREADS = 2
+# name -> nncf.quantize settings on top of vopt's defaults for a CPU without VNNI (minmax ranges, 7-bit
+# weights in every layer, fast bias correction, the performance preset)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "mixed preset": {"preset": "mixed"},
+    "full bias correction": {"fast_bias_correction": False},
+    "no bias correction": {"disable_bias_correction": True},
+    "depthwise convs in float": {"types": ["GroupConvolution"]},
+    "stem conv + classifier in float": {"patterns": [".*_conv_stem.*", ".*_fc.*"]},
+    "projection convs in float": {"patterns": [".*_project_conv.*"]},
+}
+
+
+def compiled(core, model, hint: str | None = None):
+    cfg: dict[str, Any] = {"INFERENCE_NUM_THREADS": THREADS, "PERFORMANCE_HINT": "LATENCY"}
+    if hint:
+        cfg["INFERENCE_PRECISION_HINT"] = hint
+    return core.compile_model(model, "CPU", cfg)
+
+
+def top1(model, xs: np.ndarray) -> np.ndarray:
+    req = model.create_infer_request()
+    return np.array([int(np.argmax(req.infer({0: xs[i : i + 1]})[0])) for i in range(len(xs))])
+
+
+def img_per_s(model, x: np.ndarray, calls: int = 100) -> float:
+    req = model.create_infer_request()
+    for _ in range(10):
+        req.infer({0: x})
+    t = time.perf_counter()
+    for _ in range(calls):
+        req.infer({0: x})
+    return calls / (time.perf_counter() - t)
+
+
+def nncf_quantize(source, calib: np.ndarray, settings: dict[str, Any]):
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    kwargs: dict[str, Any] = {}
+    if settings.get("types") or settings.get("patterns"):
+        kwargs["ignored_scope"] = nncf.IgnoredScope(
+            patterns=settings.get("patterns", []), types=settings.get("types", []), validate=False
+        )
+    return nncf.quantize(
+        source,
+        nncf.Dataset([calib[i : i + 1] for i in range(len(calib))]),
+        subset_size=len(calib),
+        preset=nncf.QuantizationPreset[settings.get("preset", "performance").upper()],
+        fast_bias_correction=settings.get("fast_bias_correction", True),
+        advanced_parameters=AdvancedQuantizationParameters(
+            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+            overflow_fix=OverflowFix.ENABLE,
+            disable_bias_correction=settings.get("disable_bias_correction", False),
+        ),
+        **kwargs,
+    )
+
+
+def finetuned(calib: np.ndarray, epochs: int, lr: float):
+    """NNCF's PyTorch PTQ, then distillation from fp32 on the calibration photos (their flips on odd
+    epochs): what a short quantization-aware fine-tune buys without labels."""
+    import torch
+
+    torch.manual_seed(0)
+    teacher = M.torch_model().eval()
+    student = nncf_quantize(M.torch_model().eval(), torch.from_numpy(calib), {})
+    if epochs == 0:
+        return student
+    x_all = torch.from_numpy(calib)
+    opt = torch.optim.Adam(student.parameters(), lr=lr)
+    for epoch in range(epochs):
+        student.train()
+        for m in student.modules():  # 128 photos are too few to move BatchNorm statistics
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+        for idx in torch.randperm(len(x_all)).split(16):
+            x = x_all[idx].flip(3) if epoch % 2 else x_all[idx]
+            with torch.no_grad():
+                target = teacher(x)
+            out = student(x)
+            loss = torch.nn.functional.kl_div(
+                torch.log_softmax(out, 1), torch.softmax(target, 1), reduction="batchmean"
+            ) + 0.01 * torch.nn.functional.mse_loss(out, target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return student.eval()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants to run (default: all)")
+    ap.add_argument("--finetune-epochs", type=int, nargs="*", default=[], help="PyTorch PTQ + distillation")
+    ap.add_argument("--lr", type=float, default=1e-5)
+    ap.add_argument("--work", type=Path)
+    args = ap.parse_args()
+    why = M.why_unavailable()
+    if why:
+        sys.exit(f"skipped: {why}")
+    import openvino as ov
+    import torch
+
+    torch.set_num_threads(THREADS)
+    work = args.work or Path(tempfile.mkdtemp(prefix="vopt-lite0-"))
+    parts = M.split(M.samples_dir(), work / "split")
+    calib, _ = M.load_images(parts["calibration"])
+    xs = np.concatenate([M.load_images(parts["check"])[0], M.load_images(parts["eval"])[0]])
+    n_check = M.SPLIT["check"]
+    with torch.no_grad():
+        ref = M.torch_model().eval()(torch.from_numpy(xs)).numpy().argmax(1)
+    onnx_path = M.export_onnx(work / "lite0.onnx")
+    core = ov.Core()
+    fp32 = compiled(core, ov.convert_model(str(onnx_path)), "f32")
+    print(f"OpenVINO fp32: {img_per_s(fp32, xs[:1]):.1f} img/s")
+    print("| variant | check agreement (150) | held-out agreement (222) | all 372 | img/s | quantize s |")
+    print("|---|---|---|---|---|---|")
+
+    def row(name: str, model, seconds: float) -> None:
+        model = compiled(core, model)
+        agree = top1(model, xs) == ref
+        print(
+            f"| {name} | {agree[:n_check].mean():.1%} | {agree[n_check:].mean():.1%} | {agree.mean():.1%} "
+            f"| {img_per_s(model, xs[:1]):.1f} | {seconds:.0f} |",
+            flush=True,
+        )
+
+    for name in args.only or VARIANTS:
+        t = time.monotonic()
+        q = nncf_quantize(ov.convert_model(str(onnx_path)), calib, VARIANTS[name])
+        row(name, q, time.monotonic() - t)
+    for epochs in args.finetune_epochs:
+        t = time.monotonic()
+        model = finetuned(calib, epochs, args.lr)
+        seconds = time.monotonic() - t
+        label = f"PyTorch PTQ + {epochs} epochs of distillation (lr {args.lr:g})" if epochs else "PyTorch PTQ"
+        row(label, ov.convert_model(model, example_input=torch.zeros(1, 3, 224, 224)), seconds)
+
+
+if __name__ == "__main__":
+    main()
