@@ -84,7 +84,9 @@ def test_too_few_images_cannot_pass_silently(write_recipe, cli, tmp_path):
     strict = write_recipe(_recipe("few-strict", {**q, "gate_mode": "lower_bound"}), "strict.yaml")
     res = cli("build", strict, "--out", tmp_path / "out")
     assert res.exit_code == 3, res.output
-    assert "top1_agreement" in res.output
+    # the error says the estimate was not what failed, and how many images the threshold needs
+    assert "top1_agreement" in res.output and "failed on its bound" in res.output
+    assert f"needs about {NEEDS_FOR_07} images to resolve" in res.output
     (gate,) = [
         g
         for g in _quantize(_manifest(tmp_path / "out", "few-strict"))["gates"]

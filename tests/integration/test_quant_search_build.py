@@ -50,6 +50,26 @@ def test_search_holds_the_gate_reports_and_writes_back(write_recipe, cli, tmp_pa
     assert "written by vopt build --write-back (quantize.search)" in recipe.read_text()
 
 
+def test_search_that_cannot_hold_its_gate_exits_3_naming_it(write_recipe, cli, tmp_path):
+    # no layer may go to float, and no range method gets plain int8 this close to fp32
+    q = {
+        "calibration": {"samples": 16},
+        "gates": {"centered_cosine": ">=0.99999"},
+        "max_float_fraction": 0.0,
+        "check": {"samples": 8, "benchmark": False},
+        "search": {"methods": ["minmax"], "budget_s": 120, "focus_images": 4},
+    }
+    recipe = write_recipe(
+        {"name": "f", "model": tiny_model("resnet"), "quantize": q, "compile": {"target": "cpu"}}
+    )
+    res = cli("build", recipe, "--out", tmp_path / "out")
+    assert res.exit_code == 3, res.output
+    assert "centered_cosine = 0.9" in res.output and "needs >=0.99999 (quantize)" in res.output
+    assert "quantize.search did not hold the gate (0 of at most 0 layer changes" in res.output
+    m = json.loads((tmp_path / "out" / "f" / "manifest.json").read_text())
+    assert m["status"] == "gate_failed" and m["gate_failures"][0]["metric"] == "centered_cosine"
+
+
 def test_search_on_nncf_tries_its_scheme_settings_first(write_recipe, cli, tmp_path):
     import pytest
 

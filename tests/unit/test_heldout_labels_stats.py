@@ -14,6 +14,7 @@ from vopt.datasets.labels import find_labels
 from vopt.datasets.split import resolve, split_by_hash
 from vopt.errors import RecipeError
 from vopt.validate.accuracy import label_metrics
+from vopt.validate.confidence import failure_line
 from vopt.validate.defaults import gates_for
 from vopt.validate.gates import evaluate
 from vopt.validate.stats import needed_samples, paired_difference, wilson
@@ -126,6 +127,23 @@ def test_gate_interval_straddles_warns_and_lower_bound_fails():
     assert not g["passed"] and g["bound"] == 0.9455
     (g,) = evaluate({"top1_agreement": ">=0.9"}, metrics, mode="lower_bound")
     assert g["passed"] and not g["straddles"] and "needs_images" not in g
+
+
+def test_a_failed_gate_says_whether_its_images_could_decide_it():
+    """The EfficientNet-Lite0 search case (measured): 149 of 150 check photos agree, gate >= 0.995."""
+    metrics = {
+        "top1_agreement": 149 / 150,
+        "intervals": {"top1_agreement": {"n": 150, "ci95": list(wilson(149, 150))}},
+    }
+    (g,) = evaluate({"top1_agreement": ">=0.995"}, metrics)
+    line = failure_line(g, "quantize")
+    assert line.startswith("top1_agreement = 0.993333, needs >=0.995 (quantize); 95% interval 0.9632-0.9988")
+    assert "(n=150): the interval straddles the threshold" in line
+    assert line.endswith(f"this threshold needs about {needed_samples(0.995)} images to resolve")
+    (g,) = evaluate({"top1_agreement": ">=0.98"}, metrics, mode="lower_bound")  # the estimate passes
+    assert "failed on its bound 0.9632 (gate_mode lower_bound)" in failure_line(g, "validate")
+    plain = {"metric": "sqnr_db", "value": 12.5, "condition": ">=60", "stage": "validate"}
+    assert failure_line(plain) == "sqnr_db = 12.5, needs >=60 (validate)"  # no interval: nothing added
 
 
 def test_label_metrics_drop_in_points():

@@ -158,7 +158,9 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
     elapsed = time.perf_counter() - t_start
     result_obj = BuildResult(out_dir, manifest, artifact, failures, elapsed)
     if failures:
-        lines = [f"{f['metric']} = {f['value']:.6g}, needs {f['condition']} ({f['stage']})" for f in failures]
+        from vopt.validate.confidence import failure_line
+
+        lines = [failure_line(f) for f in failures]
         raise GateFailed(
             f"{len(failures)} gate{'s' if len(failures) > 1 else ''} failed", lines=lines, failures=failures
         )

@@ -484,6 +484,7 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
     table when the gate cannot be held within the budget. Returns (artifact, float layers, check, int16
     layers)."""
     from vopt.errors import GateFailed
+    from vopt.validate.confidence import failure_line
 
     cfg, sec = run.cfg, run.cfg.search
     gates = checked["gates"]
@@ -560,7 +561,7 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
             else f"{len(plan.layers)} of at most {search.max_changes} layer changes "
             f"(max_float_fraction {cfg.max_float_fraction})"
         )
-        lines = [f"{g['metric']} = {g['value']:.6g}, needs {g['condition']} (quantize)" for g in failing]
+        lines = [failure_line(g, "quantize") for g in failing]
         lines.append(
             f"quantize.search did not hold the gate ({why}); best plan: {len(plan.layers)} change(s), "
             f"settings {changed or 'as recipe'}; sensitivity, best first:"

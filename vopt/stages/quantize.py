@@ -393,6 +393,7 @@ class _Run:
 
     def fallback(self, model: Path, first: Path, calib: Any, checked: dict[str, Any]):
         from vopt.quant.sensitivity import table_lines
+        from vopt.validate.confidence import failure_line
 
         cfg, scheme, ctx = self.cfg, self.scheme, self.ctx
         with ctx.reporter.bar("rank layer sensitivity", None):
@@ -412,9 +413,7 @@ class _Run:
             if not nxt or len(kept) + len(nxt) > budget:
                 self._fallback_report(table, kept, candidates, budget, history, converged=False, to=to)
                 failing = [g for g in checked["gates"] if not g["passed"]]
-                lines = [
-                    f"{g['metric']} = {g['value']:.6g}, needs {g['condition']} (quantize)" for g in failing
-                ]
+                lines = [failure_line(g, "quantize") for g in failing]
                 lines.append(
                     f"fallback spent its budget: {len(kept)} of {len(candidates)} quantized layers kept in "
                     f"{to} "

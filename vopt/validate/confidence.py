@@ -61,3 +61,22 @@ def gate_notes(gates: list[dict[str, Any]], where: str) -> list[str]:
                 f"{g['needs_images']} images"
             )
     return notes
+
+
+def failure_line(g: dict[str, Any], stage: str | None = None) -> str:
+    """One failed gate for the error output. For a rate measured on images it adds the interval, and says
+    whether the images could decide the verdict at all: a user must know a gate failed by its bound, or on
+    too few images to tell, before reaching for more float layers."""
+    line = f"{g['metric']} = {g['value']:.6g}, needs {g['condition']} ({stage or g['stage']})"
+    if "ci95" not in g:
+        return line
+    lo, hi = g["ci95"]
+    unit = " pt" if g["metric"].endswith("_drop") else ""
+    line += f"; 95% interval {lo:.4g}-{hi:.4g}{unit} (n={g['n']})"
+    if g.get("mode") == "lower_bound" and "bound" in g:
+        line += f": failed on its bound {g['bound']:.4g} (gate_mode lower_bound)"
+    elif g.get("straddles"):
+        line += ": the interval straddles the threshold, so more images would decide it"
+    if "needs_images" in g:
+        line += f"; this threshold needs about {g['needs_images']} images to resolve"
+    return line
