@@ -176,8 +176,7 @@ def vopt_build(
     budget: float,
     methods: list[str] | None = None,
     precision: str = "int8",
-    gate: float = 0.99,
-    gate_drop: float | None = None,
+    gates: dict[str, str] | None = None,
     max_float: float | None = None,
 ) -> tuple[Path, float, dict]:
     import yaml
@@ -189,11 +188,7 @@ def vopt_build(
         "check": {"data": str(parts["check"]), "samples": M.SPLIT["check"], "benchmark": False},
     }
     if search:
-        # NNCF's accuracy control's criterion (a top-1 drop in points on the labelled check photos), or
-        # agreement with fp32
-        q["gates"] = (
-            {"top1_drop": f"<={gate_drop}"} if gate_drop is not None else {"top1_agreement": f">={gate}"}
-        )
+        q["gates"] = gates or {"top1_agreement": ">=0.99"}
         q["search"] = {"budget_s": budget, **({"methods": methods} if methods else {})}
         if max_float is not None:
             q["max_float_fraction"] = max_float
@@ -276,8 +271,22 @@ def main() -> None:
         type=float,
         help="gate the search on top1_drop <= this (points), as NNCF's control does",
     )
+    ap.add_argument(
+        "--gate-cosine",
+        type=float,
+        help="gate the search on centered_cosine >= this: a continuous metric, which 150 photos resolve",
+    )
     ap.add_argument("--max-float", type=float, help="quantize.max_float_fraction for the search")
     args = ap.parse_args()
+    # NNCF's accuracy control's criterion (a top-1 drop in points on the labelled check photos), the output's
+    # centered cosine, or agreement with fp32
+    search_gates = (
+        {"top1_drop": f"<={args.gate_drop}"}
+        if args.gate_drop is not None
+        else {"centered_cosine": f">={args.gate_cosine}"}
+        if args.gate_cosine is not None
+        else {"top1_agreement": f">={args.gate}"}
+    )
     why = M.why_unavailable()
     if why:
         sys.exit(f"skipped: {why}")
@@ -341,15 +350,10 @@ def main() -> None:
                 search,
                 args.budget,
                 args.methods,
-                gate=args.gate,
-                gate_drop=args.gate_drop,
+                gates=search_gates,
                 max_float=args.max_float,
             )
-            gate = (
-                f"top1_drop <= {args.gate_drop}"
-                if args.gate_drop is not None
-                else f"top1_agreement >= {args.gate}"
-            )
+            gate = ", ".join(f"{k} {v[:2]} {v[2:]}" for k, v in search_gates.items())
             label = f"vopt {target} int8" + (f" + quantize.search (gate {gate})" if search else " (default)")
             if art is not None:
                 built[label] = (art, wall, info)
