@@ -14,7 +14,7 @@ from vopt.datasets.labels import find_labels
 from vopt.datasets.split import resolve, split_by_hash
 from vopt.errors import RecipeError
 from vopt.validate.accuracy import label_metrics
-from vopt.validate.confidence import failure_line
+from vopt.validate.confidence import failure_line, unresolved_aim
 from vopt.validate.defaults import gates_for
 from vopt.validate.gates import evaluate
 from vopt.validate.stats import needed_samples, paired_difference, wilson
@@ -144,6 +144,13 @@ def test_a_failed_gate_says_whether_its_images_could_decide_it():
     assert "failed on its bound 0.9632 (gate_mode lower_bound)" in failure_line(g, "validate")
     plain = {"metric": "sqnr_db", "value": 12.5, "condition": ">=60", "stage": "validate"}
     assert failure_line(plain) == "sqnr_db = 12.5, needs >=60 (validate)"  # no interval: nothing added
+    # the search is warned before it starts: 150 images cannot steer it toward 0.995
+    (g,) = evaluate({"top1_agreement": ">=0.995"}, metrics)
+    note = unresolved_aim([plain | {"passed": False}, g], "quantize.search")
+    assert note.startswith("quantize.search aims at top1_agreement >=0.995 on 150 check image(s)")
+    assert f"takes about {needed_samples(0.995)}" in note and "centered_cosine" in note
+    (g,) = evaluate({"top1_agreement": ">=0.9"}, metrics)  # passes, and 150 images resolve 0.9
+    assert unresolved_aim([g], "quantize.search") is None
 
 
 def test_label_metrics_drop_in_points():

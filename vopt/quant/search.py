@@ -484,10 +484,13 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
     table when the gate cannot be held within the budget. Returns (artifact, float layers, check, int16
     layers)."""
     from vopt.errors import GateFailed
-    from vopt.validate.confidence import failure_line
+    from vopt.validate.confidence import failure_line, unresolved_aim
 
     cfg, sec = run.cfg, run.cfg.search
     gates = checked["gates"]
+    note = unresolved_aim(gates, "quantize.search")
+    if note:
+        run.ctx.warn(note)
     # The gate to aim at: the first that failed (the recipe's gates come before the task's defaults).
     aim = next(g for g in gates if not g["passed"])
     metric = aim["metric"]

@@ -393,9 +393,12 @@ class _Run:
 
     def fallback(self, model: Path, first: Path, calib: Any, checked: dict[str, Any]):
         from vopt.quant.sensitivity import table_lines
-        from vopt.validate.confidence import failure_line
+        from vopt.validate.confidence import failure_line, unresolved_aim
 
         cfg, scheme, ctx = self.cfg, self.scheme, self.ctx
+        note = unresolved_aim(checked["gates"], "auto_fallback")
+        if note:
+            ctx.warn(note)
         with ctx.reporter.bar("rank layer sensitivity", None):
             candidates, table = scheme.rank(
                 model, first, calib, cfg.check.sensitivity_samples, str(cfg.options.get("rank_by", "drop"))
