@@ -86,8 +86,8 @@ def nncf_quantize(source, calib: np.ndarray, settings: dict[str, Any]):
 
 
 def finetuned(calib: np.ndarray, epochs: int, lr: float):
-    """NNCF's PyTorch PTQ, then distillation from fp32 on the calibration photos (their flips on odd
-    epochs): what a short quantization-aware fine-tune buys without labels."""
+    """NNCF's PyTorch PTQ, then distillation from fp32 on the calibration photos (mirrored on odd epochs):
+    what a short quantization-aware fine-tune buys without labels."""
     import torch
 
     torch.manual_seed(0)

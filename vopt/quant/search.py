@@ -488,11 +488,11 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
 
     cfg, sec = run.cfg, run.cfg.search
     gates = checked["gates"]
-    note = unresolved_aim(gates, "quantize.search")
-    if note:
-        run.ctx.warn(note)
     # The gate to aim at: the first that failed (the recipe's gates come before the task's defaults).
     aim = next(g for g in gates if not g["passed"])
+    note = unresolved_aim([aim], "quantize.search")
+    if note:
+        run.ctx.warn(note)
     metric = aim["metric"]
     glue = StageSearch(run, model, first, calib, metric)
     candidates = glue.candidates()

@@ -39,7 +39,7 @@ def gate_notes(gates: list[dict[str, Any]], where: str) -> list[str]:
         if "ci95" not in g:
             continue
         lo, hi = g["ci95"]
-        unit = " pt" if g["metric"].endswith("_drop") else ""
+        unit = _unit(g)
         if g.get("straddles"):
             verdict = (
                 "FAILS under gate_mode lower_bound"
@@ -71,8 +71,7 @@ def failure_line(g: dict[str, Any], stage: str | None = None) -> str:
     if "ci95" not in g:
         return line
     lo, hi = g["ci95"]
-    unit = " pt" if g["metric"].endswith("_drop") else ""
-    line += f"; 95% interval {lo:.4g}-{hi:.4g}{unit} (n={g['n']})"
+    line += f"; 95% interval {lo:.4g}-{hi:.4g}{_unit(g)} (n={g['n']})"
     if g.get("mode") == "lower_bound" and "bound" in g:
         line += f": failed on its bound {g['bound']:.4g} (gate_mode lower_bound)"
     elif g.get("straddles"):
@@ -83,7 +82,7 @@ def failure_line(g: dict[str, Any], stage: str | None = None) -> str:
 
 
 def unresolved_aim(gates: list[dict[str, Any]], how: str) -> str | None:
-    """A warning before a search or fallback starts, when the failed gate it aims at is a rate its check set
+    """A warning before a search or fallback starts, when a failed gate it aims at is a rate its check set
     is too small to resolve: each change then moves the rate by single images, and the search stops on noise
     (EfficientNet-Lite0, gate 0.995 on 150 photos: 175 s, then exit 3 one photo short)."""
     g = next((g for g in gates if not g["passed"] and "needs_images" in g), None)
@@ -94,3 +93,7 @@ def unresolved_aim(gates: list[dict[str, Any]], how: str) -> str | None:
         f"takes about {g['needs_images']}, so each change moves it by single images. Add check images, or "
         "gate a metric that this many images resolve, such as centered_cosine"
     )
+
+
+def _unit(g: dict[str, Any]) -> str:
+    return " pt" if g["metric"].endswith("_drop") else ""
