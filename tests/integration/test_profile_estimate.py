@@ -44,9 +44,12 @@ def test_profile_onnx_int8_build_shows_int8_kernels_and_report_section(write_rec
     manifest, out = _build(write_recipe, cli, tmp_path, "cpu", "int8", profile=True)
     p = manifest["benchmark"]["profile"]
     assert p["status"] == "ok" and p["ops"] > 5
-    # The op-type rows add up to the per-op total, and int8 kernels carry most of the op time.
+    # The op-type rows add up to the per-op total, and int8 kernels are most of the ops. Not their share of
+    # the time: these ops take microseconds, and on a loaded 2-core clean-clone run the other ops came to
+    # more than half of it (int8 46.65%; 93 to 97% measured on a quiet machine).
     assert sum(r["ms"] for r in p["by_op_type"]) == pytest.approx(p["op_ms"], rel=0.02)
-    assert p["precision_mix"]["int8"]["percent"] > 50
+    mix = p["precision_mix"]
+    assert mix["int8"]["ops"] > 0.8 * sum(m["ops"] for m in mix.values()) and mix["int8"]["percent"] > 0
     assert any(r["op_type"] == "QLinearConv" for r in p["by_op_type"])
     assert set(p["devices"]) == {"CPUExecutionProvider"}
     report = (out / "report.md").read_text()
