@@ -208,9 +208,12 @@ class Search:
         result.focus_images = len(idx)
         table = self.rank(plan, idx, self.hooks.probe(plan, idx))
         result.table = table
-        order = [(r["node"], r["to"]) for r in table if r["gain"] > 0] or [
-            (r["node"], r["to"]) for r in table
-        ]
+        # Layers that helped alone come first; the rest follow, so a search allowed many changes can reach
+        # them (a labels gate on EfficientNet-Lite0 still failed with the 32 helpful ones in float).
+        order = [(r["node"], r["to"]) for r in table if r["gain"] > 0]
+        order += [(r["node"], r["to"]) for r in table if r["gain"] <= 0]
+        ranked = {r["node"] for r in table}  # layers the ranking had no time to probe go last
+        order += [(n, self.kinds[0]) for n in self.candidates if n not in ranked]
         # 3. Greedy prefix, bisection, pruning.
         found = self.greedy(plan, order, result)
         return self._done(found)
