@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -252,3 +254,61 @@ def test_qnn_full_build_with_quantize_stage(write_recipe, cli, tmp_path, precisi
     cc = v["metrics"]["logits"]["centered_cosine"]
     print(f"qnn full build {act}: centered cosine vs PyTorch {cc:.4f}, {where['qnn_nodes']} nodes on QNN")
     assert 0.9 < cc < 0.99999
+
+
+@pytest.mark.slow
+def test_qnn_int16_islands_stay_on_the_htp(write_recipe, cli, tmp_path):
+    """fallback_to: int16 on qnn-qdq keeps the fallback's layers quantized with u16 activations inside the u8
+    model (onnxruntime's mixed-precision fixer places the u8<->u16 converts). The gate that plain u8 missed
+    holds, every node still runs on the HTP simulator (a float layer would leave it for the CPU), and a
+    written-back recipe rebuilds the same bytes."""
+    import onnx
+    import yaml
+
+    recipe = write_recipe(
+        {
+            "name": "qnn-mixed",
+            "model": tiny_model("resnet"),
+            "export": {"parity_samples": 2},
+            "quantize": {
+                "gates": {"centered_cosine": ">=0.994"},
+                "auto_fallback": True,
+                "max_float_fraction": 1.0,
+                "fallback_step": 2,
+                "options": {"fallback_to": "int16"},
+                "calibration": {"samples": 16},
+                "check": {"samples": 8, "benchmark": False},
+            },
+            "compile": {"target": "qnn", "disable_cpu_fallback": True},
+            "validate": {"samples": 4},
+        }
+    )
+    result = cli("build", recipe, "--out", tmp_path / "out", "--json", "--write-back")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    step = next(s for s in m["steps"] if s["stage"] == "quantize")
+    fb = step["report"]["fallback"]
+    assert fb["to"] == "int16" and fb["converged"] and fb["kept_int16"] and not fb.get("kept_float")
+    first, last = fb["rounds"][0]["centered_cosine"], fb["rounds"][-1]["centered_cosine"]
+    print(f"qnn u16 islands: {len(fb['kept_int16'])} layers, centered cosine {first:.4f} -> {last:.4f}")
+    assert first < 0.994 <= last
+    from vopt.pipeline.cache import Cache
+
+    entry = Cache(Path(os.environ["VOPT_CACHE_DIR"])).get(step["key"])
+    assert entry is not None
+    model = onnx.load(entry.artifact.path)
+    inits = {i.name: i for i in model.graph.initializer}
+    zp_types = {
+        onnx.numpy_helper.to_array(inits[n.input[2]]).dtype
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits
+    }
+    assert {np.dtype(np.uint8), np.dtype(np.uint16)} <= zp_types
+    where = m["validation"]["runtime_info"]["placement"]
+    assert m["validation"]["runtime"] == "qnn-htp" and where["cpu_nodes"] == 0
+    written = yaml.safe_load(recipe.read_text())["quantize"]["options"]
+    assert written["int16_nodes"] == fb["kept_int16"]
+    again = cli("build", recipe, "--out", tmp_path / "out2", "--json")
+    assert again.exit_code == 0, again.output
+    rebuilt = next(s for s in json.loads(again.stdout)["steps"] if s["stage"] == "quantize")
+    assert "fallback" not in rebuilt["report"] and rebuilt["output_sha256"] == step["output_sha256"]

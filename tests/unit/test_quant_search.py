@@ -221,8 +221,9 @@ def test_int16_layers_are_a_recipe_error_where_the_scheme_has_none(tmp_path):
         path.write_text(yaml.safe_dump({"name": "i", "model": tiny_model("resnet"), "quantize": q}))
         return path
 
-    load_recipe(recipe("ort-qdq"))  # ort-qdq falls back to int16
+    load_recipe(recipe("ort-qdq"))  # ort-qdq and qnn-qdq fall back to int16
+    load_recipe(recipe("qnn-qdq"))
     with pytest.raises(RecipeError) as info:
-        load_recipe(recipe("qnn-qdq"))
+        load_recipe(recipe("nncf"))
     text = "\n".join(info.value.lines or [info.value.message])
-    assert "quantize.search.to: int16 is not available for scheme 'qnn-qdq'" in text, text
+    assert "quantize.search.to: int16 is not available for scheme 'nncf'" in text, text

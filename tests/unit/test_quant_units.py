@@ -201,9 +201,9 @@ def test_quant_missing_scheme_package_is_named_before_any_step(monkeypatch):
             r"scheme 'ort-qdq' takes .*rank_by",
         ),
         (
-            "qnn",
+            "openvino",
             {"fallback_to": "int16"},
-            r"quantize\.options\.fallback_to: int16 is not available for scheme 'qnn-qdq'",
+            r"quantize\.options\.fallback_to: int16 is not available for scheme 'nncf'",
         ),
         ("coreml", {"palettize_bits": 5}, r"quantize\.options\.palettize_bits: 5 .*1, 2, 3, 4, 6 or 8"),
     ],
@@ -221,6 +221,7 @@ def test_quant_good_options_pass_and_int4_block_size_is_checked():
         == "measured"
     )
     assert _configure("openvino", options={"preset": "mixed", "static_shapes": False}).scheme == "nncf"
+    assert _configure("qnn", options={"fallback_to": "int16", "int16_nodes": ["a"]}).scheme == "qnn-qdq"
     assert (
         _configure("cpu", precision="int4", options={"block_size": 64, "accuracy_level": 4}).scheme
         == "int4-weight"

@@ -80,11 +80,16 @@ class QdqOptions(RankingOptions):
     )
 
 
-class OrtQdqOptions(QdqOptions):
+class Int16IslandOptions(QdqOptions):
+    """Options of the QDQ schemes that can keep single layers quantized with 16-bit activations."""
+
     int16_nodes: list[str] = Field(
         default_factory=list,
         description="Nodes kept quantized with 16-bit activations (what fallback_to: int16 writes).",
     )
+
+
+class OrtQdqOptions(Int16IslandOptions):
     reduce_range: bool | None = Field(
         default=None,
         description="7-bit weights, so ONNX Runtime's u8 x s8 CPU kernels cannot saturate on x86 CPUs "
@@ -246,11 +251,7 @@ class OrtQdqScheme(Scheme):
 
         op_types = self.op_types_to_quantize(model)
         extra = self.extra_options()
-        # options.fallback_to: int16 keeps the fallback's layers quantized, with 16-bit activations; the
-        # search passes its int16 layers next to its float ones.
-        wide = sorted({*getattr(self.options, "int16_nodes", []), *(int16_nodes or [])})
-        if self.options.fallback_to == "int16":
-            wide, exclude_nodes = sorted({*wide, *exclude_nodes}), []
+        wide, exclude_nodes = self.int16_split(exclude_nodes, int16_nodes)
         if wide:
             extra = {
                 **extra,
@@ -274,6 +275,16 @@ class OrtQdqScheme(Scheme):
                 calibration_cache_path=str(self.ranges_file),
             )
         return out
+
+    def int16_split(
+        self, exclude_nodes: list[str], int16_nodes: list[str] | None
+    ) -> tuple[list[str], list[str]]:
+        """(16-bit nodes, float nodes). options.fallback_to: int16 keeps the fallback's layers quantized,
+        with 16-bit activations; the search passes its int16 layers next to its float ones."""
+        wide = sorted({*getattr(self.options, "int16_nodes", []), *(int16_nodes or [])})
+        if self.options.fallback_to == "int16":
+            return sorted({*wide, *exclude_nodes}), []
+        return wide, exclude_nodes
 
     def int16_overrides(self, model: Path, nodes: list[str]) -> dict[str, list[dict[str, Any]]]:
         """16-bit activations on the inputs and outputs of these nodes (weights stay 8-bit)."""

@@ -1,5 +1,10 @@
 """QNN: get_qnn_qdq_config with u8 (int8) or u16 (int16) activations and u8 weights, after
-qnn_preprocess_model. Calibration is shared with the ORT QDQ scheme (ranges cached in a file)."""
+qnn_preprocess_model. Calibration is shared with the ORT QDQ scheme (ranges cached in a file).
+
+Single layers can keep u16 activations inside a u8 model (`int16_nodes`, `fallback_to: int16`, the search's
+`to: [int16]`): the HTP runs such mixed-precision graphs, converting between u8 and u16 where the island
+starts and ends. onnxruntime's own fixer (`get_qnn_qdq_config(init_overrides=...)`) places those converts.
+A float layer, by contrast, leaves the HTP for the CPU."""
 
 from __future__ import annotations
 
@@ -8,10 +13,10 @@ from pathlib import Path
 from pydantic import Field
 
 from vopt.quant.schemes.base import QuantTypes, quiet_logs
-from vopt.quant.schemes.ort_qdq import OrtQdqScheme, QdqOptions, calib_method, quant_type
+from vopt.quant.schemes.ort_qdq import Int16IslandOptions, OrtQdqScheme, calib_method, quant_type
 
 
-class QnnQdqOptions(QdqOptions):
+class QnnQdqOptions(Int16IslandOptions):
     per_channel_weights: bool | None = Field(
         default=None,
         description="s8 weights with one scale per output channel (the HTP runs them), instead of the "
@@ -28,7 +33,7 @@ class QnnQdqScheme(OrtQdqScheme):
         "int8": QuantTypes("uint8", "uint8", per_channel=False),
         "int16": QuantTypes("uint16", "uint8", per_channel=False),
     }
-    fallback_precisions = ("float",)
+    fallback_precisions = ("float", "int16")
     Options = QnnQdqOptions  # the QNN QDQ config ships with onnxruntime itself: nothing more to require
     search_settings = ({"per_channel_weights": True},)  # quantize.search tries it besides the range methods
     tools = ("onnx", "onnxruntime", "onnxruntime-qnn")
@@ -44,10 +49,13 @@ class QnnQdqScheme(OrtQdqScheme):
             return out
         return static
 
-    def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
+    def quantize(
+        self, model: Path, exclude_nodes: list[str], out: Path, int16_nodes: list[str] | None = None
+    ) -> Path:
         from onnxruntime.quantization import quantize_static
         from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
 
+        wide, exclude_nodes = self.int16_split(exclude_nodes, int16_nodes)
         excluded = self.exclusions(model, exclude_nodes)
         per_channel, weight_type = self.cfg.per_channel, self.cfg.weight_type or "uint8"
         if self.options.per_channel_weights is not None:
@@ -61,6 +69,7 @@ class QnnQdqScheme(OrtQdqScheme):
             activation_type=quant_type(self.cfg.activation_type or "uint8"),
             weight_type=quant_type(weight_type),
             per_channel=per_channel,
+            init_overrides=self.int16_overrides(model, wide) if wide else None,
             op_types_to_quantize=self.op_types_to_quantize(model),
             nodes_to_exclude=excluded or None,
         )
@@ -83,6 +92,8 @@ class QnnQdqScheme(OrtQdqScheme):
                 calibration_cache_path=str(self.ranges_file),
             )
         self.info["qdq_contrib_ops"] = bool(qcfg.extra_options.get("UseQDQContribOps"))
+        if wide:
+            self.info["int16_nodes"] = len(wide)
         return out
 
 

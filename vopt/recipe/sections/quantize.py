@@ -123,7 +123,7 @@ class SearchSection(Section):
         default_factory=lambda: ["float"],
         min_length=1,
         description="What a sensitive layer may become: float, or int16 activations (schemes "
-        "that fall back to int16: ort-qdq, trt-qdq).",
+        "that fall back to int16: ort-qdq, trt-qdq, qnn-qdq).",
     )
     focus_images: int = Field(
         default=24,
