@@ -210,8 +210,7 @@ class Search:
         result.table = table
         # Layers that helped alone come first; the rest follow, so a search allowed many changes can reach
         # them (a labels gate on EfficientNet-Lite0 still failed with the 32 helpful ones in float).
-        order = [(r["node"], r["to"]) for r in table if r["gain"] > 0]
-        order += [(r["node"], r["to"]) for r in table if r["gain"] <= 0]
+        order = [(r["node"], r["to"]) for r in sorted(table, key=lambda r: r["gain"] <= 0)]  # stable
         ranked = {r["node"] for r in table}  # layers the ranking had no time to probe go last
         order += [(n, self.kinds[0]) for n in self.candidates if n not in ranked]
         # 3. Greedy prefix, bisection, pruning.

@@ -92,8 +92,6 @@ class QnnQdqScheme(OrtQdqScheme):
                 calibration_cache_path=str(self.ranges_file),
             )
         self.info["qdq_contrib_ops"] = bool(qcfg.extra_options.get("UseQDQContribOps"))
-        if wide:
-            self.info["int16_nodes"] = len(wide)
         return out
 
 
