@@ -113,11 +113,37 @@ class NncfScheme(Scheme):
         return "model"
 
     def quantize(self, model: Path, exclude_nodes: list[str], out: Path) -> Path:
+        """Float layers by name (the fallback's, the search's, exact names in `exclude.nodes`) are reverted
+        on one quantized model (vopt.quant.schemes.nncf_revert); op types and patterns go to NNCF's
+        IgnoredScope."""
         try:
-            import nncf
+            import nncf  # noqa: F401
             import openvino as ov
         except ImportError as exc:
             raise missing_extra("nncf", "openvino", "the openvino quantization scheme") from exc
+
+        floats = sorted({*exclude_nodes, *(g for g in self.cfg.exclude.nodes if not _is_pattern(g))})
+        for key in ("reverted_ops", "float_layers", "ignored_ops"):  # the previous call's
+            self.info.pop(key, None)
+        if floats:
+            quantized, reverted = self._reverter(model).revert(floats)
+            self.info["reverted_ops"] = reverted
+            self.info["float_layers"] = "reverted on one quantized model, as NNCF accuracy control does"
+        else:
+            quantized = self._quantize(self._ov_model(model), compress_weights=True)
+        out.mkdir(parents=True, exist_ok=True)
+        ov.save_model(quantized, str(out / "model.xml"), compress_to_fp16=False)
+        fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
+        self.info.update(
+            matmuls=self.options.matmuls,
+            model_type="TRANSFORMER" if self._transformer() else "default",
+            fake_quantize_ops=fq,
+            subset_size=self._calib.count(),
+        )
+        return out
+
+    def _ov_model(self, model: Path):
+        import openvino as ov
 
         ov_model = ov.convert_model(str(model))
         shape = self.cfg.input_shape
@@ -125,33 +151,60 @@ class NncfScheme(Scheme):
             ov_model.reshape(
                 {ov_model.inputs[0].get_any_name(): shape}
             )  # static shapes: what NNCF and the CPU plugin like
-        dataset = nncf.Dataset(_Items(self._calib, shape[0], self._advance))
+        return ov_model
+
+    def _quantize(self, ov_model, compress_weights: bool):
+        import nncf
+
+        dataset = nncf.Dataset(_Items(self._calib, self.cfg.input_shape[0], self._advance))
         transformer = self._transformer()
         kwargs = {}
-        ignored = self._ignored_scope(ov_model, exclude_nodes)
+        ignored = self._ignored_scope(ov_model)
         if ignored is not None:
             kwargs["ignored_scope"] = ignored
+        advanced = self._advanced(transformer)
+        if not compress_weights:  # float weights behind each FakeQuantize, which the revert can restore
+            from nncf.openvino.quantization.backend_parameters import BackendParameters
+
+            advanced.backend_params[BackendParameters.COMPRESS_WEIGHTS] = False
         with quiet_logs():
-            quantized = nncf.quantize(
+            return nncf.quantize(
                 ov_model,
                 dataset,
                 subset_size=self._calib.count(),
                 model_type=nncf.ModelType.TRANSFORMER if transformer else None,
                 preset=self._preset(transformer),
                 fast_bias_correction=self.options.bias_correction == "fast",
-                advanced_parameters=self._advanced(transformer),
+                advanced_parameters=advanced,
                 **kwargs,
             )
-        out.mkdir(parents=True, exist_ok=True)
-        ov.save_model(quantized, str(out / "model.xml"), compress_to_fp16=False)
-        fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
-        self.info.update(
-            matmuls=self.options.matmuls,
-            model_type="TRANSFORMER" if transformer else "default",
-            fake_quantize_ops=fq,
-            subset_size=self._calib.count(),
+
+    def _reverter(self, model: Path):
+        """The Reverter for the current settings, quantizing once per settings (the latest one is kept)."""
+        import json
+
+        from vopt.quant.schemes.nncf_revert import Reverter
+
+        key = json.dumps(
+            [
+                str(model),
+                self.cfg.calibration.method,
+                self.options.model_dump(mode="json"),
+                self._patterns(),
+                self.excluded_ops(),
+            ],
+            sort_keys=True,
+            default=str,
         )
-        return out
+        cached = getattr(self, "_reverters", {})
+        if key not in cached:
+            initial = self._ov_model(model)  # one conversion: auto-named ops differ between two
+            quantized = self._quantize(initial, compress_weights=False)
+            cached = {key: (Reverter(initial, quantized), dict(self.info))}
+            self._reverters = cached
+        reverter, info = cached[key]
+        self.info.update(info)  # what quantizing with these settings reported (preset, method, ...)
+        return reverter
 
     def _advanced(self, transformer: bool):
         """calibration.method picks NNCF's activation range estimator. NNCF's own default averages per-sample
@@ -244,7 +297,12 @@ class NncfScheme(Scheme):
         self.info["ranking"] = "on an ORT QDQ proxy of the ONNX model (u8/s8 per-channel)"
         return proxy, float_model
 
-    def _ignored_scope(self, ov_model, exclude_nodes: list[str]):
+    def _patterns(self) -> list[str]:
+        """exclude.nodes entries with glob characters and the family's own: NNCF's IgnoredScope takes them."""
+        family = getattr(self.family, "quant_exclude_nodes", ())
+        return [*(g for g in self.cfg.exclude.nodes if _is_pattern(g)), *family]
+
+    def _ignored_scope(self, ov_model):
         import fnmatch
         import re
 
@@ -255,17 +313,21 @@ class NncfScheme(Scheme):
             | ({"MatMul"} if self.options.matmuls == "float" else set())
         )
         names = [op.get_friendly_name() for op in ov_model.get_ops()]
-        patterns = [fnmatch.translate(g) for g in self.excluded_globs()]
+        exact = [g for g in self.cfg.exclude.nodes if not _is_pattern(g)]
+        unmatched = [e for e in exact if not any(n == e or n.startswith(e + "/") for n in names)]
+        patterns = [fnmatch.translate(g) for g in self._patterns()]
         matched = [p for p in patterns if any(re.match(p, n) for n in names)]
-        if len(matched) < len(patterns):
-            self.warnings.append(
-                f"{len(patterns) - len(matched)} exclude.nodes pattern(s) match no OpenVINO op name"
-            )
-        # Exact ONNX node names (the fallback's, or written back): the op itself and its '<name>/...' parts.
-        wanted = [*exclude_nodes, *self.excluded_globs()]
-        exact = [n for n in names for e in wanted if n == e or n.startswith(e + "/")]
-        if not types and not matched and not exact:
+        missing = len(unmatched) + len(patterns) - len(matched)
+        warning = f"{missing} exclude.nodes pattern(s) match no OpenVINO op name"
+        if missing and warning not in self.warnings:
+            self.warnings.append(warning)
+        if not types and not matched:
             return None
-        if exact:
-            self.info["ignored_ops"] = sorted(set(exact))
-        return nncf.IgnoredScope(names=sorted(set(exact)), types=types, patterns=matched, validate=False)
+        ignored = sorted(n for n in names if any(re.match(p, n) for p in matched))
+        if ignored:
+            self.info["ignored_ops"] = ignored
+        return nncf.IgnoredScope(types=types, patterns=matched, validate=False)
+
+
+def _is_pattern(name: str) -> bool:
+    return any(c in name for c in "*?[")
