@@ -108,6 +108,27 @@ def test_a_passing_setting_needs_no_layer_changes():
     assert [s["method"] for s in res.settings_tried] == ["minmax", "percentile"]  # stopped at the first pass
 
 
+def test_layers_follow_only_the_settings_the_scheme_allows():
+    ref, errors = _world()
+    base_hooks = _hooks(ref, errors, [])
+
+    def check(plan: Plan) -> Outcome:
+        got = base_hooks.check(plan)
+        # 'full' is better with no layer changes, but does not hold the gate alone
+        bonus = 0.01 if dict(plan.settings).get("bias_correction") == "full" else 0.0
+        return Outcome(got.passed, got.value + bonus)
+
+    hooks = Hooks(probe=base_hooks.probe, check=check)
+    settings = [{"method": "minmax"}, {"method": "minmax", "bias_correction": "full"}]
+    free = Search(hooks, ref, sorted(errors), settings=settings).run(check(Plan()))
+    assert dict(free.plan.settings) == {"method": "minmax", "bias_correction": "full"}
+    fast_only = lambda s: s.get("bias_correction") != "full"  # noqa: E731
+    held = Search(hooks, ref, sorted(errors), settings=settings, layers_follow=fast_only).run(check(Plan()))
+    # the better setting was tried, but the layer changes start from the recipe's own
+    assert held.converged and held.plan.settings == () and held.plan.layers
+    assert held.settings_tried[1]["layers_follow"] is False
+
+
 def test_write_back_writes_the_searched_layers_and_settings(tmp_path):
     import yaml
 

@@ -138,13 +138,14 @@ class Search:
         max_changes: int | None = None,
         focus_extra: int = 24,
         higher_is_better: bool = True,
+        layers_follow: Callable[[dict[str, Any]], bool] = lambda settings: True,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.hooks, self.ref, self.candidates, self.kinds = hooks, ref, list(candidates), kinds
         self.settings = settings or [{}]
         self.budget_s, self.focus_extra, self.higher = budget_s, focus_extra, higher_is_better
         self.max_changes = len(self.candidates) if max_changes is None else max_changes
-        self.clock = clock
+        self.layers_follow, self.clock = layers_follow, clock
         self.start = clock()
         self.trials: list[dict[str, Any]] = []
         self.exhausted = False
@@ -187,15 +188,19 @@ class Search:
     def run(self, base: Outcome) -> Result:
         plan, best = Plan(), base
         tried = [{**self.settings[0], "value": round(base.value, 6), "passed": base.passed}]
-        # 1. Global settings: the first that passes wins; else the best by the gate metric.
+        # 1. Global settings: the first that passes wins; else the best by the gate metric among those the
+        # layer changes may follow (the scheme's `layers_follow`).
         with self._bar("search: calibration settings", len(self.settings) - 1) as advance:
             for s in self.settings[1:]:
                 if best.passed or self.out_of_time():
                     break
                 cand = Plan(tuple(sorted(s.items())))
                 got = self._check(cand, "settings")
-                tried.append({**s, "value": round(got.value, 6), "passed": got.passed})
-                if self.better(got, best):
+                follow = self.layers_follow(s)
+                tried.append(
+                    {**s, "value": round(got.value, 6), "passed": got.passed, "layers_follow": follow}
+                )
+                if self.better(got, best) and (got.passed or follow):
                     plan, best = cand, got
                 advance(1)
         result = Result(plan, best, best.passed, base.value, settings_tried=tried)
@@ -511,6 +516,7 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
         max_changes=budget_layers(cfg.max_float_fraction, len(candidates)),
         focus_extra=sec.focus_images,
         higher_is_better=higher_is_better(aim["condition"]),
+        layers_follow=glue.scheme.layers_follow,
     )
     res = search.run(base)
     plan = res.plan

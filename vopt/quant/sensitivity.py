@@ -255,15 +255,13 @@ class IslandProbe:
         time."""
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
+        from vopt.runtimes.ort import ACCURATE_LEVEL, session_options
+
         # Q/DQ as written, in float, as the gates' check runs them (vopt.runtimes.ort, accurate): the fused
         # u8 x s8 kernels saturate on x86 CPUs without VNNI. On this EPYC they moved EfficientNet-Lite0's QNN
         # QDQ model to a centered cosine of 0.946 against its own exact run, which made every 16-bit layer
         # look like the same large gain over a base that the gates never measured.
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        if self.threads:
-            so.intra_op_num_threads = self.threads
+        so = session_options({"graph_optimization_level": ACCURATE_LEVEL}, self.threads)
         sess = ort.InferenceSession(self.model_bytes(float_nodes), so, providers=["CPUExecutionProvider"])
         names = [o.name for o in sess.get_outputs()]
         name = output if output in names else names[0]

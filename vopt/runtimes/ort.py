@@ -36,6 +36,11 @@ def recorded_settings(path: str | Path) -> dict[str, Any]:
     return json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
 
 
+# The level output checks run QDQ files at (`accurate`), and the search's probe with them: Q/DQ as written, in
+# float. One constant, so the probe and the gates cannot drift onto different numeric paths.
+ACCURATE_LEVEL = "basic"
+
+
 def session_options(settings: dict[str, Any] | None = None, threads: int | None = None) -> Any:
     import onnxruntime as ort
 
@@ -124,6 +129,6 @@ def open_artifact(
     written, in float (ORT_ENABLE_BASIC does not fuse them): what a QDQ file means on any runtime, not what
     this machine's int8 kernels compute (which saturate on x86 CPUs without VNNI)."""
     s = settings or {}
-    level = s.get("session_optimization") or ("basic" if accurate else None)
+    level = s.get("session_optimization") or (ACCURATE_LEVEL if accurate else None)
     chosen = {"graph_optimization_level": level} if level else None
     return runner(path, threads=threads or s.get("threads"), settings=chosen)

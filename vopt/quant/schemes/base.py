@@ -86,6 +86,11 @@ class Scheme:
         not)."""
         return True
 
+    def layers_follow(self, setting: dict[str, Any]) -> bool:
+        """Whether the search may go on to layer changes from one of `search_settings` that does not hold the
+        gate alone. False where that setting makes each layer trial a full requantization."""
+        return True
+
     @classmethod
     def default_types(cls, precision: str) -> QuantTypes:
         return cls.types.get(precision, QuantTypes())
