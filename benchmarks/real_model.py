@@ -178,6 +178,7 @@ def vopt_build(
     precision: str = "int8",
     gates: dict[str, str] | None = None,
     max_float: float | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[Path, float, dict]:
     import yaml
 
@@ -192,6 +193,8 @@ def vopt_build(
         q["search"] = {"budget_s": budget, **({"methods": methods} if methods else {})}
         if max_float is not None:
             q["max_float_fraction"] = max_float
+        if options:
+            q["options"] = options
     if precision != "int8":
         q = None
     recipe = {
@@ -277,6 +280,11 @@ def main() -> None:
         help="gate the search on centered_cosine >= this: a continuous metric, which 150 photos resolve",
     )
     ap.add_argument("--max-float", type=float, help="quantize.max_float_fraction for the search")
+    ap.add_argument(
+        "--bias-correction",
+        choices=["fast", "full"],
+        help="quantize.options.bias_correction of the openvino search's recipe (NNCF's; fast by default)",
+    )
     args = ap.parse_args()
     # NNCF's accuracy control's criterion (a top-1 drop in points on the labelled check photos), the output's
     # centered cosine, or agreement with fp32
@@ -352,9 +360,14 @@ def main() -> None:
                 args.methods,
                 gates=search_gates,
                 max_float=args.max_float,
+                options={"bias_correction": args.bias_correction}
+                if args.bias_correction and target == "openvino"
+                else None,
             )
             gate = ", ".join(f"{k} {v[:2]} {v[2:]}" for k, v in search_gates.items())
             label = f"vopt {target} int8" + (f" + quantize.search (gate {gate})" if search else " (default)")
+            if search and args.bias_correction and target == "openvino":
+                label += f" with {args.bias_correction} bias correction"
             if art is not None:
                 built[label] = (art, wall, info)
             else:

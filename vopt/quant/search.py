@@ -3,7 +3,8 @@
 The search works on the quantize gate's own metric, measured on the check images against the float model,
 never on a layer's own SQNR (which does not find the layers that flip the top-1 class):
 1. **Global settings.** Each of the scheme's real alternatives (calibration range method, bias correction,
-   ...) is built and checked; the best by the gate metric is kept (the first one that passes wins).
+   ...) is built and checked; the first one that passes wins, else the best by the gate metric among those
+   the scheme lets layer changes follow (`layers_follow`).
 2. **Sensitivity.** With those settings, each quantized layer is changed alone (kept in float, or given
    16-bit activations where the target runs them) and the final output is measured on the *focus* images:
    those whose top-1 class flips under plain int8, plus the float model's closest calls (smallest top-1 to
