@@ -70,13 +70,20 @@ def test_search_that_cannot_hold_its_gate_exits_3_naming_it(write_recipe, cli, t
     assert m["status"] == "gate_failed" and m["gate_failures"][0]["metric"] == "centered_cosine"
 
 
-def test_search_on_nncf_tries_its_scheme_settings_first(write_recipe, cli, tmp_path):
+def _openvino_recipe(write_recipe, name: str, q: dict):
+    """The tiny ResNet to `openvino` with these quantize settings; skips where nncf cannot run."""
     import pytest
 
     from vopt.registry import get_scheme
 
     if not all(importlib.util.find_spec(m) for m, _, _ in get_scheme("nncf").requires):
         pytest.skip("nncf needs openvino and nncf, not installed here")
+    return write_recipe(
+        {"name": name, "model": tiny_model("resnet"), "quantize": q, "compile": {"target": "openvino"}}
+    )
+
+
+def test_search_on_nncf_tries_its_scheme_settings_first(write_recipe, cli, tmp_path):
     # measured on this model's check images: plain int8 0.9879, with full bias correction 0.9951
     q = {
         "calibration": {"samples": 16},
@@ -87,9 +94,7 @@ def test_search_on_nncf_tries_its_scheme_settings_first(write_recipe, cli, tmp_p
         # NNCF's default overflow fix on every machine (the figures above were measured with it)
         "options": {"overflow_fix": "first_layer"},
     }
-    recipe = write_recipe(
-        {"name": "n", "model": tiny_model("resnet"), "quantize": q, "compile": {"target": "openvino"}}
-    )
+    recipe = _openvino_recipe(write_recipe, "n", q)
     res = cli("build", recipe, "--out", tmp_path / "out", "--json", "--write-back")
     assert res.exit_code == 0, res.output
     rep = next(s for s in json.loads(res.stdout)["steps"] if s["stage"] == "quantize")["report"]
@@ -113,12 +118,6 @@ def test_search_on_nncf_tries_its_scheme_settings_first(write_recipe, cli, tmp_p
 
 
 def test_search_on_nncf_reverts_layers_and_write_back_rebuilds_the_same_bytes(write_recipe, cli, tmp_path):
-    import pytest
-
-    from vopt.registry import get_scheme
-
-    if not all(importlib.util.find_spec(m) for m, _, _ in get_scheme("nncf").requires):
-        pytest.skip("nncf needs openvino and nncf, not installed here")
     # measured on this model's check images: plain int8 0.9879; no scheme settings, so layers must go to float
     q = {
         "calibration": {"samples": 16},
@@ -128,9 +127,7 @@ def test_search_on_nncf_reverts_layers_and_write_back_rebuilds_the_same_bytes(wr
         "search": {"methods": ["minmax"], "budget_s": 300, "focus_images": 8, "scheme_settings": False},
         "options": {"overflow_fix": "first_layer"},
     }
-    recipe = write_recipe(
-        {"name": "r", "model": tiny_model("resnet"), "quantize": q, "compile": {"target": "openvino"}}
-    )
+    recipe = _openvino_recipe(write_recipe, "r", q)
     res = cli("build", recipe, "--out", tmp_path / "out", "--json", "--write-back")
     assert res.exit_code == 0, res.output
     step = next(s for s in json.loads(res.stdout)["steps"] if s["stage"] == "quantize")

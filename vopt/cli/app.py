@@ -54,9 +54,24 @@ def _root(
     """vopt: one recipe, verified deployment artifacts."""
 
 
+def start_children_cleanly() -> None:
+    """Child processes that libraries start come from a fork server, not from a fork of this process.
+    OpenVINO's telemetry starts a sender process from a worker thread on every `convert_model` (and NNCF's on
+    each call). A child forked from a multi-threaded process can block forever on a lock it inherited, and a
+    Python SIGTERM handler inherited from vopt's build never runs there, so the `terminate()` meant to end it
+    does nothing, and the build then hung at exit waiting for it (seen once in the test suite: three such
+    children, each stuck on a futex). Python 3.14 makes forkserver the default on Linux for this reason."""
+    import multiprocessing
+    import sys
+
+    if sys.platform.startswith("linux") and multiprocessing.get_start_method(allow_none=True) is None:
+        multiprocessing.set_start_method("forkserver")
+
+
 def make_app(only: str | None = None) -> typer.Typer:
     """The CLI. With `only`, just that command's module is imported (the others are listed for --help
     but not loaded), which keeps `vopt --help` and each command's start-up fast."""
+    start_children_cleanly()
     app = typer.Typer(
         name="vopt",
         help="Optimize and export vision models from one YAML recipe, with verified artifacts.",
