@@ -122,3 +122,16 @@ def test_a_scheme_the_target_cannot_compile_is_a_plan_time_error(cli, write_reci
     )
     result = cli("plan", recipe)
     assert result.exit_code == 2 and "makes openvino-ir, but the cpu target compiles onnx" in result.stderr
+
+
+def test_libraries_child_processes_come_from_a_fork_server():
+    # OpenVINO's telemetry starts a process on every convert_model, from a worker thread: forked from this
+    # multi-threaded process, such a child once hung on an inherited lock and ignored SIGTERM
+    import multiprocessing
+    import sys
+
+    from vopt.cli.app import make_app
+
+    make_app()
+    if sys.platform.startswith("linux"):
+        assert multiprocessing.get_start_method() == "forkserver"

@@ -64,8 +64,11 @@ def start_children_cleanly() -> None:
     import multiprocessing
     import sys
 
-    if sys.platform.startswith("linux") and multiprocessing.get_start_method(allow_none=True) is None:
-        multiprocessing.set_start_method("forkserver")
+    # "fork" too: a library may have fixed the default by asking for it before the CLI started
+    current = multiprocessing.get_start_method(allow_none=True)
+    if sys.platform.startswith("linux") and current in (None, "fork"):
+        multiprocessing.set_start_method("forkserver", force=True)
+        multiprocessing.set_forkserver_preload([])  # the server need not import this process's main module
 
 
 def make_app(only: str | None = None) -> typer.Typer:
