@@ -104,7 +104,7 @@ class NncfScheme(Scheme):
         (`reverts`), so each layer trial is a whole nncf.quantize (11 s on EfficientNet-Lite0, against about
         1 s). There, too, the layers went further with fast correction: 0.998 held with 32 layers in float,
         where full correction needed 38 (AMD EPYC, 150 check photos)."""
-        return setting.get("bias_correction", self.options.bias_correction) == "fast"
+        return self.reverts(setting)
 
     def _transformer(self) -> bool:
         return bool(getattr(self.family, "is_transformer", False))
@@ -160,21 +160,22 @@ class NncfScheme(Scheme):
             )  # static shapes: what NNCF and the CPU plugin like
         return ov_model
 
-    def reverts(self) -> bool:
-        """Whether float layers are reverted on one quantized model. Not with full bias correction: it
+    def reverts(self, setting: dict[str, Any] | None = None) -> bool:
+        """Whether float layers are reverted on one quantized model (with `setting` applied to the options).
+        Not with full bias correction: it
         corrects each layer for the error of the int8 layers before it, which a revert to float removes. On
         EfficientNet-Lite0, 45 layers reverted from a fully corrected model gave a centered cosine of 0.99679,
         where the same 45 in an IgnoredScope gave 0.99818. Fast bias correction corrects each layer for its
         own error only: there the two measured the same."""
-        return self.options.bias_correction == "fast"
+        return (setting or {}).get("bias_correction", self.options.bias_correction) == "fast"
 
-    def _quantize(self, ov_model, compress_weights: bool, floats: list[str] = ()):
+    def _quantize(self, ov_model, compress_weights: bool, floats: list[str] | None = None):
         import nncf
 
         dataset = nncf.Dataset(_Items(self._calib, self.cfg.input_shape[0], self._advance))
         transformer = self._transformer()
         kwargs = {}
-        ignored = self._ignored_scope(ov_model, list(floats))
+        ignored = self._ignored_scope(ov_model, floats or [])
         if ignored is not None:
             kwargs["ignored_scope"] = ignored
         advanced = self._advanced(transformer)
@@ -211,15 +212,13 @@ class NncfScheme(Scheme):
             sort_keys=True,
             default=str,
         )
-        cached = getattr(self, "_reverters", {})
-        if key not in cached:
+        cached = getattr(self, "_cached_reverter", None)  # (key, reverter, what quantizing reported)
+        if cached is None or cached[0] != key:
             initial = self._ov_model(model)  # one conversion: auto-named ops differ between two
             quantized = self._quantize(initial, compress_weights=False)
-            cached = {key: (Reverter(initial, quantized), dict(self.info))}
-            self._reverters = cached
-        reverter, info = cached[key]
-        self.info.update(info)  # what quantizing with these settings reported (preset, method, ...)
-        return reverter
+            cached = self._cached_reverter = (key, Reverter(initial, quantized), dict(self.info))
+        self.info.update(cached[2])  # preset, range estimator, ... as quantizing with these settings set them
+        return cached[1]
 
     def _advanced(self, transformer: bool):
         """calibration.method picks NNCF's activation range estimator. NNCF's own default averages per-sample
@@ -323,13 +322,15 @@ class NncfScheme(Scheme):
 
         import nncf
 
+        from vopt.quant.schemes.nncf_revert import matches
+
         types = sorted(
             {OV_TYPES.get(t, t) for t in self.excluded_ops()}
             | ({"MatMul"} if self.options.matmuls == "float" else set())
         )
         names = [op.get_friendly_name() for op in ov_model.get_ops()]
         named = [g for g in self.cfg.exclude.nodes if not _is_pattern(g)]
-        unmatched = [e for e in named if not any(n == e or n.startswith(e + "/") for n in names)]
+        unmatched = [e for e in named if not any(matches(n, {e}) for n in names)]
         patterns = [fnmatch.translate(g) for g in self._patterns()]
         matched = [p for p in patterns if any(re.match(p, n) for n in names)]
         missing = len(unmatched) + len(patterns) - len(matched)
@@ -337,7 +338,8 @@ class NncfScheme(Scheme):
         if missing and warning not in self.warnings:
             self.warnings.append(warning)
         # exact ONNX names (full bias correction's float layers): the op itself and its '<name>/...' parts
-        exact = sorted({n for n in names if any(n == e or n.startswith(e + "/") for e in floats)})
+        wanted = set(floats)
+        exact = sorted({n for n in names if matches(n, wanted)})
         if not types and not matched and not exact:
             return None
         ignored = sorted({*exact, *(n for n in names if any(re.match(p, n) for p in matched))})
