@@ -3,9 +3,9 @@ once, then remove the quantizers of the layers' groups and restore their origina
 (`nncf.common.quantization.quantizer_removal`, with the groups from its Ranker).
 
 One `nncf.quantize` then serves every set of float layers the search or the fallback tries. Measured on
-EfficientNet-Lite0 (AMD EPYC, 2 vCPU, 128 calibration photos): a revert took 0.05 s, a quantize with an
-IgnoredScope 6 s (11 s with full bias correction), and with 12 ops in float both measured the same centered
-cosine (0.96612) on 100 other photos."""
+EfficientNet-Lite0 (AMD EPYC, 2 vCPU, 128 calibration photos): a revert took 0.05 s, an `nncf.quantize` 6 s
+(11 s with full bias correction), and with 12 ops in float the revert and an IgnoredScope measured the same
+centered cosine (0.96612) on 100 other photos."""
 
 from __future__ import annotations
 
