@@ -197,6 +197,8 @@ class BrowserSession:
                 f"headless Chromium did not start: {ready.get('error', 'no reply')}{self._log_tail()}"
             )
         self._probe: dict[str, Any] | None = None
+        # session key -> per run, {input: the wasm-side handle of its GPU buffer} (graph capture only)
+        self.input_handles: dict[str, list[dict[str, int]]] = {}
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -328,6 +330,8 @@ class BrowserSession:
         )
         for spec in specs:
             self.server.blobs.pop(spec["url"].rsplit("/", 1)[-1], None)
+        if "input_handles" in result:  # GPU-fed (graph capture): the handle each input buffer ran on
+            self.input_handles.setdefault(key, []).append(result["input_handles"])
         outputs = {}
         for o in result["outputs"]:
             raw = self.server.uploads.pop(f"{upload}/{_quote(o['name'])}")
@@ -337,6 +341,7 @@ class BrowserSession:
 
     def release(self, key: str) -> None:
         self.call("voptRelease", {"key": key})
+        self.input_handles.pop(key, None)
 
     def close(self) -> None:
         proc = getattr(self, "proc", None)
@@ -483,6 +488,9 @@ def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None
                 lines=[f"in node {n} ({t})" for n, t in named[:8]],
             ) from exc
         times.append(ms)
+        if "gpu_input_rebinds" in meta:
+            handles = sess.input_handles.get(loaded["key"], [])
+            meta["gpu_input_rebinds"] = sum(h != handles[0] for h in handles[1:])
         return out
 
     probe = sess.probe()
@@ -498,6 +506,10 @@ def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None
         # "gpu-buffer" under WebGPU graph capture: the inputs are written into GPU buffers the capture replays
         "input_location": loaded.get("input_location", "cpu"),
     }
+    if meta["input_location"] == "gpu-buffer":
+        # Runs whose input buffers were registered under another handle than the first run's: the capture
+        # binds the first run's, so anything but 0 means a replay on a released handle (see runner.js).
+        meta["gpu_input_rebinds"] = 0
     if ep == "webgpu":
         meta["adapter"] = probe["webgpu"].get("info")
     return Runner(run=run, runtime=f"browser-{ep}", info=meta, on_close=lambda: sess.release(loaded["key"]))

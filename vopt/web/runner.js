@@ -149,9 +149,48 @@ async function fetchInputs(feeds) {
 // Graph capture records the buffers of the first run and replays on them: every run writes its inputs into
 // the same GPU buffers (made once per session), rather than handing over new ones.
 const gpuInputs = new Map(); // session key -> {name: ort.Tensor on a GPU buffer}
+const registrations = new Map(); // session key -> {name: onnxruntime-web's registration record of that buffer}
+
+// onnxruntime-web (1.30.0, still so in 1.31.1) registers a fed GPU buffer for one run and releases its wasm-side
+// handle when the run ends, but a graph-captured session keeps the IO binding of its first run. The capture
+// (the second run) then reads a released handle: undefined ("Failed to read the 'buffer' property from
+// 'GPUBufferBinding'"), or another buffer once the slot is reused. ORT counts registrations in a symbol-keyed
+// [handle, count] record it sets on the buffer; adding one count of our own when ORT sets it keeps the handle
+// alive, and every later run reuses it. A prototype proxy sees that set without knowing ORT's private symbol.
+function holdRegistration(gpu, held, name) {
+  const proto = Object.getPrototypeOf(gpu);
+  const trap = {
+    set(target, prop, value, receiver) {
+      if (receiver === gpu && typeof prop === "symbol" && Array.isArray(value) && typeof value[1] === "number") {
+        value[1] += 1;
+        held[name] = value;
+      }
+      return Reflect.set(target, prop, value, receiver);
+    },
+  };
+  Object.setPrototypeOf(gpu, new Proxy(proto, trap));
+}
+
+// The handle each fed buffer ran on; a run that left one unregistered fails rather than risk a wrong replay.
+function heldHandles(key) {
+  const held = registrations.get(key) || {};
+  const handles = {};
+  for (const name of Object.keys(gpuInputs.get(key) || {})) {
+    const record = held[name];
+    if (!record || !(record[1] >= 1)) {
+      throw new Error(
+        `onnxruntime-web released the GPU buffer of input '${name}' after the run: ` +
+          "graph capture would replay on a stale handle",
+      );
+    }
+    handles[name] = record[0];
+  }
+  return handles;
+}
 async function toGpu(key, inputs) {
   const device = await ort.env.webgpu.device;
   const held = gpuInputs.get(key) || {};
+  if (!registrations.has(key)) registrations.set(key, {});
   for (const [name, t] of Object.entries(inputs)) {
     const bytes = t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength);
     if (!held[name]) {
@@ -159,6 +198,7 @@ async function toGpu(key, inputs) {
         size: Math.ceil(bytes.byteLength / 16) * 16,
         usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC | GPUBufferUsage.STORAGE,
       });
+      holdRegistration(gpu, registrations.get(key), name);
       held[name] = ort.Tensor.fromGpuBuffer(gpu, { dataType: t.type, dims: t.dims, dispose: () => gpu.destroy() });
     }
     device.queue.writeBuffer(held[name].gpuBuffer, 0, bytes);
@@ -206,6 +246,7 @@ window.voptRun = async function ({ key, feeds, upload }) {
     outputs.push({ name, dims: Array.from(t.dims), type: t.type });
     if (t.location === "gpu-buffer" && !gpuFed.has(key)) t.dispose();
   }
+  if (gpuFed.has(key)) return { outputs, run_ms: runMs, input_handles: heldHandles(key) };
   return { outputs, run_ms: runMs };
 };
 
@@ -215,8 +256,11 @@ window.voptRelease = async function ({ key }) {
     sessions.delete(key);
     gpuFed.delete(key);
     await session.release();
+    // The held registrations' wasm-side handles (a few bytes each) outlive the destroyed buffers: the page has
+    // no call that releases them.
     for (const t of Object.values(gpuInputs.get(key) || {})) t.dispose();
     gpuInputs.delete(key);
+    registrations.delete(key);
   }
   return true;
 };
