@@ -3,6 +3,7 @@ calibration may use, which the quantize check measures on, and which validate me
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from vopt.datasets.split import HeldOut, resolve
@@ -54,7 +55,39 @@ def for_validate(recipe: Any) -> dict[str, Any] | None:
     h = resolve(c.data, True, check_data, recipe.quantize.check.holdout, v.allow_overlap, "validate.data")
     if v.data is None:
         h.how = "no validate.data: the calibration data's held-out part, " + h.how
+    _exclude_chosen_on(recipe, h, v.allow_overlap)
     return _fields(h)
+
+
+def _exclude_chosen_on(recipe: Any, h: HeldOut, allow_overlap: bool) -> None:
+    """A quantize search or auto_fallback chooses its plan on the check's images, so validate leaves them out
+    (by content hash): otherwise its figures would be measured on the images the plan was tuned for."""
+    from vopt.datasets.images import sample_files
+    from vopt.datasets.split import content_hash
+
+    q = recipe.quantize
+    if q.search is None and not q.auto_fallback:
+        return
+    pool = for_quantize(q, True)["heldout"]["check"]
+    chosen_on = {
+        content_hash(p) for p in sample_files([Path(f) for f in pool], q.check.samples, q.check.seed)
+    }
+    kept = [f for f in h.check if content_hash(f) not in chosen_on]
+    if len(kept) == len(h.check):
+        return
+    tuned = "quantize.search" if q.search is not None else "quantize.auto_fallback"
+    msg = (
+        f"validate.data: {len(h.check) - len(kept)} of {len(h.check)} image(s) are the quantize check's, "
+        f"which {tuned} chooses its plan on"
+    )
+    if allow_overlap or not kept:
+        # No image left is a warning, not an error: small recipes (the built-in samples) would stop building.
+        why = "allow_overlap: true" if allow_overlap else "no other held-out image"
+        h.warnings.append(f"{msg} ({why}): validate's figures are optimistic")
+        h.how += f"; IN-SAMPLE for {tuned}: {len(h.check) - len(kept)} of them the check's ({why})"
+        return
+    h.how += f"; less the {len(h.check) - len(kept)} the quantize check measures on ({tuned} tunes on them)"
+    h.check = kept
 
 
 def _fields(h: HeldOut) -> dict[str, Any]:
