@@ -10,9 +10,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import tiny_model
-from vopt.datasets.images import sample_files
 from vopt.datasets.split import content_hash
-from vopt.quant.heldout import for_quantize, for_validate
+from vopt.quant.heldout import check_files, for_quantize, for_validate
 from vopt.recipe.resolve import load_recipe
 
 
@@ -40,10 +39,9 @@ def _recipe(write_recipe, photos: Path, quantize: dict, validate: dict | None = 
     return load_recipe(write_recipe(data)).recipe
 
 
-def _check_hashes(recipe) -> set[str]:
+def _check_hashes(recipe) -> set[str]:  # what the quantize stage's check measures on
     q = recipe.quantize
-    pool = [Path(p) for p in for_quantize(q, True)["heldout"]["check"]]
-    return {content_hash(p) for p in sample_files(pool, q.check.samples, q.check.seed)}
+    return {content_hash(p) for p in check_files(q.check, for_quantize(q, True)["heldout"])}
 
 
 @pytest.mark.parametrize("tuned", [{"search": {"budget_s": 60}}, {"auto_fallback": True}])

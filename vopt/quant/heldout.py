@@ -62,16 +62,12 @@ def for_validate(recipe: Any) -> dict[str, Any] | None:
 def _exclude_chosen_on(recipe: Any, h: HeldOut, allow_overlap: bool) -> None:
     """A quantize search or auto_fallback chooses its plan on the check's images, so validate leaves them out
     (by content hash): otherwise its figures would be measured on the images the plan was tuned for."""
-    from vopt.datasets.images import sample_files
     from vopt.datasets.split import content_hash
 
     q = recipe.quantize
     if q.search is None and not q.auto_fallback:
         return
-    pool = for_quantize(q, True)["heldout"]["check"]
-    chosen_on = {
-        content_hash(p) for p in sample_files([Path(f) for f in pool], q.check.samples, q.check.seed)
-    }
+    chosen_on = {content_hash(p) for p in check_files(q.check, for_quantize(q, True)["heldout"])}
     kept = [f for f in h.check if content_hash(f) not in chosen_on]
     if len(kept) == len(h.check):
         return
@@ -88,6 +84,16 @@ def _exclude_chosen_on(recipe: Any, h: HeldOut, allow_overlap: bool) -> None:
         return
     h.how += f"; less the {len(h.check) - len(kept)} the quantize check measures on ({tuned} tunes on them)"
     h.check = kept
+
+
+def check_files(check: Any, heldout: dict[str, Any] | None) -> list[Path]:
+    """The quantize check's images: `check.samples` of its held-out pool (or of `check.data`), in the check's
+    seeded order. The check measures on these, and validate leaves them out after a search."""
+    from vopt.datasets.images import list_images, sample_files
+    from vopt.datasets.split import paths
+
+    pool = paths(heldout, "check") or list_images(check.data)
+    return sample_files(pool, check.samples, check.seed)
 
 
 def _fields(h: HeldOut) -> dict[str, Any]:

@@ -197,8 +197,6 @@ class BrowserSession:
                 f"headless Chromium did not start: {ready.get('error', 'no reply')}{self._log_tail()}"
             )
         self._probe: dict[str, Any] | None = None
-        # session key -> per run, {input: the wasm-side handle of its GPU buffer} (graph capture only)
-        self.input_handles: dict[str, list[dict[str, int]]] = {}
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -321,8 +319,9 @@ class BrowserSession:
 
     def run(
         self, key: str, feeds: dict[str, np.ndarray], types: dict[str, str]
-    ) -> tuple[dict[str, np.ndarray], float]:
-        """Run one session; returns the outputs (float16 widened to float32) and the run time in ms."""
+    ) -> tuple[dict[str, np.ndarray], float, dict[str, int] | None]:
+        """Run one session; returns the outputs (float16 widened to float32), the run time in ms and, for a
+        GPU-fed session (graph capture), the wasm-side handle each input buffer ran on."""
         specs = self._publish_feeds(feeds, types)
         upload = uuid.uuid4().hex
         result = self.call(
@@ -330,18 +329,15 @@ class BrowserSession:
         )
         for spec in specs:
             self.server.blobs.pop(spec["url"].rsplit("/", 1)[-1], None)
-        if "input_handles" in result:  # GPU-fed (graph capture): the handle each input buffer ran on
-            self.input_handles.setdefault(key, []).append(result["input_handles"])
         outputs = {}
         for o in result["outputs"]:
             raw = self.server.uploads.pop(f"{upload}/{_quote(o['name'])}")
             arr = np.frombuffer(raw, dtype=_TYPES[o["type"]]).reshape(o["dims"])
             outputs[o["name"]] = arr.astype(np.float32) if arr.dtype == np.float16 else arr.copy()
-        return outputs, float(result["run_ms"])
+        return outputs, float(result["run_ms"]), result.get("input_handles")
 
     def release(self, key: str) -> None:
         self.call("voptRelease", {"key": key})
-        self.input_handles.pop(key, None)
 
     def close(self) -> None:
         proc = getattr(self, "proc", None)
@@ -474,10 +470,11 @@ def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None
     except RuntimeError as exc:
         raise _rejected(sess, path, ep, info["free_dims"], options, exc) from exc
     times: list[float] = []
+    first: dict[str, dict[str, int]] = {}  # the first run's input handles (GPU-fed sessions)
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            out, ms = sess.run(loaded["key"], feeds, info["types"])
+            out, ms, handles = sess.run(loaded["key"], feeds, info["types"])
         except RuntimeError as exc:
             from vopt.runtimes.diagnose import named_in_error
 
@@ -488,9 +485,9 @@ def runner(path: str | Path, *, ep: str = "wasm", session: BrowserSession | None
                 lines=[f"in node {n} ({t})" for n, t in named[:8]],
             ) from exc
         times.append(ms)
-        if "gpu_input_rebinds" in meta:
-            handles = sess.input_handles.get(loaded["key"], [])
-            meta["gpu_input_rebinds"] = sum(h != handles[0] for h in handles[1:])
+        if handles is not None:
+            first.setdefault("handles", handles)
+            meta["gpu_input_rebinds"] += handles != first["handles"]
         return out
 
     probe = sess.probe()

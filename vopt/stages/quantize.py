@@ -320,11 +320,9 @@ class _Run:
         """The check's images: sampled from its held-out set, never calibration images
         (vopt.quant.heldout)."""
         if getattr(self, "check_files", None) is None:
-            from vopt.datasets.images import list_images, sample_files
-            from vopt.datasets.split import paths
+            from vopt.quant.heldout import check_files
 
-            pool = paths(self.cfg.heldout, "check") or list_images(self.cfg.check.data)
-            self.check_files = sample_files(pool, self.cfg.check.samples, self.cfg.check.seed)
+            self.check_files = check_files(self.cfg.check, self.cfg.heldout)
         return self.check_files
 
     def _labels(self) -> Any:
