@@ -95,6 +95,11 @@ class OrtQdqOptions(Int16IslandOptions):
         description="7-bit weights, so ONNX Runtime's u8 x s8 CPU kernels cannot saturate on x86 CPUs "
         "without VNNI. Unset: on when the target runs ORT's CPU kernels and this machine lacks VNNI.",
     )
+    full_range_depthwise: bool = Field(
+        default=True,
+        description="Under reduce_range, keep 8-bit weights on depthwise convs: ORT runs them with 32-bit "
+        "sums, which cannot saturate. Only the layers that go through its 16-bit GEMM sums get 7 bits.",
+    )
 
 
 @functools.cache  # the CPU does not change within a process; the fallback loop asks on every round
@@ -114,6 +119,25 @@ def host_lacks_vnni() -> bool:
     except OSError:
         return False  # not Linux: no evidence either way, keep full-range weights
     return bool(flags) and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)
+
+
+def depthwise_weights(model: Path) -> list[str]:
+    """Weight initializers of the depthwise convs (one input and one output channel per group). ORT's
+    QLinearConv runs those through MlasConvDepthwise, whose sums are 32-bit on every x86 CPU, and every other
+    conv, MatMul and Gemm through its GEMM, whose u8 x s8 pairs sum to 16 bits without VNNI."""
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    shapes = {i.name: list(i.dims) for i in graph.initializer}
+    found = []
+    for node in graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in shapes:
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        dims = shapes[node.input[1]]
+        if group > 1 and len(dims) >= 2 and dims[0] == group and dims[1] == 1:
+            found.append(node.input[1])
+    return found
 
 
 class OrtQdqScheme(Scheme):
@@ -252,12 +276,17 @@ class OrtQdqScheme(Scheme):
         op_types = self.op_types_to_quantize(model)
         extra = self.extra_options()
         wide, exclude_nodes = self.int16_split(exclude_nodes, int16_nodes)
+        overrides = self.int16_overrides(model, wide) if wide else {}
         if wide:
-            extra = {
-                **extra,
-                "TensorQuantOverrides": self.int16_overrides(model, wide),
-                "UseQDQContribOps": True,
-            }
+            extra = {**extra, "UseQDQContribOps": True}
+        reduce = self.info.setdefault("reduce_range", self.reduce_range())
+        if reduce and getattr(self.options, "full_range_depthwise", False):
+            full = depthwise_weights(model)
+            self.info["full_range_weights"] = f"{len(full)} depthwise convs (32-bit sums: no saturation)"
+            axis = {"axis": 0} if self.cfg.per_channel else {}
+            overrides.update({w: [{"reduce_range": False, **axis}] for w in full})
+        if overrides:
+            extra = {**extra, "TensorQuantOverrides": overrides}
         with quiet_logs():
             quantize_static(
                 str(model),
@@ -266,7 +295,7 @@ class OrtQdqScheme(Scheme):
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=op_types,
                 per_channel=self.cfg.per_channel,
-                reduce_range=self.info.setdefault("reduce_range", self.reduce_range()),
+                reduce_range=reduce,
                 activation_type=quant_type(self.cfg.activation_type or "uint8"),
                 weight_type=quant_type(self.cfg.weight_type or "int8"),
                 nodes_to_exclude=self.exclusions(model, exclude_nodes),
