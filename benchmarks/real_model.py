@@ -179,6 +179,7 @@ def vopt_build(
     gates: dict[str, str] | None = None,
     max_float: float | None = None,
     options: dict[str, Any] | None = None,
+    bridge: int = 0,
 ) -> tuple[Path, float, dict]:
     import yaml
 
@@ -191,6 +192,8 @@ def vopt_build(
     if search:
         q["gates"] = gates or {"top1_agreement": ">=0.99"}
         q["search"] = {"budget_s": budget, **({"methods": methods} if methods else {})}
+        if bridge:
+            q["search"]["bridge"] = bridge
         if max_float is not None:
             q["max_float_fraction"] = max_float
         if options:
@@ -280,6 +283,7 @@ def main() -> None:
         help="gate the search on centered_cosine >= this: a continuous metric, which 150 photos resolve",
     )
     ap.add_argument("--max-float", type=float, help="quantize.max_float_fraction for the search")
+    ap.add_argument("--bridge", type=int, default=0, help="quantize.search.bridge for the search")
     ap.add_argument(
         "--bias-correction",
         choices=["fast", "full"],
@@ -363,11 +367,14 @@ def main() -> None:
                 options={"bias_correction": args.bias_correction}
                 if args.bias_correction and target == "openvino"
                 else None,
+                bridge=args.bridge,
             )
             gate = ", ".join(f"{k} {v[:2]} {v[2:]}" for k, v in search_gates.items())
             label = f"vopt {target} int8" + (f" + quantize.search (gate {gate})" if search else " (default)")
             if search and args.bias_correction and target == "openvino":
                 label += f" with {args.bias_correction} bias correction"
+            if search and args.bridge:
+                label += f", bridge {args.bridge}"
             if art is not None:
                 built[label] = (art, wall, info)
             else:
@@ -400,6 +407,7 @@ def main() -> None:
                         "layers",
                         "elapsed_s",
                         "speed_vs_all_int8",
+                        "bridge",
                     )
                 }
             if info:

@@ -50,6 +50,35 @@ def test_search_holds_the_gate_reports_and_writes_back(write_recipe, cli, tmp_pa
     assert "written by vopt build --write-back (quantize.search)" in recipe.read_text()
 
 
+def test_search_bridge_is_checked_timed_and_reported(write_recipe, cli, tmp_path):
+    # the first test's gate; a bridge wider than the model, and no speed check of its own: the bridge is
+    # timed anyway, since the recipe asked for it
+    q = {
+        "calibration": {"samples": 32},
+        "gates": {"centered_cosine": ">=0.9975"},
+        "max_float_fraction": 1.0,
+        "check": {"samples": 16, "rounds": 2, "benchmark": False},
+        "search": {"methods": ["minmax"], "budget_s": 300, "focus_images": 8, "bridge": 100},
+    }
+    recipe = write_recipe(
+        {"name": "b", "model": tiny_model("resnet"), "quantize": q, "compile": {"target": "cpu"}}
+    )
+    res = cli("build", recipe, "--out", tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.output
+    rep = next(s for s in json.loads(res.stdout)["steps"] if s["stage"] == "quantize")["report"]
+    s, bridge = rep["search"], rep["search"]["bridge"]
+    assert s["converged"] and bridge["gap"] == 100
+    kept = set(rep["fallback"]["kept_float"])
+    assert bridge["added"], bridge  # this model's fewest changes leave gaps between float layers
+    assert bridge["passed"] and bridge["speed_vs_fewest"] > 0  # checked, then timed
+    bridged = any(t["why"] == "bridge" for t in s["trials"])
+    assert bridged and bridge["kept"] == (bridge["speed_vs_fewest"] >= 0.97)
+    assert set(bridge["added"]) <= kept if bridge["kept"] else not set(bridge["added"]) & kept
+    model = onnx.load(str(tmp_path / "out" / "b" / "model.onnx"), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert set(json.loads(meta["vopt.quantize.float_nodes"])) == kept
+
+
 def test_search_that_cannot_hold_its_gate_exits_3_naming_it(write_recipe, cli, tmp_path):
     # no layer may go to float, and no range method gets plain int8 this close to fp32
     q = {

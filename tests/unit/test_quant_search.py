@@ -248,3 +248,71 @@ def test_int16_layers_are_a_recipe_error_where_the_scheme_has_none(tmp_path):
         load_recipe(recipe("nncf"))
     text = "\n".join(info.value.lines or [info.value.message])
     assert "quantize.search.to: int16 is not available for scheme 'nncf'" in text, text
+
+
+def _bridge_world():
+    """L3 and L6 carry the error; the layers between them (L4, L5) almost none."""
+    ref, errors = _world()
+    errors["L6"], errors["L7"] = errors["L7"], errors["L6"]
+    return ref, errors
+
+
+def _bridged_run(speed, bridge=2, max_changes=None):
+    ref, errors = _bridge_world()
+    hooks = _hooks(ref, errors, [])
+    timed: list[tuple[Plan, Plan]] = []
+    if speed is not None:
+
+        def hook(a: Plan, b: Plan) -> float:
+            timed.append((a, b))
+            return speed
+
+        hooks.speed = hook
+    base = hooks.check(Plan())
+    res = Search(hooks, ref, sorted(errors, key=lambda n: int(n[1:])), bridge=bridge, max_changes=max_changes)
+    return res.run(base), timed
+
+
+def test_bridge_fills_the_gap_between_two_changed_layers_when_it_costs_no_speed():
+    res, timed = _bridged_run(speed=1.01)
+    assert res.converged
+    assert sorted(res.plan.nodes("float"), key=lambda n: int(n[1:])) == ["L3", "L4", "L5", "L6"]
+    assert res.bridge == {
+        "gap": 2,
+        "added": ["L4", "L5"],
+        "value": res.outcome.value,
+        "passed": True,
+        "speed_vs_fewest": 1.01,
+        "kept": True,
+    }
+    # timed once: the fewest changes against the bridged plan
+    ((a, b),) = timed
+    assert set(a.nodes("float")) == {"L3", "L6"} and set(b.nodes("float")) == {"L3", "L4", "L5", "L6"}
+    assert any(t["why"] == "bridge" for t in res.trials)
+
+
+def test_bridge_keeps_the_fewest_changes_when_the_bridged_plan_is_slower_or_untimed():
+    slow, _ = _bridged_run(speed=0.9)
+    assert set(slow.plan.nodes("float")) == {"L3", "L6"}
+    assert slow.bridge["kept"] is False and slow.bridge["why"] == "slower: 0.900x the fewest changes"
+    untimed, _ = _bridged_run(speed=None)
+    assert set(untimed.plan.nodes("float")) == {"L3", "L6"} and untimed.bridge["why"] == "could not be timed"
+    narrow, timed = _bridged_run(speed=1.0, bridge=1)  # the gap is 2 layers: nothing to bridge
+    assert set(narrow.plan.nodes("float")) == {"L3", "L6"} and not timed
+    assert narrow.bridge["why"] == "no gap to bridge"
+    capped, _ = _bridged_run(speed=1.0, max_changes=3)
+    assert set(capped.plan.nodes("float")) == {"L3", "L6"}
+    assert capped.bridge["why"] == "no gap to bridge within max_float_fraction"
+    assert capped.bridge["gaps_left_out"] == "1 (over max_float_fraction)"
+
+
+def test_bridge_fills_the_shortest_gaps_that_fit_the_allowance():
+    ref, errors = _world()
+    errors["L5"], errors["L9"] = errors["L7"] * 0.8, errors["L7"]
+    errors["L7"] = errors["L0"]  # L3, L5 and L9 carry the error: gaps of 1 (L4) and 3 (L6 to L8)
+    hooks = _hooks(ref, errors, [])
+    hooks.speed = lambda a, b: 1.0
+    order = sorted(errors, key=lambda n: int(n[1:]))
+    res = Search(hooks, ref, order, bridge=3, max_changes=4).run(hooks.check(Plan()))
+    assert set(res.plan.nodes("float")) == {"L3", "L4", "L5", "L9"}
+    assert res.bridge["added"] == ["L4"] and res.bridge["gaps_left_out"] == "1 (over max_float_fraction)"

@@ -13,6 +13,11 @@ never on a layer's own SQNR (which does not find the layers that flip the top-1 
 3. **Greedy.** Layers are added in that order, in growing steps (1, 2, 4, ...), until the gate holds on the
    full check set; a bisection then finds the shortest passing prefix and a last pass drops any layer whose
    removal keeps the gate: the fewest changes that hold it.
+4. **Bridge** (`bridge` > 0). The layers in short gaps between two changed ones (graph order) are changed too,
+   and that plan is kept if it holds the gate and runs at least `BRIDGE_SPEED` as fast as the fewest changes,
+   timed on the target's runtime. On ORT's CPU kernels each int8/float edge costs a QuantizeLinear and a
+   DequantizeLinear on a full feature map, so one float region can cost no more than scattered islands, and
+   it keeps more of the float model's accuracy.
 Every trial is timed against `budget_s`; when it runs out, the best plan found so far is returned.
 
 The search measures on the quantize check's images only: the held-out part of a split folder, or the check's
@@ -24,6 +29,7 @@ for what differs between schemes (its `search_settings`, whether its output is a
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +40,9 @@ from typing import Any
 import numpy as np
 
 RANK_SHARE = 0.6  # of budget_s, at most, for the sensitivity pass
+# A bridged plan is kept when it runs at least this fast, relative to the fewest changes: within the timing
+# noise of one interleaved comparison.
+BRIDGE_SPEED = 0.97
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ class Hooks:
     bar: Callable[[str, int | None], Any] | None = None  # ctx.reporter.bar
     # The real artifact's output on every check image (picks the focus images); `probe` when None.
     outputs: Callable[[Plan], np.ndarray] | None = None
+    # speed(a, b): b's throughput over a's on the target's runtime, or None when it cannot be timed.
+    speed: Callable[[Plan, Plan], float | None] | None = None
 
 
 @dataclass
@@ -84,6 +95,7 @@ class Result:
     focus_images: int = 0
     elapsed_s: float = 0.0
     budget_exhausted: bool = False
+    bridge: dict[str, Any] | None = None  # what the bridge pass tried, when it ran
 
 
 # -- metrics on the final output ---------------------------------------------------------------
@@ -140,13 +152,14 @@ class Search:
         focus_extra: int = 24,
         higher_is_better: bool = True,
         layers_follow: Callable[[dict[str, Any]], bool] = lambda settings: True,
+        bridge: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.hooks, self.ref, self.candidates, self.kinds = hooks, ref, list(candidates), kinds
         self.settings = settings or [{}]
         self.budget_s, self.focus_extra, self.higher = budget_s, focus_extra, higher_is_better
         self.max_changes = len(self.candidates) if max_changes is None else max_changes
-        self.layers_follow, self.clock = layers_follow, clock
+        self.layers_follow, self.clock, self.bridge_gap = layers_follow, clock, bridge
         self.start = clock()
         self.trials: list[dict[str, Any]] = []
         self.exhausted = False
@@ -303,8 +316,57 @@ class Search:
                     advance(1)
                     if got.passed:
                         layers, best = trial, got
+        if best.passed and self.bridge_gap > 0 and not self.out_of_time():
+            layers, best = self.bridge(plan, layers, best, result)
         result.plan, result.outcome, result.converged = plan.with_layers(layers), best, best.passed
         return result
+
+    def bridged(self, layers: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], int]:
+        """`layers` plus the candidates in each gap of at most `bridge_gap` between two changed layers of the
+        same kind, in the candidates' (graph) order: the shortest gaps first, as many as `max_changes`
+        allows. Also returns how many gaps did not fit."""
+        pos = {n: i for i, n in enumerate(self.candidates)}
+        kinds = dict(layers)
+        chosen = sorted((pos[n], n) for n in kinds if n in pos)
+        gaps = [
+            [(n, kinds[a]) for n in self.candidates[i + 1 : j]]
+            for (i, a), (j, b) in itertools.pairwise(chosen)  # nothing between two neighbours is changed
+            if 1 < j - i <= self.bridge_gap + 1 and kinds[a] == kinds[b]
+        ]
+        added: list[tuple[str, str]] = []
+        left_out = 0
+        for gap in sorted(gaps, key=len):  # stable: graph order among equal lengths
+            if len(layers) + len(added) + len(gap) <= self.max_changes:
+                added += gap
+            else:
+                left_out += 1
+        return [*layers, *sorted(added, key=lambda x: pos[x[0]])], left_out
+
+    def bridge(
+        self, plan: Plan, layers: list[tuple[str, str]], best: Outcome, result: Result
+    ) -> tuple[list[tuple[str, str]], Outcome]:
+        wider, left_out = self.bridged(layers)
+        info: dict[str, Any] = {"gap": self.bridge_gap, "added": [n for n, _ in wider[len(layers) :]]}
+        if left_out:
+            info["gaps_left_out"] = f"{left_out} (over max_float_fraction)"
+        result.bridge = info
+        if len(wider) == len(layers):
+            info["kept"] = False
+            info["why"] = "no gap to bridge" + (" within max_float_fraction" if left_out else "")
+            return layers, best
+        got = self._check(plan.with_layers(wider), "bridge")
+        info.update(value=round(got.value, 6), passed=got.passed)
+        timed = got.passed and self.hooks.speed is not None
+        ratio = self.hooks.speed(plan.with_layers(layers), plan.with_layers(wider)) if timed else None
+        info["speed_vs_fewest"] = None if ratio is None else round(ratio, 3)
+        info["kept"] = ratio is not None and ratio >= BRIDGE_SPEED
+        if not got.passed:
+            info["why"] = "does not hold the gate"
+        elif ratio is None:
+            info["why"] = "could not be timed"
+        elif not info["kept"]:
+            info["why"] = f"slower: {ratio:.3f}x the fewest changes"
+        return (wider, got) if info["kept"] else (layers, best)
 
     def _done(self, result: Result) -> Result:
         result.trials = self.trials
@@ -472,6 +534,13 @@ class StageSearch:
         out = outputs_of(self.build(plan), self.scheme.output_format, self.images)
         return self._first(out) if out else self.probe(plan, np.arange(len(self.images)))
 
+    def speed(self, a: Plan, b: Plan) -> float | None:
+        """b's throughput over a's: both artifacts timed interleaved on the target's runtime."""
+        # timed even under check.benchmark: false, since the recipe asked for the bridge
+        sp = _speed_cost(self.run, self.build(a), self.build(b), "search: speed of the bridged plan", True)
+        # 'inconclusive' (the interval straddles 1) is a measured tie, which is what a bridge may cost
+        return sp.get("ratio", sp.get("speedup"))
+
     def candidates(self) -> list[str]:
         if self.scheme.qdq_output:
             return self.scheme.candidates(self.first)
@@ -506,7 +575,13 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
     candidates = glue.candidates()
     base = Outcome(all(g["passed"] for g in gates), float(aim["value"]), checked)
     glue.checks[Plan()] = checked
-    hooks = Hooks(probe=glue.probe, check=glue.check, bar=run.ctx.reporter.bar, outputs=glue.focus_outputs)
+    hooks = Hooks(
+        probe=glue.probe,
+        check=glue.check,
+        bar=run.ctx.reporter.bar,
+        outputs=glue.focus_outputs,
+        speed=glue.speed,
+    )
     search = Search(
         hooks,
         glue.ref,
@@ -518,6 +593,7 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
         focus_extra=sec.focus_images,
         higher_is_better=higher_is_better(aim["condition"]),
         layers_follow=glue.scheme.layers_follow,
+        bridge=sec.bridge,
     )
     res = search.run(base)
     plan = res.plan
@@ -550,6 +626,8 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
         "ranking": "each layer alone changed, measured on the focus images: the KL divergence of the "
         "output it removes, then the top-1 flips it repairs (not the layer's own SQNR)",
     }
+    if res.bridge is not None:
+        run.report["search"]["bridge"] = res.bridge
     run.report["fallback"] = {
         "converged": res.converged,
         "to": "float",
@@ -591,16 +669,23 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
     return path, floats, final, int16
 
 
-def _speed_cost(run: Any, all_int8: Any, final: Any) -> dict[str, Any]:
-    """The final mix against plain int8, interleaved on the target's runtime: what the changes cost."""
+def _speed_cost(
+    run: Any,
+    all_int8: Any,
+    final: Any,
+    title: str = "search: speed of the final mix vs all-int8",
+    always: bool = False,
+) -> dict[str, Any]:
+    """The final mix against plain int8 (or any two plans' artifacts), interleaved on the target's runtime:
+    what the changes cost."""
     from vopt.quant.speed import compare_speed
 
-    if not run.cfg.check.benchmark:
+    if not (always or run.cfg.check.benchmark):
         return {"status": "not measured", "reason": "quantize.check.benchmark: false"}
     fmt = run.scheme.output_format
     a = run.artifact.derive(str(all_int8), format=fmt, io=run._io(Path(all_int8)))
     b = run.artifact.derive(str(final), format=fmt, io=run._io(Path(final)))
-    with run.ctx.reporter.bar("search: speed of the final mix vs all-int8", None):
+    with run.ctx.reporter.bar(title, None):
         sp = compare_speed(
             a,
             b,

@@ -131,6 +131,15 @@ class SearchSection(Section):
         le=MAX_SAMPLES,
         description="Closest-call check images ranked besides those that flip.",
     )
+    bridge: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_SAMPLES,
+        description="After the fewest changes are found, also change the layers in gaps of at most this "
+        "many between two changed ones (graph order; shortest gaps first, within max_float_fraction), and "
+        "keep that plan if it holds the gate and runs at least 0.97x as fast, timed on the target's "
+        "runtime. 0: off.",
+    )
 
 
 class QuantizeSection(Section):
