@@ -536,10 +536,10 @@ class StageSearch:
 
     def speed(self, a: Plan, b: Plan) -> float | None:
         """b's throughput over a's: both artifacts timed interleaved on the target's runtime."""
-        # timed even under check.benchmark: false, since the recipe asked for the bridge
-        sp = _speed_cost(self.run, self.build(a), self.build(b), "search: speed of the bridged plan", True)
-        # 'inconclusive' (the interval straddles 1) is a measured tie, which is what a bridge may cost
-        return sp.get("ratio", sp.get("speedup"))
+        # timed even under check.benchmark: false, since the recipe asked for the bridge; an 'inconclusive'
+        # verdict (the interval straddles 1) is a measured tie, which is what a bridge may cost
+        sp = _compare_speed(self.run, self.build(a), self.build(b), "search: speed of the bridged plan")
+        return sp.get("speedup")
 
     def candidates(self) -> list[str]:
         if self.scheme.qdq_output:
@@ -669,32 +669,11 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
     return path, floats, final, int16
 
 
-def _speed_cost(
-    run: Any,
-    all_int8: Any,
-    final: Any,
-    title: str = "search: speed of the final mix vs all-int8",
-    always: bool = False,
-) -> dict[str, Any]:
-    """The final mix against plain int8 (or any two plans' artifacts), interleaved on the target's runtime:
-    what the changes cost."""
-    from vopt.quant.speed import compare_speed
-
-    if not (always or run.cfg.check.benchmark):
+def _speed_cost(run: Any, all_int8: Any, final: Any) -> dict[str, Any]:
+    """The final mix against plain int8, interleaved on the target's runtime: what the changes cost."""
+    if not run.cfg.check.benchmark:
         return {"status": "not measured", "reason": "quantize.check.benchmark: false"}
-    fmt = run.scheme.output_format
-    a = run.artifact.derive(str(all_int8), format=fmt, io=run._io(Path(all_int8)))
-    b = run.artifact.derive(str(final), format=fmt, io=run._io(Path(final)))
-    with run.ctx.reporter.bar(title, None):
-        sp = compare_speed(
-            a,
-            b,
-            run.ctx,
-            run.images,
-            run.cfg.input_shape[0],
-            run.cfg.check.rounds,
-            compile_settings=run.cfg.compile,
-        )
+    sp = _compare_speed(run, all_int8, final, "search: speed of the final mix vs all-int8")
     if sp.get("status") != "ok":
         return sp
     return {
@@ -705,3 +684,22 @@ def _speed_cost(
         "runtime": sp["runtime"],
         "method": sp["method"],
     }
+
+
+def _compare_speed(run: Any, a_path: Any, b_path: Any, title: str) -> dict[str, Any]:
+    """vopt.quant.speed.compare_speed on two of the step's artifacts (b's `speedup` over a)."""
+    from vopt.quant.speed import compare_speed
+
+    fmt = run.scheme.output_format
+    a = run.artifact.derive(str(a_path), format=fmt, io=run._io(Path(a_path)))
+    b = run.artifact.derive(str(b_path), format=fmt, io=run._io(Path(b_path)))
+    with run.ctx.reporter.bar(title, None):
+        return compare_speed(
+            a,
+            b,
+            run.ctx,
+            run.images,
+            run.cfg.input_shape[0],
+            run.cfg.check.rounds,
+            compile_settings=run.cfg.compile,
+        )
