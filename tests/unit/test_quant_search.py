@@ -316,3 +316,37 @@ def test_bridge_fills_the_shortest_gaps_that_fit_the_allowance():
     res = Search(hooks, ref, order, bridge=3, max_changes=4).run(hooks.check(Plan()))
     assert set(res.plan.nodes("float")) == {"L3", "L4", "L5", "L9"}
     assert res.bridge["added"] == ["L4"] and res.bridge["gaps_left_out"] == "1 (over max_float_fraction)"
+
+
+def _clocked_bridge_run(budget_s: float):
+    """The bridge world with a clock that moves 10 s per check."""
+    ref, errors = _bridge_world()
+    hooks = _hooks(ref, errors, [])
+    now = [0.0]
+    check = hooks.check
+
+    def slow_check(plan: Plan) -> Outcome:
+        now[0] += 10
+        return check(plan)
+
+    hooks.check, hooks.speed = slow_check, lambda a, b: 1.0
+    order = sorted(errors, key=lambda n: int(n[1:]))
+    search = Search(hooks, ref, order, bridge=2, budget_s=budget_s, clock=lambda: now[0])
+    return search.run(check(Plan())), now[0]
+
+
+def test_pruning_leaves_the_bridge_its_time_and_a_skipped_bridge_says_why():
+    unhurried, spent = _clocked_bridge_run(1000)
+    assert [t["why"] for t in unhurried.trials] == ["prefix", "prefix", "prune", "prune", "bridge"]
+    assert spent == 50 and not unhurried.budget_exhausted
+    # 40 s: two prefix checks leave 20 s, the reserve (twice the slowest check), so pruning stops and the
+    # bridge runs inside the budget (pruning first would have spent it all)
+    hurried, spent = _clocked_bridge_run(40)
+    assert [t["why"] for t in hurried.trials] == ["prefix", "prefix", "bridge"]
+    assert spent <= 40 and hurried.budget_exhausted and hurried.bridge["kept"] is True
+    assert set(hurried.plan.nodes("float")) == {"L3", "L4", "L5", "L6"}
+    late, _ = _clocked_bridge_run(15)  # the budget is gone once the gate holds
+    assert late.converged and late.bridge == {"gap": 2, "kept": False, "why": "the budget ran out first"}
+    failing, _ = _clocked_bridge_run(5)  # no time for a passing plan
+    assert not failing.converged
+    assert failing.bridge == {"gap": 2, "kept": False, "why": "no plan held the gate"}

@@ -17,7 +17,8 @@ never on a layer's own SQNR (which does not find the layers that flip the top-1 
    and that plan is kept if it holds the gate and runs at least `BRIDGE_SPEED` as fast as the fewest changes,
    timed on the target's runtime. On ORT's CPU kernels each int8/float edge costs a QuantizeLinear and a
    DequantizeLinear on a full feature map, so one float region can cost no more than scattered islands, and
-   it keeps more of the float model's accuracy.
+   it keeps more of the float model's accuracy. With the bridge on, bisection and pruning leave it twice the
+   slowest check of the budget; a bridge that does not run says why in the manifest.
 Every trial is timed against `budget_s`; when it runs out, the best plan found so far is returned.
 
 The search measures on the quantize check's images only: the held-out part of a split folder, or the check's
@@ -95,7 +96,7 @@ class Result:
     focus_images: int = 0
     elapsed_s: float = 0.0
     budget_exhausted: bool = False
-    bridge: dict[str, Any] | None = None  # what the bridge pass tried, when it ran
+    bridge: dict[str, Any] | None = None  # what the bridge pass tried, or why it did not run
 
 
 # -- metrics on the final output ---------------------------------------------------------------
@@ -163,15 +164,23 @@ class Search:
         self.start = clock()
         self.trials: list[dict[str, Any]] = []
         self.exhausted = False
+        self.slowest_check = 0.0  # seconds: what the bridge's time reserve is made of
 
     # budget ---------------------------------------------------------------------------------
     def left(self) -> float:
         return self.budget_s - (self.clock() - self.start)
 
-    def out_of_time(self) -> bool:
-        if self.left() <= 0:
+    def out_of_time(self, reserve: float = 0.0) -> bool:
+        """Whether the budget is spent, or all but `reserve` seconds of it."""
+        if self.left() <= reserve:
             self.exhausted = True
         return self.exhausted
+
+    def bridge_reserve(self) -> float:
+        """What the bridge needs of the budget: one check, then building and timing two plans. Bisection and
+        pruning stop this much early, so a bridge the recipe asked for is not skipped when they run long (a
+        full-bias-correction search on EfficientNet-Lite0 spent its whole budget pruning)."""
+        return 2 * self.slowest_check if self.bridge_gap > 0 else 0.0
 
     def better(self, a: Outcome, b: Outcome) -> bool:
         if a.passed != b.passed:
@@ -179,7 +188,12 @@ class Search:
         return a.value > b.value if self.higher else a.value < b.value
 
     def _check(self, plan: Plan, why: str) -> Outcome:
-        got = self.hooks.check(plan)
+        if self.bridge_gap > 0:  # timed for the bridge's reserve only
+            started = self.clock()
+            got = self.hooks.check(plan)
+            self.slowest_check = max(self.slowest_check, self.clock() - started)
+        else:
+            got = self.hooks.check(plan)
         self.trials.append(
             {
                 "why": why,
@@ -298,7 +312,7 @@ class Search:
                     high = k
                     break
                 low = k
-            while high is not None and high - low > 1 and not self.out_of_time():
+            while high is not None and high - low > 1 and not self.out_of_time(self.bridge_reserve()):
                 mid = (low + high) // 2
                 got = at(mid)
                 advance(1)
@@ -309,15 +323,20 @@ class Search:
             layers = list(order[:best_k])
             if best.passed:  # drop any layer the gate does not need (latest first)
                 for item in reversed(list(layers)):
-                    if self.out_of_time() or len(layers) <= 1:
+                    if self.out_of_time(self.bridge_reserve()) or len(layers) <= 1:
                         break
                     trial = [x for x in layers if x != item]
                     got = self._check(plan.with_layers(trial), "prune")
                     advance(1)
                     if got.passed:
                         layers, best = trial, got
-        if best.passed and self.bridge_gap > 0 and not self.out_of_time():
-            layers, best = self.bridge(plan, layers, best, result)
+        if self.bridge_gap > 0:
+            if not best.passed:
+                result.bridge = {"gap": self.bridge_gap, "kept": False, "why": "no plan held the gate"}
+            elif self.left() <= 0:
+                result.bridge = {"gap": self.bridge_gap, "kept": False, "why": "the budget ran out first"}
+            else:
+                layers, best = self.bridge(plan, layers, best, result)
         result.plan, result.outcome, result.converged = plan.with_layers(layers), best, best.passed
         return result
 
