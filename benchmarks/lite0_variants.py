@@ -5,14 +5,14 @@ of benchmarks/real_model.py's split.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/lite0_variants.py [--only NAME ...] [--finetune-epochs 4]
 
-Speed is one sequential run per model (batch 1, 2 threads, 100 calls after 10 warm-up): indicative only;
-benchmarks/real_model.py's interleaved rounds are the figures to trust. The float model here is a plain
-`torch.onnx.export` of the module, without vopt's fuse step, so the default row is close to vopt's default
-artifact, not identical to it."""
+Speed: every model of the run, fp32 included, timed in the same interleaved rounds (batch 1, 2 threads,
+7 rounds x 30 calls, median). The float model here is a plain `torch.onnx.export` of the module, without
+vopt's fuse step, so the default row is close to vopt's default artifact, not identical to it."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -35,6 +35,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "depthwise convs in float": {"types": ["GroupConvolution"]},
     "stem conv + classifier in float": {"patterns": [".*_conv_stem.*", ".*_fc.*"]},
     "projection convs in float": {"patterns": [".*_project_conv.*"]},
+    "8-bit weights everywhere (no overflow fix)": {"overflow_fix": "disable"},
+    "8-bit depthwise weights, 7-bit elsewhere": {"overflow_fix": "dense"},
 }
 
 
@@ -50,26 +52,44 @@ def top1(model, xs: np.ndarray) -> np.ndarray:
     return np.array([int(np.argmax(req.infer({0: xs[i : i + 1]})[0])) for i in range(len(xs))])
 
 
-def img_per_s(model, x: np.ndarray, calls: int = 100) -> float:
-    req = model.create_infer_request()
-    for _ in range(10):
-        req.infer({0: x})
-    t = time.perf_counter()
-    for _ in range(calls):
-        req.infer({0: x})
-    return calls / (time.perf_counter() - t)
+def img_per_s(models: dict[str, Any], x: np.ndarray, rounds: int = 7, calls: int = 30) -> dict[str, float]:
+    """Each model's median img/s over interleaved rounds, so that a change in the machine's speed during the
+    run falls on every model alike."""
+    reqs = {name: m.create_infer_request() for name, m in models.items()}
+    for req in reqs.values():
+        for _ in range(10):
+            req.infer({0: x})
+    seconds: dict[str, list[float]] = {name: [] for name in reqs}
+    for _ in range(rounds):
+        for name, req in reqs.items():
+            t = time.perf_counter()
+            for _ in range(calls):
+                req.infer({0: x})
+            seconds[name].append((time.perf_counter() - t) / calls)
+    return {name: 1 / float(np.median(s)) for name, s in seconds.items()}
 
 
 def nncf_quantize(source, calib: np.ndarray, settings: dict[str, Any]):
     import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+    from nncf.quantization.advanced_parameters import OverflowFix
 
     kwargs: dict[str, Any] = {}
     if settings.get("types") or settings.get("patterns"):
         kwargs["ignored_scope"] = nncf.IgnoredScope(
             patterns=settings.get("patterns", []), types=settings.get("types", []), validate=False
         )
+    fix = settings.get("overflow_fix", "enable")
+    with _dense_overflow_fix(fix == "dense"):
+        return _quantize(
+            source, calib, settings, kwargs, OverflowFix.DISABLE if fix == "disable" else OverflowFix.ENABLE
+        )
+
+
+def _quantize(source, calib, settings, kwargs, overflow_fix):
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
     return nncf.quantize(
         source,
         nncf.Dataset([calib[i : i + 1] for i in range(len(calib))]),
@@ -78,11 +98,30 @@ def nncf_quantize(source, calib: np.ndarray, settings: dict[str, Any]):
         fast_bias_correction=settings.get("fast_bias_correction", True),
         advanced_parameters=AdvancedQuantizationParameters(
             activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
-            overflow_fix=OverflowFix.ENABLE,
+            overflow_fix=overflow_fix,
             disable_bias_correction=settings.get("disable_bias_correction", False),
         ),
         **kwargs,
     )
+
+
+@contextlib.contextmanager
+def _dense_overflow_fix(on: bool):
+    """NNCF's overflow fix without the GroupConvolutions (depthwise convs)."""
+    if not on:
+        yield
+        return
+    from nncf.openvino.graph.metatypes import openvino_metatypes as om
+    from nncf.quantization.algorithms.min_max.openvino_backend import OVMinMaxAlgoBackend
+
+    original = OVMinMaxAlgoBackend.overflow_fix_metatypes
+    OVMinMaxAlgoBackend.overflow_fix_metatypes = property(
+        lambda self: [t for t in original.fget(self) if t is not om.OVGroupConvolutionMetatype]
+    )
+    try:
+        yield
+    finally:
+        OVMinMaxAlgoBackend.overflow_fix_metatypes = original
 
 
 def finetuned(calib: np.ndarray, epochs: int, lr: float):
@@ -140,18 +179,12 @@ def main() -> None:
     onnx_path = M.export_onnx(work / "lite0.onnx")
     core = ov.Core()
     fp32 = compiled(core, ov.convert_model(str(onnx_path)), "f32")
-    print(f"OpenVINO fp32: {img_per_s(fp32, xs[:1]):.1f} img/s")
-    print("| variant | check agreement (150) | held-out agreement (222) | all 372 | img/s | quantize s |")
-    print("|---|---|---|---|---|---|")
+    rows: list[tuple[str, Any, np.ndarray, float]] = []  # name, compiled model, agreement, quantize s
 
     def row(name: str, model, seconds: float) -> None:
         model = compiled(core, model)
-        agree = top1(model, xs) == ref
-        print(
-            f"| {name} | {agree[:n_check].mean():.1%} | {agree[n_check:].mean():.1%} | {agree.mean():.1%} "
-            f"| {img_per_s(model, xs[:1]):.1f} | {seconds:.0f} |",
-            flush=True,
-        )
+        rows.append((name, model, top1(model, xs) == ref, seconds))
+        print(f"{name}: quantized in {seconds:.0f} s", flush=True)
 
     for name in args.only or VARIANTS:
         t = time.monotonic()
@@ -163,6 +196,16 @@ def main() -> None:
         seconds = time.monotonic() - t
         label = f"PyTorch PTQ + {epochs} epochs of distillation (lr {args.lr:g})" if epochs else "PyTorch PTQ"
         row(label, ov.convert_model(model, example_input=torch.zeros(1, 3, 224, 224)), seconds)
+    speed = img_per_s({"fp32": fp32, **{name: m for name, m, _, _ in rows}}, xs[:1])
+    print(f"OpenVINO fp32: {speed['fp32']:.1f} img/s")
+    print("| variant | check agreement (150) | held-out agreement (222) | all 372 ", end="")
+    print("| img/s | × fp32 | quantize s |")
+    print("|---|---|---|---|---|---|---|")
+    for name, _, agree, seconds in rows:
+        print(
+            f"| {name} | {agree[:n_check].mean():.1%} | {agree[n_check:].mean():.1%} | {agree.mean():.1%} "
+            f"| {speed[name]:.1f} | {speed[name] / speed['fp32']:.2f} | {seconds:.0f} |"
+        )
 
 
 if __name__ == "__main__":
