@@ -71,7 +71,8 @@ def img_per_s(models: dict[str, Any], x: np.ndarray, rounds: int = 7, calls: int
 
 def nncf_quantize(source, calib: np.ndarray, settings: dict[str, Any]):
     import nncf
-    from nncf.quantization.advanced_parameters import OverflowFix
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     kwargs: dict[str, Any] = {}
     if settings.get("types") or settings.get("patterns"):
@@ -79,38 +80,26 @@ def nncf_quantize(source, calib: np.ndarray, settings: dict[str, Any]):
             patterns=settings.get("patterns", []), types=settings.get("types", []), validate=False
         )
     fix = settings.get("overflow_fix", "enable")
-    with _dense_overflow_fix(fix == "dense"):
-        return _quantize(
-            source, calib, settings, kwargs, OverflowFix.DISABLE if fix == "disable" else OverflowFix.ENABLE
+    with _overflow_fix_without_depthwise() if fix == "dense" else contextlib.nullcontext():
+        return nncf.quantize(
+            source,
+            nncf.Dataset([calib[i : i + 1] for i in range(len(calib))]),
+            subset_size=len(calib),
+            preset=nncf.QuantizationPreset[settings.get("preset", "performance").upper()],
+            fast_bias_correction=settings.get("fast_bias_correction", True),
+            advanced_parameters=AdvancedQuantizationParameters(
+                activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+                overflow_fix=OverflowFix.DISABLE if fix == "disable" else OverflowFix.ENABLE,
+                disable_bias_correction=settings.get("disable_bias_correction", False),
+            ),
+            **kwargs,
         )
 
 
-def _quantize(source, calib, settings, kwargs, overflow_fix):
-    import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
-    return nncf.quantize(
-        source,
-        nncf.Dataset([calib[i : i + 1] for i in range(len(calib))]),
-        subset_size=len(calib),
-        preset=nncf.QuantizationPreset[settings.get("preset", "performance").upper()],
-        fast_bias_correction=settings.get("fast_bias_correction", True),
-        advanced_parameters=AdvancedQuantizationParameters(
-            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
-            overflow_fix=overflow_fix,
-            disable_bias_correction=settings.get("disable_bias_correction", False),
-        ),
-        **kwargs,
-    )
-
-
 @contextlib.contextmanager
-def _dense_overflow_fix(on: bool):
-    """NNCF's overflow fix without the GroupConvolutions (depthwise convs)."""
-    if not on:
-        yield
-        return
+def _overflow_fix_without_depthwise():
+    """NNCF's overflow fix without the GroupConvolutions (depthwise convs): NNCF has no option for it, so
+    its OpenVINO backend's list of the op types the fix applies to is narrowed for the call."""
     from nncf.openvino.graph.metatypes import openvino_metatypes as om
     from nncf.quantization.algorithms.min_max.openvino_backend import OVMinMaxAlgoBackend
 
