@@ -32,12 +32,6 @@ class CalibrationSection(Section):
         description="Image folder(s), or .npy/.npz tensor files; the built-in real samples when omitted.",
     )
     samples: int = Field(
-        default=64, ge=1, description="Calibration samples; repeated images get seeded random crops."
-    )
-    batch: int = Field(
-        default=8, ge=1, description="Images per calibration batch; memory is bounded by this."
-    )
-    samples: int = Field(
         default=64,
         ge=1,
         le=MAX_SAMPLES,
