@@ -51,3 +51,27 @@ def missing_extra(package: str, extra: str, what: str | None = None) -> BackendU
     """The one-line error for a missing optional backend."""
     what = what or package
     return BackendUnavailable(f"{what} needs the '{package}' package: pip install 'vopt[{extra}]'")
+
+
+def first_line(exc: object, fallback: str | None = None, *, limit: int = 300, with_type: bool = False) -> str:
+    """The first non-blank line of an exception's message (or of any text), cut to `limit` characters: what a
+    one-line error quotes from a library.
+
+    Never raises: an empty message (`assert x` raises `AssertionError()`), a message of blank lines, a
+    non-string message (`KeyError(3)`, `Exception(None)`) and an exception whose `__str__` itself raises all
+    give a line. An empty or unreadable message gives `fallback`, or else the exception's type name (for
+    text, an empty string). `with_type=True` prefixes the type name ("ValueError: bad shape"); the type name
+    alone stands for an empty message."""
+    name = type(exc).__name__ if isinstance(exc, BaseException) else ""
+    try:
+        text = exc if isinstance(exc, str) else str(exc)
+    except Exception:  # a broken __str__ (or __repr__ behind it) must not hide the error being reported
+        text = ""
+    # only the head is split: a library message can be megabytes (a whole graph dump)
+    head = text.lstrip()[: limit + 1]
+    line = head.splitlines()[0].strip() if head else ""
+    if not line:
+        return (fallback if fallback is not None else name)[:limit]
+    if with_type and name:
+        line = f"{name}: {line}"
+    return line[:limit]

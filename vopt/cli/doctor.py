@@ -3,6 +3,7 @@ from __future__ import annotations
 import typer
 
 from vopt.cli.output import handles_errors, out, print_json
+from vopt.errors import first_line
 
 
 def _state(available: bool, hardware: bool) -> str:
@@ -38,7 +39,7 @@ def command(json_out: bool = typer.Option(False, "--json", help="Print as JSON."
         except Exception as exc:  # a half-installed backend must not take doctor down
             hw_ok, hw_why = (
                 False,
-                f"hardware probe failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
+                f"hardware probe failed: {first_line(exc, limit=160, with_type=True)}",
             )
         targets.append(
             {

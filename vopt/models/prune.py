@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from vopt.errors import BuildError, missing_extra
+from vopt.errors import BuildError, first_line, missing_extra
 
 _QKV = (("q_proj", "k_proj", "v_proj"), ("query", "key", "value"))
 _HEAD_ATTRS = ("num_attention_heads", "num_heads")
@@ -180,8 +180,7 @@ def structured(
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+    return first_line(exc, with_type=True)
 
 
 def unstructured(model: Any, *, ratio: float, ignore: list[str], global_pruning: bool) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vopt.errors import first_line
 from vopt.pipeline.artifact import Artifact, hash_file, sha256_path
 
 ENTRY_FILE = "entry.json"
@@ -181,7 +182,7 @@ def _read_entry(key: str, entry_dir: Path) -> CacheEntry:
     try:
         artifact = Artifact.model_validate(art)
     except ValueError as exc:
-        raise BadEntry(f"`artifact` is malformed: {str(exc).splitlines()[0]}") from None
+        raise BadEntry(f"`artifact` is malformed: {first_line(exc)}") from None
     if not Path(artifact.path).exists():
         raise BadEntry(f"the artifact file {Path(artifact.path).name} is missing")
     if artifact.format == "torch-module" and artifact.meta.get("module_format") not in SAFE_MODULE_FORMATS:

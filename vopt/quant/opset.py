@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vopt.errors import BuildError
+from vopt.errors import BuildError, first_line
 
 QDQ_MIN_OPSET = 13
 
@@ -32,7 +32,7 @@ def upgrade_opset(src: Path, dst: Path, minimum: int = QDQ_MIN_OPSET) -> tuple[i
         converted = version_converter.convert_version(onnx.load(str(src)), minimum)
         onnx.checker.check_model(converted)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc, limit=200)
         raise BuildError(
             f"the model is opset {old}; QDQ quantization needs opset >= {minimum} and onnx's version "
             f"converter failed: {first} (re-export the model at opset {minimum} or newer)",

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from vopt.errors import first_line
 from vopt.pipeline.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable, pad_to
 
@@ -16,7 +17,7 @@ MAX_ROUNDS = 160
 
 
 def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return first_line(exc, limit=160)
 
 
 def speed_runner(target: Any, cfg: Any, artifact: Artifact, runtime_format: str) -> Runner | Unavailable:

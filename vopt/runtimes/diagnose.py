@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vopt.errors import first_line
+
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
@@ -40,8 +42,7 @@ class Diagnosis:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    return first_line(exc)
 
 
 def bisect_failure(

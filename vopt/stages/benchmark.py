@@ -93,6 +93,7 @@ def _runtime_advice(artifact: Artifact, images: Any, threads: int | None, ctx: A
     """The same file on OpenVINO's CPU plugin, timed against ONNX Runtime: say so when it is much faster."""
     from vopt.bench.alternatives import openvino_vs_ort
     from vopt.bench.harness import tile
+    from vopt.errors import first_line
 
     inp = artifact.io.inputs[0]
     batch = inp.shape[0] if isinstance(inp.shape[0], int) else 1
@@ -112,7 +113,7 @@ def _runtime_advice(artifact: Artifact, images: Any, threads: int | None, ctx: A
     except Exception as exc:  # noqa: BLE001 - advice must never cost a finished build
         return {
             "status": "not run",
-            "reason": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}",
+            "reason": first_line(exc, limit=200, with_type=True),
         }
     result["file"] = Path(portable.path).name
     if result.get("advice"):

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from vopt.errors import BuildError, VoptError, missing_extra
+from vopt.errors import BuildError, VoptError, first_line, missing_extra
 from vopt.pipeline.artifact import Artifact, TensorSpec
 from vopt.stages.base import Stage
 
@@ -346,7 +346,7 @@ def _simplify(proto, ctx):
     except ImportError:
         pass
     except Exception as exc:  # onnxsim raises bare RuntimeErrors on unsupported graphs
-        ctx.warn(f"onnxsim failed ({str(exc).splitlines()[0][:120]}); trying onnxslim")
+        ctx.warn(f"onnxsim failed ({first_line(exc, limit=120)}); trying onnxslim")
     try:
         import onnxslim
 
@@ -362,7 +362,7 @@ def _describe_export_failure(exc: Exception, wrapped: Any = None, example: Any =
     import re
 
     text = str(exc)
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = first_line(exc)
     op_match = re.search(r"(aten::\w+|prim::\w+|onnx::\w+)", text) or re.search(
         r"operator '?([\w:.]+)'?", text
     )
@@ -372,7 +372,7 @@ def _describe_export_failure(exc: Exception, wrapped: Any = None, example: Any =
     where = None
     if op and op.startswith("aten::") and wrapped is not None and example is not None:
         module, where = _locate_op(wrapped, example, op) or (module, None)
-    parts = [f"torch.onnx.export failed: {first[:300]}"]
+    parts = [f"torch.onnx.export failed: {first}"]
     if op:
         parts.append(f"op: {op}")
     if module:

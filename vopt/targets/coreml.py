@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from vopt.errors import BuildError, missing_extra
+from vopt.errors import BuildError, first_line, missing_extra
 from vopt.pipeline.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
@@ -197,7 +197,7 @@ def _describe(exc: Exception) -> str:
     """First line of the error, plus the op it names (coremltools: "PyTorch convert function for op
     'new_ones' not implemented")."""
     text = str(exc).strip()
-    first = (text.splitlines()[0] if text else type(exc).__name__)[:240]
+    first = first_line(exc, limit=240)
     op = re.search(r"op '([\w.:]+)'", text) or re.search(r"(aten[:.]{1,2}\w+)", text)
     return f"{first} [op: {op.group(1)}]" if op and op.group(1) not in first else first
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from vopt.errors import BackendUnavailable, BuildError
+from vopt.errors import BackendUnavailable, BuildError, first_line
 from vopt.pipeline.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
@@ -113,7 +113,7 @@ class QnnTarget(Target):
 
             devices = ep_devices()
         except Exception as exc:  # a broken plugin install
-            return False, f"QNN EP did not register: {str(exc).splitlines()[0][:200]}"
+            return False, f"QNN EP did not register: {first_line(exc, limit=200)}"
         if not devices:
             return False, "QNN EP registered no device"
         if platform.machine() in ("x86_64", "AMD64"):
@@ -255,7 +255,7 @@ class QnnTarget(Target):
 
 
 def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return first_line(exc)
 
 
 def _onnx_file(artifact: Artifact) -> str:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from vopt.errors import BuildError
+from vopt.errors import BuildError, first_line
 from vopt.pipeline.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
@@ -94,8 +94,7 @@ class RocmTarget(Target):
                     node_block=cfg.node_block_list,
                 )
             except Exception as exc:
-                first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-                raise BuildError(f"fp16 conversion failed: {first}", stage="compile") from exc
+                raise BuildError(f"fp16 conversion failed: {first_line(exc)}", stage="compile") from exc
         precision = effective_precision(artifact, setting, built=qdq)
         set_onnx_metadata(proto, artifact_metadata(artifact, ctx.build_name, self.name, precision))
         path = ctx.out("model.onnx")

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from vopt.errors import BackendUnavailable, BuildError
+from vopt.errors import BackendUnavailable, BuildError, first_line
 from vopt.pipeline.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
@@ -210,8 +210,7 @@ class TensorRtTarget(Target):
                 builder=report["builder"],
             )
         except Exception as exc:
-            first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            raise BuildError(f"TensorRT engine build failed: {first}", stage="compile") from exc
+            raise BuildError(f"TensorRT engine build failed: {first_line(exc)}", stage="compile") from exc
         meta = self.metadata(artifact, report["flags"], ctx.build_name)
         (out_dir / "vopt_metadata.json").write_text(json.dumps(meta, indent=1))
         flags = "+".join(report["flags"])

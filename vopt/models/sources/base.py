@@ -65,7 +65,7 @@ def load_state_dict(path: Path, *, what: str = "model.weights") -> dict[str, Any
         from vopt.errors import RecipeError
 
         raise RecipeError(f"{what}: checkpoint not found: {path}")
-    from vopt.errors import BuildError
+    from vopt.errors import BuildError, first_line
 
     try:
         if path.suffix == ".safetensors":
@@ -75,7 +75,7 @@ def load_state_dict(path: Path, *, what: str = "model.weights") -> dict[str, Any
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle refusals, truncated zips, foreign formats
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         hint = (
             " (it holds pickled objects: a full module needs `trust: true`)"
             if "weights_only" in str(exc)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vopt.errors import BackendUnavailable, BuildError, RecipeError
+from vopt.errors import BackendUnavailable, BuildError, RecipeError, first_line
 from vopt.models.families.base import Family, family_for, family_for_task, get_family
 from vopt.models.sources.base import LoadedModel, Source, load_state_dict
 
@@ -120,7 +120,7 @@ class HfSource(Source):
         except OSError:
             raise self._offline_error(spec) from None
         except ValueError as exc:
-            first = str(exc).strip().splitlines()[0]
+            first = first_line(exc, limit=1000)
             raise BuildError(
                 f"transformers cannot build a {task} model for '{spec.id}': {first}", stage="load"
             ) from None

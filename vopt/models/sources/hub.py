@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vopt.errors import BackendUnavailable, RecipeError
+from vopt.errors import BackendUnavailable, RecipeError, first_line
 from vopt.models.sources.base import LoadedModel, Source
 from vopt.models.sources.plain import finish, load_weights
 
@@ -27,9 +27,8 @@ def import_hub(name: str) -> Any:
             f"the {name} source needs '{exc.name}', which is not installed ({CUDA_NOTE})"
         ) from None
     except Exception as exc:  # a broken torchvision raises RuntimeError at import
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise BackendUnavailable(
-            f"{name} does not import here ({type(exc).__name__}: {first}): {CUDA_NOTE}"
+            f"{name} does not import here ({first_line(exc, limit=200, with_type=True)}): {CUDA_NOTE}"
         ) from None
 
 

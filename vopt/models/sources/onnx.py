@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vopt.errors import BuildError
+from vopt.errors import BuildError, first_line
 from vopt.models.sources.base import LoadedModel, Source
 from vopt.models.sources.plain import family_of_spec
 from vopt.models.sources.torchscript import _file
@@ -47,9 +47,9 @@ def check_onnx(path: Path) -> None:
         proto = onnx.load(str(path))
         onnx.checker.check_model(proto)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise BuildError(
-            f"{path} is not a valid ONNX model (truncated or corrupt?): {type(exc).__name__}: {first}",
+            f"{path} is not a valid ONNX model (truncated or corrupt?): "
+            f"{first_line(exc, limit=200, with_type=True)}",
             stage="load",
         ) from None
     if not proto.graph.input or not proto.graph.output:

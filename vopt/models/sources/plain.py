@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vopt.errors import BuildError
+from vopt.errors import BuildError, first_line
 from vopt.models.families.base import Family, family_for, get_family
 from vopt.models.sources.base import LoadedModel, load_state_dict
 
@@ -19,7 +19,7 @@ def load_weights(model: Any, path: Any, what: str = "model.weights") -> None:
         result = model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        detail = " ".join(lines[1:4]) if len(lines) > 1 else lines[0]
+        detail = " ".join(lines[1:4]) if len(lines) > 1 else first_line(exc)
         raise BuildError(
             f"checkpoint {path} does not match the architecture: {detail[:500]}", stage="load"
         ) from None

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vopt.errors import BuildError, RecipeError
+from vopt.errors import BuildError, RecipeError, first_line
 from vopt.models.sources.base import LoadedModel, Source
 from vopt.models.sources.plain import family_of_spec
 
@@ -34,8 +34,7 @@ def load_fixed_graph(
     try:
         module = loader()
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise BuildError(f"cannot load {what} {path}: {first}", stage="load") from None
+        raise BuildError(f"cannot load {what} {path}: {first_line(exc)}", stage="load") from None
     family = family_of_spec(spec)
     return LoadedModel(
         module,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vopt.errors import BuildError
+from vopt.errors import BuildError, first_line
 from vopt.quant.schemes.base import QuantTypes, Scheme
 
 
@@ -56,8 +56,7 @@ class LitertInt8Scheme(Scheme):
                     str(out), overwrite=True
                 )
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise BuildError(
-                f"ai-edge-quantizer could not quantize to int8: {first}", stage="quantize"
+                f"ai-edge-quantizer could not quantize to int8: {first_line(exc)}", stage="quantize"
             ) from exc
         return out

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
+from vopt.errors import first_line
 from vopt.quant.schemes.base import (
     QuantTypes,
     RankingOptions,
@@ -188,7 +189,7 @@ class OrtQdqScheme(Scheme):
             self.info["pre_process"] = "quant_pre_process (symbolic shapes + ORT basic optimizations)"
         except Exception as exc:  # symbolic shape inference fails on some graphs: retry without it
             self.warnings.append(
-                f"quant_pre_process failed ({str(exc).splitlines()[0][:120]}); "
+                f"quant_pre_process failed ({first_line(exc, limit=120, with_type=True)}); "
                 "retried without symbolic shapes"
             )
             quant_pre_process(str(model), str(out), skip_symbolic_shape=True)
