@@ -87,34 +87,26 @@ def _ints(text: str, option: str) -> list[int]:
 
 
 def _show(r: dict) -> None:
-    from rich.table import Table
-
+    from vopt.cli.output import print_table
     from vopt.report.data import fmt_bytes
 
-    t = Table(
-        "threads",
-        "batch",
-        "first ms",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "img/s",
-        "runs",
-        box=None,
-        header_style="bold",
+    print_table(
+        ["threads", "batch", "first ms", "p50 ms", "p90 ms", "p99 ms", "img/s", "runs"],
+        [
+            [
+                str(row["threads"] or "default"),
+                str(row["batch"]),
+                f"{row['first_ms']:.3f}",
+                f"{row['p50_ms']:.3f}",
+                f"{row['p90_ms']:.3f}",
+                f"{row['p99_ms']:.3f}",
+                f"{row['throughput_ips']:.1f}",
+                str(row["iterations"]),
+            ]
+            for row in r["results"]
+        ],
+        right=(0, 1, 2, 3, 4, 5, 6, 7),
     )
-    for row in r["results"]:
-        t.add_row(
-            str(row["threads"] or "default"),
-            str(row["batch"]),
-            f"{row['first_ms']:.3f}",
-            f"{row['p50_ms']:.3f}",
-            f"{row['p90_ms']:.3f}",
-            f"{row['p99_ms']:.3f}",
-            f"{row['throughput_ips']:.1f}",
-            str(row["iterations"]),
-        )
-    out.print(t)
     out.print(
         f"runtime {r['runtime']}, cold start {r['cold_ms']:.2f} ms "
         f"(+ {r['load_ms']:.1f} ms session load), peak RSS {r['peak_rss_mb']:.0f} MB, artifact "

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from vopt.cli.output import handles_errors, out, print_json
+from vopt.cli.output import handles_errors, print_json
 
 
 @handles_errors
@@ -31,16 +31,11 @@ def command(
     elif format_ == "markdown":
         typer.echo(compare_markdown(rows), nl=False)
     else:
-        from rich.table import Table
+        from rich.markup import escape
 
-        t = Table(*COLUMNS, box=None, header_style="bold")
-        for r in rows:
-            t.add_row(*display_cells(r))
-        from rich.console import Console
+        from vopt.cli.output import print_table
 
-        # A CI log is not a terminal (80 columns by default): do not squeeze the columns there.
-        console = out if out.is_terminal else Console(width=200, highlight=False, soft_wrap=True)
-        console.print(t)
+        print_table(list(COLUMNS), [[escape(str(c)) for c in display_cells(r)] for r in rows])
 
 
 def _plot(rows: list[dict], path: Path) -> None:

@@ -56,30 +56,36 @@ def command(json_out: bool = typer.Option(False, "--json", help="Print as JSON."
         print_json({"backends": backends, "targets": targets})
         return
     from rich.markup import escape
-    from rich.table import Table
 
-    t = Table("backend", "installed", "version", "install with", "for", box=None, header_style="bold")
+    from vopt.cli.output import print_table
+
+    rows = []
     for b in backends:
         hint = "core" if b["extra"] == "core" else f"pip install 'vopt[{b['extra']}]'"
-        t.add_row(
-            b["module"],
-            "[green]yes[/]" if b["installed"] else "[red]no[/]",
-            b["version"] or "-",
-            escape(hint),
-            b["what"],
+        rows.append(
+            [
+                escape(b["module"]),
+                "[green]yes[/]" if b["installed"] else "[red]no[/]",
+                escape(b["version"] or "-"),
+                escape(hint),
+                escape(b["what"]),
+            ]
         )
-    out.print(t)
+    print_table(["backend", "installed", "version", "install with", "for"], rows)
     out.print()
     colors = {"ready": "green", "build only": "yellow", "unavailable": "red"}
-    t2 = Table("target", "state", "can build here", "device / runtime here", box=None, header_style="bold")
-    for tg in targets:
-        t2.add_row(
-            tg["target"],
-            f"[{colors[tg['state']]}]{tg['state']}[/]",
-            "yes" if tg["available"] else escape(tg["reason"]),
-            escape(tg["hardware_detail"]),
-        )
-    out.print(t2)
+    print_table(
+        ["target", "state", "can build here", "device / runtime here"],
+        [
+            [
+                escape(tg["target"]),
+                f"[{colors[tg['state']]}]{tg['state']}[/]",
+                "yes" if tg["available"] else escape(tg["reason"]),
+                escape(tg["hardware_detail"]),
+            ]
+            for tg in targets
+        ],
+    )
     out.print(
         "[dim]ready: builds and runs on the target's device (or its simulator) here; build only: the "
         "artifact "

@@ -78,33 +78,31 @@ def _estimate(recipe):
 
 
 def _show(r: dict) -> None:
-    from rich.table import Table
+    from rich.markup import escape
 
+    from vopt.cli.output import print_table
     from vopt.report.data import fmt_bytes
 
     out.print(
-        f"[bold]{r['recipe']}[/]: {r['params'] / 1e6:.2f}M params at {r['precision']}, {r['layers']} layers, "
+        f"[bold]{escape(r['recipe'])}[/]: {r['params'] / 1e6:.2f}M params at {r['precision']}, "
+        f"{r['layers']} layers, "
         f"{fmt_bytes(r['per_image_activation_bytes'])} live activations per image",
         highlight=False,
     )
-    t = Table(
-        "batch",
-        "parameters",
-        "activations",
-        "estimate",
-        "upper bound (all outputs kept)",
-        box=None,
-        header_style="bold",
+    print_table(
+        ["batch", "parameters", "activations", "estimate", "upper bound (all outputs kept)"],
+        [
+            [
+                str(row["batch"]),
+                fmt_bytes(row["param_bytes"]),
+                fmt_bytes(row["activation_bytes"]),
+                fmt_bytes(row["total_bytes"]),
+                fmt_bytes(row["upper_bound_bytes"]),
+            ]
+            for row in r["rows"]
+        ],
+        right=(0, 1, 2, 3, 4),
     )
-    for row in r["rows"]:
-        t.add_row(
-            str(row["batch"]),
-            fmt_bytes(row["param_bytes"]),
-            fmt_bytes(row["activation_bytes"]),
-            fmt_bytes(row["total_bytes"]),
-            fmt_bytes(row["upper_bound_bytes"]),
-        )
-    out.print(t)
     if "budget_bytes" in r:
         b = r["suggested_batch"]
         out.print(

@@ -45,18 +45,22 @@ def command(
 
 def _print(info: dict, top: int) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    out.print(f"[bold]{escape(info['path'])}[/]")
+    from vopt.cli.output import print_table
+
+    out.print(f"[bold]{escape(info['path'])}[/]", soft_wrap=True)
     out.print(
         f"  format     {info['format']}" + (f" ({escape(info['detail'])})" if info.get("detail") else "")
     )
     out.print(f"  size       {info['size_bytes'] / 1e6:.2f} MB")
-    t = Table("", "name", "shape", "dtype", box=None, header_style="bold")
-    for kind in ("inputs", "outputs"):
-        for io in info.get(kind, []):
-            t.add_row(kind[:-1], escape(io["name"]), escape(str(io["shape"])), io["dtype"])
-    out.print(t)
+    print_table(
+        ["", "name", "shape", "dtype"],
+        [
+            [kind[:-1], escape(io["name"]), escape(str(io["shape"])), escape(io["dtype"])]
+            for kind in ("inputs", "outputs")
+            for io in info.get(kind, [])
+        ],
+    )
     ops = info.get("op_types", {})
     if ops:
         shown = list(ops.items())[:top]

@@ -17,7 +17,8 @@ from rich.console import Console
 from vopt.errors import VoptError
 from vopt.pipeline.progress import Reporter
 
-err = Console(stderr=True, highlight=False)
+# soft_wrap: rich never breaks a line (a path, a recipe name) itself; a terminal wraps it, a CI log keeps it.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -108,6 +109,34 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def print_table(
+    headers: list[str], rows: list[list[str]], *, console: Console | None = None, right: tuple[int, ...] = ()
+) -> None:
+    """Rows (cells are rich markup: escape identifiers) that are never cut: as columns when the table fits
+    the console's width, else one record per line, `header: value | header: value`, which a narrow terminal
+    or a CI log (80 columns unless COLUMNS says otherwise) keeps whole. `right`: column indexes to right-align
+    (numbers)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or out
+    table = Table(box=None, header_style="bold")
+    for i, h in enumerate(headers):
+        table.add_column(escape(h), no_wrap=True, justify="right" if i in right else "left")
+    for row in rows:
+        table.add_row(*row)
+    natural = console.measure(table, options=console.options.update_width(1_000_000)).maximum
+    if not rows or natural <= console.width:
+        console.print(table)
+        return
+    for row in rows:
+        parts = [
+            (f"[bold]{escape(h)}:[/] " if h else "") + (c if c.strip() else "-")
+            for h, c in zip(headers, row, strict=True)
+        ]
+        console.print(" | ".join(parts), highlight=False, soft_wrap=True)
 
 
 class RichReporter(Reporter):

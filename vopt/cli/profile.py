@@ -44,31 +44,45 @@ def command(
 
 
 def _show(p: dict, title: str) -> None:
-    from rich.table import Table
+    from rich.markup import escape
+
+    from vopt.cli.output import print_table
 
     out.print(
-        f"[bold]{title}[/] on {p['runtime']}: {p['total_ms']:.3f} ms per inference "
+        f"[bold]{escape(title)}[/] on {p['runtime']}: {p['total_ms']:.3f} ms per inference "
         f"({p['op_ms']:.3f} ms in {p['ops']} ops, mean of {p['runs']} runs)",
         highlight=False,
     )
-    t = Table("op type", "ms", "%", "nodes", "precision", box=None, header_style="bold")
-    for row in p["by_op_type"][:12]:
-        t.add_row(
-            row["op_type"],
-            f"{row['ms']:.3f}",
-            f"{row['percent']:.1f}",
-            str(row["count"]),
-            ",".join(row["precisions"]),
-        )
-    out.print(t)
+    print_table(
+        ["op type", "ms", "%", "nodes", "precision"],
+        [
+            [
+                escape(row["op_type"]),
+                f"{row['ms']:.3f}",
+                f"{row['percent']:.1f}",
+                str(row["count"]),
+                escape(",".join(row["precisions"])),
+            ]
+            for row in p["by_op_type"][:12]
+        ],
+        right=(1, 2, 3),
+    )
     mix = ", ".join(f"{k} {v['percent']:.1f}% ({v['ops']} ops)" for k, v in p["precision_mix"].items())
     out.print(f"precision mix by time: {mix}", highlight=False)
     out.print(f"devices: {', '.join(f'{k} {v}' for k, v in p['devices'].items())}", highlight=False)
-    t = Table("node", "op", "ms", "precision", "kernel", box=None, header_style="bold")
-    for op in p["top"]:
-        t.add_row(
-            op["node"][:60], op["op_type"], f"{op['ms']:.3f}", op["precision"], op["kernel"] or op["device"]
-        )
-    out.print(t)
+    print_table(
+        ["node", "op", "ms", "precision", "kernel"],
+        [
+            [
+                escape(op["node"]),
+                escape(op["op_type"]),
+                f"{op['ms']:.3f}",
+                escape(op["precision"]),
+                escape(op["kernel"] or op["device"]),
+            ]
+            for op in p["top"]
+        ],
+        right=(2,),
+    )
     for note in p["notes"]:
         err.print(f"[yellow]note:[/] {note}", highlight=False)

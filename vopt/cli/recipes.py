@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from vopt.cli.output import handles_errors, out, print_json
+from vopt.cli.output import handles_errors, print_json
 
 
 @handles_errors
@@ -25,15 +25,17 @@ def command(
     if json_out:
         print_json([r.as_dict() for r in rows])
         return
-    from rich.table import Table
+    from rich.markup import escape
 
-    table = Table(
-        "recipe", "family", "platform", "target", "precision", "runtime here", box=None, header_style="bold"
-    )
+    from vopt.cli.output import print_table
+
+    cells = []
     for row in rows:
         if not row.ok:
-            table.add_row(row.file, "-", "-", "-", "[red]invalid[/]", "-")
+            cells.append([escape(row.file), "-", "-", "-", "[red]invalid[/]", "-"])
             continue
         runtime = row.runtime + (" (limited)" if row.limited else "")
-        table.add_row(row.name, row.family, row.platform, row.target, row.precision, runtime)
-    out.print(table)
+        cells.append(
+            [escape(v) for v in (row.name, row.family, row.platform, row.target, row.precision, runtime)]
+        )
+    print_table(["recipe", "family", "platform", "target", "precision", "runtime here"], cells)

@@ -58,7 +58,7 @@ class TimingReporter(RichReporter):
             for desc, a, b in s.phases:
                 if a - cursor >= 0.05:
                     out.append(f"  {'other (after ' + after + ')':<32} {a - cursor:8.2f}")
-                out.append(f"  {desc[:32]:<32} {b - a:8.2f}")
+                out.append(f"  {desc:<32} {b - a:8.2f}")  # whole, even past the column
                 cursor, after = b, desc.split(" (")[0].split(":")[0][:18]
             end = s.start + s.seconds
             if s.phases and end - cursor >= 0.05:

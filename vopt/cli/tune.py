@@ -58,33 +58,41 @@ def command(
 
 
 def _show(r: dict) -> None:
-    from rich.table import Table
+    from rich.markup import escape
 
-    t = Table(
-        "candidate", "status", "img/s", "vs as written", "fidelity", "build s", box=None, header_style="bold"
-    )
+    from vopt.cli.output import print_table
+
+    rows = []
     for c in r["candidates"]:
         fid = ", ".join(
             f"{k} {v}"
             for k, v in c.items()
             if k in ("top1_agreement", "centered_cosine", "box_agreement", "gates")
         )
-        t.add_row(
-            c["name"],
-            c["status"] if c["status"] != "built" else "passed",
-            str(c.get("img_s", "-")),
-            str(c.get("vs_as_written", "-")),
-            fid or c.get("reason", "")[:60],
-            str(c["build_s"]),
+        reason = " ".join(str(c.get("reason", "")).split())  # one line, whole: it names what failed
+        rows.append(
+            [
+                escape(c["name"]),
+                c["status"] if c["status"] != "built" else "passed",
+                str(c.get("img_s", "-")),
+                str(c.get("vs_as_written", "-")),
+                escape("; ".join(x for x in (fid, reason) if x)),
+                str(c["build_s"]),
+            ]
         )
-    out.print(t)
+    print_table(
+        ["candidate", "status", "img/s", "vs as written", "fidelity / reason", "build s"],
+        rows,
+        right=(2, 3, 5),
+    )
     best = r["best"]
     if best:
         sets = " ".join(f"--set {k}={v}" for k, v in best["overrides"].items()) or "(the recipe as written)"
         out.print(
-            f"fastest passing: [bold]{best['name']}[/] at {best['img_s']} img/s: {sets}", highlight=False
+            f"fastest passing: [bold]{escape(best['name'])}[/] at {best['img_s']} img/s: {escape(sets)}",
+            highlight=False,
         )
-        out.print(f"  build dir: {best['build_dir']}", highlight=False)
+        out.print(f"  build dir: {escape(str(best['build_dir']))}", highlight=False, soft_wrap=True)
     if r.get("written"):
         err.print(f"wrote {r['written']}", highlight=False)
     err.print(f"timing: {r['timing']}; {r['seconds']} s in all", highlight=False)
