@@ -64,7 +64,7 @@ def command(
         settings,
         load_reference=src.load_reference if baseline else None,
         artifact_bytes=src.artifact_bytes(),
-        reporter=RichReporter(),
+        reporter=RichReporter(debug=debug),
     )
     notes += result.pop("warnings", [])
     result.update(artifact=str(src.artifact.path), target=src.target.name, notes=notes)

@@ -70,7 +70,7 @@ def _build_all(
     if jobs > 1 and len(recipes) > 1:
         _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json_out, debug, jobs)
         return
-    reporter = TimingReporter() if timings else RichReporter()
+    reporter = TimingReporter(debug=debug) if timings else RichReporter(debug=debug)
     cache = Cache(cache_dir)
     manifests = []
     failed: GateFailed | None = None
@@ -135,8 +135,14 @@ def _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json
         )
         err.print(escape(result.output.rstrip()), highlight=False, soft_wrap=True)
 
+    def waiting(running) -> None:
+        from vopt.pipeline.progress import duration
+
+        busy = ", ".join(f"{r} ({duration(s)})" for r, s in running)
+        err.print(f"  still building: {escape(busy)}", highlight=False, soft_wrap=True)
+
     commands = [(r, child_command(r, out, sets_of[r], no_cache, cache_dir, debug)) for r in recipes]
-    results = run_parallel(commands, jobs, done)
+    results = run_parallel(commands, jobs, done, waiting, RichReporter().progress_interval)
     failed = [r for r in results if r.code != 0]
     err.print(
         f"{len(results) - len(failed)}/{len(results)} built"

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -140,16 +141,104 @@ def print_table(
 
 
 class RichReporter(Reporter):
-    """A live line per running stage (spinner, elapsed time, bars for counted work) on stderr,
-    then one summary line per finished stage. Plain lines only when stderr is not a terminal."""
+    """A live line per running stage (spinner, elapsed time, bars for counted work) on stderr, then one
+    summary line per finished stage. When stderr is not a terminal (a CI log), plain progress lines instead,
+    at most one every VOPT_PROGRESS_INTERVAL seconds (15 by default; VOPT_PROGRESS=0 turns them off,
+    VOPT_PROGRESS=1 forces the live bars).
 
-    def __init__(self, console: Console = err, quiet: bool = False):
+    While a stage (or a bar outside a stage) runs, what libraries print is captured (vopt.cli.capture) and
+    comes back as one line per source when it ends; `debug` lets it through as it comes."""
+
+    def __init__(self, console: Console = err, quiet: bool = False, debug: bool = False):
+        from vopt.pipeline.progress import ProgressLog
+
         self.console = console
         self.quiet = quiet
+        self.debug = debug or os.environ.get("VOPT_DEBUG") == "1"
         self._progress: Any = None
-        self._live = console.is_terminal or os.environ.get("VOPT_PROGRESS") == "1"
+        mode = os.environ.get("VOPT_PROGRESS")
+        self._live = mode == "1" or (mode != "0" and console.is_terminal)
+        try:
+            interval = float(os.environ.get("VOPT_PROGRESS_INTERVAL", "15"))
+        except ValueError:
+            interval = 15.0
+        # seconds between plain progress lines in a log; 0: none (a terminal has the live bars)
+        self.progress_interval = interval if (mode != "0" and not self._live and not quiet) else 0.0
+        self._log = ProgressLog(self.progress_interval)
+        self._lock = threading.RLock()
+        self._ticker: threading.Thread | None = None
+        self._stop_ticker = threading.Event()
+        self._capture: Any = None
+        self._console_file: Any = None
+        self._depth = 0
+
+    # -- capture of third-party output, and the ticker that prints log progress --------------------------
+
+    def _enter(self) -> None:
+        """The outermost stage or bar starts capturing and (in a log) the progress ticker."""
+        self._depth += 1
+        if self._depth > 1:
+            return
+        if not self.debug:
+            from vopt.cli.capture import Capture
+
+            self._capture = Capture()
+            self._console_file = self.console._file  # None: follow sys.stderr
+            self._capture.start()
+            self.console.file = self._capture.real_stderr
+        if self._log.interval > 0:
+            self._stop_ticker.clear()
+            self._ticker = threading.Thread(target=self._tick, name="vopt-progress", daemon=True)
+            self._ticker.start()
+
+    def _exit(self) -> None:
+        if self._depth == 0:
+            return
+        self._depth -= 1
+        if self._depth > 0:
+            return
+        if self._ticker is not None:
+            self._stop_ticker.set()
+            self._ticker.join(timeout=5)
+            self._ticker = None
+        capture, self._capture = self._capture, None
+        if capture is None:
+            return
+        text = capture.stop()
+        self.console.file = self._console_file
+        self._console_file = None
+        self._report_captured(text)
+
+    def _report_captured(self, text: str) -> None:
+        from vopt.cli.capture import summarise
+
+        for level, line in summarise(text).lines():
+            if level == "warning":
+                self.warn(line)
+            else:
+                self.note(line)
+
+    def _tick(self) -> None:
+        from vopt.pipeline.progress import monotonic
+
+        while not self._stop_ticker.wait(1.0):
+            with self._lock:
+                line = self._log.line(monotonic())
+            if line is not None:
+                self._print_plain(line)
+
+    def _print_plain(self, line: str) -> None:
+        with self._lock:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    # -- the Reporter interface --------------------------------------------------------------------------
 
     def stage_start(self, name: str, detail: str = "") -> None:
+        from vopt.pipeline.progress import monotonic
+
+        with self._lock:
+            self._log.begin_stage(name, monotonic())
+        self._enter()
         if self.quiet or not self._live:
             return
         from rich.progress import (
@@ -169,43 +258,74 @@ class RichReporter(Reporter):
             TimeElapsedColumn(),
             console=self.console,
             transient=True,
+            # sys.stdout/sys.stderr belong to the capture: library prints must not be drawn above the bar
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
         self._progress.start()
         self._progress.add_task(f"{name} ...", total=None)
 
-    def stage_end(self, name: str, *, cached: bool, seconds: float, detail: str = "") -> None:
+    def _stop_stage(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        self._exit()
+        with self._lock:
+            self._log.end_stage()
+
+    def stage_end(self, name: str, *, cached: bool, seconds: float, detail: str = "") -> None:
+        self._stop_stage()
         if self.quiet:
             return
         from rich.markup import escape
 
         mark = "[dim]cached[/]     " if cached else f"[green]done[/] {seconds:6.2f}s"
-        self.console.print(f"  {name:<10} {mark}  {escape(detail)}", highlight=False, soft_wrap=True)
+        with self._lock:
+            self.console.print(f"  {name:<10} {mark}  {escape(detail)}", highlight=False, soft_wrap=True)
 
     def abort(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        self._stop_stage()
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, highlight=False, soft_wrap=True, markup=False)
+            with self._lock:
+                self.console.print(message, highlight=False, soft_wrap=True, markup=False)
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            from rich.markup import escape
+
+            with self._lock:
+                self.console.print(f"[dim]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
         from rich.markup import escape
 
-        self.console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        with self._lock:
+            self.console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
     @contextlib.contextmanager
     def bar(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        from vopt.pipeline.progress import monotonic
+
+        with self._lock:
+            task = self._log.push(description, total, monotonic())
+        self._enter()
         progress = self._progress
-        if progress is None:
-            yield lambda n=1: None
-            return
-        task = progress.add_task(description, total=total)
+        live_task = progress.add_task(description, total=total) if progress is not None else None
+
+        def advance(n: int = 1) -> None:
+            task.done += n
+            if live_task is not None:
+                progress.advance(live_task, n)
+
         try:
-            yield lambda n=1: progress.advance(task, n)
+            yield advance
         finally:
-            progress.remove_task(task)
+            if live_task is not None:
+                progress.remove_task(live_task)
+            with self._lock:
+                closing = self._log.pop(task, monotonic())
+            self._exit()
+            if closing is not None:
+                self._print_plain(closing)

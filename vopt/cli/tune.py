@@ -37,7 +37,7 @@ def command(
         set_,
         out_root / f"{name}.tune",
         cache=Cache(cache_dir),
-        reporter=RichReporter(),
+        reporter=RichReporter(debug=debug),
         budget_s=budget,
         rounds=rounds,
     )

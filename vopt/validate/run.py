@@ -104,7 +104,8 @@ def _compare(
         report["reference_runtime"] = "source ONNX on onnxruntime-cpu"
     static = artifact.io.inputs[0].shape[0] if isinstance(artifact.io.inputs[0].shape[0], int) else None
     batches = [images[i : i + section.batch] for i in range(0, len(images), section.batch)]
-    with ctx.reporter.bar(f"validate on {run.runtime}", len(batches)) as advance:
+    calls = sum(-(-len(b) // static) for b in batches) if static else len(batches)  # a call per static chunk
+    with ctx.reporter.bar(f"validate on {run.runtime}", calls) as advance:
 
         def counted(feeds):
             out = run(feeds)
