@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from vopt.errors import RecipeError
+from vopt.models.families.base import get_family
 from vopt.validate.classification import kl_divergence, top1_agreement, topk_agreement
 from vopt.validate.detection import box_agreement, decode, detection_metrics, iou_matrix, scoring_for
 from vopt.validate.gates import evaluate, parse_condition
@@ -116,7 +117,8 @@ def test_score_threshold_and_no_object_class():
 
 
 def test_rt_detr_scores_with_sigmoid_and_has_no_no_object_class():
-    assert scoring_for("rt_detr") == "sigmoid" and scoring_for("detr") == "softmax-no-object"
+    assert scoring_for(get_family("rt_detr")) == "sigmoid"
+    assert scoring_for(get_family("detr")) == scoring_for(get_family("yolos")) == "softmax-no-object"
     logits = np.array([[[4.0, -4.0], [-4.0, -4.0]]])  # query 0: class 0 (p=0.98); query 1: nothing
     boxes = np.array([[[0.5, 0.5, 0.2, 0.2], [0.2, 0.2, 0.1, 0.1]]])
     dets = decode(logits, boxes, "sigmoid", 0.5)

@@ -9,6 +9,7 @@ from typing import Any
 from vopt.errors import BuildError
 from vopt.models import store
 from vopt.models.families.base import Family, family_for, family_for_task, get_family
+from vopt.models.families.generic import generic_family, scoring_from_config
 from vopt.pipeline.artifact import Artifact, Preprocess
 
 
@@ -16,7 +17,8 @@ def family_of(artifact: Artifact) -> Family:
     name = artifact.meta.get("family")
     if name and name != "generic":
         return get_family(name)
-    return family_for(None, artifact.meta.get("task"))
+    # A generic-path detector's scoring was read from its config at load (save_module): no family declares it.
+    return generic_family(artifact.meta.get("task") or "image-classification", artifact.meta.get("scoring"))
 
 
 def resolve_preprocess(section: Any, input_shape: list[int], family: Family) -> Preprocess:
@@ -68,7 +70,8 @@ def is_graph_only(artifact: Artifact) -> bool:
 
 
 def save_module(model: Any, path: Path | str, reference: dict[str, Any] | None) -> dict[str, Any]:
-    """Write a module; returns the artifact metadata that says how to load it again."""
+    """Write a module; returns the artifact metadata that says how to load it again, and what later steps
+    must know of a generic-path model's config (a detector's scoring), which its ONNX children lose."""
     import torch
 
     if isinstance(model, torch.jit.ScriptModule):
@@ -81,7 +84,13 @@ def save_module(model: Any, path: Path | str, reference: dict[str, Any] | None) 
             stage="load",
         )
     store.save(model, path)
-    return {"module_format": store.FORMAT, "module_ref": reference}
+    meta: dict[str, Any] = {"module_format": store.FORMAT, "module_ref": reference}
+    build = reference.get("build") or {}
+    if build.get("family") == "generic" and build.get("task") == "object-detection":
+        scoring = scoring_from_config(getattr(model, "config", None))
+        if scoring:
+            meta["scoring"] = scoring
+    return meta
 
 
 def takes_keywords(model: Any) -> bool:

@@ -1,10 +1,11 @@
 """Detection agreement: match detections, never compare raw query positions.
 
 HF detection heads give `logits` [B, Q, C(+1)] and `pred_boxes` [B, Q, 4] (normalized cx, cy, w, h).
-DETR and YOLOS put a no-object class last and score with softmax; RT-DETR scores with sigmoid and has
-no no-object class. Queries can reorder under tiny numeric changes (top-k), so positions mean nothing:
-each reference detection above the score threshold is matched to an artifact detection of the same
-class with IoU >= 0.5, greedily in order of reference score.
+DETR and YOLOS put a no-object class last and score with softmax; RT-DETR and the other focal-loss heads
+score with sigmoid and have no no-object class. The family says which (`Family.scoring`; the generic path
+reads it from the model's config at load). Queries can reorder under tiny numeric changes (top-k), so
+positions mean nothing: each reference detection above the score threshold is matched to an artifact
+detection of the same class with IoU >= 0.5, greedily in order of reference score.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any, Literal
 import numpy as np
 
 Scoring = Literal["softmax-no-object", "sigmoid"]
-SIGMOID_FAMILIES = ("rt_detr", "rt-detr", "rt_detr_v2", "d_fine", "deformable_detr", "conditional_detr")
 
 
 @dataclass
@@ -26,12 +26,9 @@ class Detections:
 
 
 def scoring_for(family: Any) -> Scoring:
-    """A family can say how it scores (`detection_scoring`); otherwise known sigmoid families by name."""
-    declared = getattr(family, "detection_scoring", None)
-    if declared in ("softmax-no-object", "sigmoid"):
-        return declared
-    name = str(getattr(family, "name", family) or "")
-    return "sigmoid" if name in SIGMOID_FAMILIES else "softmax-no-object"
+    """How the family's detector scores its classes (`Family.scoring`); softmax with a no-object class when
+    it does not say."""
+    return "sigmoid" if getattr(family, "scoring", None) == "sigmoid" else "softmax-no-object"
 
 
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:

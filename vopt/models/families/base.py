@@ -48,6 +48,9 @@ class Family:
     prune_ignore: ClassVar[tuple[str, ...]] = ()
     # Small config overrides for tests (random weights). Nested dicts update nested configs.
     tiny_config: ClassVar[dict[str, Any]] = {}
+    # How a detector turns class logits into scores (vopt.validate.detection): "softmax-no-object" (a
+    # no-object class last) or "sigmoid" (focal-loss heads); None for models that are not detectors.
+    scoring: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self.applied: list[str] = []  # export fixes prepare() applied, for the load report
@@ -85,6 +88,7 @@ class DetectionFamily(Family):
     atol: ClassVar[float] = 5e-4
     unordered_outputs: ClassVar[tuple[str, ...]] = ("logits", "pred_boxes")
     quant_exclude_ops: ClassVar[tuple[str, ...]] = ("Softmax", "LayerNormalization")
+    scoring: ClassVar[str | None] = "softmax-no-object"  # DETR and YOLOS; focal-loss heads say "sigmoid"
 
 
 def _pick(output: Any, name: str) -> Any:

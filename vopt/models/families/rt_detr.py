@@ -16,6 +16,7 @@ class RtDetr(DetectionFamily):
     mean = ZERO  # RT-DETR takes pixels scaled to [0, 1], no mean/std
     std = ONE
     atol = 1e-3
+    scoring = "sigmoid"  # focal-loss class head, no no-object class
     prune_ignore = (
         "class_embed*",
         "bbox_embed*",
