@@ -19,6 +19,10 @@ def command(json_out: bool = typer.Option(False, "--json", help="Print as JSON."
 
     from vopt.registry import BACKENDS, TARGETS, get_target
 
+    # An extra that cannot go into this environment (tflite: its own venv) installs as its target says.
+    hints = {
+        get_target(n).extra: get_target(n).install_hint() for n in TARGETS if get_target(n).install_commands
+    }
     backends = []
     for module, dist, extra, what in BACKENDS:
         installed = importlib.util.find_spec(module) is not None
@@ -26,8 +30,16 @@ def command(json_out: bool = typer.Option(False, "--json", help="Print as JSON."
             version = importlib.metadata.version(dist) if installed else None
         except importlib.metadata.PackageNotFoundError:
             version = None
+        install = "core" if extra == "core" else hints.get(extra, f"pip install 'vopt[{extra}]'")
         backends.append(
-            {"module": module, "installed": installed, "version": version, "extra": extra, "what": what}
+            {
+                "module": module,
+                "installed": installed,
+                "version": version,
+                "extra": extra,
+                "what": what,
+                "install": install,
+            }
         )
     targets = []
     for name in TARGETS:
@@ -61,13 +73,12 @@ def command(json_out: bool = typer.Option(False, "--json", help="Print as JSON."
 
     rows = []
     for b in backends:
-        hint = "core" if b["extra"] == "core" else f"pip install 'vopt[{b['extra']}]'"
         rows.append(
             [
                 escape(b["module"]),
                 "[green]yes[/]" if b["installed"] else "[red]no[/]",
                 escape(b["version"] or "-"),
-                escape(hint),
+                escape(b["install"]),
                 escape(b["what"]),
             ]
         )

@@ -49,6 +49,8 @@ def jobs(recipes: list[Path], sets: list[str], cache_dir: Path | None) -> list[d
                 "target": target.name,
                 "platform": _platform(loaded),
                 "extra": target.extra,
+                "install": list(target.install_commands),  # empty: pip install with constraints.txt
+                "install_bin": target.install_bin,
                 "browser": target.browser,
                 "cache-key": f"vopt-{name}-{digest}",
                 "cache-prefix": f"vopt-{name}-",
@@ -98,7 +100,9 @@ def command(
         typer.echo(json.dumps(found, indent=1))
     elif fmt == "github":
         # One line, for `echo "matrix=$(vopt matrix ...)" >> "$GITHUB_OUTPUT"` and `fromJSON()`.
-        include = [{k: v for k, v in job.items() if k != "tags"} for job in found]
+        include = [
+            {k: v for k, v in job.items() if k not in ("tags", "install", "install_bin")} for job in found
+        ]
         typer.echo(json.dumps({"include": include}, separators=(",", ":")))
     else:
         typer.echo(gitlab_pipeline(found, overrides))
@@ -123,6 +127,8 @@ def gitlab_pipeline(found: list[dict[str, Any]], overrides: dict[str, list[str]]
             f'pip install -c constraints.txt torch==2.13.0 && pip install -c constraints.txt -e ".[{extras}]"'
         )
         script = [install]
+        if job["install"]:  # a backend with its own venv (tflite): install it the way its target says
+            script = [*job["install"], f'export PATH="$CI_PROJECT_DIR/{job["install_bin"]}:$PATH"']
         if job["browser"]:
             script.insert(0, "make browser-deps")
         script += [

@@ -339,7 +339,9 @@ def _telling_line(exc: BaseException) -> str:
 def exclusion_globs(nodes: list[str], model_path: Path) -> dict[str, int]:
     """Globs for the failing nodes that also match the same construct in the other layers (a runtime that
     rejects one GRN block rejects them all): layer indices become `*`, a node's scope its parent `/*`.
-    Each glob with the number of nodes it matches in the model."""
+    Each glob with the number of nodes it matches in the model. A node with no scope of its own, or whose
+    glob would take most of the graph (a flat export: `/model/*` is every node), is named as it is: the
+    advice is to keep those nodes in float, not the model."""
     import fnmatch
     import re
 
@@ -349,9 +351,11 @@ def exclusion_globs(nodes: list[str], model_path: Path) -> dict[str, int]:
     globs: dict[str, int] = {}
     for node in nodes:
         scope, _, _ = node.rpartition("/")
-        pattern = re.sub(r"\d+", "*", f"{scope}/*" if scope else node)
-        if pattern not in globs:
-            globs[pattern] = sum(fnmatch.fnmatchcase(n, pattern) for n in names)
+        pattern = re.sub(r"\d+", "*", f"{scope}/*") if scope.strip("/") else node
+        count = sum(fnmatch.fnmatchcase(n, pattern) for n in names)
+        if count > max(len(nodes), len(names) // 2):
+            pattern, count = node, 1
+        globs.setdefault(pattern, count)
     return globs
 
 

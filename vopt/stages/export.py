@@ -118,7 +118,11 @@ class ExportStage(Stage):
             except VoptError:
                 raise
             except Exception as exc:
-                raise BuildError(_describe_export_failure(exc, wrapped, example), stage="export") from exc
+                raise BuildError(
+                    _describe_export_failure(exc, wrapped, example),
+                    stage="export",
+                    hint=None if config.dynamo else dynamo_hint(str(exc)),
+                ) from exc
         import onnx
 
         proto = onnx.load(str(path))
@@ -354,6 +358,27 @@ def _simplify(proto, ctx):
     except ImportError:
         ctx.warn("no simplifier installed (pip install 'vopt[simplify]'); exporting unsimplified")
         return proto, None
+
+
+def dynamo_hint(text: str) -> str | None:
+    """When the legacy exporter fails on an aten op that the dynamo exporter's op library (onnxscript's
+    torchlib) has, such as DINOv2-with-registers' antialiased bicubic resize: say to switch exporters."""
+    import re
+
+    found = re.search(r"aten::\w+", text)
+    if found is None:
+        return None
+    op = found.group()
+    try:
+        import onnxscript.function_libs.torch_lib.ops  # noqa: F401 - registers the ops
+        from onnxscript.function_libs.torch_lib.registration import default_registry
+
+        handled = op in default_registry
+        extra = ""
+    except ImportError:  # without onnxscript: the ops known to need it
+        handled = op in ("aten::_upsample_bicubic2d_aa", "aten::_upsample_bilinear2d_aa")
+        extra = " (and pip install 'vopt[dynamo]')"
+    return f"the dynamo exporter handles {op}: set export.dynamo: true{extra}" if handled else None
 
 
 def _describe_export_failure(exc: Exception, wrapped: Any = None, example: Any = None) -> str:

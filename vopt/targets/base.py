@@ -31,6 +31,11 @@ class Target:
     name: ClassVar[str]
     Config: ClassVar[type[CompileBase]]
     extra: ClassVar[str] = "core"
+    # Shell commands, run in a vopt checkout, that install the target's backend where `pip install
+    # 'vopt[<extra>]'` into the main environment cannot (its pins conflict with constraints.txt), and the
+    # folder holding the `vopt` they install. install_hint() says them; `vopt matrix` runs them.
+    install_commands: ClassVar[tuple[str, ...]] = ()
+    install_bin: ClassVar[str | None] = None
     requires: ClassVar[tuple[str, ...]] = ()  # import names
     default_opset: ClassVar[int] = 17
     default_precision: ClassVar[str] = "fp32"
@@ -73,8 +78,15 @@ class Target:
         """Can this machine build artifacts for the target?"""
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
         if missing:
-            return False, f"missing {', '.join(missing)}: pip install 'vopt[{self.extra}]'"
+            return False, f"missing {', '.join(missing)}: {self.install_hint()}"
         return True, "ok"
+
+    @classmethod
+    def install_hint(cls) -> str:
+        """How to install what the target needs, as exit-4 errors and `vopt doctor` say it."""
+        if cls.install_commands:
+            return f"vopt[{cls.extra}] goes in its own venv: " + " && ".join(cls.install_commands)
+        return f"pip install 'vopt[{cls.extra}]'"
 
     def hardware(self) -> tuple[bool, str]:
         """Is the device the artifact is meant for present (or simulated) here?"""

@@ -19,9 +19,10 @@ from vopt.targets.base import CompileBase, Target
 TrtPrecision = Literal["fp32", "fp16", "bf16", "int8"]
 
 NO_TENSORRT = (
-    "the 'tensorrt' package is not installed; its real wheel comes from NVIDIA's index "
-    "(pypi.nvidia.com) and needs an NVIDIA GPU with a driver: pip install 'vopt[tensorrt]' on "
-    "such a machine"
+    "the 'tensorrt' package is not installed: pip install 'vopt[tensorrt]' takes PyPI's tensorrt 11.4 "
+    "metapackage, whose tensorrt-cu12-libs (or -cu13-libs) sdist downloads TensorRT's libraries from NVIDIA "
+    "while it installs, so the machine must reach NVIDIA's servers; engines build only on an NVIDIA GPU with "
+    "its driver"
 )
 
 

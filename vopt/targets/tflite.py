@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from vopt.errors import BuildError, missing_extra
+from vopt.errors import BackendUnavailable, BuildError
 from vopt.pipeline.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
@@ -35,6 +35,14 @@ class TfliteTarget(Target):
     runtime_name = "litert"
     Config = TfliteConfig
     extra = "tflite"
+    # litert-torch 0.10 pins ml_dtypes 0.7 and typing-extensions < 4.13 (so pydantic 2.11), which the main
+    # environment cannot take: its own venv, pinned by constraints-tflite.txt (as `make test-tflite` does).
+    install_commands = (
+        "python -m venv .venv-tflite",
+        ".venv-tflite/bin/pip install -c constraints-tflite.txt torch==2.13.0",
+        ".venv-tflite/bin/pip install -c constraints-tflite.txt -e '.[tflite]'",
+    )
+    install_bin = ".venv-tflite/bin"
     requires = ("litert_torch", "ai_edge_litert")
     # compile converts the build's torch module (ctx.artifacts), whatever the export step made after it.
     input_formats = ("torch-module", "onnx")
@@ -50,14 +58,14 @@ class TfliteTarget(Target):
 
     def hardware(self) -> tuple[bool, str]:
         if importlib.util.find_spec("ai_edge_litert") is None:
-            return False, "no LiteRT runtime (pip install 'vopt[tflite]')"
+            return False, f"no LiteRT runtime ({self.install_hint()})"
         return True, "LiteRT interpreter (XNNPACK) on this CPU"
 
     def compile(self, artifact: Artifact, cfg: TfliteConfig, ctx) -> Artifact:
         self.check_format(artifact)
         for module, what in (("litert_torch", "litert-torch"), ("ai_edge_litert", "ai-edge-litert")):
             if importlib.util.find_spec(module) is None:
-                raise missing_extra(what, "tflite", "the tflite target")
+                raise BackendUnavailable(f"the tflite target needs '{what}': {self.install_hint()}")
         import torch
 
         from vopt.models.resolve import OutputWrapper, family_of, load_module
@@ -96,7 +104,7 @@ class TfliteTarget(Target):
 
     def runner(self, artifact: Artifact, cfg: TfliteConfig) -> Runner | Unavailable:
         if importlib.util.find_spec("ai_edge_litert") is None:
-            return Unavailable("ai-edge-litert is not installed: pip install 'vopt[tflite]'")
+            return Unavailable(f"ai-edge-litert is not installed: {self.install_hint()}")
         from vopt.runtimes.litert import runner
 
         return runner(
