@@ -90,8 +90,18 @@ def estimate_onnx(path: Any, input_shape: list[int], precision: str = "fp32") ->
     from onnx import numpy_helper, shape_inference
 
     model = onnx.load(str(path))
-    params = sum(int(np.prod(i.dims)) for i in model.graph.initializer)
-    param_bytes = sum(numpy_helper.to_array(i).nbytes for i in model.graph.initializer)
+    # Weights are initializers, or Constant nodes (exporters that keep weights in the graph, e.g. the
+    # PaddlePaddle converter and some torch exports): both count, and neither is an activation.
+    weights = [numpy_helper.to_array(i) for i in model.graph.initializer]
+    constants = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant" and n.output}
+    for node in constants.values():
+        for a in node.attribute:
+            if a.name == "value":
+                weights.append(numpy_helper.to_array(a.t))
+            elif a.name in ("value_floats", "value_ints"):
+                weights.append(np.asarray(onnx.helper.get_attribute_value(a)))
+    params = sum(int(w.size) for w in weights)
+    param_bytes = sum(w.nbytes for w in weights)
     inp = model.graph.input[0]
     for dim, size in zip(inp.type.tensor_type.shape.dim, [1, *input_shape[1:]], strict=False):
         dim.ClearField("dim_param")
@@ -103,9 +113,11 @@ def estimate_onnx(path: Any, input_shape: list[int], precision: str = "fp32") ->
         dims = [d.dim_value for d in t.shape.dim]
         if dims and all(d > 0 for d in dims):
             sizes[vi.name] = int(np.prod(dims)) * onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).itemsize
-    inits = {i.name for i in model.graph.initializer}
+    inits = {i.name for i in model.graph.initializer} | set(constants)
     peak = total = 0
     for node in model.graph.node:
+        if node.op_type == "Constant":
+            continue
         out = sum(sizes.get(o, 0) for o in node.output)
         peak = max(peak, sum(sizes.get(i, 0) for i in node.input if i not in inits) + out)
         total += out
@@ -116,7 +128,7 @@ def estimate_onnx(path: Any, input_shape: list[int], precision: str = "fp32") ->
         activation_peak_bytes=peak,
         activation_total_bytes=total,
         precision=precision,
-        layers=len(model.graph.node),
+        layers=len(model.graph.node) - len(constants),
         notes=notes,
     )
 

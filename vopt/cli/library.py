@@ -113,9 +113,26 @@ def precision_of(recipe, target) -> str:
 
 
 def _platform(loaded) -> str:
-    """The platform fragment the recipe extends (recipes/targets/<platform>.yaml), else the target's name."""
+    """The platform fragment the recipe extends (recipes/targets/<platform>.yaml), else the target's name. A
+    base fragment that one platform fragment builds on is that platform: a recipe on targets/qnn.yaml is on
+    `qualcomm` like those on targets/qualcomm.yaml (which extends qnn.yaml), so the list never names one
+    platform two ways; `-int8` variants are their platform."""
     frags = [f for f in loaded.raw.files[:-1] if f.parent.name == "targets"]
-    return frags[-1].stem.removesuffix("-int8") if frags else loaded.recipe.compile.target
+    if not frags:
+        return loaded.recipe.compile.target
+    frag = frags[-1]
+    above = [p for p in sorted(frag.parent.glob("*.yaml")) if frag.name in _extends(p)]
+    if len(above) == 1:
+        frag = above[0]
+    return frag.stem.removesuffix("-int8")
+
+
+def _extends(fragment: Path) -> list[str]:
+    import yaml
+
+    data = yaml.safe_load(fragment.read_text()) or {}
+    found = data.get("extends") or []
+    return [found] if isinstance(found, str) else list(found)
 
 
 def _first_comment(path: Path) -> str:

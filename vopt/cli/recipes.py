@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from vopt.cli.output import handles_errors, print_json
+from vopt.cli.output import handles_errors, out, print_json
 
 
 @handles_errors
@@ -39,3 +39,25 @@ def command(
             [escape(v) for v in (row.name, row.family, row.platform, row.target, row.precision, runtime)]
         )
     print_table(["recipe", "family", "platform", "target", "precision", "runtime here"], cells)
+    for line in legend(rows):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def legend(rows) -> list[str]:
+    """What the runtime column's words mean, with the stand-in each `proxy` target runs on here."""
+    proxies = {r.target: r.reason for r in rows if r.ok and r.runtime == "proxy"}
+    named = sorted({f"{r.platform} -> {r.target}" for r in rows if r.ok and r.platform != r.target})
+    lines = [
+        "platform: the platform fragment a recipe extends (recipes/targets/); target: the compile target it "
+        "builds for" + (f" ({', '.join(named)})" if named else ""),
+        "runtime here: 'runs here' = the artifact runs on its target's own runtime and device on this "
+        "machine;",
+        "  'proxy' = it runs here on a stand-in for the device, so its outputs are checked but its speed "
+        "says nothing about the device:",
+    ]
+    lines += [f"    {target}: {why}" for target, why in sorted(proxies.items())]
+    lines += [
+        "  'builds only' = converted and checked, not run (the device is not here);",
+        "  'unavailable' = the target cannot build here (vopt doctor says what to install).",
+    ]
+    return lines
