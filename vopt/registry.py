@@ -1,5 +1,13 @@
-"""The one table of plugins. Values are 'module:attr' strings, imported only when used,
-so `vopt --help` never pays for torch, openvino or coremltools."""
+"""The one table of plugins. Values are 'module:attr' strings, imported only when used, so `vopt --help` never
+pays for torch, openvino or coremltools.
+
+Targets, quantization schemes, model sources, families and artifact formats are found through
+`importlib.metadata` entry points (groups `vopt.targets`, `vopt.schemes`, `vopt.sources`, `vopt.families`,
+`vopt.formats`). vopt registers its own in its pyproject.toml the same way, so a plugin from another package
+takes the same path as a built-in one (Hatch's plugin manager works like this): install a package that
+declares `[project.entry-points."vopt.targets"] my-npu = "my_pkg.target:MyNpuTarget"` and
+`compile: {target: my-npu}` works, with no edit to vopt. Stages stay in this file: their order is the
+plan's."""
 
 from __future__ import annotations
 
@@ -18,61 +26,10 @@ STAGES: dict[str, str] = {
     "benchmark": "vopt.stages.benchmark:BenchmarkStage",
 }
 
-TARGETS: dict[str, str] = {
-    "cpu": "vopt.targets.cpu:CpuTarget",
-    "openvino": "vopt.targets.openvino:OpenVinoTarget",
-    "qnn": "vopt.targets.qnn:QnnTarget",
-    "rocm": "vopt.targets.rocm:RocmTarget",
-    "tensorrt": "vopt.targets.tensorrt:TensorRtTarget",
-    "coreml": "vopt.targets.coreml:CoreMlTarget",
-    "webgpu": "vopt.targets.webgpu:WebGpuTarget",
-    "webnn": "vopt.targets.webnn:WebNnTarget",
-    "tflite": "vopt.targets.tflite:TfliteTarget",
-}
-
-# Quantization schemes (vopt.quant.schemes.base.Scheme): each module declares its own facts and options.
-SCHEMES: dict[str, str] = {
-    "ort-qdq": "vopt.quant.schemes.ort_qdq:OrtQdqScheme",
-    "trt-qdq": "vopt.quant.schemes.ort_qdq:TensorRtQdqScheme",
-    "qnn-qdq": "vopt.quant.schemes.qnn:QnnQdqScheme",
-    "nncf": "vopt.quant.schemes.nncf_ov:NncfScheme",
-    "coreml-weights": "vopt.quant.schemes.coreml:CoreMlWeightScheme",
-    "fp16": "vopt.quant.schemes.fp16:Fp16Scheme",
-    "int4-weight": "vopt.quant.schemes.int4:Int4WeightScheme",
-    "litert-int8": "vopt.quant.schemes.litert:LitertInt8Scheme",
-}
-
-SOURCES: dict[str, str] = {
-    "hf": "vopt.models.sources.hf:HfSource",
-    "torch": "vopt.models.sources.checkpoint:CheckpointSource",
-    "python": "vopt.models.sources.python:PythonSource",
-    "torchscript": "vopt.models.sources.torchscript:TorchScriptSource",
-    "exported": "vopt.models.sources.exported:ExportedSource",
-    "onnx": "vopt.models.sources.onnx:OnnxSource",
-    "timm": "vopt.models.sources.timm:TimmSource",
-    "torchvision": "vopt.models.sources.torchvision:TorchvisionSource",
-}
-
 # Recipe checks only a plugin can make, run when a recipe loads (file:line errors before any work).
 PLUGIN_CHECKS: dict[str, str] = {
     "quantize": "vopt.quant.schemes:recipe_problems",  # quantize.options against the scheme's Options
 }
-
-# Family modules register themselves with @register_family when imported.
-FAMILY_MODULES: tuple[str, ...] = (
-    "vopt.models.families.resnet",
-    "vopt.models.families.vit",
-    "vopt.models.families.detr",
-    "vopt.models.families.swin",
-    "vopt.models.families.convnext",
-    "vopt.models.families.mobilenet",
-    "vopt.models.families.efficientnet",
-    "vopt.models.families.segformer",
-    "vopt.models.families.rt_detr",
-    "vopt.models.families.yolos",
-    "vopt.models.families.clip_vision",
-    "vopt.models.families.dinov2",
-)
 
 # Optional backends for `vopt doctor`: import name, distribution name, pip extra, what it does.
 BACKENDS: tuple[tuple[str, str, str, str], ...] = (
@@ -87,6 +44,55 @@ BACKENDS: tuple[tuple[str, str, str, str], ...] = (
     ("onnxsim", "onnxsim", "simplify", "ONNX simplifier"),
     ("onnxslim", "onnxslim", "simplify", "ONNX simplifier (fallback)"),
 )
+
+
+# Entry-point group of each plugin kind.
+GROUPS: dict[str, str] = {
+    "TARGETS": "vopt.targets",
+    "SCHEMES": "vopt.schemes",
+    "SOURCES": "vopt.sources",
+    "FAMILIES": "vopt.families",
+    "FORMATS": "vopt.formats",
+}
+OWN_DISTRIBUTION = "vopt"
+
+
+def discover(group: str) -> dict[str, str]:
+    """name -> 'module:attr' for every entry point in `group`: vopt's own first, then other packages', each by
+    name. An outside plugin never replaces a built-in one of the same name."""
+    from importlib.metadata import distributions
+
+    own: dict[str, str] = {}
+    others: dict[str, str] = {}
+    seen: set[str] = set()
+    for dist in distributions():
+        dist_name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if dist_name in seen:  # the same distribution on two sys.path entries: the first wins, as imports do
+            continue
+        seen.add(dist_name)
+        for ep in dist.entry_points:
+            if ep.group != group:
+                continue
+            table = own if dist_name == OWN_DISTRIBUTION else others
+            table.setdefault(ep.name, ep.value)
+    if not own:
+        from vopt.errors import BackendUnavailable
+
+        raise BackendUnavailable(
+            f"vopt's own plugins ({group}) are not registered: install vopt (pip install -e .) instead of "
+            "running it from a source folder"
+        )
+    return {**dict(sorted(own.items())), **{k: v for k, v in sorted(others.items()) if k not in own}}
+
+
+def __getattr__(name: str) -> dict[str, str]:
+    """TARGETS, SCHEMES, SOURCES, FAMILIES, FORMATS: read from the entry points on first use, then kept (one
+    dict per process, so a test may add to it)."""
+    if name not in GROUPS:
+        raise AttributeError(f"module 'vopt.registry' has no attribute '{name}'")
+    table = discover(GROUPS[name])
+    globals()[name] = table
+    return table
 
 
 def load_object(spec: str) -> Any:
@@ -110,13 +116,35 @@ def get_stage(name: str) -> Any:
 
 def get_target(name: str) -> Any:
     """Returns an instance of the target plugin."""
-    return _lookup(TARGETS, "target", name)()
+    return _lookup(_table("TARGETS"), "target", name)()
+
+
+def _table(name: str) -> dict[str, str]:
+    return globals()[name] if name in globals() else __getattr__(name)
 
 
 def get_scheme(name: str) -> Any:
     """Returns the scheme class (its facts are class attributes; the stage makes one per run)."""
-    return _lookup(SCHEMES, "scheme", name)
+    return _lookup(_table("SCHEMES"), "scheme", name)
 
 
 def get_source(name: str) -> Any:
-    return _lookup(SOURCES, "source", name)()
+    return _lookup(_table("SOURCES"), "source", name)()
+
+
+def get_format(name: str) -> Any:
+    """Returns the format plugin class (vopt.formats.base.Format): every question about an artifact of that
+    format goes to it."""
+    return _lookup(_table("FORMATS"), "format", name)
+
+
+def detect_format(path: Any) -> tuple[Any, Any] | None:
+    """(format class, the artifact's own path) for a file or directory, the most specific format first
+    (Format.detect_order: an EPContext model is ONNX too); None when no format recognises it."""
+    from pathlib import Path
+
+    for fmt in sorted((get_format(n) for n in _table("FORMATS")), key=lambda f: (f.detect_order, f.name)):
+        found = fmt.detect(Path(path))
+        if found is not None:
+            return fmt, found
+    return None

@@ -7,15 +7,15 @@ import importlib
 
 import pytest
 
-from vopt.models.families import all_families, get_family
-from vopt.registry import FAMILY_MODULES
+from vopt.models.families import Family, all_families, get_family
+from vopt.registry import FAMILIES, load_object
 
 
-@pytest.mark.parametrize("module", FAMILY_MODULES)
-def test_family_module_registers_a_family(module):
-    mod = importlib.import_module(module)
-    families = all_families()
-    assert any(cls.__module__ == mod.__name__ for cls in families.values()), f"{module} registers no family"
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_each_family_entry_point_names_its_family(name):
+    cls = load_object(FAMILIES[name])
+    assert issubclass(cls, Family) and cls.name == name, (name, cls)
+    assert importlib.import_module(cls.__module__).__name__.startswith("vopt.models.families.")
 
 
 @pytest.mark.parametrize("family", sorted(all_families()))

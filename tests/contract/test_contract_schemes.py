@@ -13,9 +13,8 @@ import pytest
 from pydantic import BaseModel
 
 from tests.conftest import REPO, tiny_model
-from vopt.pipeline.artifact import FORMATS
 from vopt.quant.schemes.base import RankingOptions, Scheme, SchemeOptions
-from vopt.registry import SCHEMES, TARGETS, get_scheme, get_target
+from vopt.registry import FORMATS, SCHEMES, TARGETS, get_scheme, get_target
 
 HEAVY = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "coremltools", "transformers", "numpy")
 

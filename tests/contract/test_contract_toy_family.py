@@ -1,7 +1,7 @@
-"""Adding a family is one module and one registry line (docs/families.md, "Adding a family"): a toy RegNet
-family from a module outside vopt, added to FAMILY_MODULES, is found by its transformers model_type, and its
-facts (preprocessing, tiny config) reach the build. In a child process, so the registry is edited before vopt
-loads its families, as for a family shipped in vopt."""
+"""Adding a family is one module and one registry line (docs/families.md, "Adding a family"): a toy
+RegNet family from a module outside vopt, added to registry.FAMILIES, is found by its transformers
+model_type, and its facts (preprocessing, tiny config) reach the build. In a child process, so the registry
+is edited before vopt loads its families, as for a family shipped in vopt."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from tests.contract.plugin_driver import vopt_with
 TOY = textwrap.dedent('''
     """regnet: transformers' RegNetForImageClassification (a CNN the generic path would otherwise take)."""
 
-    from vopt.models.families.base import HALF, Family, register_family
+    from vopt.models.families.base import HALF, Family
 
 
-    @register_family
     class RegNet(Family):
         name = "regnet"
         model_types = ("regnet",)
@@ -31,7 +30,7 @@ TOY = textwrap.dedent('''
                        "num_labels": 10}
 ''')
 
-REGISTRY_LINE = 'registry.FAMILY_MODULES = (*registry.FAMILY_MODULES, "toy_family")'
+REGISTRY_LINE = 'registry.FAMILIES["regnet"] = "toy_family:RegNet"'
 
 
 def test_a_toy_family_plugin_is_found_by_model_type_and_builds(tmp_path):

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("recipe", ("vopt.recipe", "vopt.registry")),  # the recipe, and the plugin table it is checked against
     ("models", ("vopt.models", "vopt.datasets")),
     ("runtimes", ("vopt.runtimes",)),
+    ("formats", ("vopt.formats",)),  # one plugin per artifact format: the runtime that runs it, its files
     ("checks", ("vopt.validate", "vopt.bench", "vopt.profiling", "vopt.estimate")),
     ("quant", ("vopt.quant",)),
     ("targets", ("vopt.targets", "vopt.web")),  # vopt.web holds the webgpu/webnn targets' compile step
@@ -50,8 +51,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
     # `vopt bench <build dir>` reads a manifest: read_manifest belongs beside the artifact, not the engine.
     ("vopt.bench.source", "vopt.pipeline.manifest"): "read_manifest moves down",
-    # Recipe validation asks a higher layer: family names belong in the registry.
-    ("vopt.recipe.sections.model", "vopt.models.families.base"): "family names via the registry",
 }
 
 

@@ -116,3 +116,86 @@ def test_the_scan_finds_name_dispatch(tmp_path: Path):
     names = (set(TARGETS) | set(_schemes())) - PRECISIONS
     hits = [(line, s) for line, s, _ in name_uses(ast.parse(code)) if s in names]
     assert hits == [(1, "openvino"), (2, "webgpu"), (3, "qnn"), (4, "webnn")]
+
+
+# -- artifact formats ---------------------------------------------------------------------------------------
+# Format plugins (vopt/formats), and the plugins that make or take a format (targets and their web compile,
+# schemes, sources, families, and the runtime adapters each format names) may name formats. Nothing else may:
+# the rest of vopt asks the format plugin (vopt.registry.get_format(artifact.format).torch_module, .io(), ...).
+FORMAT_PLUGINS = (
+    "vopt/formats/",
+    "vopt/targets/",
+    "vopt/web/",
+    "vopt/quant/schemes/",
+    "vopt/models/sources/",
+    "vopt/models/families/",
+    "vopt/runtimes/",
+    "vopt/registry.py",
+)
+# (file, name): why this use of a string that is also a format's name is not dispatch on a format.
+FORMAT_ALLOWED: dict[tuple[str, str], str] = {}
+
+
+def _format_names() -> set[str]:
+    """Format names; `components` is also the Artifact field that holds an artifact's components, so its uses
+    as a key are the field, and dispatch on it is caught by the `.format` comparison below."""
+    from vopt.registry import FORMATS
+
+    return set(FORMATS) - {"components"}
+
+
+def _is_format_value(node: ast.AST) -> bool:
+    """`x.format` or `x["format"]`: an artifact's format."""
+    if isinstance(node, ast.Attribute):
+        return node.attr == "format"
+    return isinstance(node, ast.Subscript) and _strings(node.slice) == ["format"]
+
+
+def _is_declared_formats(node: ast.AST) -> bool:
+    """A plugin's own list of formats (`target.input_formats`): asking the plugin, not naming a format."""
+    return isinstance(node, ast.Attribute) and node.attr.endswith("formats")
+
+
+def format_dispatch(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) for every comparison of an artifact's format with anything but another artifact's format or
+    a plugin's declared formats, and every use of a format's name as a compared value or a table key."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(map(_is_format_value, sides)) and not all(
+                _is_format_value(s) or _is_declared_formats(s) for s in sides
+            ):
+                found.append((node.lineno, "compares an artifact's .format"))
+    names = _format_names()
+    found += [(line, f"'{s}' {how}") for line, s, how in name_uses(tree) if s in names]
+    return found
+
+
+def format_violations() -> list[str]:
+    out = []
+    for path in sorted((REPO / "vopt").rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        if rel.startswith(FORMAT_PLUGINS) or "node_modules" in rel:
+            continue
+        for line, what in format_dispatch(ast.parse(path.read_text(), rel)):
+            name = what.split("'")[1] if "'" in what else ""
+            if (rel, name) not in FORMAT_ALLOWED:
+                out.append(f"{rel}:{line}: {what}")
+    return out
+
+
+def test_no_code_outside_the_plugins_dispatches_on_a_format():
+    found = format_violations()
+    assert not found, "ask the format plugin (vopt.registry.get_format) instead:\n" + "\n".join(found)
+
+
+def test_the_scan_finds_format_dispatch():
+    code = (
+        'if artifact.format == fmt: pass\n'
+        'TABLE = {"openvino-ir": 1}\n'
+        'ok = kind in ("torch-module", "x")\n'
+        'fine = get_format(artifact.format).torch_module\n'
+        'same = a.format == b["format"] or a.format in target.input_formats\n'
+    )
+    assert [line for line, _ in format_dispatch(ast.parse(code))] == [1, 2, 3]

@@ -508,7 +508,7 @@ def _cache_entry(step: dict):
 def test_quant_detection_int8_matches_detections_and_reports_box_agreement(
     family, write_recipe, cli, tmp_path
 ):
-    from vopt.models.sources.onnx import onnx_io
+    from vopt.formats.onnx import onnx_io
     from vopt.quant.config import QuantizeConfig
     from vopt.stages.quantize import QuantizeStage
 

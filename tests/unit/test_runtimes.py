@@ -54,16 +54,17 @@ def test_static_batch_runs_pad_and_trim_on_a_real_session(tmp_path):
     np.testing.assert_allclose(also, x @ w, rtol=1e-5, atol=1e-5)
 
 
-def test_format_table_opens_onnx_and_names_what_it_cannot(tmp_path):
+def test_format_plugins_open_onnx_and_name_what_they_cannot(tmp_path):
+    from vopt.registry import get_format
     from vopt.runtimes.base import Runner, Unavailable
-    from vopt.runtimes.formats import open_artifact, runtime_name
 
     _linear_onnx(tmp_path / "m.onnx")
-    with open_artifact(tmp_path / "m.onnx", "onnx", accurate=True) as run:
+    with get_format("onnx").open(tmp_path / "m.onnx", accurate=True) as run:
         assert isinstance(run, Runner) and run.runtime == "onnxruntime-cpu"
-    missing = open_artifact(tmp_path / "m.onnx", "coreml-weights")
-    assert isinstance(missing, Unavailable) and "coreml-weights" in missing.reason
-    assert runtime_name("openvino-ir") == "openvino" and runtime_name("coreml-mlpackage") is None
+    missing = get_format("coreml-mlpackage").open(tmp_path / "m.onnx")
+    assert isinstance(missing, Unavailable) and "coreml-mlpackage" in missing.reason
+    assert get_format("openvino-ir").runtime_name == "openvino"
+    assert get_format("coreml-mlpackage").runtime_name is None
 
 
 def test_ort_runner_applies_the_level_the_artifact_records(tmp_path):

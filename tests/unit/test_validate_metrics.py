@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vopt.errors import RecipeError
-from vopt.models.families.base import get_family
+from vopt.models.families.lookup import get_family
 from vopt.validate.classification import kl_divergence, top1_agreement, topk_agreement
 from vopt.validate.detection import box_agreement, decode, detection_metrics, iou_matrix, scoring_for
 from vopt.validate.gates import evaluate, parse_condition

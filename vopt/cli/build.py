@@ -54,7 +54,7 @@ def _build_all(
     from vopt.errors import GateFailed
     from vopt.pipeline.cache import Cache
     from vopt.pipeline.runner import build
-    from vopt.recipe.resolve import load_recipe
+    from vopt.recipe.resolve import load_recipe, located
 
     sets_of = {r: _profile_sets(profile, r) + list(set_) for r in recipes}
     loaded_all = [
@@ -66,7 +66,8 @@ def _build_all(
     check_out_dir(out, [loaded.recipe.name for loaded in loaded_all])
     for loaded in loaded_all:
         check_inputs(loaded)  # data folders first: their errors name the recipe line
-        make_plan(loaded.recipe)
+        with located(loaded.raw):
+            make_plan(loaded.recipe)
     if jobs > 1 and len(recipes) > 1:
         _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json_out, debug, jobs)
         return
@@ -169,8 +170,10 @@ def _summary(result) -> None:
     m = result.manifest
     cached = sum(1 for s in m["steps"] if s["cached"])
     art = m.get("artifact") or {}
+    parts = art.get("components") or {}
+    shipped = f"/ ({len(parts)} components: {', '.join(parts)})" if parts else f"/{art.get('file', '')}"
     err.print(
-        f"[green]built[/] {escape(str(result.out_dir))}/{escape(art.get('file', ''))}  "
+        f"[green]built[/] {escape(str(result.out_dir))}{escape(shipped)}  "
         f"({art.get('size_bytes', 0) / 1e6:.2f} MB, {cached}/{len(m['steps'])} steps cached, "
         f"{result.vopt_seconds:.2f}s)",
         highlight=False,

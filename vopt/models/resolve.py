@@ -8,8 +8,9 @@ from typing import Any
 
 from vopt.errors import BuildError
 from vopt.models import store
-from vopt.models.families.base import Family, family_for, family_for_task, get_family
+from vopt.models.families.base import Family
 from vopt.models.families.generic import generic_family, scoring_from_config
+from vopt.models.families.lookup import family_for, family_for_task, get_family
 from vopt.pipeline.artifact import Artifact, Preprocess
 
 

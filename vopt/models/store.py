@@ -69,7 +69,7 @@ def build(ref: dict[str, Any]) -> Any:
 
 
 def _build(ref: dict[str, Any]) -> Any:
-    from vopt.models.families.base import family_for, get_family
+    from vopt.models.families.lookup import family_for, get_family
 
     kind = ref["kind"]
     family = (

@@ -8,16 +8,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-FORMATS = (
-    "torch-module",
-    "onnx",
-    "openvino-ir",
-    "tensorrt-engine",
-    "coreml-mlpackage",
-    "tflite",
-    "qnn-context",
-)
-
 
 class TensorSpec(BaseModel):
     name: str
@@ -51,13 +41,18 @@ class LineageEntry(BaseModel):
 
 
 class Artifact(BaseModel):
+    """One model file or directory of a registered format (vopt.formats), or a set of named components, each
+    an Artifact of its own (format `components`: a text encoder, a UNet and a VAE; a network and its NMS). The
+    engine runs transform stages per component and caches each on its own."""
+
     path: str
-    format: str
+    format: str  # a registered format's name (vopt.registry.FORMATS); the format plugin says what it is
     sha256: str = ""
     io: IOSpec = Field(default_factory=IOSpec)
     preprocess: Preprocess = Field(default_factory=Preprocess)
     lineage: list[LineageEntry] = Field(default_factory=list)
     meta: dict[str, Any] = Field(default_factory=dict)
+    components: dict[str, Artifact] = Field(default_factory=dict)
 
     @property
     def file(self) -> Path:
@@ -68,13 +63,13 @@ class Artifact(BaseModel):
         data = self.model_dump()
         data.update(path=str(path), format=format or self.format, sha256="", **changes)
         data["meta"] = {**self.meta, **changes.get("meta", {})}
-        if data["format"] != "torch-module":
-            data["meta"].pop(
-                "module_ref", None
-            )  # how to rebuild a torch module; not a property of an ONNX file
+        if data["format"] != self.format:
+            data["meta"].pop("module_ref", None)  # how to rebuild a torch module: not its export's
         return Artifact.model_validate(data)
 
     def size_bytes(self) -> int:
+        if self.components:
+            return sum(c.size_bytes() for c in self.components.values())
         return path_size(self.file)
 
     def identity(self) -> str:
@@ -82,16 +77,15 @@ class Artifact(BaseModel):
         (preprocessing, I/O spec, metadata), so a changed `preprocess:` re-runs the steps that read it."""
         import json
 
-        contract = json.dumps(
-            {
-                "io": self.io.model_dump(mode="json"),
-                "preprocess": self.preprocess.model_dump(mode="json"),
-                "meta": self.meta,
-                "format": self.format,
-            },
-            sort_keys=True,
-            default=str,
-        )
+        fields: dict[str, Any] = {
+            "io": self.io.model_dump(mode="json"),
+            "preprocess": self.preprocess.model_dump(mode="json"),
+            "meta": self.meta,
+            "format": self.format,
+        }
+        if self.components:  # a set of components is what its components are
+            fields["components"] = {name: c.identity() for name, c in sorted(self.components.items())}
+        contract = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(f"{self.sha256}|{contract}".encode()).hexdigest()
 
 
@@ -123,3 +117,6 @@ def path_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+Artifact.model_rebuild()  # `components` refers to the class itself

@@ -106,10 +106,7 @@ class Cache:
         self, key: str, workdir: Path, artifact: Artifact, report: dict[str, Any], duration_s: float
     ) -> Artifact:
         """Move the workdir into place. Paths inside it are stored relative to the entry."""
-        data = artifact.model_dump(mode="json")
-        inside = _relative_to(Path(artifact.path), workdir)
-        if inside is not None:
-            data["path"] = f"@entry/{inside}"
+        data = _entry_paths(artifact.model_dump(mode="json"), workdir)
         files = {
             str(p.relative_to(workdir)): {"sha256": hash_file(p), "size": p.stat().st_size}
             for p in sorted(workdir.rglob("*"))
@@ -177,29 +174,30 @@ def _read_entry(key: str, entry_dir: Path) -> CacheEntry:
             or hash_file(path) != rec.get("sha256")
         ):
             raise BadEntry(f"{rel} does not match its recorded size and sha256 (truncated or modified)")
-    if art["path"].startswith("@entry/"):
-        art["path"] = str(entry_dir / art["path"][len("@entry/") :])
+    _resolve_paths(art, entry_dir)
     try:
         artifact = Artifact.model_validate(art)
     except ValueError as exc:
         raise BadEntry(f"`artifact` is malformed: {first_line(exc)}") from None
-    if not Path(artifact.path).exists():
-        raise BadEntry(f"the artifact file {Path(artifact.path).name} is missing")
-    if artifact.format == "torch-module" and artifact.meta.get("module_format") not in SAFE_MODULE_FORMATS:
-        raise BadEntry(
-            f"it holds a '{artifact.meta.get('module_format')}' module; the cache holds no pickles"
-        )
+    for part in [artifact, *artifact.components.values()]:
+        if part.path and not Path(part.path).exists():
+            raise BadEntry(f"the artifact file {Path(part.path).name} is missing")
+        # a module is stored as safetensors plus a reference, or a fixed graph the user gave: never a pickle
+        if "module_format" in part.meta and part.meta["module_format"] not in SAFE_MODULE_FORMATS:
+            raise BadEntry(f"it holds a '{part.meta['module_format']}' module; the cache holds no pickles")
     for rel in files:
         with (entry_dir / rel).open("rb") as f:
             head = f.read(2)
         if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
             raise BadEntry(f"{rel} is a pickle; the cache holds no pickles")
-    inside = _relative_to(Path(artifact.path), entry_dir)
-    if inside is not None and artifact.sha256:
-        # A single file was just hashed above; a directory's hash also covers its file names.
-        actual = files[inside]["sha256"] if inside in files else sha256_path(Path(artifact.path))
-        if actual != artifact.sha256:
-            raise BadEntry("the artifact does not match its recorded sha256")
+    # An artifact of components is checked component by component (its own sha256 is made of theirs).
+    for part in artifact.components.values() or [artifact]:
+        inside = _relative_to(Path(part.path), entry_dir) if part.path else None
+        if inside is not None and part.sha256:
+            # A single file was just hashed above; a directory's hash also covers its file names.
+            actual = files[inside]["sha256"] if inside in files else sha256_path(Path(part.path))
+            if actual != part.sha256:
+                raise BadEntry("the artifact does not match its recorded sha256")
     report = data.get("report", {})
     duration = data.get("duration_s", 0.0)
     return CacheEntry(
@@ -208,6 +206,26 @@ def _read_entry(key: str, entry_dir: Path) -> CacheEntry:
         report if isinstance(report, dict) else {},
         float(duration) if isinstance(duration, (int, float)) else 0.0,
     )
+
+
+def _entry_paths(data: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Paths inside the work directory (the artifact's, and each component's) stored relative to the entry."""
+    inside = _relative_to(Path(data["path"]), workdir) if data.get("path") else None
+    if inside is not None:
+        data["path"] = f"@entry/{inside}"
+    for comp in (data.get("components") or {}).values():
+        _entry_paths(comp, workdir)
+    return data
+
+
+def _resolve_paths(data: dict[str, Any], entry_dir: Path) -> None:
+    if isinstance(data.get("path"), str) and data["path"].startswith("@entry/"):
+        data["path"] = str(entry_dir / data["path"][len("@entry/") :])
+    components = data.get("components")
+    if isinstance(components, dict):
+        for comp in components.values():
+            if isinstance(comp, dict):
+                _resolve_paths(comp, entry_dir)
 
 
 def atomic_replace_dir(staging: Path, final: Path) -> None:

@@ -19,6 +19,9 @@ class Context:
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # earlier steps' reports
     report: dict[str, Any] = field(default_factory=dict)  # this step's report; goes into the manifest
     debug: bool = False
+    # The component this step runs on, for an artifact of components (the engine runs transform stages on
+    # each); None for a single model.
+    component: str | None = None
     # Set by the compile stage from its own config, for the target: the build's name (artifact metadata)
     # and the recipe's model input (name, example shape, dynamic axes).
     build_name: str = ""

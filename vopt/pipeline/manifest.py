@@ -88,9 +88,15 @@ def _artifact_entry(artifact: Artifact | None) -> dict[str, Any] | None:
     if artifact is None:
         return None
     data = artifact.model_dump(mode="json")
-    data["file"] = Path(artifact.path).name
+    data["file"] = shipped_name(artifact)
     data["size_bytes"] = artifact.size_bytes()
     data.pop("path")
+    if artifact.components:  # each component as it lies in the build directory
+        data["components"] = {name: _artifact_entry(comp) for name, comp in artifact.components.items()}
+        for name, comp in data["components"].items():
+            comp["file"] = f"{name}/{comp['file']}"
+    else:
+        data.pop("components", None)  # a single-file artifact's entry stays as it always was
     return data
 
 
@@ -105,18 +111,17 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
     staging.mkdir()
     try:
         if artifact is not None:
-            src = Path(artifact.path)
-            dst = staging / src.name
-            if src.is_dir():
-                shutil.copytree(src, dst)
-            else:
-                shutil.copy2(src, dst)
-            for name in artifact.meta.get("companions", []):  # files that go with the artifact (model.ort)
-                shutil.copy2(src.parent / name, staging / name)
             from vopt.pipeline.artifact import sha256_path
+            from vopt.registry import get_format
 
-            if artifact.sha256 and sha256_path(dst) != artifact.sha256:  # the manifest states what is shipped
-                raise BuildError(f"{src} changed while it was copied to {final}; build again", stage="output")
+            # The format lays the artifact out the way its runtime loads it (one folder per component for an
+            # artifact of components), with the files that travel with it.
+            get_format(artifact.format).write(artifact, staging)
+            for part, where in _shipped(artifact, staging):
+                if part.sha256 and sha256_path(where) != part.sha256:  # the manifest states what is shipped
+                    raise BuildError(
+                        f"{part.path} changed while it was copied to {final}; build again", stage="output"
+                    )
         text = json.dumps(json_safe(manifest), indent=2, default=str, allow_nan=False)
         (staging / MANIFEST).write_text(text + "\n")
         from vopt.report import write_reports
@@ -133,6 +138,23 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
             raise BuildError(f"cannot write {final}: {exc}", stage="output") from exc
         raise
     return final
+
+
+def shipped_name(artifact: Artifact) -> str:
+    """Where the artifact lies in its build directory: its file's name, or "." for an artifact of components
+    (one folder per component)."""
+    return "." if artifact.components else Path(artifact.path).name
+
+
+def _shipped(artifact: Artifact, staging: Path) -> list[tuple[Artifact, Path]]:
+    """(artifact, its copy in the build directory) for the artifact, or for each of its components."""
+    if not artifact.components:
+        return [(artifact, staging / shipped_name(artifact))]
+    return [
+        (comp, staging / name / Path(comp.path).name)
+        for name, comp in artifact.components.items()
+        if comp.path
+    ]
 
 
 def _remove_dead_staging(final: Path) -> None:

@@ -60,7 +60,9 @@ def _check_handoffs(steps: list[Step], target: Any) -> None:
     if quant is None or target.quantize_after_compile:
         return
     scheme = getattr(quant.config, "scheme", None)
-    produced = get_scheme(scheme).output_format if scheme else "onnx"
+    if scheme is None:
+        return
+    produced = get_scheme(scheme).output_format
     if produced not in target.input_formats:
         raise RecipeError(
             f"quantize.scheme: '{scheme}' makes {produced}, but the {target.name} target compiles "

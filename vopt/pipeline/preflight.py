@@ -49,8 +49,10 @@ def check_inputs(loaded: Any) -> None:
     recipe, raw = loaded.recipe, loaded.raw
     problems: list[str] = []
     task = _task(recipe)
+    problems += _model_file_problems(recipe.model, raw)
     if recipe.validate_ is not None:
         problems += _data_problems(recipe.validate_.data, ("validate", "data"), raw)
+        problems += _labels_problems(recipe.validate_.labels, ("validate", "labels"), raw)
         problems += _gate_problems(recipe.validate_.gates, ("validate", "gates"), task, raw)
     q = recipe.quantize
     if q is not None and q.precision != "fp32":
@@ -58,6 +60,7 @@ def check_inputs(loaded: Any) -> None:
         if not cal.synthetic:
             problems += _data_problems(cal.data, ("quantize", "calibration", "data"), raw, tensors_ok=True)
         problems += _data_problems(q.check.data, ("quantize", "check", "data"), raw)
+        problems += _labels_problems(q.check.labels, ("quantize", "check", "labels"), raw)
         problems += _gate_problems(q.gates, ("quantize", "gates"), task, raw)
     if problems:
         n = len(problems)
@@ -69,7 +72,7 @@ def _task(recipe: Any) -> str | None:
     if recipe.model.task:
         return recipe.model.task
     if recipe.model.family:
-        from vopt.models.families.base import get_family
+        from vopt.models.families.lookup import get_family
 
         return getattr(get_family(recipe.model.family), "task", None)
     return None
@@ -103,7 +106,7 @@ def _data_problems(
 ) -> list[str]:
     if data is None:
         return []  # the built-in samples
-    from vopt.datasets.images import BUILTIN, IMAGE_SUFFIXES
+    from vopt.datasets.images import BUILTIN, IMAGE_SUFFIXES, image_files
 
     key = ".".join(loc)
     sources = [data] if isinstance(data, str) else list(data)
@@ -120,21 +123,31 @@ def _data_problems(
         except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a name too long, `~nosuchuser`
             out.append(f"{where}: {key}: not a usable path: {src!r} ({exc})")
             continue
-        if tensors_ok and path.suffix.lower() in (".npy", ".npz"):
-            if not path.is_file():
-                out.append(f"{where}: {key}: tensor file not found: {src}")
-            continue
+        tensors = tensors_ok and path.suffix.lower() in (".npy", ".npz")
         if not path.exists():
+            what = "tensor file" if tensors else "path"
             out.append(
-                f"{where}: {key}: not found: {src} (relative paths are from the working directory, "
+                f"{where}: {key}: {what} not found: {src} (relative paths are from the working directory, "
                 f"{Path.cwd()})"
             )
+            continue
+        kind = _special(path)
+        if kind:  # a FIFO blocks the read, /dev/zero and /dev/urandom never end
+            out.append(
+                f"{where}: {key}: {src} is {kind}, not an image {'file' if tensors else 'file or folder'}"
+            )
+            continue
+        if tensors:
             continue
         if path.is_file():
             if path.suffix.lower() not in IMAGE_SUFFIXES or not readable_image(path):
                 out.append(f"{where}: {key}: not a readable image (jpg, png, webp, bmp): {src}")
             continue
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        try:
+            files = image_files(path)
+        except RecipeError as exc:
+            out.append(f"{where}: {key}: {exc.message}")
+            continue
         if not files:
             out.append(f"{where}: {key}: no images (jpg, png, webp, bmp) under {src}")
         elif not any(readable_image(f) for f in files[:HEADER_PROBES]):
@@ -144,6 +157,52 @@ def _data_problems(
                 f"(e.g. {files[0].name})"
             )
     return out
+
+
+def _special(path: Path) -> str | None:
+    """What a path that is neither a file nor a folder is ("a named pipe (FIFO)", ...); None otherwise."""
+    from vopt.recipe.load import special_file_kind
+
+    try:
+        kind = special_file_kind(path.stat().st_mode)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    return None if kind == "a directory" else kind
+
+
+def _model_file_problems(model: Any, raw: Any) -> list[str]:
+    """A model file or checkpoint that is a FIFO or a device would block or never end at load. (A missing
+    one is the source's to name: some resolve paths against the recipe's folder.)"""
+    out = []
+    for name in ("path", "weights"):
+        value = getattr(model, name, None)
+        if not value or (name == "weights" and value in ("pretrained", "random")):
+            continue
+        try:
+            path = Path(value).expanduser()
+            if not path.exists():
+                continue
+        except (OSError, ValueError, RuntimeError):
+            continue
+        kind = _special(path)
+        if kind:
+            out.append(f"{raw.where(('model', name))}: model.{name}: {value} is {kind}, not a model file")
+    return out
+
+
+def _labels_problems(labels: str | None, loc: tuple[str, ...], raw: Any) -> list[str]:
+    """An explicit labels file must be a regular file (vopt.datasets.labels reads it whole)."""
+    if labels is None or labels == "none":
+        return []
+    where, key = raw.where(loc), ".".join(loc)
+    try:
+        path = Path(labels).expanduser()
+        if not path.exists():
+            return [f"{where}: {key}: labels file not found: {labels}"]
+    except (OSError, ValueError, RuntimeError) as exc:
+        return [f"{where}: {key}: not a usable path: {labels!r} ({exc})"]
+    kind = _special(path) or ("a directory" if path.is_dir() else None)
+    return [f"{where}: {key}: {labels} is {kind}, not a labels file"] if kind else []
 
 
 def readable_image(path: Path) -> bool:

@@ -15,7 +15,7 @@ from vopt.pipeline import interrupt
 from vopt.pipeline.artifact import Artifact, LineageEntry, sha256_path
 from vopt.pipeline.cache import Cache, step_key
 from vopt.pipeline.context import Context
-from vopt.pipeline.plan import key_material, make_plan, tool_versions
+from vopt.pipeline.plan import Step, key_material, make_plan, tool_versions
 from vopt.pipeline.preflight import check_inputs
 from vopt.pipeline.progress import QuietReporter, Reporter
 from vopt.recipe.resolve import LoadedRecipe
@@ -65,93 +65,84 @@ def build(
         )
 
 
+@dataclass
+class _Env:
+    """What every step of one build shares."""
+
+    recipe: Any
+    target: Any
+    cache: Cache
+    reporter: Reporter
+    use_cache: bool
+    debug: bool
+    artifacts: dict[str, Artifact] = field(default_factory=dict)  # transform steps' results, by stage
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start) -> BuildResult:
     check_inputs(loaded)  # data folders and gate metrics, before any work (vopt/pipeline/preflight.py)
     steps, target = make_plan(recipe)
     preflight(steps, target)
 
+    env = _Env(recipe, target, cache, reporter, use_cache, debug)
     artifact: Artifact | None = None
     records: list[StepRecord] = []
-    artifacts: dict[str, Artifact] = {}
-    reports: dict[str, dict[str, Any]] = {}
     for step in steps:
-        parent_sha = artifact.sha256 if artifact else None
         interrupt.check()
-        material = key_material(step, artifact.identity() if artifact else None, target)
-        key = step_key(material)
-        material.pop("config")  # recorded as the step's `config`
         reporter.stage_start(step.name)
-        entry = cache.get(key) if use_cache else None
-        if entry is not None:
-            result, report, seconds, cached = entry.artifact, entry.report, entry.duration_s, True
-        else:
-            try:
-                with cache.lock(key):  # a concurrent build of this step finishes first; then it is a hit
-                    entry = cache.get(key) if use_cache else None
-                    discarded = _report_discarded(cache, reporter)
-                    if entry is None:
-                        result, report, seconds = _run_step(
-                            step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug
-                        )
-                        cached = False
-                    else:
-                        result, report, seconds, cached = entry.artifact, entry.report, entry.duration_s, True
-                if discarded:  # this build's news only: not in the cached report, or every rebuild repeats it
-                    report = {**report, "warnings": [*discarded, *report.get("warnings", [])]}
-            except BaseException as exc:
-                if not isinstance(exc, GateFailed):
-                    reporter.abort()  # leave the terminal clean before the error is printed
-                    raise
-                # A stage's own gate (e.g. quantize with auto_fallback) failed: record why in a manifest-only
-                # build directory, so no stale artifact or manifest from an earlier build is left to mislead.
-                reporter.stage_end(step.name, cached=False, seconds=0.0, detail="gate failed")
-                report = {
-                    "status": "gate_failed",
-                    "error": exc.message,
-                    "lines": exc.lines,
-                    "gates": exc.failures,
-                }
-                records.append(
-                    StepRecord(
-                        step.name,
-                        key,
-                        False,
-                        0.0,
-                        parent_sha,
-                        None,
-                        step.config.model_dump(mode="json"),
-                        report,
-                        key_material=material,
-                    )
+        try:
+            if artifact is not None and artifact.components and step.transforms:
+                result, record = _per_component(step, artifact, env)
+            else:
+                result, record = _whole(step, artifact, env)
+        except GateFailed as exc:
+            # A stage's own gate (e.g. quantize with auto_fallback) failed: record why in a manifest-only
+            # build directory, so no stale artifact or manifest from an earlier build is left to mislead.
+            reporter.stage_end(step.name, cached=False, seconds=0.0, detail="gate failed")
+            material = key_material(step, artifact.identity() if artifact else None, target)
+            key = step_key(material)
+            material.pop("config")
+            report = {
+                "status": "gate_failed",
+                "error": exc.message,
+                "lines": exc.lines,
+                "gates": exc.failures,
+            }
+            records.append(
+                StepRecord(
+                    step.name,
+                    key,
+                    False,
+                    0.0,
+                    artifact.sha256 if artifact else None,
+                    None,
+                    step.config.model_dump(mode="json"),
+                    report,
+                    key_material=material,
                 )
-                _write_failed(
-                    loaded, target, records, out_root, [{**f, "stage": step.name} for f in exc.failures]
-                )
-                raise
-        reporter.stage_end(step.name, cached=cached, seconds=seconds, detail=_summary(report))
-        records.append(
-            StepRecord(
-                step.name,
-                key,
-                cached,
-                round(seconds, 4),
-                parent_sha,
-                result.sha256 if step.transforms else parent_sha,
-                step.config.model_dump(mode="json"),
-                report,
-                result.size_bytes() if step.transforms and result is not None else None,
-                material,
             )
+            _write_failed(
+                loaded, target, records, out_root, [{**f, "stage": step.name} for f in exc.failures]
+            )
+            raise
+        except BaseException:
+            reporter.abort()  # leave the terminal clean before the error is printed
+            raise
+        reporter.stage_end(
+            step.name, cached=record.cached, seconds=record.seconds, detail=_summary(record.report)
         )
-        reports[step.name] = report
+        records.append(record)
+        env.reports[step.name] = record.report
         if step.transforms:
             artifact = result
-            artifacts[step.name] = result
+            env.artifacts[step.name] = result
+            if artifact is not None and artifact.components:
+                _check_component_sections(recipe, artifact)
 
     from vopt.pipeline.manifest import gate_failures, make_manifest, write_build_dir
 
     interrupt.check()
-    failures = gate_failures(reports)
+    failures = gate_failures(env.reports)
     manifest = make_manifest(loaded, target, records, artifact, failures)
     manifest["vopt_seconds"] = round(time.perf_counter() - t_start, 3)  # up to writing the build directory
     out_dir = write_build_dir(Path(out_root) / recipe.name, artifact, manifest)
@@ -165,6 +156,108 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
             f"{len(failures)} gate{'s' if len(failures) > 1 else ''} failed", lines=lines, failures=failures
         )
     return result_obj
+
+
+def _cached_run(step: Step, parent: Artifact | None, key: str, env: _Env, component: str | None = None):
+    """(result, report, seconds, cached) for one step on one input: from the cache, or run under the key's
+    lock (a concurrent build of the same step finishes first; then it is a hit)."""
+    cache = env.cache
+    entry = cache.get(key) if env.use_cache else None
+    if entry is not None:
+        return entry.artifact, entry.report, entry.duration_s, True
+    with cache.lock(key):
+        entry = cache.get(key) if env.use_cache else None
+        discarded = _report_discarded(cache, env.reporter)
+        if entry is None:
+            result, report, seconds = _run_step(step, parent, key, env, component)
+            cached = False
+        else:
+            result, report, seconds, cached = entry.artifact, entry.report, entry.duration_s, True
+    if discarded:  # this build's news only: not in the cached report, or every rebuild repeats it
+        report = {**report, "warnings": [*discarded, *report.get("warnings", [])]}
+    return result, report, seconds, cached
+
+
+def _whole(step: Step, artifact: Artifact | None, env: _Env) -> tuple[Artifact | None, StepRecord]:
+    parent_sha = artifact.sha256 if artifact else None
+    material = key_material(step, artifact.identity() if artifact else None, env.target)
+    key = step_key(material)
+    material.pop("config")  # recorded as the step's `config`
+    result, report, seconds, cached = _cached_run(step, artifact, key, env)
+    record = StepRecord(
+        step.name,
+        key,
+        cached,
+        round(seconds, 4),
+        parent_sha,
+        result.sha256 if step.transforms else parent_sha,
+        step.config.model_dump(mode="json"),
+        report,
+        result.size_bytes() if step.transforms and result is not None else None,
+        material,
+    )
+    return result, record
+
+
+def _per_component(step: Step, artifact: Artifact, env: _Env) -> tuple[Artifact, StepRecord]:
+    """A transform step on an artifact of components: each component is its own step, with its own config
+    (the recipe's `components.<name>` overrides applied) and its own cache key, so changing one component's
+    settings re-runs that component only. A stage that does not apply to a component passes it through."""
+    from vopt.formats.components import compose
+    from vopt.recipe.components import component_recipe
+
+    results: dict[str, Artifact] = {}
+    parts: dict[str, dict[str, Any]] = {}
+    for name, comp in artifact.components.items():
+        interrupt.check()
+        config = step.stage.configure(component_recipe(env.recipe, name), env.target)
+        if config is None:
+            results[name] = comp
+            parts[name] = {"skipped": True, "sha256": comp.sha256}
+            continue
+        comp_step = Step(step.name, step.stage, config)
+        material = {**key_material(comp_step, comp.identity(), env.target), "component": name}
+        key = step_key(material)
+        material.pop("config")
+        result, report, seconds, cached = _cached_run(comp_step, comp, key, env, component=name)
+        results[name] = result
+        parts[name] = {
+            "key": key,
+            "cached": cached,
+            "seconds": round(seconds, 4),
+            "input_sha256": comp.sha256,
+            "output_sha256": result.sha256,
+            "output_bytes": result.size_bytes(),
+            "config": config.model_dump(mode="json"),
+            "report": report,
+            "key_material": material,
+        }
+    composite = compose(artifact, results, step.name)
+    ran = [p for p in parts.values() if not p.get("skipped")]
+    summary = "; ".join(
+        f"{n}: {'skipped' if p.get('skipped') else (p['report'].get('summary') or 'done')}"
+        for n, p in parts.items()
+    )
+    report: dict[str, Any] = {
+        "summary": summary,
+        "components": {n: p.get("report", {"skipped": True}) for n, p in parts.items()},
+        "warnings": [
+            f"{n}: {w}" for n, p in parts.items() for w in (p.get("report") or {}).get("warnings", [])
+        ],
+    }
+    record = StepRecord(
+        step.name,
+        composite.lineage[-1].key,
+        bool(ran) and all(p["cached"] for p in ran),
+        round(sum(p["seconds"] for p in ran), 4),
+        artifact.sha256,
+        composite.sha256,
+        step.config.model_dump(mode="json"),
+        report,
+        composite.size_bytes(),
+        {"components": {n: {k: v for k, v in p.items() if k != "report"} for n, p in parts.items()}},
+    )
+    return composite, record
 
 
 def _write_failed(
@@ -199,16 +292,18 @@ def _report_discarded(cache: Cache, reporter: Reporter) -> list[str]:
     return warned
 
 
-def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, reports, debug):
+def _run_step(step: Step, artifact: Artifact | None, key: str, env: _Env, component: str | None = None):
+    cache = env.cache
     workdir = cache.new_workdir()
     ctx = Context(
-        recipe=recipe,
-        target=target,
+        recipe=env.recipe,
+        target=env.target,
         workdir=workdir / "payload",
-        reporter=reporter,
-        artifacts=dict(artifacts),
-        reports=dict(reports),
-        debug=debug,
+        reporter=env.reporter,
+        artifacts=dict(env.artifacts),
+        reports=dict(env.reports),
+        debug=env.debug,
+        component=component,
     )
     t0 = time.perf_counter()
     try:
@@ -217,7 +312,7 @@ def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, r
         interrupt.test_pause(step.name, ctx.workdir)
         interrupt.check()  # an interrupt the stage's libraries swallowed still ends the build here
         if step.transforms:
-            result.sha256 = sha256_path(result.file)
+            _seal(result)
             lineage = list(artifact.lineage) if artifact else []
             result.lineage = [
                 *lineage,
@@ -227,15 +322,50 @@ def _run_step(step, artifact, key, recipe, target, cache, reporter, artifacts, r
             result = artifact
         ctx.report.setdefault("seconds", round(seconds, 4))
         committed = cache.commit(key, workdir, result, ctx.report, seconds)
+    except BuildError as exc:
+        cache.discard(workdir)
+        if component and exc.stage == step.name:  # say which component failed, once
+            raise BuildError(
+                exc.message.removeprefix(f"[{step.name}] "), stage=f"{step.name}: {component}"
+            ) from exc
+        raise
     except VoptError:
         cache.discard(workdir)
         raise
     except BaseException as exc:  # KeyboardInterrupt included: never leave a half-written entry
         cache.discard(workdir)
         if isinstance(exc, Exception):
-            raise BuildError(f"{type(exc).__name__}: {exc}", stage=step.name) from exc
+            where = f"{step.name}: {component}" if component else step.name
+            raise BuildError(f"{type(exc).__name__}: {exc}", stage=where) from exc
         raise
     return (committed if step.transforms else artifact), ctx.report, seconds
+
+
+def _check_component_sections(recipe: Any, artifact: Artifact) -> None:
+    """A `components.<name>` section must name a component the model has (a typo would silently not apply)."""
+    from vopt.recipe.components import unknown_components
+
+    names = list(artifact.components)
+    unknown = unknown_components(recipe, names)
+    if unknown:
+        from vopt.errors import RecipeError
+
+        raise RecipeError(
+            f"components.{unknown[0]}: no such component; the model has {', '.join(names)}",
+            lines=[f"components.{u}: no such component" for u in unknown[1:]],
+        )
+
+
+def _seal(result: Artifact) -> None:
+    """The sha256 of what a stage wrote: of its file, or of each component and then of the set."""
+    if result.components:
+        from vopt.formats.components import combined_sha256
+
+        for comp in result.components.values():
+            comp.sha256 = sha256_path(comp.file)
+        result.sha256 = combined_sha256(result.components)
+    else:
+        result.sha256 = sha256_path(result.file)
 
 
 def _summary(report: dict[str, Any]) -> str:

@@ -8,22 +8,17 @@ from typing import Any
 from vopt.errors import BackendUnavailable
 from vopt.profiling.result import Profile
 
-# Artifact format -> the profiler that reads that runtime's own counters.
-PROFILERS = {"onnx": "vopt.profiling.ort:profile_onnx", "openvino-ir": "vopt.profiling.openvino:profile_ir"}
-# An ONNX artifact compiled for the browser (webgpu, webnn targets) is profiled where it runs:
-# onnxruntime-web.
+# An artifact compiled for the browser (webgpu, webnn targets) is profiled where it runs: onnxruntime-web.
+# Any other artifact goes to the profiler its format names (Format.profiler: ORT's, OpenVINO's PERF_COUNT).
 WEB_PROFILER = "vopt.profiling.browser:profile_web"
 
 
-def _for_the_browser(path: str | Path) -> bool:
+def _for_the_browser(fmt: Any, path: str | Path) -> bool:
     """The webgpu/webnn targets record their EP in the model's metadata (vopt.web.ep)."""
-    import onnx
-
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - an unreadable file is the ORT profiler's to report
+        return "vopt.web.ep" in fmt.read_metadata(Path(path))
+    except Exception:  # noqa: BLE001 - an unreadable file is the profiler's to report
         return False
-    return any(p.key == "vopt.web.ep" for p in proto.metadata_props)
 
 
 def profile_artifact(
@@ -34,11 +29,10 @@ def profile_artifact(
     threads: int | None,
     settings: dict[str, Any] | None = None,
 ) -> Profile:
-    from vopt.registry import load_object
+    from vopt.registry import get_format, load_object
 
-    spec = PROFILERS.get(artifact.format)
-    if artifact.format == "onnx" and _for_the_browser(artifact.path):
-        spec = WEB_PROFILER
+    fmt = get_format(artifact.format)
+    spec = WEB_PROFILER if _for_the_browser(fmt, artifact.path) else fmt.profiler
     if spec is None:
         raise BackendUnavailable(
             f"no profiler for {artifact.format} artifacts here (vopt profile reads ONNX Runtime's "

@@ -27,21 +27,22 @@ def eval_images(
 
 
 def ort_outputs(path: Path, images: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
-    """The float reference: the ONNX on ONNX Runtime CPU."""
-    out = outputs_of(path, "onnx", images, threads=threads)
-    if out is None:
-        raise RuntimeError("onnxruntime is not installed: the float reference cannot run")
-    return out
+    """An ONNX file on ONNX Runtime CPU at full precision (the float reference, the search's ORT proxy)."""
+    from vopt.runtimes.base import run_images
+    from vopt.runtimes.ort import open_artifact
+
+    with open_artifact(path, threads=threads, accurate=True) as runner:
+        return run_images(runner, images)
 
 
 def outputs_of(
     path: Path, fmt: str, images: np.ndarray, threads: int | None = None
 ) -> dict[str, np.ndarray] | None:
     """Run an artifact here at full precision; None when no runtime for its format exists on this machine."""
+    from vopt.registry import get_format
     from vopt.runtimes.base import Unavailable, run_images
-    from vopt.runtimes.formats import open_artifact
 
-    runner = open_artifact(path, fmt, threads=threads, accurate=True)
+    runner = get_format(fmt).open(path, threads=threads, accurate=True)
     if isinstance(runner, Unavailable):
         return None
     with runner:

@@ -27,13 +27,12 @@ def speed_runner(target: Any, cfg: Any, artifact: Artifact, runtime_format: str)
     target's accuracy-check runner (which pins f32 on OpenVINO: a speedup over an f32 baseline no deployment
     runs would be the wrong answer). The float ONNX goes through the same runtime as its quantized twin, so
     both sides are timed alike."""
-    from vopt.runtimes.formats import open_artifact, runtime_name
+    from vopt.registry import get_format
 
+    fmt = get_format(runtime_format)
     try:
-        if runtime_name(runtime_format) == target.runtime_name:
-            return open_artifact(
-                artifact.path, runtime_format, settings=cfg.model_dump() if cfg is not None else None
-            )
+        if fmt.runtime_name == target.runtime_name:
+            return fmt.open(artifact, settings=cfg.model_dump() if cfg is not None else None)
         return target.runner(artifact, cfg)
     except Exception as exc:  # noqa: BLE001 - a runtime that cannot take this artifact is a 'not measured'
         return Unavailable(f"{target.name} runner failed: {_first_line(exc)}")

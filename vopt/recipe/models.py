@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
+from vopt.recipe.components import ComponentOverrides
 from vopt.recipe.sections.base import Section
 from vopt.recipe.sections.benchmark import BenchmarkSection
 from vopt.recipe.sections.export import ExportSection
@@ -61,6 +62,11 @@ class Recipe(Section):
     )
     benchmark: BenchmarkSection | None = Field(
         default=None, description="Latency and throughput; omit to skip."
+    )
+    components: dict[str, ComponentOverrides] = Field(
+        default_factory=dict,
+        description="For a model made of components (a diffusion pipeline, several ONNX files): stage "
+        "sections for one component, merged over the recipe's (e.g. {vae_decoder: {quantize: null}}).",
     )
 
     model_config = {**Section.model_config, "populate_by_name": True}

@@ -45,6 +45,7 @@ def build_document(manifest: dict[str, Any], plots: dict[str, str]) -> Document:
         _safe(title, fn)
         for title, fn in (
             ("Stages", lambda: _stages(manifest)),
+            ("Components", lambda: _components(manifest)),
             ("Quantize check", lambda: _quantize_check(manifest)),
             ("Validation", lambda: _validation(manifest)),
             ("Benchmark", lambda: _benchmark(manifest, plots)),
@@ -108,6 +109,40 @@ def _stages(m: dict[str, Any]) -> Section:
     if total is not None:
         blocks.append(f"Whole build: {total:.2f} s.")
     return Section("Stages", blocks)
+
+
+def _components(m: dict[str, Any]) -> Section | None:
+    """An artifact of components: one row per component (what it is, and how far validation found it from its
+    reference on the inputs the reference pipeline gave it), and which steps ran or came from the cache."""
+    parts = (m.get("artifact") or {}).get("components") or {}
+    if not parts:
+        return None
+    checked = ((m.get("validation") or {}).get("components")) or {}
+    cached: dict[str, list[str]] = {}
+    for step in m.get("steps") or []:
+        for name, rec in ((step.get("key_material") or {}).get("components") or {}).items():
+            if not rec.get("skipped"):
+                cached.setdefault(name, []).append(
+                    f"{step['stage']} {'cached' if rec.get('cached') else 'ran'}"
+                )
+    rows = [
+        [
+            name,
+            str(p.get("format", "?")),
+            str((p.get("meta") or {}).get("precision") or "-"),
+            d.fmt_bytes(p.get("size_bytes")),
+            d.fmt_num((checked.get(name) or {}).get("worst_cosine"), 6),
+            ", ".join(cached.get(name, [])) or "-",
+        ]
+        for name, p in parts.items()
+    ]
+    sec = Section(
+        "Components", [Table(["component", "format", "precision", "size", "cosine", "steps"], rows)]
+    )
+    drift = (m.get("validation") or {}).get("first_drift")
+    if drift:
+        sec.blocks.append(f"First component to drift from its reference: {drift['component']}.")
+    return sec
 
 
 def _validation(m: dict[str, Any]) -> Section | None:

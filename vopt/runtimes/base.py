@@ -96,6 +96,29 @@ def run_batches(
     return {k: np.concatenate(v) for k, v in collected.items()}
 
 
+def run_feeds(
+    run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    feeds: dict[str, np.ndarray],
+    static_batch: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Run named inputs that share a batch axis, split and padded to a static batch when there is one; the
+    outputs concatenated per name. Inputs without a batch axis (0-d) go to every call as they are."""
+    import numpy as np
+
+    batched = {k: v for k, v in feeds.items() if np.ndim(v) > 0}
+    n = len(next(iter(batched.values()))) if batched else 1
+    if not static_batch or not batched:
+        return run(feeds)
+    collected: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, static_batch):
+        part = {k: pad_to(v[start : start + static_batch], static_batch) for k, v in batched.items()}
+        real = min(static_batch, n - start)
+        out = run({**feeds, **part})
+        for k, v in out.items():
+            collected.setdefault(k, []).append(np.asarray(v)[:real])
+    return {k: np.concatenate(v) for k, v in collected.items()}
+
+
 def run_images(runner: Runner, images: np.ndarray) -> dict[str, np.ndarray]:
     """All `images` through a runner that names its input and static batch in `info` (the ORT and OpenVINO
     ones)."""

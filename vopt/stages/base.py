@@ -11,6 +11,14 @@ if TYPE_CHECKING:
     from vopt.pipeline.context import Context
 
 
+def loads_torch_module(recipe: Any) -> bool:
+    """Whether the recipe's source gives a PyTorch module (fuse, prune and export take one), as its format
+    plugin says; an ONNX source goes straight to quantize and compile."""
+    from vopt.registry import get_format, get_source
+
+    return bool(get_format(get_source(recipe.model.source).output_format).torch_module)
+
+
 class Stage:
     name: ClassVar[str]
     # A transform makes a new artifact; a check (validate, benchmark) only reports on its input.

@@ -80,7 +80,9 @@ class BenchmarkStage(Stage):
         for w in report.pop("warnings", []):
             ctx.warn(w)
         ctx.report.update(status="ok", **report)
-        if getattr(ctx.target, "compares_cpu_runtimes", False) and artifact.format == "onnx":
+        from vopt.registry import get_format
+
+        if getattr(ctx.target, "compares_cpu_runtimes", False) and get_format(artifact.format).portable:
             ctx.report["runtime_advice"] = _runtime_advice(
                 artifact, images, threads[0] if threads else None, ctx
             )
@@ -99,11 +101,13 @@ def _runtime_advice(artifact: Artifact, images: Any, threads: int | None, ctx: A
     batch = inp.shape[0] if isinstance(inp.shape[0], int) else 1
     # The model before the target's runtime-specific rewrite (ORT's fused QLinear*/com.microsoft ops are
     # not ONNX that OpenVINO reads): the quantize step's QDQ file, else the export.
+    from vopt.registry import get_format
+
     portable = next(
         (
             ctx.artifacts[s]
             for s in ("quantize", "export")
-            if s in ctx.artifacts and ctx.artifacts[s].format == "onnx"
+            if s in ctx.artifacts and get_format(ctx.artifacts[s].format).portable
         ),
         artifact,
     )
@@ -141,8 +145,10 @@ def _profile(artifact: Artifact, images: Any, threads: int | None, ctx: Any) -> 
 
 def _reference(ctx: Any, artifact: Artifact):
     """PyTorch eager baseline: the model as loaded (before fuse/prune), when this build has one."""
+    from vopt.registry import get_format
+
     loaded = ctx.artifacts.get("load")
-    if loaded is None or loaded.format != "torch-module":
+    if loaded is None or not get_format(loaded.format).torch_module:
         return None
 
     def load() -> Any:

@@ -11,8 +11,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from vopt.errors import BuildError, VoptError, first_line, missing_extra
+from vopt.formats.onnx import NAME as ONNX
 from vopt.pipeline.artifact import Artifact, TensorSpec
-from vopt.stages.base import Stage
+from vopt.stages.base import Stage, loads_torch_module
 
 
 class ExportConfig(BaseModel):
@@ -38,7 +39,7 @@ class ExportStage(Stage):
 
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> ExportConfig | None:
-        if recipe.model.source == "onnx":
+        if not loads_torch_module(recipe):
             return None
         ex = recipe.export
         static = target.static_shapes
@@ -153,7 +154,7 @@ class ExportStage(Stage):
             changes["meta"]["embedded_preprocessing"] = embedded_steps(
                 artifact.preprocess, config.camera_size
             )
-        out = artifact.derive(path, format="onnx", **changes)
+        out = artifact.derive(path, format=ONNX, **changes)
         if config.parity and config.camera_size:
             # The graph's resize is not PIL's: parity is with the same preprocessing in PyTorch, on the same
             # frames.

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from vopt.errors import BuildError
 from vopt.pipeline.artifact import Artifact
-from vopt.stages.base import Stage
+from vopt.stages.base import Stage, loads_torch_module
 
 # A folded model must match the unfolded one this closely on real images, or the fold was wrong.
 MIN_COSINE = 0.99999
@@ -27,7 +27,7 @@ class FuseStage(Stage):
 
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> FuseConfig | None:
-        if recipe.fuse is None or recipe.model.source == "onnx":
+        if recipe.fuse is None or not loads_torch_module(recipe):
             return None
         return FuseConfig(
             conv_bn=recipe.fuse.conv_bn,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -37,21 +38,47 @@ class LoadStage(Stage):
         return get_source(config.model.source).fingerprint(config.model)
 
     def run(self, artifact: Artifact | None, config: LoadConfig, ctx) -> Artifact:
-        from vopt.models.resolve import resolve_preprocess, save_module
-
         spec = config.model
         source = get_source(spec.source)
         with contextlib.redirect_stdout(
             sys.stderr
         ):  # a factory that prints must not corrupt `--json` on stdout
             loaded = source.load(spec)
-        preprocess = resolve_preprocess(config.preprocess, spec.input.shape, loaded.family)
-        batch: int | str = "batch" if spec.input.dynamic or config.dynamic_batch else spec.input.shape[0]
-        io = IOSpec(
-            inputs=[TensorSpec(name=spec.input.name, shape=[batch, *spec.input.shape[1:]])],
-            outputs=[TensorSpec(name=o, shape=[]) for o in loaded.family.outputs],
+        if loaded.random_weights:
+            ctx.warn("weights: random - outputs are meaningless for the task; parity numbers are still real")
+        if not loaded.components:
+            return self._one(loaded, source, config, ctx, ctx.workdir, ctx.report)
+        # A model of components: each in its own folder of this step's entry, the set described by its family.
+        from vopt.formats.components import NAME as COMPONENTS
+
+        parts: dict[str, Artifact] = {}
+        reports: dict[str, dict[str, Any]] = {}
+        for name, part in loaded.components.items():
+            reports[name] = {}
+            parts[name] = self._one(part, source, config, ctx, ctx.workdir / name, reports[name])
+        whole = self._one_meta(loaded, spec)
+        ctx.report.update(
+            family=loaded.family.name,
+            task=loaded.task,
+            notes=loaded.notes,
+            components={n: {k: v for k, v in r.items() if k != "summary"} for n, r in reports.items()},
         )
-        meta = {
+        ctx.report["summary"] = f"{len(parts)} components: " + ", ".join(
+            f"{n} ({r['summary']})" for n, r in reports.items()
+        )
+        first = next(iter(parts.values()))
+        return Artifact(
+            path=str(ctx.workdir),
+            format=COMPONENTS,
+            io=IOSpec(inputs=first.io.inputs, outputs=list(parts.values())[-1].io.outputs),
+            preprocess=first.preprocess,
+            meta=whole,
+            components=parts,
+        )
+
+    @staticmethod
+    def _one_meta(loaded: Any, spec: Any) -> dict[str, Any]:
+        return {
             "family": loaded.family.name,
             "task": loaded.task,
             "labels": loaded.labels,
@@ -59,40 +86,51 @@ class LoadStage(Stage):
             "source": spec.source,
             "model_id": spec.id or spec.path or spec.arch,
         }
-        if loaded.random_weights:
-            ctx.warn("weights: random - outputs are meaningless for the task; parity numbers are still real")
-        if loaded.onnx_path is not None:
-            import shutil
 
-            from vopt.models.sources.onnx import onnx_io
+    def _one(self, loaded: Any, source: Any, config: LoadConfig, ctx, where: Path, report: dict) -> Artifact:
+        """One model (or one component) as an artifact in `where`; its facts go into `report`."""
+        from vopt.models.resolve import resolve_preprocess, save_module
 
-            path = ctx.out("model.onnx")
-            shutil.copy2(loaded.onnx_path, path)
-            io = onnx_io(path)
-            ctx.report.update(family=loaded.family.name, task=loaded.task, notes=loaded.notes)
-            ctx.report["summary"] = f"ONNX file {loaded.onnx_path.name}, {len(io.outputs)} outputs"
-            return Artifact(path=str(path), format="onnx", io=io, preprocess=preprocess, meta=meta)
+        spec = config.model
+        where.mkdir(parents=True, exist_ok=True)
+        preprocess = resolve_preprocess(config.preprocess, spec.input.shape, loaded.family)
+        batch: int | str = "batch" if spec.input.dynamic or config.dynamic_batch else spec.input.shape[0]
+        io = IOSpec(
+            inputs=[TensorSpec(name=spec.input.name, shape=[batch, *spec.input.shape[1:]])],
+            outputs=[TensorSpec(name=o, shape=[]) for o in loaded.family.outputs],
+        )
+        meta = self._one_meta(loaded, spec)
+        if loaded.onnx_path is not None:  # a finished graph: copied with its external data, io read back
+            from vopt.registry import get_format
+
+            fmt = get_format(source.output_format)
+            path = fmt.copy(loaded.onnx_path, where, "model" + loaded.onnx_path.suffix)
+            io = fmt.io(path, io)
+            meta["model_id"] = str(loaded.onnx_path) if loaded.component else meta["model_id"]
+            report.update(family=loaded.family.name, task=loaded.task, notes=loaded.notes)
+            report["summary"] = f"{fmt.description} file {loaded.onnx_path.name}, {len(io.outputs)} outputs"
+            return Artifact(path=str(path), format=fmt.name, io=io, preprocess=preprocess, meta=meta)
         if loaded.module_file is not None:  # a fixed graph (TorchScript, .pt2) is kept as given
             import shutil
 
-            path = ctx.out("model.pt2" if loaded.module_format == "exported" else "model.pt")
+            path = where / ("model.pt2" if loaded.module_format == "exported" else "model.pt")
             shutil.copy2(loaded.module_file, path)
             meta["module_format"] = loaded.module_format
         else:  # safetensors weights + the architecture reference: no pickle in the cache, reproducible bytes
-            path = ctx.out("model.safetensors")
+            path = where / "model.safetensors"
             meta.update(save_module(loaded.module, path, loaded.reference))
         if spec.trust:
             from vopt.models.sources.factory import trust_needed
 
             why = trust_needed(spec.arch.partition(":")[0]) if spec.arch else None
-            ctx.report["trust_granted"] = {
+            report["trust_granted"] = {
                 "arch": spec.arch,
                 "path": spec.path,
                 "needed_for": why or "nothing: trust was granted but not needed",
             }
         n_params = sum(p.numel() for p in loaded.module.parameters())
-        ctx.report.update(params=n_params, family=loaded.family.name, task=loaded.task, notes=loaded.notes)
-        ctx.report["summary"] = f"{loaded.family.name} {loaded.task}, {n_params / 1e6:.2f}M params" + (
+        report.update(params=n_params, family=loaded.family.name, task=loaded.task, notes=loaded.notes)
+        report["summary"] = f"{loaded.family.name} {loaded.task}, {n_params / 1e6:.2f}M params" + (
             " (RANDOM weights)" if loaded.random_weights else ""
         )
-        return Artifact(path=str(path), format="torch-module", io=io, preprocess=preprocess, meta=meta)
+        return Artifact(path=str(path), format=source.output_format, io=io, preprocess=preprocess, meta=meta)

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from vopt.errors import BuildError, RecipeError
 from vopt.pipeline.artifact import Artifact
-from vopt.stages.base import Stage
+from vopt.stages.base import Stage, loads_torch_module
 
 
 class PruneConfig(BaseModel):
@@ -27,7 +27,7 @@ class PruneStage(Stage):
 
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> PruneConfig | None:
-        if recipe.prune is None or recipe.model.source == "onnx":
+        if recipe.prune is None or not loads_torch_module(recipe):
             return None
         if recipe.model.source in ("torchscript", "exported"):
             raise RecipeError(

@@ -241,7 +241,8 @@ class _Run:
 
     def check(self, path: Path) -> dict[str, Any] | None:
         """Quantized vs float on validation images; None when the quantized artifact cannot run here."""
-        from vopt.quant.evaluate import compare, eval_images, headline, ort_outputs, outputs_of
+        from vopt.quant.evaluate import compare, eval_images, headline, outputs_of
+        from vopt.registry import get_format
         from vopt.validate.gates import evaluate
 
         fmt = self.scheme.output_format
@@ -260,11 +261,7 @@ class _Run:
                 self.ctx.warn(f"quantize gates not checked: no runtime for {fmt} here")
             return None
         if self.ref is None:  # the float model on its own runtime (ONNX on ORT; a compiled .tflite on LiteRT)
-            self.ref = (
-                ort_outputs(Path(self.artifact.path), self.images)
-                if self.artifact.format == "onnx"
-                else outputs_of(Path(self.artifact.path), self.artifact.format, self.images)
-            )
+            self.ref = outputs_of(Path(self.artifact.path), self.artifact.format, self.images)
             if self.ref is None:
                 self.report["check"] = {
                     "status": "not run",
@@ -292,17 +289,12 @@ class _Run:
             self.cfg.gate_mode,
             defaults,
         )
-        from vopt.runtimes.formats import runtime_name
-
-        labels = {"onnx": "onnxruntime-cpu", "openvino-ir": "openvino-cpu (f32 hint)"}  # by artifact format
-        ref_fmt = self.artifact.format
+        ref_fmt = get_format(self.artifact.format)
         result = {
             "status": "ok",
             "images": len(self.images),
-            "reference": "float ONNX on onnxruntime-cpu"
-            if ref_fmt == "onnx"
-            else f"float {ref_fmt} on {runtime_name(ref_fmt)}",
-            "runtime": labels.get(fmt, str(runtime_name(fmt))),
+            "reference": f"float {ref_fmt.description} on {ref_fmt.check_label}",
+            "runtime": str(get_format(fmt).check_label),
             "metrics": metrics["outputs"],
             "worst": headline(metrics),
             "gates": gates,
@@ -504,11 +496,7 @@ class _Run:
             return
         # The float side in its own format: the prepared ONNX, or the compiled float artifact (quantize after
         # compile).
-        onnx_float = float_model.suffix == ".onnx"
-        float_art = self.artifact.derive(
-            float_model if onnx_float else self.artifact.path,
-            format="onnx" if onnx_float else self.artifact.format,
-        )
+        float_art = self.artifact.derive(float_model)  # a scheme's prepare() keeps the artifact's format
         if self.images is None:
             from vopt.quant.evaluate import eval_images
 
@@ -554,23 +542,18 @@ class _Run:
     # -- helpers ------------------------------------------------------------------------------
     def _io(self, out: Path) -> dict[str, Any]:
         """Inputs and outputs as the written model has them (e.g. the static batch the QDQ schemes pin)."""
-        fmt = self.scheme.output_format
-        if fmt == "onnx":
-            from vopt.models.sources.onnx import onnx_io
+        from vopt.registry import get_format
 
-            return onnx_io(out).model_dump()
-        if fmt == "openvino-ir":
-            return _ov_io(out, self.artifact.io).model_dump()
-        return self.artifact.io.model_dump()  # coreml-weights: compression keeps the compiled package's io
+        return get_format(self.scheme.output_format).io(out, self.artifact.io).model_dump()
 
     def _metadata(self, out: Path, quant: Artifact, kept: list[str]) -> None:
-        if out.suffix != ".onnx":
+        from vopt.registry import get_format
+
+        fmt = get_format(quant.format)
+        if not fmt.writes_metadata:
             return
-        import onnx
+        from vopt.targets.metadata import artifact_metadata
 
-        from vopt.targets.metadata import artifact_metadata, set_onnx_metadata
-
-        proto = onnx.load(str(out))
         meta = artifact_metadata(quant, self.ctx.recipe.name, self.cfg.target, self.cfg.precision)
         meta["vopt.quantize.scheme"] = self.cfg.scheme
         # Everything kept in float, whether the recipe or the fallback chose it: a written-back recipe
@@ -586,8 +569,7 @@ class _Run:
         if cal:
             keys = ("kind", "samples", "seed", "method", "fingerprint")
             meta["vopt.quantize.calibration"] = json.dumps({k: cal[k] for k in keys})
-        set_onnx_metadata(proto, meta)
-        onnx.save(proto, str(out))
+        fmt.set_metadata(out, meta)
 
     def _summary(self, kept: list[str]) -> None:
         r = self.report
@@ -641,35 +623,6 @@ def _passed(gates: list[dict[str, Any]]) -> bool:
 
 def _gate_values(gates: list[dict[str, Any]]) -> dict[str, float]:
     return {g["metric"]: round(g["value"], 6) for g in gates}
-
-
-def _ov_io(path: Path, before: Any) -> Any:
-    """An OpenVINO IR's io, read back from the model; dynamic dims keep the name they had."""
-    import openvino as ov
-
-    from vopt.pipeline.artifact import IOSpec, TensorSpec
-
-    model = ov.Core().read_model(str(path / "model.xml") if path.is_dir() else str(path))
-    names = {"inputs": [t.shape for t in before.inputs], "outputs": [t.shape for t in before.outputs]}
-
-    def specs(ports: Any, kind: str) -> list[Any]:
-        result = []
-        for i, port in enumerate(ports):
-            old = names[kind][i] if i < len(names[kind]) else []
-            shape = [
-                d.get_length()
-                if d.is_static
-                else (old[j] if j < len(old) and isinstance(old[j], str) else "dynamic")
-                for j, d in enumerate(port.get_partial_shape())
-            ]
-            result.append(
-                TensorSpec(
-                    name=port.get_any_name(), shape=shape, dtype=port.get_element_type().to_dtype().name
-                )
-            )
-        return result
-
-    return IOSpec(inputs=specs(model.inputs, "inputs"), outputs=specs(model.outputs, "outputs"))
 
 
 def _move(src: Path, dst: Path) -> None:

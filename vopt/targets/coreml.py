@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from vopt.errors import BuildError, first_line, missing_extra
+from vopt.formats.coreml_mlpackage import import_coremltools
 from vopt.pipeline.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
@@ -139,22 +140,6 @@ class CoreMlTarget(Target):
         from vopt.runtimes.coreml import runner
 
         return runner(artifact.path, compute_units=cfg.compute_units)
-
-
-def import_coremltools():
-    """coremltools, without its import-time warnings that are expected off macOS (no native Core ML proxy,
-    untested torch version): they would bury vopt's own output."""
-    import logging
-
-    log = logging.getLogger("coremltools")
-    level = log.level
-    if platform.system() != "Darwin":
-        log.setLevel(logging.ERROR)
-    try:
-        import coremltools
-    finally:
-        log.setLevel(level)
-    return coremltools
 
 
 def _torch_source(ctx) -> Artifact:

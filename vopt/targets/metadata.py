@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import vopt
+from vopt.formats.onnx import set_onnx_metadata as set_onnx_metadata  # targets write ONNX metadata here
 
 
 def effective_precision(artifact: Any, setting: str, built: str | None = None) -> str:
@@ -69,11 +70,3 @@ def artifact_metadata(artifact: Any, recipe_name: str, target: str, precision: s
     return meta
 
 
-def set_onnx_metadata(proto: Any, meta: dict[str, str]) -> None:
-    existing = {p.key: p for p in proto.metadata_props}
-    for key, value in meta.items():
-        if key in existing:
-            existing[key].value = value
-        else:
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value

@@ -10,7 +10,7 @@ from vopt.pipeline.artifact import Artifact
 from vopt.recipe.sections.validate import ValidateSection
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.validate.gates import evaluate
-from vopt.validate.reference import compare_outputs, postprocessed, torch_outputs, unordered
+from vopt.validate.reference import compare_outputs, postprocessed, unordered
 from vopt.validate.tasks import task_metrics
 
 
@@ -29,7 +29,6 @@ def validate_artifact(
     from vopt.models.resolve import family_of
 
     family = family_of(artifact)
-    run = ctx.target.runner(artifact, compile_cfg)
     files = sample_files(paths(heldout, "check") or list_images(section.data), section.samples, section.seed)
     stats = ImageStats()
     batches = list(iter_batches(files, artifact.preprocess, batch=8, augment_seed=section.seed, stats=stats))
@@ -48,6 +47,12 @@ def validate_artifact(
     for note in stats.warnings("validate"):
         ctx.warn(note)
     _record_data(report, files, heldout, ctx)
+    if artifact.components:  # each component, and the components together (vopt.validate.components)
+        from vopt.validate.components import validate_components
+
+        reference = ctx.artifacts.get("load") if section.reference == "original" else _exported_source(ctx)
+        return validate_components(artifact, section, compile_cfg, ctx, images, report, reference)
+    run = ctx.target.runner(artifact, compile_cfg)
     if isinstance(run, Unavailable):
         report.update(status="not run", reason=run.reason, summary=f"not run: {run.reason}")
         ctx.warn(f"artifact not executed: {run.reason}")
@@ -70,12 +75,16 @@ def _compare(
     label_data: Any = None,
 ) -> dict[str, Any]:
     from vopt.datasets.images import iter_batches
-    from vopt.models.resolve import load_module
-    from vopt.runtimes.base import run_batches
+    from vopt.registry import get_format
+    from vopt.runtimes.base import Unavailable, run_batches
 
     original = section.reference == "original"
     reference_artifact = ctx.artifacts.get("load") if original else _exported_source(ctx)
-    if reference_artifact is None or reference_artifact.format not in ("torch-module", "onnx"):
+    ref_format = get_format(reference_artifact.format) if reference_artifact is not None else None
+    ref_run = (
+        ref_format.open(reference_artifact, accurate=True) if ref_format and ref_format.reference else None
+    )
+    if ref_run is None or isinstance(ref_run, Unavailable):
         report.update(status="no reference", summary="no reference model to compare with")
         if section.gates:
             ctx.warn(f"gates not checked ({', '.join(section.gates)}): no reference model")
@@ -88,20 +97,15 @@ def _compare(
             list(iter_batches(files, reference_artifact.preprocess, batch=8, augment_seed=section.seed))
         )
     )
-    if reference_artifact.format == "torch-module":
-        ref = torch_outputs(load_module(reference_artifact), family, ref_images)
-    else:  # the model came in as ONNX: the source file on ONNX Runtime CPU is the reference
-        from vopt.runtimes.ort import runner as ort_runner
-
-        ref_static = reference_artifact.io.inputs[0].shape[0]
-        with ort_runner(reference_artifact.path) as ref_run:
-            ref = run_batches(
-                ref_run,
-                reference_artifact.io.inputs[0].name,
-                [ref_images],
-                static_batch=ref_static if isinstance(ref_static, int) else None,
-            )
-        report["reference_runtime"] = "source ONNX on onnxruntime-cpu"
+    with ref_run:  # the model as loaded: PyTorch eager, or the source file on its own runtime
+        ref = run_batches(
+            ref_run,
+            ref_run.info["input_name"],
+            [ref_images[i : i + 8] for i in range(0, len(ref_images), 8)],
+            static_batch=ref_run.info.get("static_batch"),
+        )
+    if not ref_format.torch_module:
+        report["reference_runtime"] = f"source {ref_format.description} on {ref_format.check_label}"
     static = artifact.io.inputs[0].shape[0] if isinstance(artifact.io.inputs[0].shape[0], int) else None
     batches = [images[i : i + section.batch] for i in range(0, len(images), section.batch)]
     calls = sum(-(-len(b) // static) for b in batches) if static else len(batches)  # a call per static chunk
@@ -215,9 +219,15 @@ def _summary(runtime: str, metrics: dict[str, Any], tm: dict[str, Any], gates: l
 
 
 def _exported_source(ctx: Any) -> Artifact | None:
+    """The model export started from: the last of prune, fuse and load that can stand as a reference."""
+    from vopt.registry import get_format
+
     for name in ("prune", "fuse", "load"):
-        if name in ctx.artifacts and ctx.artifacts[name].format in ("torch-module", "onnx"):
-            return ctx.artifacts[name]
+        art = ctx.artifacts.get(name)
+        if art is not None and all(
+            get_format(a.format).reference for a in (art.components.values() or [art])
+        ):
+            return art
     return None
 
 

@@ -1,20 +1,20 @@
-"""The family registry. A family module subclasses Family and decorates it with @register_family."""
+"""What a model family declares. A family module subclasses Family; the registry finds it through its entry
+point (group `vopt.families`), and vopt.models.families.lookup picks one for a model."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from vopt.pipeline.artifact import Preprocess
+
+if TYPE_CHECKING:
+    import numpy as np
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 HALF = [0.5, 0.5, 0.5]
-
-_REGISTRY: dict[str, type[Family]] = {}
-_loaded = False
 
 
 class Family:
@@ -71,11 +71,45 @@ class Family:
         """Export fixes applied after loading (e.g. swap an op a backend cannot take)."""
         return model
 
+    def run_components(
+        self, calls: dict[str, ComponentCall], images: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]]:
+        """How a model of components runs as a whole on `images`: the final outputs, and each component's
+        (inputs, outputs) on the way. By default a chain in component order (`run_chain`); a family whose
+        components work otherwise (a diffusion pipeline's denoising loop) overrides it."""
+        return run_chain(calls, images)
+
     def output_tensors(self, output: Any) -> tuple[Any, ...]:
         """Pick the named outputs from a model's forward() result."""
         if isinstance(output, (tuple, list)) and len(output) >= len(self.outputs):
             return tuple(output[: len(self.outputs)])  # plain modules: outputs by position
         return tuple(_pick(output, name) for name in self.outputs)
+
+
+class ComponentCall(Protocol):
+    """One component of a model of components, ready to run (on PyTorch, or on the artifact's runtime): named
+    inputs in, named outputs out, whole batches."""
+
+    inputs: list[str]
+    outputs: list[str]
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+def run_chain(
+    calls: dict[str, ComponentCall], images: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]]:
+    """Components that run in order, each one's first output the next one's first input (an encoder and its
+    decoder; a network and its post-processing). Returns the last component's outputs, and each component's
+    (inputs, outputs) on the way, so a check can feed a component exactly what it saw here."""
+    seen: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
+    x, out = images, {}
+    for name, call in calls.items():
+        feeds = {call.inputs[0]: x}
+        out = call(feeds)
+        seen[name] = (feeds, out)
+        x = out[call.outputs[0]]
+    return out, seen
 
 
 class DetectionFamily(Family):
@@ -99,59 +133,3 @@ def _pick(output: Any, name: str) -> Any:
     if isinstance(output, (tuple, list)):
         return output[0]
     return output
-
-
-def register_family(cls: type[Family]) -> type[Family]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    from vopt.registry import FAMILY_MODULES
-
-    for mod in FAMILY_MODULES:
-        importlib.import_module(mod)
-    _loaded = True
-
-
-def all_families() -> dict[str, type[Family]]:
-    _load_all()
-    return dict(_REGISTRY)
-
-
-def get_family(name: str) -> Family:
-    from vopt.errors import RecipeError
-    from vopt.recipe.suggest import did_you_mean
-
-    fams = all_families()
-    if name not in fams:
-        raise RecipeError(
-            f"unknown family '{name}'{did_you_mean(name, fams)}; known: {', '.join(sorted(fams))}"
-        )
-    return fams[name]()
-
-
-def family_for_task(family: Family, task: str) -> Family:
-    """The family as a model of `task`: itself, or (e.g. a ViT used as a feature extractor) the task's generic
-    family, with its outputs, carrying this family's preprocessing."""
-    if task == family.task:
-        return family
-    from vopt.models.families.generic import generic_family
-
-    generic = generic_family(task)
-    generic.mean, generic.std = family.mean, family.std  # type: ignore[misc]
-    generic.image_size, generic.resize = family.image_size, family.resize  # type: ignore[misc]
-    return generic
-
-
-def family_for(model_type: str | None, task: str | None = None) -> Family:
-    """The registered family for a transformers model_type, or the generic one for the task."""
-    for cls in all_families().values():
-        if model_type in cls.model_types:
-            return cls()
-    from vopt.models.families.generic import generic_family
-
-    return generic_family(task or "image-classification")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vopt.models.families.base import CLIP_MEAN, CLIP_STD, Family, register_family
+from vopt.models.families.base import CLIP_MEAN, CLIP_STD, Family
 
 
-@register_family
 class ClipVision(Family):
     name = "clip_vision"
     model_types = ("clip_vision_model", "clip")

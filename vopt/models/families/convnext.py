@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from vopt.models.families.base import Family, register_family
+from vopt.models.families.base import Family
 
 
-@register_family
 class ConvNext(Family):
     name = "convnext"
     model_types = ("convnext", "convnextv2")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from vopt.models.families.base import DetectionFamily, register_family
+from vopt.models.families.base import DetectionFamily
 
 
-@register_family
 class Detr(DetectionFamily):
     name = "detr"
     model_types = ("detr",)

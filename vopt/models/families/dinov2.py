@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from vopt.models.families.base import Family, register_family
+from vopt.models.families.base import Family
 
 
-@register_family
 class Dinov2(Family):
     name = "dinov2"
     model_types = ("dinov2",)

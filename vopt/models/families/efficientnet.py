@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vopt.models.families.base import Family, register_family
+from vopt.models.families.base import Family
 
 
-@register_family
 class EfficientNet(Family):
     name = "efficientnet"
     model_types = ("efficientnet",)

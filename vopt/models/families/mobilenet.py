@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from vopt.models.families.base import HALF, Family, register_family
+from vopt.models.families.base import HALF, Family
 
 
-@register_family
 class MobileNet(Family):
     name = "mobilenet"
     model_types = ("mobilenet_v2", "mobilenet_v1")

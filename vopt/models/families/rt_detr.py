@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from vopt.models.families.base import DetectionFamily, register_family
+from vopt.models.families.base import DetectionFamily
 
 ZERO = [0.0, 0.0, 0.0]
 ONE = [1.0, 1.0, 1.0]
 
 
-@register_family
 class RtDetr(DetectionFamily):
     name = "rt_detr"
     model_types = ("rt_detr", "rt_detr_v2")

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from vopt.models.families.base import Family, register_family
+from vopt.models.families.base import Family
 
 
-@register_family
 class Segformer(Family):
     name = "segformer"
     model_types = ("segformer",)

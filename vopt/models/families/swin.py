@@ -3,10 +3,9 @@ loads."""
 
 from __future__ import annotations
 
-from vopt.models.families.base import Family, register_family
+from vopt.models.families.base import Family
 
 
-@register_family
 class Swin(Family):
     name = "swin"
     model_types = ("swin", "swinv2")

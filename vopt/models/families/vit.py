@@ -2,10 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vopt.models.families.base import HALF, IMAGENET_MEAN, IMAGENET_STD, Family, register_family
+from vopt.models.families.base import HALF, IMAGENET_MEAN, IMAGENET_STD, Family
 
 
-@register_family
 class ViT(Family):
     name = "vit"
     model_types = ("vit", "deit")

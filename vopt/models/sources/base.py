@@ -26,10 +26,17 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     # How to rebuild the module's architecture without a pickle (see vopt.models.store); set by the source.
     reference: dict[str, Any] | None = None
+    # A model made of components (a diffusion pipeline, several ONNX files): each one loaded on its own, in
+    # the order its family runs them; `component` is this one's name when it is one of them.
+    components: dict[str, LoadedModel] = field(default_factory=dict)
+    component: str | None = None
 
 
 class Source:
     name: str = ""
+    # The artifact format the load step makes from this source (a registered format name): a PyTorch module,
+    # which fuse, prune and export take, unless the source starts from a finished graph.
+    output_format: str = "torch-module"
 
     def fingerprint(self, spec: ModelSection) -> dict[str, Any]:
         """Cache-key material for local files the source reads (size and mtime, cheap)."""

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from vopt.errors import BackendUnavailable, BuildError, RecipeError, first_line
-from vopt.models.families.base import Family, family_for, family_for_task, get_family
+from vopt.models.families.base import Family
+from vopt.models.families.lookup import family_for, family_for_task, get_family
 from vopt.models.sources.base import LoadedModel, Source, load_state_dict
 
 AUTO_CLASSES = {

@@ -4,28 +4,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vopt.errors import BuildError, first_line
-from vopt.models.sources.base import LoadedModel, Source
+from vopt.errors import BuildError, RecipeError, first_line
+from vopt.models.sources.base import LoadedModel, Source, _stat_fingerprint
 from vopt.models.sources.plain import family_of_spec
 from vopt.models.sources.torchscript import _file
-from vopt.pipeline.artifact import IOSpec, TensorSpec
-
-_DTYPES = {
-    1: "float32",
-    10: "float16",
-    11: "float64",
-    7: "int64",
-    6: "int32",
-    9: "bool",
-    2: "uint8",
-    3: "int8",
-}
 
 
 class OnnxSource(Source):
     name = "onnx"
+    output_format = "onnx"
 
     def load(self, spec) -> LoadedModel:
+        if spec.components:  # several ONNX files that run in order: one component each
+            family = family_of_spec(spec)
+            whole = LoadedModel(None, family, spec.task or family.task, labels=spec.labels)
+            for name, part in spec.components.items():
+                path = _component_file(name, part.path)
+                check_onnx(path)
+                fam = (
+                    family_of_spec(spec.model_copy(update={"family": part.family})) if part.family else family
+                )
+                whole.components[name] = LoadedModel(
+                    None, fam, spec.task or fam.task, labels=spec.labels, onnx_path=path, component=name
+                )
+            whole.notes.append(
+                f"{len(spec.components)} ONNX components: torch stages (fuse, prune, export) skipped"
+            )
+            return whole
         path = _file(spec, "ONNX (.onnx)")
         check_onnx(path)
         family = family_of_spec(spec)
@@ -37,6 +42,21 @@ class OnnxSource(Source):
             onnx_path=path,
             notes=[f"ONNX {path.name}: torch stages (fuse, prune, export) skipped"],
         )
+
+    def fingerprint(self, spec) -> dict:
+        out = super().fingerprint(spec)
+        for name, part in (spec.components or {}).items():
+            path = Path(part.path).expanduser()
+            if path.exists():
+                out[f"components.{name}"] = _stat_fingerprint(path)
+        return out
+
+
+def _component_file(name: str, value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise RecipeError(f"model.components.{name}.path: file not found: {path}")
+    return path
 
 
 def check_onnx(path: Path) -> None:
@@ -54,20 +74,3 @@ def check_onnx(path: Path) -> None:
         ) from None
     if not proto.graph.input or not proto.graph.output:
         raise BuildError(f"{path}: the ONNX graph has no inputs or no outputs", stage="load")
-
-
-def onnx_io(path: str | Path) -> IOSpec:
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    inits = {i.name for i in proto.graph.initializer}
-
-    def spec(v) -> TensorSpec:
-        t = v.type.tensor_type
-        shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
-        return TensorSpec(name=v.name, shape=shape, dtype=_DTYPES.get(t.elem_type, str(t.elem_type)))
-
-    return IOSpec(
-        inputs=[spec(v) for v in proto.graph.input if v.name not in inits],
-        outputs=[spec(v) for v in proto.graph.output],
-    )

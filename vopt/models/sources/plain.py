@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from vopt.errors import BuildError, first_line
-from vopt.models.families.base import Family, family_for, get_family
+from vopt.models.families.base import Family
+from vopt.models.families.lookup import family_for, get_family
 from vopt.models.sources.base import LoadedModel, load_state_dict
 
 

@@ -44,6 +44,15 @@ class InputSpec(Section):
         return dynamic
 
 
+class ComponentSource(Section):
+    """One component of a model made of several files (source: onnx)."""
+
+    path: str = Field(description="The component's file.")
+    family: str | None = Field(
+        default=None, description="Family of this component; the model's when omitted."
+    )
+
+
 class ModelSection(Section):
     source: str = Field(
         description="hf | torch | python | torchscript | exported | onnx | timm | torchvision"
@@ -67,6 +76,12 @@ class ModelSection(Section):
     seed: Seed = Field(default=0, description="Seed for random weights.")
     labels: list[str] | None = Field(default=None, description="Class names, embedded in artifact metadata.")
     input: InputSpec = Field(default_factory=InputSpec)
+    components: dict[str, ComponentSource] | None = Field(
+        default=None,
+        description="A model made of several files, by component name, in the order they run: each is "
+        "built, cached and validated on its own, and the chain as a whole (e.g. {encoder: {path: enc.onnx}, "
+        "decoder: {path: dec.onnx}}).",
+    )
 
     @field_validator("source")
     @classmethod
@@ -84,10 +99,10 @@ class ModelSection(Section):
     def _known_family(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        from vopt.models.families.base import all_families
         from vopt.recipe.suggest import did_you_mean
+        from vopt.registry import FAMILIES
 
-        known = sorted(all_families())
+        known = sorted(FAMILIES)
         if value not in known:
             msg = (
                 f"unknown family '{value}'{did_you_mean(value, known)}; known: {', '.join(known)} "
