@@ -123,9 +123,7 @@ def test_the_doc_stage_plans_builds_and_keys_its_cache_on_its_section(tmp_path):
     assert weights and 0.45 <= np.mean([float((w == 0).mean()) for w in weights]) <= 0.55
     assert steps["export"]["report"]["parity"]["outputs"]["logits"]["cosine"] >= 0.9999
 
-    plan = vopt_with(tmp_path, setup, "plan", recipe, "--json")
-    assert plan.returncode == 0, plan.stderr
-    assert all(s["cached"] for s in json.loads(plan.stdout)["steps"])
     changed = vopt_with(tmp_path, setup, "plan", recipe, "--set", "sparsify.ratio=0.25", "--json")
+    assert changed.returncode == 0, changed.stderr
     cached = {s["stage"]: s["cached"] for s in json.loads(changed.stdout)["steps"]}
     assert cached["load"] and not cached["sparsify"]  # its config is its cache key
