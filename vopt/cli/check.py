@@ -19,7 +19,7 @@ def command(
     from vopt.errors import RecipeError
     from vopt.pipeline.plan import make_plan
     from vopt.pipeline.preflight import check_inputs
-    from vopt.recipe.resolve import load_recipe
+    from vopt.recipe.resolve import load_recipe, located
 
     problems: list[str] = []
     for path in recipes:
@@ -29,9 +29,8 @@ def command(
             check_inputs(
                 loaded
             )  # data folders, gate metrics (with the recipe line), before the plan reads them
-            make_plan(
-                loaded.recipe
-            )  # stage-level settings (e.g. a scheme the target cannot take) fail here too
+            with located(loaded.raw):  # stage-level settings (a scheme the target cannot take) fail here too
+                make_plan(loaded.recipe)
             what = "fragment" if fragment else loaded.recipe.name
             err.print(
                 f"[green]ok[/] {escape(str(path))} ({what} -> {loaded.recipe.compile.target})",

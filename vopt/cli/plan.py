@@ -20,11 +20,12 @@ def command(
     from vopt.pipeline.cache import Cache
     from vopt.pipeline.plan import dry_run, make_plan
     from vopt.pipeline.preflight import check_inputs
-    from vopt.recipe.resolve import load_recipe
+    from vopt.recipe.resolve import load_recipe, located
 
     loaded = load_recipe(recipe, set_)
     check_inputs(loaded)
-    steps, target = make_plan(loaded.recipe)
+    with located(loaded.raw):
+        steps, target = make_plan(loaded.recipe)
     planned = dry_run(steps, target, Cache(cache_dir))
     ok, why = target.available()
     if json_out:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,10 @@ from vopt.pipeline.artifact import Preprocess
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "samples"
 BUILTIN = "builtin:samples"
+# A data folder is walked at plan time (preflight, the cache key's fingerprint). ImageNet's train set is 1.3M
+# files in 1,000 folders; a walk past this many entries is a path pointing at the wrong place (`/`, a home
+# folder), refused instead of walked for minutes.
+MAX_DATA_ENTRIES = 2_000_000
 # A data set may hold a few broken files (a truncated download): they are skipped and named in a warning.
 # More than this fraction of the distinct files (and always more than one) fails the step instead.
 MAX_UNREADABLE_FRACTION = 0.2
@@ -79,6 +84,26 @@ class ImageStats:
         return notes
 
 
+def image_files(root: Path) -> list[Path]:
+    """Image files under the folder `root`, recursive and sorted: regular files only (reading a FIFO named
+    `x.jpg` blocks, a link to /dev/urandom never ends), symlinked folders not followed (as `Path.rglob`).
+    Entries that vanish or cannot be listed during the walk (/proc) are skipped. More than MAX_DATA_ENTRIES
+    entries is a RecipeError (the caller adds the recipe line)."""
+    found: list[Path] = []
+    seen = 0
+    for folder, dirs, names in os.walk(root):
+        seen += len(dirs) + len(names)
+        if seen > MAX_DATA_ENTRIES:
+            raise RecipeError(
+                f"more than {MAX_DATA_ENTRIES:,} files and folders under {root}: point it at the image folder"
+            )
+        for name in names:
+            path = Path(folder) / name
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():  # is_file: False on any OSError
+                found.append(path)
+    return sorted(found)
+
+
 def list_images(data: str | list[str] | None) -> list[Path]:
     """Image files under the given folders (recursive, sorted). None means the built-in samples."""
     sources = [BUILTIN] if data is None else ([data] if isinstance(data, str) else list(data))
@@ -90,7 +115,7 @@ def list_images(data: str | list[str] | None) -> list[Path]:
         if root.is_file():
             files.append(root)
             continue
-        found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        found = image_files(root)
         if not found:
             raise RecipeError(f"no images (jpg, png, webp, bmp) under {src}")
         files.extend(found)

@@ -125,10 +125,9 @@ def _data_problems(
             continue
         tensors = tensors_ok and path.suffix.lower() in (".npy", ".npz")
         if not path.exists():
-            what = "tensor file" if tensors else "path"
+            what = "tensor file not found" if tensors else "not found"
             out.append(
-                f"{where}: {key}: {what} not found: {src} (relative paths are from the working directory, "
-                f"{Path.cwd()})"
+                f"{where}: {key}: {what}: {src} (relative paths are from the working directory, {Path.cwd()})"
             )
             continue
         kind = _special(path)

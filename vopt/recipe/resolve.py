@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,14 +113,13 @@ def _errors(exc: ValidationError, data: Any) -> list[tuple[tuple[Any, ...], dict
     for err in exc.errors():
         loc, labelled = _without_union_labels(tuple(err["loc"]), data)
         found.append((loc, labelled, err))
-    keep = []
-    for loc, labelled, err in found:
-        deeper = labelled and any(
-            lab and len(other) > len(loc) and other[: len(loc)] == loc for other, lab, _ in found
-        )
-        if not deeper:
-            keep.append((loc, err))
-    return keep
+    # the proper prefixes of every labelled location: one set lookup per error, not a scan of all the others
+    # (a list of thousands of bad items made that quadratic)
+    under = {loc[:i] for loc, labelled, _ in found if labelled for i in range(len(loc))}
+    return [(loc, err) for loc, labelled, err in found if not (labelled and loc in under)]
+
+
+MAX_PROBLEM_LINES = 50
 
 
 def format_validation_error(exc: ValidationError, raw: RawRecipe, model: type[BaseModel]) -> list[str]:
@@ -147,7 +148,39 @@ def format_validation_error(exc: ValidationError, raw: RawRecipe, model: type[Ba
             lines[head] = msg
         elif msg not in lines[head]:  # the members of a union, each rejected: one line
             lines[head] += f"; or {msg[0].lower()}{msg[1:]}"
-    return [f"{head}: {msg}" for head, msg in lines.items()]
+    out = [f"{head}: {msg}" for head, msg in lines.items()]
+    if len(out) > MAX_PROBLEM_LINES:  # a list of 10,000 bad items is one mistake, not 10,000 lines to read
+        more = len(out) - MAX_PROBLEM_LINES
+        out = [*out[:MAX_PROBLEM_LINES], f"{list(lines)[MAX_PROBLEM_LINES]}: ... and {more:,} more problems"]
+    return out
+
+
+_KEY_PATH = re.compile(r"^([A-Za-z_][\w-]*(?:\.[\w-]+)*): ")
+_HAS_LINE = re.compile(r"(^|\s)\S+:\d+: |^--set ")
+
+
+def _locate(text: str, raw: RawRecipe) -> str:
+    if _HAS_LINE.search(text):
+        return text
+    match = _KEY_PATH.match(text)
+    if not match:
+        return text
+    loc = tuple(int(p) if p.isdigit() else p for p in match.group(1).split("."))
+    return f"{raw.where(loc)}: {text}"
+
+
+@contextlib.contextmanager
+def located(raw: RawRecipe) -> Iterator[None]:
+    """A RecipeError raised after loading, by code that sees the typed recipe and not where its values came
+    from (the plan's stage configs: "validate.data: 18 of 18 check images are in the calibration data"),
+    gets the file:line of the key path each of its lines starts with."""
+    try:
+        yield
+    except RecipeError as exc:
+        message, lines = _locate(exc.message, raw), [_locate(line, raw) for line in exc.lines]
+        if message == exc.message and lines == exc.lines:
+            raise
+        raise RecipeError(message, lines=lines, hint=exc.hint) from None
 
 
 # Keys that were removed, and what to write instead: a recipe that still has one is told so at its line.
