@@ -50,6 +50,7 @@ def check_inputs(loaded: Any) -> None:
     problems: list[str] = []
     task = _task(recipe)
     problems += _model_file_problems(recipe.model, raw)
+    problems += _model_type_problems(recipe.model, raw)
     if recipe.validate_ is not None:
         problems += _data_problems(recipe.validate_.data, ("validate", "data"), raw)
         problems += _labels_problems(recipe.validate_.labels, ("validate", "labels"), raw)
@@ -187,6 +188,47 @@ def _model_file_problems(model: Any, raw: Any) -> list[str]:
         if kind:
             out.append(f"{raw.where(('model', name))}: model.{name}: {value} is {kind}, not a model file")
     return out
+
+
+def _model_type_problems(model: Any, raw: Any) -> list[str]:
+    """The transformers model type the hf source builds offline (random weights or a local checkpoint):
+    `model.config.model_type`, else the family's. One the installed transformers lacks stopped `vopt build`
+    at load, after `vopt check` said ok. Read from transformers' source: check imports neither it nor
+    torch."""
+    if model.source != "hf" or model.weights == "pretrained" or (model.id and _is_dir(model.id)):
+        return []  # transformers reads the config from the Hub or the folder: its model type is its own
+    if "model_type" in model.config:
+        loc, model_type, why = ("model", "config", "model_type"), model.config["model_type"], ""
+    elif model.family:
+        from vopt.models.families.lookup import get_family
+
+        types = getattr(get_family(model.family), "model_types", ())
+        if not types:
+            return []
+        loc, model_type, why = ("model", "family"), types[0], f" (family '{model.family}' builds it)"
+    else:
+        return []
+    from vopt.models.hf_types import installed_model_types
+
+    known = installed_model_types()
+    if known is None or model_type in known:
+        return []  # transformers missing, or its source unreadable: the build names it
+    import importlib.metadata
+
+    from vopt.recipe.suggest import did_you_mean
+
+    version = importlib.metadata.version("transformers")
+    return [
+        f"{raw.where(loc)}: {'.'.join(loc)}: transformers {version} has no model type '{model_type}'{why}"
+        f"{did_you_mean(str(model_type), sorted(known))}"
+    ]
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return Path(path).expanduser().exists()
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 def _labels_problems(labels: str | None, loc: tuple[str, ...], raw: Any) -> list[str]:

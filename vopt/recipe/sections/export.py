@@ -3,7 +3,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from vopt.recipe.sections.base import Section
-from vopt.recipe.sections.limits import LEGACY_OPSET_MAX, MAX_SAMPLES, OPSET_MAX, OPSET_MIN
+from vopt.recipe.sections.limits import LEGACY_OPSET_MAX, MAX_PARITY_SAMPLES, OPSET_MAX, OPSET_MIN, Dim
 
 
 class ExportSection(Section):
@@ -20,13 +20,19 @@ class ExportSection(Section):
     dynamic_batch: bool = Field(default=True, description="Export with a dynamic batch axis.")
     simplify: bool = Field(default=True, description="Simplify with onnxsim, falling back to onnxslim.")
     parity: bool = Field(default=True, description="Check ONNX Runtime against PyTorch on real images.")
-    parity_samples: int = Field(default=4, ge=1, le=MAX_SAMPLES)
+    parity_samples: int = Field(
+        default=4,
+        ge=1,
+        le=MAX_PARITY_SAMPLES,
+        description=f"Images for the parity check, at most {MAX_PARITY_SAMPLES} (one batch, held in memory).",
+    )
     embed_preprocessing: bool = Field(
         default=False,
         description="Put the preprocessing into the graph: the artifact takes raw uint8 NHWC RGB "
         "images, and its metadata says the contract is embedded.",
     )
-    camera_size: list[int] | None = Field(
+    # each side 1..16,384 as any input dimension: 0, negative or 10^12 failed at export, after the load
+    camera_size: list[Dim] | None = Field(
         default=None,
         min_length=2,
         max_length=2,

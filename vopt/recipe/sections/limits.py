@@ -18,6 +18,19 @@ MAX_SECONDS = 86_400.0  # one day
 MAX_ITERATIONS = 1_000_000
 MAX_SEED = 2**32 - 1  # numpy and torch both take it
 MAX_RESIZE = MAX_DIM
+# Normalization, (pixel * scale - mean) / std. A pixel is 0..255; real contracts use scale 1 or 1/255,
+# means of at most 255 (pixel units) or 1 (unit range) and stds from about 0.2 to 128. 10,000 and 1e-4 are
+# far outside every real one and keep each normalized value finite in float32 (at most
+# (255 * 1e4 + 1e4) / 1e-4, about 2.6e10): a mean of 1e308 made every input -inf and the outputs NaN.
+MAX_NORM = 10_000.0  # |mean|, std and scale
+MIN_STD = 1e-4
+# vopt reads every image as 3-channel RGB (vopt.datasets.images.open_rgb): a mean or std has one value for all
+# channels or one per channel; 2 or 4 values failed numpy's broadcast at export.
+NORM_LENGTHS = (1, 3)
+# Export parity loads all its samples as one batch and runs it through PyTorch and ONNX Runtime at once, so
+# its memory grows with the count (100,000 grew past 2.5 GB); its images are the 18 built-in photos, so above
+# 18 the samples are augmented crops of the same photos. Validation, not parity, measures on many images.
+MAX_PARITY_SAMPLES = 64
 
 # ONNX opsets torch.onnx can write (torch.onnx._constants; tests/unit/test_input_bounds.py checks these
 # against the installed torch). Kept as constants so `vopt --help` and `vopt check` do not import torch.
