@@ -49,6 +49,7 @@ def _plant(entry: Path, marker: Path) -> None:
     (entry / "entry.json").write_text(json.dumps(data))
 
 
+@pytest.mark.slow  # a full build
 def test_a_pickle_planted_in_the_cache_is_never_run(cli, write_recipe, tmp_path, _isolated_cache):
     recipe = write_recipe({**RECIPE, "quantize": None})
     first = cli("build", recipe, "--out", tmp_path / "out", "--json")
@@ -80,6 +81,7 @@ def test_load_module_refuses_a_pickle(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow  # two full builds
 def test_two_clean_builds_give_identical_bytes(cli, write_recipe, tmp_path, monkeypatch):
     recipe = write_recipe(RECIPE)
     payloads = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -63,6 +64,7 @@ def test_fuse_efficientnet_pooler_swap_is_exact():
     assert torch.allclose(model.efficientnet.pooler(features), expected, atol=1e-6)
 
 
+@pytest.mark.slow  # a full build
 def test_fuse_stage_channels_last_and_no_folding(cli, write_recipe, tmp_path):
     recipe = write_recipe(
         {

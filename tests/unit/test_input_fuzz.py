@@ -217,6 +217,7 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow  # many generated recipes, each checked: 5 to 10 s
 @FUZZ
 @given(edits=st.lists(st.tuples(st.sampled_from(PATHS), values), min_size=1, max_size=4))
 def test_generated_recipes_check_cleanly(workdir, edits):

@@ -203,6 +203,7 @@ def test_too_many_corrupt_images_fail_naming_them(tmp_path):
         list(iter_batches(sorted(folder.iterdir()), PLAIN, batch=2))
 
 
+@pytest.mark.slow  # a full build
 def test_validation_report_counts_distinct_images_and_augmented_crops(write_recipe, cli, tmp_path):
     folder = images_dir(tmp_path)
     _corrupt(folder / "zz-broken.jpg")

@@ -166,6 +166,7 @@ def _tool(name: str) -> str:
     return found
 
 
+@pytest.mark.slow  # actionlint and check-jsonschema as processes: 5 s
 def test_ci_examples_pass_actionlint_and_the_ci_schemas(cli, monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)
     github = REPO / "examples" / "ci" / "github-actions.yml"
