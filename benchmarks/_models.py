@@ -71,8 +71,8 @@ def split(root: Path, dst: Path) -> dict[str, Path]:
 
 def load_images(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """All photos of a folder (sorted), preprocessed, and their labels."""
+    from vopt.core.artifact import Preprocess
     from vopt.datasets.images import load_image
-    from vopt.pipeline.artifact import Preprocess
 
     pre = Preprocess(**PREPROCESS)
     files = sorted(folder.glob("*.JPEG"))

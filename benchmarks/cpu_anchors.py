@@ -177,7 +177,7 @@ def vopt_build(
     """Build through the repo's recipes; returns (manifest, build dir, seconds)."""
     import yaml
 
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
     from vopt.pipeline.runner import build
     from vopt.recipe.resolve import load_recipe
 
@@ -205,7 +205,7 @@ def vopt_build(
 
 
 def step_artifact(manifest: dict, work: Path, stage: str) -> Any:
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
 
     step = next(s for s in manifest["steps"] if s["stage"] == stage)
     return Cache(work / "cache").get(step["key"]).artifact

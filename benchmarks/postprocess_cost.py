@@ -82,8 +82,8 @@ def timings(run_post, run_raw, x, cfg) -> dict[str, float]:
 
 
 def main() -> None:
+    from vopt.core.artifact import Preprocess
     from vopt.datasets.images import load_batch
-    from vopt.pipeline.artifact import Preprocess
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path)

@@ -50,7 +50,7 @@ def build(data: dict, work: Path) -> dict[str, Path]:
     """Run vopt build; return the artifact path of each step, from the cache."""
     import yaml
 
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
     from vopt.pipeline.runner import build as vopt_build
     from vopt.recipe.resolve import load_recipe
 

@@ -103,7 +103,7 @@ def load_object(spec: str) -> Any:
 
 def _lookup(table: dict[str, str], kind: str, name: str) -> Any:
     from vopt.errors import RecipeError
-    from vopt.recipe.suggest import did_you_mean
+    from vopt.suggest import did_you_mean
 
     if name not in table:
         raise RecipeError(f"unknown {kind} '{name}'{did_you_mean(name, table)}; known: {', '.join(table)}")

@@ -49,7 +49,7 @@ def test_concurrent_builds_share_one_cache(tmp_path, outs):
     entries = sorted(p.name for p in cache.glob("??/*") if (p / "entry.json").is_file())
     assert entries == sorted(s["key"] for s in manifests[0]["steps"])  # one entry per step, no duplicates
     assert not list(cache.glob("??/.*")) and not any((cache / "tmp").iterdir())
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
 
     c = Cache(cache)
     assert all(c.get(k) is not None for k in entries) and not c.warnings  # every entry verifies

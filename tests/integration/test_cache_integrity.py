@@ -91,8 +91,8 @@ def test_malformed_entry_is_discarded_never_a_key_error(cli, write_recipe, tmp_p
 
 def test_an_entry_damaged_while_the_step_lock_is_held_is_discarded(tmp_path):
     """The engine re-reads an entry under its step's lock; discarding it there must not deadlock."""
-    from vopt.pipeline.artifact import Artifact
-    from vopt.pipeline.cache import Cache
+    from vopt.core.artifact import Artifact
+    from vopt.core.cache import Cache
 
     cache = Cache(tmp_path / "c")
     work = cache.new_workdir()

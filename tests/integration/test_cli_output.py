@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.conftest import REPO, tiny_model
-from vopt.pipeline.progress import Reporter
+from vopt.core.progress import Reporter
 
 BAR_CHARS = "━╸╺█▉▊▋▌▍▎▏"
 

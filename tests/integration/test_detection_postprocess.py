@@ -37,8 +37,8 @@ def test_postprocessed_detector_matches_pytorch_plus_numpy_postprocessing(
     # Boxes are xyxy in input pixels, sorted by score, and masked below the threshold.
     import onnxruntime as ort
 
+    from vopt.core.artifact import Preprocess
     from vopt.datasets.images import load_batch
-    from vopt.pipeline.artifact import Preprocess
 
     size = m["artifact"]["preprocess"]["size"]
     sess = ort.InferenceSession(str(tmp_path / "out" / recipe["name"] / "model.onnx"))

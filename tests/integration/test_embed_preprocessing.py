@@ -54,8 +54,8 @@ def test_embedded_cpu_fp32_matches_the_float_pipeline_and_says_so(write_recipe, 
     import onnxruntime as ort
     from PIL import Image
 
+    from vopt.core.artifact import Preprocess
     from vopt.datasets.images import SAMPLES_DIR, preprocess_pil
-    from vopt.pipeline.artifact import Preprocess
 
     img = Image.open(SAMPLES_DIR / "chelsea.jpg").convert("RGB").resize((64, 64))
     sess = ort.InferenceSession(str(tmp_path / "out" / "emb-cpu" / "model.onnx"))

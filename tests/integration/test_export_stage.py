@@ -38,8 +38,8 @@ def _reports(result):
 
 @pytest.mark.parametrize("family", ["swin"])  # Swin: the family that needs eager attention under dynamo
 def test_export_dynamo_exporter_with_dynamic_batch(cli, write_recipe, tmp_path, family):
+    from vopt.core.artifact import Preprocess
     from vopt.datasets.images import load_batch
-    from vopt.pipeline.artifact import Preprocess
     from vopt.runtimes.ort import runner
 
     manifest, reports = _reports(
@@ -144,8 +144,8 @@ def test_export_dynamic_height_width_follows_the_family_output_axes(
     matches PyTorch at that size."""
     import torch
 
+    from vopt.core.cache import Cache
     from vopt.models.resolve import OutputWrapper, family_of, load_module
-    from vopt.pipeline.cache import Cache
     from vopt.runtimes.ort import runner
 
     model = tiny_model(family)

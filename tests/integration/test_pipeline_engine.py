@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, tiny_model
-from vopt.pipeline.cache import Cache
+from vopt.core.cache import Cache
 from vopt.pipeline.plan import dry_run, make_plan
 from vopt.recipe.resolve import load_recipe
 
@@ -169,9 +169,9 @@ def test_random_weights_outputs_vary_across_real_images(write_recipe, cli, tmp_p
     """Sane random init: outputs must depend on the image, or every parity number is meaningless."""
     import numpy as np
 
+    from vopt.core.artifact import Artifact
     from vopt.datasets.images import load_batch
     from vopt.models.resolve import family_of, load_module
-    from vopt.pipeline.artifact import Artifact
     from vopt.validate.reference import torch_outputs
 
     recipe = write_recipe(tiny_recipe())
@@ -354,7 +354,7 @@ def test_manifest_is_strict_json(write_recipe, cli, tmp_path):
 
 
 def test_manifest_key_material_reproduces_the_key(write_recipe, cli, tmp_path):
-    from vopt.pipeline.cache import step_key
+    from vopt.core.cache import step_key
 
     m = json.loads(cli("build", write_recipe(tiny_recipe()), "--out", tmp_path / "o", "--json").stdout)
     for s in m["steps"]:
@@ -369,7 +369,7 @@ def test_manifest_key_material_reproduces_the_key(write_recipe, cli, tmp_path):
 def test_staging_left_by_a_killed_build_is_removed(write_recipe, cli, tmp_path):
     """SIGKILL while the build directory is written leaves build/.<name>.tmp-<pid>-*; the next build removes
     it."""
-    from vopt.pipeline.cache import _alive
+    from vopt.core.cache import _alive
 
     dead = next(pid for pid in range(4_000_000, 4_100_000) if not _alive(pid))
     out = tmp_path / "o"

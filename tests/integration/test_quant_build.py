@@ -35,7 +35,7 @@ def _step(manifest: dict, stage: str) -> dict:
 
 
 def _artifact(step: dict) -> Path:
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
 
     entry = Cache(Path(os.environ["VOPT_CACHE_DIR"])).get(step["key"])
     assert entry is not None
@@ -499,7 +499,7 @@ def test_quant_fallback_to_int16_and_write_back(write_recipe, cli, tmp_path):
 
 
 def _cache_entry(step: dict):
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
 
     return Cache(Path(os.environ["VOPT_CACHE_DIR"])).get(step["key"])
 

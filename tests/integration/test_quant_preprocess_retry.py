@@ -50,7 +50,7 @@ def concat_axis_model(path: Path) -> Path:
 def test_empty_assertion_from_shape_inference_is_retried_and_quantizes(write_recipe, cli, tmp_path):
     from onnxruntime.quantization import quant_pre_process
 
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
 
     src = concat_axis_model(tmp_path / "concat_axis.onnx")
     # the trigger is real: ORT's own pre-processing raises an AssertionError with an empty message

@@ -21,7 +21,7 @@ def real(tmp_path_factory):
         pytest.skip(why)
     from onnxruntime.quantization import quant_pre_process
 
-    from vopt.pipeline.artifact import Preprocess
+    from vopt.core.artifact import Preprocess
     from vopt.quant.calibration import CalibrationSet
     from vopt.quant.config import QuantizeConfig
     from vopt.quant.schemes.ort_qdq import OrtQdqScheme

@@ -105,9 +105,9 @@ def test_openvino_conversion_failure_names_the_op(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
+    from vopt.core.artifact import Artifact
+    from vopt.core.context import Context
     from vopt.errors import BuildError
-    from vopt.pipeline.artifact import Artifact
-    from vopt.pipeline.context import Context
     from vopt.registry import get_target
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])

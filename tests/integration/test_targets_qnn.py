@@ -16,9 +16,9 @@ pytest.importorskip("onnxruntime_qnn")
 
 def _export(write_recipe, family: str):
     """Load + export through the real pipeline steps (static shapes, as the qnn target asks)."""
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
+    from vopt.core.progress import QuietReporter
     from vopt.pipeline.plan import key_for, make_plan
-    from vopt.pipeline.progress import QuietReporter
     from vopt.pipeline.runner import _run_step
     from vopt.recipe.resolve import load_recipe
 
@@ -50,8 +50,8 @@ def _qdq_u8(src: str, dst: str, shape: list[int], exclude_ops: tuple[str, ...] =
     from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
 
+    from vopt.core.artifact import Preprocess
     from vopt.datasets.images import load_batch
-    from vopt.pipeline.artifact import Preprocess
 
     proto = onnx.load(src)
     del proto.metadata_props[:]  # qnn_preprocess_model chokes on metadata_props (onnxruntime 1.32)
@@ -82,7 +82,7 @@ def _qdq_u8(src: str, dst: str, shape: list[int], exclude_ops: tuple[str, ...] =
 
 def _ctx(recipe, target, workdir):
     """What the compile stage hands the target: the build's name and the model input, from its config."""
-    from vopt.pipeline.context import Context
+    from vopt.core.context import Context
 
     return Context(target=target, workdir=workdir, build_name=recipe.name, model_input=recipe.model.input)
 
@@ -292,7 +292,7 @@ def test_qnn_int16_islands_stay_on_the_htp(write_recipe, cli, tmp_path):
     first, last = fb["rounds"][0]["centered_cosine"], fb["rounds"][-1]["centered_cosine"]
     print(f"qnn u16 islands: {len(fb['kept_int16'])} layers, centered cosine {first:.4f} -> {last:.4f}")
     assert first < 0.994 <= last
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
 
     entry = Cache(Path(os.environ["VOPT_CACHE_DIR"])).get(step["key"])
     assert entry is not None

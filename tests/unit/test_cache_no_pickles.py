@@ -69,9 +69,9 @@ def test_a_pickle_planted_in_the_cache_is_never_run(cli, write_recipe, tmp_path,
 
 
 def test_load_module_refuses_a_pickle(tmp_path):
+    from vopt.core.artifact import Artifact
     from vopt.errors import BuildError
     from vopt.models.resolve import load_module
-    from vopt.pipeline.artifact import Artifact
 
     marker = tmp_path / "pwned"
     (tmp_path / "model.pt").write_bytes(pickle.dumps(_Payload(str(marker)), protocol=2))

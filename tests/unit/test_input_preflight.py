@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import tiny_model
+from vopt.core.artifact import Preprocess
 from vopt.datasets.images import SAMPLES_DIR, ImageStats, iter_batches, load_image
 from vopt.errors import RecipeError
-from vopt.pipeline.artifact import Preprocess
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Progress as plain lines for a log (vopt.pipeline.progress.ProgressLog, on a given clock), and what
+"""Progress as plain lines for a log (vopt.core.progress.ProgressLog, on a given clock), and what
 libraries print summarised as one line per source (vopt.cli.capture)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import io
 import sys
 
 from vopt.cli.capture import Capture, summarise
-from vopt.pipeline.progress import ProgressLog, duration
+from vopt.core.progress import ProgressLog, duration
 
 
 def test_progress_log_prints_at_most_one_line_per_interval_with_done_total_rate_and_time_left():

@@ -27,7 +27,7 @@ def runner_for(target: Any, system: str, overrides: dict[str, list[str]] | None 
 def jobs(recipes: list[Path], sets: list[str], cache_dir: Path | None) -> list[dict[str, Any]]:
     """One job per recipe: what to run, where, and the cache key (the resolved recipe and its plan keys)."""
     from vopt.cli.library import _platform
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
     from vopt.pipeline.plan import dry_run, make_plan
     from vopt.recipe.resolve import load_recipe
 

@@ -17,7 +17,7 @@ def command(
 ) -> None:
     import yaml
 
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
     from vopt.pipeline.plan import dry_run, make_plan
     from vopt.pipeline.preflight import check_inputs
     from vopt.recipe.resolve import load_recipe, located

@@ -27,7 +27,7 @@ def command(
     json_out: bool = typer.Option(False, "--json", help="Print the tuning table as JSON on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
     from vopt.recipe.resolve import load_recipe
     from vopt.tune.search import run_tuning, write_tuned_recipe
 

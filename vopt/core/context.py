@@ -4,8 +4,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vopt.pipeline.artifact import Artifact
-from vopt.pipeline.progress import QuietReporter, Reporter
+from vopt.core.artifact import Artifact
+from vopt.core.progress import QuietReporter, Reporter
 
 
 @dataclass

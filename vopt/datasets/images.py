@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vopt.core.artifact import Preprocess
 from vopt.errors import RecipeError
-from vopt.pipeline.artifact import Preprocess
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "samples"

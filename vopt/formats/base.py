@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vopt.pipeline.artifact import IOSpec, path_size
+from vopt.core.artifact import IOSpec, path_size
 
 if TYPE_CHECKING:
-    from vopt.pipeline.artifact import Artifact
+    from vopt.core.artifact import Artifact
     from vopt.runtimes.base import Runner, Unavailable
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from vopt.formats.base import Format
 
 if TYPE_CHECKING:
-    from vopt.pipeline.artifact import Artifact
+    from vopt.core.artifact import Artifact
     from vopt.runtimes.base import Runner, Unavailable
 
 NAME = "components"
@@ -111,7 +111,7 @@ def combined_sha256(components: dict[str, Artifact]) -> str:
 def compose(template: Artifact, components: dict[str, Artifact], stage: str) -> Artifact:
     """The artifact of components a per-component step returns: `template`'s contract and metadata, these
     components, and one lineage entry whose key stands for the components' own step keys."""
-    from vopt.pipeline.artifact import LineageEntry
+    from vopt.core.artifact import LineageEntry
 
     sha = combined_sha256(components)
     # What the set is, in one word, for the manifest's headline: the components' precision when they agree.

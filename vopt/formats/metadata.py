@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from vopt.pipeline.artifact import Preprocess
+from vopt.core.artifact import Preprocess
 
 _DTYPE_NAMES = {
     "float32": "fp32",

@@ -6,8 +6,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
+from vopt.core.artifact import Artifact, IOSpec, TensorSpec, path_size
 from vopt.formats.base import Format
-from vopt.pipeline.artifact import Artifact, IOSpec, TensorSpec, path_size
 
 NAME = "openvino-ir"
 

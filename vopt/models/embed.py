@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vopt.pipeline.artifact import Preprocess
+from vopt.core.artifact import Preprocess
 
 
 def raw_contract(contract: Preprocess, camera_size: list[int] | None) -> Preprocess:

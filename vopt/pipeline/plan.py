@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 import vopt
-from vopt.pipeline.cache import Cache, step_key
+from vopt.core.cache import Cache, step_key
 from vopt.registry import STAGES, get_stage, get_target
 
 

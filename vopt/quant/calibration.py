@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vopt.core.artifact import Preprocess
 from vopt.errors import RecipeError
-from vopt.pipeline.artifact import Preprocess
 from vopt.recipe.sections.quantize import CalibrationSection
 
 TENSOR_SUFFIXES = {".npy", ".npz"}

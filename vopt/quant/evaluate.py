@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from vopt.pipeline.artifact import Preprocess
+from vopt.core.artifact import Preprocess
 from vopt.recipe.sections.quantize import CheckSection
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from vopt.errors import RecipeError
 from vopt.recipe.load import RawRecipe, load_raw
-from vopt.recipe.suggest import did_you_mean
+from vopt.suggest import did_you_mean
 
 
 @dataclass

@@ -221,7 +221,7 @@ def native_output_to(log: Path) -> Iterator[Path]:
 def log_path(name: str) -> Path:
     """Where a build's native log lines go: <cache>/logs/<name>.log (the build directory may not exist
     yet)."""
-    from vopt.pipeline.cache import default_cache_dir
+    from vopt.core.cache import default_cache_dir
 
     return default_cache_dir() / "logs" / f"{name}.log"
 

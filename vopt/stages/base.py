@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from vopt.pipeline.artifact import Artifact
-    from vopt.pipeline.context import Context
+    from vopt.core.artifact import Artifact
+    from vopt.core.context import Context
 
 
 def loads_torch_module(recipe: Any) -> bool:

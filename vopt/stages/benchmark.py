@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from vopt.pipeline.artifact import Artifact
+from vopt.core.artifact import Artifact
 from vopt.recipe.models import CompileSection
 from vopt.recipe.sections.benchmark import BenchmarkSection
 from vopt.stages.base import Stage

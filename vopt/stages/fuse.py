@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from vopt.core.artifact import Artifact
 from vopt.errors import BuildError
-from vopt.pipeline.artifact import Artifact
 from vopt.stages.base import Stage, loads_torch_module
 
 # A folded model must match the unfolded one this closely on real images, or the fold was wrong.

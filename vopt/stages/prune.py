@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from vopt.core.artifact import Artifact
 from vopt.errors import BuildError, RecipeError
-from vopt.pipeline.artifact import Artifact
 from vopt.stages.base import Stage, loads_torch_module
 
 

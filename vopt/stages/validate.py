@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from vopt.pipeline.artifact import Artifact, Preprocess
+from vopt.core.artifact import Artifact, Preprocess
 from vopt.recipe.models import CompileSection
 from vopt.recipe.sections.validate import ValidateSection
 from vopt.stages.base import Stage

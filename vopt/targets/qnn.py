@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from vopt.core.artifact import Artifact
 from vopt.errors import BackendUnavailable, BuildError, first_line
-from vopt.pipeline.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
 

@@ -136,7 +136,7 @@ def run_tuning(
 
 
 def _build(cand: Candidate, recipe_path: Path, sets: list[str], out_root: Path, cache: Any) -> None:
-    from vopt.pipeline.progress import QuietReporter
+    from vopt.core.progress import QuietReporter
     from vopt.pipeline.runner import build
     from vopt.recipe.resolve import load_recipe
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from vopt.pipeline.artifact import Artifact
+from vopt.core.artifact import Artifact
 from vopt.recipe.sections.validate import ValidateSection
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.validate.gates import evaluate

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from vopt.core.artifact import Preprocess
 from vopt.errors import BackendUnavailable, GateFailed, RecipeError
-from vopt.pipeline.artifact import Preprocess
 
 # Default cosine floors by artifact precision (the browser vs the reference, on real images).
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.98}

@@ -84,7 +84,7 @@ def _option_message(scheme: Any, err: dict[str, Any]) -> str:
             return (
                 f"applies to scheme {', '.join(others)}, not '{scheme.name}'; '{scheme.name}' takes {takes}"
             )
-        from vopt.recipe.suggest import did_you_mean
+        from vopt.suggest import did_you_mean
 
         return (
             f"unknown option{did_you_mean(key, list(scheme.Options.model_fields))}; "

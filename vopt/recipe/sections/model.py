@@ -86,8 +86,8 @@ class ModelSection(Section):
     @field_validator("source")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        from vopt.recipe.suggest import did_you_mean
         from vopt.registry import SOURCES
+        from vopt.suggest import did_you_mean
 
         if value not in SOURCES:
             msg = f"unknown source '{value}'{did_you_mean(value, SOURCES)}; known: {', '.join(SOURCES)}"
@@ -99,8 +99,8 @@ class ModelSection(Section):
     def _known_family(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        from vopt.recipe.suggest import did_you_mean
         from vopt.registry import FAMILIES
+        from vopt.suggest import did_you_mean
 
         known = sorted(FAMILIES)
         if value not in known:

@@ -15,7 +15,7 @@ Method = Literal["minmax", "entropy", "percentile"]  # calibration range methods
 def _registered(name: str) -> str:
     """Checked against the registry when the recipe is read: a scheme plugin needs only its registry line."""
     if name not in SCHEMES:
-        from vopt.recipe.suggest import did_you_mean
+        from vopt.suggest import did_you_mean
 
         raise ValueError(f"unknown scheme '{name}'{did_you_mean(name, SCHEMES)}; known: {', '.join(SCHEMES)}")
     return name
