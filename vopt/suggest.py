@@ -1,3 +1,6 @@
+"""Did-you-mean for names a user typed (recipe keys, plugin names): used by every layer, so it sits in the
+foundation."""
+
 from __future__ import annotations
 
 import difflib

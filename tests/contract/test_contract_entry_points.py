@@ -1,12 +1,13 @@
 """Plugins from outside vopt take the path vopt's own take: a separate package, installed with pip, declares a
 toy target, a toy quantization scheme, a toy family and a toy artifact format as entry points, and a recipe
 that uses all four builds end to end with no edit to vopt (its registry finds them through
-`importlib.metadata`)."""
+`importlib.metadata`). The format and the target are docs/adding-a-format.md's code blocks as they stand."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -42,77 +43,17 @@ PYPROJECT = textwrap.dedent("""
     packages = ["vopt_toy"]
 """)
 
-FORMAT = textwrap.dedent('''
-    """toy-bundle: a directory holding model.onnx and bundle.json (what a vendor SDK might ship)."""
-
-    from __future__ import annotations
-
-    import json
-    from pathlib import Path
-
-    from vopt.formats.base import Format
-    from vopt.formats.onnx import inspect_onnx
+DOC = REPO / "docs" / "adding-a-format.md"
 
 
-    class ToyBundleFormat(Format):
-        name = "toy-bundle"
-        description = "toy bundle"
-        runtime_name = "onnxruntime"
-        check_label = "onnxruntime-cpu (toy bundle)"
+def doc_blocks() -> dict[str, str]:
+    """The doc's code blocks, by the file their first line names: the doc is the test's code."""
+    blocks = {}
+    for body in re.findall(r"```(?:python|toml)\n(.*?)```", DOC.read_text(), re.S):
+        first, _, rest = body.partition("\n")
+        blocks[first.lstrip("# ").strip()] = rest
+    return blocks
 
-        @classmethod
-        def detect(cls, path):
-            return path if path.is_dir() and (path / "bundle.json").is_file() else None
-
-        @classmethod
-        def inspect(cls, path):
-            info = inspect_onnx(path / "model.onnx", cls.name)
-            info["detail"] = "bundle " + json.loads((path / "bundle.json").read_text())["vendor"]
-            return info
-
-        @classmethod
-        def open(cls, artifact, *, settings=None, threads=None, accurate=False):
-            from vopt.runtimes.ort import runner
-
-            return runner(Path(getattr(artifact, "path", artifact)) / "model.onnx", label="toy-bundle-ort")
-''')
-
-TARGET = textwrap.dedent('''
-    """toy-bundle: the ONNX as it is, wrapped in a bundle directory of the toy-bundle format."""
-
-    from __future__ import annotations
-
-    import json
-    import shutil
-    from typing import Literal
-
-    from vopt.registry import get_format
-    from vopt.targets.base import CompileBase, Target
-
-
-    class ToyBundleConfig(CompileBase):
-        target: Literal["toy-bundle"] = "toy-bundle"
-        vendor: str = "acme"
-
-
-    class ToyBundleTarget(Target):
-        name = "toy-bundle"
-        Config = ToyBundleConfig
-        runtime_name = "onnxruntime"
-        description = "the ONNX in a toy bundle, on ONNX Runtime's CPU EP"
-
-        def compile(self, artifact, cfg, ctx):
-            self.check_format(artifact)
-            bundle = ctx.out("model.bundle")
-            bundle.mkdir()
-            shutil.copy2(artifact.path, bundle / "model.onnx")
-            (bundle / "bundle.json").write_text(json.dumps({"vendor": cfg.vendor}))
-            ctx.report["summary"] = f"bundled for {cfg.vendor}"
-            return artifact.derive(bundle, format="toy-bundle", meta={"precision": self.precision(cfg)})
-
-        def runner(self, artifact, cfg):
-            return get_format(artifact.format).open(artifact)
-''')
 
 SCHEME = textwrap.dedent('''
     """ort-dynamic: onnxruntime's dynamic int8 quantization (nothing to calibrate)."""
@@ -160,7 +101,10 @@ def installed(tmp_path_factory) -> Path:
     pkg = root / "src"
     (pkg / "vopt_toy").mkdir(parents=True)
     (pkg / "pyproject.toml").write_text(PYPROJECT)
-    for name, text in {"bundle": FORMAT, "target": TARGET, "scheme": SCHEME, "family": FAMILY}.items():
+    doc = doc_blocks()
+    assert doc["pyproject.toml"].strip() in PYPROJECT, "the doc's entry points are the package's"
+    files = {"bundle": doc["vopt_toy/bundle.py"], "target": doc["vopt_toy/target.py"], "scheme": SCHEME}
+    for name, text in {**files, "family": FAMILY}.items():
         (pkg / "vopt_toy" / f"{name}.py").write_text(text)
     (pkg / "vopt_toy" / "__init__.py").write_text("")
     site = root / "site"

@@ -119,9 +119,9 @@ def test_the_scan_finds_name_dispatch(tmp_path: Path):
 
 
 # -- artifact formats ---------------------------------------------------------------------------------------
-# Format plugins (vopt/formats), and the plugins that make or take a format (targets and their web compile,
-# schemes, sources, families, and the runtime adapters each format names) may name formats. Nothing else may:
-# the rest of vopt asks the format plugin (vopt.registry.get_format(artifact.format).torch_module, .io(), ...).
+# Format plugins (vopt/formats), and the plugins that make or take a format (targets, schemes, sources,
+# families, and the runtime adapters each format names) may name formats. Nothing else may: the rest of vopt
+# asks the format plugin (vopt.registry.get_format(artifact.format).torch_module, .io(), ...).
 FORMAT_PLUGINS = (
     "vopt/formats/",
     "vopt/targets/",
@@ -157,8 +157,8 @@ def _is_declared_formats(node: ast.AST) -> bool:
 
 
 def format_dispatch(tree: ast.AST) -> list[tuple[int, str]]:
-    """(line, what) for every comparison of an artifact's format with anything but another artifact's format or
-    a plugin's declared formats, and every use of a format's name as a compared value or a table key."""
+    """(line, what) for every comparison of an artifact's format with anything but another artifact's format
+    or a plugin's declared formats, and every use of a format's name as a compared value or a table key."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):

@@ -5,6 +5,7 @@ really sees, and the pair validated as a whole; `vopt inspect` and the report sh
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,26 +47,22 @@ def pair(tmp_path_factory) -> tuple[Path, Path]:
     return root / "enc.onnx", root / "dec.onnx"
 
 
+DOC = REPO / "docs" / "adding-a-component.md"
+
+
+def _doc_block(lang: str, first_line: str) -> str:
+    for body in re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(), re.S):
+        if body.startswith(first_line):
+            return body
+    raise AssertionError(f"docs/adding-a-component.md has no {lang} block starting {first_line!r}")
+
+
 def _recipe(tmp_path: Path, pair: tuple[Path, Path], decoder_samples: int | None = None) -> Path:
-    data = {
-        "name": "pair",
-        "model": {
-            "source": "onnx",
-            "task": "image-classification",
-            "components": {"encoder": {"path": str(pair[0])}, "decoder": {"path": str(pair[1])}},
-            "input": {"shape": [1, 3, 64, 64]},
-        },
-        "quantize": {
-            "precision": "int8",
-            "calibration": {"data": SAMPLES, "samples": 8},
-            "check": {"samples": 4, "benchmark": False},
-            "default_gates": False,
-        },
-        "compile": {"target": "cpu"},
-        "validate": {"data": SAMPLES, "samples": 8, "gates": {"cosine": ">=0.9"}},
-        # the decoder takes feature maps, not images: float here (its own section turns quantize off)
-        "components": {"decoder": {"quantize": None}},
-    }
+    """The doc's recipe as it stands, with this test's files."""
+    data = yaml.safe_load(_doc_block("yaml", "# pair.yaml"))
+    data["model"]["components"]["encoder"]["path"] = str(pair[0])
+    data["model"]["components"]["decoder"]["path"] = str(pair[1])
+    data["quantize"]["calibration"]["data"] = data["validate"]["data"] = SAMPLES
     if decoder_samples is not None:  # a change to the encoder's quantization only
         data["components"]["encoder"] = {"quantize": {"calibration": {"samples": decoder_samples}}}
     path = tmp_path / "pair.yaml"
@@ -147,3 +144,23 @@ def test_chain_runs_components_in_order():
     out, seen = run_chain(calls, np.ones(3))
     assert out["z"].tolist() == [4.0, 4.0, 4.0]
     assert seen["b"][0]["y"].tolist() == [2.0, 2.0, 2.0]
+
+
+def test_the_docs_pipeline_family_runs_its_components():
+    from vopt.models.families.base import Family
+
+    namespace: dict = {}
+    exec(_doc_block("python", "from vopt.models.families.base import"), namespace)
+    family = namespace["MyPipeline"]()
+    assert isinstance(family, Family)
+
+    class Call:
+        def __init__(self, inp: str, out: str, fn):
+            self.inputs, self.outputs, self.fn = [inp], [out], fn
+
+        def __call__(self, feeds):
+            return {self.outputs[0]: self.fn(feeds[self.inputs[0]])}
+
+    calls = {"backbone": Call("x", "f", lambda v: v * 3), "head": Call("f", "y", lambda v: v - 1)}
+    out, seen = family.run_components(calls, np.ones(2))
+    assert out["y"].tolist() == [2.0, 2.0] and seen["head"][0]["f"].tolist() == [3.0, 3.0]

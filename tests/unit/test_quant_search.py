@@ -168,7 +168,8 @@ def test_write_back_writes_the_searched_layers_and_settings(tmp_path):
 
 
 def _stage_search(tmp_path, scheme_name: str, options: dict, methods: list[str], family=None):
-    """A StageSearch on a stand-in quantize step: what it asks the scheme plugin, without running it."""
+    """A StageSearch on a stand-in quantize step (a QuantizeSession): what it asks the scheme plugin, without
+    running it."""
     from types import SimpleNamespace
 
     from vopt.quant.config import QuantizeConfig
@@ -199,15 +200,17 @@ def _stage_search(tmp_path, scheme_name: str, options: dict, methods: list[str],
     )
     scheme = get_scheme(scheme_name)(cfg, tmp_path, family)
     images = np.zeros((4, 3, 8, 8), np.float32)
-    run = SimpleNamespace(cfg=cfg, scheme=scheme, images=images, ref={"logits": np.zeros((4, 10))})
-    return StageSearch(run, tmp_path / "float.onnx", tmp_path / "int8", None, "top1_agreement")
+    session = SimpleNamespace(
+        cfg=cfg, scheme=scheme, calib=None, check_images=images, reference={"logits": np.zeros((4, 10))}
+    )
+    return StageSearch(session, tmp_path / "float.onnx", tmp_path / "int8", "top1_agreement")
 
 
 def test_the_settings_tried_come_from_the_scheme_plugin(tmp_path):
     from vopt.quant.search import Plan
 
     nncf = _stage_search(tmp_path, "nncf", {}, ["minmax", "percentile"])
-    assert nncf.images is nncf.run.images  # the quantize check's own (held-out) images
+    assert nncf.images is nncf.session.check_images  # the quantize check's own (held-out) images
     assert nncf.settings() == [
         {"method": "minmax"},
         {"method": "minmax", "bias_correction": "full"},  # NncfScheme.search_settings

@@ -13,9 +13,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from vopt.core.artifact import Artifact
+from vopt.core.context import Context
 from vopt.errors import BuildError
-from vopt.pipeline.artifact import Artifact
-from vopt.pipeline.context import Context
 from vopt.registry import TARGETS, get_target
 from vopt.targets.metadata import effective_precision, qdq_precision
 
@@ -159,8 +159,8 @@ def test_report_manifest_and_engine_agree_on_tensorrt_fp16_int8(tmp_path, write_
     """fp16 flags on the quantize stage's int8 Q/DQ build an fp16+int8 engine: its metadata file, the manifest
     and the report all say so (the report used to say the quantize step's int8)."""
     from tests.conftest import tiny_model
+    from vopt.core.results import StepRecord
     from vopt.pipeline.manifest import make_manifest
-    from vopt.pipeline.runner import StepRecord
     from vopt.recipe.resolve import load_recipe
     from vopt.report import data
 
@@ -180,7 +180,18 @@ def test_report_manifest_and_engine_agree_on_tensorrt_fp16_int8(tmp_path, write_
             }
         )
     )
-    records = [StepRecord("quantize", "k", False, 0.0, None, None, {}, {"precision": "int8"})]
-    manifest = make_manifest(loaded, target, records, engine, [])
+    records = [
+        StepRecord(
+            stage="quantize",
+            key="k",
+            cached=False,
+            seconds=0.0,
+            input_sha256=None,
+            output_sha256=None,
+            config={},
+            report={"precision": "int8"},
+        )
+    ]
+    manifest = make_manifest(loaded, target, records, engine, []).to_json()
     assert data.precision(manifest) == manifest["precision"] == meta["vopt.precision"] == "fp16+int8"
     assert data.precision({**manifest, "artifact": None, "precision": None}) == "-"  # no artifact, no label

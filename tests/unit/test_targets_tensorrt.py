@@ -129,28 +129,18 @@ def test_real_export_is_trt_ready_and_build_skips_with_reason(write_recipe, cli,
         assert result.exit_code == 0, result.output
 
     # The pre-build check on the real export, with the recipe's profile.
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
+    from vopt.core.progress import QuietReporter
     from vopt.pipeline.plan import key_for, make_plan
-    from vopt.pipeline.progress import QuietReporter
-    from vopt.pipeline.runner import _run_step
+    from vopt.pipeline.runner import _Env, _run_step
     from vopt.recipe.resolve import load_recipe
 
     rec = load_recipe(recipe).recipe
     steps, _ = make_plan(rec)
+    env = _Env(rec, target, Cache(), QuietReporter(), use_cache=True, debug=False)
     art = None
     for step in [s for s in steps if s.name in ("load", "export")]:
-        art, _, _ = _run_step(
-            step,
-            art,
-            key_for(step, art.sha256 if art else None, target),
-            rec,
-            target,
-            Cache(),
-            QuietReporter(),
-            {},
-            {},
-            False,
-        )
+        art, _, _ = _run_step(step, art, key_for(step, art.sha256 if art else None, target), env)
     report = target.check(art, target.Config(target="tensorrt", precision=["fp16", "int8"]), rec.model.input)
     assert report["ready"], report["findings"]
     assert report["profiles"] == {"pixel_values": [[1, 3, 64, 64], [4, 3, 64, 64], [8, 3, 64, 64]]}

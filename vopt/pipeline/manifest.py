@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
+import platform
 import shutil
 import uuid
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import vopt
+from vopt.core.artifact import Artifact
+from vopt.core.results import MANIFEST, Manifest, RecipeInfo, StepRecord
 from vopt.errors import BuildError
-from vopt.pipeline.artifact import Artifact
-
-MANIFEST = "manifest.json"
+from vopt.pipeline.plan import tool_versions
 
 
 def gate_failures(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every failed gate of every step, with the step's name."""
     failures = []
     for stage, report in reports.items():
         for gate in report.get("gates", []):
@@ -27,10 +27,13 @@ def gate_failures(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return failures
 
 
-def make_manifest(loaded, target, records, artifact: Artifact | None, failures) -> dict[str, Any]:
-    from vopt.pipeline.runner import platform_info, versions
-
-    reports = {r.stage: r.report for r in records}
+def make_manifest(
+    loaded: Any,
+    target: Any,
+    records: list[StepRecord],
+    artifact: Artifact | None,
+    failures: list[dict[str, Any]],
+) -> Manifest:
     warnings = []
     if artifact is not None and artifact.meta.get("random_weights"):
         warnings.append(
@@ -40,48 +43,36 @@ def make_manifest(loaded, target, records, artifact: Artifact | None, failures) 
         # a warning that already names its stage ("validate: 32 samples ...") is not prefixed twice
         for w in r.report.get("warnings", []):
             warnings.append(w if w.startswith(r.stage) else f"{r.stage}: {w}")
+    reports = {r.stage: r.report for r in records}
     gate_failed = failures or any(r.report.get("status") == "gate_failed" for r in records)
-    return json_safe(
-        {
-            "vopt_version": versions()["vopt"],
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "status": "gate_failed" if gate_failed else "ok",
-            "recipe": {
-                "name": loaded.recipe.name,
-                "file": str(loaded.path) if loaded.path else None,
-                "files": [str(p) for p in loaded.raw.files],
-                "resolved": loaded.resolved(),
-            },
-            "target": target.name,
-            # What the artifact is, as its own metadata says (the compile step works it out once).
-            "precision": artifact.meta.get("precision") if artifact is not None else None,
-            "platform": platform_info(),
-            "tools": versions(),
-            "steps": [asdict(r) for r in records],
-            "artifact": _artifact_entry(artifact),
-            "validation": reports.get("validate"),
-            "benchmark": reports.get("benchmark"),
-            "gate_failures": failures,
-            "warnings": warnings,
-            # `model.trust: true` lets code run (arch: from any module, unpickling a checkpoint): say so.
-            "trust_granted": [
-                {"stage": r.stage, **r.report["trust_granted"]}
-                for r in records
-                if isinstance(r.report.get("trust_granted"), dict)
-            ],
-        }
+    return Manifest(
+        vopt_version=versions()["vopt"],
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        status="gate_failed" if gate_failed else "ok",
+        recipe=RecipeInfo(
+            name=loaded.recipe.name,
+            file=str(loaded.path) if loaded.path else None,
+            files=[str(p) for p in loaded.raw.files],
+            resolved=loaded.resolved(),
+        ),
+        target=target.name,
+        # What the artifact is, as its own metadata says (the compile step works it out once).
+        precision=artifact.meta.get("precision") if artifact is not None else None,
+        platform=platform_info(),
+        tools=versions(),
+        steps=records,
+        artifact=_artifact_entry(artifact),
+        validation=reports.get("validate"),
+        benchmark=reports.get("benchmark"),
+        gate_failures=failures,
+        warnings=warnings,
+        # `model.trust: true` lets code run (arch: from any module, unpickling a checkpoint): say so.
+        trust_granted=[
+            {"stage": r.stage, **r.report["trust_granted"]}
+            for r in records
+            if isinstance(r.report.get("trust_granted"), dict)
+        ],
     )
-
-
-def json_safe(obj: Any) -> Any:
-    """NaN and infinities become null: manifests must parse as strict JSON (jq, JSON.parse)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def _artifact_entry(artifact: Artifact | None) -> dict[str, Any] | None:
@@ -100,9 +91,9 @@ def _artifact_entry(artifact: Artifact | None) -> dict[str, Any] | None:
     return data
 
 
-def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, Any]) -> Path:
+def write_build_dir(final: Path, artifact: Artifact | None, manifest: Manifest) -> Path:
     """Write artifact + manifest + reports into a staging dir, then swap it in: never a partial build dir."""
-    from vopt.pipeline.cache import atomic_replace_dir
+    from vopt.core.cache import atomic_replace_dir
 
     final = final.resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +102,7 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
     staging.mkdir()
     try:
         if artifact is not None:
-            from vopt.pipeline.artifact import sha256_path
+            from vopt.core.artifact import sha256_path
             from vopt.registry import get_format
 
             # The format lays the artifact out the way its runtime loads it (one folder per component for an
@@ -122,12 +113,11 @@ def write_build_dir(final: Path, artifact: Artifact | None, manifest: dict[str, 
                     raise BuildError(
                         f"{part.path} changed while it was copied to {final}; build again", stage="output"
                     )
-        text = json.dumps(json_safe(manifest), indent=2, default=str, allow_nan=False)
-        (staging / MANIFEST).write_text(text + "\n")
+        manifest.write(staging / MANIFEST)
         from vopt.report import write_reports
 
-        write_reports(manifest, staging, previous=final)
-        from vopt.pipeline import interrupt
+        write_reports(manifest.to_json(), staging, previous=final)
+        from vopt.core import interrupt
 
         interrupt.test_pause("output", staging)
         interrupt.check()
@@ -159,7 +149,7 @@ def _shipped(artifact: Artifact, staging: Path) -> list[tuple[Artifact, Path]]:
 
 def _remove_dead_staging(final: Path) -> None:
     """Staging directories left by a build that was SIGKILLed while writing (their process is gone)."""
-    from vopt.pipeline.cache import _alive
+    from vopt.core.cache import _alive
 
     for old in final.parent.glob(f".{final.name}.tmp-*"):
         pid = old.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
@@ -167,16 +157,33 @@ def _remove_dead_staging(final: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def read_manifest(build_dir: Path) -> dict[str, Any]:
-    from vopt.errors import RecipeError
+def platform_info() -> dict[str, Any]:
+    from vopt.machine import cpu_model
 
-    path = Path(build_dir) / MANIFEST
-    if not path.is_file():
-        raise RecipeError(f"{build_dir}: no {MANIFEST} (not a vopt build directory)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RecipeError(f"{path}: not a readable manifest ({exc})") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: not a vopt manifest (a JSON object was expected)")
-    return data
+    return {
+        "python": platform.python_version(),
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "processor": cpu_model(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def versions() -> dict[str, str]:
+    # Every runtime and converter a build may have used: the manifest says which versions made it.
+    names = [
+        "torch",
+        "transformers",
+        "onnx",
+        "onnxruntime",
+        "openvino",
+        "nncf",
+        "onnxruntime-qnn",
+        "coremltools",
+        "tensorrt",
+        "ai-edge-litert",
+        "litert-torch",
+        "diffusers",
+        "ultralytics",
+    ]
+    return {"vopt": vopt.__version__, **{k: v for k, v in tool_versions(names).items() if v != "absent"}}

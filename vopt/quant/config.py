@@ -29,7 +29,9 @@ class QuantizeConfig(BaseModel):
         str, Any
     ]  # the artifact's preprocessing contract (family + recipe): calibration reads images through it
     input_shape: list[int]
-    compile: dict[str, Any]  # the target's settings, for its runner in the speed check
+    # The compile settings the speed check runs both models with (Target.settings_for_quantize): only the
+    # fields the target's runner reads, so a compile-only change is a quantize cache hit.
+    compile: dict[str, Any]
     search: SearchSection | None = None  # quantize.search: the accuracy-aware search
     score_threshold: float = 0.5  # validate.score_threshold: box agreement of detection models
     gate_mode: str = "estimate"

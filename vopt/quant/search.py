@@ -24,8 +24,9 @@ Every trial is timed against `budget_s`; when it runs out, the best plan found s
 The search measures on the quantize check's images only: the held-out part of a split folder, or the check's
 own data, never calibration images (vopt.quant.heldout decides them when the recipe is planned).
 
-`Search` is independent of the scheme: `StageSearch` binds it to one quantize step, asking the scheme plugin
-for what differs between schemes (its `search_settings`, whether its output is a QDQ graph or it ranks on
+`Search` is independent of the scheme: `StageSearch` binds it to one quantize step through
+vopt.quant.protocol.QuantizeSession (nothing else of the stage), asking the scheme plugin for what differs
+between schemes (its `search_settings`, whether its output is a QDQ graph or it ranks on
 `qdq_proxy`, whether `fallback_precisions` holds int16)."""
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vopt.quant.protocol import CheckResult, LoopResult, QuantizeSession
 
 RANK_SHARE = 0.6  # of budget_s, at most, for the sensitivity pass
 # A bridged plan is kept when it runs at least this fast, relative to the fewest changes: within the timing
@@ -414,19 +417,19 @@ def budget_layers(fraction: float, candidates: int) -> int:
 
 # -- the quantize stage's side: build, check and probe plans with the stage's scheme ------------------
 class StageSearch:
-    """Binds a Search to one quantize step (`vopt.stages.quantize._Run`): plans become artifacts through the
-    step's own scheme (from cached ranges), are checked by the step's own gates on its check images, and are
-    probed on an ORT QDQ model (the scheme's own output when it is one, else the scheme's `qdq_proxy`)."""
+    """Binds a Search to one quantize step (a QuantizeSession): plans become artifacts through the step's own
+    scheme (from cached ranges), are checked by the step's own gates on its check images, and are probed on an
+    ORT QDQ model (the scheme's own output when it is one, else the scheme's `qdq_proxy`)."""
 
-    def __init__(self, run: Any, model: Any, first: Any, calib: Any, metric: str):
-        self.run, self.model, self.first, self.calib = run, Path(model), Path(first), calib
-        self.cfg, self.scheme, self.section = run.cfg, run.scheme, run.cfg.search
+    def __init__(self, session: QuantizeSession, model: Path, first: Path, metric: str):
+        self.session, self.model, self.first, self.calib = session, Path(model), Path(first), session.calib
+        self.cfg, self.scheme, self.section = session.cfg, session.scheme, session.cfg.search
         self.metric = metric
         # The check's images and the float model's first output on them (what the step's check measured):
         # the held-out check images, never calibration images.
-        self.images = run.images
-        self.output = next(iter(run.ref))
-        self.ref = np.asarray(run.ref[self.output])
+        self.images = session.check_images
+        self.output = next(iter(session.reference))
+        self.ref = np.asarray(session.reference[self.output])
         self.own_method = self.cfg.calibration.method
         self.own_options = self.scheme.options  # the recipe's quantize.options, as the scheme parsed them
         self.built: dict[Plan, Path] = {Plan(): self.first}
@@ -470,7 +473,7 @@ class StageSearch:
         if method in self.calibrations:
             scheme.restore_calibration(self.calibrations[method])
             return
-        with self.run.ctx.reporter.bar(f"search: calibrate ({method})", self.calib.count()) as advance:
+        with self.session.progress(f"search: calibrate ({method})", self.calib.count()) as advance:
             scheme.calibrate(self.model, self.calib, advance)
         self.calibrations[method] = scheme.saved_calibration()
 
@@ -503,7 +506,7 @@ class StageSearch:
 
     def check(self, plan: Plan) -> Outcome:
         if plan not in self.checks:
-            res = self.run.check(self.build(plan))
+            res = self.session.evaluate(self.build(plan))
             if res is None:  # cannot happen once the step's own check ran: same runtime, same format
                 raise RuntimeError("quantize.search: the check could not run a searched artifact")
             self.checks[plan] = res
@@ -514,7 +517,7 @@ class StageSearch:
     def _proxy(self) -> tuple[Any, Path, Path]:
         """For a scheme whose output is not a QDQ graph: its ORT QDQ proxy, calibrated, and its QDQ model."""
         if self.proxy is None:
-            bar = self.run.ctx.reporter.bar("search: calibrate the ORT ranking proxy", self.calib.count())
+            bar = self.session.progress("search: calibrate the ORT ranking proxy", self.calib.count())
             with bar as advance:
                 proxy, float_model = self.scheme.qdq_proxy(self.model, self.calib, advance)
             qdq = proxy.quantize(float_model, [], proxy.work / "proxy_qdq.onnx")
@@ -557,7 +560,7 @@ class StageSearch:
         """b's throughput over a's: both artifacts timed interleaved on the target's runtime."""
         # timed even under check.benchmark: false, since the recipe asked for the bridge; an 'inconclusive'
         # verdict (the interval straddles 1) is a measured tie, which is what a bridge may cost
-        sp = _compare_speed(self.run, self.build(a), self.build(b), "search: speed of the bridged plan")
+        sp = self.session.compare_speed(self.build(a), self.build(b), "search: speed of the bridged plan")
         return sp.get("speedup")
 
     def candidates(self) -> list[str]:
@@ -575,29 +578,29 @@ class StageSearch:
         self.scheme.info = self.infos.get(plan, self.scheme.info)
 
 
-def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, Any]):
-    """The stage's entry: search, report (manifest `search`, `fallback`, `sensitivity`), and exit 3 with the
-    table when the gate cannot be held within the budget. Returns (artifact, float layers, check, int16
-    layers)."""
+def run_search(session: QuantizeSession, model: Path, first: Path, checked: CheckResult) -> LoopResult:
+    """The stage's entry: search, and exit 3 with the table when the gate cannot be held within the budget.
+    Returns the chosen model and its report sections (manifest `search`, `fallback`, `sensitivity`)."""
     from vopt.errors import GateFailed
     from vopt.validate.confidence import failure_line, unresolved_aim
 
-    cfg, sec = run.cfg, run.cfg.search
+    cfg, sec = session.cfg, session.cfg.search
+    assert sec is not None  # the stage runs the search only when the recipe has quantize.search
     gates = checked["gates"]
     # The gate to aim at: the first that failed (the recipe's gates come before the task's defaults).
     aim = next(g for g in gates if not g["passed"])
     note = unresolved_aim([aim], "quantize.search")
     if note:
-        run.ctx.warn(note)
+        session.warn(note)
     metric = aim["metric"]
-    glue = StageSearch(run, model, first, calib, metric)
+    glue = StageSearch(session, model, first, metric)
     candidates = glue.candidates()
     base = Outcome(all(g["passed"] for g in gates), float(aim["value"]), checked)
     glue.checks[Plan()] = checked
     hooks = Hooks(
         probe=glue.probe,
         check=glue.check,
-        bar=run.ctx.reporter.bar,
+        bar=session.progress,
         outputs=glue.focus_outputs,
         speed=glue.speed,
     )
@@ -617,15 +620,15 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
     res = search.run(base)
     plan = res.plan
     path = glue.build(plan)
-    final = glue.checks.get(plan) or run.check(path)
+    final = glue.checks.get(plan) or session.evaluate(path)
+    if final is None:  # cannot happen once the step's own check ran: same runtime, same format
+        raise RuntimeError("quantize.search: the check could not run the chosen artifact")
     glue.finish(plan)
-    run.report["check"], run.report["gates"] = final, final["gates"]
     changed = glue.changed(plan)
-    if "method" in changed and "calibration" in run.report:
-        run.report["calibration"]["method"] = changed["method"]
     floats, int16 = plan.nodes("float"), plan.nodes("int16")
-    run.report["sensitivity"] = [{**r, "changed": (r["node"], r["to"]) in plan.layers} for r in res.table]
-    run.report["search"] = {
+    report: dict[str, Any] = {}
+    report["sensitivity"] = [{**r, "changed": (r["node"], r["to"]) in plan.layers} for r in res.table]
+    report["search"] = {
         "converged": res.converged,
         "metric": metric,
         "condition": aim["condition"],
@@ -646,8 +649,8 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
         "output it removes, then the top-1 flips it repairs (not the layer's own SQNR)",
     }
     if res.bridge is not None:
-        run.report["search"]["bridge"] = res.bridge
-    run.report["fallback"] = {
+        report["search"]["bridge"] = res.bridge
+    report["fallback"] = {
         "converged": res.converged,
         "to": "float",
         "kept_float": floats,
@@ -661,7 +664,7 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
         "ranking": "quantize.search",
     }
     if plan != Plan():
-        run.report["search"]["speed_vs_all_int8"] = _speed_cost(run, first, path)
+        report["search"]["speed_vs_all_int8"] = _speed_cost(session, first, path)
     if not res.converged:
         failing = [g for g in final["gates"] if not g["passed"]]
         why = (
@@ -685,14 +688,21 @@ def run_search(run: Any, model: Any, first: Any, calib: Any, checked: dict[str, 
             lines=lines,
             failures=[{**g, "stage": "quantize"} for g in failing],
         )
-    return path, floats, final, int16
+    return LoopResult(
+        path=Path(path),
+        float_layers=floats,
+        check=final,
+        int16_layers=int16,
+        report=report,
+        calibration_method=changed.get("method"),
+    )
 
 
-def _speed_cost(run: Any, all_int8: Any, final: Any) -> dict[str, Any]:
+def _speed_cost(session: QuantizeSession, all_int8: Path, final: Path) -> dict[str, Any]:
     """The final mix against plain int8, interleaved on the target's runtime: what the changes cost."""
-    if not run.cfg.check.benchmark:
+    if not session.cfg.check.benchmark:
         return {"status": "not measured", "reason": "quantize.check.benchmark: false"}
-    sp = _compare_speed(run, all_int8, final, "search: speed of the final mix vs all-int8")
+    sp = session.compare_speed(all_int8, final, "search: speed of the final mix vs all-int8")
     if sp.get("status") != "ok":
         return sp
     return {
@@ -703,22 +713,3 @@ def _speed_cost(run: Any, all_int8: Any, final: Any) -> dict[str, Any]:
         "runtime": sp["runtime"],
         "method": sp["method"],
     }
-
-
-def _compare_speed(run: Any, a_path: Any, b_path: Any, title: str) -> dict[str, Any]:
-    """vopt.quant.speed.compare_speed on two of the step's artifacts (b's `speedup` over a)."""
-    from vopt.quant.speed import compare_speed
-
-    fmt = run.scheme.output_format
-    a = run.artifact.derive(str(a_path), format=fmt, io=run._io(Path(a_path)))
-    b = run.artifact.derive(str(b_path), format=fmt, io=run._io(Path(b_path)))
-    with run.ctx.reporter.bar(title, None):
-        return compare_speed(
-            a,
-            b,
-            run.ctx,
-            run.images,
-            run.cfg.input_shape[0],
-            run.cfg.check.rounds,
-            compile_settings=run.cfg.compile,
-        )

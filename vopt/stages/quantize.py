@@ -4,15 +4,15 @@ float model (gates), fall back layer by layer when asked, and say whether the qu
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from vopt.errors import BuildError, GateFailed, RecipeError
-from vopt.pipeline.artifact import Artifact, Preprocess
+from vopt.core.artifact import Artifact, Preprocess
+from vopt.errors import BuildError, RecipeError
 from vopt.quant.config import QuantizeConfig
+from vopt.quant.fallback import fallback_to, passed
 from vopt.stages.base import Stage
 
 
@@ -55,7 +55,7 @@ class QuantizeStage(Stage):
             search=q.search,
             preprocess=_contract(recipe),
             input_shape=list(recipe.model.input.shape),
-            compile=recipe.compile.model_dump(mode="json"),
+            compile=target.settings_for_quantize(recipe.compile),
             score_threshold=recipe.validate_.score_threshold if recipe.validate_ is not None else 0.5,
             gate_mode=q.gate_mode,
             default_gates=q.default_gates,
@@ -129,7 +129,7 @@ class QuantizeStage(Stage):
         # Calibrators and NNCF print to stdout, which `--json` owns: the whole step runs with stdout on
         # stderr.
         with tempfile.TemporaryDirectory(prefix="vopt-quant-") as tmp, quiet_logs():
-            return _Run(artifact, config, ctx, scheme_cls(config, Path(tmp), family), family).go()
+            return QuantizeStep(artifact, config, ctx, scheme_cls(config, Path(tmp), family), family).go()
 
 
 def _contract(recipe: Any) -> dict[str, Any]:
@@ -146,14 +146,17 @@ def _calibrates(config: QuantizeConfig) -> bool:
     return bool(get_scheme(config.scheme).calibrates)
 
 
-class _Run:
-    """One quantize step: holds what the fallback loop reuses (float outputs, calibration ranges)."""
+class QuantizeStep:
+    """One quantize step: calibrate, quantize, check, hand the step to an accuracy loop when its gates fail,
+    time the result. It is the vopt.quant.protocol.QuantizeSession the loops drive (the layer fallback, the
+    search): they reuse what it holds (float outputs, calibration ranges) through that interface only."""
 
     def __init__(self, artifact: Artifact, config: QuantizeConfig, ctx: Any, scheme: Any, family: Any):
         self.artifact, self.cfg, self.ctx, self.scheme, self.family = artifact, config, ctx, scheme, family
         self.report: dict[str, Any] = ctx.report
         self.ref: dict[str, Any] | None = None
-        self.images = None
+        self.images: Any = None
+        self.calib: Any = None  # the CalibrationSet, once go() made it
         self.ctx_notes: set[str] = set()
         self.kept_int16: list[str] = []  # the search's layers with 16-bit activations
         # The contract the cache key's data fingerprint was computed with; the artifact's own when they differ
@@ -210,18 +213,31 @@ class _Run:
         with ctx.reporter.bar(f"quantize ({cfg.scheme}, {cfg.precision})", None):
             result = scheme.quantize(model, [], out)
         kept: list[str] = []
-        checked = self.check(result)
-        failed = checked is not None and not _passed(checked["gates"])
+        checked = self.evaluate(result)
+        failed = checked is not None and not passed(checked["gates"])
         if failed and (cfg.search is not None or cfg.auto_fallback):
             if not scheme.ranks_layers:
                 ctx.warn(
                     f"{'quantize.search' if cfg.search is not None else 'auto_fallback'}: scheme "
                     f"'{cfg.scheme}' cannot rank layers (the QDQ schemes and nncf can); gates checked as is"
                 )
-            elif cfg.search is not None:  # the accuracy-aware search, in place of auto_fallback
-                result, kept, checked = self.search(model, result, calib, checked)
-            else:
-                result, kept, checked = self.fallback(model, result, calib, checked)
+            else:  # the accuracy-aware search, or (without quantize.search) the layer fallback
+                from vopt.quant.fallback import run_fallback
+                from vopt.quant.search import run_search
+
+                loop = run_search if cfg.search is not None else run_fallback
+                found = loop(self, Path(model), Path(result), checked)
+                result, kept, checked, self.kept_int16 = (
+                    found.path,
+                    found.float_layers,
+                    found.check,
+                    found.int16_layers,
+                )
+                self.report.update(found.report)
+                if found.calibration_method and "calibration" in self.report:
+                    self.report["calibration"]["method"] = found.calibration_method
+        if checked is not None:
+            self.report["check"], self.report["gates"] = checked, checked["gates"]
         for w in scheme.warnings:
             ctx.warn(w)
         self._evidence_notes(calib)
@@ -239,22 +255,59 @@ class _Run:
         self._summary(kept)
         return quant
 
-    def check(self, path: Path) -> dict[str, Any] | None:
+    # -- the session an accuracy loop drives (vopt.quant.protocol.QuantizeSession) ------------------
+    @property
+    def check_images(self) -> Any:
+        if self.images is None:
+            self._load_images()
+        return self.images
+
+    @property
+    def reference(self) -> dict[str, Any]:
+        return self.ref or {}
+
+    def as_artifact(self, path: Path) -> Artifact:
+        return self.artifact.derive(str(path), format=self.scheme.output_format, io=self._io(Path(path)))
+
+    def compare_speed(self, a: Path, b: Path, title: str) -> dict[str, Any]:
+        """b's throughput over a's, timed interleaved on the target's runtime."""
+        from vopt.quant.speed import compare_speed
+
+        with self.ctx.reporter.bar(title, None):
+            return compare_speed(
+                self.as_artifact(a),
+                self.as_artifact(b),
+                self.ctx,
+                self.check_images,
+                self.cfg.input_shape[0],
+                self.cfg.check.rounds,
+                compile_settings=self.cfg.compile,
+            )
+
+    def progress(self, title: str, total: int | None) -> Any:
+        return self.ctx.reporter.bar(title, total)
+
+    def warn(self, message: str) -> None:
+        self.ctx.warn(message)
+
+    def _load_images(self) -> None:
+        from vopt.datasets.images import ImageStats
+        from vopt.quant.evaluate import eval_images
+
+        stats = ImageStats()
+        self.images = eval_images(self.cfg.check, self.pre, stats, self._check_files())
+        self.image_stats = stats.report()
+        for note in stats.warnings("quantize check"):
+            self.ctx.warn(note)
+
+    def evaluate(self, path: Path) -> dict[str, Any] | None:
         """Quantized vs float on validation images; None when the quantized artifact cannot run here."""
-        from vopt.quant.evaluate import compare, eval_images, headline, outputs_of
+        from vopt.quant.evaluate import compare, headline, outputs_of
         from vopt.registry import get_format
         from vopt.validate.gates import evaluate
 
         fmt = self.scheme.output_format
-        if self.images is None:
-            from vopt.datasets.images import ImageStats
-
-            stats = ImageStats()
-            self.images = eval_images(self.cfg.check, self.pre, stats, self._check_files())
-            self.image_stats = stats.report()
-            for note in stats.warnings("quantize check"):
-                self.ctx.warn(note)
-        out = outputs_of(path, fmt, self.images)
+        out = outputs_of(path, fmt, self.check_images)
         if out is None:
             self.report["check"] = {"status": "not run", "reason": f"no runtime for {fmt} on this machine"}
             if self.cfg.gates:
@@ -304,8 +357,6 @@ class _Run:
             result["task_metrics"] = tm
         if intervals:
             result["intervals"] = intervals
-        self.report["check"] = result
-        self.report["gates"] = gates
         return result
 
     def _check_files(self) -> list[Path]:
@@ -381,102 +432,6 @@ class _Run:
                 self.ctx.warn(f"quantize check: {note}")
         return tm
 
-    def fallback(self, model: Path, first: Path, calib: Any, checked: dict[str, Any]):
-        from vopt.quant.sensitivity import table_lines
-        from vopt.validate.confidence import failure_line, unresolved_aim
-
-        cfg, scheme, ctx = self.cfg, self.scheme, self.ctx
-        note = unresolved_aim(checked["gates"], "auto_fallback")
-        if note:
-            ctx.warn(note)
-        with ctx.reporter.bar("rank layer sensitivity", None):
-            candidates, table = scheme.rank(
-                model, first, calib, cfg.check.sensitivity_samples, str(cfg.options.get("rank_by", "drop"))
-            )
-        if cfg.options.get("rank_by") == "measured":
-            table = self._measured(model, table)
-        budget = math.floor(cfg.max_float_fraction * len(candidates))
-        order = [r["node"] for r in table]
-        to = self._fallback_to()
-        history = [{f"kept_{to}": 0, **_gate_values(checked["gates"])}]
-        kept: list[str] = []
-        result = first
-        while not _passed(checked["gates"]):
-            nxt = order[len(kept) : len(kept) + cfg.fallback_step]
-            if not nxt or len(kept) + len(nxt) > budget:
-                self._fallback_report(table, kept, candidates, budget, history, converged=False, to=to)
-                failing = [g for g in checked["gates"] if not g["passed"]]
-                lines = [failure_line(g, "quantize") for g in failing]
-                lines.append(
-                    f"fallback spent its budget: {len(kept)} of {len(candidates)} quantized layers kept in "
-                    f"{to} "
-                    f"(max_float_fraction {cfg.max_float_fraction}); sensitivity, worst first:"
-                )
-                lines += table_lines(table, kept, to)
-                raise GateFailed(
-                    "quantize gate failed after auto_fallback",
-                    lines=lines,
-                    failures=[{**g, "stage": "quantize"} for g in failing],
-                )
-            kept = [*kept, *nxt]
-            with ctx.reporter.bar(f"fallback: {len(kept)} layer(s) in {to}", None):
-                result = scheme.quantize(model, kept, scheme.work / f"fallback_{len(kept)}.onnx")
-            checked = self.check(result) or checked
-            history.append({f"kept_{to}": len(kept), **_gate_values(checked["gates"])})
-        self._fallback_report(table, kept, candidates, budget, history, converged=True, to=to)
-        return result, kept, checked
-
-    def search(self, model: Path, first: Path, calib: Any, checked: dict[str, Any]):
-        """quantize.search (vopt/quant/search.py): the fewest changes that hold the gates, within budget_s."""
-        from vopt.quant.search import run_search
-
-        result, kept, checked, self.kept_int16 = run_search(self, model, first, calib, checked)
-        return result, kept, checked
-
-    def _measured(self, model: Path, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rank by what keeping each layer alone in float does to the first gate's metric (one re-quantization
-        per layer, from the cached ranges): slower than the SQNR ranking, but it measures the real effect."""
-        from vopt.validate.gates import LOWER_IS_BETTER
-
-        gate = self.cfg.gates and next(iter(self.cfg.gates))
-        saved = dict(self.report)
-        with self.ctx.reporter.bar("measure each layer in float", len(table)) as advance:
-            for row in table:
-                path = self.scheme.quantize(model, [row["node"]], self.scheme.work / "measure.onnx")
-                res = self.check(path)
-                value = next(g["value"] for g in res["gates"] if g["metric"] == gate) if res else float("nan")
-                row["alone_float_" + str(gate)] = round(value, 6)
-                advance(1)
-        self.report.clear()
-        self.report.update(saved)  # check() wrote the last trial's results; the real ones come later
-        key = "alone_float_" + str(gate)
-        sign = 1 if gate in LOWER_IS_BETTER else -1
-        table = sorted(table, key=lambda r: (sign * r[key], r["node"]))
-        for i, row in enumerate(table, 1):
-            row["rank"] = i
-        return table
-
-    def _fallback_to(self) -> str:
-        """What the fallback moves layers to: options.fallback_to, one of the scheme's fallback_precisions
-        (checked when the recipe loads)."""
-        return str(getattr(self.scheme.options, "fallback_to", "float"))
-
-    def _fallback_report(
-        self, table, kept, candidates, budget, history, converged: bool, to: str = "float"
-    ) -> None:
-        self.report["sensitivity"] = [{**row, f"kept_{to}": row["node"] in kept} for row in table]
-        self.report["fallback"] = {
-            "converged": converged,
-            "to": to,
-            f"kept_{to}": kept,
-            "quantized_layers": len(candidates),
-            "budget_layers": budget,
-            "float_fraction": round(len(kept) / len(candidates), 4) if candidates else 0.0,
-            "rounds": history,
-            "ranking": "drop_db: SQNR lost between a layer's input and output "
-            "(float vs quantized activations, calibration data)",
-        }
-
     def _why_slow(self) -> str:
         """The build machine's reason, when it has one: int8 kernels without VNNI gain little over fp32."""
         if not self.cfg.host.get("int8_saturates"):
@@ -497,16 +452,12 @@ class _Run:
         # The float side in its own format: the prepared ONNX, or the compiled float artifact (quantize after
         # compile).
         float_art = self.artifact.derive(float_model)  # a scheme's prepare() keeps the artifact's format
-        if self.images is None:
-            from vopt.quant.evaluate import eval_images
-
-            self.images = eval_images(cfg.check, self.pre, self._check_files())
         with self.ctx.reporter.bar("speed: quantized vs float", None):
             sp = compare_speed(
                 float_art,
                 quant,
                 self.ctx,
-                self.images,
+                self.check_images,
                 cfg.input_shape[0],
                 cfg.check.rounds,
                 compile_settings=cfg.compile,
@@ -558,7 +509,7 @@ class _Run:
         meta["vopt.quantize.scheme"] = self.cfg.scheme
         # Everything kept in float, whether the recipe or the fallback chose it: a written-back recipe
         # then rebuilds the same bytes.
-        wide = self._fallback_to() == "int16" if kept and self.cfg.search is None else False
+        wide = fallback_to(self) == "int16" if kept and self.cfg.search is None else False
         float_nodes = {*([] if wide else kept), *self.cfg.exclude.nodes}
         meta["vopt.quantize.float_nodes"] = json.dumps(sorted(float_nodes))
         recipe_int16 = getattr(self.scheme.options, "int16_nodes", [])
@@ -615,14 +566,6 @@ class _Run:
         if r.get("calibration", {}).get("synthetic"):
             parts.append("SYNTHETIC calibration")
         r["summary"] = ", ".join(parts)
-
-
-def _passed(gates: list[dict[str, Any]]) -> bool:
-    return all(g["passed"] for g in gates)
-
-
-def _gate_values(gates: list[dict[str, Any]]) -> dict[str, float]:
-    return {g["metric"]: round(g["value"], 6) for g in gates}
 
 
 def _move(src: Path, dst: Path) -> None:

@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from vopt.core.artifact import Artifact
 from vopt.errors import BackendUnavailable, BuildError
-from vopt.pipeline.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
 
@@ -48,6 +48,15 @@ class OpenVinoConfig(CompileBase):
 
 
 class OpenVinoTarget(Target):
+    runner_settings = (
+        "device",
+        "precision",
+        "inference_precision",
+        "performance_hint",
+        "threads",
+        "streams",
+        "model_cache",
+    )
     name = "openvino"
     runtime_name = "openvino"
     Config = OpenVinoConfig
@@ -154,7 +163,7 @@ class OpenVinoTarget(Target):
 
 
 def _model_cache_dir() -> str:
-    from vopt.pipeline.cache import default_cache_dir
+    from vopt.core.cache import default_cache_dir
 
     path = default_cache_dir() / "openvino-model-cache"
     path.mkdir(parents=True, exist_ok=True)

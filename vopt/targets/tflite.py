@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from vopt.core.artifact import Artifact
 from vopt.errors import BackendUnavailable, BuildError
-from vopt.pipeline.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
 
@@ -31,6 +31,7 @@ class TfliteConfig(CompileBase):
 
 
 class TfliteTarget(Target):
+    runner_settings = ("threads",)
     name = "tflite"
     runtime_name = "litert"
     Config = TfliteConfig

@@ -67,7 +67,7 @@ class WebGpuTarget(Target):
         return True, "headless Chromium (WebGPU through SwiftShader when no GPU)"
 
     def compile(self, artifact, cfg: WebGpuConfig, ctx):
-        from vopt.web.compile import WebCompile, compile_web
+        from vopt.targets.web import WebCompile, compile_web
 
         job = WebCompile(
             target=self.name,

@@ -60,7 +60,7 @@ class WebNnTarget(Target):
         return True, "no WebNN context in Chromium on Linux: checked on wasm with the same static shapes"
 
     def compile(self, artifact, cfg: WebNnConfig, ctx):
-        from vopt.web.compile import WebCompile, compile_web
+        from vopt.targets.web import WebCompile, compile_web
 
         job = WebCompile(
             target=self.name,
