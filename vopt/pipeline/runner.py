@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import vopt
+from vopt.core import interrupt
+from vopt.core.artifact import Artifact, LineageEntry, sha256_path
+from vopt.core.cache import Cache, step_key
+from vopt.core.context import Context
+from vopt.core.progress import QuietReporter, Reporter
+from vopt.core.results import StepRecord
 from vopt.errors import BackendUnavailable, BuildError, GateFailed, VoptError
-from vopt.pipeline import interrupt
-from vopt.pipeline.artifact import Artifact, LineageEntry, sha256_path
-from vopt.pipeline.cache import Cache, step_key
-from vopt.pipeline.context import Context
-from vopt.pipeline.plan import Step, key_material, make_plan, tool_versions
+from vopt.pipeline.plan import Step, key_material, make_plan
 from vopt.pipeline.preflight import check_inputs
-from vopt.pipeline.progress import QuietReporter, Reporter
 from vopt.recipe.resolve import LoadedRecipe
-
-
-@dataclass
-class StepRecord:
-    stage: str
-    key: str
-    cached: bool
-    seconds: float
-    input_sha256: str | None
-    output_sha256: str | None
-    config: dict[str, Any]
-    report: dict[str, Any] = field(default_factory=dict)
-    output_bytes: int | None = None  # size of the step's artifact (transform steps), for the report
-    # The rest of what the key hashes (vopt version, parent identity, fingerprint, tool versions):
-    # sha256 of the canonical JSON of {**key_material, "config": config} is `key`.
-    key_material: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -110,14 +92,14 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
             }
             records.append(
                 StepRecord(
-                    step.name,
-                    key,
-                    False,
-                    0.0,
-                    artifact.sha256 if artifact else None,
-                    None,
-                    step.config.model_dump(mode="json"),
-                    report,
+                    stage=step.name,
+                    key=key,
+                    cached=False,
+                    seconds=0.0,
+                    input_sha256=artifact.sha256 if artifact else None,
+                    output_sha256=None,
+                    config=step.config.model_dump(mode="json"),
+                    report=report,
                     key_material=material,
                 )
             )
@@ -144,10 +126,10 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
     interrupt.check()
     failures = gate_failures(env.reports)
     manifest = make_manifest(loaded, target, records, artifact, failures)
-    manifest["vopt_seconds"] = round(time.perf_counter() - t_start, 3)  # up to writing the build directory
+    manifest.vopt_seconds = round(time.perf_counter() - t_start, 3)  # up to writing the build directory
     out_dir = write_build_dir(Path(out_root) / recipe.name, artifact, manifest)
     elapsed = time.perf_counter() - t_start
-    result_obj = BuildResult(out_dir, manifest, artifact, failures, elapsed)
+    result_obj = BuildResult(out_dir, manifest.to_json(), artifact, failures, elapsed)
     if failures:
         from vopt.validate.confidence import failure_line
 
@@ -161,6 +143,7 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
 def _cached_run(step: Step, parent: Artifact | None, key: str, env: _Env, component: str | None = None):
     """(result, report, seconds, cached) for one step on one input: from the cache, or run under the key's
     lock (a concurrent build of the same step finishes first; then it is a hit)."""
+
     cache = env.cache
     entry = cache.get(key) if env.use_cache else None
     if entry is not None:
@@ -185,16 +168,16 @@ def _whole(step: Step, artifact: Artifact | None, env: _Env) -> tuple[Artifact |
     material.pop("config")  # recorded as the step's `config`
     result, report, seconds, cached = _cached_run(step, artifact, key, env)
     record = StepRecord(
-        step.name,
-        key,
-        cached,
-        round(seconds, 4),
-        parent_sha,
-        result.sha256 if step.transforms else parent_sha,
-        step.config.model_dump(mode="json"),
-        report,
-        result.size_bytes() if step.transforms and result is not None else None,
-        material,
+        stage=step.name,
+        key=key,
+        cached=cached,
+        seconds=round(seconds, 4),
+        input_sha256=parent_sha,
+        output_sha256=result.sha256 if step.transforms else parent_sha,
+        config=step.config.model_dump(mode="json"),
+        report=report,
+        output_bytes=result.size_bytes() if step.transforms and result is not None else None,
+        key_material=material,
     )
     return result, record
 
@@ -246,16 +229,18 @@ def _per_component(step: Step, artifact: Artifact, env: _Env) -> tuple[Artifact,
         ],
     }
     record = StepRecord(
-        step.name,
-        composite.lineage[-1].key,
-        bool(ran) and all(p["cached"] for p in ran),
-        round(sum(p["seconds"] for p in ran), 4),
-        artifact.sha256,
-        composite.sha256,
-        step.config.model_dump(mode="json"),
-        report,
-        composite.size_bytes(),
-        {"components": {n: {k: v for k, v in p.items() if k != "report"} for n, p in parts.items()}},
+        stage=step.name,
+        key=composite.lineage[-1].key,
+        cached=bool(ran) and all(p["cached"] for p in ran),
+        seconds=round(sum(p["seconds"] for p in ran), 4),
+        input_sha256=artifact.sha256,
+        output_sha256=composite.sha256,
+        config=step.config.model_dump(mode="json"),
+        report=report,
+        output_bytes=composite.size_bytes(),
+        key_material={
+            "components": {n: {k: v for k, v in p.items() if k != "report"} for n, p in parts.items()}
+        },
     )
     return composite, record
 
@@ -370,29 +355,3 @@ def _seal(result: Artifact) -> None:
 
 def _summary(report: dict[str, Any]) -> str:
     return str(report.get("summary", ""))
-
-
-def platform_info() -> dict[str, Any]:
-    from vopt.machine import cpu_model
-
-    return {
-        "python": platform.python_version(),
-        "system": platform.system(),
-        "machine": platform.machine(),
-        "processor": cpu_model(),
-        "cpus": os.cpu_count(),
-    }
-
-
-def versions() -> dict[str, str]:
-    names = [
-        "torch",
-        "transformers",
-        "onnx",
-        "onnxruntime",
-        "openvino",
-        "nncf",
-        "onnxruntime-qnn",
-        "coremltools",
-    ]
-    return {"vopt": vopt.__version__, **{k: v for k, v in tool_versions(names).items() if v != "absent"}}
