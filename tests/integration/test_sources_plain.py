@@ -57,7 +57,7 @@ def _ok(result):
 def _same_as(manifest, tmp_path, module):
     """The built artifact, run by ORT on real images, reproduces the user's own module."""
     from vopt.datasets.images import load_batch
-    from vopt.pipeline.artifact import Preprocess
+    from vopt.core.artifact import Preprocess
     from vopt.runtimes.ort import runner
 
     images = load_batch(None, Preprocess(size=SHAPE[2:]), 4)

@@ -13,7 +13,7 @@ import numpy as np
 
 from vopt.bench.memory import current_rss_mb, peak_rss_mb, reset_peak
 from vopt.bench.timing import interleaved, time_calls
-from vopt.pipeline.progress import QuietReporter, Reporter
+from vopt.core.progress import QuietReporter, Reporter
 from vopt.runtimes.base import Runner
 
 

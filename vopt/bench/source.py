@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vopt.errors import RecipeError
-from vopt.pipeline.artifact import Artifact
+from vopt.core.artifact import Artifact
 
 
 @dataclass
@@ -68,7 +68,7 @@ def _from_build_dir(path: Path, cache_dir: Path | None) -> BenchSource:
 def _cached_reference(m: dict[str, Any], artifact: Artifact, cache_dir: Path | None, notes: list[str]):
     """The build's PyTorch model, if its load step is still in the cache (the build dir holds only the
     artifact)."""
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
     from vopt.registry import get_format
 
     load = next((s for s in m.get("steps") or [] if s.get("stage") == "load"), None)

@@ -38,7 +38,7 @@ def command(
     ),
 ) -> None:
     from vopt.cli.output import stdout_for_json_only
-    from vopt.pipeline.interrupt import handle_signals
+    from vopt.core.interrupt import handle_signals
 
     # SIGINT / SIGTERM: exit 130 / 143, nothing partial left
     with handle_signals(), stdout_for_json_only() if json_out else contextlib.nullcontext():
@@ -52,7 +52,7 @@ def _build_all(
 ) -> None:
     from vopt.cli.timings import TimingReporter
     from vopt.errors import GateFailed
-    from vopt.pipeline.cache import Cache
+    from vopt.core.cache import Cache
     from vopt.pipeline.runner import build
     from vopt.recipe.resolve import load_recipe, located
 
@@ -137,7 +137,7 @@ def _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json
         err.print(escape(result.output.rstrip()), highlight=False, soft_wrap=True)
 
     def waiting(running) -> None:
-        from vopt.pipeline.progress import duration
+        from vopt.core.progress import duration
 
         busy = ", ".join(f"{r} ({duration(s)})" for r, s in running)
         err.print(f"  still building: {escape(busy)}", highlight=False, soft_wrap=True)

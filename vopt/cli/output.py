@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from vopt.errors import VoptError
-from vopt.pipeline.progress import Reporter
+from vopt.core.progress import Reporter
 
 # soft_wrap: rich never breaks a line (a path, a recipe name) itself; a terminal wraps it, a CI log keeps it.
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -150,7 +150,7 @@ class RichReporter(Reporter):
     comes back as one line per source when it ends; `debug` lets it through as it comes."""
 
     def __init__(self, console: Console = err, quiet: bool = False, debug: bool = False):
-        from vopt.pipeline.progress import ProgressLog
+        from vopt.core.progress import ProgressLog
 
         self.console = console
         self.quiet = quiet
@@ -219,7 +219,7 @@ class RichReporter(Reporter):
                 self.note(line)
 
     def _tick(self) -> None:
-        from vopt.pipeline.progress import monotonic
+        from vopt.core.progress import monotonic
 
         while not self._stop_ticker.wait(1.0):
             with self._lock:
@@ -234,7 +234,7 @@ class RichReporter(Reporter):
     # -- the Reporter interface --------------------------------------------------------------------------
 
     def stage_start(self, name: str, detail: str = "") -> None:
-        from vopt.pipeline.progress import monotonic
+        from vopt.core.progress import monotonic
 
         with self._lock:
             self._log.begin_stage(name, monotonic())
@@ -306,7 +306,7 @@ class RichReporter(Reporter):
 
     @contextlib.contextmanager
     def bar(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        from vopt.pipeline.progress import monotonic
+        from vopt.core.progress import monotonic
 
         with self._lock:
             task = self._log.push(description, total, monotonic())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vopt.errors import first_line
-from vopt.pipeline.artifact import Artifact, hash_file, sha256_path
+from vopt.core.artifact import Artifact, hash_file, sha256_path
 
 ENTRY_FILE = "entry.json"
 ENTRY_FORMAT = 2  # entries of format 1 carried no file hashes: they are rebuilt

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from vopt.formats.base import Format
 
 if TYPE_CHECKING:
-    from vopt.pipeline.artifact import Artifact
+    from vopt.core.artifact import Artifact
     from vopt.runtimes.base import Runner, Unavailable
 
 NAME = "torch-module"
@@ -41,7 +41,7 @@ class TorchModuleFormat(Format):
         import torch
 
         from vopt.models.resolve import OutputWrapper, family_of, load_module
-        from vopt.pipeline.artifact import Artifact as _Artifact
+        from vopt.core.artifact import Artifact as _Artifact
         from vopt.runtimes.base import Runner, Unavailable
 
         if not isinstance(artifact, _Artifact):

@@ -85,7 +85,7 @@ def known_metrics(task: str | None) -> list[str]:
 
 
 def _gate_problems(gates: dict[str, str], loc: tuple[str, ...], task: str | None, raw: Any) -> list[str]:
-    from vopt.recipe.suggest import did_you_mean
+    from vopt.suggest import did_you_mean
 
     known = known_metrics(task)
     out = []
@@ -215,7 +215,7 @@ def _model_type_problems(model: Any, raw: Any) -> list[str]:
         return []  # transformers missing, or its source unreadable: the build names it
     import importlib.metadata
 
-    from vopt.recipe.suggest import did_you_mean
+    from vopt.suggest import did_you_mean
 
     version = importlib.metadata.version("transformers")
     return [

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from vopt.errors import first_line
-from vopt.pipeline.artifact import Artifact
+from vopt.core.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable, pad_to
 
 # How long the speed check may time before it gives its verdict (seconds, after warm-up).

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from vopt.pipeline.artifact import Artifact
+from vopt.core.artifact import Artifact
 from vopt.recipe.models import CompileSection
 from vopt.recipe.sections.model import InputSpec
 from vopt.stages.base import Stage

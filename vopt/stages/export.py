@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from vopt.errors import BuildError, VoptError, first_line, missing_extra
 from vopt.formats.onnx import NAME as ONNX
-from vopt.pipeline.artifact import Artifact, TensorSpec
+from vopt.core.artifact import Artifact, TensorSpec
 from vopt.stages.base import Stage, loads_torch_module
 
 

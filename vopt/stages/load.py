@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from vopt.pipeline.artifact import Artifact, IOSpec, TensorSpec
+from vopt.core.artifact import Artifact, IOSpec, TensorSpec
 from vopt.recipe.sections.model import ModelSection
 from vopt.recipe.sections.preprocess import PreprocessSection
 from vopt.registry import get_source

@@ -10,8 +10,8 @@ from pydantic import Field
 from vopt.recipe.sections.base import Section
 
 if TYPE_CHECKING:
-    from vopt.pipeline.artifact import Artifact
-    from vopt.pipeline.context import Context
+    from vopt.core.artifact import Artifact
+    from vopt.core.context import Context
     from vopt.runtimes.base import Runner, Unavailable
 
 
@@ -40,7 +40,7 @@ class Target:
     default_opset: ClassVar[int] = 17
     default_precision: ClassVar[str] = "fp32"
     quantize_after_compile: ClassVar[bool] = False
-    # Artifact formats compile() takes (vopt.pipeline.artifact.FORMATS); the plan checks a scheme's output.
+    # Artifact formats compile() takes (vopt.core.artifact.FORMATS); the plan checks a scheme's output.
     input_formats: ClassVar[tuple[str, ...]] = ("onnx",)
     # The quantize stage's default scheme for this target (a registered scheme name), or None.
     quant_scheme: ClassVar[str | None] = None
@@ -73,6 +73,11 @@ class Target:
     }
     # ONNX on this machine's CPU: the benchmark also times the artifact on OpenVINO and advises when faster.
     compares_cpu_runtimes: ClassVar[bool] = False
+    # The compile fields the target's runner reads (its runtime's session settings). The quantize step's
+    # speed check runs the float and the quantized model with them, so they and only they enter its cache
+    # key: any other compile field (ort_format, embed_context, an engine's workspace) changes only what the
+    # compile step writes. None: every field (the safe default for a target that does not say).
+    runner_settings: ClassVar[tuple[str, ...] | None] = None
 
     def available(self) -> tuple[bool, str]:
         """Can this machine build artifacts for the target?"""
@@ -118,6 +123,13 @@ class Target:
                 f"not {artifact.format} ({artifact.file.name})",
                 stage="compile",
             )
+
+    def settings_for_quantize(self, cfg: CompileBase) -> dict[str, Any]:
+        """The compile settings the quantize step reads (its cache key holds these, not the whole section)."""
+        data = cfg.model_dump(mode="json")
+        if self.runner_settings is None:
+            return data
+        return {k: v for k, v in data.items() if k == "target" or k in self.runner_settings}
 
     def precision(self, cfg: CompileBase) -> str:
         return cfg.precision or self.default_precision

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from vopt.errors import BuildError, first_line, missing_extra
 from vopt.formats.coreml_mlpackage import import_coremltools
-from vopt.pipeline.artifact import Artifact
+from vopt.core.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from vopt.pipeline.artifact import Artifact
+from vopt.core.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
 
@@ -29,6 +29,7 @@ class CpuConfig(CompileBase):
 
 
 class CpuTarget(Target):
+    runner_settings = ("threads", "session_optimization")
     name = "cpu"
     runtime_name = "onnxruntime"
     ort_cpu_int8 = True

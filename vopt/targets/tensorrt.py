@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from vopt.errors import BackendUnavailable, BuildError, first_line
-from vopt.pipeline.artifact import Artifact
+from vopt.core.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
 
@@ -193,7 +193,7 @@ class TensorRtTarget(Target):
             raise BackendUnavailable("readiness check passed; engine build skipped: no NVIDIA GPU here")
         import tensorrt as trt
 
-        from vopt.pipeline.cache import default_cache_dir
+        from vopt.core.cache import default_cache_dir
 
         default_cache = default_cache_dir() / "tensorrt" / f"timing-{trt.__version__}-{cc}.cache"
         cache = Path(cfg.timing_cache) if cfg.timing_cache else default_cache

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from vopt.pipeline.artifact import Artifact
+from vopt.core.artifact import Artifact
 from vopt.recipe.sections.validate import ValidateSection
 from vopt.runtimes.base import Runner, Unavailable, run_feeds
 from vopt.validate.gates import evaluate

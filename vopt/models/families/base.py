@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from vopt.pipeline.artifact import Preprocess
+from vopt.core.artifact import Preprocess
 
 if TYPE_CHECKING:
     import numpy as np

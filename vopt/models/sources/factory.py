@@ -151,7 +151,7 @@ def import_factory(spec: str | None, key: str = "model.arch", *, trust: bool = F
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
-            from vopt.recipe.suggest import did_you_mean
+            from vopt.suggest import did_you_mean
 
             raise RecipeError(
                 f"{key}: module '{module_name}' has no '{attr}'{did_you_mean(part, names)}; "
