@@ -62,9 +62,8 @@ def compare(
     they are compared as matched detections, as export parity and validate do."""
     from vopt.validate.reference import compare_outputs
 
-    outputs = compare_outputs(ref, {k: np.asarray(v, np.float32) for k, v in out.items()}, skip=skip)[
-        "outputs"
-    ]
+    arrays = {k: np.asarray(v, np.float32) for k, v in out.items()}
+    outputs = compare_outputs(ref, arrays, skip=skip, where="quantize check")["outputs"]
     for name, m in outputs.items():
         if name in skip:
             continue  # argmax over a query's classes says little: box agreement is the task metric

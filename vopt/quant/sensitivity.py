@@ -68,7 +68,7 @@ def rank_layers(
     qs = _session(_with_outputs(quant_model, q_names, work / "sens_quant.onnx"))
     input_name = fs.get_inputs()[0].name
     dim = fs.get_inputs()[0].shape[0]
-    static = dim if isinstance(dim, int) else None
+    static = dim if isinstance(dim, int) and dim > 0 else None
     signal: dict[str, float] = {}
     noise: dict[str, float] = {}
     keys = [(p[0], p[1]) for p in pairs.values()] + [(p[2], p[3]) for p in pairs.values() if p[2]]
@@ -164,7 +164,7 @@ class IslandProbe:
         self.inits = {i.name for i in graph.initializer}
         self.input_name = graph.input[0].name
         dim = graph.input[0].type.tensor_type.shape.dim[0]
-        self.static = int(dim.dim_value) if dim.dim_value else None
+        self.static = int(dim.dim_value) if dim.dim_value > 0 else None  # -1 (PaddlePaddle) is open
         self._small: dict[str, np.ndarray] = {}  # Q scales and zero points
         self._clips: dict[str, Any] = {}
 

@@ -66,9 +66,16 @@ def pad_to(chunk: np.ndarray, batch: int) -> np.ndarray:
     return np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
 
 
+def fixed_batch(static_batch: object) -> int | None:
+    """A static batch size, or None for an open one: a size of 0 or less is open (PaddlePaddle's ONNX files
+    write `dim_value: -1`), never a loop step (`range(0, n, -1)` runs no batch at all)."""
+    return static_batch if isinstance(static_batch, int) and static_batch > 0 else None
+
+
 def static_chunks(batch: np.ndarray, static_batch: int | None) -> Iterator[tuple[np.ndarray, int]]:
     """(chunk padded to the static batch, real rows in it) for each piece of `batch`; the batch as is without
     one."""
+    static_batch = fixed_batch(static_batch)
     if not static_batch:
         yield batch, len(batch)
         return
@@ -107,6 +114,7 @@ def run_feeds(
 
     batched = {k: v for k, v in feeds.items() if np.ndim(v) > 0}
     n = len(next(iter(batched.values()))) if batched else 1
+    static_batch = fixed_batch(static_batch)
     if not static_batch or not batched:
         return run(feeds)
     collected: dict[str, list[np.ndarray]] = {}

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from vopt.runtimes.base import Runner
+from vopt.runtimes.base import Runner, fixed_batch
 
 RUNTIME_NAME = "onnxruntime"
 METADATA_KEY = "vopt.runtime.onnxruntime"
@@ -103,7 +103,7 @@ def runner(
         "providers": sess.get_providers(),
         "settings": applied,
         "input_name": first.name,
-        "static_batch": first.shape[0] if isinstance(first.shape[0], int) else None,
+        "static_batch": fixed_batch(first.shape[0]),
     }
     return Runner(run=run, runtime=label, info=info)
 
@@ -113,7 +113,7 @@ def static_batch(path: str | Path) -> int | None:
     import onnx
 
     dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
-    return int(dim.dim_value) if dim.dim_value else None
+    return int(dim.dim_value) if dim.dim_value > 0 else None  # -1 (PaddlePaddle) is open
 
 
 def open_artifact(

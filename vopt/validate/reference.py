@@ -25,14 +25,21 @@ def torch_outputs(model: Any, family: Any, images: np.ndarray, batch: int = 8) -
 
 
 def compare_outputs(
-    ref: dict[str, np.ndarray], out: dict[str, np.ndarray], skip: tuple[str, ...] = ()
+    ref: dict[str, np.ndarray],
+    out: dict[str, np.ndarray],
+    skip: tuple[str, ...] = (),
+    where: str = "parity",
 ) -> dict[str, Any]:
     """Per-output parity. Outputs in `skip` are per-query detection outputs whose order is not stable (top-k):
-    they are compared as matched detections (each reference query paired with its nearest artifact query)."""
+    they are compared as matched detections (each reference query paired with its nearest artifact query).
+
+    Raises GateFailed (exit 3) when no output could be compared: an empty comparison has no metric, so every
+    gate on it would be skipped or misread, and `cosine 1.000000` would be printed for nothing."""
+    require_compared(ref, out, where)
     out, moved = align_queries(ref, out, skip)
     outputs = {}
     for name, r in ref.items():
-        if name not in out:
+        if name not in out or not np.size(r):
             continue
         m = parity(r, out[name])
         m["input_variation"] = input_variation(r)
@@ -47,6 +54,38 @@ def compare_outputs(
         "worst_cosine": min((m["cosine"] for m in checked), default=1.0),
         "worst_max_abs_diff": max((m["max_abs_diff"] for m in checked), default=0.0),
     }
+
+
+def require_compared(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], where: str) -> None:
+    """Fail, with its own message, when the two sides share no output with rows in it (a static batch read as
+    -1 ran no batch; outputs renamed between the reference and the artifact; an empty image set)."""
+    shared = [n for n in ref if n in out and np.size(ref[n]) and np.size(out[n])]
+    if shared:
+        return
+    from vopt.errors import GateFailed
+
+    def sides(d: dict[str, np.ndarray]) -> str:
+        return ", ".join(f"{n} {list(np.shape(v))}" for n, v in d.items()) or "no outputs"
+
+    raise GateFailed(
+        f"{where} compared nothing: no output of the artifact could be compared with the reference",
+        lines=[
+            f"reference: {sides(ref)}",
+            f"artifact: {sides(out)}",
+            "nothing was measured, so no gate can pass; an artifact that ran no batch or renamed its outputs "
+            "is not a passing artifact",
+        ],
+        failures=[
+            {
+                "metric": "outputs_compared",
+                "value": 0,
+                "condition": ">=1",
+                "threshold": 1,
+                "passed": False,
+                "stage": where.split()[0],
+            }
+        ],
+    )
 
 
 def input_variation(ref: np.ndarray) -> float:
@@ -136,7 +175,7 @@ def compare_with_torch(
     ref = postprocessed(torch_outputs(model, family, ref_images, batch=static or 8), artifact)
     with runner(artifact.path) as run:
         out = run_batches(run, artifact.io.inputs[0].name, [images], static_batch=static)
-    result = compare_outputs(ref, out, skip=unordered(family, artifact))
+    result = compare_outputs(ref, out, skip=unordered(family, artifact), where="export parity")
     result["images"] = describe(data)
     result["samples"] = len(images)
     return result

@@ -54,7 +54,7 @@ def static_batch_of(path: Path) -> int | None:
     import onnx
 
     dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
-    return int(dim.dim_value) if dim.dim_value else None
+    return int(dim.dim_value) if dim.dim_value > 0 else None  # -1 (PaddlePaddle) is open
 
 
 def fix_static_shapes(src: Path, dst: Path, input_shape: list[int]) -> list[str]:
@@ -65,10 +65,20 @@ def fix_static_shapes(src: Path, dst: Path, input_shape: list[int]) -> list[str]
     model = onnx.load(str(src))
     fixed = []
     for inp in model.graph.input[:1]:
-        for i, dim in enumerate(inp.type.tensor_type.shape.dim):
-            if dim.dim_param and i < len(input_shape):
+        dims = list(inp.type.tensor_type.shape.dim)[: len(input_shape)]
+        # A name shared by dims of different sizes (paddle2onnx writes `?` for both H and W) cannot be
+        # pinned by name: pin those dims in place, like a size of 0 or less (`dim_value: -1`), which is open.
+        sizes: dict[str, set[int]] = {}
+        for i, dim in enumerate(dims):
+            if dim.dim_param:
+                sizes.setdefault(dim.dim_param, set()).add(int(input_shape[i]))
+        for i, dim in enumerate(dims):
+            if dim.dim_param and len(sizes[dim.dim_param]) == 1:
                 fixed.append(f"{dim.dim_param}={input_shape[i]}")
                 make_dim_param_fixed(model.graph, dim.dim_param, input_shape[i])
+            elif dim.dim_param or dim.dim_value <= 0:
+                fixed.append(f"{dim.dim_param or dim.dim_value} (dim {i})={input_shape[i]}")
+                dim.dim_value = int(input_shape[i])  # clears dim_param (a oneof)
     if fixed:
         fix_output_shapes(model)
     onnx.save(model, str(dst))
