@@ -79,10 +79,22 @@ def _cached_reference(m: dict[str, Any], artifact: Artifact, cache_dir: Path | N
         )
         return None
 
+    recipe = m.get("recipe") or {}
+
     def load_module_() -> Any:
         from vopt.models.resolve import OutputWrapper, family_of, load_module
+        from vopt.models.sources.factory import build_policy
+        from vopt.recipe.sections.model import ModelSection
 
-        return OutputWrapper.wrap(load_module(entry.artifact), family_of(artifact))
+        # The cache entry is data: its reference is rebuilt only if the recipe the build recorded names it.
+        section = (recipe.get("resolved") or {}).get("model")
+        try:
+            model = ModelSection.model_validate(section) if section else None
+        except ValueError:
+            model = None
+        where = Path(recipe["file"]).parent if recipe.get("file") else None
+        with build_policy(where, bool(model and model.trust), model):
+            return OutputWrapper.wrap(load_module(entry.artifact), family_of(artifact))
 
     return load_module_
 

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,14 +60,19 @@ class Cache:
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
 
-    def get(self, key: str) -> CacheEntry | None:
+    def get(self, key: str, accept: Callable[[Artifact], str | None] | None = None) -> CacheEntry | None:
         """The entry, re-verified against the hashes it recorded; a damaged entry is discarded and
-        reported."""
+        reported. `accept(artifact)` says why an intact entry may not be used here (it names code the
+        recipe being built does not): such an entry is discarded and reported the same way."""
         entry_dir = self._dir(key)
         if not (entry_dir / ENTRY_FILE).is_file():
             return None
         try:
-            return _read_entry(key, entry_dir)
+            entry = _read_entry(key, entry_dir)
+            why = accept(entry.artifact) if accept is not None else None
+            if why:
+                raise BadEntry(f"{why} (a cache entry is data: it runs only what the recipe names)")
+            return entry
         except BadEntry as exc:
             self.warnings.append(f"cache entry {key[:12]} discarded and rebuilt: {exc}")
             with self.lock(key):
@@ -112,19 +117,16 @@ class Cache:
             for p in sorted(workdir.rglob("*"))
             if p.is_file()
         }
-        (workdir / ENTRY_FILE).write_text(
-            json.dumps(
-                {
-                    "format": ENTRY_FORMAT,
-                    "key": key,
-                    "artifact": data,
-                    "files": files,
-                    "report": report,
-                    "duration_s": duration_s,
-                },
-                indent=1,
-                default=str,
-            )
+        write_entry(
+            workdir / ENTRY_FILE,
+            {
+                "format": ENTRY_FORMAT,
+                "key": key,
+                "artifact": data,
+                "files": files,
+                "report": report,
+                "duration_s": duration_s,
+            },
         )
         final = self._dir(key)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -148,6 +150,11 @@ class Cache:
             if pid_text.isdigit() and _alive(int(pid_text)) and int(pid_text) != 0:
                 continue
             shutil.rmtree(child, ignore_errors=True)
+
+
+def write_entry(path: Path, data: dict[str, Any]) -> None:
+    """Write an entry's `entry.json`."""
+    path.write_text(json.dumps(data, indent=1, default=str))
 
 
 def _read_entry(key: str, entry_dir: Path) -> CacheEntry:

@@ -54,8 +54,18 @@ def load_module(artifact: Artifact) -> Any:
     kind = artifact.meta.get("module_format")
     if kind == "torchscript":
         return torch.jit.load(artifact.path, map_location="cpu").eval()
-    if kind == "exported":
-        return torch.export.load(artifact.path).module()
+    if kind == "exported":  # the cache is data: a program that would run code loads only under the recipe's
+        # trust, and only when it is byte for byte the file the recipe names (vopt.models.sources.factory)
+        from vopt.models.sources.exported import Untrusted, load_program
+        from vopt.models.sources.factory import granted_trust, untrusted_reason
+
+        trust = granted_trust() and untrusted_reason(artifact) is None
+        try:
+            return load_program(Path(artifact.path), trust=trust)
+        except Untrusted as exc:
+            raise BuildError(
+                f"refusing to load {Path(artifact.path).name} without `trust: true`: it {exc}", stage="load"
+            ) from None
     if kind == store.FORMAT and isinstance(artifact.meta.get("module_ref"), dict):
         return store.load(artifact.path, artifact.meta["module_ref"])
     raise BuildError(

@@ -56,7 +56,13 @@ _TEMPLATES_KEPT = 2
 
 
 def build(ref: dict[str, Any]) -> Any:
-    """The architecture, with throwaway initial weights (load() overwrites every one)."""
+    """The architecture, with throwaway initial weights (load() overwrites every one). A reference comes
+    from the cache, which is data: it may name only what the recipe being built names."""
+    from vopt.models.sources.factory import reference_problem
+
+    why = reference_problem(ref)
+    if why:
+        raise BuildError(f"refusing to rebuild the cached model: {why}", stage="load")
     if ref["kind"] != "hf":
         return _build(ref)
     key = json.dumps(ref, sort_keys=True, default=str)
@@ -82,19 +88,27 @@ def _build(ref: dict[str, Any]) -> Any:
         from transformers import CONFIG_MAPPING
 
         config_cls = (
-            getattr(transformers, ref.get("config_class", ""), None)
+            getattr(transformers, ref.get("config_class") or "", None)
             or CONFIG_MAPPING[ref["config"]["model_type"]]
         )
+        cls = getattr(transformers, ref["class"], None)
+        if not _model_class(cls) or not (
+            isinstance(config_cls, type) and issubclass(config_cls, transformers.PretrainedConfig)
+        ):
+            raise BuildError(
+                f"refusing to rebuild the cached model: {ref['class']!r} / {ref.get('config_class')!r} "
+                "are not a transformers model class and its config class",
+                stage="load",
+            )
         config = config_cls.from_dict(ref["config"])
-        cls = getattr(transformers, ref["class"])
         from vopt.models.sources.hf import _from_config
 
         model = _from_config(cls, config).eval()
         return family.prepare(model)
     if kind == "factory":
-        from vopt.models.sources.factory import build_module, granted_trust
+        from vopt.models.sources.factory import build_module
 
-        model = build_module(ref["arch"], ref.get("kwargs", {}), trust=granted_trust())
+        model = build_module(ref["arch"], ref.get("kwargs", {}))
     elif kind == "timm":
         from vopt.models.sources.hub import import_hub
 
@@ -164,8 +178,27 @@ def diff(before: Any, after: Any) -> dict[str, Any] | None:
     return {"identity": identity, "tensors": tensors, "attrs": attrs}
 
 
+def _model_class(cls: Any) -> bool:
+    """A transformers model class, or one of its Auto classes (which pick one from the config)."""
+    import transformers
+
+    if not isinstance(cls, type):
+        return False
+    if issubclass(cls, transformers.PreTrainedModel):
+        return True
+    from transformers.models.auto.auto_factory import _BaseAutoModelClass
+
+    return issubclass(cls, _BaseAutoModelClass)
+
+
 def apply_edit(model: Any, edit: dict[str, Any]) -> None:
     import torch
+
+    from vopt.models.sources.factory import edits_problem
+
+    why = edits_problem({"edits": [edit]})
+    if why:
+        raise BuildError(f"refusing to replay the cached model's edits: {why}", stage="load")
 
     for name in edit.get("identity", []):
         parent, _, child = name.rpartition(".")

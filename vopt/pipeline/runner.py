@@ -41,7 +41,7 @@ def build(
     recipe = loaded.recipe
     from vopt.models.sources.factory import build_policy
 
-    with build_policy(loaded.path.parent if loaded.path else None, recipe.model.trust):
+    with build_policy(loaded.path.parent if loaded.path else None, recipe.model.trust, recipe.model):
         return _build(
             loaded, recipe, out_root, cache or Cache(), reporter or QuietReporter(), use_cache, debug, t_start
         )
@@ -143,13 +143,14 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
 def _cached_run(step: Step, parent: Artifact | None, key: str, env: _Env, component: str | None = None):
     """(result, report, seconds, cached) for one step on one input: from the cache, or run under the key's
     lock (a concurrent build of the same step finishes first; then it is a hit)."""
+    from vopt.models.sources.factory import untrusted_reason
 
     cache = env.cache
-    entry = cache.get(key) if env.use_cache else None
+    entry = cache.get(key, untrusted_reason) if env.use_cache else None
     if entry is not None:
         return entry.artifact, entry.report, entry.duration_s, True
     with cache.lock(key):
-        entry = cache.get(key) if env.use_cache else None
+        entry = cache.get(key, untrusted_reason) if env.use_cache else None
         discarded = _report_discarded(cache, env.reporter)
         if entry is None:
             result, report, seconds = _run_step(step, parent, key, env, component)

@@ -119,14 +119,11 @@ class LoadStage(Stage):
         else:  # safetensors weights + the architecture reference: no pickle in the cache, reproducible bytes
             path = where / "model.safetensors"
             meta.update(save_module(loaded.module, path, loaded.reference))
-        if spec.trust:
-            from vopt.models.sources.factory import trust_needed
-
-            why = trust_needed(spec.arch.partition(":")[0]) if spec.arch else None
+        if spec.trust:  # trust is for the recipe's file (a recipe's own `arch:` never needs it)
             report["trust_granted"] = {
                 "arch": spec.arch,
                 "path": spec.path,
-                "needed_for": why or "nothing: trust was granted but not needed",
+                "needed_for": source.trust_use(spec) or "nothing: trust was granted but not needed",
             }
         n_params = sum(p.numel() for p in loaded.module.parameters())
         report.update(params=n_params, family=loaded.family.name, task=loaded.task, notes=loaded.notes)

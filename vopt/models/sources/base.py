@@ -37,6 +37,13 @@ class Source:
     # The artifact format the load step makes from this source (a registered format name): a PyTorch module,
     # which fuse, prune and export take, unless the source starts from a finished graph.
     output_format: str = "torch-module"
+    # vopt's own `module:callable` builders this source names in its architecture references (with data
+    # kwargs): a cached reference may name them, besides what the recipe names (vopt.models.sources.factory).
+    builders: tuple[str, ...] = ()
+
+    def trust_use(self, spec: ModelSection) -> str | None:
+        """What `trust: true` lets this source do with the recipe's file (the manifest says it), or None."""
+        return None
 
     def fingerprint(self, spec: ModelSection) -> dict[str, Any]:
         """Cache-key material for local files the source reads (size and mtime, cheap)."""

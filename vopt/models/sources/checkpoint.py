@@ -17,6 +17,11 @@ class CheckpointSource(Source):
     def fingerprint(self, spec) -> dict:
         return {**super().fingerprint(spec), **arch_fingerprint(spec.arch)}
 
+    def trust_use(self, spec) -> str | None:
+        return (
+            None if spec.arch else f"unpickling the full module in {spec.path} (it runs code from the file)"
+        )
+
     def load(self, spec) -> LoadedModel:
         import torch
 
@@ -28,7 +33,7 @@ class CheckpointSource(Source):
         if not path.is_file():
             raise RecipeError(f"model.path: checkpoint not found: {path}")
         if spec.arch:
-            model = build_module(spec.arch, spec.kwargs, trust=spec.trust)
+            model = build_module(spec.arch, spec.kwargs)
             load_weights(model, path, what="model.path")
             return finish(
                 model,

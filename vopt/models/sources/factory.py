@@ -1,123 +1,74 @@
-"""`module:factory` strings from recipes, resolved with errors that say what is wrong.
+"""`module:factory` strings from recipes, resolved with errors that say what is wrong; and the rule for what
+may run code during a build.
 
-A factory runs code, so only two kinds of module may provide one: the recipe's own (a file in the recipe's
-directory or the working directory) and an installed third-party package. The standard library and
-shell-like packages (subprocess, os, ...: `arch: subprocess:getoutput` runs a shell command) are refused
-unless the recipe says `trust: true`, which the load step records in the manifest."""
+The rule: a recipe is code (it lives in the team's repository and runs in its CI, like a Makefile), so it may
+name any Python callable (`model.arch`, with `kwargs`). The files it points at (checkpoints, ONNX, `.pt2`,
+data folders) and every cache entry are data: they never run code unless the recipe says `trust: true` for
+that file. So a cached step rebuilds only what the recipe being built names (`reference_problem`): a cached
+architecture reference that names another callable, other arguments or another file is refused, and the
+entry is rebuilt."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
+import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vopt.errors import BuildError, RecipeError
 
-# Third-party modules whose callables run commands or code; refused like the standard library.
-SHELL_LIKE = frozenset(
-    {
-        "sh",
-        "plumbum",
-        "invoke",
-        "fabric",
-        "pexpect",
-        "ptyprocess",
-        "sarge",
-        "envoy",
-        "delegator",
-        "executor",
-        "shellingham",
-        "psutil",
-        "cffi",
-        "dill",
-        "cloudpickle",
-        "joblib",
-        "IPython",
-        "pip",
-        "setuptools",
-        "pkg_resources",
-        "_pytest",
-        "pytest",
-        "torch.utils.cpp_extension",
-        "torch.hub",
-        "torch.package",
-    }
-)
 
-_recipe_dirs: list[Path] = []  # set by the engine for the build in progress
-_trusted: list[bool] = []
+@dataclass(frozen=True)
+class BuildPolicy:
+    """What the recipe being built allows: its directory (for its own modules), its `model.trust`, and its
+    `model:` section (what a cached reference may name)."""
+
+    recipe_dir: Path | None
+    trust: bool
+    model: Any = None  # the recipe's ModelSection, or None outside a build
+
+
+_policies: list[BuildPolicy] = []  # set by the engine for the build in progress
 
 
 @contextlib.contextmanager
-def build_policy(recipe_dir: Path | None, trust: bool) -> Iterator[None]:
+def build_policy(recipe_dir: Path | None, trust: bool, model: Any = None) -> Iterator[None]:
     """During a build, the recipe's directory provides user modules (and is on sys.path for them), and the
-    recipe's `model.trust` is the only thing that grants trust (a cached reference cannot)."""
+    recipe's `model:` section is the only thing that names code or grants trust (a cached reference
+    cannot)."""
     path = Path(recipe_dir).resolve() if recipe_dir is not None else None
-    if path is not None:
-        _recipe_dirs.append(path)
-    _trusted.append(bool(trust))
+    _policies.append(BuildPolicy(path, bool(trust), model))
     try:
         yield
     finally:
-        _trusted.pop()
-        if path is not None:
-            _recipe_dirs.remove(path)
+        _policies.pop()
+
+
+def current_policy() -> BuildPolicy | None:
+    return _policies[-1] if _policies else None
 
 
 def granted_trust() -> bool:
-    return bool(_trusted and _trusted[-1])
+    policy = current_policy()
+    return bool(policy and policy.trust)
 
 
 def _search_path() -> None:
-    for where in [os.getcwd(), *map(str, _recipe_dirs)]:
+    dirs = [os.getcwd(), *(str(p.recipe_dir) for p in _policies if p.recipe_dir is not None)]
+    for where in dirs:
         if where not in sys.path:
             sys.path.insert(0, where)  # a recipe's own module next to it, as `python -m` would find it
 
 
-def trust_needed(module_name: str) -> str | None:
-    """Why importing a factory from `module_name` needs `trust: true`, or None when it does not."""
-    import importlib.util
-
-    top = module_name.split(".")[0]
-    if module_name in SHELL_LIKE or top in SHELL_LIKE:
-        return f"'{module_name}' is a shell-like module (it runs commands or arbitrary code)"
-    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
-        return f"'{module_name}' is part of the Python standard library, not a model package"
-    _search_path()
-    try:
-        found = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        return None  # the import below says what is wrong
-    if found is None:
-        return None
-    origin = found.origin or next(iter(found.submodule_search_locations or []), None)
-    if origin is None or origin in ("built-in", "frozen"):
-        return f"'{module_name}' is a built-in module"
-    where = Path(origin).resolve()
-    roots = [Path(os.getcwd()).resolve(), *_recipe_dirs]
-    if any(where.is_relative_to(r) for r in roots) or _installed(top, where):
-        return None
-    return (
-        f"'{module_name}' comes from {where.parent}, which is neither the recipe's directory nor an "
-        "installed package"
-    )
-
-
-def _installed(top: str, where: Path) -> bool:
-    import importlib.metadata
-    import site
-
-    sites = [*site.getsitepackages(), site.getusersitepackages()]
-    if any(where.is_relative_to(Path(s).resolve()) for s in sites if s):
-        return True
-    return top in importlib.metadata.packages_distributions()  # editable installs
-
-
-def import_factory(spec: str | None, key: str = "model.arch", *, trust: bool = False) -> Any:
+def import_factory(spec: str | None, key: str = "model.arch") -> Any:
+    """The callable a recipe names. The recipe is code: any importable callable may be named (there is no
+    list of refused modules, which could only ever be partial)."""
     if not spec:
         raise RecipeError(
             f"{key}: required: a `module:factory` that builds the model, e.g. mypkg.nets:build_net"
@@ -125,12 +76,6 @@ def import_factory(spec: str | None, key: str = "model.arch", *, trust: bool = F
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise RecipeError(f"{key}: expected `module:factory`, got '{spec}'")
-    why = trust_needed(module_name)
-    if why and not trust:
-        raise RecipeError(
-            f"{key}: refused '{spec}': {why}; a factory must come from the recipe's directory or "
-            "an installed model package (set `model.trust: true` to allow it anyway)"
-        )
     _search_path()
     try:
         module = importlib.import_module(module_name)
@@ -168,12 +113,10 @@ def _is_user_code(module: Any) -> bool:
     return bool(path) and not str(path).startswith((sys.prefix, sys.base_prefix))
 
 
-def build_module(
-    spec: str | None, kwargs: dict[str, Any], key: str = "model.arch", *, trust: bool = False
-) -> Any:
+def build_module(spec: str | None, kwargs: dict[str, Any], key: str = "model.arch") -> Any:
     import torch
 
-    factory = import_factory(spec, key, trust=trust)
+    factory = import_factory(spec, key)
     try:
         model = factory(**kwargs)
     except TypeError as exc:
@@ -185,10 +128,116 @@ def build_module(
     return model
 
 
+def _canon(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+
+
+# transformers class names in an hf reference: a name, looked up in transformers and checked to be a model
+# (or config) class before it is built.
+_CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9]{0,99}")
+
+
+def reference_problem(build: Any) -> str | None:
+    """Why a cached architecture reference (`module_ref.build`) may not be rebuilt in this build, or None.
+    It may name only what the recipe being built names: its own `arch:` and `kwargs`, a vopt builder its
+    source declares (`Source.builders`), its timm/torchvision model, its trusted file; an hf reference names
+    transformers classes by name (checked to be model classes when built). Reads no file, imports nothing
+    heavy: it runs on every cache hit."""
+    if not isinstance(build, dict):
+        return "its architecture reference is not a mapping"
+    kind = build.get("kind")
+    if kind == "hf":
+        for field in ("class", "config_class"):
+            name = build.get(field)
+            if field == "config_class" and name is None:
+                continue
+            if not isinstance(name, str) or not _CLASS_NAME.fullmatch(name):
+                return f"its hf reference names {name!r} as its transformers {field}"
+        return None
+    policy = current_policy()
+    model = policy.model if policy else None
+    if model is None:
+        return f"a `{kind}` architecture reference is rebuilt only in a build of the recipe that names it"
+    if kind == "factory":
+        arch, kwargs = build.get("arch"), build.get("kwargs", {})
+        if arch == model.arch and _canon(kwargs) == _canon(model.kwargs):
+            return None
+        from vopt.registry import get_source
+
+        if arch in getattr(get_source(model.source), "builders", ()):
+            return None  # vopt's own builder, which the recipe's source uses (data kwargs, no user code)
+        return (
+            f"its architecture reference names {arch!r} with kwargs {_canon(kwargs)[:200]}, which the recipe "
+            f"does not (model.arch: {model.arch!r}, kwargs {_canon(model.kwargs)[:200]})"
+        )
+    if kind in ("timm", "torchvision"):
+        if (
+            kind == model.source
+            and build.get("id") == model.id
+            and _canon(build.get("kwargs", {})) == _canon(model.kwargs)
+        ):
+            return None
+        return f"its {kind} reference ({build.get('id')!r}) is not the recipe's model ({model.id!r})"
+    if kind == "trusted-file":
+        named = Path(model.path).expanduser().resolve() if model.path else None
+        if not policy or not policy.trust:
+            return f"it unpickles {build.get('path')!r}, which needs `trust: true` in the recipe being built"
+        if named is None or str(named) != build.get("path"):
+            return f"it unpickles {build.get('path')!r}, not the recipe's model.path ({model.path!r})"
+        return None
+    return f"its architecture reference has an unknown kind {kind!r}"
+
+
+def edits_problem(ref: dict[str, Any]) -> str | None:
+    """Structural edits replayed on a rebuilt module set plain values on public attributes only."""
+    for edit in ref.get("edits") or []:
+        if not isinstance(edit, dict):
+            return "an edit in its reference is not a mapping"
+        for name, changed in (edit.get("attrs") or {}).items():
+            if not isinstance(changed, dict) or any(
+                not isinstance(k, str) or k.startswith("_") or not _plain(v) for k, v in changed.items()
+            ):
+                return f"an edit of '{name}' sets a private attribute or a value that is not plain data"
+    return None
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return True
+    return isinstance(value, list) and all(isinstance(v, (bool, int, float, str)) for v in value)
+
+
+def untrusted_reason(artifact: Any, file_sha256: Any = None) -> str | None:
+    """Why a cached artifact (or one of its components) would run code the recipe being built does not name,
+    or None. Checked on every cache hit, so a damaged or edited entry is rebuilt instead of used:
+    - a torch module's architecture reference must be one the recipe names (`reference_problem`);
+    - a fixed graph (TorchScript, .pt2) must be byte for byte the file the recipe's `model.path` names.
+    `file_sha256(path)` hashes the recipe's file (a memo of content hashes, when the caller has one)."""
+    from vopt.core.artifact import hash_file
+
+    hasher = file_sha256 or hash_file
+    for part in [artifact, *artifact.components.values()]:
+        meta = part.meta or {}
+        ref = meta.get("module_ref")
+        if ref is not None:
+            build = ref.get("build") if isinstance(ref, dict) else None
+            why = reference_problem(build) or (edits_problem(ref) if isinstance(ref, dict) else None)
+            if why:
+                return why
+        if meta.get("module_format") in ("torchscript", "exported"):
+            policy = current_policy()
+            model = policy.model if policy else None
+            named = Path(model.path).expanduser() if model is not None and model.path else None
+            if named is None or not named.is_file():
+                return "it holds a fixed graph (TorchScript, .pt2) that the recipe being built does not name"
+            if hasher(named) != part.sha256:
+                return f"its fixed graph is not the file the recipe names ({named})"
+    return None
+
+
 def arch_fingerprint(spec: str | None) -> dict[str, Any]:
     """Cache-key material for the factory's source file, so editing the model code rebuilds it."""
     import importlib.util
-    from pathlib import Path
 
     if not spec or ":" not in spec:
         return {}

@@ -18,7 +18,7 @@ class PythonSource(Source):
         import torch
 
         torch.manual_seed(spec.seed)
-        model = build_module(spec.arch, spec.kwargs, trust=spec.trust)
+        model = build_module(spec.arch, spec.kwargs)
         notes = [f"{spec.arch}(**{spec.kwargs})"]
         if spec.weights not in ("pretrained", "random"):
             load_weights(model, spec.weights)
