@@ -24,6 +24,12 @@ def test_family_has_a_tiny_config_its_model_type_accepts(family):
 
     fam = get_family(family)
     assert fam.tiny_config, f"{family}: no tiny_config, so no tiny-model test builds it"
+    if fam.config_library != "transformers":  # built by the family's own source from its tiny_model()
+        from vopt.registry import SOURCES
+
+        model = fam.tiny_model()
+        assert model and model["source"] in SOURCES and model["weights"] == "random", (family, model)
+        return
     assert fam.model_types and fam.model_types[0] in CONFIG_MAPPING, fam.model_types
     config = CONFIG_MAPPING[fam.model_types[0]](**fam.tiny_config)
     size = getattr(config, "hidden_size", None) or max(getattr(config, "hidden_sizes", [0]) or [0])

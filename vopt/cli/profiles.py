@@ -36,8 +36,9 @@ def _smoke(data: dict[str, Any]) -> list[str]:
     sets = [] if local else ["model.weights=random"]
     family = model.get("family")
     if family and not local:
-        tiny = dict(get_family(family).tiny_config)
-        size = tiny.get("image_size", 64)
+        fam = get_family(family)
+        tiny = dict(fam.tiny_config)
+        size = tiny.get("image_size", getattr(fam, "tiny_image_size", 64))  # a pipeline's: its own attribute
         size = int(size[0] if isinstance(size, (list, tuple)) else size)
         sets += [f"model.config={json.dumps(tiny)}", f"model.input.shape=[1, 3, {size}, {size}]"]
     sets.append("export.parity_samples=2")

@@ -50,11 +50,12 @@ class TorchModuleFormat(Format):
             )
         family = family_of(artifact)
         module = OutputWrapper.wrap(load_module(artifact), family)
-        input_name = artifact.io.inputs[0].name if artifact.io.inputs else "pixel_values"
+        names = [t.name for t in artifact.io.inputs] or ["pixel_values"]  # several for a UNet
+        input_name = names[0]
 
         def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             with torch.no_grad():
-                outs = module(torch.from_numpy(np.ascontiguousarray(feeds[input_name])))
+                outs = module(*(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names))
             return {n: t.detach().float().numpy() for n, t in zip(family.outputs, outs, strict=True)}
 
         return Runner(run=run, runtime="pytorch", info={"input_name": input_name, "static_batch": None})

@@ -133,8 +133,8 @@ class OutputWrapper:
                     self.model.train(mode)
                 return self
 
-            def forward(self, pixel_values):
-                out = self.model(pixel_values=pixel_values) if keywords else self.model(pixel_values)
+            def forward(self, *inputs):  # one image; or the named inputs of the family's example_inputs
+                out = self.model(pixel_values=inputs[0]) if keywords else self.model(*inputs)
                 return family.output_tensors(out)
 
         return _Wrapped().eval()

@@ -41,6 +41,8 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     ),
     "semantic-segmentation": ("miou", "pixel_agreement", "classes"),
     "feature-extraction": (),
+    # a pipeline's final images (vopt.validate.images)
+    "text-to-image": ("psnr_db", "ssim", "latent_cosine", "tiled_psnr_db", "tiled_ssim"),
 }
 
 

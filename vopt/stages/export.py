@@ -107,6 +107,17 @@ class ExportStage(Stage):
             )
         path = ctx.out("model.onnx")
         dyn_axes = self._dynamic_axes(config, outputs, None if post else family.output_axes)
+        # A model of several named inputs (a UNet: sample, timestep, text states): the family gives them.
+        named = None if is_graph_only(artifact) else family.example_inputs(model, config.input_shape)
+        if named is not None:
+            if config.dynamo or config.postprocess or config.embed_preprocessing:
+                raise BuildError(
+                    f"export.dynamo, export.postprocess and export.embed_preprocessing take one image input; "
+                    f"{family.name} takes {', '.join(named)}",
+                    stage="export",
+                )
+            example = tuple(torch.from_numpy(v) for v in named.values())
+            dyn_axes = family.dynamic_axes(config.dynamic_batch)
         with ctx.reporter.bar("export: tracing and writing ONNX", None):
             try:
                 # Exporters print progress (and whole IR graphs on failure) on stdout, which belongs to
@@ -114,6 +125,8 @@ class ExportStage(Stage):
                 with contextlib.redirect_stdout(sys.stderr if ctx.debug else StringIO()):
                     if artifact.meta.get("module_format") == "exported":
                         self._export_program(artifact.path, example, path, config, outputs)
+                    elif named is not None:
+                        self._export_named(wrapped, example, list(named), path, config, outputs, dyn_axes)
                     else:
                         self._export(wrapped, example, path, config, outputs, dyn_axes)
             except VoptError:
@@ -155,7 +168,9 @@ class ExportStage(Stage):
                 artifact.preprocess, config.camera_size
             )
         out = artifact.derive(path, format=ONNX, **changes)
-        if config.parity and config.camera_size:
+        if config.parity and named is not None:
+            self._parity_named(wrapped, family, out, named, ctx)
+        elif config.parity and config.camera_size:
             # The graph's resize is not PIL's: parity is with the same preprocessing in PyTorch, on the same
             # frames.
             self._parity_same_input(wrapped, family, out, config, ctx)
@@ -247,6 +262,45 @@ class ExportStage(Stage):
                 dynamic_axes=dyn_axes,
                 do_constant_folding=True,
             )
+
+    @staticmethod
+    def _export_named(
+        wrapped, args: tuple, names: list[str], path: Path, config: ExportConfig, outputs, axes
+    ):
+        import torch
+
+        with torch.no_grad():
+            torch.onnx.export(
+                wrapped,
+                args,
+                str(path),
+                dynamo=False,
+                opset_version=config.opset,
+                input_names=names,
+                output_names=outputs,
+                dynamic_axes=axes,
+                do_constant_folding=True,
+            )
+
+    def _parity_named(self, wrapped, family, artifact: Artifact, feeds: dict[str, Any], ctx) -> None:
+        """PyTorch against ONNX Runtime on the family's example inputs (a model that takes no image)."""
+        import numpy as np
+        import torch
+
+        from vopt.runtimes.ort import runner
+        from vopt.validate.reference import compare_outputs
+
+        with torch.no_grad():
+            outs = wrapped(*(torch.from_numpy(v) for v in feeds.values()))
+        ref = {n: t.detach().float().numpy() for n, t in zip(family.outputs, outs, strict=True)}
+        with runner(artifact.path) as run:
+            got = run(dict(feeds))
+        result = compare_outputs(ref, {k: np.asarray(v, np.float32) for k, v in got.items()})
+        result.update(
+            samples=len(next(iter(feeds.values()))), reference="PyTorch on the family's example inputs"
+        )
+        ctx.report["parity"] = result
+        self._check_parity(result, family, ctx)
 
     def _parity_same_input(self, wrapped, family, artifact: Artifact, config: ExportConfig, ctx) -> None:
         import numpy as np
@@ -413,8 +467,9 @@ def _locate_op(wrapped: Any, example: Any, op: str) -> tuple[str, str | None] | 
     import torch
 
     try:
+        args = example if isinstance(example, tuple) else (example,)
         with torch.no_grad(), contextlib.redirect_stdout(StringIO()):
-            traced = torch.jit.trace(wrapped, (example,), check_trace=False, strict=False)
+            traced = torch.jit.trace(wrapped, args, check_trace=False, strict=False)
     except Exception:  # untraceable: the exporter's own message is all there is
         return None
     modules = dict(wrapped.named_modules())

@@ -29,9 +29,14 @@ class LoadStage(Stage):
 
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> LoadConfig:
+        get_source(recipe.model.source).check_recipe(recipe)
         return LoadConfig(
             model=recipe.model, preprocess=recipe.preprocess, dynamic_batch=recipe.export.dynamic_batch
         )
+
+    @classmethod
+    def requirements(cls, config: LoadConfig, target: Any) -> list[tuple[str, str]]:
+        return list(get_source(config.model.source).requires)
 
     @classmethod
     def fingerprint(cls, config: LoadConfig) -> dict[str, Any]:
@@ -56,7 +61,7 @@ class LoadStage(Stage):
         for name, part in loaded.components.items():
             reports[name] = {}
             parts[name] = self._one(part, source, config, ctx, ctx.workdir / name, reports[name])
-        whole = self._one_meta(loaded, spec)
+        whole = {**self._one_meta(loaded, spec), **loaded.meta}
         ctx.report.update(
             family=loaded.family.name,
             task=loaded.task,
@@ -99,7 +104,21 @@ class LoadStage(Stage):
             inputs=[TensorSpec(name=spec.input.name, shape=[batch, *spec.input.shape[1:]])],
             outputs=[TensorSpec(name=o, shape=[]) for o in loaded.family.outputs],
         )
-        meta = self._one_meta(loaded, spec)
+        examples = (
+            loaded.family.example_inputs(loaded.module, spec.input.shape)
+            if loaded.module is not None
+            else None
+        )
+        if examples:  # several named inputs (a UNet's sample, timestep and text states): the family says them
+            io.inputs = [
+                TensorSpec(
+                    name=n,
+                    shape=["batch" if batch == "batch" else v.shape[0], *v.shape[1:]],
+                    dtype=str(v.dtype),
+                )
+                for n, v in examples.items()
+            ]
+        meta = {**self._one_meta(loaded, spec), **loaded.meta}
         if loaded.onnx_path is not None:  # a finished graph: copied with its external data, io read back
             from vopt.registry import get_format
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import platform
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -82,37 +82,47 @@ class CoreMlTarget(Target):
 
         source = _torch_source(ctx)
         family = family_of(source)
-        wrapped = OutputWrapper.wrap(load_module(source), family)
+        module = load_module(source)
+        wrapped = OutputWrapper.wrap(module, family)
         shape = list(ctx.model_input.shape)
         name = ctx.model_input.name
-        example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        example: Any = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        inputs = [ct.TensorType(name=name, shape=shape, dtype=np.float32)]
+        named = family.example_inputs(module, shape)  # several named inputs (a UNet): the family's
+        if named is not None:
+            example = tuple(torch.from_numpy(v) for v in named.values())
+            inputs = [
+                ct.TensorType(name=n, shape=v.shape, dtype=np.float32 if v.dtype.kind == "f" else np.int32)
+                for n, v in named.items()
+            ]
         # The package computes in fp32 or fp16; int8 weights come from the quantize step after this one.
         compute = "fp32" if setting == "fp32" else "fp16"
         precision = effective_precision(source, setting, built=compute)
         program, how = _capture(wrapped, example, cfg.converter, family.name)
         try:
-            mlmodel = ct.convert(
-                program,
-                # fp32 I/O around fp16 compute, like the other targets' artifacts: callers feed the same
-                # arrays.
-                inputs=[ct.TensorType(name=name, shape=shape, dtype=np.float32)],
-                outputs=[ct.TensorType(name=o, dtype=np.float32) for o in family.outputs],
-                convert_to="mlprogram",
-                compute_precision=ct.precision.FLOAT32 if compute == "fp32" else ct.precision.FLOAT16,
-                compute_units=getattr(ct.ComputeUnit, cfg.compute_units),
-                minimum_deployment_target=getattr(ct.target, cfg.minimum_deployment_target),
-                skip_model_load=True,
-            )
+            mlmodel = self._convert(ct, program, inputs, family, compute, cfg)
         except Exception as exc:
-            raise BuildError(
-                f"coremltools could not convert {family.name} ({how}): {_describe(exc)}", stage="compile"
-            ) from exc
+            if cfg.converter != "auto" or how != "torch.export":
+                raise BuildError(
+                    f"coremltools could not convert {family.name} ({how}): {_describe(exc)}", stage="compile"
+                ) from exc
+            # coremltools takes some exported programs' ops only as TorchScript (CLIP's `alias`): trace
+            program, how = _capture(wrapped, example, "trace", family.name)
+            how += f" (coremltools refused the torch.export program: {_describe(exc)})"
+            try:
+                mlmodel = self._convert(ct, program, inputs, family, compute, cfg)
+            except Exception as exc2:
+                raise BuildError(
+                    f"coremltools could not convert {family.name} (torch.export: {_describe(exc)}; "
+                    f"jit.trace: {_describe(exc2)})",
+                    stage="compile",
+                ) from exc2
         meta = artifact_metadata(source, ctx.build_name, self.name, precision)
         mlmodel.user_defined_metadata.update(meta)
         mlmodel.short_description = f"{ctx.build_name} (vopt {meta['vopt.version']})"
         path = ctx.out("model.mlpackage")
         mlmodel.save(str(path))
-        check = read_back(path, expect_inputs=[name], expect_outputs=list(family.outputs))
+        check = read_back(path, expect_inputs=[i.name for i in inputs], expect_outputs=list(family.outputs))
         if check["problems"]:
             raise BuildError(
                 "the saved .mlpackage does not match the model: " + "; ".join(check["problems"]),
@@ -129,6 +139,22 @@ class CoreMlTarget(Target):
         # I/O as the package has it (fixed shapes), not the ONNX export's dynamic batch.
         return source.derive(path, format="coreml-mlpackage", io=check["io"], meta={"precision": precision})
 
+    @staticmethod
+    def _convert(ct: Any, program: Any, inputs: list, family: Any, compute: str, cfg: CoreMlConfig) -> Any:
+        import numpy as np
+
+        return ct.convert(
+            program,
+            # fp32 I/O around fp16 compute, like the other targets' artifacts: callers feed the same arrays.
+            inputs=inputs,
+            outputs=[ct.TensorType(name=o, dtype=np.float32) for o in family.outputs],
+            convert_to="mlprogram",
+            compute_precision=ct.precision.FLOAT32 if compute == "fp32" else ct.precision.FLOAT16,
+            compute_units=getattr(ct.ComputeUnit, cfg.compute_units),
+            minimum_deployment_target=getattr(ct.target, cfg.minimum_deployment_target),
+            skip_model_load=True,
+        )
+
     def runner(self, artifact: Artifact, cfg: CoreMlConfig) -> Runner | Unavailable:
         if platform.system() != "Darwin":
             return Unavailable(
@@ -143,9 +169,12 @@ class CoreMlTarget(Target):
 
 
 def _torch_source(ctx) -> Artifact:
-    """The latest torch-module artifact of this build (prune > fuse > load)."""
+    """The latest torch-module artifact of this build (prune > fuse > load); for a component of a model of
+    components, that component's."""
     for name in ("prune", "fuse", "load"):
         art = ctx.artifacts.get(name)
+        if art is not None and ctx.component is not None and art.components:
+            art = art.components.get(ctx.component)
         if art is not None and art.format == "torch-module":
             return art
     raise BuildError(
@@ -159,9 +188,10 @@ def _capture(module, example, converter: str, family: str):
     import torch
 
     errors = []
+    args = example if isinstance(example, tuple) else (example,)
     if converter in ("auto", "export"):
         try:
-            program = torch.export.export(module, (example,)).run_decompositions({})
+            program = torch.export.export(module, args).run_decompositions({})
             return program, "torch.export"
         except Exception as exc:
             if converter == "export":
@@ -171,7 +201,7 @@ def _capture(module, example, converter: str, family: str):
             errors.append(f"torch.export: {_describe(exc)}")
     try:
         with torch.no_grad():
-            traced = torch.jit.trace(module, example, strict=False)
+            traced = torch.jit.trace(module, args, strict=False)
         return traced, "jit.trace" + (" (torch.export failed)" if errors else "")
     except Exception as exc:
         tried = "; ".join([*errors, f"jit.trace: {_describe(exc)}"])

@@ -77,9 +77,20 @@ class CpuTarget(Target):
         so.graph_optimization_level = levels[cfg.optimization]
         so.optimized_model_filepath = str(path)
         so.log_severity_level = 3
-        ort.InferenceSession(artifact.path, so, providers=["CPUExecutionProvider"])
+        model_src: str | bytes = artifact.path
+        built, fp16 = None, None
+        if self.precision(cfg) == "fp16":  # fp32 I/O; nodes whose recorded ranges would overflow stay fp32
+            source = onnx.load(artifact.path)
+            built = qdq_precision(source)
+            if not built:
+                from vopt.quant.fp16 import convert_with_ranges
+
+                converted, fp16 = convert_with_ranges(source, ctx, artifact.path)
+                ctx.report["fp16"] = fp16
+                model_src, built = converted.SerializeToString(), "fp16"
+        ort.InferenceSession(model_src, so, providers=["CPUExecutionProvider"])
         proto = onnx.load(str(path))
-        precision = effective_precision(artifact, self.precision(cfg), built=qdq_precision(proto))
+        precision = effective_precision(artifact, self.precision(cfg), built=built or qdq_precision(proto))
         runtime = {"graph_optimization_level": LEVELS[cfg.session_optimization]}  # ORT's own enum name
         set_onnx_metadata(
             proto,
@@ -99,6 +110,8 @@ class CpuTarget(Target):
         ctx.report["summary"] = f"ORT {cfg.optimization} optimizations, {len(proto.graph.node)} nodes" + (
             f" ({qdq} quantized)" if qdq else ""
         )
+        if fp16 is not None:
+            ctx.report["summary"] += f", fp16 ({len(fp16['kept_fp32_nodes'])} nodes kept fp32)"
         ctx.report["nodes"] = len(proto.graph.node)
         # The .ort file travels with the ONNX into the build directory.
         companions = ["model.ort"] if cfg.ort_format else []

@@ -127,13 +127,18 @@ class TensorRtTarget(Target):
         p = cfg.precision or self.default_precision
         return [p] if isinstance(p, str) else list(p)
 
-    def profiles(self, cfg: TensorRtConfig, model_input: Any) -> dict[str, list[list[int]]]:
+    def profiles(
+        self, cfg: TensorRtConfig, model_input: Any, artifact: Artifact | None = None, example: Any = None
+    ) -> dict[str, list[list[int]]]:
         """`compile.profiles`, else from the recipe's model input (vopt.recipe.sections.model.InputSpec)."""
         from vopt.runtimes.tensorrt import profiles_from_dynamic
 
         if cfg.profiles:
             return cfg.profiles
         inp = model_input
+        names = [i.name for i in artifact.io.inputs] if artifact is not None else [inp.name]
+        if inp.name not in names:  # a model of several named inputs (a UNet): a profile per dynamic input
+            return _named_profiles(artifact, inp, example or artifact)
         # Without `model.input.dynamic`, a dynamic-batch export gets a one-shape profile: the example shape.
         return profiles_from_dynamic(inp.name, inp.shape, inp.dynamic) or {inp.name: [list(inp.shape)] * 3}
 
@@ -142,12 +147,12 @@ class TensorRtTarget(Target):
 
         return readiness(path)
 
-    def check(self, artifact: Artifact, cfg: TensorRtConfig, model_input: Any) -> dict:
+    def check(self, artifact: Artifact, cfg: TensorRtConfig, model_input: Any, example: Any = None) -> dict:
         """The readiness check alone (no GPU): what `compile` runs before it calls the builder."""
         from vopt.runtimes.tensorrt import readiness
 
         self.check_format(artifact)
-        profiles = self.profiles(cfg, model_input)
+        profiles = self.profiles(cfg, model_input, artifact, example)
         report = readiness(artifact.path, profiles)
         report["profiles"] = profiles
         flags = self.flags(cfg)
@@ -174,7 +179,10 @@ class TensorRtTarget(Target):
     def compile(self, artifact: Artifact, cfg: TensorRtConfig, ctx) -> Artifact:
         from vopt.runtimes.tensorrt import build_engine, engine_name, gpu_compute_capability
 
-        report = self.check(artifact, cfg, ctx.model_input)
+        # a component's example shapes: what its load step made (concrete sizes, not the export's axes)
+        load = ctx.artifacts.get("load")
+        example = load.components.get(ctx.component) if load is not None and ctx.component else None
+        report = self.check(artifact, cfg, ctx.model_input, example)
         ctx.report["readiness"] = report
         errors = [f for f in report["findings"] if f["level"] == "error"]
         for f in report["findings"]:
@@ -236,3 +244,29 @@ class TensorRtTarget(Target):
 
         path = Path(artifact.path)
         return runner(next(path.glob("*.engine")) if path.is_dir() else path)
+
+
+def _named_profiles(artifact: Artifact, model_input: Any, loaded: Artifact) -> dict[str, list[list[int]]]:
+    """[min, opt, max] shapes of each input with a dynamic dim: the batch from `model.input.dynamic` (else 1,
+    the example batch, 4x it), any other dynamic dim (a VAE decoder's height and width) from half to twice its
+    size in the example the model was loaded with."""
+    example = {i.name: i.shape for i in loaded.io.inputs}
+    batch = (model_input.dynamic or {}).get("batch")
+    out: dict[str, list[list[int]]] = {}
+    for spec in artifact.io.inputs:
+        if all(isinstance(d, int) for d in spec.shape):
+            continue
+        lo, opt, hi = [], [], []
+        for axis, dim in enumerate(spec.shape):
+            if isinstance(dim, int):
+                lo.append(dim), opt.append(dim), hi.append(dim)
+                continue
+            size = example.get(spec.name, [])[axis] if axis < len(example.get(spec.name, [])) else None
+            size = size if isinstance(size, int) else 2 * int(model_input.shape[0])
+            if axis == 0:
+                b = batch or [1, size, 4 * size]
+                lo.append(b[0]), opt.append(b[1]), hi.append(b[2])
+            else:
+                lo.append(max(1, size // 2)), opt.append(size), hi.append(2 * size)
+        out[spec.name] = [lo, opt, hi]
+    return out

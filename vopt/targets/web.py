@@ -165,9 +165,14 @@ def _apply_precision(proto: Any, artifact: Artifact, job: WebCompile, ctx: Any) 
             return qdq, f"{qdq} QDQ (from the quantize stage)"
         if onnx.TensorProto.FLOAT16 in types:
             return "fp16", "fp16 (converted by the quantize stage)"
-        from vopt.quant.fp16 import convert_to_fp16
+        from vopt.quant.fp16 import convert_with_ranges
 
-        converted, _ = convert_to_fp16(proto, keep_io_types=job.keep_io_types, op_block=job.fp16_block_ops)
+        # a pipeline's component keeps the nodes whose recorded ranges would overflow fp16 in fp32
+        converted, fp16 = convert_with_ranges(
+            proto, ctx, artifact.path, keep_io_types=job.keep_io_types, op_block=job.fp16_block_ops
+        )
+        if fp16["kept_fp32_nodes"]:
+            ctx.report["fp16"] = fp16
         proto.CopyFrom(converted)
         return "fp16", "fp16" + (" with fp32 I/O" if job.keep_io_types else "")
     if job.precision == "int8" and qdq:

@@ -30,7 +30,9 @@ class ComponentRun:
         self.runner = runner
         self.inputs = [t.name for t in artifact.io.inputs]
         self.outputs = [t.name for t in artifact.io.outputs]
-        self.static_batch = runner.info.get("static_batch")
+        # a runner that does not say (QNN's) has the batch the artifact's first input was fixed to
+        first = artifact.io.inputs[0].shape[0] if artifact.io.inputs and artifact.io.inputs[0].shape else None
+        self.static_batch = runner.info.get("static_batch") or (first if isinstance(first, int) else None)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = run_feeds(self.runner, feeds, self.static_batch)
@@ -75,12 +77,13 @@ def validate_components(
                     return report
             ref_calls[name] = ComponentRun(stack.enter_context(ref_run), ref_comp)
             art_calls[name] = ComponentRun(stack.enter_context(run), comp)
+        settings = pipeline_settings(section, artifact)
         with ctx.reporter.bar(
             f"validate {len(names)} components on {next(iter(art_calls.values())).runner.runtime}", 3
         ) as advance:
-            ref_out, ref_seen = family.run_components(ref_calls, images)
+            ref_out, ref_seen = family.run_components(ref_calls, images, settings)
             advance(1)
-            art_out, _ = family.run_components(art_calls, images)
+            art_out, _ = family.run_components(art_calls, images, settings)
             advance(1)
             # Each component on exactly what it saw in the reference run: its own drift, not its inputs'.
             parts: dict[str, dict[str, Any]] = {}
@@ -112,11 +115,17 @@ def validate_components(
         metrics=pipeline["outputs"],
         task_metrics=tm,
         components=parts,
-        pipeline={"components": names, "how": type(family).run_components.__qualname__},
+        pipeline={
+            "components": names,
+            "how": type(family).run_components.__qualname__,
+            **({"settings": settings["pipeline"]} if settings["pipeline"] else {}),
+        },
         first_drift={"component": drift, "worst_cosine": parts[drift]["worst_cosine"]} if drift else None,
         gates=gates,
     )
     summary = [f"pipeline of {len(names)}: cosine {pipeline['worst_cosine']:.6f}"]
+    if "psnr_db" in tm:  # a pipeline that makes images
+        summary[0] += f", PSNR {tm['psnr_db']:.1f} dB, SSIM {tm['ssim']:.4f}"
     summary += [f"{n} {parts[n]['worst_cosine']:.6f}" for n in names]
     if gates:
         summary.append(f"gates {sum(g['passed'] for g in gates)}/{len(gates)} passed")
@@ -127,3 +136,10 @@ def validate_components(
             "reference, on the inputs the reference pipeline gave it)"
         )
     return report
+
+
+def pipeline_settings(section: ValidateSection, artifact: Artifact) -> dict[str, Any]:
+    """What a family's run_components reads besides the calls: the recipe's `validate.pipeline` (None when
+    the recipe has none) and the pipeline's own facts from the load step (`meta["pipeline"]`)."""
+    check = section.pipeline.model_dump(mode="json") if section.pipeline is not None else None
+    return {"pipeline": check, "model": dict(artifact.meta.get("pipeline") or {})}

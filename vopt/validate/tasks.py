@@ -19,34 +19,14 @@ def task_metrics(
 ) -> tuple[dict[str, Any], list[str]]:
     """Top-level metrics for gates (e.g. `top1_agreement`), and notes on what could not be measured."""
     notes: list[str] = []
-    if task == "object-detection":
-        if all(k in ref and k in out for k in ("boxes", "scores", "labels")):  # post-processed in the graph
-            from vopt.validate.detection import box_agreement
-            from vopt.validate.detection import postprocessed_detections as detections
+    if task == "text-to-image":  # a pipeline's final images (vopt.validate.images)
+        from vopt.validate.images import pipeline_metrics
 
-            m = {
-                **box_agreement(detections(ref, score_threshold), detections(out, score_threshold)),
-                "score_threshold": score_threshold,
-                "scoring": "in-graph post-processing",
-            }
-            if not m["reference_detections"]:
-                notes.append(
-                    f"no reference detection scored >= {score_threshold}: box agreement is vacuous "
-                    "(random weights?); lower validate.score_threshold"
-                )
-            return m, notes
-        if "logits" in ref and "pred_boxes" in ref and "logits" in out and "pred_boxes" in out:
-            from vopt.validate.detection import detection_metrics
+        return pipeline_metrics(ref, out), notes
+    if task == "object-detection":  # matched detections, whichever way the outputs carry them
+        from vopt.validate.detection import detection_task_metrics
 
-            m = detection_metrics(ref, out, family, score_threshold)
-            if not m["reference_detections"]:
-                notes.append(
-                    f"no reference detection scored >= {score_threshold}: box agreement is vacuous "
-                    "(random weights?); lower validate.score_threshold"
-                )
-            return m, notes
-        notes.append("detection outputs `logits` and `pred_boxes` not both present: no box agreement")
-        return {}, notes
+        return detection_task_metrics(family, ref, out, score_threshold)
     name = "logits" if "logits" in ref else next(iter(ref), None)
     if name is None or name not in out:
         return {}, notes

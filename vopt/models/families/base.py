@@ -51,6 +51,9 @@ class Family:
     # How a detector turns class logits into scores (vopt.validate.detection): "softmax-no-object" (a
     # no-object class last) or "sigmoid" (focal-loss heads); None for models that are not detectors.
     scoring: ClassVar[str | None] = None
+    # Which library builds `tiny_config` (and the model): transformers' CONFIG_MAPPING for `model_types`, or
+    # the family's own source (e.g. "diffusers", from `tiny_model()`).
+    config_library: ClassVar[str] = "transformers"
 
     def __init__(self) -> None:
         self.applied: list[str] = []  # export fixes prepare() applied, for the load report
@@ -71,12 +74,25 @@ class Family:
         """Export fixes applied after loading (e.g. swap an op a backend cannot take)."""
         return model
 
+    def example_inputs(self, model: Any, input_shape: list[int]) -> dict[str, Any] | None:
+        """Named example inputs (numpy arrays, in the order the module takes them) for a model that takes
+        several inputs or no image (a UNet's sample, timestep and text states); None for the one image input
+        of `input_shape` that most families take. Load writes the artifact's inputs from them, export traces
+        and checks parity with them, and the PyTorch runner feeds the module by these names."""
+        return None
+
+    def dynamic_axes(self, dynamic_batch: bool) -> dict[str, dict[int, str]] | None:
+        """The dynamic axes of each input and output of a model with `example_inputs` (e.g. a VAE decoder's
+        height and width, for tiling); None: the image input's axes from the recipe."""
+        return None
+
     def run_components(
-        self, calls: dict[str, ComponentCall], images: np.ndarray
+        self, calls: dict[str, ComponentCall], images: np.ndarray, settings: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]]:
         """How a model of components runs as a whole on `images`: the final outputs, and each component's
         (inputs, outputs) on the way. By default a chain in component order (`run_chain`); a family whose
-        components work otherwise (a diffusion pipeline's denoising loop) overrides it."""
+        components work otherwise (a diffusion pipeline's denoising loop) overrides it. `settings`: the
+        recipe's `validate.pipeline` (`pipeline`) and the load step's metadata (`model`)."""
         return run_chain(calls, images)
 
     def output_tensors(self, output: Any) -> tuple[Any, ...]:

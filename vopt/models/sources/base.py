@@ -30,6 +30,9 @@ class LoadedModel:
     # the order its family runs them; `component` is this one's name when it is one of them.
     components: dict[str, LoadedModel] = field(default_factory=dict)
     component: str | None = None
+    # Facts the source knows that later steps need (a pipeline's scheduler config, its tokenizer): kept in the
+    # load artifact's metadata.
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Source:
@@ -37,6 +40,8 @@ class Source:
     # The artifact format the load step makes from this source (a registered format name): a PyTorch module,
     # which fuse, prune and export take, unless the source starts from a finished graph.
     output_format: str = "torch-module"
+    # (import name, pip extra) pairs the source needs beyond the core; checked before any step runs.
+    requires: tuple[tuple[str, str], ...] = ()
     # vopt's own `module:callable` builders this source names in its architecture references (with data
     # kwargs): a cached reference may name them, besides what the recipe names (vopt.models.sources.factory).
     builders: tuple[str, ...] = ()
@@ -44,6 +49,10 @@ class Source:
     def trust_use(self, spec: ModelSection) -> str | None:
         """What `trust: true` lets this source do with the recipe's file (the manifest says it), or None."""
         return None
+
+    def check_recipe(self, recipe: Any) -> None:
+        """Plan-time checks only the source can make (a pipeline folder's layout against the recipe): raise a
+        RecipeError whose message starts with the key path, so it is reported at the recipe's line."""
 
     def fingerprint(self, spec: ModelSection) -> dict[str, Any]:
         """Cache-key material for local files the source reads (size and mtime, cheap)."""
