@@ -38,10 +38,12 @@ def command(
     ),
 ) -> None:
     from vopt.cli.output import stdout_for_json_only
+    from vopt.cli.parallel import die_with_parent
     from vopt.core.interrupt import handle_signals
 
     # SIGINT / SIGTERM: exit 130 / 143, nothing partial left
     with handle_signals(), stdout_for_json_only() if json_out else contextlib.nullcontext():
+        die_with_parent()  # a child of `vopt build -j`: SIGTERM when the parent dies, even by SIGKILL
         _build_all(
             recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug, jobs, profile
         )

@@ -63,14 +63,15 @@ def check() -> None:
 def test_pause(point: str, workdir: Path) -> None:
     """Tests only: VOPT_TEST_PAUSE_AT=<point>:<marker file>[:swallow] makes the build stop at <point> (a
     stage name, after the stage wrote its outputs and before they are committed, or `output` for the build
-    directory), with a partial file in the work directory, create the marker and wait for a signal. With
+    directory), with a partial file in the work directory, create the marker (`{pid}` in its name is this
+    process's pid, for builds run side by side) and wait for a signal. With
     `swallow`, the wait swallows the interrupt, as library code sometimes does. Not for use outside tests."""
     spec = os.environ.get("VOPT_TEST_PAUSE_AT")
     if not spec:
         return
     where, _, marker = spec.partition(":")
     swallow = marker.endswith(":swallow")
-    marker = marker.removesuffix(":swallow")
+    marker = marker.removesuffix(":swallow").replace("{pid}", str(os.getpid()))  # one marker per process
     if where != point or not marker:
         return
     (workdir / "partial.tmp").write_bytes(b"\0" * 4096)
