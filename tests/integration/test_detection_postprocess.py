@@ -27,7 +27,7 @@ def test_postprocessed_detector_matches_pytorch_plus_numpy_postprocessing(
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)
     outs = {o["name"]: o for o in m["artifact"]["io"]["outputs"]}
-    assert list(outs) == ["boxes", "scores", "labels"]
+    assert list(outs) == ["boxes", "scores", "labels", "num_detections"]  # the contract YOLO's NMS shares
     assert outs["boxes"]["shape"][-1] == 4 and outs["labels"]["dtype"] == "int64"
     tm = m["validation"]["task_metrics"]
     assert tm["scoring"] == "in-graph post-processing"
@@ -42,11 +42,12 @@ def test_postprocessed_detector_matches_pytorch_plus_numpy_postprocessing(
 
     size = m["artifact"]["preprocess"]["size"]
     sess = ort.InferenceSession(str(tmp_path / "out" / recipe["name"] / "model.onnx"))
-    boxes, scores, labels = sess.run(
+    boxes, scores, labels, count = sess.run(
         None, {"pixel_values": load_batch(None, Preprocess(**m["artifact"]["preprocess"]), 2)}
     )
     assert boxes.shape[1] == scores.shape[1] <= 20 and np.all(np.diff(scores, axis=1) <= 1e-6)
     assert boxes[..., [0, 2]].max() <= size[1] * 1.5 and labels.min() >= -1
+    assert np.array_equal(count, (labels >= 0).sum(1))
 
 
 def test_postprocess_on_a_classifier_names_the_stage(write_recipe, cli, tmp_path):
@@ -97,7 +98,8 @@ def test_postprocessed_detr_on_other_runtimes_matches_pytorch_plus_numpy(
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)
     assert m["validation"]["runtime"] == runtime
-    assert [o["name"] for o in m["artifact"]["io"]["outputs"]] == ["boxes", "scores", "labels"]
+    names = [o["name"] for o in m["artifact"]["io"]["outputs"]]
+    assert names == ["boxes", "scores", "labels", "num_detections"]
     tm = m["validation"]["task_metrics"]
     assert tm["scoring"] == "in-graph post-processing"
     assert tm["reference_detections"] > 0 and tm["box_agreement"] >= min_agreement, tm

@@ -28,6 +28,10 @@ def command(
         steps, target = make_plan(loaded.recipe)
     planned = dry_run(steps, target, Cache(cache_dir))
     ok, why = target.available()
+    from vopt.registry import get_source
+
+    source = get_source(loaded.recipe.model.source)
+    notes = source.plan_notes(loaded.recipe)
     if json_out:
         print_json(
             {
@@ -36,6 +40,7 @@ def command(
                 "steps": [
                     {"stage": p.name, "cached": p.cached, "key": p.key, "config": p.config} for p in planned
                 ],
+                "notes": notes,
             }
         )
         return
@@ -48,3 +53,7 @@ def command(
         out.print(
             f"{i}. {p.name:<10} {state}" + (f"  {p.key[:12]}" if p.key else ""), markup=False, highlight=False
         )
+    if notes:  # what the source knows of the model before it is built (a YOLO head: NMS or none needed)
+        out.print("# notes", highlight=False)
+        for note in notes:
+            out.print(f"- {note}", markup=False, highlight=False)

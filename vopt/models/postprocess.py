@@ -1,7 +1,20 @@
-"""Detection post-processing in the graph (`export.postprocess`): DETR-style `logits` + `pred_boxes` become
-`boxes` (xyxy in input pixels), `scores` and `labels` for the top-k queries, with scores below the threshold
-zeroed (label -1). The same steps in numpy (`apply`) post-process the PyTorch reference, so validation
-compares like with like."""
+"""Detection post-processing in the graph, with one output contract for every detector:
+
+- `boxes` [B, K, 4]: x1, y1, x2, y2 in input pixels;
+- `scores` [B, K]: sorted high to low;
+- `labels` [B, K]: int64 class index, -1 for padding;
+- `num_detections` [B]: int64, how many of the K rows are detections;
+
+K = `export.max_detections`; rows past `num_detections` are zero (label -1). Two ways to get there:
+
+- `export.postprocess: true` (DETR, RT-DETR, YOLOS: `kind: topk`): `logits` + `pred_boxes` per query are
+  scored (softmax without the no-object class, or sigmoid), the top K queries kept and scores below
+  `score_threshold` dropped. The same steps in numpy (`apply`) post-process the PyTorch reference.
+- `export.nms: true` (YOLO's anchor head: `kind: nms`): ONNX NonMaxSuppression in the graph
+  (vopt.models.nms), with `iou_threshold`, `score_threshold` and `agnostic`; the PyTorch reference goes
+  through Ultralytics' own `non_max_suppression`.
+
+Validation compares the two sides as matched detections (vopt.validate.detection)."""
 
 from __future__ import annotations
 
@@ -9,13 +22,22 @@ from typing import Any
 
 import numpy as np
 
-OUTPUTS = ("boxes", "scores", "labels")
+OUTPUTS = ("boxes", "scores", "labels", "num_detections")
 
 
 def settings(
-    scoring: str, input_hw: list[int], max_detections: int, score_threshold: float
+    scoring: str,
+    input_hw: list[int],
+    max_detections: int,
+    score_threshold: float,
+    *,
+    kind: str = "topk",
+    iou_threshold: float | None = None,
+    agnostic: bool = False,
 ) -> dict[str, Any]:
-    return {
+    """What the graph's post-processing does (kept in the artifact's metadata as `postprocess`)."""
+    cfg: dict[str, Any] = {
+        "kind": kind,
         "scoring": scoring,
         "input_hw": list(input_hw),
         "max_detections": max_detections,
@@ -23,10 +45,31 @@ def settings(
         "outputs": list(OUTPUTS),
         "boxes": "xyxy, input pixels",
     }
+    if kind == "nms":
+        cfg.update(iou_threshold=iou_threshold, agnostic=agnostic, op="NonMaxSuppression")
+    return cfg
 
 
 def wrap(model: Any, cfg: dict[str, Any]) -> Any:
-    """`model` maps pixels to (logits, pred_boxes); the result maps pixels to (boxes, scores, labels)."""
+    """`model` maps pixels to its raw outputs; the result maps pixels to the detection contract."""
+    if cfg.get("kind") == "nms":
+        from vopt.models.nms import wrap as wrap_nms
+
+        return wrap_nms(model, cfg)
+    return _wrap_topk(model, cfg)
+
+
+def apply(outputs: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The same post-processing on the raw reference outputs (numpy in, numpy out)."""
+    if cfg.get("kind") == "nms":
+        from vopt.models.nms import reference
+
+        return reference(next(iter(outputs.values())), cfg)
+    return _apply_topk(outputs, cfg)
+
+
+def _wrap_topk(model: Any, cfg: dict[str, Any]) -> Any:
+    """DETR-style `logits` + `pred_boxes` -> the contract: scored, top K queries, thresholded."""
     import torch
 
     h, w = cfg["input_hw"]
@@ -48,18 +91,18 @@ def wrap(model: Any, cfg: dict[str, Any]) -> Any:
             boxes = pred_boxes.gather(1, index.unsqueeze(-1).expand(-1, -1, 4))
             cx, cy, bw, bh = boxes.unbind(-1)
             xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1) * self.scale
-            keep = scores >= threshold
+            keep = scores >= threshold  # scores are sorted, so the kept rows come first
             return (
                 xyxy * keep.unsqueeze(-1),
                 scores * keep,
                 torch.where(keep, labels, torch.full_like(labels, -1)),
+                keep.sum(dim=1),
             )
 
     return _PostProcessed().eval()
 
 
-def apply(outputs: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The same post-processing on raw `logits`/`pred_boxes` in numpy (for the PyTorch reference)."""
+def _apply_topk(outputs: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:
     x = np.asarray(outputs["logits"], np.float64)
     if cfg["scoring"] == "sigmoid":
         probs = 1.0 / (1.0 + np.exp(-x))
@@ -80,4 +123,5 @@ def apply(outputs: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.n
         "boxes": (xyxy * keep[..., None]).astype(np.float32),
         "scores": (scores * keep).astype(np.float32),
         "labels": np.where(keep, labels, -1).astype(np.int64),
+        "num_detections": keep.sum(axis=1).astype(np.int64),
     }

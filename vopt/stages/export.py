@@ -10,10 +10,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from vopt.core.artifact import Artifact, TensorSpec
 from vopt.errors import BuildError, VoptError, first_line, missing_extra
 from vopt.formats.onnx import NAME as ONNX
-from vopt.core.artifact import Artifact, TensorSpec
 from vopt.stages.base import Stage, loads_torch_module
+
+# export.nms without a score_threshold: Ultralytics' predict default.
+DEFAULT_NMS_SCORE = 0.25
 
 
 class ExportConfig(BaseModel):
@@ -29,8 +32,14 @@ class ExportConfig(BaseModel):
     embed_preprocessing: bool = False
     camera_size: list[int] | None = None
     postprocess: bool = False
+    nms: bool = False
     max_detections: int = 100
     score_threshold: float = 0.0
+    iou_threshold: float = 0.7
+    agnostic: bool = False
+    # export.nms on a target whose compile step adds the NMS its format deploys (Core ML): export the raw head
+    # and leave the NMS settings in the metadata for compile.
+    nms_at_compile: bool = False
 
 
 class ExportStage(Stage):
@@ -39,9 +48,14 @@ class ExportStage(Stage):
 
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> ExportConfig | None:
-        if not loads_torch_module(recipe):
-            return None
         ex = recipe.export
+        if ex.nms and target.nms is None:
+            from vopt.errors import RecipeError
+
+            raise RecipeError(f"export.nms: {target.nms_refusal}")
+        # An ONNX source skips export, unless NMS is to be appended to its graph.
+        if not loads_torch_module(recipe) and not (ex.nms and target.nms == "graph"):
+            return None
         static = target.static_shapes
         return ExportConfig(
             opset=ex.opset or target.default_opset,
@@ -56,16 +70,27 @@ class ExportStage(Stage):
             embed_preprocessing=ex.embed_preprocessing,
             camera_size=ex.camera_size,
             postprocess=ex.postprocess,
+            nms=ex.nms,
             max_detections=ex.max_detections,
-            score_threshold=ex.score_threshold,
+            score_threshold=ex.score_threshold
+            if ex.score_threshold is not None
+            else (DEFAULT_NMS_SCORE if ex.nms else 0.0),
+            iou_threshold=ex.iou_threshold,
+            agnostic=ex.agnostic,
+            nms_at_compile=ex.nms and target.nms == "compile",
         )
 
     def run(self, artifact: Artifact, config: ExportConfig, ctx) -> Artifact:
         import torch
 
         from vopt.models.resolve import OutputWrapper, family_of, is_graph_only, load_module
+        from vopt.registry import get_format
 
         family = family_of(artifact)
+        if config.nms:
+            family.check_nms(artifact.meta)  # a head that needs none, or that NMS cannot take: exit 2
+        if not get_format(artifact.format).torch_module:  # an ONNX source: NMS appended to its graph
+            return self._append_nms(artifact, config, family, ctx)
         model = load_module(artifact)
         # Fixed graphs (TorchScript, torch.export) already return plain tensors; the legacy tracer cannot
         # step into a ScriptModule held by a Python wrapper.
@@ -92,6 +117,15 @@ class ExportStage(Stage):
             )
             wrapped = postprocess.wrap(wrapped, post)
             outputs = list(postprocess.OUTPUTS)
+        elif config.nms:
+            from vopt.models import postprocess
+
+            post = self._nms_settings(artifact, config)
+            if config.nms_at_compile:  # the raw head here; the target's compile adds its own NMS
+                ctx.report["nms"] = "at compile: the target adds the NMS its format deploys"
+            else:
+                wrapped = postprocess.wrap(wrapped, post)
+                outputs = list(postprocess.OUTPUTS)
         if config.embed_preprocessing:
             from vopt.models.embed import embed, raw_contract
 
@@ -157,7 +191,9 @@ class ExportStage(Stage):
         io = artifact.io.model_copy(deep=True)
         io.outputs = [TensorSpec(name=o.name, shape=_shape(o), dtype=_dtype(o)) for o in proto.graph.output]
         io.inputs = [TensorSpec(name=i.name, shape=_shape(i), dtype=_dtype(i)) for i in proto.graph.input]
-        changes: dict[str, Any] = {"io": io.model_dump(), "meta": {"postprocess": post} if post else {}}
+        changes: dict[str, Any] = {"io": io.model_dump(), "meta": {}}
+        if post is not None:
+            changes["meta"]["nms_at_compile" if config.nms_at_compile else "postprocess"] = post
         if config.embed_preprocessing:
             from vopt.models.embed import embedded_steps
 
@@ -179,6 +215,62 @@ class ExportStage(Stage):
         ctx.report["summary"] = f"opset {opset}, {len(proto.graph.node)} nodes" + (
             f", cosine {ctx.report['parity']['worst_cosine']:.6f}" if "parity" in ctx.report else ""
         )
+        return out
+
+    @staticmethod
+    def _nms_settings(artifact: Artifact, config: ExportConfig) -> dict[str, Any]:
+        from vopt.models import postprocess
+
+        return postprocess.settings(
+            "sigmoid",
+            list(artifact.preprocess.size),
+            config.max_detections,
+            config.score_threshold,
+            kind="nms",
+            iou_threshold=config.iou_threshold,
+            agnostic=config.agnostic,
+        )
+
+    def _append_nms(self, artifact: Artifact, config: ExportConfig, family: Any, ctx) -> Artifact:
+        """An ONNX source (e.g. what `yolo export format=onnx` wrote): the same NMS tail, exported on its own
+        and joined to the graph's raw output; parity is the source on ONNX Runtime plus the reference NMS."""
+        import onnx
+
+        from vopt.models import postprocess
+        from vopt.models.nms import append_to_onnx
+
+        post = self._nms_settings(artifact, config)
+        path = ctx.out("model.onnx")
+        with ctx.reporter.bar("export: appending NonMaxSuppression", None):
+            raw = append_to_onnx(Path(artifact.path), path, post)
+        proto = onnx.load(str(path), load_external_data=False)
+        io = artifact.io.model_copy(deep=True)
+        io.outputs = [TensorSpec(name=o.name, shape=_shape(o), dtype=_dtype(o)) for o in proto.graph.output]
+        out = artifact.derive(path, format=ONNX, io=io.model_dump(), meta={"postprocess": post})
+        ctx.report.update(nodes=len(proto.graph.node), nms_appended_to=raw, outputs=list(postprocess.OUTPUTS))
+        if config.parity:
+            from vopt.datasets.images import describe, load_batch
+            from vopt.runtimes.base import run_batches
+            from vopt.runtimes.ort import runner
+            from vopt.validate.reference import compare_outputs
+
+            images = load_batch(None, artifact.preprocess, config.parity_samples)
+            static = artifact.io.inputs[0].shape[0] if artifact.io.inputs else None
+            static = static if isinstance(static, int) else None
+            name = artifact.io.inputs[0].name
+            with runner(Path(artifact.path)) as run:
+                ref = postprocess.apply(run_batches(run, name, [images], static_batch=static), post)
+            with runner(path) as run:
+                got = run_batches(run, name, [images], static_batch=static)
+            result = compare_outputs(ref, got, skip=tuple(postprocess.OUTPUTS))
+            result.update(
+                images=describe(None),
+                samples=len(images),
+                reference="the source ONNX on ONNX Runtime, then Ultralytics' non_max_suppression",
+            )
+            ctx.report["parity"] = result
+            self._check_parity(result, family, ctx)
+        ctx.report["summary"] = f"NonMaxSuppression appended to {raw}, {len(proto.graph.node)} nodes"
         return out
 
     @staticmethod

@@ -30,6 +30,10 @@ class LoadStage(Stage):
     @classmethod
     def configure(cls, recipe: Any, target: Any) -> LoadConfig:
         get_source(recipe.model.source).check_recipe(recipe)
+        if recipe.model.family:  # what only the family can check of the file (a YOLO ONNX's head)
+            from vopt.models.families.lookup import get_family
+
+            get_family(recipe.model.family).check_recipe(recipe)
         return LoadConfig(
             model=recipe.model, preprocess=recipe.preprocess, dynamic_batch=recipe.export.dynamic_batch
         )

@@ -95,6 +95,30 @@ class Family:
         recipe's `validate.pipeline` (`pipeline`) and the load step's metadata (`model`)."""
         return run_chain(calls, images)
 
+    def tiny_model(self) -> dict[str, Any] | None:
+        """The `model:` section of the family's tiny test model, when its own source builds it (not
+        transformers from `tiny_config`); None for the hf families."""
+        return None
+
+    def check_recipe(self, recipe: Any) -> None:
+        """Plan-time checks only the family can make (a file's head against `export.nms`): raise a
+        RecipeError whose message starts with the key path."""
+
+    def check_nms(self, meta: dict[str, Any]) -> None:
+        """`export.nms` on this model: a RecipeError saying why its head takes no NMS (or needs none)."""
+        from vopt.errors import RecipeError
+
+        raise RecipeError(
+            f"export.nms: family '{self.name}' ({self.task}) has no head that NMS applies to"
+            + ("; DETR-style detectors take export.postprocess" if self.task == "object-detection" else "")
+        )
+
+    def detections(self, outputs: dict[str, np.ndarray], score_threshold: float) -> list[Any] | None:
+        """Per image, the detections in this family's raw outputs as (boxes [N, 4] x1 y1 x2 y2, labels [N],
+        scores [N]), for box agreement where the graph has no post-processing; None when the family does not
+        say."""
+        return None
+
     def output_tensors(self, output: Any) -> tuple[Any, ...]:
         """Pick the named outputs from a model's forward() result."""
         if isinstance(output, (tuple, list)) and len(output) >= len(self.outputs):

@@ -54,6 +54,11 @@ class Source:
         """Plan-time checks only the source can make (a pipeline folder's layout against the recipe): raise a
         RecipeError whose message starts with the key path, so it is reported at the recipe's line."""
 
+    def plan_notes(self, recipe: Any) -> list[str]:
+        """What the source knows of the model before it is built, for `vopt plan` (e.g. a head that needs no
+        NMS). Cheap: no model is built."""
+        return []
+
     def fingerprint(self, spec: ModelSection) -> dict[str, Any]:
         """Cache-key material for local files the source reads (size and mtime, cheap)."""
         out = {}

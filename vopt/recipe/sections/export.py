@@ -44,13 +44,41 @@ class ExportSection(Section):
         description="Detection families: decode boxes (xyxy, input pixels), score and keep the top "
         "max_detections in the graph; outputs boxes, scores, labels.",
     )
-    max_detections: int = Field(default=100, ge=1, le=10000, description="With postprocess: detections kept.")
-    score_threshold: float = Field(
-        default=0.0,
+    nms: bool = Field(
+        default=False,
+        description="Detectors whose head needs NMS (YOLO v8/11): end the graph in NonMaxSuppression and the "
+        "same outputs as postprocess (boxes, scores, labels, num_detections); an error on a head that needs "
+        "none (YOLO26's end-to-end head).",
+    )
+    max_detections: int = Field(
+        default=100, ge=1, le=10000, description="With postprocess or nms: detections kept per image (K)."
+    )
+    score_threshold: float | None = Field(
+        default=None,
         ge=0.0,
         le=1.0,
-        description="With postprocess: lower scores are zeroed (label -1) in the graph.",
+        description="With postprocess or nms: lower scores are dropped in the graph (label -1); 0.0 for "
+        "postprocess and 0.25 for nms when omitted.",
     )
+    iou_threshold: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="With nms: a box whose IoU with a kept box of its class is above this is suppressed "
+        "(Ultralytics' default 0.7).",
+    )
+    agnostic: bool = Field(
+        default=False, description="With nms: suppress across classes (class-agnostic NMS)."
+    )
+
+    @model_validator(mode="after")
+    def _one_postprocessing(self) -> ExportSection:
+        if self.nms and self.postprocess:
+            raise ValueError(
+                "nms and postprocess are two ways to the same outputs: nms for heads that need NMS (YOLO), "
+                "postprocess for DETR-style heads; set one"
+            )
+        return self
 
     @model_validator(mode="after")
     def _exporter_opset(self) -> ExportSection:
