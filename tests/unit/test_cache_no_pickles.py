@@ -46,7 +46,9 @@ def _plant(entry: Path, marker: Path) -> None:
     data["artifact"]["meta"]["module_format"] = "pickle"
     data["artifact"]["sha256"] = hashlib.sha256(evil.read_bytes()).hexdigest()
     data["files"] = {"payload/model.pt": {"sha256": data["artifact"]["sha256"], "size": evil.stat().st_size}}
-    (entry / "entry.json").write_text(json.dumps(data))
+    from vopt.core.cache import write_entry
+
+    write_entry(entry / "entry.json", data)  # sealed again, as the cache writes it
 
 
 @pytest.mark.slow  # a full build

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +20,12 @@ from vopt.errors import first_line
 from vopt.core.artifact import Artifact, hash_file, sha256_path
 
 ENTRY_FILE = "entry.json"
-ENTRY_FORMAT = 2  # entries of format 1 carried no file hashes: they are rebuilt
+# Entries of format 1 carried no file hashes, and of format 2 no seal over entry.json: both are rebuilt.
+ENTRY_FORMAT = 3
+# entry.json ends with the sha256 of its own bytes (this field holding zeros when it was hashed), so a flipped
+# bit anywhere in it (a recorded io spec, a metric, a report field) is a damaged entry, not a hit.
+_SEAL = re.compile(rb'"sha256": "([0-9a-f]{64})"\n}\n?\Z')
+_ZEROS = b"0" * 64
 # How a cached torch module may be stored: safetensors + reference, or a fixed graph given by the user.
 SAFE_MODULE_FORMATS = ("safetensors", "torchscript", "exported")
 
@@ -153,14 +159,33 @@ class Cache:
 
 
 def write_entry(path: Path, data: dict[str, Any]) -> None:
-    """Write an entry's `entry.json`."""
-    path.write_text(json.dumps(data, indent=1, default=str))
+    """Write an entry's `entry.json`, sealed: its last field is the sha256 of the file's own bytes, taken with
+    that field's value as 64 zeros."""
+    fields = {k: v for k, v in data.items() if k != "sha256"}
+    body = json.dumps({**fields, "sha256": _ZEROS.decode()}, indent=1, default=str).encode() + b"\n"
+    head, _, tail = body.rpartition(_ZEROS)
+    path.write_bytes(head + hashlib.sha256(body).hexdigest().encode() + tail)
+
+
+def _unsealed(raw: bytes) -> bytes:
+    """The entry.json bytes, if their seal holds; else BadEntry."""
+    seal = _SEAL.search(raw)
+    if seal is None:
+        raise BadEntry(f"{ENTRY_FILE} has no seal at its end (damaged, or written by another version)")
+    zeroed = raw[: seal.start(1)] + _ZEROS + raw[seal.end(1) :]
+    if hashlib.sha256(zeroed).hexdigest().encode() != seal.group(1):
+        raise BadEntry(f"{ENTRY_FILE} does not match its seal (a changed byte in its metadata)")
+    return raw
 
 
 def _read_entry(key: str, entry_dir: Path) -> CacheEntry:
     try:
-        data = json.loads((entry_dir / ENTRY_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = (entry_dir / ENTRY_FILE).read_bytes()
+    except OSError as exc:
+        raise BadEntry(f"{ENTRY_FILE} is not readable ({type(exc).__name__})") from None
+    try:
+        data = json.loads(_unsealed(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadEntry(f"{ENTRY_FILE} is not readable JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != ENTRY_FORMAT:
         raise BadEntry(f"{ENTRY_FILE} is not a format-{ENTRY_FORMAT} entry")

@@ -126,12 +126,22 @@ def describe(data: str | list[str] | None) -> str:
     return "built-in sample images (vopt/data/samples, from scikit-image)" if data is None else str(data)
 
 
-def fingerprint(files: list[Path], preprocess: Preprocess, extra: dict | None = None) -> str:
-    """Hash of the file list, their sizes and mtimes, and the preprocessing; cheap enough for every plan."""
+def fingerprint(
+    files: list[Path], preprocess: Preprocess, extra: dict | None = None, labels: str | None = None
+) -> str:
+    """Hash of the file list, each file's content, the label files that go with them (`labels`: an explicit
+    labels file) and the preprocessing. Content, not size and mtime: an image edited within a second at the
+    same size, or a rewritten labels file, changes the key. Each file is read once and its hash remembered
+    by inode, size and nanosecond times (vopt.core.filehash), so an unchanged plan reads no image."""
+    from vopt.core.filehash import content_hashes
+    from vopt.datasets.labels import label_files
+
     h = hashlib.sha256()
-    for f in files:
-        st = f.stat()
-        h.update(f"{f}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+    for f, sha in zip(files, content_hashes(files), strict=True):
+        h.update(f"{f}|{sha}\n".encode())
+    extras = label_files(files, labels)
+    for f, sha in zip(extras, content_hashes(extras), strict=True):
+        h.update(f"labels:{f}|{sha}\n".encode())
     h.update(json.dumps(preprocess.model_dump(), sort_keys=True).encode())
     h.update(json.dumps(extra or {}, sort_keys=True).encode())
     return h.hexdigest()

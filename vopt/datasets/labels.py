@@ -12,6 +12,7 @@ recipe's
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,45 @@ def find_labels(
             )
         return None
     return Labels(by_file, "; ".join(sources), classes)
+
+
+def label_files(
+    files: list[Path], labels_file: str | None = None, data: str | list[str] | None = None
+) -> list[Path]:
+    """The files find_labels may read: an explicit labels file, and the labels and class lists (LABEL_FILES,
+    CLASS_FILES) of each data root (`data`, as the recipe gives it), or, without `data`, of every folder from
+    each image's own up to the folder that holds them all (a data root is one of those). Their content goes
+    into the cache keys of the steps that use labels."""
+    found: list[Path] = []
+    if labels_file and labels_file != "none":
+        explicit = Path(labels_file).expanduser()
+        if explicit.is_file():
+            found.append(explicit)
+    folders: set[Path] = set()
+    if data is not None:
+        folders = {Path(d).expanduser() for d in ([data] if isinstance(data, str) else data)}
+    elif files:
+        parents = sorted({f.parent for f in files})
+        top = Path(os.path.commonpath([str(p) for p in parents]))
+        for folder in parents:
+            while folder not in folders:
+                folders.add(folder)
+                if folder == top or folder == folder.parent:
+                    break
+                folder = folder.parent
+    for folder in sorted(folders):
+        found += [folder / n for n in (*LABEL_FILES, *CLASS_FILES) if (folder / n).is_file()]
+    return list(dict.fromkeys(found))
+
+
+def labels_key(data: str | list[str] | None, labels_file: str | None = None) -> list[str]:
+    """Cache-key material for the labels of `data`: each label file's path and content hash."""
+    from vopt.core.filehash import content_hashes
+
+    if labels_file == "none":
+        return []
+    files = label_files([], labels_file, data) if data is not None or labels_file else []
+    return [f"{f}|{sha}" for f, sha in zip(files, content_hashes(files), strict=True)]
 
 
 def _under(path: Path, root: Path) -> bool:

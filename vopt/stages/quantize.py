@@ -87,7 +87,7 @@ class QuantizeStage(Stage):
         check = paths(config.heldout, "check") or list_images(config.check.data)
         return {
             "calibration": calib.fingerprint() if calib else None,
-            "check": fingerprint(check, pre, {"samples": config.check.samples}),
+            "check": fingerprint(check, pre, {"samples": config.check.samples}, labels=config.check.labels),
         }
 
     @classmethod

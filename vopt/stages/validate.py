@@ -47,13 +47,17 @@ class ValidateStage(Stage):
     @classmethod
     def fingerprint(cls, config: ValidateConfig) -> dict[str, Any]:
         from vopt.datasets.images import fingerprint, list_images
+        from vopt.datasets.labels import labels_key
         from vopt.datasets.split import paths
         from vopt.registry import get_target
 
         key = {
             "data": fingerprint(
                 paths(config.heldout, "check") or list_images(config.section.data), Preprocess()
-            )
+            ),
+            # validate.labels, or the labels found beside the data (the calibration data's when validate.data
+            # is unset): their content, so a rewritten labels file re-runs the check
+            "labels": labels_key(config.label_data, config.section.labels),
         }
         if config.section.runtime == "browser" or get_target(config.compile.target).browser:
             key["browser"] = _browser_identity()
