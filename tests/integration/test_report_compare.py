@@ -32,6 +32,19 @@ def test_reports_plots_bench_and_compare(write_recipe, cli, tmp_path):
     assert bench["status"] == "ok" and bench["batch_sizes"] == [1, 2]
     assert [r["batch"] for r in bench["results"]] == [1, 2]
     assert bench["baseline"]["speedup"] > 0 and bench["baseline"]["pytorch_p50_ms"] > 0
+    # the speedup vs PyTorch eager comes from interleaved rounds with a 95% interval, and is a figure only
+    # where that interval supports it
+    from vopt.bench.timing import describe_ratio, ratio_supported
+
+    base = bench["baseline"]
+    low, high = base["speedup_ci95"]
+    assert base["rounds"] >= 2 and low <= base["speedup"] <= high
+    assert base["supported"] == ratio_supported(low, high)
+    shown = describe_ratio(base["speedup"], base["speedup_ci95"])[0]
+    assert (
+        shown in bench["summary"]
+        and shown in next(s for s in m["steps"] if s["stage"] == "benchmark")["report"]["summary"]
+    )
     assert all(s["output_bytes"] > 0 for s in m["steps"] if s["stage"] in ("load", "export", "compile"))
 
     build = out / "extended"
@@ -71,6 +84,8 @@ def test_reports_plots_bench_and_compare(write_recipe, cli, tmp_path):
         assert r["target"] == "cpu" and r["precision"] == "fp32" and r["size_bytes"] > 0
         assert r["p50_ms"] > 0 and r["throughput_ips"] > 0
         assert (r["agreement_metric"], r["agreement"]) == ("top1_agreement", 1.0)
+        assert r["speedup_vs_pytorch_ci95"] and isinstance(r["speedup_vs_pytorch_supported"], bool)
+    assert rows[0]["validation_set"] == rows[1]["validation_set"]  # both on the same 4 built-in images
     assert (tmp_path / "cmp.png").read_bytes().startswith(PNG)
     md = cli("compare", out / "basic", build, "--format", "markdown").stdout
     assert md.splitlines()[0].startswith("| build | target | precision | size | p50 ms | img/s | agreement |")

@@ -75,7 +75,7 @@ def test_not_run_validation_and_agreement_plot(tmp_path):
     m = _manifest(validation={"status": "ok", "task_metrics": {"top1_agreement": 0.875}, "metrics": {}})
     plots, _ = make_plots(m)
     assert set(plots) == {"size_vs_agreement"} and len(plots["size_vs_agreement"]) > 5000
-    assert "top1 agreement: **0.8750**" in render_markdown(m)
+    assert "top-1 agreement: **87.5%**" in render_markdown(m)
 
 
 def test_thread_sweep_table_and_plot():
@@ -99,12 +99,16 @@ def test_thread_sweep_table_and_plot():
         "thread_counts": [1, 2],
         "threads": 1,
         "results": rows,
-        "baselines": [{"batch": 1, "threads": 1, "speedup": 2.0}, {"batch": 1, "threads": 2, "speedup": 3.0}],
+        "baselines": [
+            {"batch": 1, "threads": 1, "speedup": 2.0},  # an older manifest: no interval
+            {"batch": 1, "threads": 2, "speedup": 3.0, "speedup_ci95": [2.8, 3.2], "rounds": 5},
+        ],
     }
     m = _manifest(benchmark=bench)
     md = render_markdown(m, {"latency_vs_batch": "plots/latency_vs_batch.png"})
     assert "| threads | batch | first ms |" in md and "| 2 | 4 | 2 | 8 |" in md
-    assert "batch 1, 1 thread, timed" in md and "batch 1, 2 threads, timed" in md and "**3.00x**" in md
+    assert "batch 1, 1 thread, timed" in md and "batch 1, 2 threads, timed" in md
+    assert "**3.00x (95% CI 2.80-3.20)**" in md and "speedup inconclusive (2.00x, no interval)" in md
     assert len(make_plots(m)[0]["latency_vs_batch"]) > 5000
     assert "p50 latency: **1.00 ms**" in md  # the first thread setting's smallest batch
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from vopt.bench.memory import current_rss_mb, peak_rss_mb, reset_peak
-from vopt.bench.timing import interleaved, time_calls
+from vopt.bench.timing import time_calls
 from vopt.core.progress import QuietReporter, Reporter
 from vopt.runtimes.base import Runner
 
@@ -67,8 +67,12 @@ def run_benchmark(
     load = _load_average()
     if load is not None and load >= (os.cpu_count() or 1):
         warnings.append(
-            f"the machine is busy (load average {load:.1f} on {os.cpu_count()} CPUs): timings are noisy; "
-            "the interleaved speedup holds better than absolute numbers"
+            f"the machine is busy (load average {load:.1f} on {os.cpu_count()} CPUs): timings are noisy"
+            + (
+                "; the speedup vs PyTorch eager is shown only where its 95% interval supports it"
+                if baseline
+                else ""
+            )
         )
     reset_peak()
     rss_before = current_rss_mb()
@@ -165,6 +169,17 @@ def _sweep(
     return rows
 
 
+# How long the artifact-vs-PyTorch comparison may time (seconds, after warm-up), per thread setting.
+SPEEDUP_BUDGET_S = 8.0
+
+
+def speedup_text(baseline: dict[str, Any]) -> tuple[str, bool]:
+    """'2.52x (95% CI 2.31-2.75)' or 'inconclusive (...)', and whether the figure is supported."""
+    from vopt.bench.timing import describe_ratio
+
+    return describe_ratio(baseline.get("speedup"), baseline.get("speedup_ci95"))
+
+
 def _summary(r: dict[str, Any]) -> str:
     rows = r["results"]
     best = max(rows, key=lambda row: row["throughput_ips"])
@@ -175,7 +190,8 @@ def _summary(r: dict[str, Any]) -> str:
     if len(r["thread_counts"]) > 1:
         text += f" ({best['threads'] or 'default'} thread{'s' if best['threads'] != 1 else ''})"
     if "baseline" in r:
-        text += f", {r['baseline']['speedup']:.2f}x vs PyTorch eager"
+        shown, ok = speedup_text(r["baseline"])
+        text += f", {shown} vs PyTorch eager" if ok else f", vs PyTorch eager {shown}"
     return text
 
 
@@ -195,9 +211,13 @@ def _speedup(
     settings: BenchSettings,
     threads: int | None,
 ) -> dict[str, Any]:
-    """Artifact and PyTorch eager timed in alternating rounds on the same input, so machine noise
-    hits both alike and the ratio holds."""
+    """Artifact and PyTorch eager timed in alternating rounds on the same input, so machine noise hits both
+    alike, until the 95% interval on the ratio decides it and pins it down (at most a factor MAX_SPREAD
+    between its ends) or the time budget runs out. `supported` says whether the figure may be shown as one
+    (vopt.bench.timing.ratio_supported); otherwise reports call it inconclusive."""
     import torch
+
+    from vopt.bench.timing import MAX_SPREAD, compare_until_stable, ratio_supported
 
     x = tile(images, batch)
     tx = torch.from_numpy(x)
@@ -210,22 +230,30 @@ def _speedup(
             with torch.inference_mode():
                 return reference(tx)
 
-        per_round = max(1, settings.iterations // settings.rounds)
-        t = interleaved(
-            {"artifact": lambda: runner({input_name: x}), "pytorch": eager},
-            rounds=settings.rounds,
-            per_round=per_round,
+        t = compare_until_stable(
+            eager,
+            lambda: runner({input_name: x}),
+            min_rounds=settings.rounds,
+            budget_s=SPEEDUP_BUDGET_S,
             warmup=max(1, min(settings.warmup, 3)),
+            max_spread=MAX_SPREAD,
         )
     finally:
         torch.set_num_threads(old_threads)
+    low, high = t["low"], t["high"]
     return {
         "batch": batch,
-        "artifact_p50_ms": t["artifact"]["p50_ms"],
-        "pytorch_p50_ms": t["pytorch"]["p50_ms"],
-        "speedup": t["pytorch"]["p50_ms"] / t["artifact"]["p50_ms"],
+        "artifact_p50_ms": t["candidate_p50_ms"],
+        "pytorch_p50_ms": t["baseline_p50_ms"],
+        "speedup": t["ratio"],
+        # JSON has no infinity: one round gives no interval
+        "speedup_ci95": [round(low, 4), round(high, 4)] if high < float("inf") else None,
+        "supported": ratio_supported(low, high),
+        "verdict": t["verdict"],
         "threads": threads,
         "torch_threads": threads or old_threads,
-        "rounds": settings.rounds,
-        "per_round": per_round,
+        "rounds": t["rounds"],
+        "per_round": t["per_round"],
+        "stopped": t["stopped"],
+        "seconds": round(t["seconds"], 2),
     }

@@ -105,6 +105,7 @@ def compare_until_stable(
     budget_s: float = 8.0,
     per_round: int = 3,
     warmup: int = 3,
+    max_spread: float | None = None,
 ) -> dict[str, Any]:
     """Speed ratio baseline-time / candidate-time (>1: the candidate is faster), timed in interleaved rounds
     until a 95% interval on the ratio excludes 1, or at `max_rounds` / `budget_s`. Each round takes the median
@@ -114,7 +115,10 @@ def compare_until_stable(
 
     The interval is looked at only at doubling round counts (and when time runs out), each look at
     alpha 0.05 / number of looks (Bonferroni): peeking every round would call a tie decided far more often
-    than 5% of the time. The reported interval is that simultaneous one."""
+    than 5% of the time. The reported interval is that simultaneous one.
+
+    `max_spread`: also keep timing while the interval's ends are further apart than that factor (high / low),
+    so that a ratio shown as a headline is pinned down, not only its direction (`ratio_supported`)."""
     for _ in range(warmup):
         baseline()
         candidate()
@@ -138,7 +142,7 @@ def compare_until_stable(
         out_of_time = time.perf_counter() - start >= budget_s and len(logs) >= 2
         if len(logs) in points or out_of_time:
             _, lo, hi = ratio_interval(logs, alpha)
-            if lo > 1.0 or hi < 1.0:
+            if (lo > 1.0 or hi < 1.0) and (max_spread is None or hi / lo <= max_spread):
                 stopped = "interval excludes 1"
                 break
             if out_of_time:
@@ -158,3 +162,31 @@ def compare_until_stable(
         "stopped": stopped,
         "verdict": "faster" if lo > 1.0 else "slower" if hi < 1.0 else "inconclusive",
     }
+
+
+# A measured speed ratio is shown as a figure ("2.52x") only when its 95% interval decides the direction
+# (excludes 1) and pins the figure down: its ends at most this factor apart. Otherwise it is "inconclusive",
+# with the ratio and the interval beside it: a sub-millisecond run on a loaded machine once read 664x.
+MAX_SPREAD = 2.0
+
+
+def ratio_supported(low: float | None, high: float | None) -> bool:
+    """Whether a ratio's 95% interval [low, high] supports showing the ratio as a figure."""
+    if low is None or high is None or not (low > 0 and high < float("inf")):
+        return False
+    return (low > 1.0 or high < 1.0) and high / low <= MAX_SPREAD
+
+
+def describe_ratio(ratio: float | None, ci95: list[float] | tuple[float, float] | None) -> tuple[str, bool]:
+    """('2.52x (95% CI 2.31-2.75)', True) for a ratio its interval supports; ('inconclusive (40.45x, 95% CI
+    3.10-528.00)', False) otherwise, and 'inconclusive (40.45x, no interval)' for one measured without an
+    interval (a manifest from an older vopt)."""
+    if ratio is None:
+        return "-", False
+    if not ci95 or len(ci95) != 2 or ci95[0] is None or ci95[1] is None:
+        return f"inconclusive ({ratio:.2f}x, no interval)", False
+    low, high = float(ci95[0]), float(ci95[1])
+    interval = f"95% CI {low:.2f}-{high:.2f}" if high < float("inf") else "no interval from one round"
+    if ratio_supported(low, high):
+        return f"{ratio:.2f}x ({interval})", True
+    return f"inconclusive ({ratio:.2f}x, {interval})", False

@@ -113,11 +113,15 @@ def _show(r: dict) -> None:
         f"{fmt_bytes(r['artifact_bytes'])}",
         highlight=False,
     )
+    from vopt.bench.harness import speedup_text
+
     for base in r.get("baselines") or ([r["baseline"]] if r.get("baseline") else []):
+        shown, supported = speedup_text(base)
         out.print(
             f"PyTorch eager {base['pytorch_p50_ms']:.3f} ms vs {base['artifact_p50_ms']:.3f} ms at batch "
             f"{base['batch']}, "
-            f"{base['threads'] or 'default'} threads (interleaved): [bold]{base['speedup']:.2f}x[/]",
+            f"{base['threads'] or 'default'} threads (interleaved, {base.get('rounds', '?')} rounds): "
+            + (f"[bold]{shown}[/]" if supported else f"speedup {shown}"),
             highlight=False,
         )
     for n in r.get("notes", []):

@@ -192,5 +192,30 @@ def _summary(result) -> None:
     ]  # the RANDOM note below says it once
     for w in [w for w in m.get("warnings", []) if "RANDOM" in w] + again:
         err.print(f"[yellow]note:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    for line in headline_lines(m):
+        err.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
     where = f"  manifest: {result.out_dir / 'manifest.json'}   report: {result.out_dir / 'report.html'}"
     err.print(escape(where), highlight=False, soft_wrap=True)
+
+
+def headline_lines(m: dict) -> list[str]:
+    """What a user wants from a build, for any build that measured it: how far the artifact's answers are
+    from the original model's (with the 95% interval of a rate), and what quantizing bought in speed over
+    the float model on the same runtime (a figure only where its interval supports one)."""
+    from vopt.report import data as d
+
+    lines = []
+    head = d.agreement(m)
+    text = d.agreement_text(m, "images held out from calibration" if d.validation_held_out(m) else "images")
+    if head and text:
+        against = "the exported model" if (m.get("validation") or {}).get("reference") == "exported" else None
+        against = against or "the original model"
+        lines.append(f"{d.metric_name(head[0])} with {against}: {text}")
+    speed = d.quantized_speedup(m)
+    shown = d.quantized_speedup_text(m)
+    if speed and shown:
+        lines.append(
+            f"speed-up of {d.precision(m)} over float on {speed.get('runtime', '?')}: {shown[0]}"
+            + (", both timed interleaved" if shown[1] else "")
+        )
+    return lines

@@ -42,13 +42,23 @@ def _plot(rows: list[dict], path: Path) -> None:
     from vopt.errors import RecipeError
     from vopt.report.plots import size_vs_agreement
 
+    shown = [r for r in rows if r["size_bytes"] and r["agreement"] is not None]
+    # Each point says which images it was measured on; the title says whether they are the same for all.
     points = [
-        (f"{r['build']} ({r['precision']})", float(r["size_bytes"]), r["agreement"])
-        for r in rows
-        if r["size_bytes"] and r["agreement"] is not None
+        (
+            f"{r['build']} ({r['precision']}; {r['validation_images'] or '?'} images)",
+            float(r["size_bytes"]),
+            r["agreement"],
+        )
+        for r in shown
     ]
     metrics = sorted({r["agreement_metric"] for r in rows if r["agreement_metric"]})
     if not points:
         raise RecipeError("--plot: no build has both a size and a validation agreement")
-    png = size_vs_agreement(points, " / ".join(metrics), "size vs agreement")
+    sets = {r["validation_set"] for r in shown}
+    same = len(sets) == 1 and None not in sets
+    title = "size vs agreement, " + (
+        "every build on the same validation images" if same else "each build on its own validation images"
+    )
+    png = size_vs_agreement(points, " / ".join(metrics), title)
     path.write_bytes(png or b"")

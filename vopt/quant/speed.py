@@ -51,7 +51,7 @@ def compare_speed(
 ) -> dict[str, Any]:
     """`rounds`: the fewest interleaved rounds before a verdict; timing goes on until the interval is
     decided."""
-    from vopt.bench.timing import compare_until_stable
+    from vopt.bench.timing import MAX_SPREAD, compare_until_stable
 
     if ctx.target.emulated:
         return {"status": "not measured", "reason": ctx.target.emulated}
@@ -78,6 +78,7 @@ def compare_speed(
                 min_rounds=rounds,
                 max_rounds=MAX_ROUNDS,
                 budget_s=budget_s,
+                max_spread=MAX_SPREAD,  # a headline figure, not only a direction (vopt.bench.timing)
             )
     return speed_report(t, rf, rq, batch, precision_of(quant_art))
 

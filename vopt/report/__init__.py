@@ -19,12 +19,16 @@ def make_plots(
 
     name = (manifest.get("recipe") or {}).get("name", "?")
     runtime = (manifest.get("benchmark") or {}).get("runtime", manifest.get("target", "?"))
-    metric, points = data.agreement_points(manifest)
+    agree = data.agreement_points(manifest)
     makers: dict[str, tuple[Any, tuple[Any, ...]]] = {
         "latency_vs_batch": (latency_vs_batch, (data.bench_rows(manifest), f"{name} on {runtime}")),
         "size_vs_agreement": (
             size_vs_agreement,
-            (points, metric, f"{name}: size vs {metric.replace('_', ' ')}"),
+            (
+                agree.points,
+                agree.metric,
+                f"{name}: size vs {data.metric_name(agree.metric)}, every point on {agree.images}",
+            ),
         ),
         "op_time": (
             op_time,

@@ -16,6 +16,8 @@ def compare_rows(manifests: list[tuple[str, dict[str, Any]]]) -> list[dict[str, 
         p50, ips, best_batch = d.p50_at_smallest_batch(m)
         head = d.agreement(m)
         bench = m.get("benchmark") or {}
+        images, n_images = d.validation_images(m)
+        interval = d.agreement_interval(m)
         rows.append(
             {
                 "build": (m.get("recipe") or {}).get("name", where),
@@ -29,7 +31,14 @@ def compare_rows(manifests: list[tuple[str, dict[str, Any]]]) -> list[dict[str, 
                 "throughput_batch": best_batch,
                 "agreement_metric": head[0] if head else None,
                 "agreement": head[1] if head else None,
+                "agreement_ci95": interval[1] if interval else None,
+                "validation_images": n_images,
+                # one key per distinct image set, so builds measured on the same images can be told apart
+                "validation_set": _set_key(images),
                 "speedup_vs_pytorch": (bench.get("baseline") or {}).get("speedup"),
+                "speedup_vs_pytorch_ci95": (bench.get("baseline") or {}).get("speedup_ci95"),
+                # the figure is a headline only when its 95% interval supports it (vopt.bench.timing)
+                "speedup_vs_pytorch_supported": (d.eager_speedup_text(m) or ("", False))[1],
                 "runtime": bench.get("runtime") or (m.get("validation") or {}).get("runtime"),
                 "status": m.get("status"),
             }
@@ -49,7 +58,7 @@ def display_cells(row: dict[str, Any]) -> list[str]:
         if row["throughput_ips"] is not None
         else "-",
         agree,
-        f"{row['speedup_vs_pytorch']:.2f}x" if row["speedup_vs_pytorch"] else "-",
+        _speedup(row),
         str(row["status"]),
     ]
 
@@ -65,3 +74,19 @@ def _p50(row: dict[str, Any]) -> str:
     if row["p50_ms"] is None:
         return "-"
     return f"{row['p50_ms']:.3f}" + (f" (b{row['p50_batch']})" if row["p50_batch"] not in (None, 1) else "")
+
+
+def _speedup(row: dict[str, Any]) -> str:
+    """'2.52x' when its interval supports the figure, else 'inconclusive' (the JSON has the ratio and the
+    interval)."""
+    if not row["speedup_vs_pytorch"]:
+        return "-"
+    return f"{row['speedup_vs_pytorch']:.2f}x" if row["speedup_vs_pytorch_supported"] else "inconclusive"
+
+
+def _set_key(images: frozenset[str] | None) -> str | None:
+    import hashlib
+
+    if not images:
+        return None
+    return hashlib.sha256("\n".join(sorted(images)).encode()).hexdigest()[:12]

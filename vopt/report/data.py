@@ -3,6 +3,7 @@ Reads defensively: a manifest may come from an older vopt or a build that skippe
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from vopt.validate.tasks import headline
@@ -70,6 +71,83 @@ def agreement(manifest: dict[str, Any]) -> tuple[str, float] | None:
     return headline(manifest.get("validation"))
 
 
+def agreement_interval(manifest: dict[str, Any]) -> tuple[int, list[float]] | None:
+    """(n, [low, high]) of the headline agreement's 95% interval, for a rate that has one."""
+    head = agreement(manifest)
+    v = manifest.get("validation") or {}
+    found = (v.get("intervals") or {}).get(head[0]) if head else None
+    if not isinstance(found, dict) or not found.get("ci95"):
+        return None
+    return int(found.get("n") or 0), [float(x) for x in found["ci95"]]
+
+
+def agreement_text(manifest: dict[str, Any], images: str = "images") -> str | None:
+    """'100.0% on 9 images (95% CI 70.1-100.0%)' for a rate with its interval, '0.9402' for a similarity:
+    the headline agreement of the final artifact with the reference, as validation measured it. `images`
+    names them ('images held out from calibration')."""
+    head = agreement(manifest)
+    if head is None:
+        return None
+    metric, value = head
+    interval = agreement_interval(manifest)
+    if not metric.endswith("agreement"):
+        return f"{value:.4f}"
+    if interval is None:  # a rate measured without its interval (a pipeline of components, an older vopt)
+        return f"{100 * value:.1f}%"
+    n, (low, high) = interval
+    return f"{100 * value:.1f}% on {n} {images} (95% CI {100 * low:.1f}-{100 * high:.1f}%)"
+
+
+def validation_held_out(manifest: dict[str, Any]) -> bool:
+    """Whether validation measured on images that calibration never saw: a quantize step calibrated on
+    images, and validation's data says no overlap (split by content hash, or checked against calibration)."""
+    calibrated = any(
+        ((s.get("report") or {}).get("data") or {}).get("calibration_images")
+        for s in manifest.get("steps") or []
+        if s.get("stage") == "quantize"
+    )
+    how = str(((manifest.get("validation") or {}).get("data") or {}).get("how") or "")
+    return bool(calibrated) and "IN-SAMPLE" not in how and "OVERLAPS" not in how
+
+
+def metric_name(metric: str) -> str:
+    """top1_agreement -> top-1 agreement."""
+    return metric.replace("top1_", "top-1 ").replace("top5_", "top-5 ").replace("_", " ")
+
+
+def quantized_speedup(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The quantize step's timed comparison with the float model on the target's runtime (its `speed`
+    report), when it was measured."""
+    for step in manifest.get("steps") or []:
+        if step.get("stage") != "quantize":
+            continue
+        speed = (step.get("report") or {}).get("speed") or {}
+        if speed.get("status") in ("ok", "inconclusive") and speed.get("speedup") is not None:
+            return speed
+    return None
+
+
+def quantized_speedup_text(manifest: dict[str, Any]) -> tuple[str, bool] | None:
+    """The quantized artifact's speed over the float model on the same runtime: ('1.56x (95% CI
+    1.21-2.02)', True), or ('inconclusive (...)', False) when its interval does not support a figure."""
+    from vopt.bench.timing import describe_ratio
+
+    speed = quantized_speedup(manifest)
+    if speed is None:
+        return None
+    return describe_ratio(speed["speedup"], speed.get("speedup_ci95"))
+
+
+def eager_speedup_text(manifest: dict[str, Any]) -> tuple[str, bool] | None:
+    """The benchmark's artifact-vs-PyTorch-eager ratio as a figure its interval supports, or inconclusive."""
+    from vopt.bench.timing import describe_ratio
+
+    base = (manifest.get("benchmark") or {}).get("baseline") or {}
+    if base.get("speedup") is None:
+        return None
+    return describe_ratio(base["speedup"], base.get("speedup_ci95"))
+
+
 def sensitivity(manifest: dict[str, Any]) -> tuple[list[str], list[list[Any]]] | None:
     """The quantization sensitivity table, whatever its shape: a list of row dicts, or a mapping of
     layer -> number or -> dict."""
@@ -96,27 +174,68 @@ def sensitivity(manifest: dict[str, Any]) -> tuple[list[str], list[list[Any]]] |
     return None
 
 
-def agreement_points(manifest: dict[str, Any]) -> tuple[str, list[tuple[str, float, float]]]:
-    """(metric, [(label, size bytes, agreement)]): the original model (the reference, 1.0 by definition)
-    and the final artifact, plus any step whose report measured the same metric."""
+@dataclass
+class AgreementPlot:
+    """What the size-vs-agreement plot shows: points measured on one image set only (like with like), each
+    labelled with that set, and the points measured on another set, named and left out."""
+
+    metric: str = ""
+    points: list[tuple[str, float, float]] = field(default_factory=list)  # (label, size bytes, agreement)
+    images: str = ""  # the set every point was measured on
+    left_out: list[str] = field(default_factory=list)
+
+
+def _image_set(entries: Any) -> frozenset[str] | None:
+    """The content hashes (or, for older manifests, the names) of a measurement's images."""
+    if not isinstance(entries, list) or not entries:
+        return None
+    keys = [e.get("sha256") or e.get("file") if isinstance(e, dict) else str(e) for e in entries]
+    return frozenset(k for k in keys if k) or None
+
+
+def validation_images(manifest: dict[str, Any]) -> tuple[frozenset[str] | None, int | None]:
+    """(the images validation measured on, as content hashes or names; how many distinct images)."""
+    v = manifest.get("validation") or {}
+    found = _image_set((v.get("data") or {}).get("validate_images") or v.get("image_files"))
+    return found, v.get("distinct_images") or v.get("samples")
+
+
+def agreement_points(manifest: dict[str, Any]) -> AgreementPlot:
+    """The original model (the reference, 1.0 by definition) and the final artifact, as validation measured
+    it, plus any earlier step whose own check measured the same metric on the same images (the quantize
+    step's check, when its held-out images are validation's). A step measured on other images is not
+    plotted beside validation as if the later steps had changed its number: it is named in `left_out`."""
     head = agreement(manifest)
     if head is None:
-        return "", []
+        return AgreementPlot()
     metric, value = head
-    points = []
+    final_set, n = validation_images(manifest)
+    images = f"validation's {n} images" if n else "validation's images"
+    plot = AgreementPlot(metric=metric, images=images)
     steps = manifest.get("steps") or []
     sized = [s for s in steps if s.get("output_bytes")]
     if sized and sized[0].get("stage") == "load":
-        points.append(("original (PyTorch)", float(sized[0]["output_bytes"]), 1.0))
+        plot.points.append(("original (PyTorch), the reference", float(sized[0]["output_bytes"]), 1.0))
     for s in sized[1:-1]:
         rep = s.get("report") or {}
-        # A step's own check (export parity, the quantize step's check) may have measured the same metric.
-        own = [headline(rep[k]) for k in ("check", "parity") if isinstance(rep.get(k), dict)]
-        h = headline(rep) or next((x for x in own if x), None)
-        if h and h[0] == metric:
-            points.append((f"after {s['stage']}", float(s["output_bytes"]), h[1]))
+        check = rep.get("check") if isinstance(rep.get("check"), dict) else None
+        h = headline(check) if check else None
+        if not h or h[0] != metric:
+            continue
+        used = _image_set((rep.get("data") or {}).get("check_images"))
+        count = check.get("distinct_images") or check.get("images")
+        if used is not None and used == final_set:
+            against = check.get("reference") or "the float model"
+            plot.points.append(
+                (f"after {s['stage']} (its check, vs {against})", float(s["output_bytes"]), h[1])
+            )
+        else:
+            plot.left_out.append(
+                f"after {s['stage']}: {metric_name(metric)} {h[1]:.4f} on its own check's {count or '?'} "
+                "images, another set than validation's: not plotted beside it"
+            )
     art = manifest.get("artifact") or {}
     if art.get("size_bytes"):
-        label = f"{manifest.get('target', '?')} {precision(manifest)} (final)"
-        points.append((label, float(art["size_bytes"]), value))
-    return metric, points
+        label = f"{manifest.get('target', '?')} {precision(manifest)} (final, validation)"
+        plot.points.append((label, float(art["size_bytes"]), value))
+    return plot

@@ -50,7 +50,7 @@ def build_document(manifest: dict[str, Any], plots: dict[str, str]) -> Document:
             ("Validation", lambda: _validation(manifest)),
             ("Benchmark", lambda: _benchmark(manifest, plots)),
             ("Where the time goes", lambda: _profile(manifest, plots)),
-            ("Size vs agreement", lambda: _agreement_plot(plots)),
+            ("Size vs agreement", lambda: _agreement_plot(manifest, plots)),
             ("Quantization sensitivity", lambda: _sensitivity(manifest)),
             ("Build", lambda: _about(manifest)),
         )
@@ -82,14 +82,19 @@ def _facts(m: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     head = d.agreement(m)
     if head:
-        facts.append((head[0].replace("_", " "), f"{head[1]:.4f}"))
+        facts.append((d.metric_name(head[0]), d.agreement_text(m) or f"{head[1]:.4f}"))
+    quantized = d.quantized_speedup_text(m)
+    if quantized:
+        speed = d.quantized_speedup(m) or {}
+        facts.append((f"vs float on {speed.get('runtime', '?')}", quantized[0]))
     p50, ips, best_batch = d.p50_at_smallest_batch(m)
     if p50 is not None:
         facts.append(("p50 latency", f"{p50:.2f} ms"))
         facts.append(("throughput", f"{ips:.1f} img/s (batch {best_batch})"))
-    speed = ((m.get("benchmark") or {}).get("baseline") or {}).get("speedup")
-    if speed:
-        facts.append(("vs PyTorch eager", f"{speed:.2f}x"))
+    eager = d.eager_speedup_text(m)
+    if eager:
+        # A ratio its 95% interval does not support reads "inconclusive (...)", never a bare headline figure.
+        facts.append(("vs PyTorch eager", eager[0]))
     return facts
 
 
@@ -305,11 +310,20 @@ def _benchmark(m: dict[str, Any], plots: dict[str, str]) -> Section | None:
         at = f"batch {base.get('batch')}" + (
             (f", {n} thread" + ("s" if n != 1 else "") if n else ", default threads") if sweep else ""
         )
+        from vopt.bench.timing import describe_ratio
+
+        shown, supported = describe_ratio(base.get("speedup"), base.get("speedup_ci95"))
+        rounds = f" over {base['rounds']} rounds" if base.get("rounds") else ""
         sec.blocks.append(
-            f"PyTorch eager at {at}, timed interleaved with the artifact in the same run: "
+            f"PyTorch eager at {at}, timed interleaved with the artifact in the same run{rounds}: "
             f"{d.fmt_num(base.get('pytorch_p50_ms'), 4)} ms vs "
             f"{d.fmt_num(base.get('artifact_p50_ms'), 4)} ms p50, "
-            f"a speedup of **{base.get('speedup', 0):.2f}x**."
+            + (
+                f"a speedup of **{shown}**."
+                if supported
+                else f"speedup {shown}: its 95% interval does not pin the ratio down (it must exclude 1 and "
+                "span at most a factor of 2), so it is no headline figure."
+            )
         )
     if b.get("skipped_batch_sizes"):
         sec.blocks.append(
@@ -373,12 +387,16 @@ def _profile(m: dict[str, Any], plots: dict[str, str]) -> Section | None:
     return sec
 
 
-def _agreement_plot(plots: dict[str, str]) -> Section | None:
-    return (
-        Section("Size vs agreement", [("plot", "size_vs_agreement")])
-        if "size_vs_agreement" in plots
-        else None
-    )
+def _agreement_plot(m: dict[str, Any], plots: dict[str, str]) -> Section | None:
+    if "size_vs_agreement" not in plots:
+        return None
+    agree = d.agreement_points(m)
+    blocks: list[Any] = [
+        f"Every point was measured on the same images, {agree.images}; the original model is the reference.",
+        ("plot", "size_vs_agreement"),
+    ]
+    blocks += [f"Not plotted: {line}." for line in agree.left_out]
+    return Section("Size vs agreement", blocks)
 
 
 def _sensitivity(m: dict[str, Any]) -> Section | None:

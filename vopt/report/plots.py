@@ -28,8 +28,8 @@ def _png(fig: Any) -> bytes:
 def latency_vs_batch(rows: list[dict[str, Any]], title: str) -> bytes | None:
     """p50 latency (with the p90 band) and throughput against batch size; one line pair per thread count."""
     rows = [r for r in rows if "batch" in r and "p50_ms" in r]
-    if not rows:
-        return None
+    if len({r["batch"] for r in rows}) < 2:
+        return None  # one batch size is a table row (the report's benchmark table), not a chart
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     ax2 = ax.twinx()
