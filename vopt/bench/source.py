@@ -48,7 +48,7 @@ def resolve_source(path: Path, cache_dir: Path | None = None) -> BenchSource:
 
 
 def _from_build_dir(path: Path, cache_dir: Path | None) -> BenchSource:
-    from vopt.pipeline.manifest import read_manifest
+    from vopt.core.results import read_manifest
     from vopt.registry import get_target
 
     m = read_manifest(path)

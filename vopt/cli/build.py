@@ -160,7 +160,7 @@ def _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json
 
 
 def _manifest_of(build_dir: Path) -> dict:
-    from vopt.pipeline.manifest import read_manifest
+    from vopt.core.results import read_manifest
 
     try:
         return read_manifest(build_dir)

@@ -153,6 +153,7 @@ class Capture:
         self._saved_fds: dict[int, int] = {}
         self._saved_streams: tuple[TextIO, TextIO] | None = None
         self._text_file: Any = None
+        self._taken = 0  # bytes of the file already handed out by take()
         self.real_stderr: TextIO | None = None
 
     def start(self) -> None:
@@ -195,8 +196,22 @@ class Capture:
             line_buffering=True,
         )
 
+    def take(self) -> str:
+        """What was captured since the last take() (or the start), while capturing goes on: a step's share of
+        a capture that spans several steps."""
+        if self._tmp is None:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            _SINK.flush()
+        _fflush()
+        end = os.fstat(self._tmp.fileno()).st_size
+        # pread: the file's offset is shared with fds 1 and 2, which keep writing at it
+        data = os.pread(self._tmp.fileno(), max(0, end - self._taken), self._taken)
+        self._taken += len(data)
+        return data.decode("utf-8", errors="replace")
+
     def stop(self) -> str:
-        """Restore everything; return what was captured."""
+        """Restore everything; return what was captured (since the last take())."""
         if self._tmp is None:
             return ""
         with contextlib.suppress(OSError, ValueError):
@@ -215,9 +230,10 @@ class Capture:
         _SINK.target = None
         if self._text_file is not None:
             self._text_file.close()
-        self._tmp.seek(0)
+        self._tmp.seek(self._taken)
         text = self._tmp.read().decode("utf-8", errors="replace")
         self._tmp.close()
         self._tmp = None
+        self._taken = 0
         self.real_stderr = None
         return text

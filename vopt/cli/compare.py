@@ -17,8 +17,8 @@ def command(
         None, "--plot", help="Also write a size-vs-agreement PNG with one point per build."
     ),
 ) -> None:
+    from vopt.core.results import read_manifest
     from vopt.errors import RecipeError
-    from vopt.pipeline.manifest import read_manifest
     from vopt.report.compare import COLUMNS, compare_markdown, compare_rows, display_cells
 
     if format_ not in ("table", "markdown", "json"):

@@ -40,7 +40,7 @@ def stdout_for_json_only() -> Iterator[None]:
 
 
 def print_json(data: Any) -> None:
-    from vopt.pipeline.manifest import json_safe
+    from vopt.core.results import json_safe
 
     stream = _json_stream or sys.stdout
     stream.write(json.dumps(json_safe(data), indent=2, default=str) + "\n")
@@ -140,6 +140,21 @@ def print_table(
         console.print(" | ".join(parts), highlight=False, soft_wrap=True)
 
 
+@contextlib.contextmanager
+def captured(description: str, *, debug: bool = False) -> Iterator[list[str]]:
+    """For a command that is not a build (`vopt profile`, `vopt verify`): what libraries print while it works
+    is captured as in a build step, said as one line per source on stderr, and listed in the yielded list
+    (for the command's JSON). In a log, plain progress lines say it is still running. `debug` lets it
+    through."""
+    reporter = RichReporter(debug=debug)
+    lines: list[str] = []
+    with reporter.bar(description, None):
+        try:
+            yield lines
+        finally:
+            lines += [text for _, text in reporter.library_output()]
+
+
 class RichReporter(Reporter):
     """A live line per running stage (spinner, elapsed time, bars for counted work) on stderr, then one
     summary line per finished stage. When stderr is not a terminal (a CI log), plain progress lines instead,
@@ -209,14 +224,23 @@ class RichReporter(Reporter):
         self._console_file = None
         self._report_captured(text)
 
-    def _report_captured(self, text: str) -> None:
+    def _report_captured(self, text: str) -> list[tuple[str, str]]:
         from vopt.cli.capture import summarise
 
-        for level, line in summarise(text).lines():
+        lines = summarise(text).lines()
+        for level, line in lines:
             if level == "warning":
                 self.warn(line)
             else:
                 self.note(line)
+        return lines
+
+    def library_output(self) -> list[tuple[str, str]]:
+        """The summary lines of what libraries printed since the stage began (or since the last call), said
+        now; the engine keeps them in the step's report. The rest of the stage's output comes at its end."""
+        if self._capture is None:
+            return []
+        return self._report_captured(self._capture.take())
 
     def _tick(self) -> None:
         from vopt.core.progress import monotonic

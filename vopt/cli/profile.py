@@ -25,12 +25,14 @@ def command(
     json_out: bool = typer.Option(False, "--json", help="Print the profile as JSON on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
+    from vopt.cli.output import captured
     from vopt.profiling.run import profile_path
 
-    result = profile_path(
-        path, runs=runs, threads=threads, batch=batch, reference=reference, cache_dir=cache_dir
-    )
-    data = {**result, "profile": result["profile"].to_dict(top)}
+    with captured(f"profile {path}", debug=debug) as library_output:
+        result = profile_path(
+            path, runs=runs, threads=threads, batch=batch, reference=reference, cache_dir=cache_dir
+        )
+    data = {**result, "profile": result["profile"].to_dict(top), "library_output": library_output}
     if "reference" in result:
         data["reference"] = result["reference"].to_dict(top)
     if json_out:

@@ -52,16 +52,20 @@ def command(
     unknown = [e for e in ep if e not in EP_CHOICES]
     if unknown:
         raise RecipeError(f"--ep {', '.join(unknown)}: unknown; choose from {', '.join(EP_CHOICES)}")
-    report = verify(
-        artifact,
-        reference=reference,
-        eps=list(dict.fromkeys(ep)),
-        data=data,
-        samples=samples,
-        seed=seed,
-        min_cosine=min_cosine,
-        max_abs_diff=max_abs_diff,
-    )
+    from vopt.cli.output import captured
+
+    with captured(f"verify {artifact}", debug=debug) as library_output:
+        report = verify(
+            artifact,
+            reference=reference,
+            eps=list(dict.fromkeys(ep)),
+            data=data,
+            samples=samples,
+            seed=seed,
+            min_cosine=min_cosine,
+            max_abs_diff=max_abs_diff,
+        )
+    report["library_output"] = library_output
     if json_out:
         print_json(report)
     _table(report)

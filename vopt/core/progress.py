@@ -25,6 +25,11 @@ class Reporter:
 
     def warn(self, message: str) -> None: ...
 
+    def library_output(self) -> list[tuple[str, str]]:
+        """(level, line) summaries of what third-party libraries printed while the running step worked, for
+        a reporter that captures it (the CLI's): the engine puts them in the step's report."""
+        return []
+
     @contextlib.contextmanager
     def bar(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
         yield lambda n=1: None

@@ -307,6 +307,7 @@ def _run_step(step: Step, artifact: Artifact | None, key: str, env: _Env, compon
         else:
             result = artifact
         ctx.report.setdefault("seconds", round(seconds, 4))
+        _library_output(ctx)
         committed = cache.commit(key, workdir, result, ctx.report, seconds)
     except BuildError as exc:
         cache.discard(workdir)
@@ -325,6 +326,18 @@ def _run_step(step: Step, artifact: Artifact | None, key: str, env: _Env, compon
             raise BuildError(f"{type(exc).__name__}: {exc}", stage=where) from exc
         raise
     return (committed if step.transforms else artifact), ctx.report, seconds
+
+
+def _library_output(ctx: Context) -> None:
+    """What libraries printed while the step ran (NNCF, onnxsim, ORT's log), one line per source as the
+    reporter captured it: into the step's report, so the manifest keeps it and a cached rebuild says it
+    again; warning-level lines join the step's warnings."""
+    lines = ctx.reporter.library_output()
+    if not lines:
+        return
+    ctx.report["library_output"] = [text for _, text in lines]
+    warnings = ctx.report.setdefault("warnings", [])
+    warnings += [text for level, text in lines if level == "warning" and text not in warnings]
 
 
 def _check_component_sections(recipe: Any, artifact: Artifact) -> None:
