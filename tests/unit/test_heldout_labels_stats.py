@@ -15,7 +15,7 @@ from vopt.datasets.split import resolve, split_by_hash
 from vopt.errors import RecipeError
 from vopt.validate.accuracy import label_metrics
 from vopt.validate.confidence import failure_line, unresolved_aim
-from vopt.validate.defaults import gates_for
+from vopt.validate.defaults import DEFAULT_GATES, gates_for
 from vopt.validate.gates import evaluate
 from vopt.validate.stats import needed_samples, paired_difference, wilson
 
@@ -164,9 +164,14 @@ def test_label_metrics_drop_in_points():
 
 def test_default_gates_per_task_and_recipe_overrides():
     gates, defaults = gates_for("image-classification", {"top1_agreement": ">=0.5"})
-    assert gates == {"top1_agreement": ">=0.5", "centered_cosine": ">=0.9"} and defaults == {
-        "centered_cosine"
+    # top1_drop and position_agreement are gated only where measured (labels; [B, T, C] outputs)
+    assert gates == {
+        "top1_agreement": ">=0.5",
+        "centered_cosine": ">=0.9",
+        "top1_drop": DEFAULT_GATES["image-classification"]["top1_drop"],
+        "position_agreement": DEFAULT_GATES["image-classification"]["position_agreement"],
     }
+    assert defaults == {"centered_cosine", "top1_drop", "position_agreement"}
     assert gates_for("object-detection", {})[0] == {"cosine": ">=0.95", "box_agreement": ">=0.8"}
     assert gates_for("image-classification", {}, random_weights=True)[0] == {"centered_cosine": ">=0.9"}
     assert gates_for("image-classification", {}, enabled=False) == ({}, set())

@@ -19,6 +19,8 @@ HEADER_PROBES = 256
 # Metrics every validation or quantize check measures, per output (vopt.validate.metrics.parity and
 # vopt.validate.reference.compare_outputs), and those each task adds (vopt.validate.tasks.task_metrics).
 PARITY_METRICS = ("max_abs_diff", "cosine", "sqnr_db", "centered_cosine", "input_variation")
+# [B, T, C] per-position class scores, in any task that may have them (vopt.validate.sequence)
+SEQUENCE_METRICS = ("position_agreement", "sequence_agreement", "character_error_rate")
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     # and, when the data has labels (vopt.validate.accuracy), accuracy and its drop in points
     "image-classification": (
@@ -29,6 +31,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
         "top5_accuracy",
         "top1_drop",
         "top5_drop",
+        *SEQUENCE_METRICS,
     ),
     "object-detection": (
         "box_agreement",
@@ -40,7 +43,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
         "matched_detections",
     ),
     "semantic-segmentation": ("miou", "pixel_agreement", "classes"),
-    "feature-extraction": (),
+    "feature-extraction": SEQUENCE_METRICS,
     # a pipeline's final images (vopt.validate.images)
     "text-to-image": ("psnr_db", "ssim", "latent_cosine", "tiled_psnr_db", "tiled_ssim"),
 }

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from vopt.validate.classification import has_top5
 from vopt.validate.stats import paired_difference, wilson
 
 
@@ -34,12 +35,10 @@ def _ci(successes: float, n: int) -> list[float]:
 def agreement_intervals(ref: np.ndarray, out: np.ndarray, n: int) -> dict[str, dict[str, Any]]:
     """Intervals of top-1 / top-5 agreement with the reference; `n` is the number of distinct images."""
     r, o = _2d(ref), _2d(out)
-    same = r.argmax(1) == o.argmax(1)
-    in5 = topk_hits(o, r.argmax(1), 5)
-    return {
-        name: {"n": n, "ci95": _ci(float(hits.mean()) * n, n)}
-        for name, hits in (("top1_agreement", same), ("top5_agreement", in5))
-    }
+    rates = [("top1_agreement", r.argmax(1) == o.argmax(1))]
+    if has_top5(r):
+        rates.append(("top5_agreement", topk_hits(o, r.argmax(1), 5)))
+    return {name: {"n": n, "ci95": _ci(float(hits.mean()) * n, n)} for name, hits in rates}
 
 
 def label_metrics(
@@ -52,7 +51,7 @@ def label_metrics(
     scale = n / len(y)
     m: dict[str, Any] = {}
     iv: dict[str, dict[str, Any]] = {}
-    for k in (1, 5):
+    for k in (1, 5) if has_top5(ref) else (1,):
         r_hit, o_hit = topk_hits(ref, y, k), topk_hits(out, y, k)
         m[f"reference_top{k}_accuracy"] = float(r_hit.mean())
         m[f"top{k}_accuracy"] = float(o_hit.mean())
@@ -75,7 +74,7 @@ def label_metrics(
 def accuracy_line(m: dict[str, Any], iv: dict[str, Any]) -> str:
     """`top-1 88.0% -> 87.0% (-1.0 pt, 95% CI -3.2..+1.1; n=100), top-5 ...` for build output and reports."""
     parts = []
-    for k in (1, 5):
+    for k in (1, 5) if "top5_drop" in iv else (1,):
         d = iv[f"top{k}_drop"]["ci95"]
         parts.append(
             f"top-{k} {100 * m[f'reference_top{k}_accuracy']:.1f}% -> {100 * m[f'top{k}_accuracy']:.1f}% "
@@ -90,11 +89,22 @@ RANDOM_NOTE = (
 )
 
 
+# Tasks whose outputs may be per-position class scores (a text recognizer is a feature extractor to vopt).
+SEQUENCE_TASKS = (None, "image-classification", "feature-extraction")
+
+
 def evidence(
     task: str | None, ref: dict[str, np.ndarray], out: dict[str, np.ndarray], files: list[Any], labels: Any
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Classification extras for gates and reports: accuracy against labels (when every image has one) and
-    the intervals of every rate. (metrics, intervals); both empty for other tasks."""
+    the intervals of every rate; for an output of per-position class scores (`[B, T, C]`, vopt.validate.
+    sequence), position and sequence agreement. (metrics, intervals); both empty for other tasks."""
+    if task in SEQUENCE_TASKS:
+        from vopt.validate.sequence import sequence_metrics, sequence_output
+
+        seq = sequence_output(ref)
+        if seq is not None and seq in out and np.shape(out[seq]) == np.shape(ref[seq]):
+            return sequence_metrics(ref[seq], out[seq])
     if task not in (None, "image-classification"):
         return {}, {}
     name = "logits" if "logits" in ref else next(iter(ref), None)

@@ -7,6 +7,9 @@ from typing import Any
 from vopt.validate.stats import needed_samples
 
 GATE_MODES = ("estimate", "lower_bound")
+# A default gate on a loss (vopt.validate.defaults.DECIDED_BY_INTERVAL) fails when its whole interval is past
+# the allowed value: the images show the loss, whatever the estimate says either way.
+EXCLUDES = "excludes"
 
 
 def annotate(result: dict[str, Any], op: str, interval: dict[str, Any] | None, mode: str) -> dict[str, Any]:
@@ -19,6 +22,12 @@ def annotate(result: dict[str, Any], op: str, interval: dict[str, Any] | None, m
     n = int(interval["n"])
     result.update(n=n, ci95=[lo, hi], mode=mode)
     result["straddles"] = bool(lo < t < hi) or (op in (">=", "<=") and (lo == t or hi == t) and lo != hi)
+    if mode == EXCLUDES and op in (">=", ">", "<=", "<"):
+        # the optimistic end decides: "<=": the interval's low end; ">=": its high end
+        bound = hi if op in (">=", ">") else lo
+        ok = bound >= t if op == ">=" else bound > t if op == ">" else bound <= t if op == "<=" else bound < t
+        result["passed"] = bool(ok)
+        result["bound"] = bound
     if mode == "lower_bound" and op in (">=", ">", "<=", "<"):
         bound = lo if op in (">=", ">") else hi
         ok = bound >= t if op == ">=" else bound > t if op == ">" else bound <= t if op == "<=" else bound < t
@@ -40,7 +49,15 @@ def gate_notes(gates: list[dict[str, Any]], where: str) -> list[str]:
             continue
         lo, hi = g["ci95"]
         unit = _unit(g)
-        if g.get("straddles"):
+        if g.get("mode") == EXCLUDES:
+            if not g.get("straddles") or g["passed"] is False or g["value"] <= g["threshold"]:
+                continue  # decided, failed (its own line), or within the allowed value: nothing to say
+            notes.append(
+                f"{where} gate {g['metric']} {g['condition']}: measured {g['value']:.4g}{unit}, 95% interval "
+                f"{lo:.4g}-{hi:.4g}{unit} (n={g['n']}): the images cannot tell it from the allowed value, so "
+                "this default passes; more images would decide it"
+            )
+        elif g.get("straddles"):
             verdict = (
                 "FAILS under gate_mode lower_bound"
                 if g.get("mode") == "lower_bound"
@@ -74,6 +91,11 @@ def failure_line(g: dict[str, Any], stage: str | None = None) -> str:
     line += f"; 95% interval {lo:.4g}-{hi:.4g}{_unit(g)} (n={g['n']})"
     if g.get("mode") == "lower_bound" and "bound" in g:
         line += f": failed on its bound {g['bound']:.4g} (gate_mode lower_bound)"
+    elif g.get("mode") == EXCLUDES:
+        line += (
+            f": the whole interval is past the allowed {g['threshold']:g}{_unit(g)}, so the images show the "
+            "loss (a default gate; set it in the recipe's gates to allow more)"
+        )
     elif g.get("straddles"):
         line += ": the interval straddles the threshold, so more images would decide it"
     if "needs_images" in g:

@@ -49,6 +49,7 @@ def evaluate(
     interval passes. Gates in `optional` (the task defaults) are skipped when their metric was not
     measured."""
     from vopt.validate.confidence import annotate
+    from vopt.validate.defaults import DECIDED_BY_INTERVAL
 
     results = []
     for metric, cond in gates.items():
@@ -68,7 +69,10 @@ def evaluate(
             "threshold": threshold,
             "passed": bool(_OPS[op](value, threshold)),
         }
+        gate_mode = mode
         if metric in optional:
             result["default"] = True
-        results.append(annotate(result, op, (metrics.get("intervals") or {}).get(metric), mode))
+            if metric in DECIDED_BY_INTERVAL:  # fails when the images show it past the allowed value
+                gate_mode = "excludes"
+        results.append(annotate(result, op, (metrics.get("intervals") or {}).get(metric), gate_mode))
     return results

@@ -11,6 +11,7 @@ from vopt.recipe.sections.validate import ValidateSection
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.validate.gates import evaluate
 from vopt.validate.reference import compare_outputs, postprocessed, unordered
+from vopt.validate.sequence import sequence_line
 from vopt.validate.tasks import task_metrics
 
 
@@ -212,6 +213,8 @@ def _summary(runtime: str, metrics: dict[str, Any], tm: dict[str, Any], gates: l
     for name in ("top1_agreement", "box_agreement", "miou"):
         if name in tm:
             parts.append(f"{name.replace('_agreement', '')} {tm[name]:.3f}")
+    if "position_agreement" in tm:  # [B, T, C] sequence outputs (vopt.validate.sequence)
+        parts.append(sequence_line(tm))
     if gates:
         passed = sum(g["passed"] for g in gates)
         parts.append(f"gates {passed}/{len(gates)} passed")

@@ -181,7 +181,7 @@ class QuantizeSection(Section):
     default_gates: bool = Field(
         default=True,
         description="Add the task's default gates (e.g. centered_cosine "
-        ">= 0.9, top1_agreement >= 0.8) for metrics the recipe does not gate.",
+        ">= 0.9, top1_agreement >= 0.95) for metrics the recipe does not gate.",
     )
     search: SearchSection | None = Field(
         default=None, description="Accuracy-aware search on a gate miss (instead of auto_fallback)."
