@@ -36,6 +36,12 @@ def command(
     profile: str | None = typer.Option(
         None, "--profile", help="smoke: the family's tiny config, random weights, few images."
     ),
+    keep_going: bool = typer.Option(
+        False,
+        "--keep-going",
+        help="When the quantize check fails a gate, run the later steps anyway (the report gets them); "
+        "the build still exits 3.",
+    ),
 ) -> None:
     from vopt.cli.output import stdout_for_json_only
     from vopt.cli.parallel import die_with_parent
@@ -45,16 +51,38 @@ def command(
     with handle_signals(), stdout_for_json_only() if json_out else contextlib.nullcontext():
         die_with_parent()  # a child of `vopt build -j`: SIGTERM when the parent dies, even by SIGKILL
         _build_all(
-            recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug, jobs, profile
+            recipes,
+            out,
+            set_,
+            no_cache,
+            cache_dir,
+            json_out,
+            write_back,
+            timings,
+            debug,
+            jobs,
+            profile,
+            keep_going,
         )
 
 
 def _build_all(
-    recipes, out, set_, no_cache, cache_dir, json_out, write_back, timings, debug, jobs, profile
+    recipes,
+    out,
+    set_,
+    no_cache,
+    cache_dir,
+    json_out,
+    write_back,
+    timings,
+    debug,
+    jobs,
+    profile,
+    keep_going=False,
 ) -> None:
     from vopt.cli.timings import TimingReporter
-    from vopt.errors import GateFailed
     from vopt.core.cache import Cache
+    from vopt.errors import GateFailed
     from vopt.pipeline.runner import build
     from vopt.recipe.resolve import load_recipe, located
 
@@ -71,7 +99,9 @@ def _build_all(
         with located(loaded.raw):
             make_plan(loaded.recipe)
     if jobs > 1 and len(recipes) > 1:
-        _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json_out, debug, jobs)
+        _build_parallel(
+            loaded_all, recipes, sets_of, out, no_cache, cache_dir, json_out, debug, jobs, keep_going
+        )
         return
     reporter = TimingReporter(debug=debug) if timings else RichReporter(debug=debug)
     cache = Cache(cache_dir)
@@ -80,7 +110,15 @@ def _build_all(
     for loaded in loaded_all:
         err.print(f"[bold]vopt build[/] {loaded.recipe.name}  ({escape(str(loaded.path))})", highlight=False)
         try:
-            result = build(loaded, out, cache=cache, reporter=reporter, use_cache=not no_cache, debug=debug)
+            result = build(
+                loaded,
+                out,
+                cache=cache,
+                reporter=reporter,
+                use_cache=not no_cache,
+                debug=debug,
+                keep_going=keep_going,
+            )
         except GateFailed as exc:
             failed = exc
             manifests.append(_manifest_of(out / loaded.recipe.name))
@@ -116,7 +154,9 @@ def _profile_sets(profile: str | None, recipe: Path) -> list[str]:
     return profile_sets(profile, recipe)
 
 
-def _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json_out, debug, jobs) -> None:
+def _build_parallel(
+    loaded_all, recipes, sets_of, out, no_cache, cache_dir, json_out, debug, jobs, keep_going=False
+) -> None:
     """One child process per recipe (vopt.cli.parallel); exit code: the first failing recipe's, in the order
     given."""
     from vopt.cli.parallel import child_command, run_parallel
@@ -144,7 +184,8 @@ def _build_parallel(loaded_all, recipes, sets_of, out, no_cache, cache_dir, json
         busy = ", ".join(f"{r} ({duration(s)})" for r, s in running)
         err.print(f"  still building: {escape(busy)}", highlight=False, soft_wrap=True)
 
-    commands = [(r, child_command(r, out, sets_of[r], no_cache, cache_dir, debug)) for r in recipes]
+    flag = ["--keep-going"] if keep_going else []
+    commands = [(r, [*child_command(r, out, sets_of[r], no_cache, cache_dir, debug), *flag]) for r in recipes]
     results = run_parallel(commands, jobs, done, waiting, RichReporter().progress_interval)
     failed = [r for r in results if r.code != 0]
     err.print(

@@ -36,15 +36,17 @@ def build(
     reporter: Reporter | None = None,
     use_cache: bool = True,
     debug: bool = False,
+    keep_going: bool = False,
 ) -> BuildResult:
+    """`keep_going`: a transform step whose own gates fail (the quantize check) does not stop the build, so
+    the later steps still run and the report has everything; the build still fails (exit 3) at the end."""
     t_start = time.perf_counter()
     recipe = loaded.recipe
     from vopt.models.sources.factory import build_policy
 
     with build_policy(loaded.path.parent if loaded.path else None, recipe.model.trust, recipe.model):
-        return _build(
-            loaded, recipe, out_root, cache or Cache(), reporter or QuietReporter(), use_cache, debug, t_start
-        )
+        env = _Env(recipe, None, cache or Cache(), reporter or QuietReporter(), use_cache, debug, keep_going)
+        return _build(loaded, recipe, out_root, env, t_start)
 
 
 @dataclass
@@ -57,16 +59,18 @@ class _Env:
     reporter: Reporter
     use_cache: bool
     debug: bool
+    keep_going: bool = False  # a transform step's failed gates do not stop the build (build())
     artifacts: dict[str, Artifact] = field(default_factory=dict)  # transform steps' results, by stage
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start) -> BuildResult:
+def _build(loaded, recipe, out_root, env: _Env, t_start) -> BuildResult:
     check_inputs(loaded)  # data folders and gate metrics, before any work (vopt/pipeline/preflight.py)
     steps, target = make_plan(recipe)
     preflight(steps, target)
 
-    env = _Env(recipe, target, cache, reporter, use_cache, debug)
+    env.target = target
+    reporter = env.reporter
     artifact: Artifact | None = None
     records: list[StepRecord] = []
     for step in steps:
@@ -110,11 +114,20 @@ def _build(loaded, recipe, out_root, cache, reporter, use_cache, debug, t_start)
         except BaseException:
             reporter.abort()  # leave the terminal clean before the error is printed
             raise
+        from vopt.pipeline.manifest import gate_failures
+
+        stop = [] if env.keep_going or not step.transforms else gate_failures({step.name: record.report})
+        detail = _summary(record.report)
         reporter.stage_end(
-            step.name, cached=record.cached, seconds=record.seconds, detail=_summary(record.report)
+            step.name,
+            cached=record.cached,
+            seconds=record.seconds,
+            detail=f"GATE FAILED: {detail}" if stop else detail,
         )
         records.append(record)
         env.reports[step.name] = record.report
+        if stop:  # fail at the step that failed: no minutes of later steps on an artifact already refused
+            _stop_at(step.name, stop, loaded, target, records, out_root)
         if step.transforms:
             artifact = result
             env.artifacts[step.name] = result
@@ -244,6 +257,22 @@ def _per_component(step: Step, artifact: Artifact, env: _Env) -> tuple[Artifact,
         },
     )
     return composite, record
+
+
+def _stop_at(
+    stage: str, failures: list[dict[str, Any]], loaded: LoadedRecipe, target: Any, records, out_root
+) -> None:
+    """A transform step's own gates failed (the quantize check): the build ends there, exit 3, with a
+    manifest-only build directory; `--keep-going` runs the rest instead and fails at the end."""
+    from vopt.validate.confidence import failure_line
+
+    _write_failed(loaded, target, records, out_root, failures)
+    lines = [failure_line(f) for f in failures]
+    lines.append(
+        f"the build stopped at {stage}; --keep-going runs the later steps too (the report then has them)"
+    )
+    n = len(failures)
+    raise GateFailed(f"{n} {stage} gate{'s' if n > 1 else ''} failed", lines=lines, failures=failures)
 
 
 def _write_failed(

@@ -159,6 +159,7 @@ class QuantizeStep:
         self.calib: Any = None  # the CalibrationSet, once go() made it
         self.ctx_notes: set[str] = set()
         self.kept_int16: list[str] = []  # the search's layers with 16-bit activations
+        self.on_device = True  # the check ran where the target says the artifact computes (_check_outputs)
         # The contract the cache key's data fingerprint was computed with; the artifact's own when they differ
         # (an hf model without `family:` is only known after load), since that is what the model expects.
         planned = Preprocess(**config.preprocess)
@@ -307,7 +308,7 @@ class QuantizeStep:
         from vopt.validate.gates import evaluate
 
         fmt = self.scheme.output_format
-        out = outputs_of(path, fmt, self.check_images)
+        out, runtime = self._check_outputs(Path(path), fmt)
         if out is None:
             self.report["check"] = {"status": "not run", "reason": f"no runtime for {fmt} on this machine"}
             if self.cfg.gates:
@@ -347,7 +348,8 @@ class QuantizeStep:
             "status": "ok",
             "images": len(self.images),
             "reference": f"float {ref_fmt.description} on {ref_fmt.check_label}",
-            "runtime": str(get_format(fmt).check_label),
+            "runtime": runtime,
+            "on_device": self.on_device,
             "metrics": metrics["outputs"],
             "worst": headline(metrics),
             "gates": gates,
@@ -358,6 +360,35 @@ class QuantizeStep:
         if intervals:
             result["intervals"] = intervals
         return result
+
+    def _check_outputs(self, path: Path, fmt: str) -> tuple[dict[str, Any] | None, str]:
+        """The quantized model's outputs on the check images, and what ran it: where the target says the
+        artifact computes what the device does (`Target.check_runner`, e.g. QNN's HTP simulator), else the
+        format's own runtime at full precision. A device runtime missing here is said loudly, once."""
+        from vopt.quant.evaluate import outputs_of
+        from vopt.registry import get_format
+        from vopt.runtimes.base import Unavailable, run_batches
+
+        runner = self.ctx.target.check_runner(path, self.cfg.compile)
+        self.on_device = runner is None or not isinstance(runner, Unavailable)
+        if runner is not None and not isinstance(runner, Unavailable):
+            inp = get_format(fmt).io(path, self.artifact.io).inputs[0]
+            with runner:
+                out = run_batches(runner, inp.name, [self.check_images], static_batch=inp.shape[0])
+            return out, runner.runtime
+        if isinstance(runner, Unavailable) and "not on the device" not in self.ctx_notes:
+            self.ctx_notes.add("not on the device")
+            self.ctx.warn(
+                f"quantize check NOT on the device: {runner.reason}; the check, the fallback and the search "
+                f"ran on {get_format(fmt).check_label}, whose numbers can differ from the "
+                f"{self.cfg.target} runtime's (validate runs the artifact there)"
+            )
+        return outputs_of(path, fmt, self.check_images), str(get_format(fmt).check_label)
+
+    def _format_label(self) -> str:
+        from vopt.registry import get_format
+
+        return str(get_format(self.scheme.output_format).check_label)
 
     def _check_files(self) -> list[Path]:
         """The check's images: sampled from its held-out set, never calibration images
@@ -544,12 +575,20 @@ class QuantizeStep:
 
                 a = iv["top1_agreement"]
                 parts.append(f"top-1 agreement {format_rate(tm['top1_agreement'], a['n'], a['ci95'])}")
+            if "position_agreement" in tm:
+                from vopt.validate.sequence import sequence_line
+
+                parts.append(sequence_line(tm))
             if "top1_drop" in tm:
                 d = iv["top1_drop"]["ci95"]
                 parts.append(
                     f"top-1 {100 * tm['reference_top1_accuracy']:.1f}% -> {100 * tm['top1_accuracy']:.1f}% "
                     f"(drop {tm['top1_drop']:+.1f} pt, 95% CI {d[0]:+.1f}..{d[1]:+.1f})"
                 )
+            if check.get("on_device") is False:
+                parts.append(f"check NOT on the device ({check['runtime']})")
+            elif check.get("runtime") != self._format_label():
+                parts.append(f"checked on {check['runtime']}")
         if kept:
             parts.append(f"{len(kept)} layer(s) kept {self.report.get('fallback', {}).get('to', 'float')}")
         if self.kept_int16:

@@ -10,6 +10,8 @@ from pydantic import Field
 from vopt.recipe.sections.base import Section
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from vopt.core.artifact import Artifact
     from vopt.core.context import Context
     from vopt.runtimes.base import Runner, Unavailable
@@ -146,3 +148,13 @@ class Target:
         from vopt.runtimes.base import Unavailable
 
         return Unavailable(f"no runtime for {self.name} artifacts on this machine")
+
+    def check_runner(self, path: Path, settings: dict[str, Any]) -> Runner | Unavailable | None:
+        """What the quantize check runs a quantized model on (`settings`: the quantize step's compile
+        settings, `settings_for_quantize`), when the model's own format runtime at full precision would not
+        compute what the device does: the device's runtime or its simulator (QNN's HTP), so the check that
+        steers the fallback and the search measures the artifact where it will run. None (the default): the
+        format's runtime (ONNX Runtime's CPU EP for QDQ ONNX, OpenVINO for an IR) stands for the device.
+        Unavailable: the device's runtime is missing here; the check then runs on the format's runtime and
+        says loudly that it did not run on the device."""
+        return None
