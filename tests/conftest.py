@@ -46,6 +46,9 @@ def tiny_model(family: str, **overrides: Any) -> dict[str, Any]:
     from vopt.models.families import get_family
 
     fam = get_family(family)
+    own = fam.tiny_model()  # a family its own source builds (not transformers): its own section
+    if own is not None:
+        return {**own, **overrides}
     cfg = dict(fam.tiny_config)
     size = cfg.get("image_size", 64)
     if isinstance(size, (list, tuple)):

@@ -34,6 +34,7 @@ def settings(
     kind: str = "topk",
     iou_threshold: float | None = None,
     agnostic: bool = False,
+    index_dtype: str = "int64",
 ) -> dict[str, Any]:
     """What the graph's post-processing does (kept in the artifact's metadata as `postprocess`)."""
     cfg: dict[str, Any] = {
@@ -44,6 +45,8 @@ def settings(
         "score_threshold": score_threshold,
         "outputs": list(OUTPUTS),
         "boxes": "xyxy, input pixels",
+        # labels and num_detections: int64, or int32 for a target that binds no int64 (TensorRT)
+        "index_dtype": index_dtype,
     }
     if kind == "nms":
         cfg.update(iou_threshold=iou_threshold, agnostic=agnostic, op="NonMaxSuppression")
@@ -55,8 +58,26 @@ def wrap(model: Any, cfg: dict[str, Any]) -> Any:
     if cfg.get("kind") == "nms":
         from vopt.models.nms import wrap as wrap_nms
 
-        return wrap_nms(model, cfg)
-    return _wrap_topk(model, cfg)
+        wrapped = wrap_nms(model, cfg)
+    else:
+        wrapped = _wrap_topk(model, cfg)
+    return _int32(wrapped) if cfg.get("index_dtype") == "int32" else wrapped
+
+
+def _int32(model: Any) -> Any:
+    """labels and num_detections cast to int32 as they leave the graph."""
+    import torch
+
+    class _Int32(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, images):
+            boxes, scores, labels, count = self.model(images)
+            return boxes, scores, labels.to(torch.int32), count.to(torch.int32)
+
+    return _Int32().eval()
 
 
 def apply(outputs: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, np.ndarray]:

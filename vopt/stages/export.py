@@ -40,6 +40,8 @@ class ExportConfig(BaseModel):
     # export.nms on a target whose compile step adds the NMS its format deploys (Core ML): export the raw head
     # and leave the NMS settings in the metadata for compile.
     nms_at_compile: bool = False
+    # labels and num_detections as int32 (a target that binds no int64: TensorRT)
+    int32_outputs: bool = False
 
 
 class ExportStage(Stage):
@@ -78,6 +80,7 @@ class ExportStage(Stage):
             iou_threshold=ex.iou_threshold,
             agnostic=ex.agnostic,
             nms_at_compile=ex.nms and target.nms == "compile",
+            int32_outputs=target.int32_outputs and (ex.nms or ex.postprocess),
         )
 
     def run(self, artifact: Artifact, config: ExportConfig, ctx) -> Artifact:
@@ -114,6 +117,7 @@ class ExportStage(Stage):
                 list(artifact.preprocess.size),
                 config.max_detections,
                 config.score_threshold,
+                index_dtype="int32" if config.int32_outputs else "int64",
             )
             wrapped = postprocess.wrap(wrapped, post)
             outputs = list(postprocess.OUTPUTS)
@@ -229,6 +233,7 @@ class ExportStage(Stage):
             kind="nms",
             iou_threshold=config.iou_threshold,
             agnostic=config.agnostic,
+            index_dtype="int32" if config.int32_outputs else "int64",
         )
 
     def _append_nms(self, artifact: Artifact, config: ExportConfig, family: Any, ctx) -> Artifact:

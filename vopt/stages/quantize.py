@@ -328,10 +328,20 @@ class QuantizeStep:
         from vopt.validate.defaults import gates_for
 
         task = self.artifact.meta.get("task")
-        extra, intervals = evidence(task, self.ref, out, self._check_files(), self._labels())
+        if task == "object-detection":  # boxes against labels: mAP (vopt.validate.detection)
+            from vopt.validate.detection import detection_evidence
+
+            files = self._check_files()
+            extra, intervals = detection_evidence(self.family, self.ref, out, files, self._labels())
+        else:
+            extra, intervals = evidence(task, self.ref, out, self._check_files(), self._labels())
         tm = {**tm, **extra}
         all_gates, defaults = gates_for(
-            task, self.cfg.gates, self.cfg.default_gates, bool(self.artifact.meta.get("random_weights"))
+            task,
+            self.cfg.gates,
+            self.cfg.default_gates,
+            bool(self.artifact.meta.get("random_weights")),
+            outputs=list(out),
         )
         if (
             tm.get("reference_detections") == 0
@@ -404,6 +414,13 @@ class QuantizeStep:
             from vopt.datasets.labels import find_labels
 
             data = self.cfg.check.data if self.cfg.check.data is not None else self.cfg.calibration.data
+            if self.artifact.meta.get("task") == "object-detection":  # YOLO txt or COCO JSON boxes
+                from vopt.datasets.detection_labels import find_detection_labels
+
+                self.labels = find_detection_labels(
+                    data, self._check_files(), list(self.artifact.preprocess.size), self.cfg.check.labels
+                )
+                return self.labels
             self.labels = find_labels(
                 data, self._check_files(), self.cfg.check.labels, "quantize.check.labels"
             )
@@ -435,6 +452,10 @@ class QuantizeStep:
         tm = check.get("task_metrics") or {}
         if "top1_drop" in tm:
             check["accuracy"] = accuracy_line(tm, check["intervals"])
+        if "map50_95_drop" in tm:
+            from vopt.validate.detection_map import map_line
+
+            check["accuracy"] = map_line(tm, check["intervals"])
         if self.artifact.meta.get("random_weights"):
             check["note"] = RANDOM_NOTE
         for note in gate_notes(

@@ -74,10 +74,12 @@ class Target:
         "gitlab": ("saas-linux-medium-amd64",),
     }
     # How a detector's NMS (`export.nms`) reaches the device: "graph" (ONNX NonMaxSuppression in the exported
-    # graph, which the target's runtime runs), "compile" (the compile step adds the NMS its format deploys, e.g.
-    # Core ML's NonMaximumSuppression model), or None: `nms_refusal` says why not (exit 2 at plan time).
+    # graph, which the target's runtime runs), "compile" (the compile step adds the NMS its format deploys,
+    # e.g. Core ML's NonMaximumSuppression model), or None: `nms_refusal` says why (exit 2 at plan time).
     nms: ClassVar[str | None] = "graph"
     nms_refusal: ClassVar[str | None] = None
+    # Integer graph outputs (a detector's labels and num_detections) as int32: the device binds no int64.
+    int32_outputs: ClassVar[bool] = False
     # ONNX on this machine's CPU: the benchmark also times the artifact on OpenVINO and advises when faster.
     compares_cpu_runtimes: ClassVar[bool] = False
     # The compile fields the target's runner reads (its runtime's session settings). The quantize step's

@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from vopt.core.artifact import Artifact
 from vopt.errors import BuildError, first_line, missing_extra
 from vopt.formats.coreml_mlpackage import import_coremltools
-from vopt.core.artifact import Artifact
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
 
@@ -46,6 +46,9 @@ class CoreMlTarget(Target):
     # compile converts the build's torch module (ctx.artifacts), whatever the export step made after it.
     input_formats = ("torch-module", "onnx")
     description = "Core ML ML Program (.mlpackage) for Apple devices"
+    # export.nms: a pipeline of the ML Program and Core ML's own NonMaximumSuppression model (what Vision runs
+    # and Ultralytics' CoreML export builds), added by compile (vopt.targets.coreml_nms).
+    nms = "compile"
     ci_runners = {"github": ("macos-14",), "gitlab": ("saas-macos-medium-m1",)}
 
     def tool_versions(self) -> list[str]:
@@ -84,6 +87,12 @@ class CoreMlTarget(Target):
         family = family_of(source)
         module = load_module(source)
         wrapped = OutputWrapper.wrap(module, family)
+        post = artifact.meta.get("nms_at_compile")  # export.nms: the network's part of Core ML's NMS pipeline
+        outputs = list(family.outputs)
+        if post:
+            from vopt.targets.coreml_nms import NMS_INPUTS, for_nms
+
+            wrapped, outputs = for_nms(wrapped, list(ctx.model_input.shape)), list(NMS_INPUTS)
         shape = list(ctx.model_input.shape)
         name = ctx.model_input.name
         example: Any = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
@@ -100,7 +109,7 @@ class CoreMlTarget(Target):
         precision = effective_precision(source, setting, built=compute)
         program, how = _capture(wrapped, example, cfg.converter, family.name)
         try:
-            mlmodel = self._convert(ct, program, inputs, family, compute, cfg)
+            mlmodel = self._convert(ct, program, inputs, outputs, compute, cfg)
         except Exception as exc:
             if cfg.converter != "auto" or how != "torch.export":
                 raise BuildError(
@@ -110,7 +119,7 @@ class CoreMlTarget(Target):
             program, how = _capture(wrapped, example, "trace", family.name)
             how += f" (coremltools refused the torch.export program: {_describe(exc)})"
             try:
-                mlmodel = self._convert(ct, program, inputs, family, compute, cfg)
+                mlmodel = self._convert(ct, program, inputs, outputs, compute, cfg)
             except Exception as exc2:
                 raise BuildError(
                     f"coremltools could not convert {family.name} (torch.export: {_describe(exc)}; "
@@ -118,11 +127,17 @@ class CoreMlTarget(Target):
                     stage="compile",
                 ) from exc2
         meta = artifact_metadata(source, ctx.build_name, self.name, precision)
+        if post:
+            from vopt.targets.coreml_nms import pipeline
+
+            mlmodel, outputs = pipeline(mlmodel, post, source, list(ctx.model_input.shape))
+            how += " + Core ML NonMaximumSuppression (pipeline)"
         mlmodel.user_defined_metadata.update(meta)
         mlmodel.short_description = f"{ctx.build_name} (vopt {meta['vopt.version']})"
         path = ctx.out("model.mlpackage")
         mlmodel.save(str(path))
-        check = read_back(path, expect_inputs=[i.name for i in inputs], expect_outputs=list(family.outputs))
+        expect = [i.name for i in inputs] + (["iouThreshold", "confidenceThreshold"] if post else [])
+        check = read_back(path, expect_inputs=expect, expect_outputs=outputs)
         if check["problems"]:
             raise BuildError(
                 "the saved .mlpackage does not match the model: " + "; ".join(check["problems"]),
@@ -140,14 +155,14 @@ class CoreMlTarget(Target):
         return source.derive(path, format="coreml-mlpackage", io=check["io"], meta={"precision": precision})
 
     @staticmethod
-    def _convert(ct: Any, program: Any, inputs: list, family: Any, compute: str, cfg: CoreMlConfig) -> Any:
+    def _convert(ct: Any, program: Any, inputs: list, outputs: list, compute: str, cfg: CoreMlConfig) -> Any:
         import numpy as np
 
         return ct.convert(
             program,
             # fp32 I/O around fp16 compute, like the other targets' artifacts: callers feed the same arrays.
             inputs=inputs,
-            outputs=[ct.TensorType(name=o, dtype=np.float32) for o in family.outputs],
+            outputs=[ct.TensorType(name=o, dtype=np.float32) for o in outputs],
             convert_to="mlprogram",
             compute_precision=ct.precision.FLOAT32 if compute == "fp32" else ct.precision.FLOAT16,
             compute_units=getattr(ct.ComputeUnit, cfg.compute_units),
@@ -245,11 +260,17 @@ def read_back(path, expect_inputs: list[str] | None = None, expect_outputs: list
     if "vopt.preprocess" not in meta:
         problems.append("no vopt.preprocess in user-defined metadata")
     ops = 0
-    if spec.WhichOneof("Type") == "mlProgram":
-        for fn in spec.mlProgram.functions.values():
-            for block in fn.block_specializations.values():
-                ops += len(block.operations)
+    from vopt.targets.coreml_nms import nms_settings
+
+    nms = nms_settings(spec)  # a pipeline: the ML Program, then Core ML's NonMaximumSuppression
+    programs = list(spec.pipeline.models) if nms else [spec]
+    for model in programs:
+        if model.WhichOneof("Type") == "mlProgram":
+            for fn in model.mlProgram.functions.values():
+                for block in fn.block_specializations.values():
+                    ops += len(block.operations)
     return {
+        **({"nms": nms} if nms else {}),
         "spec_version": spec.specificationVersion,
         "inputs": inputs,
         "outputs": outputs,

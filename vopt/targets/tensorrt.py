@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from vopt.errors import BackendUnavailable, BuildError, first_line
 from vopt.core.artifact import Artifact
+from vopt.errors import BackendUnavailable, BuildError, first_line
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.targets.base import CompileBase, Target
 
@@ -94,6 +94,9 @@ class TensorRtTarget(Target):
     description = "TensorRT engine (NVIDIA GPU)"
     ci_runners = {"github": ("self-hosted", "linux", "x64", "gpu", "nvidia"), "gitlab": ("gpu", "nvidia")}
     has_onnx_check = True
+    # TensorRT binds no int64: a detector's labels and num_detections leave the graph as int32. Its ONNX
+    # parser builds NonMaxSuppression natively (INMSLayer), so export.nms stays in the graph.
+    int32_outputs = True
 
     def tool_versions(self) -> list[str]:
         return ["tensorrt"]

@@ -53,6 +53,14 @@ class TfliteTarget(Target):
     quant_scheme = "litert-int8"
     int8_scheme = "litert-int8"
     quantize_after_compile = True
+    # litert-torch lowers aten ops through torch.export; no aten op is an NMS (torchvision's nms is a custom
+    # op it has no lowering for), and LiteRT's NON_MAX_SUPPRESSION_V5 is reachable only from TensorFlow.
+    nms = None
+    nms_refusal = (
+        "the tflite target cannot put NonMaxSuppression in the graph: litert-torch has no lowering for an "
+        "NMS op (LiteRT's NON_MAX_SUPPRESSION_V5 comes only from TensorFlow); drop export.nms and run NMS on "
+        "the host on output0 (Ultralytics' non_max_suppression, as vopt's validation does)"
+    )
 
     def tool_versions(self) -> list[str]:
         return ["litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torch"]

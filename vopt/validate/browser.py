@@ -14,7 +14,7 @@ def validate_in_browser(
     """`validate: {runtime: browser}`: per-EP max abs diff, cosine and timing, and per-EP gates."""
     from vopt.runtimes.browser import require, run_eps
     from vopt.validate.gates import evaluate
-    from vopt.validate.reference import compare_outputs
+    from vopt.validate.reference import compare_outputs, unordered
     from vopt.validate.tasks import task_metrics
 
     require()
@@ -25,7 +25,8 @@ def validate_in_browser(
     for ep, res in results.items():
         entry = {k: v for k, v in res.items() if k != "outputs"}
         if res["status"] == "ok":
-            metrics = compare_outputs(ref, res["outputs"], skip=family.unordered_outputs)
+            # per-query outputs (the family's, or the post-processing's boxes) are matched, as validate does
+            metrics = compare_outputs(ref, res["outputs"], skip=unordered(family, artifact))
             entry.update(
                 metrics=metrics["outputs"],
                 worst_cosine=metrics["worst_cosine"],

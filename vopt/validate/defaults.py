@@ -38,6 +38,12 @@ DEFAULT_GATES: dict[str, dict[str, str]] = {
     "text-to-image": {"psnr_db": ">=30", "ssim": ">=0.95", "latent_cosine": ">=0.99"},
 }
 GENERIC = {"centered_cosine": ">=0.9", **SEQUENCE}
+# Detections post-processed in the graph (boxes, scores, labels, num_detections: NMS or top-k, thresholded):
+# rows are padded and cut at a score, so a cosine over them says little (0.93 on a YOLO11n int8 whose boxes
+# agreed at 0.978); matched boxes and the mAP of the artifact's detections against the float model's do. Good
+# int8 YOLO11n builds measured box agreement 0.96-0.98 and mAP50-95 vs reference 0.82-0.84 (32 held-out
+# images); fp32 measures 1.000 on both.
+DETECTIONS_IN_GRAPH = {"box_agreement": ">=0.9", "map50_95_vs_reference": ">=0.7"}
 
 
 # On random weights the class scores are near-tied, so top-1 flips by chance either way: it says nothing about
@@ -51,10 +57,18 @@ DECIDED_BY_INTERVAL = frozenset({"top1_drop"})
 
 
 def gates_for(
-    task: str | None, recipe_gates: dict[str, str], enabled: bool = True, random_weights: bool = False
+    task: str | None,
+    recipe_gates: dict[str, str],
+    enabled: bool = True,
+    random_weights: bool = False,
+    outputs: list[str] | tuple[str, ...] = (),
 ) -> tuple[dict[str, str], set[str]]:
-    """(all gates, the names that are defaults): recipe gates first, then the task defaults they leave."""
-    defaults = dict(DEFAULT_GATES.get(task or "image-classification", GENERIC)) if enabled else {}
+    """(all gates, the names that are defaults): recipe gates first, then the task defaults they leave.
+    `outputs`: the artifact's output names (a detector's post-processed contract has its own defaults)."""
+    table = DEFAULT_GATES.get(task or "image-classification", GENERIC)
+    if task == "object-detection" and "num_detections" in outputs:
+        table = DETECTIONS_IN_GRAPH
+    defaults = dict(table) if enabled else {}
     if random_weights:
         defaults = {k: v for k, v in defaults.items() if k not in CHANCE_METRICS}
     extra = {k: v for k, v in defaults.items() if k not in recipe_gates}

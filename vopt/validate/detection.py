@@ -191,3 +191,28 @@ def detection_task_metrics(
     else:
         notes.append("mAP against the reference needs pycocotools: pip install 'vopt[yolo]'")
     return m, notes
+
+
+def detection_evidence(
+    family: Any, ref: dict[str, np.ndarray], out: dict[str, np.ndarray], files: list[Any], labels: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """With ground-truth boxes (vopt.datasets.detection_labels) for the images: real mAP50-95 and mAP50 of
+    the reference and the artifact, the drop in points and its 95% bootstrap interval. Every detection the
+    outputs give counts (ranked by score). Images repeated as augmented crops are left out (boxes moved).
+    (metrics, intervals); both empty without labels."""
+    if labels is None:
+        return {}, {}
+    from vopt.validate import detection_map
+
+    if not detection_map.available():
+        return {"map_note": "mAP against labels needs pycocotools: pip install 'vopt[yolo]'"}, {}
+    r, o = detections_of(family, ref, 0.0), detections_of(family, out, 0.0)
+    if r is None or o is None:
+        return {}, {}
+    first = sorted({f: i for i, f in reversed(list(enumerate(files)))}.values())
+    kept = [i for i in first if files[i] in labels.boxes]
+    if not kept:
+        return {}, {}
+    return detection_map.against_labels(
+        [r[0][i] for i in kept], [o[0][i] for i in kept], labels, [files[i] for i in kept]
+    )

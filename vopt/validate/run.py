@@ -180,18 +180,34 @@ def _gates(
 
     task = artifact.meta.get("task")
     data = label_data
-    labels = find_labels(data, files, section.labels, "validate.labels")
-    extra, intervals = evidence(task, ref, out, files, labels)
+    if task == "object-detection":  # boxes: YOLO txt or COCO JSON, mAP through pycocotools
+        from vopt.datasets.detection_labels import find_detection_labels
+        from vopt.models.resolve import family_of
+        from vopt.validate.detection import detection_evidence
+
+        labels = find_detection_labels(data, files, list(artifact.preprocess.size), section.labels)
+        extra, intervals = detection_evidence(family_of(artifact), ref, out, files, labels)
+    else:
+        labels = find_labels(data, files, section.labels, "validate.labels")
+        extra, intervals = evidence(task, ref, out, files, labels)
     tm.update(extra)
     if intervals:
         report["intervals"] = intervals
     report["data"]["labels"] = labels.source if labels is not None else None
     if "top1_drop" in tm:
         report["accuracy"] = accuracy_line(tm, intervals)
+    if "map50_95_drop" in tm:
+        from vopt.validate.detection_map import map_line
+
+        report["accuracy"] = map_line(tm, intervals)
     if artifact.meta.get("random_weights"):
         report["note"] = RANDOM_NOTE
     all_gates, defaults = gates_for(
-        task, section.gates, section.default_gates, bool(artifact.meta.get("random_weights"))
+        task,
+        section.gates,
+        section.default_gates,
+        bool(artifact.meta.get("random_weights")),
+        outputs=list(out),
     )
     if tm.get("reference_detections") == 0:
         all_gates = {k: v for k, v in all_gates.items() if not (k == "box_agreement" and k in defaults)}

@@ -83,8 +83,9 @@ class Yolo(Family):
     mean = ZERO
     std = ONE
     channel_order = "RGB"
-    # Boxes are in input pixels (0..640): a 1e-6 relative difference is ~1e-3 absolute.
-    atol = 5e-3
+    # output0 holds boxes in input pixels (hundreds) beside scores: a float32 rounding of 1e-5 relative is
+    # ~1e-2 px there (0.014 measured on the tiny model after Conv+BN folding); the cosine checks the rest.
+    atol = 5e-2
     min_cosine = 0.9999
     quant_exclude_nodes = ("*/vopt_tail/*", "*/dfl/*", "*/postprocess/*")
     # An end-to-end head's top-k rows can swap under a 1e-6 difference: parity matches them (on the anchor
@@ -119,7 +120,9 @@ class Yolo(Family):
         if getattr(head, "one2one_cv2", None) is not None:
             head.end2end = True  # the one-to-one head: NMS-free, as Ultralytics' own exports default to
         if "vopt_tail" not in dict(head.named_children()):
-            tail = _make_tail()
+            from vopt.models.families.yolo_head import Tail
+
+            tail = Tail()
             object.__setattr__(tail, "head", head)  # not a child: no cycle in named_modules()
             head.add_module("vopt_tail", tail)
             head._inference = tail.inference
@@ -181,37 +184,6 @@ class Yolo(Family):
                 found["boxes"], found["scores"], found["labels"], found["num_detections"], strict=True
             )
         ]
-
-
-def _tail_class() -> type:
-    import torch
-
-    class Tail(torch.nn.Module):
-        """The Detect head's own arithmetic after its convolutions, run in this child so its ONNX nodes are
-        named `.../vopt_tail/...`: the box decode, the class sigmoid and the concat (and YOLO26's top-k)."""
-
-        head: Any
-
-        def inference(self, x: dict[str, Any]) -> Any:
-            return self(x, "inference")
-
-        def postprocess(self, preds: Any) -> Any:
-            return self(preds, "postprocess")
-
-        def forward(self, x: Any, what: str) -> Any:
-            cls = type(self.head)  # the class's own methods: the head's instance attributes point here
-            return cls._inference(self.head, x) if what == "inference" else cls.postprocess(self.head, x)
-
-    return Tail
-
-
-_TAIL: list[type] = []  # the Tail class, made on first use (importing this module imports no torch)
-
-
-def _make_tail() -> Any:
-    if not _TAIL:
-        _TAIL.append(_tail_class())
-    return _TAIL[0]()
 
 
 def detect_head(model: Any) -> Any:
