@@ -140,3 +140,48 @@ def test_a_pipeline_folder_loads_with_its_own_weights(cli, tmp_path, monkeypatch
     weights = [onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer]
     kernel = unet.conv_in.weight.detach().numpy()
     assert any(w.shape == kernel.shape and np.allclose(w, kernel) for w in weights)
+
+
+def test_tensorrt_readiness_of_each_component(cli, tmp_path, shared_cache, monkeypatch, write_recipe):
+    """What the tensorrt target checks before its builder (no GPU here): each exported component with the
+    profiles the target makes from its own inputs (dynamic batch, the decoder's height and width)."""
+    from vopt.core.artifact import Artifact, IOSpec, TensorSpec
+    from vopt.models.families.lookup import get_family
+    from vopt.models.families.stable_diffusion import COMPONENT_FAMILIES, build_component
+    from vopt.recipe.sections.model import InputSpec
+    from vopt.registry import get_target
+
+    monkeypatch.setenv("VOPT_CACHE_DIR", str(shared_cache))
+    base = {  # the export's own graphs: ORT's basic level adds no contrib ops
+        "extends": [str(REPO / "recipes" / "sd-cpu.yaml")],
+        "name": "sd-trt",
+        "compile": {"optimization": "basic"},
+        "validate": None,
+    }
+    m = _build(cli, write_recipe(base), tmp_path / "out")
+    cfg = yaml.safe_load((REPO / "recipes" / "families" / "stable_diffusion.yaml").read_text())["model"][
+        "config"
+    ]
+    configs = {
+        "text_encoder": cfg["text_encoder"],
+        "unet": cfg["unet"],
+        "vae_encoder": cfg["vae"],
+        "vae_decoder": cfg["vae"],
+    }
+    target = get_target("tensorrt")
+    settings = target.Config(target="tensorrt", precision=["fp16"])
+    for name, comp in m["artifact"]["components"].items():
+        examples = get_family(COMPONENT_FAMILIES[name]).example_inputs(
+            build_component(name, configs[name]), [1, 3, 32, 32]
+        )
+        # the io the load step gives the component: concrete example sizes
+        inputs = [TensorSpec(name=n, shape=["batch", *v.shape[1:]]) for n, v in examples.items()]
+        loaded = Artifact(path="", format="torch-module", io=IOSpec(inputs=inputs))
+        art = Artifact(
+            path=str(tmp_path / "out" / "sd-trt" / comp["file"]), format="onnx", io=IOSpec(**comp["io"])
+        )
+        report = target.check(art, settings, InputSpec(shape=[1, 3, 32, 32]), loaded)
+        assert report["ready"], (name, report["findings"])
+        assert set(report["profiles"]) == set(examples)  # a profile for every dynamic input
+    decoder = report["profiles"]["latent_sample"]
+    assert decoder[0][2:] == [8, 8] and decoder[2][2:] == [32, 32]  # tiles from half to twice the latent

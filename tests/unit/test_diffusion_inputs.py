@@ -177,3 +177,30 @@ def test_a_recorded_range_beyond_fp16_keeps_its_nodes_fp32(tmp_path):
     np.testing.assert_allclose(run(safe), np.maximum(x + 1 / 3e4, 0), rtol=1e-5)
     assert dtype_of(safe, "out") == onnx.TensorProto.FLOAT  # fp32 I/O
     assert [n.name for n in safe.graph.node if n.name == "relu"] == ["relu"]  # the rest is still converted
+
+
+def test_tiled_decode_is_diffusers_tiled_decode():
+    """The pipeline check's tiling (through any decoder call) is AutoencoderKL.tiled_decode, tile for tile."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    from vopt.models.families.stable_diffusion import TINY_VAE, build_component, tiled_decode
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**TINY_VAE).eval()
+    decoder = build_component("vae_decoder", TINY_VAE)
+    decoder.load_state_dict(
+        {k: v for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant"))}
+    )
+
+    def call(feeds):
+        with torch.no_grad():
+            return {"sample": decoder(torch.from_numpy(feeds["latent_sample"]))[0].numpy()}
+
+    z = np.random.default_rng(0).standard_normal((1, 4, 32, 40)).astype(np.float32)  # 2x by 2.5x the tile
+    facts = {"vae_scale": 2, "vae_sample_size": TINY_VAE["sample_size"]}
+    with torch.no_grad():
+        expected = vae.tiled_decode(torch.from_numpy(z)).sample.numpy()
+    got = tiled_decode(call, z, facts)
+    assert got.shape == expected.shape == (1, 3, 64, 80)
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -133,8 +133,15 @@ class OutputWrapper:
                     self.model.train(mode)
                 return self
 
-            def forward(self, *inputs):  # one image; or the named inputs of the family's example_inputs
-                out = self.model(pixel_values=inputs[0]) if keywords else self.model(*inputs)
+            def forward(self, pixel_values):
+                out = self.model(pixel_values=pixel_values) if keywords else self.model(pixel_values)
                 return family.output_tensors(out)
 
-        return _Wrapped().eval()
+        if type(family).example_inputs is Family.example_inputs:  # one image input (torch.export: one arg)
+            return _Wrapped().eval()
+
+        class _Named(_Wrapped):
+            def forward(self, *inputs):  # the named inputs of the family's example_inputs, in order
+                return family.output_tensors(self.model(*inputs))
+
+        return _Named().eval()

@@ -445,7 +445,9 @@ def tiled_decode(call: ComponentCall, z: np.ndarray, model: dict[str, Any]) -> n
         row = []
         for j in range(0, z.shape[3], overlap):
             tile = np.ascontiguousarray(z[:, :, i : i + latent_min, j : j + latent_min])
-            row.append(np.asarray(call({"latent_sample": tile})["sample"], np.float32))
+            row.append(
+                np.array(call({"latent_sample": tile})["sample"], np.float32)
+            )  # own copy: blended in place
         rows.append(row)
     result_rows = []
     for i, row in enumerate(rows):
@@ -460,8 +462,8 @@ def tiled_decode(call: ComponentCall, z: np.ndarray, model: dict[str, Any]) -> n
     return np.concatenate(result_rows, axis=2)
 
 
+# In place, as diffusers' blend_v and blend_h: the tiles below and to the right blend with the blended tile.
 def _blend_v(a: np.ndarray, b: np.ndarray, extent: int) -> np.ndarray:
-    b = b.copy()
     extent = min(a.shape[2], b.shape[2], extent)
     for y in range(extent):
         b[:, :, y, :] = a[:, :, -extent + y, :] * (1 - y / extent) + b[:, :, y, :] * (y / extent)
@@ -469,7 +471,6 @@ def _blend_v(a: np.ndarray, b: np.ndarray, extent: int) -> np.ndarray:
 
 
 def _blend_h(a: np.ndarray, b: np.ndarray, extent: int) -> np.ndarray:
-    b = b.copy()
     extent = min(a.shape[3], b.shape[3], extent)
     for x in range(extent):
         b[:, :, :, x] = a[:, :, :, -extent + x] * (1 - x / extent) + b[:, :, :, x] * (x / extent)
