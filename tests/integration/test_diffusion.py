@@ -79,6 +79,8 @@ def test_fp16_keeps_the_image_and_lists_the_nodes_kept_fp32(
     # CLIP's causal mask (-inf / float min) is recorded beyond fp16: the nodes reading it stay fp32, and why
     assert fp16["kept_fp32_nodes"] and "recorded calls of text_encoder" in fp16["ranges"]
     assert any("Softmax" in n and "> 8188" in why for n, why in fp16["kept_fp32_nodes"].items())
+    report = (tmp_path / "out" / "sd-fp16" / "report.md").read_text()
+    assert "nodes kept in fp32" in report and "self_attn/Softmax" in report  # the report says which and why
 
 
 def test_changing_one_component_rebuilds_only_it(cli, tmp_path, shared_cache, monkeypatch, write_recipe):

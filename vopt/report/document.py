@@ -147,6 +147,18 @@ def _components(m: dict[str, Any]) -> Section | None:
     drift = (m.get("validation") or {}).get("first_drift")
     if drift:
         sec.blocks.append(f"First component to drift from its reference: {drift['component']}.")
+    # fp16 of a pipeline's components: the nodes whose recorded ranges would overflow (vopt.quant.overflow)
+    kept = [
+        [name, node, why]
+        for step in m.get("steps") or []
+        for name, rep in ((step.get("report") or {}).get("components") or {}).items()
+        for node, why in (((rep or {}).get("fp16") or {}).get("kept_fp32_nodes") or {}).items()
+    ]
+    if kept:
+        sec.blocks.append(f"fp16: {len(kept)} nodes kept in fp32, their recorded ranges beyond fp16's:")
+        sec.blocks.append(Table(["component", "node", "why"], kept[:40]))
+        if len(kept) > 40:
+            sec.blocks.append(f"... and {len(kept) - 40} more (manifest.json: the compile step's report).")
     return sec
 
 
