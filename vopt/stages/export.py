@@ -55,6 +55,10 @@ class ExportStage(Stage):
             from vopt.errors import RecipeError
 
             raise RecipeError(f"export.nms: {target.nms_refusal}")
+        if ex.nms and recipe.model.family:  # a family whose heads take no NMS says so before any work
+            from vopt.models.families.lookup import get_family
+
+            get_family(recipe.model.family).check_nms({})
         # An ONNX source skips export, unless NMS is to be appended to its graph.
         if not loads_torch_module(recipe) and not (ex.nms and target.nms == "graph"):
             return None

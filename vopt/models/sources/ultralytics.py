@@ -191,10 +191,10 @@ def scan_checkpoint(path: Path) -> dict[str, Any]:
         if module.startswith("ultralytics.nn.tasks") and name in MODEL_CLASSES
     ]
     if not models:
-        foreign = sorted(
-            {f"{m}.{n}" for m, n in globals_ if not m.startswith(("torch", "collections", "builtins"))}
-        )
-        what = f"its pickle names {', '.join(foreign[:3])}" if foreign else "it holds no Ultralytics model"
+        plumbing = ("collections", "builtins", "torch._utils", "torch.serialization", "_codecs", "numpy.core")
+        named = sorted({f"{m}.{n}" for m, n in globals_ if not m.startswith(plumbing) and "Storage" not in n})
+        foreign = [n for n in named if not n.startswith("torch.")] or named  # a model class before torch's
+        what = f"its pickle names {', '.join(foreign[:3])}" if foreign else "it holds tensors only, no model"
         raise RecipeError(
             f"model.path: {path} is not an Ultralytics checkpoint ({what}); the ultralytics source takes a "
             "YOLO .pt saved by Ultralytics (other torch checkpoints: source: torch)"
