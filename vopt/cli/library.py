@@ -21,9 +21,14 @@ LIMITED: dict[str, str] = {
     "WebNN context, so the artifact is executed on wasm with the same static shapes, never on WebNN itself.",
     "detr-mps": "fails at compile: coremltools 9 has no converter for `new_ones` (DETR's positional "
     'embedding), "Unsupported fx node new_ones"; `vopt build` exits 1 and names the op.',
+    "yolo-qualcomm": "fails at the quantize check on the HTP simulator: onnxruntime-qnn 2.7 cannot finalize "
+    "YOLO11n's graph (QNN_COMMON_ERROR_MEM_ALLOC), at 64 and 320 px; bisected by layer, 8-bit activations "
+    "fail from the neck's first upsample-and-concat (model.12 Concat), 16-bit from the C3k2 block after it "
+    "(model.13). The network-on-HTP / NMS-on-CPU placement gate (compile.allow_cpu_nodes) and the 16-bit "
+    "decode are in place for a device or a newer SDK.",
 }
 # Limited pairs that do not build: `make smoke` leaves them out.
-FAILS = ("detr-mps",)
+FAILS = ("detr-mps", "yolo-qualcomm")
 
 
 @dataclass

@@ -156,6 +156,8 @@ def placement(
     io_qdq = [e for e in cpu if e["name"].removesuffix("_kernel_time") in boundary]
     cpu = [e for e in cpu if e not in io_qdq]
     cpu_ops = Counter(e["args"].get("op_name", "?") for e in cpu)
+    order = {n.name: i for i, n in enumerate(graph.node)}  # CPU nodes in graph order, each named once
+    cpu_names = sorted({e["name"].removesuffix("_kernel_time") for e in cpu}, key=lambda n: order.get(n, -1))
     return {
         "graph_nodes": graph_nodes,
         "qnn_partitions": len(qnn),
@@ -163,6 +165,8 @@ def placement(
         "cpu_nodes": len(cpu),
         "cpu_io_qdq": len(io_qdq),
         "cpu_ops": dict(cpu_ops.most_common()),
+        # exactly which nodes ran where: these on the CPU EP, every other node of the graph in a QNN partition
+        "cpu_node_names": cpu_names,
         "providers": sess.get_providers(),
     }
 

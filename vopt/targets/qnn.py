@@ -36,6 +36,11 @@ class QnnConfig(CompileBase):
         default=False,
         description="Gate: fail unless the QNN EP takes every node (session.disable_cpu_ep_fallback).",
     )
+    allow_cpu_nodes: list[str] = Field(
+        default_factory=list,
+        description="Gate: node-name globs that may run on the CPU EP (a detector's NMS tail: "
+        "['*/postprocess/*']); any other node there fails the build. Without disable_cpu_fallback.",
+    )
     htp_performance_mode: (
         Literal[
             "burst",
@@ -158,6 +163,20 @@ class QnnTarget(Target):
 
         where = self._placement(path, cfg, ctx)
         ctx.report.update(qdq=qdq, placement=where, provider_options=htp_options(cfg))
+        if cfg.allow_cpu_nodes:  # e.g. the network on the HTP, the NMS tail on the CPU EP
+            import fnmatch
+
+            stray = [
+                n
+                for n in where["cpu_node_names"]
+                if not any(fnmatch.fnmatchcase(n, g) for g in cfg.allow_cpu_nodes)
+            ]
+            if stray:
+                raise BuildError(
+                    f"compile.allow_cpu_nodes: {len(stray)} node(s) outside {cfg.allow_cpu_nodes} ran on the "
+                    f"CPU EP instead of the HTP: {', '.join(stray[:8])}",
+                    stage="compile",
+                )
         result = artifact.derive(path, format="onnx", meta={"precision": precision})
         if cfg.context_binary or cfg.soc_model:
             # embed_context: false keeps the context binary in a .bin next to the EPContext model: one
@@ -253,7 +272,6 @@ class QnnTarget(Target):
             htp_arch=cfg.htp_arch,
             htp=htp_options(cfg),
         )
-
 
     def check_runner(self, path: Path, settings: dict[str, Any]) -> Runner | Unavailable | None:
         """The quantize check runs the QDQ model on the QNN EP's HTP backend (the x86 simulator here), as

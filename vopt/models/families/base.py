@@ -41,6 +41,9 @@ class Family:
     # Default ops and node-name globs kept in float when quantizing.
     quant_exclude_ops: ClassVar[tuple[str, ...]] = ()
     quant_exclude_nodes: ClassVar[tuple[str, ...]] = ()
+    # Of those nodes, the ones a 16-bit quantization keeps precise enough: a target whose float nodes leave
+    # the accelerator (QNN's HTP) runs them with 16-bit activations instead of excluding them.
+    quant_int16_nodes: ClassVar[tuple[str, ...]] = ()
     is_transformer: ClassVar[bool] = False
     # transformers class to build instead of the task's Auto class (e.g. CLIP's vision tower with projection).
     model_class: ClassVar[str | None] = None

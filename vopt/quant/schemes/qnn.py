@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from vopt.quant.schemes.base import QuantTypes, quiet_logs
+from vopt.quant.schemes.base import QuantTypes, match_nodes, onnx_node_names, quiet_logs
 from vopt.quant.schemes.ort_qdq import Int16IslandOptions, OrtQdqScheme, calib_method, quant_type
 
 
@@ -57,6 +57,15 @@ class QnnQdqScheme(OrtQdqScheme):
 
         wide, exclude_nodes = self.int16_split(exclude_nodes, int16_nodes)
         excluded = self.exclusions(model, exclude_nodes)
+        # The family's precision-sensitive nodes (YOLO's box decode) stay on the HTP in 16 bits: a float node
+        # would leave it for the CPU EP.
+        sensitive = set(
+            match_nodes(onnx_node_names(model), list(getattr(self.family, "quant_int16_nodes", ())))
+        )
+        if sensitive:
+            excluded = [n for n in excluded if n not in sensitive]
+            wide = sorted({*wide, *sensitive})
+            self.info["int16_family_nodes"] = len(sensitive)
         per_channel, weight_type = self.cfg.per_channel, self.cfg.weight_type or "uint8"
         if self.options.per_channel_weights is not None:
             per_channel = self.options.per_channel_weights
