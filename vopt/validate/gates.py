@@ -48,7 +48,7 @@ def evaluate(
     the interval straddles the threshold; `mode: lower_bound` passes only when the pessimistic end of the
     interval passes. Gates in `optional` (the task defaults) are skipped when their metric was not
     measured."""
-    from vopt.validate.confidence import annotate
+    from vopt.validate.confidence import EXCLUDES, annotate, unresolved
     from vopt.validate.defaults import DECIDED_BY_INTERVAL
 
     results = []
@@ -69,10 +69,13 @@ def evaluate(
             "threshold": threshold,
             "passed": bool(_OPS[op](value, threshold)),
         }
+        interval = (metrics.get("intervals") or {}).get(metric)
         gate_mode = mode
         if metric in optional:
             result["default"] = True
-            if metric in DECIDED_BY_INTERVAL:  # fails when the images show it past the allowed value
-                gate_mode = "excludes"
-        results.append(annotate(result, op, (metrics.get("intervals") or {}).get(metric), gate_mode))
+            # A default fails when the images show it past its threshold: always for a loss, and for a rate
+            # whose check has too few images to resolve the threshold (else its estimate decides).
+            if metric in DECIDED_BY_INTERVAL or (mode == "estimate" and unresolved(op, threshold, interval)):
+                gate_mode = EXCLUDES
+        results.append(annotate(result, op, interval, gate_mode))
     return results
