@@ -37,9 +37,6 @@ DEFAULT_GATES: dict[str, dict[str, str]] = {
     "feature-extraction": {"centered_cosine": ">=0.9", **SEQUENCE},
     # a whole denoising loop's final images against PyTorch's (fp32 measures > 60 dB here, fp16 > 40 dB)
     "text-to-image": {"psnr_db": ">=30", "ssim": ">=0.95", "latent_cosine": ">=0.99"},
-    # one component of a pipeline (a diffusion UNet), quantized, against its float self on the inputs the
-    # pipeline gave it (held-out prompts): its outputs only; the image is validate's pipeline gate
-    "pipeline-component": {"cosine": ">=0.99", "sqnr_db": ">=15"},
 }
 GENERIC = {"centered_cosine": ">=0.9", **SEQUENCE}
 # Detections post-processed in the graph (boxes, scores, labels, num_detections: NMS or top-k, thresholded):
