@@ -385,15 +385,28 @@ def _check_component_sections(recipe: Any, artifact: Artifact) -> None:
 
 
 def _seal(result: Artifact) -> None:
-    """The sha256 of what a stage wrote: of its file, or of each component and then of the set."""
+    """The sha256 of what a stage wrote: of its file, or of each component and then of the set. Files that
+    belong to it beside it (an ONNX model's external data) are hashed into its metadata, so they are part of
+    its identity and of the next step's key."""
     if result.components:
         from vopt.formats.components import combined_sha256
 
         for comp in result.components.values():
             comp.sha256 = sha256_path(comp.file)
+            _seal_companions(comp)
         result.sha256 = combined_sha256(result.components)
     else:
         result.sha256 = sha256_path(result.file)
+        _seal_companions(result)
+
+
+def _seal_companions(part: Artifact) -> None:
+    from vopt.registry import get_format
+
+    part.meta.pop("companions_sha256", None)  # a parent's, carried over by derive()
+    extras = get_format(part.format).companions(part.file) if part.file.is_file() else []
+    if extras:
+        part.meta["companions_sha256"] = {p.name: sha256_path(p) for p in extras}
 
 
 def _summary(report: dict[str, Any]) -> str:

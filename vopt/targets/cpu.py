@@ -54,10 +54,12 @@ class CpuTarget(Target):
 
     def compile(self, artifact: Artifact, cfg: CpuConfig, ctx) -> Artifact:
         import json
+        from pathlib import Path
 
         import onnx
         import onnxruntime as ort
 
+        from vopt.formats.onnx import external_data_files, save_onnx
         from vopt.runtimes.ort import LEVELS, METADATA_KEY
         from vopt.targets.metadata import (
             artifact_metadata,
@@ -77,6 +79,15 @@ class CpuTarget(Target):
         so.graph_optimization_level = levels[cfg.optimization]
         so.optimized_model_filepath = str(path)
         so.log_severity_level = 3
+        if external_data_files(Path(artifact.path)):
+            # A model with external data (any over 2 GB): ORT would point the optimized model at the input's
+            # data file, which is not beside it; write the initializers to a data file of its own instead.
+            so.add_session_config_entry(
+                "session.optimized_model_external_initializers_file_name", f"{path.name}.data"
+            )
+            so.add_session_config_entry(
+                "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
+            )
         model_src: str | bytes = artifact.path
         built, fp16 = None, None
         if self.precision(cfg) == "fp16":  # fp32 I/O; nodes whose recorded ranges would overflow stay fp32
@@ -89,7 +100,7 @@ class CpuTarget(Target):
                 ctx.report["fp16"] = fp16
                 model_src, built = converted.SerializeToString(), "fp16"
         ort.InferenceSession(model_src, so, providers=["CPUExecutionProvider"])
-        proto = onnx.load(str(path))
+        proto = onnx.load(str(path), load_external_data=False)  # the graph; external data stays where it is
         precision = effective_precision(artifact, self.precision(cfg), built=built or qdq_precision(proto))
         runtime = {"graph_optimization_level": LEVELS[cfg.session_optimization]}  # ORT's own enum name
         set_onnx_metadata(
@@ -99,7 +110,7 @@ class CpuTarget(Target):
                 METADATA_KEY: json.dumps(runtime),
             },
         )
-        onnx.save(proto, str(path))
+        save_onnx(proto, path)
         if cfg.ort_format:
             so2 = ort.SessionOptions()
             so2.optimized_model_filepath = str(ctx.out("model.ort"))

@@ -45,10 +45,17 @@ class OnnxSource(Source):
 
     def fingerprint(self, spec) -> dict:
         out = super().fingerprint(spec)
-        for name, part in (spec.components or {}).items():
-            path = Path(part.path).expanduser()
-            if path.exists():
-                out[f"components.{name}"] = _stat_fingerprint(path)
+        files = {"path": spec.path, **{f"components.{n}": p.path for n, p in (spec.components or {}).items()}}
+        for key, value in files.items():
+            path = Path(value).expanduser() if value else None
+            if path is None or not path.is_file():
+                continue
+            if key != "path":
+                out[key] = _stat_fingerprint(path)
+            # Weights in external-data files (every model over 2 GB) are part of the model: edit one and the
+            # load step must run again, though the .onnx file itself is unchanged.
+            for extra in _external_data(path):
+                out[f"{key}:{extra.name}"] = _stat_fingerprint(extra)
         return out
 
 
@@ -74,3 +81,13 @@ def check_onnx(path: Path) -> None:
         ) from None
     if not proto.graph.input or not proto.graph.output:
         raise BuildError(f"{path}: the ONNX graph has no inputs or no outputs", stage="load")
+
+
+def _external_data(path: Path) -> list[Path]:
+    """The external-data files an ONNX model points at that exist (reading the graph, not the weights)."""
+    from vopt.formats.onnx import OnnxFormat
+
+    try:
+        return [p for p in OnnxFormat.companions(path) if p.is_file()]
+    except Exception:  # noqa: BLE001 - a truncated or foreign file: check_onnx names it at load
+        return []
