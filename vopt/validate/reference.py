@@ -36,6 +36,7 @@ def compare_outputs(
     Raises GateFailed (exit 3) when no output could be compared: an empty comparison has no metric, so every
     gate on it would be skipped or misread, and `cosine 1.000000` would be printed for nothing."""
     require_compared(ref, out, where)
+    require_finite(ref, out, where)
     out, moved = align_queries(ref, out, skip)
     outputs = {}
     for name, r in ref.items():
@@ -54,6 +55,49 @@ def compare_outputs(
         "worst_cosine": min((m["cosine"] for m in checked), default=1.0),
         "worst_max_abs_diff": max((m["max_abs_diff"] for m in checked), default=0.0),
     }
+
+
+def require_finite(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], where: str) -> None:
+    """Fail, with its own message, when an output holds NaN or inf: a cosine of NaN compares false with every
+    threshold, so a NaN-producing artifact passed parity (and any check not gated) with exit 0."""
+    bad = []
+    for side, outputs in (("reference", ref), ("artifact", out)):
+        for name, value in outputs.items():
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "fc" or not arr.size:
+                continue
+            count = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            if count:
+                bad.append(f"{side} output {name}: {count} of {arr.size} values are NaN or inf")
+    if bad:
+        not_finite(bad, where)
+
+
+def not_finite(bad: list[str], where: str) -> None:
+    """Raise the check's failure for outputs with NaN or inf; `bad` says, per side and output, how many."""
+    from vopt.errors import GateFailed
+
+    both = any(b.startswith("reference") for b in bad) and any(b.startswith("artifact") for b in bad)
+    hint = (
+        "the reference overflows too: the inputs or the weights do (preprocess.mean / std, or the checkpoint)"
+        if both or all(b.startswith("reference") for b in bad)
+        else "only the artifact's: the conversion broke the model (precision, an op the runtime computes "
+        "differently)"
+    )
+    raise GateFailed(
+        f"{where}: outputs are not finite (NaN or inf), so they cannot match the reference",
+        lines=[*bad[:6], hint],
+        failures=[
+            {
+                "metric": "outputs_finite",
+                "value": 0,
+                "condition": ">=1",
+                "threshold": 1,
+                "passed": False,
+                "stage": where.split()[0],
+            }
+        ],
+    )
 
 
 def require_compared(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], where: str) -> None:
