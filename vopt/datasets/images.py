@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,13 +150,53 @@ def fingerprint(
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def _no_bombs():
+    """Pillow only warns (DecompressionBombWarning) between MAX_IMAGE_PIXELS (89M) and twice that, and then
+    decodes the whole image; raise it instead, so such a file is named and skipped before it is decoded."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def _bomb_reason(exc: BaseException) -> str | None:
+    from PIL import Image
+
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(pixels.group(1)):,} pixels" if pixels else "too many pixels"
+        return (
+            f"decompression bomb: {size}, over Pillow's limit of {Image.MAX_IMAGE_PIXELS:,} "
+            "(PIL.Image.MAX_IMAGE_PIXELS); not decoded"
+        )
+    return None
+
+
+def header_problem(path: Path) -> str | None:
+    """Why Pillow cannot read this image, from its header alone (a truncated body is found, and skipped, at
+    load), or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with _no_bombs(), Image.open(path) as img:
+            img.size  # noqa: B018 - parsed from the header
+        return None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return _bomb_reason(exc)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+
+
 def open_rgb(path: Path):
     """The image as 8-bit RGB, the way a viewer shows it: EXIF orientation applied, 16-bit scaled to 8-bit.
-    Raises UnreadableImage (with the reason) for a file Pillow cannot decode in full."""
+    Raises UnreadableImage (with the reason) for a file Pillow cannot decode in full, or one past Pillow's
+    decompression-bomb limit."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with _no_bombs(), Image.open(path) as img:
             img = ImageOps.exif_transpose(img)  # a phone photo stored sideways is upright here
             if img.mode.startswith("I;16") or img.mode == "I":
                 # 16-bit grayscale: Pillow's convert("RGB") clips at 255 (a white image); scale 0..65535 to
@@ -163,7 +206,9 @@ def open_rgb(path: Path):
             rgb = img.convert("RGB")  # grayscale and RGBA become 3-channel RGB
             rgb.load()
             return rgb
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UnreadableImage(path, _bomb_reason(exc) or type(exc).__name__) from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise UnreadableImage(path, str(exc) or type(exc).__name__) from None
 
 

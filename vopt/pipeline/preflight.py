@@ -145,8 +145,12 @@ def _data_problems(
         if tensors:
             continue
         if path.is_file():
-            if path.suffix.lower() not in IMAGE_SUFFIXES or not readable_image(path):
-                out.append(f"{where}: {key}: not a readable image (jpg, png, webp, bmp): {src}")
+            from vopt.datasets.images import header_problem
+
+            why = header_problem(path) if path.suffix.lower() in IMAGE_SUFFIXES else None
+            if path.suffix.lower() not in IMAGE_SUFFIXES or why:
+                detail = f" ({why})" if why and why.startswith("decompression bomb") else ""
+                out.append(f"{where}: {key}: not a readable image (jpg, png, webp, bmp): {src}{detail}")
             continue
         try:
             files = image_files(path)
@@ -252,15 +256,11 @@ def _labels_problems(labels: str | None, loc: tuple[str, ...], raw: Any) -> list
 
 
 def readable_image(path: Path) -> bool:
-    """Pillow can identify the file (a header read: a truncated body is found, and skipped, at load)."""
-    from PIL import Image, UnidentifiedImageError
+    """Pillow can identify the file, and it is no decompression bomb (a header read: a truncated body is
+    found, and skipped, at load)."""
+    from vopt.datasets.images import header_problem
 
-    try:
-        with Image.open(path) as img:
-            img.size  # noqa: B018 - parsed from the header
-        return True
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-        return False
+    return header_problem(path) is None
 
 
 def check_out_dir(out_root: Path, names: list[str]) -> None:
