@@ -10,7 +10,7 @@ from vopt.core.artifact import Artifact
 from vopt.recipe.sections.validate import ValidateSection
 from vopt.runtimes.base import Runner, Unavailable
 from vopt.validate.gates import evaluate
-from vopt.validate.reference import compare_outputs, postprocessed, unordered
+from vopt.validate.reference import postprocessed, unordered
 from vopt.validate.sequence import sequence_line
 from vopt.validate.tasks import task_metrics
 
@@ -98,29 +98,48 @@ def _compare(
             list(iter_batches(files, reference_artifact.preprocess, batch=8, augment_seed=section.seed))
         )
     )
-    with ref_run:  # the model as loaded: PyTorch eager, or the source file on its own runtime
-        ref = run_batches(
-            ref_run,
-            ref_run.info["input_name"],
-            [ref_images[i : i + 8] for i in range(0, len(ref_images), 8)],
-            static_batch=ref_run.info.get("static_batch"),
-        )
     if not ref_format.torch_module:
         report["reference_runtime"] = f"source {ref_format.description} on {ref_format.check_label}"
     static = artifact.io.inputs[0].shape[0] if isinstance(artifact.io.inputs[0].shape[0], int) else None
     batches = [images[i : i + section.batch] for i in range(0, len(images), section.batch)]
     calls = sum(-(-len(b) // static) for b in batches) if static else len(batches)  # a call per static chunk
-    with ctx.reporter.bar(f"validate on {run.runtime}", calls) as advance:
+    # A browser check takes every output at once; otherwise a large output is compared chunk by chunk.
+    keep = None if section.runtime == "browser" else KEEP_ELEMENTS
+    streamed = _Streamed(keep)
+    with ref_run, ctx.reporter.bar(f"validate on {run.runtime}", calls) as advance:
 
         def counted(feeds):
             out = run(feeds)
             advance(1)
             return out
 
-        out = run_batches(counted, artifact.io.inputs[0].name, batches, static_batch=static)
-    ref = postprocessed(ref, artifact)
-    metrics = compare_outputs(ref, out, skip=unordered(family, artifact), where="validate")
-    spread = _output_spread(ref)
+        i, chunk = 0, section.batch  # the first chunk is one batch; then as many as CHUNK_BYTES holds
+        while i < len(images):  # the reference and the artifact on one chunk of images
+            ref_part = run_batches(
+                ref_run,
+                ref_run.info["input_name"],
+                [ref_images[j : min(j + 8, i + chunk)] for j in range(i, min(i + chunk, len(images)), 8)],
+                static_batch=ref_run.info.get("static_batch"),
+            )
+            out_part = run_batches(
+                counted,
+                artifact.io.inputs[0].name,
+                [images[j : j + section.batch] for j in range(i, min(i + chunk, len(images)), section.batch)],
+                static_batch=static,
+            )
+            streamed.add(postprocessed(ref_part, artifact), out_part)
+            i += chunk
+            per_image = sum(v[0].nbytes for v in (*ref_part.values(), *out_part.values()) if np.ndim(v))
+            fits = max(1, CHUNK_BYTES // max(per_image, 1)) // section.batch * section.batch
+            chunk = min(max(section.batch, fits), section.batch * max(1, -(-CHUNK_IMAGES // section.batch)))
+    ref, out = streamed.kept()
+    metrics = streamed.compare(unordered(family, artifact))
+    spread = {**_output_spread({n: v for n, v in ref.items() if n not in streamed.parity}), **streamed.spread}
+    if streamed.parity:
+        report["streamed_outputs"] = {
+            n: f"{streamed.values[n]:,} values per image: compared chunk by chunk, not kept"
+            for n in streamed.parity
+        }
     report.update(
         status="ok",
         runtime=run.runtime,
@@ -144,6 +163,93 @@ def _compare(
         report["gates"] += report["browser"].pop("gates")
         report["summary"] += f"; browser: {report['browser']['summary']}"
     return report
+
+
+# An output with more values per image than this (a segmentation map, a feature map) is compared chunk by
+# chunk (StreamingParity, exact) and not kept for the whole set: 500 images of a 64 x 128 x 128 map were 2 GB
+# per side (20 GB at peak with the float64 copies) where the run now holds one chunk. A [B, C, H, W] output
+# keeps its label map (argmax over C, 2 bytes a pixel) for mIoU.
+KEEP_ELEMENTS = 65_536
+CHUNK_IMAGES = 32  # images run per chunk, at most
+CHUNK_BYTES = 64 << 20  # and at most this many bytes of both sides' outputs per chunk (at least one batch)
+
+
+class _Streamed:
+    """The outputs of both sides, chunk by chunk: small ones kept whole, large ones reduced as they come."""
+
+    def __init__(self, keep: int | None):
+        from vopt.validate.metrics import StreamingParity
+
+        self.keep = keep
+        self.make = StreamingParity
+        self.ref: dict[str, list[np.ndarray]] = {}
+        self.out: dict[str, list[np.ndarray]] = {}
+        self.parity: dict[str, Any] = {}
+        self.values: dict[str, int] = {}
+        self.labels: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self.spread: dict[str, float] = {}
+        self._spread_sum: dict[str, tuple[float, int, np.ndarray | None]] = {}
+
+    def add(self, ref: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+        from vopt.validate.metrics import cosine
+
+        for name, r in ref.items():
+            r = np.asarray(r)
+            per_image = int(np.prod(r.shape[1:])) if r.ndim else 1
+            large = self.keep is not None and per_image > self.keep and name in out and r.ndim >= 1
+            if not large and name not in self.parity:
+                self.ref.setdefault(name, []).append(r)
+                if name in out:
+                    self.out.setdefault(name, []).append(np.asarray(out[name]))
+                continue
+            o = np.asarray(out[name])
+            self.parity.setdefault(name, self.make()).add(r, o)
+            self.values[name] = per_image
+            if r.ndim == 4 and o.shape == r.shape and r.shape[1] < 65_536:  # [B, C, H, W]: maps for mIoU
+                maps = self.labels.setdefault(name, ([], []))
+                maps[0].append(r.argmax(axis=1).astype(np.uint16))
+                maps[1].append(o.argmax(axis=1).astype(np.uint16))
+            total, count, last = self._spread_sum.get(name, (0.0, 0, None))
+            for sample in r:  # mean cosine between consecutive images, as _output_spread
+                if last is not None:
+                    total, count = total + cosine(last, sample), count + 1
+                last = sample
+            self._spread_sum[name] = (total, count, np.array(last, copy=True) if last is not None else None)
+            self.spread = {n: t / c for n, (t, c, _) in self._spread_sum.items() if c}
+
+    def kept(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The outputs the task metrics and gates read: small ones whole, large [B, C, H, W] ones as label
+        maps ([B, H, W], what the segmentation metrics compute from them)."""
+        ref = {n: np.concatenate(v) for n, v in self.ref.items()}
+        out = {n: np.concatenate(v) for n, v in self.out.items()}
+        for name, (r, o) in self.labels.items():
+            ref[name], out[name] = np.concatenate(r), np.concatenate(o)
+        return ref, out
+
+    def compare(self, skip: tuple[str, ...]) -> dict[str, Any]:
+        """compare_outputs' result: the kept outputs compared whole, the large ones from their sums."""
+        from vopt.validate.reference import compare_outputs, not_finite, require_compared
+
+        ref = {n: np.concatenate(v) for n, v in self.ref.items()}
+        out = {n: np.concatenate(v) for n, v in self.out.items()}
+        shared = [n for n in ref if n in out and np.size(ref[n]) and np.size(out[n])]
+        if not shared and not self.parity:
+            require_compared(ref, out, "validate")
+        bad = [
+            f"{side} output {n}: {p.nonfinite[side]} of {p.size[side]} values are NaN or inf"
+            for side in ("reference", "artifact")
+            for n, p in self.parity.items()
+            if p.nonfinite[side]
+        ]
+        if bad:
+            not_finite(bad, "validate")
+        result = compare_outputs(ref, out, skip=skip, where="validate") if shared else {"outputs": {}}
+        for name, acc in self.parity.items():
+            result["outputs"][name] = {**acc.metrics(), "streamed": True}
+        checked = list(result["outputs"].values())
+        result["worst_cosine"] = min((m["cosine"] for m in checked), default=1.0)
+        result["worst_max_abs_diff"] = max((m["max_abs_diff"] for m in checked), default=0.0)
+        return result
 
 
 def _record_data(report: dict[str, Any], files: list[Any], heldout: dict[str, Any] | None, ctx: Any) -> None:

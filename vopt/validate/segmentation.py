@@ -6,8 +6,11 @@ import numpy as np
 
 
 def label_maps(logits: np.ndarray) -> np.ndarray:
-    """[B, C, H, W] class scores -> [B, H, W] labels."""
-    return np.asarray(logits).argmax(axis=1)
+    """[B, C, H, W] class scores -> [B, H, W] labels (label maps already, as integers, pass through)."""
+    arr = np.asarray(logits)
+    if arr.ndim == 3 and arr.dtype.kind in "iu":
+        return arr
+    return arr.argmax(axis=1)
 
 
 def miou(ref_labels: np.ndarray, out_labels: np.ndarray) -> dict[str, float]:

@@ -31,7 +31,9 @@ def task_metrics(
     if name is None or name not in out:
         return {}, notes
     if task == "semantic-segmentation":
-        if np.ndim(ref[name]) != 4:
+        # [B, C, H, W] scores, or the [B, H, W] label maps validate keeps of a large output (validate/run.py)
+        maps = np.ndim(ref[name]) == 3 and np.asarray(ref[name]).dtype.kind in "iu"
+        if np.ndim(ref[name]) != 4 and not maps:
             notes.append(f"`{name}` is not [B, C, H, W]: no mIoU")
             return {}, notes
         from vopt.validate.segmentation import segmentation_metrics
