@@ -212,10 +212,11 @@ def untrusted_reason(artifact: Any, file_sha256: Any = None) -> str | None:
     or None. Checked on every cache hit, so a damaged or edited entry is rebuilt instead of used:
     - a torch module's architecture reference must be one the recipe names (`reference_problem`);
     - a fixed graph (TorchScript, .pt2) must be byte for byte the file the recipe's `model.path` names.
-    `file_sha256(path)` hashes the recipe's file (a memo of content hashes, when the caller has one)."""
-    from vopt.core.artifact import hash_file
+    `file_sha256(path)` hashes the recipe's file (by default through vopt.core.filehash, which reads a file
+    once and remembers its hash while it is unchanged)."""
+    from vopt.core.filehash import content_sha256
 
-    hasher = file_sha256 or hash_file
+    hasher = file_sha256 or content_sha256
     for part in [artifact, *artifact.components.values()]:
         meta = part.meta or {}
         ref = meta.get("module_ref")
