@@ -85,9 +85,15 @@ def check_onnx(path: Path) -> None:
 
 def _external_data(path: Path) -> list[Path]:
     """The external-data files an ONNX model points at that exist (reading the graph, not the weights)."""
-    from vopt.formats.onnx import OnnxFormat
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
     try:
-        return [p for p in OnnxFormat.companions(path) if p.is_file()]
+        proto = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - a truncated or foreign file: check_onnx names it at load
         return []
+    names: dict[str, None] = {}
+    for tensor in onnx.external_data_helper._get_all_tensors(proto):
+        if uses_external_data(tensor):
+            names.setdefault(ExternalDataInfo(tensor).location, None)
+    return [path.parent / n for n in names if n and (path.parent / n).is_file()]
