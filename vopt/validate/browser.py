@@ -12,13 +12,14 @@ def validate_in_browser(
     artifact: Any, images: np.ndarray, ref: dict[str, np.ndarray], section: Any, family: Any
 ) -> dict[str, Any]:
     """`validate: {runtime: browser}`: per-EP max abs diff, cosine and timing, and per-EP gates."""
+    from vopt.runtimes.base import fixed_batch
     from vopt.runtimes.browser import require, run_eps
     from vopt.validate.gates import evaluate
     from vopt.validate.reference import compare_outputs, unordered
     from vopt.validate.tasks import task_metrics
 
     require()
-    static = artifact.io.inputs[0].shape[0] if isinstance(artifact.io.inputs[0].shape[0], int) else None
+    static = fixed_batch(artifact.io.inputs[0].shape[0])  # -1 or 0 is open
     batches = [images[i : i + section.batch] for i in range(0, len(images), section.batch)]
     results = run_eps(artifact.path, batches, artifact.io.inputs[0].name, static_batch=static)
     report: dict[str, Any] = {"eps": {}, "gates": []}

@@ -12,7 +12,7 @@ import numpy as np
 
 from vopt.core.artifact import Artifact
 from vopt.recipe.sections.validate import ValidateSection
-from vopt.runtimes.base import Runner, Unavailable, run_feeds
+from vopt.runtimes.base import Runner, Unavailable, fixed_batch, run_feeds
 from vopt.validate.gates import evaluate
 from vopt.validate.reference import compare_outputs
 from vopt.validate.tasks import task_metrics
@@ -32,7 +32,7 @@ class ComponentRun:
         self.outputs = [t.name for t in artifact.io.outputs]
         # a runner that does not say (QNN's) has the batch the artifact's first input was fixed to
         first = artifact.io.inputs[0].shape[0] if artifact.io.inputs and artifact.io.inputs[0].shape else None
-        self.static_batch = runner.info.get("static_batch") or (first if isinstance(first, int) else None)
+        self.static_batch = fixed_batch(runner.info.get("static_batch")) or fixed_batch(first)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = run_feeds(self.runner, feeds, self.static_batch)

@@ -206,14 +206,14 @@ def compare_with_torch(
     """Export parity: ONNX Runtime on the artifact vs PyTorch on the same real images (each through its own
     contract: raw pixels for an artifact with embedded preprocessing, the float pipeline for PyTorch)."""
     from vopt.datasets.images import describe, load_batch
-    from vopt.runtimes.base import run_batches
+    from vopt.runtimes.base import fixed_batch, run_batches
     from vopt.runtimes.ort import runner
 
     images = load_batch(data, artifact.preprocess, samples)
     ref_pre = reference_preprocess or artifact.preprocess
     ref_images = images if ref_pre == artifact.preprocess else load_batch(data, ref_pre, samples)
     batch_dim = artifact.io.inputs[0].shape[0] if artifact.io.inputs else None
-    static = batch_dim if isinstance(batch_dim, int) else None
+    static = fixed_batch(batch_dim)  # -1 or 0 is open
     # A static-batch artifact usually comes from a static-batch module (e.g. a .pt2 program): feed it the
     # same.
     ref = postprocessed(torch_outputs(model, family, ref_images, batch=static or 8), artifact)

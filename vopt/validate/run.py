@@ -8,7 +8,7 @@ import numpy as np
 
 from vopt.core.artifact import Artifact
 from vopt.recipe.sections.validate import ValidateSection
-from vopt.runtimes.base import Runner, Unavailable
+from vopt.runtimes.base import Runner, Unavailable, fixed_batch
 from vopt.validate.gates import evaluate
 from vopt.validate.reference import postprocessed, unordered
 from vopt.validate.sequence import sequence_line
@@ -100,7 +100,7 @@ def _compare(
     )
     if not ref_format.torch_module:
         report["reference_runtime"] = f"source {ref_format.description} on {ref_format.check_label}"
-    static = artifact.io.inputs[0].shape[0] if isinstance(artifact.io.inputs[0].shape[0], int) else None
+    static = fixed_batch(artifact.io.inputs[0].shape[0])  # -1 or 0 is open, never a step of -1
     batches = [images[i : i + section.batch] for i in range(0, len(images), section.batch)]
     calls = sum(-(-len(b) // static) for b in batches) if static else len(batches)  # a call per static chunk
     # A browser check takes every output at once; otherwise a large output is compared chunk by chunk.
