@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vopt.errors import RecipeError
 from vopt.core.artifact import Artifact
+from vopt.errors import RecipeError
 
 
 @dataclass

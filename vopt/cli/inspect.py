@@ -126,7 +126,7 @@ def describe(path: Path) -> dict:
 
     path = Path(path)
     if path.is_dir() and (path / "manifest.json").is_file():
-        from vopt.pipeline.manifest import read_manifest
+        from vopt.core.results import read_manifest
 
         entry = read_manifest(path).get("artifact") or {}
         if not entry.get("file"):

@@ -15,8 +15,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from vopt.errors import VoptError
 from vopt.core.progress import Reporter
+from vopt.errors import VoptError
 
 # soft_wrap: rich never breaks a line (a path, a recipe name) itself; a terminal wraps it, a CI log keeps it.
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vopt.errors import first_line
 from vopt.core.artifact import Artifact, hash_file, sha256_path
+from vopt.errors import first_line
 
 ENTRY_FILE = "entry.json"
 # Entries of format 1 carried no file hashes, and of format 2 no seal over entry.json: both are rebuilt.

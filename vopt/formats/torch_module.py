@@ -40,8 +40,8 @@ class TorchModuleFormat(Format):
         import numpy as np
         import torch
 
-        from vopt.models.resolve import OutputWrapper, family_of, load_module
         from vopt.core.artifact import Artifact as _Artifact
+        from vopt.models.resolve import OutputWrapper, family_of, load_module
         from vopt.runtimes.base import Runner, Unavailable
 
         if not isinstance(artifact, _Artifact):

@@ -6,12 +6,12 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from vopt.core.artifact import Artifact, Preprocess
 from vopt.errors import BuildError
 from vopt.models import store
 from vopt.models.families.base import Family
 from vopt.models.families.generic import generic_family, scoring_from_config
 from vopt.models.families.lookup import family_for, family_for_task, get_family
-from vopt.core.artifact import Artifact, Preprocess
 
 
 def family_of(artifact: Artifact) -> Family:

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from vopt.errors import BuildError
 from vopt.core.artifact import Artifact, TensorSpec
+from vopt.errors import BuildError
 
 # A browser fetches the model into one ArrayBuffer and protobuf caps a message at 2 GiB.
 PROTOBUF_LIMIT_MB = 2047.0
