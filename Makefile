@@ -36,7 +36,15 @@ $(DEMO_STAMP): pyproject.toml constraints.txt
 demo: $(DEMO_STAMP)
 	$(BIN)/vopt build recipes/examples/demo.yaml
 
-test: install browser-deps
+# scripts/yolo_shapes.py's images for the yolo-shapes recipes (calibration, check, held-out validation) and the
+# YOLO benchmark: regenerated bit for bit from the seed, git-ignored. The first 64 train and val images and the
+# 100 held-out ones (image i of a split does not depend on how many are made); 228 images in about 15 s.
+SHAPES := datasets/yolo-shapes/heldout.json
+$(SHAPES): | $(STAMP)
+	$(BIN)/python scripts/yolo_shapes.py datasets/yolo-shapes --split train --split val --n 64
+	$(BIN)/python scripts/yolo_shapes.py datasets/yolo-shapes --split heldout --n 100
+
+test: install browser-deps $(SHAPES)
 	# A crashed worker fails the run at once (xdist once hung after replacing two crashed workers).
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --max-worker-restart=0 -q -rs --durations=25
 
@@ -74,12 +82,12 @@ build/%: recipes/examples/%.yaml FORCE | $(VOPT_DEPS)
 FORCE:
 
 # vopt check on every file under recipes/ (fragments are checked composed over a stub).
-recipes-check: | $(VOPT_DEPS)
+recipes-check: $(SHAPES) | $(VOPT_DEPS)
 	$(VOPT) check $$(find recipes -name '*.yaml' | sort)
 
 # Every recipe whose target builds and runs here (vopt recipes --buildable), with the family's tiny config,
 # random weights and a few images (--profile smoke), JOBS at a time.
-smoke: | $(VOPT_DEPS)
+smoke: $(SHAPES) | $(VOPT_DEPS)
 	$(VOPT) build $$($(VOPT) recipes --buildable) --profile smoke --out build/smoke -j $(JOBS)
 
 # The tflite target's tests in their own venv: litert-torch 0.10 needs ml_dtypes 0.7 and typing-extensions < 4.13

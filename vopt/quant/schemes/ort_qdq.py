@@ -230,7 +230,10 @@ class OrtQdqScheme(Scheme):
         )
         # One collect_data call per chunk: each call reduces its outputs to ranges or histograms and merges
         # them, so memory is bounded by the chunk. (ORT's own max_intermediate_outputs drops data in 1.32.)
-        for part in chunked_reader(reader, CHUNK_BATCHES):
+        # Histogram methods stack each tensor's values across a call's batches: a tensor whose size depends on
+        # the data (the rows NonMaxSuppression selects) cannot stack, so they take one batch per call.
+        histogram = self.cfg.calibration.method in ("percentile", "entropy")
+        for part in chunked_reader(reader, 1 if histogram else CHUNK_BATCHES):
             calibrator.collect_data(part)
         seen = reader.seen
         ranges = calibrator.compute_data()
