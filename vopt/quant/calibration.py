@@ -1,5 +1,6 @@
-"""Calibration data: image folders through the preprocessing contract, .npy/.npz tensors, or synthetic
-tensors (only when asked). Always streamed in batches, seeded, and fingerprinted."""
+"""Calibration data: image folders through the preprocessing contract, .npy/.npz tensors, synthetic tensors
+(only when asked), or a pipeline component's feeds recorded while the pipeline ran on prompts (named inputs;
+vopt.quant.feeds). Always streamed in batches, seeded, and fingerprinted."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +35,7 @@ def data_kind(section: CalibrationSection) -> str:
 
 class CalibrationSet:
     """One calibration data set. `batches()` can be called more than once and yields the same data each
-    time."""
+    time: image batches (arrays), or for kind `feeds` one recorded call's named inputs (dicts) at a time."""
 
     def __init__(
         self,
@@ -41,12 +43,18 @@ class CalibrationSet:
         preprocess: Preprocess,
         input_shape: list[int],
         candidates: list[Path] | None = None,
+        feeds_from: dict[str, Any] | None = None,
+        component: str | None = None,
     ):
         self.section = section
         self.candidates = candidates  # the images it may use (the calibration part of a split folder)
         self.preprocess = preprocess
         self.input_shape = list(input_shape)
-        self.kind = data_kind(section)
+        # A pipeline's component: what its feeds are recorded from (vopt.quant.feeds.feeds_from), and the
+        # feeds themselves once the quantize step recorded them (`use_feeds`).
+        self.feeds_from, self.component = feeds_from, component
+        self.feeds: list[dict[str, np.ndarray]] | None = None
+        self.kind = "feeds" if feeds_from is not None else data_kind(section)
         self._files: list[Path] | None = None
         from vopt.datasets.images import ImageStats
 
@@ -55,9 +63,13 @@ class CalibrationSet:
         )  # images only: distinct, augmented and skipped files (filled as they stream)
 
     # -- what it is ---------------------------------------------------------------------------
+    def use_feeds(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        """The recorded calls this set yields (kind `feeds`)."""
+        self.feeds = list(feeds)
+
     def files(self) -> list[Path]:
         if self._files is None:
-            if self.kind == "synthetic":
+            if self.kind in ("synthetic", "feeds"):
                 self._files = []
             elif self.kind == "tensors":
                 self._files = [Path(s).expanduser() for s in _sources(self.section.data)]
@@ -72,6 +84,12 @@ class CalibrationSet:
         return self._files
 
     def describe(self) -> str:
+        if self.kind == "feeds":
+            from vopt.quant.feeds import describe
+
+            assert self.feeds_from is not None
+            calls = self.count() if self.feeds is not None else None
+            return describe(self.feeds_from, self.component, "calibration", calls)
         if self.kind == "synthetic":
             return "SYNTHETIC random tensors (not real data: ranges may not match real inputs)"
         if self.kind == "tensors":
@@ -93,6 +111,10 @@ class CalibrationSet:
             from vopt.datasets.images import fingerprint
 
             return fingerprint(self.files(), self.preprocess, extra)
+        if self.kind == "feeds":  # the recipe data the feeds are recorded from, not the arrays
+            from vopt.quant.feeds import fingerprint as feeds_fingerprint
+
+            return feeds_fingerprint(self.feeds_from or {}, {**extra, "component": self.component})
         h = hashlib.sha256(json.dumps(extra, sort_keys=True).encode())
         for f in self.files():
             with f.open("rb") as fh:
@@ -101,16 +123,23 @@ class CalibrationSet:
         return h.hexdigest()
 
     def count(self) -> int:
+        if self.kind == "feeds":  # recorded calls (each a whole batch: a guided UNet call has 2 rows)
+            return self.section.samples if self.feeds is None else min(self.section.samples, len(self.feeds))
         if self.kind == "tensors":
             return min(self.section.samples, sum(len(a) for a in self._tensor_arrays()))
         return self.section.samples
 
     # -- the data -----------------------------------------------------------------------------
-    def batches(self, limit: int | None = None) -> Iterator[np.ndarray]:
-        """Batches of at most `section.batch` samples; `limit` caps the number of samples."""
+    def batches(self, limit: int | None = None) -> Iterator[Any]:
+        """Batches of at most `section.batch` samples; `limit` caps the number of samples. Kind `feeds`: one
+        recorded call's inputs (a dict) per batch, `limit` calls at most."""
         total = min(self.count(), limit) if limit else self.count()
         batch = self.section.batch
-        if self.kind == "synthetic":
+        if self.kind == "feeds":
+            if self.feeds is None:
+                raise RuntimeError("calibration feeds were not recorded yet (CalibrationSet.use_feeds)")
+            yield from self.feeds[:total]
+        elif self.kind == "synthetic":
             rng = np.random.default_rng(self.section.seed)
             for start in range(0, total, batch):
                 n = min(batch, total - start)
@@ -161,13 +190,30 @@ def _rebatch(rows: Iterator[np.ndarray], batch: int, total: int) -> Iterator[np.
         yield np.stack(buf)
 
 
-def split_static(batches: Iterator[np.ndarray], static_batch: int | None) -> Iterator[np.ndarray]:
-    """Cut batches to a model's fixed batch size (padding the last one by repetition)."""
-    from vopt.runtimes.base import static_chunks
+def split_static(batches: Iterator[Any], static_batch: int | None) -> Iterator[Any]:
+    """Cut batches to a model's fixed batch size (padding the last one by repetition); a batch of named
+    inputs (a dict) is cut along its shared batch axis."""
+    from vopt.runtimes.base import fixed_batch, pad_to, static_chunks
 
     for b in batches:
-        for chunk, _ in static_chunks(b, static_batch):
-            yield chunk
+        if isinstance(b, dict):
+            static = fixed_batch(static_batch)
+            n = rows(b)
+            if not static or n == static:
+                yield b
+                continue
+            for start in range(0, n, static):
+                yield {k: pad_to(v[start : start + static], static) for k, v in b.items()}
+        else:
+            for chunk, _ in static_chunks(b, static_batch):
+                yield chunk
+
+
+def rows(batch: Any) -> int:
+    """Samples in a batch: an array's first dim, or the shared batch axis of named inputs."""
+    if isinstance(batch, dict):
+        return len(next(iter(batch.values()))) if batch else 0
+    return len(batch)
 
 
 class OrtReader:
@@ -193,9 +239,10 @@ class OrtReader:
         b = next(self._it, None)
         if b is None:
             return None
-        self.seen += len(b)
-        self.advance(len(b))
-        return {self.input_name: b}
+        n = 1 if isinstance(b, dict) else len(b)  # feeds count by recorded call
+        self.seen += n
+        self.advance(n)
+        return dict(b) if isinstance(b, dict) else {self.input_name: b}
 
     def rewind(self) -> None:
         self._it = None

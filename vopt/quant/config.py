@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 from vopt.recipe.sections.quantize import CalibrationSection, CheckSection, ExcludeSection, SearchSection
 
@@ -40,3 +40,20 @@ class QuantizeConfig(BaseModel):
     heldout: dict[str, Any] | None = None
     # Build-machine facts the scheme's defaults read (Scheme.host_facts): part of the cache key.
     host: dict[str, Any] = Field(default_factory=dict)
+    # A pipeline's component (a diffusion UNet): what its recorded calibration and check feeds depend on
+    # (vopt.quant.feeds.feeds_from: model, pipeline settings, prompts and seeds). None for a single model, and
+    # then left out of the cache key.
+    calibration_from: dict[str, Any] | None = None
+    # Each input's static shape where the recorded feeds fix it (set when the step runs, from the feeds).
+    input_shapes: dict[str, list[int | None]] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        for key in ("calibration_from", "input_shapes"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        calibration = data.get("calibration")
+        if isinstance(calibration, dict) and calibration.get("prompts") is None:
+            calibration.pop("prompts", None)  # images: the key stays what it was before prompts existed
+        return data

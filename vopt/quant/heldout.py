@@ -9,6 +9,17 @@ from typing import Any
 from vopt.datasets.split import HeldOut, resolve
 
 
+def runs_as_pipeline(recipe: Any) -> bool:
+    """Whether the recipe's model is a pipeline of components that its family runs as a whole (a diffusion
+    pipeline): its components calibrate on feeds recorded from that run, not on images (the source says)."""
+    from vopt.registry import get_source
+
+    try:
+        return bool(getattr(get_source(recipe.model.source), "runs_as_pipeline", False))
+    except Exception:  # noqa: BLE001 - an unknown source is the plan's error to report
+        return False
+
+
 def calibrates_on_images(recipe: Any) -> bool:
     """Whether this recipe's quantize step calibrates on image files (not synthetic, not tensors, and not a
     scheme that needs no calibration, such as fp16 or weight-only compression: the scheme plugin says)."""
@@ -18,7 +29,7 @@ def calibrates_on_images(recipe: Any) -> bool:
     from vopt.registry import get_target
 
     q = recipe.quantize
-    if q is None or q.precision in ("fp32", "bf16"):
+    if q is None or q.precision in ("fp32", "bf16") or runs_as_pipeline(recipe):
         return False
     try:
         scheme, _ = choose(q, get_target(recipe.compile.target))

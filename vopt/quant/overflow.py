@@ -102,40 +102,10 @@ _FEEDS: dict[str, dict[str, list[dict[str, np.ndarray]]]] = {}
 
 
 def _run_pipeline(ctx: Any, data: dict[str, Any]) -> dict[str, list[dict[str, np.ndarray]]]:
-    import contextlib
+    from vopt.quant.feeds import PipelineRecorder
 
-    from vopt.datasets.images import load_batch
-    from vopt.models.resolve import family_of
-    from vopt.registry import get_format
-    from vopt.runtimes.base import Unavailable
-    from vopt.validate.components import ComponentRun
-
-    load = ctx.artifacts.get("load")
-    if load is None or not load.components:
-        return {}
-    family = family_of(load)
-    recorded: dict[str, list[dict[str, np.ndarray]]] = {}
-
-    class Recorder:
-        def __init__(self, name: str, call: ComponentRun):
-            self.name, self.call = name, call
-            self.inputs, self.outputs = call.inputs, call.outputs
-
-        def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            recorded.setdefault(self.name, []).append({k: np.array(v) for k, v in feeds.items()})
-            return self.call(feeds)
-
-    images = load_batch(None, load.preprocess, 2)
-    with contextlib.ExitStack() as stack:
-        calls = {}
-        for name, comp in load.components.items():
-            run = get_format(comp.format).open(comp, accurate=True)
-            if isinstance(run, Unavailable):
-                return {}
-            calls[name] = Recorder(name, ComponentRun(stack.enter_context(run), comp))
-        settings = {"pipeline": data.get("pipeline"), "model": dict(load.meta.get("pipeline") or {})}
-        family.run_components(calls, images, settings)
-    return recorded
+    with PipelineRecorder(ctx) as recorder:
+        return recorder.run(data.get("pipeline"))
 
 
 def fp16_fallback(ctx: Any, source: Path | str, data: dict[str, Any] | None) -> tuple[dict[str, str], str]:

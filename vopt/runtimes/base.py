@@ -127,9 +127,39 @@ def run_feeds(
     return {k: np.concatenate(v) for k, v in collected.items()}
 
 
-def run_images(runner: Runner, images: np.ndarray) -> dict[str, np.ndarray]:
+class Feeds:
+    """Named inputs that share a batch axis (a component's recorded calls, e.g. a UNet's sample, timestep and
+    text states), indexed and counted by rows like an image batch: `feeds[idx]` and `len(feeds)` are what
+    image arrays give the quantize check and its loops."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = dict(arrays)
+
+    @classmethod
+    def concat(cls, parts: list[dict[str, np.ndarray]]) -> Feeds:
+        import numpy as np
+
+        return cls({k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]})
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values()))) if self.arrays else 0
+
+    def __getitem__(self, idx: Any) -> Feeds:
+        return Feeds({k: v[idx] for k, v in self.arrays.items()})
+
+    def padded(self, batch: int) -> Feeds:
+        return Feeds({k: pad_to(v, batch) for k, v in self.arrays.items()})
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.arrays)
+
+
+def run_images(runner: Runner, images: np.ndarray | Feeds) -> dict[str, np.ndarray]:
     """All `images` through a runner that names its input and static batch in `info` (the ORT and OpenVINO
-    ones)."""
+    ones); Feeds go in by name."""
+    if isinstance(images, Feeds):
+        return run_feeds(runner, images.arrays, runner.info.get("static_batch"))
     return run_batches(
         runner, runner.info["input_name"], [images], static_batch=runner.info.get("static_batch")
     )

@@ -142,6 +142,9 @@ class DiffusersSource(Source):
     name = "diffusers"
     requires = (("diffusers", "diffusion"),)
     builders = ("vopt.models.families.stable_diffusion:build_component",)
+    # Its components run as one pipeline (the denoising loop): quantize calibrates each on the inputs it gets
+    # there (vopt.quant.feeds), not on images.
+    runs_as_pipeline = True
 
     def check_recipe(self, recipe: Any) -> None:
         """Plan-time checks: the pipeline's layout, and the pipeline check's size against the UNet's."""

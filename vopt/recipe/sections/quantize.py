@@ -10,6 +10,7 @@ from vopt.registry import SCHEMES
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int16", "int4"]
 Method = Literal["minmax", "entropy", "percentile"]  # calibration range methods
+MAX_PROMPTS = 64  # calibration prompts: each is two whole denoising runs
 
 
 def _registered(name: str) -> str:
@@ -45,6 +46,15 @@ class CalibrationSection(Section):
     percentile: float = Field(default=99.999, gt=0, le=100, description="For method: percentile.")
     synthetic: bool = Field(
         default=False, description="Random tensors instead of images; marked in every report."
+    )
+    prompts: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PROMPTS,
+        description="A text-to-image pipeline's components calibrate on the inputs they get while the "
+        "pipeline runs on these prompts (2 seeds each); the last check.holdout of them are the quantize "
+        "check's. Never validate.pipeline.prompts (an overlap is a recipe error); a default list of 16 "
+        "without them when omitted.",
     )
 
 
