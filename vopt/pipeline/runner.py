@@ -242,6 +242,14 @@ def _per_component(step: Step, artifact: Artifact, env: _Env) -> tuple[Artifact,
             f"{n}: {w}" for n, p in parts.items() for w in (p.get("report") or {}).get("warnings", [])
         ],
     }
+    # each component's own gates (its quantize check), named by component: a failed one stops the build here
+    gates = [
+        {**g, "metric": f"{n}.{g['metric']}", "component": n}
+        for n, p in parts.items()
+        for g in (p.get("report") or {}).get("gates", [])
+    ]
+    if gates:
+        report["gates"] = gates
     record = StepRecord(
         stage=step.name,
         key=composite.lineage[-1].key,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from vopt.quant.calibration import CalibrationSet
     from vopt.quant.config import QuantizeConfig
     from vopt.quant.schemes.base import Scheme
+    from vopt.runtimes.base import Feeds
 
 # A check's result as the report keeps it: status, metrics, task metrics, and `gates` (one dict per gate with
 # metric, value, condition, threshold, passed). None where the quantized artifact cannot run here.
@@ -36,8 +37,11 @@ class QuantizeSession(Protocol):
     calib: CalibrationSet  # the calibration data the step calibrated on
 
     @property
-    def check_images(self) -> np.ndarray:
-        """The check's held-out images (never calibration images), through the model's contract."""
+    def check_images(self) -> np.ndarray | Feeds:
+        """The check's held-out inputs (never calibration data): images through the model's contract, or for a
+        pipeline's component its calls recorded on held-out prompts, as named inputs that index and count by
+        rows the same way (vopt.runtimes.base.Feeds: `inputs[idx]`, `len(inputs)`; the runtimes' run_images,
+        the speed check and the sensitivity probes take both)."""
         ...
 
     @property

@@ -73,8 +73,9 @@ def rank_layers(
     noise: dict[str, float] = {}
     keys = [(p[0], p[1]) for p in pairs.values()] + [(p[2], p[3]) for p in pairs.values() if p[2]]
     for batch in split_static(calib.batches(samples), static):
-        fo = dict(zip(f_names, fs.run(f_names, {input_name: batch}), strict=True))
-        qo = dict(zip(q_names, qs.run(q_names, {input_name: batch}), strict=True))
+        feed = batch if isinstance(batch, dict) else {input_name: batch}  # a component's named inputs
+        fo = dict(zip(f_names, fs.run(f_names, feed), strict=True))
+        qo = dict(zip(q_names, qs.run(q_names, feed), strict=True))
         for fk, qk in set(keys):
             a = np.asarray(fo[fk], np.float64)
             b = np.asarray(qo[qk], np.float64)
@@ -250,11 +251,12 @@ class IslandProbe:
             graph.node.extend(nodes)
         return model.SerializeToString()
 
-    def outputs(self, float_nodes: list[str], images: np.ndarray, output: str | None = None) -> np.ndarray:
-        """One output (`output`, else the first) of the edited model on `images`, one static batch at a
-        time."""
+    def outputs(self, float_nodes: list[str], images: Any, output: str | None = None) -> np.ndarray:
+        """One output (`output`, else the first) of the edited model on `images` (an array, or a component's
+        named inputs as vopt.runtimes.base.Feeds), one static batch at a time."""
         import onnxruntime as ort
 
+        from vopt.runtimes.base import Feeds
         from vopt.runtimes.ort import ACCURATE_LEVEL, session_options
 
         # Q/DQ as written, in float, as the gates' check runs them (vopt.runtimes.ort, accurate): the fused
@@ -267,6 +269,8 @@ class IslandProbe:
         name = output if output in names else names[0]
         step = self.static or len(images)
         out = []
-        for batch in split_static(iter([images]), step):
-            out.append(sess.run([name], {self.input_name: batch})[0])
+        whole = images.arrays if isinstance(images, Feeds) else images
+        for batch in split_static(iter([whole]), step):
+            feed = batch if isinstance(batch, dict) else {self.input_name: batch}
+            out.append(sess.run([name], feed)[0])
         return np.concatenate(out)[: len(images)]

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from vopt.errors import first_line
 from vopt.core.artifact import Artifact
-from vopt.runtimes.base import Runner, Unavailable, pad_to
+from vopt.errors import first_line
+from vopt.runtimes.base import Feeds, Runner, Unavailable, pad_to
 
 # How long the speed check may time before it gives its verdict (seconds, after warm-up).
 BUDGET_S = 8.0
@@ -42,7 +42,7 @@ def compare_speed(
     float_art: Artifact,
     quant_art: Artifact,
     ctx: Any,
-    images: np.ndarray,
+    images: np.ndarray | Feeds,
     batch: int,
     rounds: int,
     *,
@@ -69,9 +69,12 @@ def compare_speed(
         if isinstance(rq, Unavailable):
             return {"status": "not measured", "reason": rq.reason}
         with rq:
-            feed = pad_to(images[:batch], batch)
-            name = quant_art.io.inputs[0].name if quant_art.io.inputs else "pixel_values"
-            feeds = {name: np.ascontiguousarray(feed)}
+            if isinstance(images, Feeds):  # a component's named inputs (a UNet's recorded call)
+                feeds = {k: np.ascontiguousarray(v) for k, v in images[:batch].padded(batch).arrays.items()}
+            else:
+                feed = pad_to(images[:batch], batch)
+                name = quant_art.io.inputs[0].name if quant_art.io.inputs else "pixel_values"
+                feeds = {name: np.ascontiguousarray(feed)}
             t = compare_until_stable(
                 lambda: rf(feeds),
                 lambda: rq(feeds),

@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from vopt.core.artifact import Artifact, Preprocess
-from vopt.errors import BuildError, RecipeError
+from vopt.errors import BuildError, GateFailed, RecipeError
 from vopt.quant.config import QuantizeConfig
 from vopt.quant.fallback import fallback_to, passed
 from vopt.stages.base import Stage
+
+# The default gates of a pipeline component's check (vopt.validate.defaults): its outputs against float's.
+COMPONENT_TASK = "pipeline-component"
 
 
 class QuantizeStage(Stage):
@@ -33,9 +36,15 @@ class QuantizeStage(Stage):
             return None
         scheme, precision = choose(q, target)
         types = scheme.default_types(precision)
-        from vopt.quant.heldout import for_quantize
+        from vopt.quant.heldout import for_quantize, runs_as_pipeline
 
-        heldout = for_quantize(q, bool(scheme.calibrates))  # overlap is a recipe error, at plan time
+        feeds_from = None
+        if runs_as_pipeline(recipe):  # a pipeline's component: feeds recorded while the pipeline runs
+            from vopt.quant.feeds import feeds_from as recorded_from
+
+            feeds_from = recorded_from(recipe, q.calibration, q.check.holdout)
+        # overlap is a recipe error, at plan time
+        heldout = for_quantize(q, bool(scheme.calibrates) and feeds_from is None)
         return QuantizeConfig(
             target=target.name,
             scheme=scheme.name,
@@ -60,6 +69,7 @@ class QuantizeStage(Stage):
             gate_mode=q.gate_mode,
             default_gates=q.default_gates,
             host=scheme.host_facts(q.options, target),
+            calibration_from=feeds_from,
             **heldout,
         )
 
@@ -79,6 +89,20 @@ class QuantizeStage(Stage):
         from vopt.quant.calibration import CalibrationSet
 
         pre = Preprocess(**config.preprocess)
+        if config.calibration_from is not None:  # recorded feeds: the recipe data they come from
+            from vopt.quant.feeds import fingerprint as feeds_fingerprint
+            from vopt.recipe.sections.model import ModelSection
+            from vopt.registry import get_source
+
+            spec = ModelSection.model_validate(config.calibration_from["model"])
+            calib = CalibrationSet(
+                config.calibration, pre, config.input_shape, feeds_from=config.calibration_from
+            )
+            return {
+                "calibration": calib.fingerprint() if _calibrates(config) else None,
+                "check": feeds_fingerprint(config.calibration_from, {"check": config.check.samples}),
+                "model_files": get_source(spec.source).fingerprint(spec),  # the files the pipeline runs
+            }
         calib = (
             CalibrationSet(config.calibration, pre, config.input_shape, paths(config.heldout, "calibration"))
             if _calibrates(config)
@@ -113,7 +137,11 @@ class QuantizeStage(Stage):
         # The exported model's own input (e.g. uint8 NHWC when the preprocessing is embedded), at the recipe's
         # batch.
         dims = artifact.io.inputs[0].shape[1:] if artifact.io.inputs else []
-        if dims and all(isinstance(d, int) for d in dims) and list(dims) != config.input_shape[1:]:
+        recorded = None
+        if config.calibration_from is not None:  # a pipeline's component: every input from its recorded feeds
+            recorded = RecordedFeeds(ctx, config)
+            config = recorded.shaped(config)
+        elif dims and all(isinstance(d, int) for d in dims) and list(dims) != config.input_shape[1:]:
             config = config.model_copy(update={"input_shape": [config.input_shape[0], *dims]})
         from vopt.quant.attention import with_transformer_defaults
 
@@ -129,7 +157,18 @@ class QuantizeStage(Stage):
         # Calibrators and NNCF print to stdout, which `--json` owns: the whole step runs with stdout on
         # stderr.
         with tempfile.TemporaryDirectory(prefix="vopt-quant-") as tmp, quiet_logs():
-            return QuantizeStep(artifact, config, ctx, scheme_cls(config, Path(tmp), family), family).go()
+            step = QuantizeStep(artifact, config, ctx, scheme_cls(config, Path(tmp), family), family)
+            step.recorded = recorded
+            try:
+                return step.go()
+            except GateFailed as exc:  # a component's loop gave up: say which component
+                if ctx.component is None:
+                    raise
+                raise GateFailed(
+                    f"{ctx.component}: {exc.message}",
+                    lines=exc.lines,
+                    failures=[{**f, "component": ctx.component} for f in exc.failures],
+                ) from None
 
 
 def _contract(recipe: Any) -> dict[str, Any]:
@@ -146,6 +185,66 @@ def _calibrates(config: QuantizeConfig) -> bool:
     return bool(get_scheme(config.scheme).calibrates)
 
 
+class RecordedFeeds:
+    """A pipeline component's calibration and check feeds (vopt.quant.feeds): its inputs recorded while the
+    pipeline ran in PyTorch on the calibration prompts and, held out, on the check's prompts."""
+
+    def __init__(self, ctx: Any, config: QuantizeConfig):
+        import numpy as np
+
+        from vopt.quant.feeds import recorded
+
+        data = config.calibration_from
+        assert data is not None and ctx.component is not None
+        self.component, self.data = ctx.component, data
+        with ctx.reporter.bar(f"record {ctx.component} inputs (pipeline runs in PyTorch)", None):
+            got = recorded(
+                ctx,
+                ctx.component,
+                data,
+                {"calibration": config.calibration.samples, "check": config.check.samples},
+            )
+        self.calibration, check = got["calibration"], got["check"]
+        self.runs = {"calibration": got["calibration_runs"], "check": got["check_runs"]}
+        if not self.calibration or not check:
+            raise BuildError(
+                f"no inputs of component {ctx.component} were recorded from the pipeline (its family runs "
+                "no pipeline that calls it)",
+                stage="quantize",
+            )
+        from vopt.runtimes.base import Feeds
+
+        # one batch of named inputs: the calls of the first call's shapes (a VAE decoder's pipeline-size
+        # latents, not its tiles, which are other sizes)
+        first = {k: np.shape(v) for k, v in check[0].items()}
+        same = [c for c in check if {k: np.shape(v) for k, v in c.items()} == first]
+        self.check = Feeds.concat(same)
+        self.check_calls = len(same)
+
+    def shaped(self, config: QuantizeConfig) -> QuantizeConfig:
+        """The config with each input's static shape where every recorded call had the same size (the batch:
+        one guided prompt's), and that batch as the step's batch."""
+        from vopt.quant.feeds import static_shapes
+
+        shapes = static_shapes(self.calibration)
+        batch = next(iter(shapes.values()))[0] if shapes else None
+        batch = batch if isinstance(batch, int) else config.input_shape[0]
+        return config.model_copy(
+            update={"input_shapes": shapes, "input_shape": [batch, *config.input_shape[1:]]}
+        )
+
+    def prompts(self, role: str) -> list[str]:
+        """The prompts of the runs the role used."""
+        runs = self.data["calibration_runs" if role == "calibration" else "check_runs"][: self.runs[role]]
+        return sorted({r[0] for r in runs})
+
+    def describe(self, role: str) -> str:
+        from vopt.quant.feeds import describe
+
+        calls = len(self.calibration) if role == "calibration" else self.check_calls
+        return describe(self.data, self.component, role, calls, self.runs[role])
+
+
 class QuantizeStep:
     """One quantize step: calibrate, quantize, check, hand the step to an accuracy loop when its gates fail,
     time the result. It is the vopt.quant.protocol.QuantizeSession the loops drive (the layer fallback, the
@@ -160,6 +259,7 @@ class QuantizeStep:
         self.ctx_notes: set[str] = set()
         self.kept_int16: list[str] = []  # the search's layers with 16-bit activations
         self.on_device = True  # the check ran where the target says the artifact computes (_check_outputs)
+        self.recorded: RecordedFeeds | None = None  # a pipeline's component: its recorded feeds (run() sets)
         # The contract the cache key's data fingerprint was computed with; the artifact's own when they differ
         # (an hf model without `family:` is only known after load), since that is what the model expects.
         planned = Preprocess(**config.preprocess)
@@ -185,7 +285,16 @@ class QuantizeStep:
         model = scheme.prepare(Path(self.artifact.path))
         from vopt.datasets.split import paths
 
-        calib = CalibrationSet(cfg.calibration, self.pre, cfg.input_shape, paths(cfg.heldout, "calibration"))
+        calib = CalibrationSet(
+            cfg.calibration,
+            self.pre,
+            cfg.input_shape,
+            paths(cfg.heldout, "calibration"),
+            feeds_from=cfg.calibration_from,
+            component=ctx.component,
+        )
+        if self.recorded is not None:
+            calib.use_feeds(self.recorded.calibration)
         self.calib = calib
         if scheme.calibrates:
             with ctx.reporter.bar(f"calibrate ({calib.kind})", calib.count()) as advance, PeakRss() as mem:
@@ -195,7 +304,7 @@ class QuantizeStep:
                 "kind": calib.kind,
                 "synthetic": calib.kind == "synthetic",
                 "samples": seen or calib.count(),
-                "batch": cfg.calibration.batch,
+                "batch": cfg.input_shape[0] if calib.kind == "feeds" else cfg.calibration.batch,
                 "seed": cfg.calibration.seed,
                 "method": cfg.calibration.method,
                 "fingerprint": calib.fingerprint(),
@@ -292,6 +401,9 @@ class QuantizeStep:
         self.ctx.warn(message)
 
     def _load_images(self) -> None:
+        if self.recorded is not None:  # a component: the calls recorded on the check's held-out prompts
+            self.images = self.recorded.check
+            return
         from vopt.datasets.images import ImageStats
         from vopt.quant.evaluate import eval_images
 
@@ -323,12 +435,18 @@ class QuantizeStep:
                 }
                 return None
         metrics = compare(self.ref, out, skip=tuple(self.family.unordered_outputs))
+        if self.recorded is not None:  # a UNet's noise is no class score: no argmax agreement
+            for m in metrics["outputs"].values():
+                m.pop("top1_agreement", None)
         tm = self._task_metrics(out)
         from vopt.validate.accuracy import evidence
         from vopt.validate.defaults import gates_for
 
         task = self.artifact.meta.get("task")
-        if task == "object-detection":  # boxes against labels: mAP (vopt.validate.detection)
+        if self.recorded is not None:  # a pipeline's component: its outputs against float's, no task metrics
+            task = COMPONENT_TASK
+            extra, intervals = {}, {}
+        elif task == "object-detection":  # boxes against labels: mAP (vopt.validate.detection)
             from vopt.validate.detection import detection_evidence
 
             files = self._check_files()
@@ -357,6 +475,7 @@ class QuantizeStep:
         result = {
             "status": "ok",
             "images": len(self.images),
+            **({"data": self.recorded.describe("check")} if self.recorded is not None else {}),
             "reference": f"float {ref_fmt.description} on {ref_fmt.check_label}",
             "runtime": runtime,
             "on_device": self.on_device,
@@ -377,14 +496,17 @@ class QuantizeStep:
         format's own runtime at full precision. A device runtime missing here is said loudly, once."""
         from vopt.quant.evaluate import outputs_of
         from vopt.registry import get_format
-        from vopt.runtimes.base import Unavailable, run_batches
+        from vopt.runtimes.base import Feeds, Unavailable, run_batches, run_feeds
 
         runner = self.ctx.target.check_runner(path, self.cfg.compile)
         self.on_device = runner is None or not isinstance(runner, Unavailable)
         if runner is not None and not isinstance(runner, Unavailable):
             inp = get_format(fmt).io(path, self.artifact.io).inputs[0]
             with runner:
-                out = run_batches(runner, inp.name, [self.check_images], static_batch=inp.shape[0])
+                if isinstance(self.check_images, Feeds):
+                    out = run_feeds(runner, self.check_images.arrays, inp.shape[0])
+                else:
+                    out = run_batches(runner, inp.name, [self.check_images], static_batch=inp.shape[0])
             return out, runner.runtime
         if isinstance(runner, Unavailable) and "not on the device" not in self.ctx_notes:
             self.ctx_notes.add("not on the device")
@@ -403,6 +525,8 @@ class QuantizeStep:
     def _check_files(self) -> list[Path]:
         """The check's images: sampled from its held-out set, never calibration images
         (vopt.quant.heldout)."""
+        if self.recorded is not None:  # recorded feeds, no image files
+            return []
         if getattr(self, "check_files", None) is None:
             from vopt.quant.heldout import check_files
 
@@ -438,6 +562,15 @@ class QuantizeStep:
             self.ctx.warn(w)
         check = self.report.get("check", {})
         data: dict[str, Any] = {"how": held.get("how"), "split": held.get("split")}
+        if self.recorded is not None:  # prompts, not images: calibration's and the check's are disjoint
+            data = {
+                "how": "the pipeline's own inputs, recorded in PyTorch; the check's prompts held out from "
+                "calibration's, and both from validate.pipeline.prompts",
+                "calibration": self.recorded.describe("calibration"),
+                "check": self.recorded.describe("check"),
+                "calibration_prompts": self.recorded.prompts("calibration"),
+                "check_prompts": self.recorded.prompts("check"),
+            }
         if calib.kind == "images":
             data["calibration_images"] = manifest_list(calib.files())
         if getattr(self, "check_files", None):
@@ -456,7 +589,7 @@ class QuantizeStep:
             from vopt.validate.detection_map import map_line
 
             check["accuracy"] = map_line(tm, check["intervals"])
-        if self.artifact.meta.get("random_weights"):
+        if self.artifact.meta.get("random_weights") and self.recorded is None:  # a note on class scores
             check["note"] = RANDOM_NOTE
         for note in gate_notes(
             [
@@ -580,7 +713,9 @@ class QuantizeStep:
         check = r.get("check", {})
         if check.get("status") == "ok":
             w = check.get("worst") or {}
-            if "cosine" in w:
+            if "cosine" in w and self.recorded is not None:  # a component: its outputs against float's
+                parts.append(f"cosine {w['cosine']:.4f}, SQNR {w.get('sqnr_db', float('nan')):.1f} dB")
+            elif "cosine" in w:
                 parts.append(
                     f"cosine {w['cosine']:.4f}"
                     + (f", centered {w['centered_cosine']:.4f}" if "centered_cosine" in w else "")

@@ -104,6 +104,9 @@ def recipe_problems(recipe: Any, target: Any | None = None) -> list[tuple[tuple[
 
     target = target or get_target(recipe.compile.target)
     q = recipe.quantize
+    held = _prompt_problems(recipe)
+    if held:
+        return held
     if q is None:
         # A target with an int8_scheme does not quantize in its compile step: int8 is the quantize stage's.
         wanted = target.precision(recipe.compile)
@@ -132,4 +135,48 @@ def recipe_problems(recipe: Any, target: Any | None = None) -> list[tuple[tuple[
                 f"{' or '.join(scheme.fallback_precisions)})",
             )
         )
+    return problems
+
+
+def _prompt_problems(recipe: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """A pipeline's calibration prompts against its validation prompts (held out, as calibration images are
+    from validation images: an overlap is a recipe error), and calibration files, which a pipeline's
+    components do not read (they calibrate on the inputs recorded while the pipeline runs)."""
+    from vopt.quant.feeds import overlap
+    from vopt.quant.heldout import runs_as_pipeline
+
+    sections: list[tuple[tuple[Any, ...], Any]] = [(("quantize",), recipe.quantize)]
+    for name, over in (getattr(recipe, "components", None) or {}).items():
+        if "quantize" in over.model_fields_set and over.quantize is not None:
+            sections.append((("components", name, "quantize"), over.quantize))
+    pipeline = recipe.validate_.pipeline if recipe.validate_ is not None else None
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for loc, q in sections:
+        if q is None:
+            continue
+        prompts = q.calibration.prompts or []
+        shared = overlap(prompts, pipeline.prompts) if pipeline is not None and prompts else []
+        if shared:
+            problems.append(
+                (
+                    (*loc, "calibration", "prompts"),
+                    f"{shared[0]!r}{f' and {len(shared) - 1} more' if len(shared) > 1 else ''} also in "
+                    "validate.pipeline.prompts: calibration prompts are held out from validation's, so that "
+                    "validation does not measure on what calibration saw",
+                )
+            )
+        if prompts and not runs_as_pipeline(recipe):
+            problems.append(
+                ((*loc, "calibration", "prompts"), "only a pipeline of components (diffusers) runs prompts")
+            )
+        c = q.calibration
+        if (c.data is not None or c.synthetic) and runs_as_pipeline(recipe) and q.precision != "fp32":
+            key = "data" if c.data is not None else "synthetic"
+            problems.append(
+                (
+                    (*loc, "calibration", key),
+                    "a pipeline's components calibrate on the inputs they get while the pipeline runs on "
+                    "calibration.prompts, not on files or random tensors; remove it",
+                )
+            )
     return problems
