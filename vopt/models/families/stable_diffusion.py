@@ -238,6 +238,25 @@ class SdTextEncoder(_Component):
 class SdUnet(_Component):
     name = "sd_unet"
     outputs = ("out_sample",)
+    # int8: what diffusion UNets keep in float (the parts whose error the denoising loop amplifies): the first
+    # and last convolutions, the timestep and its embedding (the batch broadcast `Expand` of the timestep
+    # input, its sinusoids and their MLP: an 8-bit timestep over 0..999 moves in steps of about 4, which the
+    # high-frequency sinusoids turn into noise), every normalization (GroupNorm exports as Reshape ->
+    # InstanceNormalization -> Reshape -> Mul -> Add, all under `norm*/`; the transformer blocks' LayerNorms)
+    # and the attention Softmax.
+    quant_exclude_ops = ("Softmax", "InstanceNormalization", "GroupNormalization", "LayerNormalization")
+    quant_exclude_nodes = (
+        "*/Expand",
+        "*/conv_in/*",
+        "*/conv_out/*",
+        "*/time_proj/*",
+        "*/time_embedding/*",
+        "*norm*/*",
+    )
+    # NNCF: ModelType.TRANSFORMER (its attention MatMuls), with SmoothQuant's alpha for MatMuls at 0.15, as
+    # diffusion UNets are quantized with it (optimum-intel); a recipe's `quantize.options.smooth_quant` wins.
+    is_transformer = True
+    smooth_quant_alpha = 0.15
     axes = {
         "sample": {0: "batch"},
         "timestep": {0: "batch"},

@@ -13,8 +13,6 @@ from vopt.errors import missing_extra
 from vopt.quant.schemes.base import RankingOptions, Scheme, quiet_logs
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from vopt.quant.calibration import CalibrationSet
 
 # ONNX op type -> OpenVINO op type, for `exclude.op_types`.
@@ -27,6 +25,10 @@ OV_TYPES = {
     "ConvTranspose": "ConvolutionBackpropData",
     "AveragePool": "AvgPool",
     "MaxPool": "MaxPool",
+    # normalizations become MVN (mean-variance normalization) and its scale and shift
+    "InstanceNormalization": "MVN",
+    "LayerNormalization": "MVN",
+    "GroupNormalization": "GroupNormalization",
 }
 
 
@@ -36,15 +38,22 @@ class _Items:
     def __init__(self, calib: CalibrationSet, static_batch: int | None, advance: Callable[[int], None]):
         self.calib, self.static_batch, self.advance = calib, static_batch, advance
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def __iter__(self) -> Iterator[Any]:
         from vopt.quant.calibration import split_static
 
         for b in split_static(self.calib.batches(), self.static_batch or 1):
-            self.advance(len(b))
+            self.advance(1 if isinstance(b, dict) else len(b))  # a pipeline component's call: named inputs
             yield b
 
 
 class NncfOptions(RankingOptions):
+    mode: Literal["full", "weights", "hybrid"] = Field(
+        default="full",
+        description="full: nncf.quantize (weights and activations int8). weights: nncf.compress_weights "
+        "INT8_ASYM, weights only, activations float, no calibration (optimum-intel's --weight-format int8). "
+        "hybrid: optimum-intel's default for diffusion UNets: the linear layers' weights int8 (weights "
+        "only), everything else (convolutions, attention's activation MatMuls) full int8, SmoothQuant off.",
+    )
     static_shapes: bool = Field(
         default=True, description="For the ORT QDQ proxy the fallback ranks layers on."
     )
@@ -75,9 +84,12 @@ class NncfOptions(RankingOptions):
 
 class NncfScheme(Scheme):
     name = "nncf"
-    # `vopt tune`: NNCF's presets (symmetric vs asymmetric activations) and its range estimators.
+    # `vopt tune`: NNCF's 7-bit weights in every layer or the first only (a CPU without VNNI saturates the
+    # rest; one with VNNI loses a bit of precision), its range estimators, and MatMuls in int8 or float
+    # (OpenVINO's int8 FullyConnected is slower than f32 without VNNI). Each is a trade of speed against
+    # held-out fidelity, which `vopt tune` weighs; NNCF's presets changed neither speed nor the winner.
     tune_space = (
-        ({"quantize.options.preset": "performance"}, {"quantize.options.preset": "mixed"}),
+        ({"quantize.options.overflow_fix": "enable"}, {"quantize.options.overflow_fix": "first_layer"}),
         ({"quantize.calibration.method": "minmax"}, {"quantize.calibration.method": "percentile"}),
         ({"quantize.options.matmuls": "int8"}, {"quantize.options.matmuls": "float"}),
     )
@@ -87,8 +99,15 @@ class NncfScheme(Scheme):
     fallback_precisions = ("float",)
     Options = NncfOptions
     tools = ("openvino", "nncf")
-    # quantize.search tries these besides the range methods (SmoothQuant only where it applies: `applies`)
-    search_settings = ({"bias_correction": "full"}, {"smooth_quant": 0.5})
+    # quantize.search tries these besides the range methods (SmoothQuant only where it applies, an
+    # overflow_fix only where it is not the default already: `applies`). The check runs the IR on this
+    # machine's int8 kernels, so it sees what saturation costs each overflow_fix.
+    search_settings = (
+        {"bias_correction": "full"},
+        {"smooth_quant": 0.5},
+        {"overflow_fix": "enable"},
+        {"overflow_fix": "disable"},
+    )
 
     @classmethod
     def host_facts(cls, options: dict[str, Any], target: Any) -> dict[str, Any]:
@@ -97,6 +116,8 @@ class NncfScheme(Scheme):
         return {} if options.get("overflow_fix") is not None else {"int8_saturates": host_lacks_vnni()}
 
     def applies(self, setting: dict[str, Any]) -> bool:
+        if "overflow_fix" in setting and setting["overflow_fix"] == self.overflow_fix():
+            return False  # what this build already does (the default resolved on this machine)
         return "smooth_quant" not in setting or self._transformer()
 
     def layers_follow(self, setting: dict[str, Any]) -> bool:
@@ -114,6 +135,8 @@ class NncfScheme(Scheme):
 
     def calibrate(self, model: Path, calib: CalibrationSet, advance: Callable[[int], None]) -> int:
         self._calib, self._advance = calib, advance  # NNCF calibrates and quantizes in one call
+        if self.options.mode == "weights":  # weight compression reads no data
+            return 0
         return calib.count()
 
     def output_name(self) -> str:
@@ -132,7 +155,10 @@ class NncfScheme(Scheme):
         floats = sorted({*exclude_nodes, *(g for g in self.cfg.exclude.nodes if not _is_pattern(g))})
         for key in ("reverted_ops", "float_layers", "ignored_ops"):  # the previous call's
             self.info.pop(key, None)
-        if floats and self.reverts():
+        self.info["mode"] = self.options.mode
+        if self.options.mode != "full":
+            quantized = self._weights_or_hybrid(self._ov_model(model), floats)
+        elif floats and self.reverts():
             quantized, reverted = self._reverter(model).revert(floats)
             self.info["reverted_ops"] = reverted
             self.info["float_layers"] = "reverted on one quantized model, as NNCF accuracy control does"
@@ -145,16 +171,75 @@ class NncfScheme(Scheme):
             matmuls=self.options.matmuls,
             model_type="TRANSFORMER" if self._transformer() else "default",
             fake_quantize_ops=fq,
-            subset_size=self._calib.count(),
+            subset_size=self._calib.count() if self.options.mode != "weights" else 0,
         )
         return out
+
+    def _weights_or_hybrid(self, ov_model, floats: list[str]):
+        """mode weights: nncf.compress_weights (INT8_ASYM) on every layer with weights. mode hybrid, as
+        optimum-intel quantizes diffusion UNets (`_hybrid_quantization`): the weights of the MatMuls with a
+        constant input (the linear layers: attention projections, feed-forward) compressed to int8, then
+        nncf.quantize (ModelType.TRANSFORMER, SmoothQuant off) on the rest with those layers ignored, so the
+        convolutions and attention's activation MatMuls run full int8. The family's and the recipe's float
+        layers are ignored by both."""
+        import nncf
+
+        ignored = self._ignored_scope(ov_model, floats)
+        names = list(ignored.names) if ignored is not None else []
+        types = list(ignored.types) if ignored is not None else []
+        patterns = list(ignored.patterns) if ignored is not None else []
+        with quiet_logs():
+            if self.options.mode == "weights":
+                scope = nncf.IgnoredScope(names=names, types=types, patterns=patterns, validate=False)
+                compressed = nncf.compress_weights(
+                    ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=scope
+                )
+                self.info["weights"] = "nncf.compress_weights INT8_ASYM (weights only; activations float)"
+                return compressed
+            linear = linear_layers(ov_model)
+            scope = nncf.IgnoredScope(
+                names=names, types=[*types, "Convolution"], patterns=patterns, validate=False
+            )
+            compressed = nncf.compress_weights(
+                ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=scope
+            )
+            from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
+
+            advanced = self._advanced(True)
+            advanced.smooth_quant_alphas = AdvancedSmoothQuantParameters(matmul=-1)
+            self.info["smooth_quant"] = "off (hybrid)"
+            quantized = nncf.quantize(
+                compressed,
+                nncf.Dataset(_Items(self._calib, self.cfg.input_shape[0], self._advance)),
+                subset_size=self._calib.count(),
+                model_type=nncf.ModelType.TRANSFORMER,
+                preset=self._preset(True),
+                fast_bias_correction=self.options.bias_correction == "fast",
+                advanced_parameters=advanced,
+                ignored_scope=nncf.IgnoredScope(
+                    names=sorted({*names, *linear}), types=types, patterns=patterns, validate=False
+                ),
+            )
+        self.info["hybrid"] = (
+            f"{len(linear)} linear layers with int8 weights only (nncf.compress_weights INT8_ASYM); "
+            "the rest full int8 (nncf.quantize, ModelType.TRANSFORMER)"
+        )
+        return quantized
 
     def _ov_model(self, model: Path):
         import openvino as ov
 
         ov_model = ov.convert_model(str(model))
         shape = self.cfg.input_shape
-        if ov_model.inputs[0].get_partial_shape().is_dynamic:
+        if self.cfg.input_shapes is not None:  # a pipeline component: each input as its recorded feeds fix it
+            ov_model.reshape(
+                {
+                    port.get_any_name(): ov.PartialShape([-1 if d is None else d for d in dims])
+                    for port in ov_model.inputs
+                    if (dims := self.cfg.input_shapes.get(port.get_any_name())) is not None
+                }
+            )
+        elif ov_model.inputs[0].get_partial_shape().is_dynamic:
             ov_model.reshape(
                 {ov_model.inputs[0].get_any_name(): shape}
             )  # static shapes: what NNCF and the CPU plugin like
@@ -167,7 +252,8 @@ class NncfScheme(Scheme):
         EfficientNet-Lite0, 45 layers reverted from a fully corrected model gave a centered cosine of 0.99679,
         where the same 45 in an IgnoredScope gave 0.99818. Fast bias correction corrects each layer for its
         own error only: there the two measured the same."""
-        return (setting or {}).get("bias_correction", self.options.bias_correction) == "fast"
+        settings = {**self.options.model_dump(), **(setting or {})}
+        return settings["bias_correction"] == "fast" and settings["mode"] == "full"
 
     def _quantize(self, ov_model, compress_weights: bool, floats: list[str] | None = None):
         import nncf
@@ -238,7 +324,10 @@ class NncfScheme(Scheme):
         )
         extra = {}
         if transformer:  # NNCF runs SmoothQuant for ModelType.TRANSFORMER only
+            # the recipe's, else the family's (a diffusion UNet: 0.15), else NNCF's
             alpha = self.options.smooth_quant
+            if alpha is None:
+                alpha = getattr(self.family, "smooth_quant_alpha", None)
             if alpha is not None:
                 from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
 
@@ -258,11 +347,13 @@ class NncfScheme(Scheme):
         agreement at 0.914, all layers at 0.950, at the same speed."""
         from nncf.quantization.advanced_parameters import OverflowFix
 
-        chosen = self.options.overflow_fix or (
-            "enable" if self.cfg.host.get("int8_saturates") else "first_layer"
-        )
+        chosen = self.overflow_fix()
         self.info["overflow_fix"] = chosen
         return OverflowFix({"first_layer": "first_layer_only"}.get(chosen, chosen))
+
+    def overflow_fix(self) -> str:
+        """The recipe's, else enable on a CPU whose int8 kernels saturate (host_facts), else NNCF's default."""
+        return self.options.overflow_fix or ("enable" if self.cfg.host.get("int8_saturates") else "first_layer")
 
     def _preset(self, transformer: bool):
         import nncf
@@ -346,6 +437,23 @@ class NncfScheme(Scheme):
         if ignored:
             self.info["ignored_ops"] = ignored
         return nncf.IgnoredScope(names=exact, types=types, patterns=matched, validate=False)
+
+
+def linear_layers(ov_model) -> list[str]:
+    """The MatMuls with a constant input (through a Convert, when the weights are stored compressed): the
+    linear layers whose weights optimum-intel's hybrid mode compresses (its `_collect_ops_with_weights`)."""
+    found = []
+    for op in ov_model.get_ops():
+        if op.get_type_name() != "MatMul":
+            continue
+        for i in range(2):
+            src = op.input_value(i).get_node()
+            if src.get_type_name() == "Convert":
+                src = src.input_value(0).get_node()
+            if src.get_type_name() == "Constant":
+                found.append(op.get_friendly_name())
+                break
+    return found
 
 
 def _is_pattern(name: str) -> bool:

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 # Calibrators hold every output of one collect_data call: feed them this many batches at a time.
 CHUNK_BATCHES = 4
+# On a CPU without VNNI, uint8 weights on the GEMM layers by default (u8_weights): see OrtQdqScheme.u8_weights.
+U8_BY_DEFAULT = True
 
 
 def quant_type(name: str) -> Any:
@@ -57,28 +59,40 @@ def static_batch_of(path: Path) -> int | None:
     return int(dim.dim_value) if dim.dim_value > 0 else None  # -1 (PaddlePaddle) is open
 
 
-def fix_static_shapes(src: Path, dst: Path, input_shape: list[int]) -> list[str]:
-    """Pin symbolic input dims to the recipe's shape (ORT's int8 kernels are much faster on static shapes)."""
+def fix_static_shapes(
+    src: Path, dst: Path, input_shape: list[int], shapes: dict[str, list[int | None]] | None = None
+) -> list[str]:
+    """Pin symbolic input dims to the recipe's shape (ORT's int8 kernels are much faster on static shapes):
+    the first input's, or with `shapes` (a pipeline component's inputs, from its recorded feeds) each named
+    input's, where its size is known (None: the dim stays open)."""
     import onnx
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
 
     model = onnx.load(str(src))
-    fixed = []
-    for inp in model.graph.input[:1]:
-        dims = list(inp.type.tensor_type.shape.dim)[: len(input_shape)]
-        # A name shared by dims of different sizes (paddle2onnx writes `?` for both H and W) cannot be
-        # pinned by name: pin those dims in place, like a size of 0 or less (`dim_value: -1`), which is open.
-        sizes: dict[str, set[int]] = {}
-        for i, dim in enumerate(dims):
+    fixed: list[str] = []
+    wanted: list[tuple[Any, list[int | None]]] = (
+        [(i, shapes[i.name]) for i in model.graph.input if i.name in shapes]
+        if shapes is not None
+        else [(i, list(input_shape)) for i in model.graph.input[:1]]
+    )
+    # A name shared by dims of different sizes (paddle2onnx writes `?` for both H and W) cannot be pinned by
+    # name: pin those dims in place, like a size of 0 or less (`dim_value: -1`), which is open.
+    sizes: dict[str, set[int | None]] = {}
+    for inp, shape in wanted:
+        for dim, size in zip(inp.type.tensor_type.shape.dim, shape, strict=False):
             if dim.dim_param:
-                sizes.setdefault(dim.dim_param, set()).add(int(input_shape[i]))
-        for i, dim in enumerate(dims):
-            if dim.dim_param and len(sizes[dim.dim_param]) == 1:
-                fixed.append(f"{dim.dim_param}={input_shape[i]}")
-                make_dim_param_fixed(model.graph, dim.dim_param, input_shape[i])
+                sizes.setdefault(dim.dim_param, set()).add(size)
+    for inp, shape in wanted:
+        for i, (dim, size) in enumerate(zip(inp.type.tensor_type.shape.dim, shape, strict=False)):
+            if size is None:
+                continue
+            if dim.dim_param and sizes[dim.dim_param] == {size}:
+                fixed.append(f"{dim.dim_param}={size}")
+                make_dim_param_fixed(model.graph, dim.dim_param, int(size))
             elif dim.dim_param or dim.dim_value <= 0:
-                fixed.append(f"{dim.dim_param or dim.dim_value} (dim {i})={input_shape[i]}")
-                dim.dim_value = int(input_shape[i])  # clears dim_param (a oneof)
+                where = f"dim {i}" if shapes is None else f"{inp.name} dim {i}"
+                fixed.append(f"{dim.dim_param or dim.dim_value} ({where})={size}")
+                dim.dim_value = int(size)  # clears dim_param (a oneof)
     if fixed:
         fix_output_shapes(model)
     onnx.save(model, str(dst))
@@ -111,6 +125,14 @@ class OrtQdqOptions(Int16IslandOptions):
         description="Under reduce_range, keep 8-bit weights on depthwise convs: ORT runs them with 32-bit "
         "sums, which cannot saturate. Only the layers that go through its 16-bit GEMM sums get 7 bits.",
     )
+    u8_weights: bool | None = Field(
+        default=None,
+        description="uint8 weights (symmetric, zero point 128) on the layers that go through ORT's int8 GEMM "
+        "(pointwise and dense convs, MatMul, Gemm), so they run on its U8U8 kernels, which cannot saturate "
+        "(ONNX Runtime's quantization docs), with all 8 bits; depthwise convs keep s8 weights. Slower than "
+        "the u8 x s8 kernels with 7-bit weights, and more accurate. Unset: on when the target runs ORT's "
+        "CPU kernels, this machine lacks VNNI and reduce_range is not set.",
+    )
 
 
 @functools.cache  # the CPU does not change within a process; the fallback loop asks on every round
@@ -130,6 +152,40 @@ def host_lacks_vnni() -> bool:
     except OSError:
         return False  # not Linux: no evidence either way, keep full-range weights
     return bool(flags) and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)
+
+
+def gemm_weights(model: Path) -> dict[str, int]:
+    """Weight initializers of the layers ORT runs through its int8 GEMM, whose u8 x s8 sums saturate without
+    VNNI: every Conv but the depthwise ones, MatMul and Gemm with a constant weight. Each with the channel axis
+    ORT's quantizer gives it per channel (a per-channel override must name it)."""
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+    depthwise = set(depthwise_weights(model))
+    found: dict[str, int] = {}
+    for node in graph.node:
+        if len(node.input) < 2 or node.input[1] not in inits or node.input[1] in depthwise:
+            continue
+        if node.op_type == "Conv":
+            found[node.input[1]] = 0
+        elif node.op_type == "MatMul":
+            found[node.input[1]] = 1
+        elif node.op_type == "Gemm":
+            trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+            found[node.input[1]] = 0 if trans_b else 1
+    return found
+
+
+def u8_weight_overrides(model: Path, per_channel: bool) -> dict[str, list[dict[str, Any]]]:
+    """ORT TensorQuantOverrides that give the GEMM layers' weights uint8, symmetric (zero point 128, the same
+    in every channel, as QLinearConv needs): ORT then runs them on its U8U8 kernels, which widen both operands
+    to 16 bits before multiplying, so nothing saturates without VNNI."""
+    qtype = quant_type("uint8")
+    return {
+        w: [{"quant_type": qtype, "symmetric": True, **({"axis": axis} if per_channel else {})}]
+        for w, axis in gemm_weights(model).items()
+    }
 
 
 def depthwise_weights(model: Path) -> list[str]:
@@ -160,13 +216,17 @@ class OrtQdqScheme(Scheme):
     fallback_precisions = ("float", "int16")
     qdq_output = True
     Options = OrtQdqOptions
-    # `vopt tune`: per-channel vs per-tensor weights, min-max vs percentile ranges (u8 activations / s8
-    # weights stay: s8 activations and u8 weights run 3-4x slower on x86, FIELD measurements in
-    # docs/benchmarks.md).
+    # `vopt tune`: uint8 weights on the GEMM layers (U8U8 kernels: 8-bit and no saturation, slower) against
+    # s8 weights (7-bit on a CPU without VNNI: u8 x s8 kernels), and min-max vs percentile ranges. Activations
+    # stay u8 (s8 activations ran about 4x slower on x86, FIELD-NOTES); per-tensor weights ran no faster
+    # than per-channel (72 against 71 img/s, ResNet-50) and lost 6 points top-1 on EfficientNet-Lite0.
     tune_space = (
-        ({"quantize.per_channel": True}, {"quantize.per_channel": False}),
+        ({"quantize.options.u8_weights": True}, {"quantize.options.u8_weights": False}),
         ({"quantize.calibration.method": "minmax"}, {"quantize.calibration.method": "percentile"}),
     )
+    # quantize.search tries uint8 GEMM weights where the build does not use them already (`applies`): all 8
+    # bits where 7-bit weights lose too much, on kernels that cannot saturate.
+    search_settings: ClassVar[tuple[dict[str, Any], ...]] = ({"u8_weights": True},)
     symmetric: ClassVar[bool] = False
     # None = every op ORT's QDQ quantizer knows.
     op_types: ClassVar[list[str] | None] = None
@@ -189,7 +249,7 @@ class OrtQdqScheme(Scheme):
             src = model = self.work / "float_opset.onnx"
         if self.options.static_shapes:
             static = self.work / "float_static.onnx"
-            fixed = fix_static_shapes(src, static, self.cfg.input_shape)
+            fixed = fix_static_shapes(src, static, self.cfg.input_shape, self.cfg.input_shapes)
             if fixed:
                 self.info["fixed_dims"] = fixed
             model = static
@@ -270,16 +330,37 @@ class OrtQdqScheme(Scheme):
         names = onnx_node_names(model)
         return sorted(set(match_nodes(names, self.excluded_globs())) | set(exclude_nodes))
 
+    def applies(self, setting: dict[str, Any]) -> bool:
+        if "u8_weights" in setting:  # only where it changes the weights this build gives the GEMM layers
+            from vopt.registry import get_target
+
+            if (self.cfg.weight_type or "int8") != "int8" or not get_target(self.cfg.target).ort_cpu_int8:
+                return False  # uint8 weights already, or a runtime other than ORT's CPU kernels
+            return bool(setting["u8_weights"]) != self.u8_weights()
+        return True
+
     @classmethod
     def host_facts(cls, options: dict[str, Any], target: Any) -> dict[str, Any]:
-        if options.get("reduce_range") is not None or not target.ort_cpu_int8:
+        # reduce_range and u8_weights default by the host; a recipe that sets either chose for itself
+        pinned = options.get("reduce_range") is not None or options.get("u8_weights") is not None
+        if pinned or not target.ort_cpu_int8:
             return {}
         return {"int8_saturates": host_lacks_vnni()}
+
+    def u8_weights(self) -> bool:
+        chosen = getattr(self.options, "u8_weights", None)
+        if chosen is not None:
+            return chosen
+        if getattr(self.options, "reduce_range", None) is not None:
+            return False  # the recipe chose 7- or 8-bit s8 weights
+        return bool(self.cfg.host.get("int8_saturates")) and U8_BY_DEFAULT
 
     def reduce_range(self) -> bool:
         chosen = getattr(self.options, "reduce_range", None)
         if chosen is not None:
             return chosen
+        if self.u8_weights():  # the GEMM layers cannot saturate: no layer needs 7 bits
+            return False
         return bool(self.cfg.host.get("int8_saturates"))  # host_facts: only where ORT's CPU int8 kernels run
 
     def quantize(
@@ -293,12 +374,22 @@ class OrtQdqScheme(Scheme):
         overrides = self.int16_overrides(model, wide) if wide else {}
         if wide:
             extra = {**extra, "UseQDQContribOps": True}
-        reduce = self.info.setdefault("reduce_range", self.reduce_range())
+        # set on every call: the search changes the options between calls
+        reduce = self.info["reduce_range"] = self.reduce_range()
+        for key in ("full_range_weights", "u8_weights"):
+            self.info.pop(key, None)
         if reduce and getattr(self.options, "full_range_depthwise", False):
             full = depthwise_weights(model)
             self.info["full_range_weights"] = f"{len(full)} depthwise convs (32-bit sums: no saturation)"
             axis = {"axis": 0} if self.cfg.per_channel else {}
             overrides.update({w: [{"reduce_range": False, **axis}] for w in full})
+        if self.u8_weights() and (self.cfg.weight_type or "int8") == "int8":
+            u8 = u8_weight_overrides(model, self.cfg.per_channel)
+            self.info["u8_weights"] = (
+                f"{len(u8)} GEMM layers (pointwise and dense convs, MatMul, Gemm): uint8 weights, ORT's U8U8 "
+                "kernels (no saturation); depthwise convs keep int8"
+            )
+            overrides.update(u8)
         if overrides:
             extra = {**extra, "TensorQuantOverrides": overrides}
         with quiet_logs():
@@ -389,6 +480,13 @@ class TensorRtQdqScheme(OrtQdqScheme):
         "GlobalAveragePool",
         "Concat",
     ]
+
+    # TensorRT runs symmetric s8 weights only: no uint8 weights to tune or search
+    tune_space = (
+        ({"quantize.per_channel": True}, {"quantize.per_channel": False}),
+        ({"quantize.calibration.method": "minmax"}, {"quantize.calibration.method": "percentile"}),
+    )
+    search_settings = ()
 
     def extra_options(self) -> dict[str, Any]:
         return {"ActivationSymmetric": True, "WeightSymmetric": True}
