@@ -152,10 +152,15 @@ def _components(m: dict[str, Any]) -> Section | None:
         [name, node, why]
         for step in m.get("steps") or []
         for name, rep in ((step.get("report") or {}).get("components") or {}).items()
-        for node, why in (((rep or {}).get("fp16") or {}).get("kept_fp32_nodes") or {}).items()
+        for node, why in (
+            ((rep or {}).get("fp16") or (rep or {}).get("scheme_info") or {}).get("kept_fp32_nodes") or {}
+        ).items()
     ]
     if kept:
-        sec.blocks.append(f"fp16: {len(kept)} nodes kept in fp32, their recorded ranges beyond fp16's:")
+        sec.blocks.append(
+            f"fp16: {len(kept)} nodes kept in fp32, and why (a recorded range beyond fp16's, or kept in "
+            "float by the recipe or the family):"
+        )
         sec.blocks.append(Table(["component", "node", "why"], kept[:40]))
         if len(kept) > 40:
             sec.blocks.append(f"... and {len(kept) - 40} more (manifest.json: the compile step's report).")
@@ -268,10 +273,16 @@ def _evidence(r: dict[str, Any]) -> list[str]:
 def _quantize_check(m: dict[str, Any]) -> Section | None:
     step = next((s for s in m.get("steps") or [] if s.get("stage") == "quantize"), None)
     rep = (step or {}).get("report") or {}
+    if rep.get("components"):  # a pipeline's components, each checked on its own recorded inputs
+        return _component_checks(rep["components"])
     check = rep.get("check") or {}
     if check.get("status") != "ok":
         return None
     sec = Section("Quantize check")
+    kept = ((rep.get("scheme_info") or {}).get("kept_fp32_nodes")) or {}
+    if isinstance(kept, dict) and kept:  # fp16 from recorded ranges: the nodes kept fp32, and why
+        sec.blocks.append(f"fp16: {len(kept)} nodes kept in fp32 ({rep['scheme_info'].get('ranges', '')}):")
+        sec.blocks.append(Table(["node", "why"], [[n, w] for n, w in list(kept.items())[:40]]))
     sec.blocks.append(
         f"The quantized model against the float model on {check.get('images', '?')} held-out images "
         f"({check.get('runtime', '?')})."
@@ -279,6 +290,35 @@ def _quantize_check(m: dict[str, Any]) -> Section | None:
     sec.blocks += _evidence({**check, "data": rep.get("data")})
     if rep.get("gates"):
         sec.blocks.append(_gate_table(rep["gates"]))
+    return sec
+
+
+def _component_checks(parts: dict[str, Any]) -> Section | None:
+    rows = []
+    for name, rep in parts.items():
+        check = (rep or {}).get("check") or {}
+        if check.get("status") != "ok":
+            continue
+        w = check.get("worst") or {}
+        gates = check.get("gates") or []
+        rows.append(
+            [
+                name,
+                f"{rep.get('scheme')} {rep.get('precision')}",
+                d.fmt_num(w.get("cosine"), 6),
+                d.fmt_num(w.get("sqnr_db"), 4),
+                f"{sum(bool(g.get('passed')) for g in gates)}/{len(gates)}",
+                str(check.get("data") or f"{check.get('images', '?')} held-out images"),
+            ]
+        )
+    if not rows:
+        return None
+    sec = Section("Quantize check")
+    sec.blocks.append(
+        "Each quantized component against its float self on the inputs it got while the pipeline ran on "
+        "held-out prompts (never calibration's, never validation's)."
+    )
+    sec.blocks.append(Table(["component", "quantized", "cosine", "SQNR dB", "gates", "inputs"], rows))
     return sec
 
 

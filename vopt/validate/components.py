@@ -101,10 +101,14 @@ def validate_components(
     tm, notes = task_metrics(task, family, ref_out, art_out, section.score_threshold)
     for note in notes:
         ctx.warn(note)
-    from vopt.validate.defaults import gates_for
+    from vopt.validate.defaults import DEFAULT_GATES, gates_for
 
+    integer = integer_components(artifact)
     all_gates, defaults = gates_for(
-        task, section.gates, section.default_gates, bool(artifact.meta.get("random_weights"))
+        f"{task}-int8" if integer and f"{task}-int8" in DEFAULT_GATES else task,
+        section.gates,
+        section.default_gates,
+        bool(artifact.meta.get("random_weights")),
     )
     gates = evaluate(all_gates, {"outputs": pipeline["outputs"], **tm}, section.gate_mode, defaults)
     drift = next((n for n in names if parts[n]["worst_cosine"] < DRIFT_COSINE), None)
@@ -123,6 +127,8 @@ def validate_components(
         first_drift={"component": drift, "worst_cosine": parts[drift]["worst_cosine"]} if drift else None,
         gates=gates,
     )
+    if integer:  # the default gates are the task's integer table (vopt.validate.defaults)
+        report["quantized_components"] = integer
     summary = [f"pipeline of {len(names)}: cosine {pipeline['worst_cosine']:.6f}"]
     if "psnr_db" in tm:  # a pipeline that makes images
         summary[0] += f", PSNR {tm['psnr_db']:.1f} dB, SSIM {tm['ssim']:.4f}"
@@ -136,6 +142,18 @@ def validate_components(
             "reference, on the inputs the reference pipeline gave it)"
         )
     return report
+
+
+def integer_components(artifact: Artifact) -> dict[str, str]:
+    """The components quantized to an integer precision (name -> precision)."""
+    from vopt.validate.defaults import INTEGER_PRECISIONS
+
+    found = {}
+    for name, comp in artifact.components.items():
+        precision = ((comp.meta or {}).get("quantized") or {}).get("precision")
+        if precision in INTEGER_PRECISIONS:
+            found[name] = str(precision)
+    return found
 
 
 def pipeline_settings(section: ValidateSection, artifact: Artifact) -> dict[str, Any]:
