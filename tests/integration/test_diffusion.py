@@ -83,6 +83,12 @@ def test_fp16_keeps_the_image_and_lists_the_nodes_kept_fp32(
     assert "nodes kept in fp32" in report and "self_attn/Softmax" in report  # the report says which and why
 
 
+def _reused(parts: dict, name: str) -> bool:
+    """A component another build already made in this step: a cache hit, or a step that passes it through
+    (quantize: null)."""
+    return bool(parts[name].get("cached") or parts[name].get("skipped"))
+
+
 def test_changing_one_component_rebuilds_only_it(cli, tmp_path, shared_cache, monkeypatch, write_recipe):
     monkeypatch.setenv("VOPT_CACHE_DIR", str(shared_cache))
     base = {"extends": [str(REPO / "recipes" / "sd-cpu.yaml")], "name": "sd-cache", "validate": None}
@@ -96,6 +102,154 @@ def test_changing_one_component_rebuilds_only_it(cli, tmp_path, shared_cache, mo
         assert not parts["unet"]["cached"], stage
         for other in ("text_encoder", "vae_encoder", "vae_decoder"):
             assert parts[other]["cached"], (stage, other)
+
+
+# Fewer recorded calls than the defaults (64 calibration, 16 check): the same code, a quarter of the time.
+FAST_INT8 = {"precision": "int8", "calibration": {"samples": 16}, "check": {"samples": 8, "benchmark": False}}
+
+
+def test_changing_the_unets_quantization_reuses_the_text_encoder_and_vae(
+    cli, tmp_path, shared_cache, monkeypatch, write_recipe
+):
+    monkeypatch.setenv("VOPT_CACHE_DIR", str(shared_cache))
+    base = {
+        "extends": [str(REPO / "recipes" / "sd-cpu.yaml")],
+        "name": "sd-int8-cache",
+        "quantize": FAST_INT8,
+        "validate": None,
+    }
+    first = _build(cli, write_recipe(base), tmp_path / "out")
+    unet_first = next(s for s in first["steps"] if s["stage"] == "quantize")["key_material"]["components"]
+    assert not unet_first["unet"].get("skipped") and unet_first["text_encoder"]["skipped"]
+    changed = {**base, "components": {"unet": {"quantize": {"calibration": {"method": "percentile"}}}}}
+    m = _build(cli, write_recipe(changed, "changed.yaml"), tmp_path / "out")
+    steps = {
+        s["stage"]: s["key_material"]["components"]
+        for s in m["steps"]
+        if s["stage"] in ("export", "quantize", "compile")
+    }
+    assert steps["export"]["unet"]["cached"]  # the UNet's export is the same too
+    for stage in ("quantize", "compile"):
+        assert not steps[stage]["unet"]["cached"], stage
+    for stage, parts in steps.items():
+        for other in ("text_encoder", "vae_encoder", "vae_decoder"):
+            assert _reused(parts, other), (stage, other)
+
+
+def _int8_recipe(target: str, options: dict | None = None) -> dict:
+    return {
+        "extends": [str(REPO / "recipes" / f"sd-{target}.yaml")],
+        "name": f"sd-{target}-int8-{(options or {}).get('mode', 'default')}",
+        "quantize": {**FAST_INT8, **({"options": options} if options else {})},
+    }
+
+
+@pytest.mark.parametrize(
+    "target, options, min_psnr",
+    [
+        # measured with these settings: 22.5 dB (ORT QDQ), 29.1 (NNCF full), 29.0 (hybrid), 64.7 (weights)
+        ("cpu", None, 20.0),
+        ("openvino", None, 25.0),
+        ("openvino", {"mode": "hybrid"}, 25.0),
+        ("openvino", {"mode": "weights"}, 50.0),
+    ],
+)
+def test_unet_int8_keeps_the_image_and_names_the_unet_as_first_drift(
+    target, options, min_psnr, cli, tmp_path, shared_cache, monkeypatch, write_recipe
+):
+    monkeypatch.setenv("VOPT_CACHE_DIR", str(shared_cache))
+    m = _build(cli, write_recipe(_int8_recipe(target, options)), tmp_path / "out")
+    comps = m["artifact"]["components"]
+    assert comps["unet"]["meta"]["quantized"]["precision"] == "int8"
+    assert all("quantized" not in comps[n]["meta"] for n in ("text_encoder", "vae_encoder", "vae_decoder"))
+    v = m["validation"]
+    tm = v["task_metrics"]
+    assert tm["psnr_db"] >= min_psnr and tm["ssim"] >= 0.8, tm
+    # int8's default pipeline gates (vopt.validate.defaults), reported and passed
+    gates = {g["metric"]: g for g in v["gates"]}
+    assert {k: gates[k]["condition"] for k in ("psnr_db", "ssim", "latent_cosine")} == {
+        "psnr_db": ">=20",
+        "ssim": ">=0.8",
+        "latent_cosine": ">=0.85",
+    }
+    assert all(g["default"] and g["passed"] for g in gates.values())
+    assert v["quantized_components"] == {"unet": "int8"}
+    # the drift table: each component on the inputs the reference pipeline gave it; the UNet drifts first
+    # (weights-only int8 stays above the drift line, 0.9999, and is still the furthest from its reference)
+    cosines = {n: p["worst_cosine"] for n, p in v["components"].items()}
+    assert min(cosines, key=cosines.get) == "unet", cosines
+    if not options or options["mode"] != "weights":
+        assert v["first_drift"]["component"] == "unet" and cosines["unet"] < 0.9999
+    assert all(v["components"][n]["worst_cosine"] > 0.9999 for n in ("text_encoder", "vae_encoder"))
+    quant = next(s for s in m["steps"] if s["stage"] == "quantize")["report"]["components"]
+    assert quant["text_encoder"]["skipped"] and quant["vae_decoder"]["skipped"]
+    unet = quant["unet"]
+    check = unet["check"]
+    assert check["status"] == "ok" and "top1_agreement" not in check["worst"]
+    assert {g["metric"] for g in check["gates"]} == {"cosine", "sqnr_db"} and all(
+        g["passed"] for g in check["gates"]
+    )
+    assert check["data"].startswith("unet inputs recorded from") and check["images"] == 16  # 8 calls x 2 rows
+    if options and options["mode"] == "weights":
+        assert unet["scheme_info"]["weights"].startswith("nncf.compress_weights INT8_ASYM")
+    elif options and options["mode"] == "hybrid":
+        assert "linear layers with int8 weights only" in unet["scheme_info"]["hybrid"]
+    else:
+        assert unet["calibration"]["kind"] == "feeds" and unet["calibration"]["samples"] == 16
+    report = (tmp_path / "out" / m["recipe"]["name"] / "report.md").read_text()
+    assert "| unet | ort-qdq int8 |" in report or "| unet | nncf int8 |" in report  # the quantize check table
+    assert v["first_drift"] is None or "First component to drift from its reference: unet." in report
+
+
+def test_calibration_feeds_are_the_pipelines_own_and_never_the_validation_prompts(
+    cli, tmp_path, shared_cache, monkeypatch, write_recipe
+):
+    """The UNet's calibration inputs are what the denoising loop feeds it: the scheduler's timesteps in order,
+    both guidance halves, latents that change from step to step; from prompts and seeds disjoint from the
+    validation run's, and the check's prompts disjoint from calibration's."""
+    import numpy as np
+
+    from vopt.core.cache import Cache
+    from vopt.models.families.stable_diffusion import make_scheduler
+    from vopt.quant.feeds import DEFAULT_PROMPTS, recorded
+
+    monkeypatch.setenv("VOPT_CACHE_DIR", str(shared_cache))
+    recipe = {
+        "extends": [str(REPO / "recipes" / "sd-cpu.yaml")],
+        "name": "sd-feeds",
+        "quantize": FAST_INT8,
+        "validate": None,
+    }
+    m = _build(cli, write_recipe(recipe), tmp_path / "out")
+    quant = next(s for s in m["steps"] if s["stage"] == "quantize")
+    data = quant["key_material"]["components"]["unet"]["config"]["calibration_from"]
+    validation = ["a photograph of an astronaut riding a horse", "a red bicycle in the snow"]
+    assert data["validation_prompts"] == validation
+    calibration = {p for p, _ in data["calibration_runs"]}
+    check = {p for p, _ in data["check_runs"]}
+    assert calibration and check and not calibration & check and not (calibration | check) & set(validation)
+    assert calibration | check == set(DEFAULT_PROMPTS)
+    seeds = [s for _, s in data["calibration_runs"] + data["check_runs"]]
+    assert len(set(seeds)) == len(seeds) and 0 not in seeds  # each run its own, never the validation seed
+    report = quant["report"]["components"]["unet"]["data"]
+    assert set(report["calibration_prompts"]) <= calibration and set(report["check_prompts"]) <= check
+
+    load = Cache(shared_cache).get(next(s for s in m["steps"] if s["stage"] == "load")["key"])
+    ctx = type("Ctx", (), {"artifacts": {"load": load.artifact}})()
+    got = recorded(ctx, "unet", data, {"calibration": 8})
+    feeds, runs = got["calibration"], got["calibration_runs"]
+    assert len(feeds) == 8 and runs == 2  # whole runs: 4 steps each
+    scheduler = make_scheduler("dpm++", load.artifact.meta["pipeline"].get("scheduler"))
+    scheduler.set_timesteps(4)
+    expected = [float(t) for t in scheduler.timesteps]
+    for run in (feeds[:4], feeds[4:]):
+        assert [float(f["timestep"][0]) for f in run] == expected
+        assert all(f["sample"].shape == (2, 4, 16, 16) for f in run)  # unconditional + prompted rows
+        assert np.array_equal(run[0]["sample"][0], run[0]["sample"][1])  # the same latent, both halves
+        stds = [float(np.std(f["sample"])) for f in run]
+        assert abs(stds[0] - 1.0) < 0.2 and len(set(np.round(stds, 3))) == 4  # seeded noise, then moving
+    assert not np.array_equal(feeds[0]["sample"], feeds[4]["sample"])  # another seed
+    assert not np.array_equal(feeds[0]["encoder_hidden_states"], feeds[4]["encoder_hidden_states"])
 
 
 def test_a_pipeline_folder_loads_with_its_own_weights(cli, tmp_path, monkeypatch, write_recipe):

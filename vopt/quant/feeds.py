@@ -34,7 +34,7 @@ DEFAULT_PROMPTS = (
     "a futuristic train crossing a bridge",
     "a field of tulips with a windmill",
 )
-SEEDS = 2  # seeds per prompt: the initial latents differ, the prompt's text states do not
+SEEDS = 2  # runs per prompt, each from its own seed: the initial latents differ, the text states do not
 
 
 def _norm(prompt: str) -> str:
@@ -66,9 +66,11 @@ def split(prompts: list[str], holdout: float) -> tuple[list[str], list[str]]:
 
 
 def runs(prompts: list[str], first_seed: int, seeds: int = SEEDS) -> list[tuple[str, int]]:
-    """(prompt, seed) of each pipeline run, seed-major: taking runs from the front covers the most prompts,
-    each with all of its denoising steps (every timestep of a few runs beats a few timesteps of many)."""
-    return [(p, first_seed + k) for k in range(seeds) for p in prompts]
+    """(prompt, seed) of each pipeline run, each run its own seed (its own initial latents), in rounds over
+    the prompts: taking runs from the front covers the most prompts, each with all of its denoising steps
+    (every timestep of a few runs beats a few timesteps of many)."""
+    n = len(prompts)
+    return [(p, first_seed + k * n + i) for k in range(seeds) for i, p in enumerate(prompts)]
 
 
 def feeds_from(recipe: Any, calibration: Any, holdout: float) -> dict[str, Any]:
@@ -86,7 +88,7 @@ def feeds_from(recipe: Any, calibration: Any, holdout: float) -> dict[str, Any]:
         "model": recipe.model.model_dump(mode="json"),
         "pipeline": {k: v for k, v in pipeline.items() if k != "prompts"},
         "calibration_runs": runs(calib, first),
-        "check_runs": runs(held, first),
+        "check_runs": runs(held, first + SEEDS * len(calib)),
         "validation_prompts": pipeline["prompts"],
     }
 
