@@ -341,3 +341,30 @@ def test_tensorrt_readiness_of_each_component(cli, tmp_path, shared_cache, monke
         assert set(report["profiles"]) == set(examples)  # a profile for every dynamic input
     decoder = report["profiles"]["latent_sample"]
     assert decoder[0][2:] == [8, 8] and decoder[2][2:] == [32, 32]  # tiles from half to twice the latent
+
+
+def test_fp16_through_the_quantize_stage_keeps_the_text_encoders_mask_fp32(
+    cli, tmp_path, shared_cache, monkeypatch, write_recipe
+):
+    """`quantize: {precision: fp16}`: ranges recorded on each component's own calls (the text encoder's
+    causal mask is float-min), the overflow nodes kept fp32 and listed with why, the image kept."""
+    monkeypatch.setenv("VOPT_CACHE_DIR", str(shared_cache))
+    recipe = {
+        "extends": [str(REPO / "recipes" / "sd-cpu.yaml")],
+        "name": "sd-fp16-quantize",
+        "quantize": {"precision": "fp16", "calibration": {"samples": 8}, "check": {"samples": 4}},
+        "components": {"text_encoder": {"quantize": {}}},  # the family keeps it float unless asked
+    }
+    m = _build(cli, write_recipe(recipe), tmp_path / "out")
+    parts = next(s for s in m["steps"] if s["stage"] == "quantize")["report"]["components"]
+    text = parts["text_encoder"]["scheme_info"]
+    assert text["overflow_nodes"] > 0 and "text_encoder inputs recorded from" in text["ranges"]
+    recorded = {n: why for n, why in text["kept_fp32_nodes"].items() if why.endswith("(recorded)")}
+    assert any("Softmax" in n and "> 8188" in why for n, why in recorded.items()), recorded
+    assert parts["unet"]["scheme_info"]["overflow_nodes"] == 0  # the UNet's ranges fit fp16
+    assert parts["vae_decoder"]["skipped"]
+    tm = m["validation"]["task_metrics"]
+    assert tm["psnr_db"] >= 35 and tm["ssim"] > 0.99, tm
+    assert "quantized_components" not in m["validation"]  # fp16: the float pipeline gates
+    report = (tmp_path / "out" / "sd-fp16-quantize" / "report.md").read_text()
+    assert "nodes kept in fp32, and why" in report and "self_attn/Softmax" in report
