@@ -158,6 +158,7 @@ def _text_images(folder: Path, n: int = 16) -> Path:
     reason="rapidocr-onnxruntime (the PP-OCRv4 det ONNX file) is not installed: "
     "pip install --no-deps rapidocr-onnxruntime==1.4.4",
 )
+@pytest.mark.timeout(900)  # measured 75 s at load 12 (2 cores, other builds running): 12x
 def test_ppocr_det_opset12_int8_is_upgraded_and_gated(write_recipe, cli, tmp_path):
     """PaddlePaddle's PP-OCRv4 text detector, opset 12. Per-channel QDQ used to fail with ORT's raw
     INVALID_GRAPH; now the model is upgraded to opset 13 first. On text it holds (centered cosine 0.95
