@@ -42,6 +42,19 @@ def test_scheme_declares_its_facts(name):
         s.Options.model_validate(alt)
 
 
+@pytest.mark.parametrize("name", list(SCHEMES))
+def test_a_scheme_whose_defaults_read_the_host_declares_host_facts(name):
+    """A default read from the build machine (`cfg.host`: VNNI or not) must come from `host_facts`, which puts
+    the fact into the quantize step's cache key: a cache shared by a VNNI machine and one without must never
+    hand one CPU's choice to the other."""
+    import inspect
+
+    s = get_scheme(name)
+    reads = [c.__name__ for c in s.__mro__ if issubclass(c, Scheme) and "cfg.host" in inspect.getsource(c)]
+    if reads:
+        assert s.host_facts.__func__ is not Scheme.host_facts.__func__, f"{reads} read cfg.host"
+
+
 def test_at_most_one_scheme_owns_a_precision():
     owners: dict[str, list[str]] = {}
     for name in SCHEMES:

@@ -12,7 +12,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.integration.test_quant_build import _artifact, _build, _recipe, _step
-from vopt.quant.schemes.ort_qdq import depthwise_weights, host_lacks_vnni
+from vopt.quant.schemes.ort_qdq import (
+    depthwise_weights,
+    gemm_weights,
+    host_lacks_vnni,
+    u8_weight_overrides,
+)
 
 CHANNELS = 16
 
@@ -33,10 +38,10 @@ def _conv_model(path, depthwise: bool) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
-def _quantized(tmp_path, depthwise: bool):
+def _quantized(tmp_path, depthwise: bool, u8: bool = False):
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    src, dst = tmp_path / f"f{depthwise}.onnx", tmp_path / f"q{depthwise}.onnx"
+    src, dst = tmp_path / f"f{depthwise}.onnx", tmp_path / f"q{depthwise}{u8}.onnx"
     _conv_model(src, depthwise)
 
     class Reader(CalibrationDataReader):
@@ -54,6 +59,8 @@ def _quantized(tmp_path, depthwise: bool):
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        # what the scheme writes under u8_weights
+        extra_options={"TensorQuantOverrides": u8_weight_overrides(src, per_channel=True)} if u8 else {},
     )
     return dst
 
@@ -88,6 +95,31 @@ def test_depthwise_weights_names_only_depthwise_convs(tmp_path):
     _conv_model(tmp_path / "pw.onnx", depthwise=False)
     assert depthwise_weights(tmp_path / "dw.onnx") == ["w"]
     assert depthwise_weights(tmp_path / "pw.onnx") == []
+    assert gemm_weights(tmp_path / "dw.onnx") == {} and gemm_weights(tmp_path / "pw.onnx") == {"w": 0}
+
+
+def test_u8_weights_run_the_saturating_pointwise_conv_exactly(tmp_path):
+    """The pointwise conv that clips through the u8 x s8 kernels without VNNI: with the uint8 weights that
+    `u8_weights` writes (zero point 128), ORT's fused U8U8 kernel computes what the QDQ file says, on this
+    CPU whatever its flags."""
+    import onnxruntime as ort
+
+    quantized = _quantized(tmp_path, depthwise=False, u8=True)
+    graph = onnx.load(str(quantized)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    (weight,) = [v for k, v in inits.items() if k.endswith("_quantized")]
+    (zero,) = [v for k, v in inits.items() if k.startswith("w_zero_point")]
+    assert weight.dtype == np.uint8 and weight.max() == 255 and (zero == 128).all()
+    as_written = _run(quantized, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+    fused = _run(quantized, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+    assert as_written.max() > 0
+    np.testing.assert_allclose(fused, as_written, rtol=0.02)
+    # and it did run fused: ORT made a QLinearConv of the u8 x u8 pair
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "fused.onnx")
+    ort.InferenceSession(str(quantized), opts, providers=["CPUExecutionProvider"])
+    assert [n.op_type for n in onnx.load(str(tmp_path / "fused.onnx")).graph.node].count("QLinearConv") == 1
 
 
 @pytest.mark.slow

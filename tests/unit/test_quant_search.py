@@ -167,7 +167,7 @@ def test_write_back_writes_the_searched_layers_and_settings(tmp_path):
     assert path.read_text().startswith("# my recipe\n")
 
 
-def _stage_search(tmp_path, scheme_name: str, options: dict, methods: list[str], family=None):
+def _stage_search(tmp_path, scheme_name: str, options: dict, methods: list[str], family=None, host=None):
     """A StageSearch on a stand-in quantize step (a QuantizeSession): what it asks the scheme plugin, without
     running it."""
     from types import SimpleNamespace
@@ -197,6 +197,7 @@ def _stage_search(tmp_path, scheme_name: str, options: dict, methods: list[str],
         input_shape=[1, 3, 8, 8],
         compile={},
         search=SearchSection(methods=methods),
+        host=host or {},
     )
     scheme = get_scheme(scheme_name)(cfg, tmp_path, family)
     images = np.zeros((4, 3, 8, 8), np.float32)
@@ -214,20 +215,37 @@ def test_the_settings_tried_come_from_the_scheme_plugin(tmp_path):
     assert nncf.settings() == [
         {"method": "minmax"},
         {"method": "minmax", "bias_correction": "full"},  # NncfScheme.search_settings
+        {"method": "minmax", "overflow_fix": "enable"},  # NNCF's default here (VNNI) is first_layer
+        {"method": "minmax", "overflow_fix": "disable"},
         {"method": "percentile"},
     ]
+    # on a CPU whose int8 kernels saturate, the default is overflow_fix enable: only the other one is tried
+    saturating = _stage_search(tmp_path, "nncf", {}, ["minmax"], host={"int8_saturates": True})
+    assert [s.get("overflow_fix") for s in saturating.settings()] == [None, None, "disable"]
     plan = Plan((("bias_correction", "full"), ("method", "minmax")))
     assert nncf.changed(plan) == {"bias_correction": "full"}
     # the recipe already asks for full bias correction: nothing else to try
-    full = _stage_search(tmp_path, "nncf", {"bias_correction": "full"}, ["minmax"])
-    assert full.settings() == [{"method": "minmax"}]
+    full = _stage_search(tmp_path, "nncf", {"bias_correction": "full", "overflow_fix": "enable"}, ["minmax"])
+    assert full.settings() == [{"method": "minmax"}, {"method": "minmax", "overflow_fix": "disable"}]
     # a transformer family also gets SmoothQuant's alpha tried (NNCF has that step for transformers only)
     from vopt.models.families import get_family
 
-    vit = _stage_search(tmp_path, "nncf", {"bias_correction": "full"}, ["minmax"], get_family("vit"))
-    assert vit.settings() == [{"method": "minmax"}, {"method": "minmax", "smooth_quant": 0.5}]
+    options = {"bias_correction": "full", "overflow_fix": "disable"}
+    vit = _stage_search(tmp_path, "nncf", options, ["minmax"], get_family("vit"))
+    assert vit.settings() == [
+        {"method": "minmax"},
+        {"method": "minmax", "smooth_quant": 0.5},
+        {"method": "minmax", "overflow_fix": "enable"},
+    ]
+    # ort-qdq tries uint8 GEMM weights where the build does not give them already (a CPU with VNNI)
     ort = _stage_search(tmp_path, "ort-qdq", {}, ["entropy", "minmax"])
-    assert ort.settings() == [{"method": "minmax"}, {"method": "entropy"}]
+    assert ort.settings() == [
+        {"method": "minmax"},
+        {"method": "minmax", "u8_weights": True},
+        {"method": "entropy"},
+    ]
+    saturating = _stage_search(tmp_path, "ort-qdq", {}, ["minmax"], host={"int8_saturates": True})
+    assert saturating.settings() == [{"method": "minmax"}]
     assert ort.changed(Plan((("method", "entropy"),))) == {"method": "entropy"}
 
 

@@ -112,18 +112,8 @@ def run_tuning(
         except BackendUnavailable as exc:
             timing_note = f"not timed: {exc.message}; ranked by fidelity"
     timed = all(c.img_s for c in passing)
-    ranked = sorted(passing, key=(lambda c: -(c.img_s or 0)) if timed else _by_fidelity)
-    best = ranked[0] if ranked else None
     baseline = cands[0]
-    if (
-        timed
-        and best is not None
-        and baseline in passing
-        and best is not baseline
-        and best.img_s < MIN_GAIN * (baseline.img_s or 0)
-    ):
-        best.reason = f"fastest, but within {MIN_GAIN - 1:.0%} of the recipe as written: kept as written"
-        best = baseline
+    best = _choose(passing, baseline) if timed else (sorted(passing, key=_by_fidelity) or [None])[0]
     return {
         "recipe": base.recipe.name,
         "target": target.name,
@@ -151,6 +141,27 @@ def _build(cand: Candidate, recipe_path: Path, sets: list[str], out_root: Path, 
     except VoptError as exc:
         cand.status, cand.reason = "failed", exc.message
     cand.build_s = round(time.perf_counter() - t, 2)
+
+
+def _choose(passing: list[Candidate], baseline: Candidate) -> Candidate | None:
+    """The fastest passing candidate, weighed against held-out fidelity: among those within MIN_GAIN of the
+    fastest (a gap timing noise can make), the most faithful; and the recipe as written unless the choice is
+    MIN_GAIN faster than it, or as fast and more faithful."""
+    if not passing:
+        return None
+    fastest = max(c.img_s or 0 for c in passing)
+    ties = [c for c in passing if (c.img_s or 0) * MIN_GAIN >= fastest]
+    best = min(ties, key=lambda c: (_by_fidelity(c), -(c.img_s or 0)))
+    if best is not max(passing, key=lambda c: c.img_s or 0):
+        best.reason = f"within {MIN_GAIN - 1:.0%} of the fastest and the most faithful of those"
+    if baseline in passing and best is not baseline:
+        faster = (best.img_s or 0) >= MIN_GAIN * (baseline.img_s or 0)
+        if not faster and _by_fidelity(best) >= _by_fidelity(baseline):
+            best.reason = (
+                f"within {MIN_GAIN - 1:.0%} of the recipe as written and no more faithful: kept as written"
+            )
+            return baseline
+    return best
 
 
 def _by_fidelity(c: Candidate) -> tuple:

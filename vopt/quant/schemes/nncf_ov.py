@@ -352,8 +352,10 @@ class NncfScheme(Scheme):
         return OverflowFix({"first_layer": "first_layer_only"}.get(chosen, chosen))
 
     def overflow_fix(self) -> str:
-        """The recipe's, else enable on a CPU whose int8 kernels saturate (host_facts), else NNCF's default."""
-        return self.options.overflow_fix or ("enable" if self.cfg.host.get("int8_saturates") else "first_layer")
+        """The recipe's, else enable on a CPU whose int8 kernels saturate (host_facts), else NNCF's
+        default."""
+        saturates = self.cfg.host.get("int8_saturates")
+        return self.options.overflow_fix or ("enable" if saturates else "first_layer")
 
     def _preset(self, transformer: bool):
         import nncf

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 # Calibrators hold every output of one collect_data call: feed them this many batches at a time.
 CHUNK_BATCHES = 4
-# On a CPU without VNNI, uint8 weights on the GEMM layers by default (u8_weights): see OrtQdqScheme.u8_weights.
+# On a CPU without VNNI, uint8 weights on the GEMM layers by default (OrtQdqScheme.u8_weights).
 U8_BY_DEFAULT = True
 
 
@@ -156,8 +156,8 @@ def host_lacks_vnni() -> bool:
 
 def gemm_weights(model: Path) -> dict[str, int]:
     """Weight initializers of the layers ORT runs through its int8 GEMM, whose u8 x s8 sums saturate without
-    VNNI: every Conv but the depthwise ones, MatMul and Gemm with a constant weight. Each with the channel axis
-    ORT's quantizer gives it per channel (a per-channel override must name it)."""
+    VNNI: every Conv but the depthwise ones, MatMul and Gemm with a constant weight. Each with the channel
+    axis ORT's quantizer gives it per channel (a per-channel override must name it)."""
     import onnx
 
     graph = onnx.load(str(model), load_external_data=False).graph
