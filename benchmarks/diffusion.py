@@ -1,7 +1,8 @@
 """Stable Diffusion on this machine's CPU: per-component latency, seconds per image at N denoising steps end
 to end, and peak memory, for PyTorch eager (diffusers' modules, as loaded) and the artifacts of
-recipes/sd-cpu.yaml (ONNX Runtime) and recipes/sd-openvino.yaml (OpenVINO), timed in one interleaved run
-(each round runs every runtime in turn, so a busy machine slows them alike).
+recipes/sd-cpu.yaml (ONNX Runtime) and recipes/sd-openvino.yaml (OpenVINO), float and with the UNet in int8
+(ORT QDQ on cpu; NNCF full, hybrid and weights-only on openvino), timed in one interleaved run (each round
+runs every runtime in turn, so a busy machine slows them alike).
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/diffusion.py [--steps 20] [--rounds 5] [--threads 1]
 
@@ -23,23 +24,40 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-RUNTIMES = ("pytorch", "onnxruntime", "openvino")
-RECIPES = {"onnxruntime": "sd-cpu", "openvino": "sd-openvino"}
+# runtime -> (shipped recipe, what the benchmark's recipe adds: the UNet's int8, as a user writes it)
+RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "onnxruntime": ("sd-cpu", {}),
+    "openvino": ("sd-openvino", {}),
+    "onnxruntime-int8": ("sd-cpu", {"quantize": {"precision": "int8"}}),
+    "openvino-int8": ("sd-openvino", {"quantize": {"precision": "int8"}}),
+    "openvino-int8-hybrid": (
+        "sd-openvino",
+        {"quantize": {"precision": "int8", "options": {"mode": "hybrid"}}},
+    ),
+    "openvino-int8-weights": (
+        "sd-openvino",
+        {"quantize": {"precision": "int8", "options": {"mode": "weights"}}},
+    ),
+}
+RUNTIMES = ("pytorch", *RECIPES)
 THREADS = [1]  # intra-op threads of every runtime (--threads): one each is fair on a shared, loaded machine
 
 
-def build(work: Path, recipe: str) -> Path:
-    """`vopt build` of the recipe (validation on: the artifacts are the checked ones); its build directory."""
+def build(work: Path, runtime: str) -> Path:
+    """`vopt build` of the runtime's recipe (validation on: the artifacts are the checked ones, int8's gates
+    included); its build directory."""
+    import yaml
+
+    base, extra = RECIPES[runtime]
+    name = f"bench-{runtime}"
+    recipe = work / "recipes" / f"{name}.yaml"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
+    data = {"extends": [str(REPO / "recipes" / f"{base}.yaml")], "name": name, **extra}
+    recipe.write_text(yaml.safe_dump(data, sort_keys=False))
     out = work / "build"
-    cmd = [
-        str(REPO / ".venv" / "bin" / "vopt"),
-        "build",
-        str(REPO / "recipes" / f"{recipe}.yaml"),
-        "--out",
-        str(out),
-    ]
+    cmd = [str(REPO / ".venv" / "bin" / "vopt"), "build", str(recipe), "--out", str(out)]
     subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-    return out / recipe
+    return out / name
 
 
 def torch_calls() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -111,9 +129,8 @@ def memory_child(runtime: str, work: Path, steps: int) -> None:
 
     base = current_rss_mb()
     reset_peak()
-    calls, model = (
-        torch_calls() if runtime == "pytorch" else artifact_calls(work / "build" / RECIPES[runtime])
-    )
+    built = work / "build" / f"bench-{runtime}"
+    calls, model = torch_calls() if runtime == "pytorch" else artifact_calls(built)
     run_pipeline(calls, steps, model)
     print(json.dumps({"peak_rss_mb": peak_rss_mb(), "baseline_mb": base}))
 
@@ -134,15 +151,15 @@ def main() -> None:
         memory_child(args.memory_child, args.work, args.steps)
         return
     args.work.mkdir(parents=True, exist_ok=True)
-    for recipe in RECIPES.values():
-        build(args.work, recipe)
+    for runtime in RECIPES:
+        build(args.work, runtime)
     import numpy as np
 
     from vopt.bench.timing import interleaved
 
     runtimes: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {"pytorch": torch_calls()}
-    for runtime, recipe in RECIPES.items():
-        runtimes[runtime] = artifact_calls(args.work / "build" / recipe)
+    for runtime in RECIPES:
+        runtimes[runtime] = artifact_calls(args.work / "build" / f"bench-{runtime}")
     model = runtimes["pytorch"][1]
     # the inputs each component really gets: one run of the loop (PyTorch), recorded
     ref_out, seen = run_pipeline(runtimes["pytorch"][0], args.steps, model)
@@ -167,12 +184,13 @@ def main() -> None:
             t0 = time.perf_counter()
             run_pipeline(calls, args.steps, model)
             e2e[rt].append(time.perf_counter() - t0)
-    psnr = {}
+    psnr, ssim = {}, {}
     from vopt.validate.images import pipeline_metrics
 
     for rt, calls in txt2img.items():
         out, _ = run_pipeline(calls, args.steps, model)
-        psnr[rt] = round(pipeline_metrics(ref_out, out)["psnr_db"], 1)
+        metrics = pipeline_metrics(ref_out, out)
+        psnr[rt], ssim[rt] = round(metrics["psnr_db"], 1), round(metrics["ssim"], 4)
     memory = {}
     for rt in runtimes:
         res = subprocess.run(
@@ -191,6 +209,7 @@ def main() -> None:
             rt: round(float(np.median(e2e["pytorch"]) / np.median(v)), 2) for rt, v in e2e.items()
         },
         "psnr_db_vs_pytorch": psnr,
+        "ssim_vs_pytorch": ssim,
         "peak_rss_mb": {rt: round(m["peak_rss_mb"], 1) for rt, m in memory.items()},
         # what loading and running the components added to the process (python, torch and vopt imported)
         "peak_over_baseline_mb": {

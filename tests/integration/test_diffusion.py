@@ -147,7 +147,7 @@ def _int8_recipe(target: str, options: dict | None = None) -> dict:
 @pytest.mark.parametrize(
     "target, options, min_psnr",
     [
-        # measured with these settings: 22.5 dB (ORT QDQ), 29.1 (NNCF full), 29.0 (hybrid), 64.7 (weights)
+        # measured with the recipes' defaults: 22.1 dB (ORT QDQ), 28.8 (NNCF), 28.9 (hybrid), 64.7 (weights)
         ("cpu", None, 20.0),
         ("openvino", None, 25.0),
         ("openvino", {"mode": "hybrid"}, 25.0),
@@ -164,12 +164,12 @@ def test_unet_int8_keeps_the_image_and_names_the_unet_as_first_drift(
     assert all("quantized" not in comps[n]["meta"] for n in ("text_encoder", "vae_encoder", "vae_decoder"))
     v = m["validation"]
     tm = v["task_metrics"]
-    assert tm["psnr_db"] >= min_psnr and tm["ssim"] >= 0.8, tm
+    assert tm["psnr_db"] >= min_psnr and tm["ssim"] >= 0.75, tm
     # int8's default pipeline gates (vopt.validate.defaults), reported and passed
     gates = {g["metric"]: g for g in v["gates"]}
     assert {k: gates[k]["condition"] for k in ("psnr_db", "ssim", "latent_cosine")} == {
         "psnr_db": ">=20",
-        "ssim": ">=0.8",
+        "ssim": ">=0.75",
         "latent_cosine": ">=0.85",
     }
     assert all(g["default"] and g["passed"] for g in gates.values())
