@@ -17,6 +17,9 @@ from typing import Any, TextIO
 
 # Progress bars: rich's (━ ╸), tqdm's (`45%|████▌ | 9/20 [...]`) and other block-character bars.
 _BAR = re.compile(r"[━╸╺█▉▊▋▌▍▎▏]|\d+%\|.*\||\b\d+/\d+ \[\d\d:\d\d")
+# Dumps a library prints just before it raises the error vopt reports (with the op and the module): dropped,
+# with the indented lines that follow them. torch.onnx.export prints the whole TorchScript graph.
+_DUMP = re.compile(r"^Torch IR graph at exception:")
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 
 # (source, what, level, pattern) in order of precedence; `level` is warning when the lines are.
@@ -82,6 +85,7 @@ def summarise(text: str) -> Summary:
     counted."""
     summary = Summary()
     groups: dict[tuple[str, str], Group] = {}
+    dumping = False
     for raw in re.split(r"\r\n|\r|\n", _ANSI.sub("", text)):
         line = raw.rstrip()
         if not line.strip():
@@ -89,8 +93,12 @@ def summarise(text: str) -> Summary:
         if _BAR.search(line):
             summary.bars += 1
             continue
-        if line[0].isspace() and groups:
+        if _DUMP.search(line):
+            dumping = True
             continue
+        if line[0].isspace() and (groups or dumping):
+            continue
+        dumping = False
         source, what, level = next(
             ((s, w, lv) for s, w, lv, pattern in _KINDS if pattern.search(line)),
             ("library", "lines of output", "info"),

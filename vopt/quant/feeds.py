@@ -37,6 +37,17 @@ DEFAULT_PROMPTS = (
 SEEDS = 2  # runs per prompt, each from its own seed: the initial latents differ, the text states do not
 
 
+def runs_as_pipeline(recipe: Any) -> bool:
+    """Whether the recipe's model is a pipeline of components that its family runs as a whole (a diffusion
+    pipeline): its components calibrate on feeds recorded from that run, not on images (the source says)."""
+    from vopt.registry import get_source
+
+    try:
+        return bool(getattr(get_source(recipe.model.source), "runs_as_pipeline", False))
+    except Exception:  # noqa: BLE001 - an unknown source is the plan's error to report
+        return False
+
+
 def _norm(prompt: str) -> str:
     return " ".join(prompt.lower().split())
 

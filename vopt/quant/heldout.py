@@ -7,17 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vopt.datasets.split import HeldOut, resolve
-
-
-def runs_as_pipeline(recipe: Any) -> bool:
-    """Whether the recipe's model is a pipeline of components that its family runs as a whole (a diffusion
-    pipeline): its components calibrate on feeds recorded from that run, not on images (the source says)."""
-    from vopt.registry import get_source
-
-    try:
-        return bool(getattr(get_source(recipe.model.source), "runs_as_pipeline", False))
-    except Exception:  # noqa: BLE001 - an unknown source is the plan's error to report
-        return False
+from vopt.quant.feeds import runs_as_pipeline
 
 
 def calibrates_on_images(recipe: Any) -> bool:

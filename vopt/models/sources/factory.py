@@ -109,6 +109,11 @@ def import_factory(spec: str | None, key: str = "model.arch") -> Any:
 
 
 def _is_user_code(module: Any) -> bool:
+    """A module of the user's (reloaded so an edit between builds in one process is seen); never vopt's own,
+    whose editable install lies outside sys.prefix: reloading one makes new classes, and a component's module
+    rebuilt from its reference would then differ in type from the loaded one."""
+    if module.__name__.partition(".")[0] == "vopt":
+        return False
     path = getattr(module, "__file__", None)
     return bool(path) and not str(path).startswith((sys.prefix, sys.base_prefix))
 

@@ -142,8 +142,7 @@ def _prompt_problems(recipe: Any) -> list[tuple[tuple[Any, ...], str]]:
     """A pipeline's calibration prompts against its validation prompts (held out, as calibration images are
     from validation images: an overlap is a recipe error), and calibration files, which a pipeline's
     components do not read (they calibrate on the inputs recorded while the pipeline runs)."""
-    from vopt.quant.feeds import overlap
-    from vopt.quant.heldout import runs_as_pipeline
+    from vopt.quant.feeds import overlap, runs_as_pipeline
 
     sections: list[tuple[tuple[Any, ...], Any]] = [(("quantize",), recipe.quantize)]
     for name, over in (getattr(recipe, "components", None) or {}).items():
