@@ -15,6 +15,7 @@ The environment is set before the import, because Ultralytics reads it at import
 win): `YOLO_OFFLINE=1` (no DNS probe, no analytics events, no downloads), `YOLO_AUTOINSTALL=0` (its
 `check_requirements` never runs pip), `YOLO_CONFIG_DIR` (its settings.json, inside vopt's cache instead of
 ~/.config), and `OMP_NUM_THREADS` is left as it was (Ultralytics would set it to 1 for every child process).
+`PIL.Image.open`, which Ultralytics patches for the whole process at import (HEIF via pi-heif), is put back.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ def import_ultralytics() -> types.ModuleType:
     for key, value in env.items():
         os.environ.setdefault(key, value)
     threads = os.environ.get("OMP_NUM_THREADS")
+    from PIL import Image
+
+    pil_open = Image.open
     try:
         with _torchvision_version_answered():
             import ultralytics
@@ -92,4 +96,8 @@ def import_ultralytics() -> types.ModuleType:
     finally:
         if threads is None:
             os.environ.pop("OMP_NUM_THREADS", None)  # Ultralytics sets 1 for every child process
+        # Ultralytics replaces PIL.Image.open for the whole process: on a file Pillow cannot identify, its
+        # version calls check_requirements("pi-heif") and imports it, so an unreadable image in vopt's data
+        # became "No module named 'pi_heif'" instead of the error naming the file. Pillow's own goes back.
+        Image.open = pil_open
     return ultralytics
