@@ -18,9 +18,19 @@ from rich.console import Console
 from vopt.core.progress import Reporter
 from vopt.errors import VoptError
 
+
+def _console(**kwargs: Any) -> Console:
+    """A console whose width follows COLUMNS (or the terminal) at each use: rich reads COLUMNS once, when the
+    console is made, and a process that runs the CLI more than once (the tests, a notebook) would otherwise
+    keep the width of the first run."""
+    console = Console(**kwargs)
+    console._width = console._height = None  # rich's size then reads COLUMNS, LINES and the terminal
+    return console
+
+
 # soft_wrap: rich never breaks a line (a path, a recipe name) itself; a terminal wraps it, a CI log keeps it.
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+err = _console(stderr=True, highlight=False, soft_wrap=True)
+out = _console(highlight=False, soft_wrap=True)
 
 
 _json_stream: Any = None
