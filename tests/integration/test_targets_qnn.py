@@ -19,7 +19,7 @@ def _export(write_recipe, family: str):
     from vopt.core.cache import Cache
     from vopt.core.progress import QuietReporter
     from vopt.pipeline.plan import key_for, make_plan
-    from vopt.pipeline.runner import _run_step
+    from vopt.pipeline.runner import _Env, _run_step
     from vopt.recipe.resolve import load_recipe
 
     path = write_recipe(
@@ -32,13 +32,13 @@ def _export(write_recipe, family: str):
     )
     recipe = load_recipe(path).recipe
     steps, target = make_plan(recipe)
-    art, arts = None, {}
+    env = _Env(recipe, target, Cache(), QuietReporter(), use_cache=True, debug=False)
+    art = None
     for step in steps:
         if step.name not in ("load", "fuse", "prune", "export"):
             continue
         key = key_for(step, art.sha256 if art else None, target)
-        art, _, _ = _run_step(step, art, key, recipe, target, Cache(), QuietReporter(), arts, {}, False)
-        arts[step.name] = art
+        art, _, _ = _run_step(step, art, key, env)
     return recipe, target, art
 
 

@@ -276,8 +276,22 @@ class QnnTarget(Target):
     def check_runner(self, path: Path, settings: dict[str, Any]) -> Runner | Unavailable | None:
         """The quantize check runs the QDQ model on the QNN EP's HTP backend (the x86 simulator here), as
         the artifact will run: ONNX Runtime's CPU EP computes Q/DQ in float, and measured agreement 1.000
-        where the simulator gave 0.938."""
-        return self.runner(Artifact(path=str(path), format="onnx"), self.Config(**settings))
+        where the simulator gave 0.938. A graph the HTP rejects is diagnosed here as at compile (the check
+        is the first to load it): the nodes that cause it, bisected, and the exclusion that builds."""
+        from vopt.runtimes.diagnose import log_path, native_output_to, rejected_graph_error
+        from vopt.runtimes.qnn import session
+
+        cfg = self.Config(**settings)
+        log = log_path("qnn-quantize-check")  # the QNN libraries' own lines, as at compile
+        try:
+            with native_output_to(log):
+                return self.runner(Artifact(path=str(path), format="onnx"), cfg)
+        except Exception as exc:
+            htp = htp_options(cfg)
+            loads = lambda p: session(p, soc_model=cfg.soc_model, htp_arch=cfg.htp_arch, htp=htp)  # noqa: E731
+            raise rejected_graph_error(
+                "QNN HTP", path, exc, loads, stage="quantize", log=log, workdir=Path(path).parent
+            ) from exc
 
 
 def _first_line(exc: Exception) -> str:
