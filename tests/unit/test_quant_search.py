@@ -59,6 +59,27 @@ def test_search_ranks_by_output_effect_and_keeps_the_fewest_layers():
     assert res.settings_tried[0] == {"method": "minmax", "value": round(base.value, 6), "passed": False}
 
 
+def test_measured_layer_times_order_the_helpful_layers_by_repair_per_ms():
+    """With float_if_slower's per-layer times, of two layers that help, the one that repairs more per ms it
+    costs in float is tried first; layers that did not help stay last, whatever they cost."""
+    ref, errors = _world()
+    hooks = _hooks(ref, errors, [])
+    rows = [
+        {"node": "big", "to": "float", "gain": 0.6},
+        {"node": "cheap", "to": "float", "gain": 0.4},
+        {"node": "useless", "to": "float", "gain": 0.0},
+    ]
+    costs = {"big": 3.0, "cheap": 0.5, "useless": 0.0}
+    weighed = Search(hooks, ref, sorted(errors), costs=costs)
+    assert [r["node"] for r in sorted(rows, key=weighed.order_key)] == ["cheap", "big", "useless"]
+    plain = Search(hooks, ref, sorted(errors))  # sensitivity alone: the ranking's order
+    assert [r["node"] for r in sorted(rows, key=plain.order_key)] == ["big", "cheap", "useless"]
+    # the search still finds the two layers that carry the error when it weighs their times
+    base = hooks.check(Plan())
+    res = Search(hooks, ref, sorted(errors), costs={"L3": 2.0, "L7": 0.1}).run(base)
+    assert res.converged and set(res.plan.nodes("float")) <= {"L3", "L7"}
+
+
 def test_search_stops_at_its_budget_with_the_best_plan_so_far():
     ref, errors = _world()
     ticks = iter(range(0, 10_000, 10))

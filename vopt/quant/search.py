@@ -47,6 +47,9 @@ RANK_SHARE = 0.6  # of budget_s, at most, for the sensitivity pass
 # A bridged plan is kept when it runs at least this fast, relative to the fewest changes: within the timing
 # noise of one interleaved comparison.
 BRIDGE_SPEED = 0.97
+# The least a float layer is taken to cost when the search weighs measured layer times (ms): below it (or
+# where float is faster) the profiler cannot tell layers apart, and the repair alone orders them.
+COST_FLOOR_MS = 0.02
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ class Search:
         higher_is_better: bool = True,
         layers_follow: Callable[[dict[str, Any]], bool] = lambda settings: True,
         bridge: int = 0,
+        costs: dict[str, float] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.hooks, self.ref, self.candidates, self.kinds = hooks, ref, list(candidates), kinds
@@ -164,6 +168,9 @@ class Search:
         self.budget_s, self.focus_extra, self.higher = budget_s, focus_extra, higher_is_better
         self.max_changes = len(self.candidates) if max_changes is None else max_changes
         self.layers_follow, self.clock, self.bridge_gap = layers_follow, clock, bridge
+        # ms per inference that keeping each layer float adds on the target's runtime (measured per layer;
+        # negative where float is faster): the greedy weighs what a layer repairs against what it costs
+        self.costs = costs or {}
         self.start = clock()
         self.trials: list[dict[str, Any]] = []
         self.exhausted = False
@@ -246,12 +253,20 @@ class Search:
         result.table = table
         # Layers that helped alone come first; the rest follow, so a search allowed many changes can reach
         # them (a labels gate on EfficientNet-Lite0 still failed with the 32 helpful ones in float).
-        order = [(r["node"], r["to"]) for r in sorted(table, key=lambda r: r["gain"] <= 0)]  # stable
+        order = [(r["node"], r["to"]) for r in sorted(table, key=self.order_key)]  # stable
         ranked = {r["node"] for r in table}  # layers the ranking had no time to probe go last
         order += [(n, self.kinds[0]) for n in self.candidates if n not in ranked]
         # 3. Greedy prefix, bisection, pruning.
         found = self.greedy(plan, order, result)
         return self._done(found)
+
+    def order_key(self, row: dict[str, Any]) -> tuple[bool, float]:
+        """Layers that helped alone first, in the ranking's order; with measured layer times, those to float
+        by what they repair per ms they cost (of two that help alike, the cheaper first)."""
+        helpful = row["gain"] > 0
+        if not helpful or not self.costs or row["to"] != "float":
+            return (not helpful, 0.0)
+        return (False, -row["gain"] / max(self.costs.get(row["node"], 0.0), COST_FLOOR_MS))
 
     def rank(self, plan: Plan, idx: np.ndarray, base_out: np.ndarray) -> list[dict[str, Any]]:
         ref = self.ref[idx]
@@ -616,6 +631,7 @@ def run_search(session: QuantizeSession, model: Path, first: Path, checked: Chec
         higher_is_better=higher_is_better(aim["condition"]),
         layers_follow=glue.scheme.layers_follow,
         bridge=sec.bridge,
+        costs=getattr(session, "layer_costs", None),  # quantize.options.float_if_slower measured them
     )
     res = search.run(base)
     plan = res.plan

@@ -36,7 +36,8 @@ class QuantizeStage(Stage):
             return None
         scheme, precision = choose(q, target)
         types = scheme.default_types(precision)
-        from vopt.quant.heldout import for_quantize, runs_as_pipeline
+        from vopt.quant.feeds import runs_as_pipeline
+        from vopt.quant.heldout import for_quantize
 
         feeds_from = None
         if runs_as_pipeline(recipe):  # a pipeline's component: feeds recorded while the pipeline runs
@@ -260,6 +261,8 @@ class QuantizeStep:
         self.kept_int16: list[str] = []  # the search's layers with 16-bit activations
         self.on_device = True  # the check ran where the target says the artifact computes (_check_outputs)
         self.recorded: RecordedFeeds | None = None  # a pipeline's component: its recorded feeds (run() sets)
+        self.speed_floats: list[str] = []  # layers kept float because their int8 kernel is slower here
+        self.layer_costs: dict[str, float] = {}  # node -> ms keeping it float adds (what the search weighs)
         # The contract the cache key's data fingerprint was computed with; the artifact's own when they differ
         # (an hf model without `family:` is only known after load), since that is what the model expects.
         planned = Preprocess(**config.preprocess)
@@ -324,6 +327,9 @@ class QuantizeStep:
             result = scheme.quantize(model, [], out)
         kept: list[str] = []
         checked = self.evaluate(result)
+        if getattr(scheme.options, "float_if_slower", False):  # speed-aware: vopt.quant.layer_speed
+            result, checked = self._speed_layers(Path(model), Path(result), checked)
+            cfg = self.cfg  # now with those layers in exclude.nodes, for the loops below
         failed = checked is not None and not passed(checked["gates"])
         if failed and (cfg.search is not None or cfg.auto_fallback):
             if not scheme.ranks_layers:
@@ -354,7 +360,10 @@ class QuantizeStep:
         self.report["scheme_info"] = scheme.info
         if result != out:
             _move(result, out)
-        meta: dict = {"quantized": {"scheme": cfg.scheme, "precision": cfg.precision, "kept_float": kept}}
+        if self.speed_floats:
+            self.report["kept_float"] = {"for_speed": self.speed_floats, "for_accuracy": kept}
+        kept_all = [*self.speed_floats, *kept]
+        meta: dict = {"quantized": {"scheme": cfg.scheme, "precision": cfg.precision, "kept_float": kept_all}}
         if (
             ctx.target.quantize_after_compile
         ):  # compile already labelled the artifact with its float precision
@@ -364,6 +373,25 @@ class QuantizeStep:
         self.speed(Path(model), quant)
         self._summary(kept)
         return quant
+
+    def _speed_layers(self, model: Path, result: Path, checked: Any) -> tuple[Path, Any]:
+        """The layers whose int8 kernel is slower than float here stay float when the whole artifact is then
+        faster at the same gates (vopt.quant.layer_speed). They join exclude.nodes, so the search and the
+        fallback build on them and the artifact's metadata lists them."""
+        from vopt.quant.layer_speed import keep_slow_layers_float
+
+        emulated = getattr(self.ctx.target, "emulated", None)
+        if emulated:
+            self.report["speed_layers"] = {"status": "not measured", "reason": emulated}
+            return result, checked
+        path, floats, got, report = keep_slow_layers_float(self, model, result, checked)
+        self.report["speed_layers"] = report
+        self.layer_costs = {r["node"]: -r["float_saves_ms"] for r in report.get("table", [])}
+        if floats:
+            self.speed_floats = floats
+            exclude = self.cfg.exclude.model_copy(update={"nodes": [*self.cfg.exclude.nodes, *floats]})
+            self.cfg = self.scheme.cfg = self.cfg.model_copy(update={"exclude": exclude})
+        return path, got
 
     # -- the session an accuracy loop drives (vopt.quant.protocol.QuantizeSession) ------------------
     @property
@@ -745,6 +773,8 @@ class QuantizeStep:
                 parts.append(f"check NOT on the device ({check['runtime']})")
             elif check.get("runtime") != self._format_label():
                 parts.append(f"checked on {check['runtime']}")
+        if self.speed_floats:
+            parts.append(f"{len(self.speed_floats)} layer(s) kept float for speed")
         if kept:
             parts.append(f"{len(kept)} layer(s) kept {self.report.get('fallback', {}).get('to', 'float')}")
         if self.kept_int16:

@@ -32,6 +32,14 @@ class RankingOptions(SchemeOptions):
     fallback_to: Literal["float", "int16"] = Field(
         default="float", description="What the fallback moves layers to; int16 where the scheme supports it."
     )
+    float_if_slower: bool = Field(
+        default=False,
+        description="Profile the float and the int8 model layer by layer on the target's runtime (vopt "
+        "profile's data); the layers whose int8 kernel is slower than float stay float when the whole "
+        "artifact then runs at least as fast, timed interleaved, and holds the check's gates. The search "
+        "weighs each layer's measured time. The report's `speed_layers` and `kept_float` say which layers "
+        "were kept float for speed and which for accuracy.",
+    )
 
 
 @dataclass(frozen=True)
