@@ -45,6 +45,9 @@ class Family:
     # the accelerator (QNN's HTP) runs them with 16-bit activations instead of excluding them.
     quant_int16_nodes: ClassVar[tuple[str, ...]] = ()
     is_transformer: ClassVar[bool] = False
+    # NNCF's preset when the recipe names none: None follows is_transformer (mixed for transformers, else
+    # performance). "mixed" quantizes activations asymmetrically, which a SiLU network needs (YOLO).
+    nncf_preset: ClassVar[str | None] = None
     # transformers class to build instead of the task's Auto class (e.g. CLIP's vision tower with projection).
     model_class: ClassVar[str | None] = None
     # Module-name globs the pruner must leave alone (heads whose output size is the task's contract).

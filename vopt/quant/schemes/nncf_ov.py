@@ -58,7 +58,9 @@ class NncfOptions(RankingOptions):
         default=True, description="For the ORT QDQ proxy the fallback ranks layers on."
     )
     preset: Literal["performance", "mixed"] | None = Field(
-        default=None, description="NNCF preset; mixed for transformer families, performance otherwise."
+        default=None,
+        description="NNCF preset; the family's when it declares one (yolo: mixed), else mixed for "
+        "transformer families and performance otherwise.",
     )
     bias_correction: Literal["fast", "full"] = Field(
         default="fast", description="NNCF's fast BiasCorrection (its default) or the full one."
@@ -360,7 +362,8 @@ class NncfScheme(Scheme):
     def _preset(self, transformer: bool):
         import nncf
 
-        name = (self.options.preset or ("mixed" if transformer else "performance")).upper()
+        family = getattr(self.family, "nncf_preset", None)
+        name = (self.options.preset or family or ("mixed" if transformer else "performance")).upper()
         self.info["preset"] = name.lower()
         return nncf.QuantizationPreset[name]
 
