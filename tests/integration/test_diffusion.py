@@ -368,3 +368,21 @@ def test_fp16_through_the_quantize_stage_keeps_the_text_encoders_mask_fp32(
     assert "quantized_components" not in m["validation"]  # fp16: the float pipeline gates
     report = (tmp_path / "out" / "sd-fp16-quantize" / "report.md").read_text()
     assert "nodes kept in fp32, and why" in report and "self_attn/Softmax" in report
+
+
+@pytest.mark.slow
+def test_coreml_recipe_converts_every_component_and_reads_it_back(cli, tmp_path, shared_cache, monkeypatch):
+    """recipes/sd-mps.yaml up to the hardware: one .mlpackage per component, converted and read back (its
+    spec's inputs are the component's); the pipeline cannot run off macOS and says so instead of passing."""
+    pytest.importorskip("coremltools")
+    monkeypatch.setenv("VOPT_CACHE_DIR", str(shared_cache))
+    out = tmp_path / "out"
+    res = cli("build", REPO / "recipes" / "sd-mps.yaml", "--out", out, "--json")
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)
+    comps = m["artifact"]["components"]
+    assert list(comps) == COMPONENTS
+    for name, comp in comps.items():
+        assert comp["format"] == "coreml-mlpackage", (name, comp["format"])
+        assert comp["file"].endswith(".mlpackage") and (out / "sd-mps" / comp["file"]).is_dir(), comp["file"]
+    assert m["validation"]["status"] != "ok"  # no Core ML runtime here: not run, never a pass
