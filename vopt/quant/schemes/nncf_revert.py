@@ -38,8 +38,14 @@ class Reverter:
         self.groups = Ranker(1, None, self.backend, None).find_groups_of_quantizers_to_rank(self.graph)
 
     def _keep_originals(self, initial_graph: Any, initial: Any) -> None:
-        """Each quantized op's original bias and weights, where the revert looks for them (the node's
-        attributes), so bias correction is undone on the layers returned to float."""
+        """Each quantized op's original bias and its float weights, where the revert looks for them (the
+        node's attributes), so bias correction is undone on the layers returned to float.
+
+        The weights are the float ones behind the op's weight FakeQuantize in the quantized model, not the
+        initial model's: SmoothQuant (ModelType.TRANSFORMER) divides a shared activation by per-channel scales
+        and multiplies every consumer's weights by them, and the scale stays in the graph. Restoring the
+        initial weights there undid half of that: ViT-B/16 with 36 linear layers reverted measured a centered
+        cosine of 0.154 against fp32 (the all-int8 model: 0.989)."""
         be = self.backend
         for node in initial_graph.get_all_nodes():
             target = self.graph.get_node_by_name(node.node_name)
@@ -47,7 +53,9 @@ class Reverter:
                 target.attributes["original_bias"] = be.get_bias_value(node, initial_graph, initial)
             if be.is_node_with_weight(node) and be.is_node_with_weight(target):
                 for port in be.get_weight_tensor_port_ids(target):
-                    target.attributes[f"original_weight.{port}"] = be.get_weight_value(node, initial, port)
+                    target.attributes[f"original_weight.{port}"] = be.get_weight_value(
+                        target, self.quantized, port
+                    )
 
     def revert(self, onnx_names: list[str]) -> tuple[Any, list[str]]:
         """(the model with those layers in float, the OpenVINO ops actually returned to float)."""
