@@ -98,3 +98,49 @@ def test_yolo26_end_to_end_head_needs_no_nms(write_recipe, cli, tmp_path):
     tm = steps["validate"]["report"]["task_metrics"]
     assert tm["scoring"] == "yolo head" and tm["reference_detections"] >= 20, tm
     assert tm["box_agreement"] >= 0.99, tm
+
+
+def test_yolo11n_tensorrt_readiness_with_nms_in_the_graph(write_recipe, cli, tmp_path, monkeypatch):
+    """What the tensorrt target checks before its builder (no GPU here): the exported graph with its NMS tail,
+    which TensorRT's ONNX parser builds natively, and int32 labels and counts (TensorRT binds no int64). The
+    tensorrt target cannot be built without TensorRT, so the graph comes from a cpu build whose export is
+    told what the tensorrt target tells it (int32 outputs); the int64 graph is refused by the same check."""
+    from vopt.core.artifact import Artifact, IOSpec
+    from vopt.recipe.sections.model import InputSpec
+    from vopt.registry import get_target
+
+    target = get_target("tensorrt")
+    assert target.int32_outputs
+    monkeypatch.setattr(type(get_target("cpu")), "int32_outputs", True, raising=False)
+    recipe = _recipe("yolo-trt", "cpu")
+    recipe["compile"] = {"target": "cpu", "optimization": "basic"}  # the export's graph, no ORT contrib ops
+    recipe["validate"] = None
+    res = cli("build", write_recipe(recipe), "--out", tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads(res.stdout)
+    dtypes = {o["name"]: o["dtype"] for o in manifest["artifact"]["io"]["outputs"]}
+    assert dtypes["labels"] == dtypes["num_detections"] == "int32", dtypes
+    art = Artifact(
+        path=str(tmp_path / "out" / "yolo-trt" / manifest["artifact"]["file"]),
+        format="onnx",
+        io=IOSpec(**manifest["artifact"]["io"]),
+    )
+    report = target.check(
+        art, target.Config(target="tensorrt", precision=["fp16"]), InputSpec(shape=[1, 3, 320, 320])
+    )
+    assert report["ready"], report["findings"]
+    assert "NonMaxSuppression" in report["op_types"]
+
+
+def test_yolo11n_coreml_is_a_pipeline_with_core_mls_nms(write_recipe, cli, tmp_path):
+    """The coreml target converts the network to an ML Program and puts Core ML's own NonMaximumSuppression
+    model after it; the package is read back here (predictions need macOS)."""
+    pytest.importorskip("coremltools")
+    res = cli("build", write_recipe(_recipe("yolo-coreml", "coreml")), "--out", tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads(res.stdout)
+    assert manifest["artifact"]["format"] == "coreml-mlpackage"
+    compile_report = _steps(tmp_path / "out" / "yolo-coreml" / "manifest.json")["compile"]["report"]
+    nms = json.dumps(compile_report)
+    assert '"nonMaximumSuppression"' in nms and '"mlProgram"' in nms, compile_report
+    assert '"iou_threshold": 0.7' in nms and '"confidence_threshold": 0.25' in nms, compile_report
