@@ -11,6 +11,7 @@ plan's."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
@@ -60,21 +61,11 @@ OWN_DISTRIBUTION = "vopt"
 def discover(group: str) -> dict[str, str]:
     """name -> 'module:attr' for every entry point in `group`: vopt's own first, then other packages', each by
     name. An outside plugin never replaces a built-in one of the same name."""
-    from importlib.metadata import distributions
-
     own: dict[str, str] = {}
     others: dict[str, str] = {}
-    seen: set[str] = set()
-    for dist in distributions():
-        dist_name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if dist_name in seen:  # the same distribution on two sys.path entries: the first wins, as imports do
-            continue
-        seen.add(dist_name)
-        for ep in dist.entry_points:
-            if ep.group != group:
-                continue
-            table = own if dist_name == OWN_DISTRIBUTION else others
-            table.setdefault(ep.name, ep.value)
+    for ep_group, name, value, dist in _entry_points():
+        if ep_group == group:
+            (own if dist == OWN_DISTRIBUTION else others).setdefault(name, value)
     if not own:
         from vopt.errors import BackendUnavailable
 
@@ -83,6 +74,26 @@ def discover(group: str) -> dict[str, str]:
             "running it from a source folder"
         )
     return {**dict(sorted(own.items())), **{k: v for k, v in sorted(others.items()) if k not in own}}
+
+
+@functools.cache
+def _entry_points() -> tuple[tuple[str, str, str, str], ...]:
+    """(group, name, value, distribution) of every entry point in vopt's groups, read once per process.
+    `entry_points()` reads each distribution's entry_points.txt and keeps the first of a name found twice on
+    sys.path, as imports do; only a distribution with a vopt plugin has its METADATA parsed, for its name.
+    Asking every distribution for its name, for every group, took 1.2 s of every vopt command (an unchanged
+    rebuild was 2.1 s)."""
+    from importlib.metadata import entry_points
+
+    everything = entry_points()
+    names: dict[int, str] = {}
+    found = []
+    for group in GROUPS.values():
+        for ep in everything.select(group=group):
+            if id(ep.dist) not in names:
+                names[id(ep.dist)] = (ep.dist.name if ep.dist is not None else "").lower().replace("_", "-")
+            found.append((group, ep.name, ep.value, names[id(ep.dist)]))
+    return tuple(found)
 
 
 def __getattr__(name: str) -> dict[str, str]:
