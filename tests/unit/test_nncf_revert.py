@@ -79,3 +79,54 @@ def test_a_reverted_layer_keeps_smooth_quants_weights(tmp_path):
     query_half = slice(0, 64)
     assert _centered_cosine(want[..., query_half], got["reverted"][..., query_half]) > 0.9999
     assert _centered_cosine(want, got["reverted"]) >= _centered_cosine(want, got["int8"]) - 1e-4
+
+
+def test_the_last_layer_reverts_by_its_onnx_name(tmp_path):
+    """OpenVINO names the op that computes a graph output after the output ('logits'): a bias-free last MatMul
+    is that op, and reverting '/3/MatMul' returned nothing to float before the name rule was shared."""
+    import nncf
+    import openvino as ov
+    from nncf.openvino.quantization.backend_parameters import BackendParameters
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+    from vopt.quant.schemes.nncf_revert import Reverter
+    from vopt.runtimes.openvino_names import onnx_producers
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(48, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10, bias=False)
+    ).eval()
+    path = tmp_path / "mlp.onnx"
+    torch.onnx.export(
+        net, (torch.randn(1, 3, 4, 4),), str(path), opset_version=17, dynamo=False, output_names=["logits"]
+    )
+    initial = ov.convert_model(str(path))
+    assert "logits" in {op.get_friendly_name() for op in initial.get_ops()}, "OpenVINO's naming changed"
+    rng = np.random.default_rng(0)
+    data = [rng.standard_normal((1, 3, 4, 4)).astype(np.float32) for _ in range(8)]
+    advanced = AdvancedQuantizationParameters(backend_params={BackendParameters.COMPRESS_WEIGHTS: False})
+    quantized = nncf.quantize(initial, nncf.Dataset(data), subset_size=8, advanced_parameters=advanced)
+
+    reverted, ops = Reverter(initial, quantized, onnx_producers(path)).revert(["/3/MatMul"])
+    assert ops == ["logits"]
+    probe = data[0]
+    want = net(torch.from_numpy(probe)).detach().numpy()
+    core = ov.Core()
+    outs = {
+        name: core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(probe)[0]
+        for name, model in (("int8", quantized), ("reverted", reverted))
+    }
+    # the last layer in float: closer to PyTorch than the all-int8 model
+    assert np.abs(outs["reverted"] - want).max() < np.abs(outs["int8"] - want).max()
+
+
+def test_onnx_layer_names():
+    from vopt.runtimes.openvino_names import onnx_layer
+
+    layers = {"/conv/Conv", "/head/MatMul"}
+    producers = {"logits": "/head/MatMul", "/conv/Conv_output_0": "/conv/Conv"}
+    assert onnx_layer("/conv/Conv/WithoutBiases", layers, producers) == "/conv/Conv"
+    assert onnx_layer("/conv/Conv", layers, producers) == "/conv/Conv"
+    assert onnx_layer("logits", layers, producers) == "/head/MatMul"
+    assert onnx_layer("/conv/Conv2/WithoutBiases", layers, producers) is None
+    assert onnx_layer("Reshape_31", layers, producers) is None

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from vopt.quant.protocol import CheckResult, QuantizeSession
+from vopt.runtimes.openvino_names import onnx_layer, onnx_producers
 
 # The layers a scheme quantizes with weights: what can be moved to float one by one.
 LAYER_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -99,31 +100,9 @@ def _ort_node_layers(path: Path) -> dict[str, str]:
     return found
 
 
-def _ov_op_layer(op: str, layers: set[str], by_output: dict[str, str]) -> str | None:
-    """An OpenVINO op's ONNX layer: the op is the layer or one of its '<name>/...' parts, or it is named after
-    the layer's output (the graph's last op)."""
-    if op in layers:
-        return op
-    prefix = op
-    while "/" in prefix:
-        prefix = prefix.rsplit("/", 1)[0]
-        if prefix in layers:
-            return prefix
-    return by_output.get(op) if by_output.get(op) in layers else None
-
-
 def _ov_node_layers(op_names: list[str], model: Path, layers: list[str]) -> dict[str, str]:
-    import onnx
-
-    graph = onnx.load(str(model), load_external_data=False).graph
-    by_output = {o: n.name for n in graph.node for o in n.output}
-    wanted = set(layers)
-    found = {}
-    for op in op_names:
-        layer = _ov_op_layer(op, wanted, by_output)
-        if layer is not None:
-            found[op] = layer
-    return found
+    producers, wanted = onnx_producers(model), set(layers)
+    return {op: layer for op in op_names if (layer := onnx_layer(op, wanted, producers)) is not None}
 
 
 # -- profiling ------------------------------------------------------------------------------------------

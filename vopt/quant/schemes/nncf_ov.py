@@ -11,6 +11,7 @@ from pydantic import Field
 
 from vopt.errors import missing_extra
 from vopt.quant.schemes.base import RankingOptions, Scheme, quiet_logs
+from vopt.runtimes.openvino_names import onnx_layer, onnx_producers
 
 if TYPE_CHECKING:
     from vopt.quant.calibration import CalibrationSet
@@ -232,7 +233,7 @@ class NncfScheme(Scheme):
         import openvino as ov
 
         ov_model = ov.convert_model(str(model))
-        self._output_ops = onnx_output_producers(model)
+        self._producers = onnx_producers(model)
         shape = self.cfg.input_shape
         if self.cfg.input_shapes is not None:  # a pipeline component: each input as its recorded feeds fix it
             ov_model.reshape(
@@ -305,7 +306,8 @@ class NncfScheme(Scheme):
         if cached is None or cached[0] != key:
             initial = self._ov_model(model)  # one conversion: auto-named ops differ between two
             quantized = self._quantize(initial, compress_weights=False)
-            cached = self._cached_reverter = (key, Reverter(initial, quantized), dict(self.info))
+            reverter = Reverter(initial, quantized, self._producers)
+            cached = self._cached_reverter = (key, reverter, dict(self.info))
         self.info.update(cached[2])  # preset, range estimator, ... as quantizing with these settings set them
         return cached[1]
 
@@ -419,35 +421,30 @@ class NncfScheme(Scheme):
 
         import nncf
 
-        from vopt.quant.schemes.nncf_revert import matches
-
         types = sorted(
             {OV_TYPES.get(t, t) for t in self.excluded_ops()}
             | ({"MatMul"} if self.options.matmuls == "float" else set())
         )
         names = [op.get_friendly_name() for op in ov_model.get_ops()]
+        producers = getattr(self, "_producers", {})
         # OpenVINO names the op that computes a graph output after the output ('boxes'), not after its ONNX
-        # node ('/postprocess/Mul_3'): those ops are matched by their ONNX names too. Missing them once left
-        # YOLO's last box op int8 (its input quantized to 256 steps over the image: mean IoU 0.95).
-        onnx_name = {n: self._output_ops[n] for n in names if n in getattr(self, "_output_ops", {})}
+        # node ('/postprocess/Mul_3'): patterns match those ops by their ONNX names too. Missing them once
+        # left YOLO's last box op int8 (its input quantized to 256 steps over the image: mean IoU 0.95).
+        onnx_name = {n: producers[n] for n in names if n in producers}
         named = [g for g in self.cfg.exclude.nodes if not _is_pattern(g)]
-        unmatched = [e for e in named if not any(matches(n, {e}) or onnx_name.get(n) == e for n in names)]
+        unmatched = [e for e in named if not any(onnx_layer(n, {e}, producers) for n in names)]
         patterns = [fnmatch.translate(g) for g in self._patterns()]
         matched = [p for p in patterns if any(re.match(p, n) for n in [*names, *onnx_name.values()])]
         missing = len(unmatched) + len(patterns) - len(matched)
         warning = f"{missing} exclude.nodes pattern(s) match no OpenVINO op name"
         if missing and warning not in self.warnings:
             self.warnings.append(warning)
-        # exact ONNX names (full bias correction's float layers): the op itself and its '<name>/...' parts;
-        # and the output-named ops whose ONNX node a float name or a pattern covers
+        # exact ONNX names (full bias correction's float layers): the ops made from them; and the
+        # output-named ops whose ONNX node a pattern covers
         wanted = set(floats)
         exact = sorted(
-            {n for n in names if matches(n, wanted)}
-            | {
-                n
-                for n, onnx in onnx_name.items()
-                if onnx in wanted or any(re.match(p, onnx) for p in matched)
-            }
+            {n for n in names if onnx_layer(n, wanted, producers)}
+            | {n for n, onnx in onnx_name.items() if any(re.match(p, onnx) for p in matched)}
         )
         if not types and not matched and not exact:
             return None
@@ -472,17 +469,6 @@ def linear_layers(ov_model) -> list[str]:
                 found.append(op.get_friendly_name())
                 break
     return found
-
-
-def onnx_output_producers(model: Path) -> dict[str, str]:
-    """{graph output name: the ONNX node that computes it}: OpenVINO names that node's op after the output."""
-    import onnx
-
-    if Path(model).suffix != ".onnx":
-        return {}
-    graph = onnx.load(str(model), load_external_data=False).graph
-    outputs = {o.name for o in graph.output}
-    return {out: node.name for node in graph.node for out in node.output if out in outputs and node.name}
 
 
 def _is_pattern(name: str) -> bool:

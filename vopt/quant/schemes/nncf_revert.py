@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def matches(op_name: str, onnx_names: set[str]) -> bool:
-    """An ONNX node name covers the OpenVINO ops made from it: the op itself and its '<name>/...' parts
-    (a Conv with bias becomes '<name>/WithoutBiases' + '<name>')."""
-    return op_name in onnx_names or any(op_name.startswith(n + "/") for n in onnx_names)
+from vopt.runtimes.openvino_names import onnx_layer
 
 
 class Reverter:
     """A quantized model (quantized with weight compression off, as NNCF's accuracy control does) and its
-    float original: `revert(names)` returns a copy with those layers in float, weights compressed."""
+    float original: `revert(names)` returns a copy with those layers in float, weights compressed.
+    `producers`: the ONNX model's {tensor: node} (vopt.runtimes.openvino_names), so an op named after a graph
+    output is found by its layer's name."""
 
-    def __init__(self, initial: Any, quantized: Any):
+    def __init__(self, initial: Any, quantized: Any, producers: dict[str, str] | None = None):
         from nncf.common.factory import build_graph
         from nncf.quantization.algorithms.accuracy_control.openvino_backend import (
             OVAccuracyControlAlgoBackend,
@@ -30,6 +28,7 @@ class Reverter:
         from nncf.quantization.algorithms.accuracy_control.ranker import Ranker
 
         self.backend = OVAccuracyControlAlgoBackend()
+        self.producers = producers or {}
         self.quantized = quantized
         self.graph = build_graph(quantized)
         self._keep_originals(build_graph(initial), initial)
@@ -64,7 +63,11 @@ class Reverter:
         from openvino._offline_transformations import compress_quantize_weights_transformation
 
         wanted = set(onnx_names)
-        chosen = [g for g in self.groups if any(matches(op.node_name, wanted) for op in g.operations)]
+        chosen = [
+            g
+            for g in self.groups
+            if any(onnx_layer(op.node_name, wanted, self.producers) for op in g.operations)
+        ]
         operations = list({op.node_name: op for g in chosen for op in g.operations}.values())
         quantizers = list({q.node_name: q for g in chosen for q in g.quantizers}.values())
         be = self.backend
