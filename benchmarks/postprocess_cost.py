@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks._build import run_build  # noqa: E402
 
 TARGETS = ("cpu", "openvino", "webgpu")  # webgpu artifacts run on onnxruntime-web's wasm EP here
 MAX_DETECTIONS = 100
@@ -42,14 +41,7 @@ def build(work: Path, target: str, postprocess: bool) -> dict[str, Any]:
     }
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "VOPT_CACHE_DIR": str(work / "cache")}
-    res = subprocess.run(
-        [sys.executable, "-m", "vopt", "build", str(path), "--out", str(work / "out"), "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    res, _ = run_build(path, work / "out", work / "cache")
     if res.returncode:
         sys.exit(f"{name}: vopt build exit {res.returncode}\n{res.stderr[-2000:]}")
     return json.loads(res.stdout)

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import _models as M  # noqa: E402
+from benchmarks._build import run_build  # noqa: E402
 
 THREADS = 2
 
@@ -216,16 +216,7 @@ def vopt_build(
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     out = work / f"out-{name}"
-    env = {**os.environ, "PYTHONPATH": str(M.REPO), "VOPT_CACHE_DIR": str(work / f"cache-{name}")}
-    t = time.monotonic()
-    res = subprocess.run(
-        [sys.executable, "-m", "vopt", "build", str(path), "--out", str(out), "--json", "--no-cache"],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=M.REPO,
-    )
-    wall = time.monotonic() - t
+    res, wall = run_build(path, out, work / f"cache-{name}", flags=["--no-cache"])
     if res.returncode not in (0,):
         print(res.stderr[-3000:], file=sys.stderr)
     manifest = json.loads(res.stdout) if res.stdout.strip().startswith("{") else {}

@@ -40,6 +40,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks._build import run_build  # noqa: E402
 
 CONF, IOU, MAX_DET, AGREE_AT = 0.001, 0.7, 100, 0.25
 IMGSZ = 320
@@ -168,17 +169,8 @@ def vopt_builds(
                 sets += ["quantize=null", "compile.precision=fp32"]
             cache = work / "cache" / name
             shutil.rmtree(cache, ignore_errors=True)
-            cmd = [sys.executable, "-m", "vopt", "build", f"recipes/yolo-shapes-{target}-int8.yaml"]
-            cmd += [a for s in sets for a in ("--set", s)] + [
-                "--keep-going",
-                "--out",
-                str(work / "vopt"),
-                "--json",
-            ]
-            env = {**os.environ, "PYTHONPATH": str(REPO), "VOPT_CACHE_DIR": str(cache)}
-            t = time.perf_counter()
-            res = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
-            wall[name] = time.perf_counter() - t
+            recipe = f"recipes/yolo-shapes-{target}-int8.yaml"
+            res, wall[name] = run_build(recipe, work / "vopt", cache, sets, flags=["--keep-going"])
             if res.returncode not in (0, 3):  # 3: a gate failed; the artifact is measured here all the same
                 sys.exit(f"{name}: vopt build exit {res.returncode}\n{res.stderr[-3000:]}")
             manifest = json.loads(res.stdout)
@@ -387,14 +379,7 @@ def detr_vs_yolo(work: Path, rounds: int) -> dict[str, Any]:
         r["model"] = {**r["model"], "input": {"shape": [1, 3, 640, 640]}}
         f = work / f"speed-{name}.yaml"
         f.write_text(yaml.safe_dump(r, sort_keys=False))
-        env = {**os.environ, "PYTHONPATH": str(REPO), "VOPT_CACHE_DIR": str(work / "cache" / "speed")}
-        res = subprocess.run(
-            [sys.executable, "-m", "vopt", "build", str(f), "--out", str(work / "speed"), "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-        )
+        res, _ = run_build(f, work / "speed", work / "cache" / "speed")
         if res.returncode:
             sys.exit(f"{name}: vopt build exit {res.returncode}\n{res.stderr[-3000:]}")
         paths[name] = work / "speed" / f"speed-{name}" / "model.onnx"
