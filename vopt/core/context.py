@@ -19,6 +19,9 @@ class Context:
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # earlier steps' reports
     report: dict[str, Any] = field(default_factory=dict)  # this step's report; goes into the manifest
     debug: bool = False
+    # The build's cache directory: where a stage may keep what its steps' keys do not cover (the reference
+    # model's outputs, vopt.validate.reference_memo). None (no cache, or --no-cache): nothing is kept.
+    cache_root: Path | None = None
     # The component this step runs on, for an artifact of components (the engine runs transform stages on
     # each); None for a single model.
     component: str | None = None

@@ -327,6 +327,7 @@ def _run_step(step: Step, artifact: Artifact | None, key: str, env: _Env, compon
         reports=dict(env.reports),
         debug=env.debug,
         component=component,
+        cache_root=cache.root if env.use_cache else None,  # --no-cache recomputes everything
     )
     t0 = time.perf_counter()
     try:

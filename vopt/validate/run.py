@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
 
 from vopt.core.artifact import Artifact
 from vopt.recipe.sections.validate import ValidateSection
-from vopt.runtimes.base import Runner, Unavailable, fixed_batch
+from vopt.runtimes.base import Runner, Unavailable, fixed_batch, run_batches
 from vopt.validate.gates import evaluate
 from vopt.validate.reference import postprocessed, unordered
+from vopt.validate.reference_memo import ReferenceMemo
 from vopt.validate.sequence import sequence_line
 from vopt.validate.tasks import task_metrics
 
@@ -77,19 +79,12 @@ def _compare(
 ) -> dict[str, Any]:
     from vopt.datasets.images import iter_batches
     from vopt.registry import get_format
-    from vopt.runtimes.base import Unavailable, run_batches
 
     original = section.reference == "original"
     reference_artifact = ctx.artifacts.get("load") if original else _exported_source(ctx)
     ref_format = get_format(reference_artifact.format) if reference_artifact is not None else None
-    ref_run = (
-        ref_format.open(reference_artifact, accurate=True) if ref_format and ref_format.reference else None
-    )
-    if ref_run is None or isinstance(ref_run, Unavailable):
-        report.update(status="no reference", summary="no reference model to compare with")
-        if section.gates:
-            ctx.warn(f"gates not checked ({', '.join(section.gates)}): no reference model")
-        return report
+    if ref_format is None or not ref_format.reference:
+        return _no_reference(report, section, ctx)
     # Each side reads the images through its own contract (raw pixels for embedded preprocessing).
     ref_images = (
         images
@@ -106,7 +101,9 @@ def _compare(
     # A browser check takes every output at once; otherwise a large output is compared chunk by chunk.
     keep = None if section.runtime == "browser" else KEEP_ELEMENTS
     streamed = _Streamed(keep)
-    with ref_run, ctx.reporter.bar(f"validate on {run.runtime}", calls) as advance:
+    memo = ReferenceMemo(ctx.cache_root, reference_artifact, {"accurate": True, "batch": 8})
+    with contextlib.ExitStack() as opened, ctx.reporter.bar(f"validate on {run.runtime}", calls) as advance:
+        reference = _Reference(ref_format, reference_artifact, opened)
 
         def counted(feeds):
             out = run(feeds)
@@ -115,12 +112,11 @@ def _compare(
 
         i, chunk = 0, section.batch  # the first chunk is one batch; then as many as CHUNK_BYTES holds
         while i < len(images):  # the reference and the artifact on one chunk of images
-            ref_part = run_batches(
-                ref_run,
-                ref_run.info["input_name"],
-                [ref_images[j : min(j + 8, i + chunk)] for j in range(i, min(i + chunk, len(images)), 8)],
-                static_batch=ref_run.info.get("static_batch"),
-            )
+            part = ref_images[i : i + chunk]
+            try:
+                ref_part = memo.outputs(part, lambda part=part: reference(part))
+            except _NoReference:
+                return _no_reference(report, section, ctx)
             out_part = run_batches(
                 counted,
                 artifact.io.inputs[0].name,
@@ -133,6 +129,8 @@ def _compare(
             fits = max(1, CHUNK_BYTES // max(per_image, 1)) // section.batch * section.batch
             chunk = min(max(section.batch, fits), section.batch * max(1, -(-CHUNK_IMAGES // section.batch)))
     ref, out = streamed.kept()
+    if memo.summary():
+        report["reference_outputs"] = memo.summary()
     metrics = streamed.compare(unordered(family, artifact))
     spread = {**_output_spread({n: v for n, v in ref.items() if n not in streamed.parity}), **streamed.spread}
     if streamed.parity:
@@ -162,6 +160,40 @@ def _compare(
         report["browser"] = validate_in_browser(artifact, images, ref, section, family)
         report["gates"] += report["browser"].pop("gates")
         report["summary"] += f"; browser: {report['browser']['summary']}"
+    return report
+
+
+class _NoReference(Exception):
+    pass
+
+
+class _Reference:
+    """The reference model, opened on the first images whose outputs the memo does not hold: opening a
+    PyTorch original imports transformers and rebuilds the module, most of a rebuild's validation once the
+    outputs come from the cache."""
+
+    def __init__(self, fmt: Any, artifact: Artifact, stack: contextlib.ExitStack):
+        self.fmt, self.artifact, self.stack = fmt, artifact, stack
+        self.run: Runner | None = None
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        if self.run is None:
+            opened = self.fmt.open(self.artifact, accurate=True)
+            if isinstance(opened, Unavailable):
+                raise _NoReference
+            self.run = self.stack.enter_context(opened)
+        return run_batches(
+            self.run,
+            self.run.info["input_name"],
+            [images[j : j + 8] for j in range(0, len(images), 8)],
+            static_batch=self.run.info.get("static_batch"),
+        )
+
+
+def _no_reference(report: dict[str, Any], section: ValidateSection, ctx: Any) -> dict[str, Any]:
+    report.update(status="no reference", summary="no reference model to compare with")
+    if section.gates:
+        ctx.warn(f"gates not checked ({', '.join(section.gates)}): no reference model")
     return report
 
 
