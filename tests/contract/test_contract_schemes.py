@@ -173,7 +173,7 @@ TOY = textwrap.dedent('''
 
 @pytest.fixture
 def toy_scheme(tmp_path, monkeypatch):
-    """The worked example of docs/adding-a-scheme.md, as a module outside vopt plus its one registry line."""
+    """docs/adding-a-scheme.md's worked example, a module outside vopt, in the table its entry point fills."""
     (tmp_path / "toy_scheme.py").write_text(TOY)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(SCHEMES, "ort-dynamic", "toy_scheme:DynamicInt8Scheme")

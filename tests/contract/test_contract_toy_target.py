@@ -1,4 +1,4 @@
-"""Adding a target is one module and one registry line (docs/adding-a-target.md): a toy target from a module
+"""Adding a target is one module and one entry point (docs/adding-a-target.md): a toy target from a module
 outside vopt, registered before vopt builds its recipe model, plans, builds, and is validated on its runtime.
 
 It runs in a child process because the recipe's `compile:` union is made from the registry when

@@ -151,7 +151,7 @@ def _inverse(root: Path) -> None:
 
 
 def _toy_scheme_vopt() -> str:
-    """docs/adding-a-scheme.md's example scheme, registered the way its one registry line does, then vopt."""
+    """docs/adding-a-scheme.md's example scheme, put in the table its entry point fills, then vopt."""
     return textwrap.dedent(
         f"""\
         import sys
