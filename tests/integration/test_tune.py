@@ -4,6 +4,7 @@ wins."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -25,6 +26,7 @@ def _recipe(write_recipe, gate: str):
                 "check": {"samples": 4, "benchmark": False},
             },
             "validate": {"samples": 8, "gates": {"centered_cosine": gate}},
+            "benchmark": {"batch_sizes": [1], "warmup": 1, "iterations": 2},
         }
     )
 
@@ -38,6 +40,10 @@ def test_tune_builds_the_scheme_space_and_picks_a_passing_candidate(write_recipe
     names = [c["name"] for c in r["candidates"]]
     assert names[0] == "as written" and len(names) == 5  # u8 weights or not x range method, plus the recipe
     assert all(c["status"] == "built" and c["img_s"] > 0 for c in r["candidates"])
+    # the tuner times the candidates itself: their builds skip the recipe's benchmark step
+    for c in r["candidates"]:
+        steps = json.loads((Path(c["build_dir"]) / "manifest.json").read_text())["steps"]
+        assert "validate" in [s["stage"] for s in steps] and "benchmark" not in [s["stage"] for s in steps]
     # The recipe's own settings (uint8 GEMM weights where this CPU lacks VNNI, minmax) give the same bytes as
     # that candidate: timed once.
     own = {"quantize.options.u8_weights": host_lacks_vnni(), "quantize.calibration.method": "minmax"}
