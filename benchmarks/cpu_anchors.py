@@ -26,7 +26,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,9 +172,16 @@ def ceilings(work: Path, threads: int, n: int, rounds: int, per_round: int) -> d
 
 # -- 2. vopt builds ------------------------------------------------------------------------------
 def vopt_build(
-    name: str, model: str, target_file: str, work: Path, calib: int, int8_cpu: bool
+    name: str,
+    model: str,
+    target_file: str,
+    work: Path,
+    calib: int,
+    int8_cpu: bool,
+    sets: Sequence[str] = (),
 ) -> tuple[dict, Path, float]:
-    """Build through the repo's recipes; returns (manifest, build dir, seconds)."""
+    """Build through the repo's recipes, with `sets` (`dotted.key=yaml value`, a `vopt tune` winner's keys)
+    applied; returns (manifest, build dir, seconds)."""
     import yaml
 
     from vopt.core.cache import Cache
@@ -197,6 +204,13 @@ def vopt_build(
     }
     if int8_cpu:
         recipe["compile"] = {"precision": "int8"}
+    for item in sets:
+        dotted, _, value = item.partition("=")
+        *parents, leaf = dotted.split(".")
+        node = recipe
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = yaml.safe_load(value)
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     t0 = time.perf_counter()
@@ -227,10 +241,16 @@ def run_model(model: str, work: Path, args: argparse.Namespace, ceiling: dict[st
 
     spec = MODELS[model]
     m_cpu, dir_cpu, t_cpu = vopt_build(
-        f"{model}-cpu-int8", model, "recipes/targets/cpu.yaml", work, args.calib, True
+        f"{model}-cpu-int8", model, "recipes/targets/cpu.yaml", work, args.calib, True, args.cpu_set
     )
     m_ov, dir_ov, t_ov = vopt_build(
-        f"{model}-openvino-int8", model, "recipes/targets/openvino-int8.yaml", work, args.calib, False
+        f"{model}-openvino-int8",
+        model,
+        "recipes/targets/openvino-int8.yaml",
+        work,
+        args.calib,
+        False,
+        args.openvino_set,
     )
     float_onnx = Path(step_artifact(m_cpu, work, "export").path)
     cpu_int8 = dir_cpu / m_cpu["artifact"]["file"]
@@ -334,6 +354,17 @@ def run_model(model: str, work: Path, args: argparse.Namespace, ceiling: dict[st
     return lines
 
 
+def kernel_flags() -> str:
+    """The /proc/cpuinfo flags that pick ORT's and OpenVINO's int8 and bf16 kernels, present or not."""
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown (no /proc/cpuinfo flags)"
+    have = set(line.split(":", 1)[1].split())
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    return ", ".join(f"{f} {'yes' if f in have else 'no'}" for f in wanted)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -346,6 +377,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--per-round", type=int, default=5)
     ap.add_argument("--gemm", type=int, default=1024, help="square GEMM size for the ceilings")
+    for target in ("cpu", "openvino"):
+        ap.add_argument(
+            f"--{target}-set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"a recipe key for vopt's {target} build (repeatable): a `vopt tune` winner's keys",
+        )
     args = ap.parse_args()
     if args.quick:
         args.calib, args.eval, args.rounds, args.per_round = 16, 8, 3, 3
@@ -357,8 +396,11 @@ def main() -> None:
     print(
         f"# cpu_anchors {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {cpu_model()}, "
         f"{os.cpu_count()} CPUs, "
-        f"load average {load:.1f} at start{' (--quick)' if args.quick else ''}\n"
+        f"load average {load:.1f} at start{' (--quick)' if args.quick else ''}"
+        f"{''.join(f'; cpu build: {k}' for k in args.cpu_set)}"
+        f"{''.join(f'; openvino build: {k}' for k in args.openvino_set)}\n"
     )
+    print(f"CPU flags that decide int8 kernels: {kernel_flags()}\n")
     ceiling = ceilings(work, args.threads, args.gemm, args.rounds, args.per_round)
     print(f"## Ceilings: {args.gemm}-square GEMM, {args.threads} threads (GMAC/s)\n")
     print("| runtime and precision | GMAC/s |\n|---|---|")
