@@ -180,8 +180,8 @@ def vopt_build(
     int8_cpu: bool,
     sets: Sequence[str] = (),
 ) -> tuple[dict, Path, float]:
-    """Build through the repo's recipes, with `sets` (`dotted.key=yaml value`, a `vopt tune` winner's keys)
-    applied; returns (manifest, build dir, seconds)."""
+    """Build through the repo's recipes, with `sets` (`--set` overrides: a `vopt tune` winner's keys) applied;
+    returns (manifest, build dir, seconds)."""
     import yaml
 
     from vopt.core.cache import Cache
@@ -204,17 +204,10 @@ def vopt_build(
     }
     if int8_cpu:
         recipe["compile"] = {"precision": "int8"}
-    for item in sets:
-        dotted, _, value = item.partition("=")
-        *parents, leaf = dotted.split(".")
-        node = recipe
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = yaml.safe_load(value)
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     t0 = time.perf_counter()
-    result = build(load_recipe(path), work / "build", cache=Cache(work / "cache"))
+    result = build(load_recipe(path, list(sets)), work / "build", cache=Cache(work / "cache"))
     return result.manifest, result.out_dir, time.perf_counter() - t0
 
 

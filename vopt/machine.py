@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
+
+
+def tool_versions(names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """{distribution: installed version, or "absent"}, sorted: what cache keys and manifests record."""
+    versions = {}
+    for name in sorted(set(names)):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
 
 
 def cpu_model() -> str:

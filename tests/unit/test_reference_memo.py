@@ -64,3 +64,17 @@ def test_nothing_is_kept_without_a_cache_or_for_objects(tmp_path):
     _memo(tmp_path).outputs(images, objects)
     _memo(tmp_path).outputs(images, objects)
     assert len(calls) == 2
+
+
+def test_a_file_that_matches_its_name_but_is_no_npz_is_recomputed(tmp_path):
+    from vopt.core.artifact import hash_file
+
+    images = np.zeros((2, 3, 4, 4), np.float32)
+    compute, calls = _counting({"y": np.ones((2, 3), np.float32)})
+    _memo(tmp_path).outputs(images, compute)
+    (kept,) = list((tmp_path / "references").rglob("*.npz"))
+    kept.write_bytes(b"PK\x03\x04 a zip header and nothing of a zip after it")
+    key = kept.stem.rsplit("-", 1)[0]
+    kept.rename(kept.with_name(f"{key}-{hash_file(kept)}.npz"))
+    assert np.array_equal(_memo(tmp_path).outputs(images, compute)["y"], np.ones((2, 3)))
+    assert len(calls) == 2

@@ -14,7 +14,7 @@ import vopt
 from vopt.core.artifact import Artifact
 from vopt.core.results import MANIFEST, Manifest, RecipeInfo, StepRecord
 from vopt.errors import BuildError
-from vopt.pipeline.plan import tool_versions
+from vopt.machine import tool_versions
 
 
 def gate_failures(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +9,7 @@ from pydantic import BaseModel
 
 import vopt
 from vopt.core.cache import Cache, step_key
+from vopt.machine import tool_versions
 from vopt.registry import STAGES, get_stage, get_target
 
 
@@ -22,16 +22,6 @@ class Step:
     @property
     def transforms(self) -> bool:
         return bool(self.stage.transforms)
-
-
-def tool_versions(names: list[str] | tuple[str, ...]) -> dict[str, str]:
-    versions = {}
-    for name in sorted(set(names)):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
 
 
 def make_plan(recipe: Any) -> tuple[list[Step], Any]:

@@ -14,29 +14,20 @@ import hashlib
 import json
 import os
 import uuid
+import zipfile
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vopt.core.artifact import Artifact, hash_file
+from vopt.machine import tool_versions
 
 # A chunk's outputs above this size are recomputed each time rather than kept (a segmentation map's).
 MAX_BYTES = 64 << 20
 # The libraries a reference runs on: a new version may compute other numbers.
 RUNTIMES = ("torch", "transformers", "timm", "ultralytics", "diffusers", "onnxruntime")
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for name in RUNTIMES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "absent"
-    return found
 
 
 class ReferenceMemo:
@@ -54,7 +45,7 @@ class ReferenceMemo:
                 "module_ref": reference.meta.get("module_ref"),
                 "settings": settings,
                 "vopt": vopt.__version__,
-                "versions": _versions(),
+                "versions": tool_versions(RUNTIMES),
             },
             sort_keys=True,
             default=str,
@@ -94,9 +85,9 @@ class ReferenceMemo:
                     raise ValueError("does not match its sha256")
                 with np.load(path, allow_pickle=False) as data:
                     return {str(name): data[f"arr_{i}"] for i, name in enumerate(data["names"])}
-            except (OSError, ValueError):
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                 with contextlib.suppress(OSError):
-                    path.unlink()  # damaged: recomputed below, and written again
+                    path.unlink()  # damaged or not one vopt wrote: recomputed below, and written again
         return None
 
     def _write(self, key: str, found: dict[str, Any]) -> None:

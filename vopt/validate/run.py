@@ -129,8 +129,8 @@ def _compare(
             fits = max(1, CHUNK_BYTES // max(per_image, 1)) // section.batch * section.batch
             chunk = min(max(section.batch, fits), section.batch * max(1, -(-CHUNK_IMAGES // section.batch)))
     ref, out = streamed.kept()
-    if memo.summary():
-        report["reference_outputs"] = memo.summary()
+    if summary := memo.summary():
+        report["reference_outputs"] = summary
     metrics = streamed.compare(unordered(family, artifact))
     spread = {**_output_spread({n: v for n, v in ref.items() if n not in streamed.parity}), **streamed.spread}
     if streamed.parity:
