@@ -221,9 +221,10 @@ def test_a_top1_drop_the_labelled_photos_show_fails_by_default(write_recipe, cli
             "precision": "int8",
             "calibration": {"data": str(IMAGENET_SAMPLES), "samples": 4, "method": "minmax"},
             "check": {"data": str(IMAGENET_SAMPLES), "samples": 250, "benchmark": False},
-            # the weights the case was measured with: 7-bit (the no-VNNI default then); uint8 weights, the
-            # default on such CPUs since, are more accurate and let these 4 photos pass
-            "options": {"reduce_range": True},
+            # the weights the case was measured with: 7-bit (the no-VNNI default then) and no bias correction;
+            # uint8 weights, the default on such CPUs since, and bias correction, the default since 7 Dec
+            # 2026, are each more accurate and let these 4 photos pass
+            "options": {"reduce_range": True, "bias_correction": False},
         },
     }
     res = cli("build", write_recipe(recipe), "--out", tmp_path / "out")
