@@ -449,13 +449,32 @@ def test_quant_calibration_methods_differ_and_all_hold(write_recipe, cli, tmp_pa
 
 
 @pytest.mark.slow
+def test_nncf_percentile_keeps_the_tails_of_the_calibration_set(write_recipe, cli, tmp_path):
+    """`percentile` on nncf: each sample's quantile, the extremes over the samples. It was NNCF's
+    MEAN_QUANTILE, whose average of per-sample quantiles clipped: on the AMD EPYC (7 Dec 2026) 0.913 centered
+    on this model where minmax gives 0.988 (now 0.987), and 19-25 points top-1 on EfficientNet-Lite0/1/2
+    (docs/benchmarks.md)."""
+    pytest.importorskip("nncf")
+    ranges = {}
+    for method in ("minmax", "percentile"):
+        q = {"calibration": {"samples": 16, "method": method}, "options": {"overflow_fix": "enable"}}
+        data = _recipe("resnet", "openvino", q, validate={"samples": 2})
+        data["name"] = f"nncf-{method}"
+        step = _step(_build(cli, write_recipe(data, f"{method}.yaml"), tmp_path / "out"), "quantize")
+        ranges[method] = step["report"]["check"]["worst"]["centered_cosine"]
+    assert ranges["percentile"] >= ranges["minmax"] - 0.01
+
+
+@pytest.mark.slow
 def test_quant_openvino_fallback_ranks_on_a_qdq_proxy(write_recipe, cli, tmp_path):
     pytest.importorskip("nncf")
-    # With the percentile range estimator NNCF int8 starts below the gate on this model (about 0.93 centered);
-    # layers moved back to float lift it over
+    # NNCF int8 starts below this gate on this model (centered 0.9877 on the AMD EPYC, 7 Dec 2026); layers
+    # moved back to float lift it over (0.9912 after two rounds). 7-bit weights in every layer whatever the
+    # CPU, so a machine with VNNI (NNCF's 8-bit default there) starts from the same model.
     q = {
-        "calibration": {"samples": 16, "method": "percentile"},
-        "gates": {"centered_cosine": ">=0.955"},
+        "calibration": {"samples": 16, "method": "minmax"},
+        "options": {"overflow_fix": "enable"},
+        "gates": {"centered_cosine": ">=0.99"},
         "auto_fallback": True,
         "max_float_fraction": 0.5,
         "fallback_step": 2,
@@ -465,7 +484,7 @@ def test_quant_openvino_fallback_ranks_on_a_qdq_proxy(write_recipe, cli, tmp_pat
     rep = _step(_build(cli, recipe, tmp_path / "out"), "quantize")["report"]
     fb = rep["fallback"]
     assert fb["converged"] and fb["kept_float"] and rep["gates"][0]["passed"]
-    assert fb["rounds"][0]["centered_cosine"] < 0.955 <= fb["rounds"][-1]["centered_cosine"]
+    assert fb["rounds"][0]["centered_cosine"] < 0.99 <= fb["rounds"][-1]["centered_cosine"]
     # each layer kept in float is reverted on the one quantized model: its ops have no FakeQuantize left
     reverted = rep["scheme_info"]["reverted_ops"]
     assert all(any(op == n or op.startswith(n + "/") for op in reverted) for n in fb["kept_float"])
