@@ -90,3 +90,37 @@ def test_a_model_without_correctable_layers_measures_nothing(tmp_path: Path) -> 
     layers = correctable_layers(path)
     assert layers == {}
     assert input_means(path, [{"x": np.ones((1, 3, 8, 8), np.float32)}], layers) == {}
+
+
+class ConvThenTokens(torch.nn.Module):
+    """A conv, then its positions as rows of a Gemm (as a ViT's linear layers see 197 tokens an image)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self.conv(x).flatten(2).transpose(1, 2).reshape(-1, 8)
+        return self.fc(rows)
+
+
+def test_means_count_a_gemm_rows_and_a_conv_batch_apart(tmp_path: Path) -> None:
+    """Each input is averaged over its own leading dim: the conv's over images, the Gemm's over all rows of
+    all images. One shared count (the first tensor's) made ViT-B/16's shifts far too large (centered cosine
+    0.04)."""
+    model = ConvThenTokens().eval()
+    path = tmp_path / "float.onnx"
+    xs = (np.random.default_rng(0).random((5, 1, 4, 6, 6)) + 0.5).astype(np.float32)
+    torch.onnx.export(model, torch.from_numpy(xs[0]), str(path), input_names=["x"], dynamo=False)
+    layers = correctable_layers(path)
+    kinds = {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
+    assert sorted(kinds[name] for name in layers) == ["Conv", "Gemm"]
+    means = input_means(path, ({"x": x} for x in xs), layers)
+    with torch.no_grad():
+        rows = torch.cat(
+            [model.conv(torch.from_numpy(x)).flatten(2).transpose(1, 2).reshape(-1, 8) for x in xs]
+        )
+    for name, kind in ((n, kinds[n]) for n in layers):
+        want = xs[:, 0].mean(axis=0) if kind == "Conv" else rows.numpy().mean(axis=0)
+        np.testing.assert_allclose(means[name], want, rtol=1e-4, atol=1e-5)

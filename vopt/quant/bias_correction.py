@@ -67,18 +67,18 @@ def input_means(float_model: Path, feeds: Iterable[dict[str, np.ndarray]], layer
     # ORT's full optimizations keep graph outputs as they are and run 6x faster than basic here (the NCHWc
     # kernels: Lite0 with 50 extra outputs, 36 ms against 230 ms an image on the 2-vCPU EPYC)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    # per tensor: a conv's input is averaged over the batch, a Gemm's over its rows, which are the tokens of
+    # every image in a transformer (197 rows an image for ViT-B/16), not the batch
     sums: dict[str, np.ndarray] = {}
-    count = 0
+    counts: dict[str, int] = {}
     for feed in feeds:
         values = session.run(tensors, feed)
-        count += len(values[0])
         for name, value in zip(tensors, values, strict=True):
             if name not in sums:
-                sums[name] = np.zeros(value.shape[1:], np.float64)
+                sums[name], counts[name] = np.zeros(value.shape[1:], np.float64), 0
             sums[name] += value[0] if len(value) == 1 else value.sum(axis=0, dtype=np.float64)
-    if not count:
-        return {}
-    return {layer: (sums[t] / count).astype(np.float32) for layer, t in layers.items() if t in sums}
+            counts[name] += len(value)
+    return {layer: (sums[t] / counts[t]).astype(np.float32) for layer, t in layers.items() if counts.get(t)}
 
 
 def _dequantized(graph: Any, inits: dict[str, Any], tensor: str) -> tuple[Any, Any, Any] | None:
