@@ -1,5 +1,5 @@
 """Bias correction for ONNX Runtime QDQ models: remove the mean output shift that weight rounding adds to each
-Conv and Gemm (Nagel et al., "Data-Free Quantization", 2019, section 4.2; NNCF's fast bias correction does it
+Conv and Gemm (Nagel et al., "Data-Free Quantization", ICCV 2019; NNCF's fast bias correction does it
 for OpenVINO, ONNX Runtime's quantizer has no such step).
 
 A layer y = W x + b quantized to W' = DQ(Q(W)) computes W' x + b, whose expected output differs from the float
