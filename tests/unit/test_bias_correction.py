@@ -13,7 +13,7 @@ import pytest
 import torch
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-from vopt.quant.bias_correction import correct_biases, correctable_layers, input_means
+from vopt.quant.bias_correction import BiasCorrector, correctable_layers, input_means
 
 LAYERS = {
     "strided conv": (lambda: torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), (8, 20, 20)),
@@ -73,7 +73,7 @@ def test_corrected_biases_cancel_the_mean_shift_of_rounded_weights(kind: str, tm
     layers = correctable_layers(float_path)
     assert len(layers) == 1
     means = input_means(float_path, ({"x": x[None]} for x in xs[:32]), layers)
-    done = correct_biases(float_path, qdq_path, means)
+    done = BiasCorrector(float_path, means).apply(qdq_path)
     after = mean_error(qdq_path, xs[32:], float_out[32:])
 
     assert done["layers"] == 1 and done["largest_shift_units"] > 1

@@ -59,14 +59,21 @@ def input_means(float_model: Path, feeds: Iterable[dict[str, np.ndarray]], layer
     tensors = sorted(set(layers.values()))
     if not tensors:  # run([]) would return every graph output
         return {}
-    model = onnx.load(str(float_model))
+    # the graph alone, saved beside the float model so that its external weights (if any) resolve: no copy of
+    # the weights in memory, and no 2 GB protobuf limit for a large model
+    model = onnx.load(str(float_model), load_external_data=False)
     present = {o.name for o in model.graph.output}
     for name in tensors:
         if name not in present:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    # ORT's full optimizations keep graph outputs as they are and run 6x faster than basic here (the NCHWc
-    # kernels: Lite0 with 50 extra outputs, 36 ms against 230 ms an image on the 2-vCPU EPYC)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    augmented = float_model.with_name(f".{float_model.stem}.means.onnx")
+    onnx.save(model, str(augmented))
+    try:
+        # ORT's full optimizations keep graph outputs as they are and run 6x faster than basic here (the
+        # NCHWc kernels: Lite0 with 50 extra outputs, 36 ms against 230 ms an image on the 2-vCPU EPYC)
+        session = ort.InferenceSession(str(augmented), providers=["CPUExecutionProvider"])
+    finally:
+        augmented.unlink(missing_ok=True)
     # per tensor: a conv's input is averaged over the batch, a Gemm's over its rows, which are the tokens of
     # every image in a transformer (197 rows an image for ViT-B/16), not the batch
     sums: dict[str, np.ndarray] = {}
@@ -81,12 +88,12 @@ def input_means(float_model: Path, feeds: Iterable[dict[str, np.ndarray]], layer
     return {layer: (sums[t] / counts[t]).astype(np.float32) for layer, t in layers.items() if counts.get(t)}
 
 
-def _dequantized(graph: Any, inits: dict[str, Any], tensor: str) -> tuple[Any, Any, Any] | None:
+def _dequantized(dq_of: dict[str, Any], inits: dict[str, Any], tensor: str) -> tuple[Any, Any, Any] | None:
     """(DequantizeLinear node, quantized initializer, its float value) for a tensor that a DQ makes from a
-    constant."""
+    constant; `dq_of` maps each DQ output to its node."""
     from onnx import numpy_helper
 
-    node = next((n for n in graph.node if n.op_type == "DequantizeLinear" and tensor in n.output), None)
+    node = dq_of.get(tensor)
     if node is None or node.input[0] not in inits:
         return None
     q = numpy_helper.to_array(inits[node.input[0]]).astype(np.float64)
@@ -108,7 +115,9 @@ def _shift(node: Any, error: np.ndarray, mean_in: np.ndarray) -> np.ndarray | No
         if attrs.get("transA", 0):
             return None
         w = error if attrs.get("transB", 0) else error.T  # (out, in)
-        return attrs.get("alpha", 1.0) * (w @ mean_in.astype(np.float64).reshape(-1))
+        # Gemm adds beta x C: the bias moves by the shift over beta
+        scale = attrs.get("alpha", 1.0) / attrs.get("beta", 1.0)
+        return scale * (w @ mean_in.astype(np.float64).reshape(-1))
     if error.ndim != 4 or mean_in.ndim != 3:  # 2-D convs only (what vision models run)
         return None
     import torch
@@ -167,14 +176,15 @@ class BiasCorrector:
         model = onnx.load(str(qdq_model))
         graph = model.graph
         inits = {i.name: i for i in graph.initializer}
+        dq_of = {o: n for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
         corrected, largest = 0, 0.0
         for node in graph.node:
             if node.name not in self.layers or node.op_type != self.layers[node.name][0].op_type:
                 continue
             if len(node.input) < 3:
                 continue
-            weight = _dequantized(graph, inits, node.input[1])
-            bias = _dequantized(graph, inits, node.input[2])
+            weight = _dequantized(dq_of, inits, node.input[1])
+            bias = _dequantized(dq_of, inits, node.input[2])
             if weight is None or bias is None:
                 continue  # a layer left in float, or a bias kept float
             shift = self.shift(node.name, weight[1], weight[2])
@@ -189,8 +199,3 @@ class BiasCorrector:
             largest = max(largest, float(np.max(np.abs(shift / scale))))
         onnx.save(model, str(qdq_model))
         return {"layers": corrected, "largest_shift_units": round(largest, 1)}
-
-
-def correct_biases(float_model: Path, qdq_model: Path, means: dict[str, np.ndarray]) -> dict[str, Any]:
-    """One model's correction (BiasCorrector(float_model, means).apply(qdq_model))."""
-    return BiasCorrector(float_model, means).apply(qdq_model)
