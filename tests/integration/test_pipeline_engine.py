@@ -98,10 +98,16 @@ def test_each_step_key_covers_what_the_step_reads(write_recipe):
 
 
 @pytest.mark.parametrize(
-    "target, option", [("cpu", "reduce_range"), ("openvino", "overflow_fix")], ids=["ort-qdq", "nncf"]
+    "target, option, scheme",
+    [
+        ("cpu", "reduce_range", None),
+        ("openvino", "overflow_fix", None),
+        ("openvino", "reduce_range", "ort-qdq"),
+    ],
+    ids=["ort-qdq", "nncf", "ort-qdq-on-openvino"],
 )
 def test_the_quantize_key_covers_the_host_cpu_fact_its_defaults_read(
-    target, option, write_recipe, monkeypatch
+    target, option, scheme, write_recipe, monkeypatch
 ):
     """On a CPU without VNNI, int8 defaults change (7-bit weights), so a cache shared with a VNNI machine
     must not serve one machine's artifact to the other: the fact is in the quantize step's key, unless
@@ -109,7 +115,8 @@ def test_the_quantize_key_covers_the_host_cpu_fact_its_defaults_read(
     from vopt.pipeline.plan import key_for
     from vopt.quant.schemes import ort_qdq
 
-    recipe = write_recipe(tiny_recipe(compile={"target": target}, quantize={"precision": "int8"}))
+    quantize = {"precision": "int8", **({"scheme": scheme} if scheme else {})}
+    recipe = write_recipe(tiny_recipe(compile={"target": target}, quantize=quantize))
     keys = {}
     for saturates in (True, False):
         monkeypatch.setattr(ort_qdq, "host_lacks_vnni", lambda s=saturates: s)
@@ -119,11 +126,13 @@ def test_the_quantize_key_covers_the_host_cpu_fact_its_defaults_read(
         keys[saturates] = key_for(quant, "parent", plan_target)
         value = "true" if option == "reduce_range" else "enable"
         pinned = next(
-            s for s in make_plan(load_recipe(recipe, [f"quantize.options.{option}={value}"]).recipe)[0]
+            s
+            for s in make_plan(load_recipe(recipe, [f"quantize.options.{option}={value}"]).recipe)[0]
             if s.name == "quantize"
         )
         assert pinned.config.host == {}
     assert keys[True] != keys[False]
+
 
 def test_manifest_contents(write_recipe, cli, tmp_path):
     recipe = write_recipe(tiny_recipe(validate={"samples": 6, "gates": {"cosine": ">=0.999"}}))

@@ -36,3 +36,32 @@ def test_fidelity_ties_break_on_cosine_then_speed():
     a, b = _cand("as written", 100, 0.98, 0.990), _cand("b", 102, 0.98, 0.995)
     assert _choose([a, b], a) is b
     assert _choose([], a) is None
+
+
+def test_openvino_tries_the_ort_qdq_scheme_unless_the_recipe_chose_its_scheme(tmp_path):
+    """openvino compiles an ORT QDQ file as well as NNCF's IR (`Target.tune_schemes`): `vopt tune` builds it
+    as one candidate, with that scheme's defaults, when the recipe names no scheme and no scheme options
+    (nncf's options mean nothing to ort-qdq)."""
+    import yaml
+
+    from tests.conftest import tiny_model
+    from vopt.recipe.resolve import load_recipe
+    from vopt.registry import get_target
+    from vopt.tune.search import candidates
+
+    def names(target: str, **quantize) -> list[str]:
+        path = tmp_path / f"{target}.yaml"
+        q = {"precision": "int8", **quantize}
+        path.write_text(
+            yaml.safe_dump(
+                {"name": "t", "model": tiny_model("resnet"), "compile": {"target": target}, "quantize": q}
+            )
+        )
+        recipe = load_recipe(path).recipe
+        return [c.name for c in candidates(recipe, get_target(target))]
+
+    plain = names("openvino")
+    assert plain[0] == "as written" and plain.count("scheme=ort-qdq") == 1
+    assert "scheme=ort-qdq" not in names("openvino", options={"overflow_fix": "enable"})
+    assert "scheme=ort-qdq" not in names("openvino", scheme="nncf")
+    assert not [n for n in names("cpu") if n.startswith("scheme=")]

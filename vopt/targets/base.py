@@ -47,6 +47,9 @@ class Target:
     # The quantize stage's default scheme for this target (a registered scheme name), or None.
     quant_scheme: ClassVar[str | None] = None
     int8_scheme: ClassVar[str | None] = None  # the scheme for int8/int16 when quant_scheme cannot make them
+    # Other schemes whose output this target compiles: `vopt tune` builds each (with its defaults) as a
+    # candidate when the recipe names no scheme and sets no scheme options.
+    tune_schemes: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
     # The runtime that runs the artifact (names as in vopt/runtimes/formats.py: "onnxruntime", "openvino",
     # "onnxruntime-qnn", "onnxruntime-web", ...). Every target sets it.
@@ -54,8 +57,12 @@ class Target:
     # Why timings on this machine would not reflect the device (the runtime here only emulates it, e.g. a
     # simulator or a browser on wasm); None when the runtime here is the real one.
     emulated: ClassVar[str | None] = None
-    # The int8 artifact runs on ONNX Runtime's x86 CPU kernels, whose u8 x s8 products saturate on CPUs
-    # without VNNI: the ort-qdq scheme then quantizes weights to 7 bits (its `reduce_range` option).
+    # The int8 artifact runs on x86 CPU kernels that add pairs of u8 x s8 products in 16 bits on CPUs without
+    # VNNI (ONNX Runtime's and OpenVINO's CPU plugin both), which saturates: the ort-qdq scheme then gives the
+    # GEMM layers 7-bit weights (its `reduce_range` option) unless it can give them uint8 weights.
+    x86_int8_saturates: ClassVar[bool] = False
+    # The int8 artifact runs on ONNX Runtime's x86 CPU kernels, which have U8U8 kernels for uint8 weights
+    # (8 bits, no saturation); OpenVINO's CPU plugin runs such layers in f32.
     ort_cpu_int8: ClassVar[bool] = False
     # Export without dynamic axes: the device compiles fixed shapes.
     static_shapes: ClassVar[bool] = False

@@ -33,6 +33,7 @@ class CpuTarget(Target):
     name = "cpu"
     runtime_name = "onnxruntime"
     ort_cpu_int8 = True
+    x86_int8_saturates = True
     Config = CpuConfig
     requires = ("onnxruntime",)
     default_opset = 17

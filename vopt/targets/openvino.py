@@ -66,6 +66,13 @@ class OpenVinoTarget(Target):
     default_precision = "fp32"
     quant_scheme = "nncf"  # the quantize stage makes an int8 OpenVINO IR with NNCF
     input_formats = ("onnx", "openvino-ir")
+    # an int8 QDQ file (the ort-qdq scheme) runs on the CPU plugin's u8 x s8 kernels: 7-bit GEMM weights
+    # without VNNI; the nncf scheme decides the same through its overflow_fix
+    x86_int8_saturates = True
+    # vopt's ORT QDQ file with its bias correction, compiled by OpenVINO: on an AMD EPYC without VNNI it held
+    # centered cosine 0.994-0.995 on EfficientNet-Lite0/1/2 where nncf.quantize held 0.987-0.988, at the same
+    # speed (docs/benchmarks.md, "ORT QDQ with bias correction on OpenVINO")
+    tune_schemes = ("ort-qdq",)
     description = "OpenVINO IR on the OpenVINO runtime (CPU/GPU/NPU)"
 
     def tool_versions(self) -> list[str]:

@@ -51,6 +51,9 @@ def candidates(recipe: Any, target: Any) -> list[Candidate]:
     dims.extend(getattr(target, "tune_space", ()) or ())
     dims = [d for d in dims if d]
     found = [Candidate("as written", {})]
+    q = recipe.quantize
+    if q is not None and q.precision == "int8" and not q.scheme and not q.options:
+        found += [Candidate(f"scheme={name}", {"quantize.scheme": name}) for name in target.tune_schemes]
     seen: set[str] = set()
     for combo in itertools.product(*dims):
         merged: dict[str, Any] = {}

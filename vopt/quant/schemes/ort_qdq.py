@@ -125,8 +125,9 @@ class Int16IslandOptions(QdqOptions):
 class OrtQdqOptions(Int16IslandOptions):
     reduce_range: bool | None = Field(
         default=None,
-        description="7-bit weights, so ONNX Runtime's u8 x s8 CPU kernels cannot saturate on x86 CPUs "
-        "without VNNI. Unset: on when the target runs ORT's CPU kernels and this machine lacks VNNI.",
+        description="7-bit weights, so the u8 x s8 CPU kernels of ONNX Runtime and OpenVINO cannot saturate "
+        "on x86 CPUs without VNNI. Unset: on when this machine lacks VNNI and the target runs such kernels "
+        "(openvino; cpu when u8_weights is off).",
     )
     full_range_depthwise: bool = Field(
         default=True,
@@ -371,7 +372,7 @@ class OrtQdqScheme(Scheme):
     def host_facts(cls, options: dict[str, Any], target: Any) -> dict[str, Any]:
         # reduce_range and u8_weights default by the host; a recipe that sets either chose for itself
         pinned = options.get("reduce_range") is not None or options.get("u8_weights") is not None
-        if pinned or not target.ort_cpu_int8:
+        if pinned or not target.x86_int8_saturates:
             return {}
         return {"int8_saturates": host_lacks_vnni()}
 
@@ -381,6 +382,10 @@ class OrtQdqScheme(Scheme):
             return chosen
         if getattr(self.options, "reduce_range", None) is not None:
             return False  # the recipe chose 7- or 8-bit s8 weights
+        from vopt.registry import get_target
+
+        if not get_target(self.cfg.target).ort_cpu_int8:
+            return False  # OpenVINO's CPU plugin runs uint8-weight convs in f32 (half the speed)
         return bool(self.cfg.host.get("int8_saturates")) and U8_BY_DEFAULT
 
     def reduce_range(self) -> bool:
@@ -389,7 +394,7 @@ class OrtQdqScheme(Scheme):
             return chosen
         if self.u8_weights():  # the GEMM layers cannot saturate: no layer needs 7 bits
             return False
-        return bool(self.cfg.host.get("int8_saturates"))  # host_facts: only where ORT's CPU int8 kernels run
+        return bool(self.cfg.host.get("int8_saturates"))  # host_facts: targets whose kernels saturate
 
     def quantize(
         self, model: Path, exclude_nodes: list[str], out: Path, int16_nodes: list[str] | None = None
