@@ -31,23 +31,30 @@ from vopt.models.zoo.efficientnet_lite import INPUT_SIZE, available, packages  #
 
 HELD_OUT = 263  # the photos the recipes' content-hash split keeps out of calibration
 # variant -> settings on top of the recipe, per target; "default" is the recipe as shipped
+NNCF = "quantize.scheme=nncf"  # openvino's recipe quantizes with ort-qdq since 8 Dec 2026; NNCF rows name it
 VARIANTS: dict[str, dict[str, list[str]]] = {
     "default": {"cpu": [], "openvino": []},
+    "nncf scheme": {"openvino": [NNCF]},
     "percentile ranges": {
         "cpu": ["quantize.calibration.method=percentile"],
-        "openvino": ["quantize.calibration.method=percentile"],
+        "openvino": [NNCF, "quantize.calibration.method=percentile"],
     },
     "entropy ranges": {"cpu": ["quantize.calibration.method=entropy"]},
     "all 237 calibration photos": {
         "cpu": ["quantize.calibration.samples=237"],
-        "openvino": ["quantize.calibration.samples=237"],
+        "openvino": [NNCF, "quantize.calibration.samples=237"],
     },
     "7-bit weights (no u8 weights)": {"cpu": ["quantize.options.u8_weights=false"]},
     # ort-qdq's bias correction is the default since 7 Dec 2026: this row is the recipe without it
-    "no bias correction": {"cpu": ["quantize.options.bias_correction=false"]},
-    "full bias correction": {"openvino": ["quantize.options.bias_correction=full"]},
-    "mixed preset": {"openvino": ["quantize.options.preset=mixed"]},
-    "overflow fix first layer only": {"openvino": ["quantize.options.overflow_fix=first_layer"]},
+    "no bias correction": {
+        "cpu": ["quantize.options.bias_correction=false"],
+        "openvino": ["quantize.options.bias_correction=false"],
+    },
+    "8-bit weights": {"openvino": ["quantize.options.reduce_range=false"]},
+    "uint8 GEMM weights": {"openvino": ["quantize.options.u8_weights=true"]},
+    "nncf, full bias correction": {"openvino": [NNCF, "quantize.options.bias_correction=full"]},
+    "nncf, mixed preset": {"openvino": [NNCF, "quantize.options.preset=mixed"]},
+    "nncf, overflow fix first layer only": {"openvino": [NNCF, "quantize.options.overflow_fix=first_layer"]},
 }
 
 
